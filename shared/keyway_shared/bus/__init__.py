@@ -1,0 +1,41 @@
+"""The bus: topology, publishing with confirms, and the consumer runner with its ack policy.
+
+Exceptions::
+
+    PublishError   the broker did not confirm a publish
+    Retry          raised by a handler: try this message again later, through the broker
+"""
+
+from .connection import connect
+from .consumer import ATTEMPT_HEADER, Claim, ConsumerRunner, Handler, IdempotencyGuard, MessageContext, Retry
+from .publisher import EventPublisher, PublishError, build_message
+from .topology import (
+    DEAD_LETTER_EXCHANGE,
+    EVENTS_EXCHANGE,
+    ConsumerSpec,
+    RetrySchedule,
+    declare_consumer,
+    declare_events_exchange,
+    delete_consumer_queues,
+)
+
+__all__ = [
+    "ATTEMPT_HEADER",
+    "DEAD_LETTER_EXCHANGE",
+    "EVENTS_EXCHANGE",
+    "Claim",
+    "ConsumerRunner",
+    "ConsumerSpec",
+    "EventPublisher",
+    "Handler",
+    "IdempotencyGuard",
+    "MessageContext",
+    "PublishError",
+    "Retry",
+    "RetrySchedule",
+    "build_message",
+    "connect",
+    "declare_consumer",
+    "declare_events_exchange",
+    "delete_consumer_queues",
+]

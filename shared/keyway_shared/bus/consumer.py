@@ -1,0 +1,321 @@
+"""The consumer runner: one ack policy for every handler, so handlers hold no ack code.
+
+A handler is ``async def handle(event: CloudEvent[T], ctx: MessageContext) -> None``. The runner
+decodes and validates the envelope, binds the event id into the log context, skips an event id the
+consumer has already handled, and then settles the message by what the handler did:
+
+    returned                → ack
+    raised Retry            → re-published to a delay queue, then ack; dead-lettered after the last attempt
+    raised a retry_on type  → the same as Retry (e.g. the database is briefly unreachable)
+    bad envelope or payload → dead-letter at once (it will never get better)
+    raised anything else    → dead-letter and log the exception
+
+Shutdown is graceful: stop consuming, wait a bounded time for in-flight handlers, then close.
+Whatever was not acknowledged by then is redelivered by the broker to another consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+
+from ..events import CloudEvent, EventDecodeError, decode_event
+from ..logging import get_logger
+from .publisher import EventPublisher, PublishError
+from .topology import ConsumerSpec, declare_consumer, declare_delay_queue
+
+__all__ = [
+    "ATTEMPT_HEADER",
+    "Claim",
+    "ConsumerRunner",
+    "Handler",
+    "IdempotencyGuard",
+    "MessageContext",
+    "Retry",
+]
+
+ATTEMPT_HEADER = "x-keyway-attempt"
+log = get_logger(__name__)
+
+
+class Retry(Exception):  # noqa: N818 - it is an instruction to the runner, not an error name
+    """Raised by a handler to have the message tried again later, through the broker."""
+
+    def __init__(self, reason: str, *, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+class Claim(Enum):
+    CLAIMED = "claimed"  # this consumer handles the event now
+    DONE = "done"  # already handled: acknowledge and skip
+    BUSY = "busy"  # another consumer is handling it right now: look again later
+
+
+class IdempotencyGuard(Protocol):
+    async def claim(self, consumer: str, event_id: str) -> Claim: ...
+    async def complete(self, consumer: str, event_id: str) -> None: ...
+    async def release(self, consumer: str, event_id: str) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageContext:
+    spec: ConsumerSpec
+    attempt: int
+    redelivered: bool
+
+    @property
+    def max_attempts(self) -> int:
+        return self.spec.retry.max_attempts
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+
+Handler = Callable[[CloudEvent[Any], MessageContext], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Registration:
+    spec: ConsumerSpec
+    handler: Handler
+    retry_on: tuple[type[BaseException], ...]
+    guarded: bool
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        *,
+        connection: AbstractRobustConnection,
+        publisher: EventPublisher,
+        queue_type: str = "quorum",
+        guard: IdempotencyGuard | None = None,
+        shutdown_grace: float = 10.0,
+        on_settled: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._connection = connection
+        self._publisher = publisher
+        self._queue_type = queue_type
+        self._guard = guard
+        self._grace = shutdown_grace
+        self._on_settled = on_settled  # (queue, outcome) -> None, for metrics
+        self._registrations: list[_Registration] = []
+        self._consuming: list[tuple[AbstractQueue, str]] = []
+        self._channels: list[AbstractChannel] = []
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self._declared_delays: set[str] = set()
+
+    def add(
+        self,
+        spec: ConsumerSpec,
+        handler: Handler,
+        *,
+        retry_on: tuple[type[BaseException], ...] = (),
+        guarded: bool = True,
+    ) -> None:
+        """Register a handler. ``guarded=False`` for handlers idempotent by themselves."""
+        self._registrations.append(_Registration(spec=spec, handler=handler, retry_on=retry_on, guarded=guarded))
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    async def start(self) -> None:
+        for reg in self._registrations:
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=reg.spec.prefetch)
+            queue = await declare_consumer(channel, reg.spec, queue_type=self._queue_type)
+            tag = await queue.consume(self._callback_for(reg))
+            self._channels.append(channel)
+            self._consuming.append((queue, tag))
+            log.info("consuming", queue=reg.spec.queue, bindings=list(reg.spec.bindings))
+
+    async def stop(self) -> None:
+        """Stop taking messages, let in-flight ones finish (bounded), then close the channels."""
+        self._stopping = True
+        for queue, tag in self._consuming:
+            try:
+                await queue.cancel(tag)
+            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
+                log.warning("consumer cancel failed", queue=queue.name)
+        self._consuming.clear()
+        if self._inflight:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=self._grace)
+            except TimeoutError:
+                log.warning(
+                    "shutdown grace over; unacknowledged messages go back to the broker", inflight=len(self._inflight)
+                )
+        for channel in self._channels:
+            if not channel.is_closed:
+                await channel.close()
+        self._channels.clear()
+
+    def _callback_for(self, reg: _Registration) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._inflight.add(task)
+            self._idle.clear()
+            try:
+                await self._process(reg, message)
+            finally:
+                self._inflight.discard(task)
+                if not self._inflight:
+                    self._idle.set()
+
+        return on_message
+
+    async def _process(self, reg: _Registration, message: AbstractIncomingMessage) -> None:
+        queue = reg.spec.queue
+        attempt = _attempt_of(message)
+        with structlog.contextvars.bound_contextvars(queue=queue, message_id=message.message_id, attempt=attempt):
+            try:
+                event = decode_event(message.body)
+            except EventDecodeError as exc:
+                log.error("dead-lettering an invalid event", reason=str(exc))
+                await message.reject(requeue=False)
+                self._settled(queue, "invalid")
+                return
+            with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type):
+                await self._handle(reg, message, event, attempt)
+
+    async def _handle(
+        self, reg: _Registration, message: AbstractIncomingMessage, event: CloudEvent[Any], attempt: int
+    ) -> None:
+        queue = reg.spec.queue
+        guard = self._guard if reg.guarded else None
+        if guard is not None:
+            try:
+                claim = await guard.claim(queue, event.id)
+            except reg.retry_on as exc:
+                await self._retry(reg, message, attempt, Retry(f"idempotency store unavailable: {exc}"), count=False)
+                return
+            if claim is Claim.DONE:
+                log.info("skipping an event already handled")
+                await message.ack()
+                self._settled(queue, "duplicate")
+                return
+            if claim is Claim.BUSY:
+                await self._retry(reg, message, attempt, Retry("another consumer is handling this event"), count=False)
+                return
+        ctx = MessageContext(spec=reg.spec, attempt=attempt, redelivered=bool(message.redelivered))
+        try:
+            await reg.handler(event, ctx)
+        except Retry as exc:
+            await self._release(guard, queue, event.id)
+            await self._retry(reg, message, attempt, exc)
+            return
+        except reg.retry_on as exc:
+            await self._release(guard, queue, event.id)
+            await self._retry(reg, message, attempt, Retry(f"{exc.__class__.__name__}: {exc}"))
+            return
+        except asyncio.CancelledError:
+            await self._release(guard, queue, event.id)
+            raise
+        except Exception:
+            await self._release(guard, queue, event.id)
+            log.exception("handler failed; dead-lettering the event")
+            await message.reject(requeue=False)
+            self._settled(queue, "dead_lettered")
+            return
+        if guard is not None:
+            try:
+                await guard.complete(queue, event.id)
+            except Exception:
+                # The work is done; a lost mark only means a later duplicate may be handled again.
+                log.warning("could not record the event as handled", exc_info=True)
+        await message.ack()
+        self._settled(queue, "handled")
+
+    async def _release(self, guard: IdempotencyGuard | None, queue: str, event_id: str) -> None:
+        if guard is None:
+            return
+        try:
+            await guard.release(queue, event_id)
+        except Exception:
+            log.warning("could not release the idempotency claim; it expires by itself", exc_info=True)
+
+    async def _retry(
+        self, reg: _Registration, message: AbstractIncomingMessage, attempt: int, retry: Retry, *, count: bool = True
+    ) -> None:
+        spec = reg.spec
+        queue = spec.queue
+        next_attempt = attempt + 1 if count else attempt
+        if count and attempt >= spec.retry.max_attempts:
+            log.error("retries exhausted; dead-lettering the event", reason=retry.reason)
+            await message.reject(requeue=False)
+            self._settled(queue, "exhausted")
+            return
+        delay = retry.delay if retry.delay is not None else spec.retry.delays[min(attempt, len(spec.retry.delays)) - 1]
+        if retry.delay is None and spec.retry.jitter:
+            # Jitter picks a neighbouring delay queue rather than a per-message TTL, keeping FIFO = expiry.
+            delay = _jittered(delay, spec.retry.jitter)
+        delay_queue = await self._delay_queue(spec, delay)
+        headers = dict(message.headers or {})
+        headers[ATTEMPT_HEADER] = next_attempt
+        copy = aio_pika.Message(
+            body=message.body,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            type=message.type,
+            timestamp=message.timestamp,
+            headers=headers,
+        )
+        try:
+            await self._publisher.publish_to_queue(copy, queue=delay_queue)
+        except PublishError:
+            # Could not park it: hand it back to the broker rather than lose it.
+            log.warning("could not schedule the retry; requeueing", reason=retry.reason)
+            await message.nack(requeue=True)
+            self._settled(queue, "requeued")
+            return
+        log.info("retry scheduled", reason=retry.reason, delay_seconds=round(delay, 3), next_attempt=next_attempt)
+        await message.ack()
+        self._settled(queue, "retried")
+
+    async def _delay_queue(self, spec: ConsumerSpec, delay: float) -> str:
+        name = spec.retry_queue(delay)
+        if name not in self._declared_delays and delay not in spec.retry.delays:
+            channel = await self._connection.channel()
+            try:
+                await declare_delay_queue(channel, spec, delay, queue_type=self._queue_type)
+            finally:
+                await channel.close()
+        self._declared_delays.add(name)
+        return name
+
+    def _settled(self, queue: str, outcome: str) -> None:
+        if self._on_settled is not None:
+            self._on_settled(queue, outcome)
+
+
+def _attempt_of(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(ATTEMPT_HEADER, 1)
+    if isinstance(value, int | str):
+        try:
+            return max(1, int(value))
+        except ValueError:
+            return 1
+    return 1
+
+
+def _jittered(delay: float, fraction: float) -> float:
+    # Quantised to 10 % steps of the delay so jitter creates at most a handful of delay queues.
+    steps = max(1, int(fraction * 10))
+    return delay * (1 + random.randint(-steps, steps) / 10)

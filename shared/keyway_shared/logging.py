@@ -1,0 +1,141 @@
+"""structlog set-up: configured once per process, JSON off a TTY, secrets redacted.
+
+The redaction processor is the last line of defence: code should not hand secrets to a logger, but
+if it does (a whole credentials dict, a token in an error message), the value never reaches the
+output. Keys that name a secret are masked whatever their value; values that look like bearer
+tokens or Keyway ciphertexts are masked wherever they appear.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+__all__ = ["REDACTED", "configure_logging", "get_logger", "is_secret_key", "redact", "redact_secrets"]
+
+REDACTED = "[REDACTED]"
+
+# Field names are normalised (lower case, '-' and ' ' to '_') before this test.
+_SECRET_KEY_PATTERN = re.compile(
+    r"(^|_)(password|passwd|secret|secrets|token|tokens|apikey|api_key|access_token|refresh_token|"
+    r"client_secret|private_key|privatekey|authorization|auth|cookie|set_cookie|signature|hmac|hmac_key|"
+    r"credentials|credential|code_verifier|code|key|keys|encryption_key|secret_key|public_key|"
+    r"oauth_token|oauth_token_secret|oauth_verifier|token_secret|session_token|assertion|jwt|"
+    r"x_nango_signature|x_nango_hmac_sha256|webhook_signature)$"
+)
+# Keys that end in a secret word but are not secrets themselves.
+_NOT_SECRET = frozenset({"provider_config_key", "providerconfigkey", "unique_key", "event", "key_id", "level"})
+
+_VALUE_PATTERNS = (
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
+    re.compile(r"kw1:[0-9a-f]{8}:[A-Za-z0-9+/=]+"),
+    re.compile(r"whsec_[A-Za-z0-9+/=]+"),
+    re.compile(r"(?i)((?:access_token|refresh_token|client_secret|api_key|apikey|password|code)=)[^&\s\"']+"),
+)
+
+
+def is_secret_key(name: str) -> bool:
+    normalised = name.lower().replace("-", "_").replace(" ", "_")
+    if normalised in _NOT_SECRET:
+        return False
+    return bool(_SECRET_KEY_PATTERN.search(normalised))
+
+
+def _redact_text(text: str) -> str:
+    for pattern in _VALUE_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(
+                lambda m: (m.group(1) if m.group(1).endswith("=") else m.group(1) + " ") + REDACTED, text
+            )
+        else:
+            text = pattern.sub(REDACTED, text)
+    return text
+
+
+def redact(value: Any, *, depth: int = 0) -> Any:
+    """A copy of ``value`` with secret-named fields and secret-looking strings masked."""
+    if depth > 12:
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {
+            k: (
+                REDACTED
+                if isinstance(k, str) and is_secret_key(k) and v not in (None, "")
+                else redact(v, depth=depth + 1)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact(item, depth=depth + 1) for item in value]
+    if isinstance(value, str):
+        return _redact_text(value)
+    if isinstance(value, bytes):
+        return _redact_text(value.decode("utf-8", "replace"))
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return _redact_text(str(value))
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor applying :func:`redact` to every field, the message included."""
+    for name in list(event_dict):
+        value = event_dict[name]
+        if name != "event" and is_secret_key(name) and value not in (None, ""):
+            event_dict[name] = REDACTED
+        else:
+            event_dict[name] = redact(value)
+    return event_dict
+
+
+def configure_logging(*, level: str = "INFO", json: bool | None = None, service: str | None = None) -> None:
+    """Configure structlog and the stdlib root logger for this process. Call once, in ``__main__``."""
+    use_json = (not sys.stderr.isatty()) if json is None else json
+    numeric_level = logging.getLevelName(level.upper())
+    if not isinstance(numeric_level, int):
+        numeric_level = logging.INFO
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_secrets,
+    ]
+    if service:
+        shared.insert(1, _bind_service(service))
+    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # Library loggers (aiohttp, aio-pika, pymongo) go through the same redaction and renderer.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(numeric_level, logging.INFO) if numeric_level < logging.INFO else numeric_level)
+    for noisy in ("aiormq", "aio_pika", "pymongo"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _bind_service(service: str) -> Any:
+    def add_service(_l: Any, _m: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return add_service
+
+
+def get_logger(name: str | None = None) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,129 @@
+"""The provider template schema (Nango's providers.yaml, spec §6), as a pydantic model.
+
+Unknown keys are kept (the catalog format grows), and the few known misspellings in the wild
+(``scope_seprator``) are read as what they meant.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "AUTH_MODES",
+    "ProviderTemplate",
+    "ProxyConfig",
+    "ProxyVerification",
+    "interpolation_variables",
+]
+
+AUTH_MODES = ("OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA")
+AuthModeName = Literal["OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA"]
+
+_VARIABLE = re.compile(r"\$\{(?:connectionConfig\.)?([A-Za-z0-9_.-]+)\}")
+
+
+def interpolation_variables(text: str) -> set[str]:
+    """The ``${connectionConfig.x}`` names a string refers to (``${apiKey}``-style ones included)."""
+    return set(_VARIABLE.findall(text))
+
+
+class ProxyVerification(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    method: str = "GET"
+    endpoint: str
+    base_url_override: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class ProxyRetry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    at: str | None = None
+    after: str | None = None
+
+
+class ProxyConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    base_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str] = Field(default_factory=dict)
+    retry: ProxyRetry | None = None
+    decompress: bool | None = None
+    paginate: dict[str, Any] | None = None
+    verification: ProxyVerification | None = None
+
+
+class ProviderTemplate(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    auth_mode: AuthModeName
+    display_name: str | None = None
+    alias: str | None = None
+    authorization_url: str | None = None
+    token_url: str | dict[str, str] | None = None
+    request_url: str | None = None
+    refresh_url: str | None = None
+    revocation_url: str | None = None
+    authorization_params: dict[str, str] = Field(default_factory=dict)
+    token_params: dict[str, str] = Field(default_factory=dict)
+    refresh_params: dict[str, str] = Field(default_factory=dict)
+    request_params: dict[str, str] = Field(default_factory=dict)
+    scope_separator: str = " "
+    default_scopes: list[str] = Field(default_factory=list)
+    disable_pkce: bool = False
+    authorization_method: Literal["body", "header"] | None = None
+    body_format: Literal["form", "json"] = "form"
+    token_request_auth_method: Literal["basic"] | None = None
+    signature_method: str | None = None
+    request_http_method: str | None = None
+    token_http_method: str | None = None
+    authorization_url_replacements: dict[str, str] = Field(default_factory=dict)
+    redirect_uri_metadata: list[str] = Field(default_factory=list)
+    token_response_metadata: list[str] = Field(default_factory=list)
+    connection_configuration: list[str] = Field(default_factory=list)
+    connection_config: dict[str, Any] = Field(
+        default_factory=dict, description="connection configuration fields the user supplies (params[...])"
+    )
+    token_expiration_buffer: int | None = Field(default=None, description="seconds; refresh this long before expiry")
+    proxy: ProxyConfig | None = None
+    docs: str | None = None
+    categories: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fix_known_typos(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "scope_seprator" in data and "scope_separator" not in data:
+            data = dict(data)
+            data["scope_separator"] = data.pop("scope_seprator")
+        return data
+
+    def token_url_for(self, mode: str | None = None) -> str | None:
+        if isinstance(self.token_url, dict):
+            return self.token_url.get(mode or self.auth_mode) or next(iter(self.token_url.values()), None)
+        return self.token_url
+
+    def template_strings(self) -> list[str]:
+        """Every URL and header value that may carry ``${...}`` interpolations."""
+        values: list[str] = []
+        for url in (self.authorization_url, self.request_url, self.refresh_url, self.revocation_url):
+            if url:
+                values.append(url)
+        if isinstance(self.token_url, dict):
+            values.extend(self.token_url.values())
+        elif self.token_url:
+            values.append(self.token_url)
+        if self.proxy:
+            if self.proxy.base_url:
+                values.append(self.proxy.base_url)
+            values.extend(self.proxy.headers.values())
+            values.extend(self.proxy.query.values())
+        return values
+
+    def connection_config_variables(self) -> set[str]:
+        """``${connectionConfig.x}`` names used anywhere in the template (credentials excluded)."""
+        names: set[str] = set()
+        for text in self.template_strings():
+            names |= {n for n in interpolation_variables(text) if n not in {"apiKey", "accessToken"}}
+        return names

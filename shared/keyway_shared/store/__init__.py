@@ -1,0 +1,30 @@
+"""The MongoDB store: the client, the indexes, and one small repository per collection."""
+
+from .client import Database, open_client
+from .connections import Connection, ConnectionStore, credentials_ad
+from .environments import DEFAULT_ENVIRONMENTS, Environment, EnvironmentStore, WebhookSettings, hash_secret_key
+from .idempotency import MongoIdempotencyGuard
+from .indexes import COLLECTION_INDEXES, ensure_indexes
+from .integrations import DuplicateIntegrationError, Integration, IntegrationStore
+from .outbox import OutboxRow, OutboxStore
+
+__all__ = [
+    "COLLECTION_INDEXES",
+    "DEFAULT_ENVIRONMENTS",
+    "Connection",
+    "ConnectionStore",
+    "Database",
+    "DuplicateIntegrationError",
+    "Environment",
+    "EnvironmentStore",
+    "Integration",
+    "IntegrationStore",
+    "MongoIdempotencyGuard",
+    "OutboxRow",
+    "OutboxStore",
+    "WebhookSettings",
+    "credentials_ad",
+    "ensure_indexes",
+    "hash_secret_key",
+    "open_client",
+]

@@ -1,0 +1,143 @@
+"""Connections: one customer's authorized account at one integration, credentials encrypted.
+
+The credentials are one AES-GCM ciphertext bound (as associated data) to the connection's identity,
+so a ciphertext copied onto another connection fails to decrypt instead of leaking across.
+A connection and the event announcing it are written in one transaction with the outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.asynchronous.mongo_client import AsyncMongoClient
+from pymongo.errors import DuplicateKeyError
+
+from ..cipher import CredentialCipher
+from ..events import CloudEvent, utcnow
+from .client import Database
+from .outbox import OutboxRow, OutboxStore
+
+__all__ = ["Connection", "ConnectionStore", "credentials_ad"]
+
+
+def credentials_ad(environment: str, provider_config_key: str, connection_id: str) -> bytes:
+    return f"connection:{environment}:{provider_config_key}:{connection_id}".encode()
+
+
+@dataclass(kw_only=True)
+class Connection:
+    environment: str
+    provider_config_key: str
+    connection_id: str
+    provider: str
+    auth_mode: str
+    credentials: dict[str, Any]
+    connection_config: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] | None = None
+    credentials_expires_at: datetime | None = None
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    last_fetched_at: datetime | None = None
+
+
+class ConnectionStore:
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], db: Database, cipher: CredentialCipher) -> None:
+        self._client = client
+        self._db = db
+        self._col = db["connections"]
+        self._counters = db["counters"]
+        self._outbox = OutboxStore(db)
+        self._cipher = cipher
+
+    def _from_doc(self, doc: dict[str, Any]) -> Connection:
+        ad = credentials_ad(doc["environment"], doc["provider_config_key"], doc["connection_id"])
+        return Connection(
+            id=doc.get("id"),
+            environment=doc["environment"],
+            provider_config_key=doc["provider_config_key"],
+            connection_id=doc["connection_id"],
+            provider=doc["provider"],
+            auth_mode=doc["auth_mode"],
+            credentials=self._cipher.decrypt_json(doc["credentials_enc"], associated_data=ad),
+            connection_config=doc.get("connection_config") or {},
+            metadata=doc.get("metadata"),
+            credentials_expires_at=doc.get("credentials_expires_at"),
+            created_at=doc.get("created_at"),
+            updated_at=doc.get("updated_at"),
+            last_fetched_at=doc.get("last_fetched_at"),
+        )
+
+    async def _next_id(self) -> int:
+        doc = await self._counters.find_one_and_update(
+            {"_id": "connections"}, {"$inc": {"value": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        assert doc is not None
+        return int(doc["value"])
+
+    async def save_with_event(
+        self, connection: Connection, make_event: Callable[[bool], CloudEvent[Any]]
+    ) -> tuple[Connection, bool, OutboxRow]:
+        """Insert or update the connection and add its event to the outbox, atomically.
+
+        ``make_event(created)`` builds the event once we know whether this was a first authorization.
+        """
+        ad = credentials_ad(connection.environment, connection.provider_config_key, connection.connection_id)
+        key = {
+            "environment": connection.environment,
+            "provider_config_key": connection.provider_config_key,
+            "connection_id": connection.connection_id,
+        }
+        now = utcnow()
+        fields = {
+            "provider": connection.provider,
+            "auth_mode": connection.auth_mode,
+            "credentials_enc": self._cipher.encrypt_json(connection.credentials, associated_data=ad),
+            "credentials_key_id": self._cipher.current_key_id,
+            "credentials_expires_at": connection.credentials_expires_at,
+            "connection_config": connection.connection_config,
+            "updated_at": now,
+        }
+        if connection.metadata is not None:
+            fields["metadata"] = connection.metadata
+        new_id = await self._next_id()  # an unused number when this turns out to be an update: harmless
+        for _ in range(3):
+            try:
+                async with self._client.start_session() as session, await session.start_transaction():
+                    existing = await self._col.find_one(key, {"id": 1, "created_at": 1}, session=session)
+                    created = existing is None
+                    if existing is None:
+                        doc = key | fields | {"id": new_id, "created_at": now, "metadata": connection.metadata}
+                        await self._col.insert_one(doc, session=session)
+                    else:
+                        await self._col.update_one(key, {"$set": fields}, session=session)
+                    row = await self._outbox.add(make_event(created), session=session)
+            except DuplicateKeyError:
+                continue  # a concurrent first authorization won: go round again as an update
+            connection.id = new_id if existing is None else existing["id"]
+            connection.created_at = now if existing is None else existing.get("created_at")
+            connection.updated_at = now
+            return connection, created, row
+        raise RuntimeError("connection write kept colliding")  # pragma: no cover - three races in a row
+
+    async def get(self, environment: str, provider_config_key: str, connection_id: str) -> Connection | None:
+        doc = await self._col.find_one(
+            {"environment": environment, "provider_config_key": provider_config_key, "connection_id": connection_id}
+        )
+        return self._from_doc(doc) if doc else None
+
+    async def touch_fetched(self, keys: list[tuple[str, str, str]], at: datetime) -> None:
+        """Record ``last_fetched_at`` for many connections in one round trip."""
+        if not keys:
+            return
+        ops = [
+            UpdateOne(
+                {"environment": e, "provider_config_key": p, "connection_id": c}, {"$max": {"last_fetched_at": at}}
+            )
+            for e, p, c in keys
+        ]
+        await self._col.bulk_write(ops, ordered=False)

@@ -1,0 +1,67 @@
+"""The indexes every collection needs, created at start-up (idempotent: creating twice is a no-op).
+
+Every field a query filters or sorts on has an index here; on the embedded server an unindexed
+query is a scan in Python, and on a real MongoDB it is a scan anyway.
+"""
+
+from __future__ import annotations
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from .client import Database
+
+__all__ = ["COLLECTION_INDEXES", "ensure_indexes"]
+
+COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
+    "environments": [
+        IndexModel([("public_key", ASCENDING)], unique=True, name="public_key_unique"),
+        IndexModel([("secret_key_hash", ASCENDING)], unique=True, name="secret_key_hash_unique"),
+    ],
+    "integrations": [
+        IndexModel([("environment", ASCENDING), ("unique_key", ASCENDING)], unique=True, name="env_unique_key"),
+    ],
+    "connections": [
+        IndexModel(
+            [("environment", ASCENDING), ("provider_config_key", ASCENDING), ("connection_id", ASCENDING)],
+            unique=True,
+            name="env_integration_connection",
+        ),
+        IndexModel([("environment", ASCENDING), ("created_at", DESCENDING)], name="env_created"),
+        IndexModel([("environment", ASCENDING), ("connection_id", ASCENDING)], name="env_connection_id"),
+        IndexModel([("id", ASCENDING)], unique=True, name="numeric_id"),
+        IndexModel([("refresh_due_at", ASCENDING)], name="refresh_due", sparse=True),
+    ],
+    "counters": [],
+    "outbox": [
+        IndexModel([("created_at", ASCENDING)], name="created"),
+        IndexModel([("lease_until", ASCENDING)], name="lease"),
+    ],
+    "processed_events": [
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl"),
+    ],
+    "activity_operations": [
+        IndexModel([("environment", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)], name="env_time"),
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl"),
+        IndexModel([("state", ASCENDING), ("timeout_at", ASCENDING)], name="state_timeout"),
+        IndexModel(
+            [("environment", ASCENDING), ("connection_id", ASCENDING), ("created_at", DESCENDING)],
+            name="env_connection",
+        ),
+    ],
+    "activity_messages": [
+        IndexModel([("operation_id", ASCENDING), ("created_at", ASCENDING)], name="operation_time"),
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl"),
+    ],
+    "webhook_deliveries": [
+        IndexModel([("event_id", ASCENDING)], name="event"),
+        IndexModel([("environment", ASCENDING), ("created_at", DESCENDING)], name="env_time"),
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl"),
+    ],
+}
+
+
+async def ensure_indexes(db: Database, collections: list[str] | None = None) -> None:
+    for name in collections or list(COLLECTION_INDEXES):
+        models = COLLECTION_INDEXES[name]
+        if models:
+            await db[name].create_indexes(models)

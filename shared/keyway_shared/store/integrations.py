@@ -1,0 +1,102 @@
+"""Integrations: an environment's configured use of a provider (Nango's "provider config")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from ..cipher import CredentialCipher
+from ..events import utcnow
+from .client import Database
+
+__all__ = ["DuplicateIntegrationError", "Integration", "IntegrationStore"]
+
+
+class DuplicateIntegrationError(Exception):
+    """An integration with this unique key already exists in the environment."""
+
+
+@dataclass(kw_only=True)
+class Integration:
+    environment: str
+    unique_key: str
+    provider: str
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = None
+    oauth_scopes: str | None = None
+    app_link: str | None = None
+    custom: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+def _ad(environment: str, unique_key: str) -> bytes:
+    return f"integration:{environment}:{unique_key}".encode()
+
+
+class IntegrationStore:
+    def __init__(self, db: Database, cipher: CredentialCipher) -> None:
+        self._col = db["integrations"]
+        self._cipher = cipher
+
+    def _to_doc(self, integration: Integration) -> dict[str, Any]:
+        ad = _ad(integration.environment, integration.unique_key)
+        secrets = {"oauth_client_secret": integration.oauth_client_secret, "custom": integration.custom}
+        return {
+            "environment": integration.environment,
+            "unique_key": integration.unique_key,
+            "provider": integration.provider,
+            "oauth_client_id": integration.oauth_client_id,
+            "oauth_scopes": integration.oauth_scopes,
+            "app_link": integration.app_link,
+            "secrets_enc": self._cipher.encrypt_json(secrets, associated_data=ad),
+        }
+
+    def _from_doc(self, doc: dict[str, Any]) -> Integration:
+        secrets = self._cipher.decrypt_json(
+            doc["secrets_enc"], associated_data=_ad(doc["environment"], doc["unique_key"])
+        )
+        return Integration(
+            environment=doc["environment"],
+            unique_key=doc["unique_key"],
+            provider=doc["provider"],
+            oauth_client_id=doc.get("oauth_client_id"),
+            oauth_client_secret=secrets.get("oauth_client_secret"),
+            oauth_scopes=doc.get("oauth_scopes"),
+            app_link=doc.get("app_link"),
+            custom=secrets.get("custom") or {},
+            created_at=doc.get("created_at"),
+            updated_at=doc.get("updated_at"),
+        )
+
+    async def create(self, integration: Integration) -> Integration:
+        now = utcnow()
+        doc = self._to_doc(integration) | {"created_at": now, "updated_at": now}
+        try:
+            await self._col.insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise DuplicateIntegrationError(integration.unique_key) from exc
+        integration.created_at = integration.updated_at = now
+        return integration
+
+    async def replace(self, integration: Integration) -> bool:
+        doc = self._to_doc(integration) | {"updated_at": utcnow()}
+        result = await self._col.update_one(
+            {"environment": integration.environment, "unique_key": integration.unique_key}, {"$set": doc}
+        )
+        return result.matched_count == 1
+
+    async def get(self, environment: str, unique_key: str) -> Integration | None:
+        doc = await self._col.find_one({"environment": environment, "unique_key": unique_key})
+        return self._from_doc(doc) if doc else None
+
+    async def list(self, environment: str) -> list[Integration]:
+        cursor = self._col.find({"environment": environment}).sort("unique_key", 1)
+        return [self._from_doc(doc) async for doc in cursor]
+
+    async def delete(self, environment: str, unique_key: str) -> bool:
+        result = await self._col.delete_one({"environment": environment, "unique_key": unique_key})
+        return result.deleted_count == 1

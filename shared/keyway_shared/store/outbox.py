@@ -1,0 +1,74 @@
+"""The transactional outbox: an event is written in the same transaction as the state it describes.
+
+The gateway publishes each event right after its transaction commits and deletes the outbox row
+once the broker confirmed. When the broker is down the row stays; a relay loop on every gateway
+replica claims old rows with a lease (so two replicas rarely publish the same row; when they do,
+consumers skip the duplicate by event id) and publishes them once the broker is back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+from ..events import CloudEvent, encode_event, utcnow
+from .client import Database
+
+__all__ = ["OutboxRow", "OutboxStore"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxRow:
+    event_id: str
+    routing_key: str
+    body: bytes
+    created_at: datetime
+
+
+class OutboxStore:
+    def __init__(self, db: Database) -> None:
+        self._col = db["outbox"]
+
+    async def add(self, event: CloudEvent[Any], *, session: AsyncClientSession | None = None) -> OutboxRow:
+        now = utcnow()
+        body = encode_event(event)
+        await self._col.insert_one(
+            {"_id": event.id, "routing_key": event.type, "body": body, "created_at": now, "lease_until": now},
+            session=session,
+        )
+        return OutboxRow(event_id=event.id, routing_key=event.type, body=body, created_at=now)
+
+    async def delete(self, event_ids: list[str]) -> None:
+        if event_ids:
+            await self._col.delete_many({"_id": {"$in": event_ids}})
+
+    async def claim_stale(self, *, older_than: timedelta, lease: timedelta, limit: int, owner: str) -> list[OutboxRow]:
+        """Rows nobody published: read candidates, then take each with a conditional update."""
+        now = utcnow()
+        candidates = (
+            self._col.find({"created_at": {"$lte": now - older_than}, "lease_until": {"$lte": now}}, {"_id": 1})
+            .sort("created_at", 1)
+            .limit(limit)
+        )
+        claimed: list[OutboxRow] = []
+        async for candidate in candidates:
+            doc = await self._col.find_one_and_update(
+                {"_id": candidate["_id"], "lease_until": {"$lte": now}},
+                {"$set": {"lease_until": now + lease, "owner": owner}},
+            )
+            if doc is not None:
+                claimed.append(
+                    OutboxRow(
+                        event_id=doc["_id"],
+                        routing_key=doc["routing_key"],
+                        body=bytes(doc["body"]),
+                        created_at=doc["created_at"],
+                    )
+                )
+        return claimed
+
+    async def count(self) -> int:
+        return await self._col.count_documents({})
