@@ -76,12 +76,20 @@ class BaseServiceSettings(BaseSettings):
         description="'quorum' (replicated, the production default) or 'classic'",
         validation_alias=AliasChoices("KEYWAY_QUEUE_TYPE", "queue_type"),
     )
-    event_source: str = Field(default="keyway", validation_alias=AliasChoices("KEYWAY_EVENT_SOURCE"))
+    bus_namespace: str = Field(
+        default="keyway",
+        description="prefix of every exchange and queue name; tests give each run its own",
+        validation_alias=AliasChoices("KEYWAY_BUS_NAMESPACE", "bus_namespace"),
+    )
     shutdown_grace_seconds: float = Field(
         default=10.0,
         description="how long in-flight work may run after SIGTERM before resources close",
         validation_alias=AliasChoices("KEYWAY_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds"),
     )
+
+    @property
+    def events_exchange(self) -> str:
+        return "keyway.events" if self.bus_namespace == "keyway" else f"{self.bus_namespace}.events"
 
     @field_validator("encryption_keys_old", mode="before")
     @classmethod

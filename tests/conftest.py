@@ -1,0 +1,105 @@
+"""Fixtures for the whole suite: the real RabbitMQ, a real MongoDB-wire server, unique names per test.
+
+MongoDB: ``MONGODB_URL`` when set, else one embedded SecantusDB process for the session.
+RabbitMQ: ``AMQP_URL`` (default guest@127.0.0.1:5672). Each test gets its own database and its own
+bus namespace (exchange and queue prefix), and both are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import pytest
+from pymongo import AsyncMongoClient
+
+from keyway_shared.store import ensure_indexes
+
+from .support.procs import start_mongo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    path = ROOT / "test-output"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("MONGODB_URL")
+    if configured:
+        yield configured
+        return
+    data_dir = tmp_path_factory.mktemp("mongo") / "data"
+    data_dir.mkdir()
+    proc, url = start_mongo(data_dir)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    return os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture
+def db_name() -> str:
+    return f"kwtest_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def mongo_client(mongo_url: str) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def db(mongo_client: AsyncMongoClient[dict[str, Any]], db_name: str) -> AsyncIterator[Any]:
+    database = mongo_client[db_name]
+    await ensure_indexes(database)
+    yield database
+    await mongo_client.drop_database(db_name)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"kwt{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def amqp(amqp_url: str, namespace: str) -> AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
+    """A broker connection; every queue and exchange under this test's namespace is deleted afterwards."""
+    connection = await aio_pika.connect_robust(amqp_url)
+    yield connection
+    await delete_namespace(amqp_url, namespace)
+    await connection.close()
+
+
+async def delete_namespace(amqp_url: str, namespace: str) -> None:
+    from .support.rabbit import list_queues_and_exchanges
+
+    queues, exchanges = list_queues_and_exchanges(namespace)
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        for name in queues:
+            await channel.queue_delete(name)
+        for name in exchanges:
+            await channel.exchange_delete(name)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def encryption_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
