@@ -20,7 +20,7 @@ __all__ = ["REDACTED", "configure_logging", "get_logger", "is_secret_key", "reda
 
 REDACTED = "[REDACTED]"
 
-# Field names are normalised (lower case, '-' and ' ' to '_') before this test.
+# Field names are normalised (camelCase split, lower case, '-' and ' ' to '_') before this test.
 _SECRET_KEY_PATTERN = re.compile(
     r"(^|_)(password|passwd|secret|secrets|token|tokens|apikey|api_key|access_token|refresh_token|"
     r"client_secret|private_key|privatekey|authorization|auth|cookie|set_cookie|signature|hmac|hmac_key|"
@@ -31,29 +31,31 @@ _SECRET_KEY_PATTERN = re.compile(
 # Keys that end in a secret word but are not secrets themselves.
 _NOT_SECRET = frozenset({"provider_config_key", "providerconfigkey", "unique_key", "event", "key_id", "level"})
 
-_VALUE_PATTERNS = (
-    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"),
-    re.compile(r"kw1:[0-9a-f]{8}:[A-Za-z0-9+/=]+"),
-    re.compile(r"whsec_[A-Za-z0-9+/=]+"),
-    re.compile(r"(?i)((?:access_token|refresh_token|client_secret|api_key|apikey|password|code)=)[^&\s\"']+"),
+# (pattern, replacement): the replacement keeps the label (``Bearer``, ``code=``) and masks the value.
+_SECRET_FIELD = r"access_token|refresh_token|id_token|client_secret|api_key|apikey|password|private_key|code"  # noqa: S105 - field names, not a password
+_VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), rf"\1 {REDACTED}"),
+    (re.compile(r"kw1:[0-9a-f]{8}:[A-Za-z0-9+/=]+"), REDACTED),
+    (re.compile(r"whsec_[A-Za-z0-9+/=]+"), REDACTED),
+    # key=value, as in a URL's query string or a form body
+    (re.compile(rf"(?i)((?:{_SECRET_FIELD})=)[^&\s\"']+"), rf"\1{REDACTED}"),
+    # "key": "value" or 'key': 'value', as in a JSON body or a dict's repr inside a message
+    (re.compile(rf"(?i)([\"'](?:{_SECRET_FIELD})[\"']\s*:\s*[\"'])[^\"']+"), rf"\1{REDACTED}"),
 )
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 def is_secret_key(name: str) -> bool:
-    normalised = name.lower().replace("-", "_").replace(" ", "_")
+    # accessToken, refresh-token and Client Secret all become access_token-style names first.
+    normalised = _CAMEL_HUMP.sub("_", name).lower().replace("-", "_").replace(" ", "_")
     if normalised in _NOT_SECRET:
         return False
     return bool(_SECRET_KEY_PATTERN.search(normalised))
 
 
 def _redact_text(text: str) -> str:
-    for pattern in _VALUE_PATTERNS:
-        if pattern.groups:
-            text = pattern.sub(
-                lambda m: (m.group(1) if m.group(1).endswith("=") else m.group(1) + " ") + REDACTED, text
-            )
-        else:
-            text = pattern.sub(REDACTED, text)
+    for pattern, replacement in _VALUE_PATTERNS:
+        text = pattern.sub(replacement, text)
     return text
 
 

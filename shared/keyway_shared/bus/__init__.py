@@ -9,6 +9,7 @@ Exceptions::
 from .connection import connect
 from .consumer import ATTEMPT_HEADER, Claim, ConsumerRunner, Handler, IdempotencyGuard, MessageContext, Retry
 from .publisher import EventPublisher, PublishError, build_message
+from .registry import ACTIVITY_LOG, TOKEN_REFRESHER, WEBHOOK_DISPATCHER, declare_topology, service_consumers
 from .topology import (
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
@@ -20,9 +21,12 @@ from .topology import (
 )
 
 __all__ = [
+    "ACTIVITY_LOG",
     "ATTEMPT_HEADER",
     "DEAD_LETTER_EXCHANGE",
     "EVENTS_EXCHANGE",
+    "TOKEN_REFRESHER",
+    "WEBHOOK_DISPATCHER",
     "Claim",
     "ConsumerRunner",
     "ConsumerSpec",
@@ -37,5 +41,7 @@ __all__ = [
     "connect",
     "declare_consumer",
     "declare_events_exchange",
+    "declare_topology",
     "delete_consumer_queues",
+    "service_consumers",
 ]

@@ -1,0 +1,52 @@
+# Keyway: the verbs people type. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+REPLICAS ?= 1
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the verbs
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	@python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+.venv/.synced: $(UV) pyproject.toml uv.lock $(wildcard services/*/pyproject.toml) shared/pyproject.toml
+	@$(UV) sync --frozen --quiet
+	@touch $@
+
+.PHONY: install
+install: .venv/.synced ## create the environment from the lock file
+
+.PHONY: up
+up: install ## start the whole stack (embedded MongoDB unless MONGODB_URL is set); Ctrl-C stops it
+	@$(UV) run --frozen python deploy/local/up.py --replicas $(REPLICAS)
+
+.PHONY: test
+test: install ## run the whole test suite against the real RabbitMQ and MongoDB-wire server
+	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## ruff and mypy --strict
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen mypy
+
+.PHONY: fmt
+fmt: install ## format the code
+	@$(UV) run --frozen ruff format .
+	@$(UV) run --frozen ruff check --fix .
+
+.PHONY: schemas
+schemas: install ## regenerate docs/schemas/*.json and docs/asyncapi.yaml from the event models
+	@$(UV) run --frozen python -m keyway_shared.events.schemas write
+
+.PHONY: bench
+bench: install ## run the benchmarks under bench/ and print their figures
+	@$(UV) run --frozen python bench/run.py
+
+.PHONY: clean
+clean: ## remove local data (embedded MongoDB) and caches
+	rm -rf .data test-output .pytest_cache .mypy_cache .ruff_cache

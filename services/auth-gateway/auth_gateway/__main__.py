@@ -1,0 +1,25 @@
+"""``python -m auth_gateway``: read settings, configure logging, serve until SIGTERM."""
+
+from __future__ import annotations
+
+from keyway_shared.logging import configure_logging
+from keyway_shared.service import serve
+
+from .app import create_app
+from .settings import GatewaySettings
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging(level=settings.log_level, json=settings.log_json, service="auth-gateway")
+    serve(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=settings.shutdown_grace_seconds,
+        reuse_port=settings.reuse_port,
+    )
+
+
+if __name__ == "__main__":
+    main()

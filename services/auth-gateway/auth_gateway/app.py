@@ -1,0 +1,66 @@
+"""The gateway's application factory: resources in cleanup contexts, middlewares, routes, health."""
+
+from __future__ import annotations
+
+from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
+from keyway_shared.bus import declare_topology
+from keyway_shared.service import (
+    BROKER,
+    CIPHER,
+    MONGO_DB,
+    add_health_routes,
+    broker_context,
+    build_cipher,
+    mongo_check,
+    mongo_context,
+)
+
+from .cors import cors_middleware
+from .errors import error_middleware
+from .fetch_recorder import fetch_recorder_context
+from .outbox_relay import relay_context
+from .resources import SETTINGS, stores_context
+from .routes import add_routes
+from .settings import GatewaySettings
+
+__all__ = ["create_app"]
+
+SERVICE = "auth-gateway"
+
+
+def create_app(settings: GatewaySettings) -> web.Application:
+    app = web.Application(middlewares=[cors_middleware, error_middleware], client_max_size=75 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[CIPHER] = build_cipher(settings)
+    # Opened in this order, closed in reverse: the relay and recorder flush before the database closes.
+    app.cleanup_ctx.extend(
+        [
+            mongo_context(settings, app_name=SERVICE),
+            broker_context(settings, name=SERVICE),
+            stores_context(settings),
+            relay_context(settings),
+            fetch_recorder_context(),
+        ]
+    )
+
+    async def broker_ready() -> bool:
+        return app[BROKER].is_ready
+
+    async def mongo_ready() -> bool:
+        return await mongo_check(app[MONGO_DB])()
+
+    async def declare(connection: AbstractRobustConnection) -> None:
+        channel = await connection.channel()
+        try:
+            await declare_topology(channel, namespace=settings.bus_namespace, queue_type=settings.queue_type)
+        finally:
+            await channel.close()
+
+    async def on_startup(app: web.Application) -> None:
+        app[BROKER].on_connect(declare)
+
+    app.on_startup.append(on_startup)
+    add_health_routes(app, {"broker": broker_ready, "mongo": mongo_ready}, service=SERVICE)
+    add_routes(app)
+    return app

@@ -1,0 +1,119 @@
+"""What every connect flow ends with: the connection stored and announced, or the failure announced.
+
+Both go through the outbox, in the same transaction as the connection when there is one, so an
+event is never lost to a broker outage and never sent for a write that did not happen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from keyway_shared.events import (
+    AuthFailed,
+    AuthMode,
+    CloudEvent,
+    ConnectionCreated,
+    ConnectionUpdated,
+    ErrorInfo,
+    EventData,
+    make_event,
+)
+from keyway_shared.logging import get_logger
+from keyway_shared.store import Connection
+
+from .outbox_relay import RELAY
+from .resources import STORES
+
+__all__ = ["SOURCE", "new_operation_id", "record_auth_failure", "store_connection"]
+
+SOURCE = "/keyway/auth-gateway"
+log = get_logger(__name__)
+
+
+def new_operation_id() -> str:
+    return uuid.uuid4().hex
+
+
+async def store_connection(
+    app: web.Application,
+    *,
+    environment: str,
+    provider_config_key: str,
+    provider: str,
+    auth_mode: AuthMode,
+    connection_id: str,
+    credentials: dict[str, Any],
+    connection_config: dict[str, Any],
+    expires_at: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+    operation_id: str | None = None,
+) -> tuple[Connection, bool]:
+    """Insert or re-authorize the connection; emits connection.created or connection.updated (override)."""
+    operation_id = operation_id or new_operation_id()
+    subject = f"{provider_config_key}/{connection_id}"
+
+    def make(created: bool) -> CloudEvent[EventData]:
+        fields: dict[str, Any] = {
+            "connection_id": connection_id,
+            "provider_config_key": provider_config_key,
+            "provider": provider,
+            "auth_mode": auth_mode,
+            "operation_id": operation_id,
+            "credentials_expire_at": expires_at,
+        }
+        data: EventData = ConnectionCreated(**fields) if created else ConnectionUpdated(**fields, operation="override")
+        kind = "connection.created" if created else "connection.updated"
+        return make_event(data, type=kind, source=SOURCE, environment=environment, subject=subject)
+
+    connection = Connection(
+        environment=environment,
+        provider_config_key=provider_config_key,
+        connection_id=connection_id,
+        provider=provider,
+        auth_mode=auth_mode,
+        credentials=credentials,
+        connection_config=connection_config,
+        credentials_expires_at=expires_at,
+        metadata=metadata,
+    )
+    saved, created, row = await app[STORES].connections.save_with_event(connection, make)
+    app[RELAY].publish_soon([row])
+    log.info(
+        "connection stored",
+        environment=environment,
+        provider_config_key=provider_config_key,
+        connection_id=connection_id,
+        created=created,
+    )
+    return saved, created
+
+
+async def record_auth_failure(
+    app: web.Application,
+    *,
+    environment: str,
+    error_type: str,
+    description: str,
+    provider_config_key: str | None = None,
+    provider: str | None = None,
+    auth_mode: AuthMode | None = None,
+    connection_id: str | None = None,
+    operation_id: str | None = None,
+) -> None:
+    """Announce a failed attempt (auth.failed): the auth webhook and the activity log follow from it."""
+    data = AuthFailed(
+        connection_id=connection_id,
+        provider_config_key=provider_config_key,
+        provider=provider,
+        auth_mode=auth_mode,
+        operation_id=operation_id or new_operation_id(),
+        error=ErrorInfo(type=error_type, description=description),
+    )
+    subject = f"{provider_config_key}/{connection_id}" if provider_config_key and connection_id else None
+    event = make_event(data, type="auth.failed", source=SOURCE, environment=environment, subject=subject)
+    row = await app[STORES].outbox.add(event)
+    app[RELAY].publish_soon([row])
+    log.info("auth attempt failed", environment=environment, provider_config_key=provider_config_key, error=error_type)

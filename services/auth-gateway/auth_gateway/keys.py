@@ -1,0 +1,45 @@
+"""Authenticating callers: the secret key (backends) and the public key (browsers), as spec §1.1."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+from keyway_shared.store import Environment
+
+from .errors import ApiError
+from .resources import STORES
+
+__all__ = ["UUID_V4", "environment_from_public_key", "environment_from_secret_key"]
+
+UUID_V4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+async def environment_from_secret_key(request: web.Request) -> Environment:
+    header = request.headers.get("Authorization")
+    if not header:
+        raise ApiError("missing_auth_header", "Authentication failed. The request is missing the Authorization header.")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(
+            "malformed_auth_header", "Authentication failed. The Authorization header must be 'Bearer <key>'."
+        )
+    key = key.strip()
+    if not UUID_V4.match(key):
+        raise ApiError("invalid_secret_key_format", "Authentication failed. The provided secret key is not a UUID v4.")
+    environment = await request.app[STORES].environments.by_secret_key(key)
+    if environment is None:
+        raise ApiError("unknown_user_account", "Authentication failed. The provided secret key is unknown.")
+    return environment
+
+
+async def environment_from_public_key(request: web.Request) -> Environment:
+    key = request.query.get("public_key", "").strip()
+    if not key:
+        raise ApiError("missing_public_key", "Authentication failed. The request is missing a valid public key.")
+    if not UUID_V4.match(key):
+        raise ApiError("invalid_public_key", "Authentication failed. The provided public key is not a UUID v4.")
+    environment = await request.app[STORES].environments.by_public_key(key)
+    if environment is None:
+        raise ApiError("unknown_user_account", "Authentication failed. The provided public key is unknown.")
+    return environment

@@ -1,0 +1,29 @@
+"""The route table: a new route is a view plus one line here."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .views import api_auth, config, connection, environment, status
+
+__all__ = ["add_routes"]
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_routes(
+        [
+            web.get("/health", status.health),
+            # frontend SDK (public key)
+            web.post("/api-auth/api-key/{providerConfigKey}", api_auth.api_key_auth),
+            web.post("/api-auth/basic/{providerConfigKey}", api_auth.basic_auth),
+            # backend API (secret key)
+            web.get("/config", config.list_integrations),
+            web.post("/config", config.create_integration),
+            web.put("/config", config.update_integration),
+            web.get("/config/{providerConfigKey}", config.get_integration),
+            web.delete("/config/{providerConfigKey}", config.delete_integration),
+            web.get("/connection/{connectionId}", connection.get_connection),
+            web.get("/environment", environment.get_environment),
+            web.patch("/environment", environment.patch_environment),
+        ]
+    )

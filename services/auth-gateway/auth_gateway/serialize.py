@@ -1,0 +1,48 @@
+"""The JSON shapes Nango's node SDK reads (spec §3.2), with JavaScript-style timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from keyway_shared.store import Connection
+
+__all__ = ["connection_json", "js_iso", "strip_refresh_token"]
+
+
+def js_iso(value: datetime | None) -> str | None:
+    """``Date.prototype.toISOString``: UTC, milliseconds, ``Z``."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def strip_refresh_token(credentials: dict[str, Any]) -> dict[str, Any]:
+    """The refresh token is only returned when asked for, at the top level and inside ``raw``."""
+    out = {k: v for k, v in credentials.items() if k != "refresh_token"}
+    raw = out.get("raw")
+    if isinstance(raw, dict) and "refresh_token" in raw:
+        out["raw"] = {k: v for k, v in raw.items() if k != "refresh_token"}
+    return out
+
+
+def connection_json(conn: Connection, *, include_refresh_token: bool, fetched_at: datetime | None) -> dict[str, Any]:
+    credentials = conn.credentials if include_refresh_token else strip_refresh_token(conn.credentials)
+    return {
+        "id": conn.id,
+        "created_at": js_iso(conn.created_at),
+        "updated_at": js_iso(conn.updated_at),
+        "provider_config_key": conn.provider_config_key,
+        "provider": conn.provider,
+        "connection_id": conn.connection_id,
+        "environment": conn.environment,
+        "connection_config": conn.connection_config,
+        "metadata": conn.metadata,
+        "credentials": credentials,
+        "credentials_iv": None,
+        "credentials_tag": None,
+        "last_fetched_at": js_iso(fetched_at or conn.last_fetched_at),
+        "deleted": False,
+        "deleted_at": None,
+    }

@@ -1,0 +1,45 @@
+"""The gateway's settings: the shared ones plus its port, public URL, pinned keys and outbox relay."""
+
+from __future__ import annotations
+
+from keyway_shared.settings import BaseServiceSettings
+from pydantic import AliasChoices, Field
+
+__all__ = ["GatewaySettings"]
+
+
+class GatewaySettings(BaseServiceSettings):
+    host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("KEYWAY_HOST", "host"))  # noqa: S104 - a server
+    port: int = Field(default=3003, validation_alias=AliasChoices("KEYWAY_GATEWAY_PORT", "port"))
+    public_url: str = Field(
+        default="http://127.0.0.1:3003",
+        description="where browsers and providers reach the gateway; the default callback is its /oauth/callback",
+        validation_alias=AliasChoices("KEYWAY_PUBLIC_URL", "public_url"),
+    )
+    secret_key_dev: str | None = Field(default=None, validation_alias=AliasChoices("KEYWAY_SECRET_KEY_DEV"))
+    public_key_dev: str | None = Field(default=None, validation_alias=AliasChoices("KEYWAY_PUBLIC_KEY_DEV"))
+    secret_key_prod: str | None = Field(default=None, validation_alias=AliasChoices("KEYWAY_SECRET_KEY_PROD"))
+    public_key_prod: str | None = Field(default=None, validation_alias=AliasChoices("KEYWAY_PUBLIC_KEY_PROD"))
+    outbox_sweep_seconds: float = Field(
+        default=2.0,
+        description="how often each replica looks for outbox rows nobody published (broker was down)",
+        validation_alias=AliasChoices("KEYWAY_OUTBOX_SWEEP_SECONDS", "outbox_sweep_seconds"),
+    )
+    outbox_stale_seconds: float = Field(
+        default=3.0,
+        description="an outbox row older than this is fair game for any replica's relay",
+        validation_alias=AliasChoices("KEYWAY_OUTBOX_STALE_SECONDS", "outbox_stale_seconds"),
+    )
+    reuse_port: bool = Field(default=False, validation_alias=AliasChoices("KEYWAY_REUSE_PORT", "reuse_port"))
+
+    @property
+    def callback_url(self) -> str:
+        return self.public_url.rstrip("/") + "/oauth/callback"
+
+    def pinned_keys(self, environment: str) -> tuple[str | None, str | None]:
+        """(public key, secret key) pinned by settings for an environment, if any."""
+        if environment == "dev":
+            return self.public_key_dev, self.secret_key_dev
+        if environment == "prod":
+            return self.public_key_prod, self.secret_key_prod
+        return None, None

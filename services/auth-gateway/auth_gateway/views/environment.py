@@ -1,0 +1,94 @@
+"""``GET``/``PATCH /environment``: an environment's settings, for automation as well as the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from keyway_shared.store import Environment, WebhookSettings
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict
+
+from ..keys import environment_from_secret_key
+from ..requests import json_object, validated_body
+from ..resources import SETTINGS, STORES
+from ..serialize import js_iso
+
+__all__ = ["get_environment", "patch_environment"]
+
+
+class WebhookSettingsPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    primary_url: AnyHttpUrl | None = None
+    secondary_url: AnyHttpUrl | None = None
+    on_auth_creation: bool | None = None
+    on_auth_refresh_error: bool | None = None
+
+
+class EnvironmentPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    callback_url: AnyHttpUrl | None = None
+    hmac_enabled: bool | None = None
+    hmac_key: str | None = None
+    webhook_settings: WebhookSettingsPatch | None = None
+
+
+def environment_json(request: web.Request, env: Environment) -> dict[str, Any]:
+    settings = request.app[SETTINGS]
+    return {
+        "environment": {
+            "name": env.name,
+            "public_key": env.public_key,
+            "callback_url": env.callback_url,
+            "effective_callback_url": env.callback_url or settings.callback_url,
+            "websockets_path": "/",
+            "hmac_enabled": env.hmac_enabled,
+            "hmac_key": env.hmac_key,
+            "webhook_settings": env.webhooks.to_doc(),
+            "created_at": js_iso(env.created_at),
+            "updated_at": js_iso(env.updated_at),
+        }
+    }
+
+
+def _merged_webhooks(current: WebhookSettings, patch: WebhookSettingsPatch) -> WebhookSettings:
+    """Fields absent from the patch keep their value; a URL given as null is cleared."""
+    given = patch.model_fields_set
+
+    def url(name: str, now: str | None) -> str | None:
+        if name not in given:
+            return now
+        value = getattr(patch, name)
+        return str(value) if value else None
+
+    return WebhookSettings(
+        primary_url=url("primary_url", current.primary_url),
+        secondary_url=url("secondary_url", current.secondary_url),
+        on_auth_creation=current.on_auth_creation if patch.on_auth_creation is None else patch.on_auth_creation,
+        on_auth_refresh_error=current.on_auth_refresh_error
+        if patch.on_auth_refresh_error is None
+        else patch.on_auth_refresh_error,
+    )
+
+
+async def get_environment(request: web.Request) -> web.Response:
+    env = await environment_from_secret_key(request)
+    return web.json_response(environment_json(request, env))
+
+
+async def patch_environment(request: web.Request) -> web.Response:
+    env = await environment_from_secret_key(request)
+    raw = await json_object(request)
+    patch = validated_body(EnvironmentPatch, raw)
+    webhooks = _merged_webhooks(env.webhooks, patch.webhook_settings) if patch.webhook_settings else None
+    callback: str | object | None = ...  # Ellipsis: leave unchanged; None: clear
+    if "callback_url" in patch.model_fields_set:
+        callback = str(patch.callback_url) if patch.callback_url else None
+    updated = await request.app[STORES].environments.update_settings(
+        env.name,
+        callback_url=callback,
+        hmac_enabled=patch.hmac_enabled,
+        hmac_key=patch.hmac_key,
+        webhooks=webhooks,
+    )
+    assert updated is not None
+    return web.json_response(environment_json(request, updated))

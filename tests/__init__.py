@@ -1,0 +1,1 @@
+"""Keyway test suite."""
