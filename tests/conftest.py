@@ -16,9 +16,8 @@ from typing import Any
 
 import aio_pika
 import pytest
-from pymongo import AsyncMongoClient
-
 from keyway_shared.store import ensure_indexes
+from pymongo import AsyncMongoClient
 
 from .support.procs import start_mongo
 

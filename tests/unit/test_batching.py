@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-
 from keyway_shared.batching import Batcher, BatcherClosedError
 
 

@@ -30,7 +30,7 @@ from keyway_shared.events import (
 )
 
 EXPIRY = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
-CONNECTION = {"connection_id": "user-1", "provider_config_key": "github-dev", "provider": "github"}
+CONNECTION: dict[str, Any] = {"connection_id": "user-1", "provider_config_key": "github-dev", "provider": "github"}
 
 SAMPLES: dict[str, EventData] = {
     "connection.created": ConnectionCreated(**CONNECTION, auth_mode="OAUTH2", credentials_expire_at=EXPIRY),
@@ -208,18 +208,15 @@ def test_make_event_rejects_a_mismatched_model() -> None:
 
 
 def test_envelope_requires_source_and_environment() -> None:
+    data = ConnectionDeleted(**CONNECTION, auth_mode="BASIC")
     with pytest.raises(ValueError, match="source"):
-        CloudEvent[ConnectionDeleted](
-            type="connection.deleted", source="", environment="dev", data=SAMPLES["connection.deleted"]
-        )
+        CloudEvent[ConnectionDeleted](type="connection.deleted", source="", environment="dev", data=data)
     with pytest.raises(ValueError, match="environment"):
-        CloudEvent[ConnectionDeleted](
-            type="connection.deleted", source="/s", environment="", data=SAMPLES["connection.deleted"]
-        )
+        CloudEvent[ConnectionDeleted](type="connection.deleted", source="/s", environment="", data=data)
 
 
 def test_payloads_are_immutable() -> None:
-    data = SAMPLES["connection.created"]
+    data = ConnectionCreated(**CONNECTION, auth_mode="OAUTH2")
     with pytest.raises(ValueError, match="frozen"):
         data.connection_id = "other"  # type: ignore[misc]
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from keyway_shared.jsjson import js_stringify
@@ -141,7 +142,5 @@ def test_standard_signature_with_two_keys_during_rotation() -> None:
 def test_standard_signature_matches_the_library_signer() -> None:
     key = generate_signing_key()
     ts = int(time.time())
-    from datetime import UTC, datetime
-
     expected = Webhook(key).sign("msg_1", datetime.fromtimestamp(ts, tz=UTC), BODY.decode())
     assert standard_signature([key], msg_id="msg_1", timestamp=ts, body=BODY) == expected

@@ -8,19 +8,18 @@ only once its entry is stored.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
-from pymongo.errors import PyMongoError
-
 from keyway_shared.batching import Batcher
-from keyway_shared.bus import ConsumerRunner, ConsumerSpec, Handler, MessageContext, RetrySchedule
+from keyway_shared.bus import ACTIVITY_LOG, ConsumerRunner, ConsumerSpec, Handler, MessageContext, service_consumers
 from keyway_shared.events import CloudEvent
 from keyway_shared.service import BROKER, MONGO_DB, add_health_routes, broker_context, mongo_check, mongo_context
 from keyway_shared.store import MongoIdempotencyGuard
+from pymongo.errors import PyMongoError
 
 from .entries import Entry, entry_for
 from .settings import ActivityLogSettings
@@ -28,9 +27,7 @@ from .writer import ActivityWriter
 
 __all__ = ["BATCHER", "CONSUMERS", "SERVICE", "Consumers", "create_app", "record_spec"]
 
-SERVICE = "activity-log"
-# Long enough to ride out a MongoDB restart; after that the event waits in the dead-letter queue.
-RETRY = RetrySchedule(delays=(1.0, 5.0, 30.0, 120.0, 600.0), jitter=0.2)
+SERVICE = ACTIVITY_LOG
 
 
 @dataclass
@@ -45,14 +42,9 @@ BATCHER: web.AppKey[Batcher[Entry]] = web.AppKey("activity_batcher")
 
 
 def record_spec(settings: ActivityLogSettings) -> ConsumerSpec:
-    return ConsumerSpec(
-        service=SERVICE,
-        handler="record",
-        bindings=("#",),
-        namespace=settings.bus_namespace,
-        retry=RETRY,
-        prefetch=settings.batch_size,
-    )
+    # The queue, bindings and retries come from the bus registry (the gateway declares the same
+    # ones); the prefetch bounds the largest batch, so it follows the batch size.
+    return replace(service_consumers(settings.bus_namespace)[ACTIVITY_LOG], prefetch=settings.batch_size)
 
 
 def make_record_handler(batcher: Batcher[Entry], *, retention: timedelta) -> Handler:

@@ -62,7 +62,9 @@ def _tell(event: CloudEvent[Any]) -> _Told:
     data = event.data
     match event.type:
         case "connection.created":
-            return _Told(operation_type="auth:create_connection", state="success", level="info", text="Connection created")
+            return _Told(
+                operation_type="auth:create_connection", state="success", level="info", text="Connection created"
+            )
         case "connection.updated":
             assert isinstance(data, ConnectionUpdated)
             if data.operation == "override":
@@ -79,7 +81,9 @@ def _tell(event: CloudEvent[Any]) -> _Told:
                 text=f"Connection {'metadata' if data.operation == 'metadata' else 'configuration'} updated",
             )
         case "connection.deleted":
-            return _Told(operation_type="admin:delete_connection", state="success", level="info", text="Connection deleted")
+            return _Told(
+                operation_type="admin:delete_connection", state="success", level="info", text="Connection deleted"
+            )
         case "auth.failed":
             assert isinstance(data, AuthFailed)
             return _Told(
@@ -98,7 +102,9 @@ def _tell(event: CloudEvent[Any]) -> _Told:
             text = f"Token refresh failed: {data.error.description}"
             if data.exhausted:
                 text += " (no further automatic attempts)"
-            return _Told(operation_type="auth:refresh_token", state="failed", level="error", text=text, error=data.error)
+            return _Told(
+                operation_type="auth:refresh_token", state="failed", level="error", text=text, error=data.error
+            )
         case "webhook.delivered":
             assert isinstance(data, WebhookDelivered)
             return _Told(
@@ -146,11 +152,8 @@ def entry_for(event: CloudEvent[Any], *, retention: timedelta) -> Entry:
     data = event.data
     operation_id = _optional_str(data, "operation_id") or event.id
     expires_at = event.time + retention
-    if isinstance(data, ActivityMessage):
-        meta = data.meta
-    else:
-        # The payload itself is the story of a domain event; events carry no secrets by design.
-        meta = data.model_dump(mode="json", exclude_none=True)
+    # A domain event's payload is its own story (events carry no secrets by design).
+    meta = data.meta if isinstance(data, ActivityMessage) else data.model_dump(mode="json", exclude_none=True)
     message: dict[str, Any] = {
         "_id": event.id,  # a redelivered event is a duplicate key, so it is stored once
         "operation_id": operation_id,

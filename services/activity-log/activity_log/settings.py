@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
-
 from keyway_shared.settings import BaseServiceSettings
+from pydantic import AliasChoices, Field
 
 __all__ = ["ActivityLogSettings"]
 

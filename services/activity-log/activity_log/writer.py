@@ -18,11 +18,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError
-
 from keyway_shared.logging import get_logger
 from keyway_shared.store import Database
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
 
 from .entries import TERMINAL_STATES, Entry
 

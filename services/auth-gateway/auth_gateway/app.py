@@ -19,6 +19,7 @@ from keyway_shared.service import (
 from .cors import cors_middleware
 from .errors import error_middleware
 from .fetch_recorder import fetch_recorder_context
+from .metrics import metrics_middleware
 from .outbox_relay import relay_context
 from .resources import SETTINGS, stores_context
 from .routes import add_routes
@@ -30,7 +31,9 @@ SERVICE = "auth-gateway"
 
 
 def create_app(settings: GatewaySettings) -> web.Application:
-    app = web.Application(middlewares=[cors_middleware, error_middleware], client_max_size=75 * 1024 * 1024)
+    app = web.Application(
+        middlewares=[metrics_middleware, cors_middleware, error_middleware], client_max_size=75 * 1024 * 1024
+    )
     app[SETTINGS] = settings
     app[CIPHER] = build_cipher(settings)
     # Opened in this order, closed in reverse: the relay and recorder flush before the database closes.

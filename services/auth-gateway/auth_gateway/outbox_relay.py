@@ -66,13 +66,16 @@ class OutboxRelay:
         if publisher is None or not self._broker.is_ready:
             return 0
         done: list[str] = []
-        for row in rows:
+        for index, row in enumerate(rows):
             try:
                 await publisher.publish_message(_message(row), routing_key=row.routing_key)
             except PublishError:
                 PUBLISH_FAILURES.inc()
                 log.warning("event left in the outbox for the sweep", event_id=row.event_id, type=row.routing_key)
-                break  # keep order: later rows wait for the sweep too
+                # Keep order (later rows wait too) and hand the rows back for the next sweep right away.
+                with contextlib.suppress(PyMongoError):
+                    await self._outbox.release([r.event_id for r in rows[index:]])
+                break
             done.append(row.event_id)
         if done:
             try:

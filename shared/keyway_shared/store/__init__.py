@@ -7,6 +7,7 @@ from .idempotency import MongoIdempotencyGuard
 from .indexes import COLLECTION_INDEXES, ensure_indexes
 from .integrations import DuplicateIntegrationError, Integration, IntegrationStore
 from .outbox import OutboxRow, OutboxStore
+from .webhook_keys import WebhookKeyStore
 
 __all__ = [
     "COLLECTION_INDEXES",
@@ -22,6 +23,7 @@ __all__ = [
     "MongoIdempotencyGuard",
     "OutboxRow",
     "OutboxStore",
+    "WebhookKeyStore",
     "WebhookSettings",
     "credentials_ad",
     "ensure_indexes",

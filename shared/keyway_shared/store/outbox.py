@@ -70,5 +70,10 @@ class OutboxStore:
                 )
         return claimed
 
+    async def release(self, event_ids: list[str]) -> None:
+        """Give claimed rows back at once (their publish failed), instead of waiting out the lease."""
+        if event_ids:
+            await self._col.update_many({"_id": {"$in": event_ids}}, {"$set": {"lease_until": utcnow()}})
+
     async def count(self) -> int:
         return await self._col.count_documents({})

@@ -1,0 +1,77 @@
+"""Which events become Nango auth webhooks, and their body (spec §4.1 send rules, §4.2 payloads).
+
+The body's key order is part of the protocol: receivers verify ``X-Nango-Signature`` by
+re-serialising the parsed body with ``JSON.stringify``, which keeps insertion order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from keyway_shared.events import (
+    AuthFailed,
+    CloudEvent,
+    ConnectionCreated,
+    ConnectionUpdated,
+    ErrorInfo,
+    TokenRefreshed,
+    TokenRefreshFailed,
+)
+from keyway_shared.store import WebhookSettings
+
+__all__ = ["AuthWebhook", "auth_webhook", "should_send"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthWebhook:
+    operation: str  # creation | override | refresh | unknown
+    body: dict[str, Any]
+
+
+def _body(
+    event: CloudEvent[Any], data: Any, *, operation: str, success: bool, error: ErrorInfo | None = None
+) -> AuthWebhook:
+    body: dict[str, Any] = {
+        "from": "nango",
+        "type": "auth",
+        "connectionId": data.connection_id,
+        "providerConfigKey": data.provider_config_key,
+        "authMode": data.auth_mode,
+        "provider": data.provider,
+        "environment": event.environment,
+        "operation": operation,
+        "success": success,
+    }
+    if error is not None:
+        body["error"] = {"type": error.type, "description": error.description}
+    return AuthWebhook(operation=operation, body=body)
+
+
+def auth_webhook(event: CloudEvent[Any]) -> AuthWebhook | None:
+    """The webhook an event calls for, or None (deletions, metadata changes, plain refreshes)."""
+    data = event.data
+    if isinstance(data, ConnectionCreated):
+        return _body(event, data, operation="creation", success=True)
+    if isinstance(data, ConnectionUpdated):
+        # Only a re-authorization is an auth webhook; a metadata or config change is not.
+        return _body(event, data, operation="override", success=True) if data.operation == "override" else None
+    if isinstance(data, AuthFailed):
+        return _body(event, data, operation=data.operation, success=False, error=data.error)
+    if isinstance(data, TokenRefreshFailed):
+        return _body(event, data, operation="refresh", success=False, error=data.error)
+    if isinstance(data, TokenRefreshed):
+        # A routine refresh is silent; the app hears about the one that ends a failing streak.
+        return _body(event, data, operation="refresh", success=True) if data.recovered else None
+    return None
+
+
+def should_send(settings: WebhookSettings, operation: str) -> bool:
+    """Nango's ``shouldSend``: each toggle gates one operation, the others always go (URL permitting)."""
+    if not settings.urls():
+        return False
+    if operation == "creation":
+        return settings.on_auth_creation
+    if operation == "refresh":
+        return settings.on_auth_refresh_error
+    return True

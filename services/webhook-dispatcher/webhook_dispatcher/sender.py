@@ -1,0 +1,100 @@
+"""One signed POST of a webhook body, and what came of it.
+
+Headers: Nango's ``X-Nango-Signature`` (sha256 of secret key + body) and ``X-Nango-Hmac-Sha256``,
+plus the Standard Webhooks trio. ``webhook-id`` is derived from the event and the URL, so it is
+the same on every retry and a receiver can deduplicate; ``webhook-timestamp`` is fresh per attempt.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from keyway_shared.events import ErrorInfo
+from keyway_shared.webhook_signing import nango_hmac_signature, nango_signature, standard_signature
+
+from .egress import Network, refusal
+
+__all__ = ["MAX_RESPONSE_BYTES", "Attempt", "WebhookSender", "delivery_id", "signed_headers"]
+
+MAX_RESPONSE_BYTES = 4096
+_DELIVERY_NAMESPACE = uuid.UUID("5b0c8f3e-7a1d-4e0b-9a65-0d3c1f6e2a47")
+
+
+def delivery_id(event_id: str, url: str) -> str:
+    """The same for one event and URL whoever computes it, whenever: retries share it."""
+    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{event_id}|{url}"))
+
+
+def signed_headers(
+    *, secret_key: str, signing_keys: Sequence[str], msg_id: str, body: bytes, timestamp: int
+) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "X-Nango-Signature": nango_signature(secret_key, body),
+        "X-Nango-Hmac-Sha256": nango_hmac_signature(secret_key, body),
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+    }
+    if signing_keys:
+        headers["webhook-signature"] = standard_signature(signing_keys, msg_id=msg_id, timestamp=timestamp, body=body)
+    return headers
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    url: str
+    status: int | None
+    duration_ms: float
+    error: ErrorInfo | None  # None exactly when the receiver answered 2xx
+    error_class: str | None
+    response_body: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class WebhookSender:
+    def __init__(self, session: aiohttp.ClientSession, *, allowlist: Sequence[Network], timeout: float) -> None:
+        self._session = session
+        self._allowlist = list(allowlist)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def post(self, url: str, *, body: bytes, headers: dict[str, str]) -> Attempt:
+        started = time.perf_counter()
+
+        def done(
+            status: int | None, error: ErrorInfo | None, error_class: str | None, text: str | None = None
+        ) -> Attempt:
+            duration = round((time.perf_counter() - started) * 1000, 3)
+            return Attempt(
+                url=url,
+                status=status,
+                duration_ms=duration,
+                error=error,
+                error_class=error_class,
+                response_body=text,
+            )
+
+        reason = await refusal(url, self._allowlist)
+        if reason is not None:
+            return done(None, ErrorInfo(type="egress_refused", description=reason), "EgressRefused")
+        try:
+            async with self._session.post(
+                url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
+            ) as response:
+                text = (await response.content.read(MAX_RESPONSE_BYTES)).decode("utf-8", "replace")
+                if 200 <= response.status < 300:
+                    return done(response.status, None, None, text)
+                error = ErrorInfo(type="http_error", description=f"the receiver answered HTTP {response.status}")
+                return done(response.status, error, "HTTPStatus", text)
+        except TimeoutError as exc:
+            description = f"no answer within {self._timeout.total:g} s"
+            return done(None, ErrorInfo(type="timeout", description=description), exc.__class__.__name__)
+        except aiohttp.ClientError as exc:
+            error = ErrorInfo(type="network_error", description=f"{exc.__class__.__name__}: {exc}")
+            return done(None, error, exc.__class__.__name__)

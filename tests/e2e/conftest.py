@@ -1,0 +1,46 @@
+"""Fixtures for end-to-end tests: the real stack as processes, and an HTTP client for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ..conftest import delete_namespace
+from ..support.polling import eventually
+from ..support.stack import Stack
+
+
+@pytest.fixture
+def stack(mongo_url: str, amqp_url: str, tmp_path: Path) -> Iterator[Stack]:
+    the_stack = Stack(mongo_url=mongo_url, amqp_url=amqp_url, log_dir=tmp_path)
+    yield the_stack
+    the_stack.stop_all()
+
+
+@pytest.fixture
+async def cleanup_stack(stack: Stack, mongo_client: object) -> AsyncIterator[Stack]:
+    """The stack, with its database and queues removed after the test."""
+    yield stack
+    stack.stop_all()
+    await delete_namespace(stack.amqp_url, stack.namespace)
+    await mongo_client.drop_database(stack.database)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def wait_ready(http: aiohttp.ClientSession, port: int, *, timeout: float = 30.0) -> None:
+    async def ready() -> bool:
+        try:
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await eventually(ready, timeout=timeout, what=f"/readyz on {port}")

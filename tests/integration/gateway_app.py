@@ -1,0 +1,45 @@
+"""Running the gateway in the test process, on the real broker and database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp.test_utils import TestClient, TestServer
+from auth_gateway.app import create_app
+from auth_gateway.settings import GatewaySettings
+
+
+@dataclass
+class Gateway:
+    client: TestClient  # type: ignore[type-arg]
+    settings: GatewaySettings
+    secret_key: str
+    public_key: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret_key}"}
+
+
+@asynccontextmanager
+async def running_gateway(
+    *, mongo_url: str, db_name: str, amqp_url: str, namespace: str, encryption_key: str, **extra: object
+) -> AsyncIterator[Gateway]:
+    secret_key, public_key = str(uuid.uuid4()), str(uuid.uuid4())
+    settings = GatewaySettings(
+        mongodb_url=mongo_url,
+        mongodb_database=db_name,
+        amqp_url=amqp_url,
+        bus_namespace=namespace,
+        queue_type="classic",
+        encryption_key=encryption_key,
+        KEYWAY_SECRET_KEY_DEV=secret_key,
+        KEYWAY_PUBLIC_KEY_DEV=public_key,
+        **extra,  # type: ignore[arg-type]
+    )
+    app = create_app(settings)
+    async with TestClient(TestServer(app)) as client:
+        yield Gateway(client=client, settings=settings, secret_key=secret_key, public_key=public_key)
