@@ -13,6 +13,7 @@ from typing import Any
 
 import aio_pika
 import pytest
+
 from activity_log.app import create_app
 from activity_log.entries import entry_for
 from activity_log.read import get_operation, list_operations

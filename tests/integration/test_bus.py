@@ -145,6 +145,21 @@ def _settled(bus: Bus, count: int) -> Callable[[], Awaitable[list[str] | None]]:
     return probe
 
 
+async def _first(items: list[Any]) -> Any:
+    return items[0] if items else None
+
+
+async def _at_least(bus: Bus, queue: str, count: int) -> list[AbstractIncomingMessage] | None:
+    """Once ``queue`` holds ``count`` messages, take them all."""
+    if await bus.queue_depth(queue) < count:
+        return None
+    return await bus.take(queue)
+
+
+async def _depth_is(bus: Bus, queue: str, depth: int) -> bool:
+    return await bus.queue_depth(queue) == depth
+
+
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
 async def test_publish_confirmed_and_consumed_as_a_typed_event(bus: Bus, namespace: str, queue_type: str) -> None:
     seen = Seen()
@@ -229,10 +244,6 @@ async def test_message_of_a_dead_consumer_is_redelivered(bus: Bus, namespace: st
     assert await bus.queue_depth(spec.dead_letter_queue) == 0
 
 
-async def _first(items: list[Any]) -> Any:
-    return items[0] if items else None
-
-
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
 async def test_poison_messages_are_dead_lettered_without_calling_the_handler(
     bus: Bus, namespace: str, queue_type: str
@@ -263,12 +274,6 @@ async def test_poison_messages_are_dead_lettered_without_calling_the_handler(
     assert sorted(m.body for m in dead) == sorted(poison)
     assert calls == []
     assert await bus.queue_depth(spec.queue) == 0
-
-
-async def _at_least(bus: Bus, queue: str, count: int, _kept: list[AbstractIncomingMessage] | None = None) -> Any:
-    if await bus.queue_depth(queue) < count:
-        return None
-    return await bus.take(queue)
 
 
 async def test_unexpected_handler_error_dead_letters(bus: Bus, namespace: str) -> None:
@@ -457,7 +462,3 @@ async def test_stop_after_the_grace_period_leaves_the_message_to_the_broker(bus:
     # The unacknowledged message went back to the queue for another consumer.
     await eventually(lambda: _depth_is(bus, spec.queue, 1), timeout=5, what="the message back in the queue")
     assert "handled" not in bus.outcomes()
-
-
-async def _depth_is(bus: Bus, queue: str, depth: int) -> bool:
-    return await bus.queue_depth(queue) == depth

@@ -16,6 +16,8 @@ from typing import Any
 
 import aio_pika
 import pytest
+from standardwebhooks.webhooks import Webhook
+
 from keyway_shared.bus import EventPublisher, service_consumers
 from keyway_shared.cipher import CredentialCipher
 from keyway_shared.events import (
@@ -31,11 +33,10 @@ from keyway_shared.events import (
     decode_event,
 )
 from keyway_shared.store import EnvironmentStore, WebhookKeyStore, WebhookSettings
-from standardwebhooks.webhooks import Webhook
 from webhook_dispatcher.app import CONSUMERS, create_app
 from webhook_dispatcher.settings import DispatcherSettings
 
-from ..support.inproc import event, running
+from ..support.inproc import drained, event, running
 from ..support.polling import eventually
 from ..support.receiver import WebhookReceiver, webhook_receiver
 
@@ -276,30 +277,9 @@ async def test_an_event_delivered_twice_sends_one_webhook(
             await publisher.publish(created)
             await publisher.publish(created)
             await eventually(lambda: _count(rec.received, 1), what="the webhook")
-            await _settled(app, settings, amqp)
+            spec = service_consumers(settings.bus_namespace)["webhook-dispatcher"]
+            await drained(amqp, spec, lambda: app[CONSUMERS].runner.inflight)
         assert len(rec.received) == 1
-
-
-async def _settled(app: Any, settings: DispatcherSettings, amqp: aio_pika.abc.AbstractRobustConnection) -> None:
-    """Nothing queued, parked for a retry, or in flight for a few polls in a row."""
-    spec = service_consumers(settings.bus_namespace)["webhook-dispatcher"]
-    names = [spec.queue, *(spec.retry_queue(d) for d in spec.retry.delays)]
-    calm = 0
-
-    async def probe() -> bool:
-        nonlocal calm
-        runner = app[CONSUMERS].runner
-        channel = await amqp.channel()
-        try:
-            depth = 0
-            for name in names:
-                depth += (await channel.declare_queue(name, passive=True)).declaration_result.message_count or 0
-        finally:
-            await channel.close()
-        calm = calm + 1 if depth == 0 and runner.inflight == 0 else 0
-        return calm >= 5
-
-    await eventually(probe, interval=0.3, what="the dispatcher's queues to drain")
 
 
 async def _got(*receivers: WebhookReceiver) -> bool:

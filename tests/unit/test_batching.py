@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+
 from keyway_shared.batching import Batcher, BatcherClosedError
 
 

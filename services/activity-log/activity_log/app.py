@@ -14,12 +14,13 @@ from typing import Any
 
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
+from pymongo.errors import PyMongoError
+
 from keyway_shared.batching import Batcher
 from keyway_shared.bus import ACTIVITY_LOG, ConsumerRunner, ConsumerSpec, Handler, MessageContext, service_consumers
 from keyway_shared.events import CloudEvent
 from keyway_shared.service import BROKER, MONGO_DB, add_health_routes, broker_context, mongo_check, mongo_context
 from keyway_shared.store import MongoIdempotencyGuard
-from pymongo.errors import PyMongoError
 
 from .entries import Entry, entry_for
 from .settings import ActivityLogSettings

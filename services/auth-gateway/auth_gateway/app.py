@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
+
 from keyway_shared.bus import declare_topology
 from keyway_shared.service import (
     BROKER,
@@ -21,9 +22,10 @@ from .errors import error_middleware
 from .fetch_recorder import fetch_recorder_context
 from .metrics import metrics_middleware
 from .outbox_relay import relay_context
-from .resources import SETTINGS, stores_context
+from .resources import SETTINGS, http_client_context, stores_context
 from .routes import add_routes
 from .settings import GatewaySettings
+from .ws import ws_context
 
 __all__ = ["create_app"]
 
@@ -42,6 +44,8 @@ def create_app(settings: GatewaySettings) -> web.Application:
             mongo_context(settings, app_name=SERVICE),
             broker_context(settings, name=SERVICE),
             stores_context(settings),
+            http_client_context(settings),
+            ws_context(settings),
             relay_context(settings),
             fetch_recorder_context(),
         ]

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+
 from keyway_shared.events import (
     AuthFailed,
     AuthMode,

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
 from keyway_shared.logging import get_logger
 
 __all__ = ["ApiError", "error_middleware", "error_response"]

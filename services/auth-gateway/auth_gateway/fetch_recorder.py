@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from aiohttp import web
+from pymongo.errors import PyMongoError
+
 from keyway_shared.events import utcnow
 from keyway_shared.logging import get_logger
 from keyway_shared.store import ConnectionStore
-from pymongo.errors import PyMongoError
 
 from .resources import STORES
 

@@ -7,6 +7,7 @@ import hmac
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
 from keyway_shared.store import Environment
 
 from .connect import new_operation_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from aiohttp import web
+
 from keyway_shared.store import Environment
 
 from .errors import ApiError

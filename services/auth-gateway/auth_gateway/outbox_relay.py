@@ -16,12 +16,13 @@ from datetime import timedelta
 
 import aio_pika
 from aiohttp import web
+from prometheus_client import Counter
+from pymongo.errors import PyMongoError
+
 from keyway_shared.bus import PublishError
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER, BrokerLink
 from keyway_shared.store import OutboxRow, OutboxStore
-from prometheus_client import Counter
-from pymongo.errors import PyMongoError
 
 from .resources import STORES
 from .settings import GatewaySettings

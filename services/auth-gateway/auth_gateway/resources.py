@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
+
+from keyway_shared.egress import guarded_session
 from keyway_shared.providers import ProviderCatalog, load_catalog
 from keyway_shared.service import CIPHER, MONGO_CLIENT, MONGO_DB
 from keyway_shared.store import (
@@ -16,9 +19,10 @@ from keyway_shared.store import (
     OutboxStore,
 )
 
+from .oauth.sessions import OAuthSessionStore
 from .settings import GatewaySettings
 
-__all__ = ["CATALOG", "SETTINGS", "STORES", "Stores", "stores_context"]
+__all__ = ["CATALOG", "HTTP", "SETTINGS", "STORES", "Stores", "http_client_context", "stores_context"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +31,7 @@ class Stores:
     integrations: IntegrationStore
     connections: ConnectionStore
     outbox: OutboxStore
+    oauth_sessions: OAuthSessionStore
 
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
@@ -43,12 +48,30 @@ def stores_context(settings: GatewaySettings) -> Callable[[web.Application], Asy
             integrations=IntegrationStore(db, cipher),
             connections=ConnectionStore(app[MONGO_CLIENT], db, cipher),
             outbox=OutboxStore(db),
+            oauth_sessions=OAuthSessionStore(db, cipher),
         )
+        await stores.oauth_sessions.ensure_indexes()
         for name in DEFAULT_ENVIRONMENTS:
             public_key, secret_key = settings.pinned_keys(name)
             await stores.environments.ensure(name, public_key=public_key, secret_key=secret_key)
         app[STORES] = stores
         app[CATALOG] = load_catalog(settings.providers_file)
         yield
+
+    return ctx
+
+
+HTTP = web.AppKey("http_client", aiohttp.ClientSession)
+
+
+def http_client_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """One egress-guarded client session for every call to a provider."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        timeout = aiohttp.ClientTimeout(total=settings.provider_timeout_seconds, connect=5)
+        session = guarded_session(settings.egress_allowlist, timeout=timeout)
+        app[HTTP] = session
+        yield
+        await session.close()
 
     return ctx

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .views import api_auth, config, connection, environment, status
+from .views import api_auth, config, connection, environment, oauth, status
+from .ws import websocket_or_index
 
 __all__ = ["add_routes"]
 
@@ -12,7 +13,10 @@ __all__ = ["add_routes"]
 def add_routes(app: web.Application) -> None:
     app.router.add_routes(
         [
+            web.get("/", websocket_or_index),
             web.get("/health", status.health),
+            web.get("/oauth/connect/{providerConfigKey}", oauth.oauth_connect),
+            web.get("/oauth/callback", oauth.oauth_callback),
             # frontend SDK (public key)
             web.post("/api-auth/api-key/{providerConfigKey}", api_auth.api_key_auth),
             web.post("/api-auth/basic/{providerConfigKey}", api_auth.basic_auth),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from keyway_shared.settings import BaseServiceSettings
 from pydantic import AliasChoices, Field
+
+from keyway_shared.settings import BaseServiceSettings
 
 __all__ = ["GatewaySettings"]
 
@@ -29,6 +30,11 @@ class GatewaySettings(BaseServiceSettings):
         default=3.0,
         description="an outbox row older than this is fair game for any replica's relay",
         validation_alias=AliasChoices("KEYWAY_OUTBOX_STALE_SECONDS", "outbox_stale_seconds"),
+    )
+    provider_timeout_seconds: float = Field(
+        default=15.0,
+        description="how long a provider's token endpoint may take before the attempt fails",
+        validation_alias=AliasChoices("KEYWAY_PROVIDER_TIMEOUT_SECONDS", "provider_timeout_seconds"),
     )
     reuse_port: bool = Field(default=False, validation_alias=AliasChoices("KEYWAY_REUSE_PORT", "reuse_port"))
 

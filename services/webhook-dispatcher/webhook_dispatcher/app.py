@@ -10,7 +10,10 @@ from typing import Any
 import aiohttp
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
+from pymongo.errors import PyMongoError
+
 from keyway_shared.bus import WEBHOOK_DISPATCHER, ConsumerRunner, ConsumerSpec, service_consumers
+from keyway_shared.egress import guarded_session
 from keyway_shared.events import CloudEvent
 from keyway_shared.service import (
     BROKER,
@@ -23,7 +26,6 @@ from keyway_shared.service import (
     mongo_context,
 )
 from keyway_shared.store import EnvironmentStore, MongoIdempotencyGuard, WebhookKeyStore
-from pymongo.errors import PyMongoError
 
 from .deliveries import DeliveryLog
 from .dispatcher import Dispatcher
@@ -51,12 +53,20 @@ def deliver_spec(settings: DispatcherSettings) -> ConsumerSpec:
     return service_consumers(settings.bus_namespace)[WEBHOOK_DISPATCHER]
 
 
-async def http_session_context(app: web.Application) -> AsyncIterator[None]:
-    # No cookie jar: one receiver's cookies must never ride along to another.
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), headers={"User-Agent": "Keyway-Webhooks"})
-    app[HTTP_SESSION] = session
-    yield
-    await session.close()
+def http_session_context(settings: DispatcherSettings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        session = guarded_session(
+            settings.egress_allowlist,
+            timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds),
+            # No cookie jar: one receiver's cookies must never ride along to another.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": "Keyway-Webhooks"},
+        )
+        app[HTTP_SESSION] = session
+        yield
+        await session.close()
+
+    return ctx
 
 
 def consumer_context(settings: DispatcherSettings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -72,9 +82,7 @@ def consumer_context(settings: DispatcherSettings) -> Callable[[web.Application]
         dispatcher = Dispatcher(
             environments=EnvironmentStore(db, app[CIPHER]),
             keys=WebhookKeyStore(db, app[CIPHER]),
-            sender=WebhookSender(
-                app[HTTP_SESSION], allowlist=settings.egress_allowlist, timeout=settings.webhook_timeout_seconds
-            ),
+            sender=WebhookSender(app[HTTP_SESSION], timeout=settings.webhook_timeout_seconds),
             deliveries=DeliveryLog(db, retention=timedelta(days=settings.delivery_retention_days)),
             publish=publish,
         )
@@ -111,7 +119,7 @@ def create_app(settings: DispatcherSettings) -> web.Application:
                 settings, app_name=SERVICE, collections=["environments", "webhook_deliveries", "processed_events"]
             ),
             broker_context(settings, name=SERVICE),
-            http_session_context,
+            http_session_context(settings),
             consumer_context(settings),
         ]
     )

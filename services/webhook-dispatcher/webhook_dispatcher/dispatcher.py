@@ -17,12 +17,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pymongo.errors import PyMongoError
+
 from keyway_shared.bus import MessageContext, PublishError
 from keyway_shared.events import CloudEvent, EventData, WebhookDelivered, WebhookFailed, make_event
 from keyway_shared.jsjson import js_stringify
 from keyway_shared.logging import get_logger
 from keyway_shared.store import EnvironmentStore, WebhookKeyStore
-from pymongo.errors import PyMongoError
 
 from .body import auth_webhook, should_send
 from .deliveries import DeliveryLog

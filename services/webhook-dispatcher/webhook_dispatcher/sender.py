@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
+
+from keyway_shared.egress import EgressRefusedError
 from keyway_shared.events import ErrorInfo
 from keyway_shared.webhook_signing import nango_hmac_signature, nango_signature, standard_signature
-
-from .egress import Network, refusal
 
 __all__ = ["MAX_RESPONSE_BYTES", "Attempt", "WebhookSender", "delivery_id", "signed_headers"]
 
@@ -59,9 +59,11 @@ class Attempt:
 
 
 class WebhookSender:
-    def __init__(self, session: aiohttp.ClientSession, *, allowlist: Sequence[Network], timeout: float) -> None:
+    """POSTs through a session from ``keyway_shared.egress.guarded_session``, which refuses
+    private, loopback and other non-public targets (outside the egress allowlist) at connect time."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, timeout: float) -> None:
         self._session = session
-        self._allowlist = list(allowlist)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def post(self, url: str, *, body: bytes, headers: dict[str, str]) -> Attempt:
@@ -80,9 +82,6 @@ class WebhookSender:
                 response_body=text,
             )
 
-        reason = await refusal(url, self._allowlist)
-        if reason is not None:
-            return done(None, ErrorInfo(type="egress_refused", description=reason), "EgressRefused")
         try:
             async with self._session.post(
                 url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
@@ -92,9 +91,11 @@ class WebhookSender:
                     return done(response.status, None, None, text)
                 error = ErrorInfo(type="http_error", description=f"the receiver answered HTTP {response.status}")
                 return done(response.status, error, "HTTPStatus", text)
+        except EgressRefusedError as exc:
+            return done(None, ErrorInfo(type="egress_refused", description=str(exc)), "EgressRefused")
         except TimeoutError as exc:
             description = f"no answer within {self._timeout.total:g} s"
             return done(None, ErrorInfo(type="timeout", description=description), exc.__class__.__name__)
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL aiohttp cannot parse
             error = ErrorInfo(type="network_error", description=f"{exc.__class__.__name__}: {exc}")
             return done(None, error, exc.__class__.__name__)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from keyway_shared.settings import BaseServiceSettings
 from pydantic import AliasChoices, Field
+
+from keyway_shared.settings import BaseServiceSettings
 
 __all__ = ["DispatcherSettings"]
 

@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 ATTEMPT_HEADER = "x-keyway-attempt"
+_BROKER_CALL_TIMEOUT = 5.0  # seconds a cancel or close may take during shutdown
 log = get_logger(__name__)
 
 
@@ -111,7 +112,7 @@ class ConsumerRunner:
         self._grace = shutdown_grace
         self._on_settled = on_settled  # (queue, outcome) -> None, for metrics
         self._registrations: list[_Registration] = []
-        self._consuming: list[tuple[AbstractQueue, str]] = []
+        self._consuming: list[tuple[AbstractChannel, AbstractQueue, str]] = []
         self._channels: list[AbstractChannel] = []
         self._inflight: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
@@ -141,16 +142,20 @@ class ConsumerRunner:
             queue = await declare_consumer(channel, reg.spec, queue_type=self._queue_type)
             tag = await queue.consume(self._callback_for(reg))
             self._channels.append(channel)
-            self._consuming.append((queue, tag))
+            self._consuming.append((channel, queue, tag))
             log.info("consuming", queue=reg.spec.queue, bindings=list(reg.spec.bindings))
 
     async def stop(self) -> None:
         """Stop taking messages, let in-flight ones finish (bounded), then close the channels."""
         self._stopping = True
-        for queue, tag in self._consuming:
+        for channel, queue, tag in self._consuming:
+            # A robust channel whose connection is gone waits for a reconnection that may never come:
+            # skip it when closed, and bound the wait, so shutdown ends even while the broker is down.
+            if channel.is_closed:
+                continue
             try:
-                await queue.cancel(tag)
-            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
+                await asyncio.wait_for(queue.cancel(tag), timeout=_BROKER_CALL_TIMEOUT)
+            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
                 log.warning("consumer cancel failed", queue=queue.name)
         self._consuming.clear()
         if self._inflight:
@@ -162,7 +167,10 @@ class ConsumerRunner:
                 )
         for channel in self._channels:
             if not channel.is_closed:
-                await channel.close()
+                try:
+                    await asyncio.wait_for(channel.close(), timeout=_BROKER_CALL_TIMEOUT)
+                except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+                    log.warning("channel close failed; the broker drops it with the connection")
         self._channels.clear()
 
     def _callback_for(self, reg: _Registration) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:

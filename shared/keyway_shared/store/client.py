@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-__all__ = ["Database", "open_client"]
+from ..events import utcnow
+
+__all__ = ["Database", "db_now", "open_client"]
 
 Database = AsyncDatabase[dict[str, Any]]
 
@@ -21,3 +24,9 @@ def open_client(url: str, *, app_name: str, timeout_ms: int = 5000) -> AsyncMong
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
     )
+
+
+def db_now() -> datetime:
+    """Now, in UTC, cut to the millisecond a BSON date keeps, so what we return is what a read gives back."""
+    now = utcnow()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)

@@ -17,8 +17,8 @@ from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from ..cipher import CredentialCipher
-from ..events import CloudEvent, utcnow
-from .client import Database
+from ..events import CloudEvent
+from .client import Database, db_now
 from .outbox import OutboxRow, OutboxStore
 
 __all__ = ["Connection", "ConnectionStore", "credentials_ad"]
@@ -92,7 +92,7 @@ class ConnectionStore:
             "provider_config_key": connection.provider_config_key,
             "connection_id": connection.connection_id,
         }
-        now = utcnow()
+        now = db_now()
         fields = {
             "provider": connection.provider,
             "auth_mode": connection.auth_mode,

@@ -10,7 +10,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..cipher import CredentialCipher
 from ..events import utcnow
-from .client import Database
+from .client import Database, db_now
 
 __all__ = ["DuplicateIntegrationError", "Integration", "IntegrationStore"]
 
@@ -73,7 +73,7 @@ class IntegrationStore:
         )
 
     async def create(self, integration: Integration) -> Integration:
-        now = utcnow()
+        now = db_now()
         doc = self._to_doc(integration) | {"created_at": now, "updated_at": now}
         try:
             await self._col.insert_one(doc)

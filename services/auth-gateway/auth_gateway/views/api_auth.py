@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from keyway_shared.store import DuplicateIntegrationError, Integration
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from keyway_shared.store import DuplicateIntegrationError, Integration
 
 from ..errors import ApiError
 from ..keys import environment_from_secret_key

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from keyway_shared.store import Environment, WebhookSettings
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict
+
+from keyway_shared.store import Environment, WebhookSettings
 
 from ..keys import environment_from_secret_key
 from ..requests import json_object, validated_body

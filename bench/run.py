@@ -1,0 +1,127 @@
+"""``make bench``: run every benchmark once, print a summary table, write ``bench/results/latest.json``.
+
+    uv run --frozen python bench/run.py [--only connection|events] [--duration 10] [--loadgen auto|wrk|python]
+
+Needs RabbitMQ at ``AMQP_URL`` (default guest@127.0.0.1:5672). Starts the embedded MongoDB-wire
+server on a temporary directory unless ``MONGODB_URL`` is set, and stops it at the end. Every
+figure comes with a baseline measured in this same run, on this same machine: compare ratios
+between runs, not raw rates (other work on the machine moves both sides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from typing import Any
+
+import bench_event_roundtrip
+import bench_get_connection
+import uvloop
+from common import BENCH, amqp_url, check_rabbitmq, machine_info, mongo_server, print_table
+
+from keyway_shared.logging import configure_logging
+
+
+def _versions() -> dict[str, str]:
+    found = {name: version(name) for name in ("aiohttp", "aio-pika", "pymongo", "uvloop", "secantusdb")}
+    try:
+        wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False, timeout=5)
+        found["wrk"] = (wrk.stdout or wrk.stderr).split(" [")[0].replace("wrk ", "")
+    except OSError:
+        pass
+    return found
+
+
+def _summary(results: dict[str, Any]) -> None:
+    rows: list[list[Any]] = []
+    conn = results.get("get_connection")
+    if conn:
+        for key, label, unit, rate, ratio_key, of in (
+            ("gateway", "(a) GET /connection, gateway", "req/s", "rps", None, ""),
+            ("bare", "(a) same JSON, bare aiohttp", "req/s", "rps", "ratio_gateway_over_bare", "gateway / bare"),
+            ("find_one", "(a) raw find_one, 64 tasks", "ops/s", "ops", "ratio_gateway_over_find_one", "gateway / this"),
+        ):
+            row = conn[key]
+            rows.append(
+                [label, unit, row[rate], row["p50_ms"], row["p99_ms"], conn[ratio_key] if ratio_key else "", of]
+            )
+    events = results.get("event_roundtrip")
+    if events:
+        for queue_type in events["queue_types"]:
+            figures = events[queue_type]
+            for key, label, ratio_key in (
+                ("raw", "raw aio-pika", None),
+                ("keyway", "keyway bus", "ratio_keyway_over_raw"),
+                ("keyway_guarded", "keyway bus + guard", "ratio_guarded_over_raw"),
+            ):
+                row = figures[key]
+                rows.append(
+                    [
+                        f"(b) {label}, {queue_type}",
+                        "events/s",
+                        row["rate"],
+                        row["p50_ms"],
+                        row["p99_ms"],
+                        figures[ratio_key] if ratio_key else "",
+                        "this / raw" if ratio_key else "",
+                    ]
+                )
+    print("Summary")
+    print_table(["benchmark", "unit", "rate", "p50 ms", "p99 ms", "ratio", "of"], rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--only", choices=["connection", "events"], default=None)
+    parser.add_argument("--duration", type=float, default=bench_get_connection.Options.duration)
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default=bench_get_connection.Options.loadgen)
+    parser.add_argument("--events", type=int, default=bench_event_roundtrip.Options.events)
+    parser.add_argument("--guarded-events", type=int, default=bench_event_roundtrip.Options.guarded_events)
+    parser.add_argument("--queue-types", default=",".join(bench_event_roundtrip.Options.queue_types))
+    args = parser.parse_args()
+    configure_logging(level="WARNING", json=False, service="bench")
+
+    amqp = amqp_url()
+    uvloop.run(check_rabbitmq(amqp))
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
+    with mongo_server() as mongo:
+        results["mongodb"] = "embedded SecantusDB (one Python process)" if mongo.embedded else "MONGODB_URL"
+        if args.only in {None, "connection"}:
+            opts = bench_get_connection.Options(duration=args.duration, loadgen=args.loadgen)
+            results["get_connection"] = bench_get_connection.run(mongo.url, mongo.pid, amqp, opts)
+        if args.only in {None, "events"}:
+            queue_types = tuple(args.queue_types.split(","))
+            event_opts = bench_event_roundtrip.Options(
+                events=args.events, guarded_events=args.guarded_events, queue_types=queue_types
+            )
+            results["event_roundtrip"] = {
+                "queue_types": list(queue_types),
+                **bench_event_roundtrip.run(amqp, mongo.url, event_opts),
+            }
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["versions"] = _versions()
+    results["wall_seconds"] = round(time.perf_counter() - started, 1)
+
+    _summary(results)
+    out = BENCH / "results" / "latest.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(
+        f"\nload average before/after: {results['load_average_before']} / {results['load_average_after']}"
+        f" on {results['machine']['cpus']} CPUs; {results['wall_seconds']} s in all;"
+        f" wrote {out.relative_to(BENCH.parent)}"
+    )
+
+
+if __name__ == "__main__":
+    main()

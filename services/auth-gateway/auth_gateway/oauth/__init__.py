@@ -1,0 +1,1 @@
+"""The browser-facing authorization flows: sessions, authorization URLs, callbacks."""

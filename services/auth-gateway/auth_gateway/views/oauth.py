@@ -1,0 +1,274 @@
+"""The popup flows: ``GET /oauth/connect/{key}`` sends the browser to the provider, ``GET
+/oauth/callback`` finishes (spec §2.4, §5.1 to §5.5). Every outcome reaches the SDK (WebSocket frame, or
+the legacy postMessage page), the auth webhook and the activity log (connection.* or auth.failed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from keyway_shared.credentials import TokenRequestError
+from keyway_shared.events import utcnow
+from keyway_shared.providers import ProviderTemplate
+from keyway_shared.store import Environment, Integration
+
+from ..connect import record_auth_failure, store_connection
+from ..errors import ApiError
+from ..frontend import FrontendRequest, check_hmac, frontend_request
+from ..oauth.flow_errors import FlowError
+from ..oauth.oauth2 import authorization_url, exchange_code, new_code_verifier, pick_metadata, resolve_url
+from ..oauth.sessions import OAuthSession
+from ..pages import error_page, plain_error_page, success_page
+from ..requests import bracket_params
+from ..resources import CATALOG, HTTP, SETTINGS, STORES
+from ..ws import WS_HUB
+
+__all__ = ["oauth_callback", "oauth_connect"]
+
+_WS_TYPE_OF_API_CODE = {
+    "missing_connection": "missing_connection_id",
+    "missing_provider_config": "no_provider_config_key",
+}
+POPUP_MODES = {"OAUTH2", "CUSTOM"}
+
+
+def _callback_url(request: web.Request, env: Environment) -> str:
+    return env.callback_url or request.app[SETTINGS].callback_url
+
+
+async def _fail(
+    request: web.Request,
+    err: FlowError,
+    *,
+    ws_client_id: str | None,
+    env: Environment | None,
+    provider_config_key: str | None = None,
+    connection_id: str | None = None,
+    provider: str | None = None,
+    auth_mode: str | None = None,
+    operation_id: str | None = None,
+) -> web.Response:
+    if env is not None:
+        await record_auth_failure(
+            request.app,
+            environment=env.name,
+            error_type=err.ws_type,
+            description=err.message,
+            provider_config_key=provider_config_key,
+            connection_id=connection_id,
+            provider=provider,
+            auth_mode=auth_mode,  # type: ignore[arg-type]
+            operation_id=operation_id,
+        )
+    await request.app[WS_HUB].notify(
+        ws_client_id,
+        {
+            "message_type": "error",
+            "provider_config_key": provider_config_key,
+            "connection_id": connection_id,
+            "error_type": err.ws_type,
+            "error_desc": err.message,
+        },
+    )
+    return error_page(legacy=ws_client_id is None, error_type=err.ws_type, message=err.message)
+
+
+async def _integration(request: web.Request, env: Environment, key: str) -> tuple[Integration, ProviderTemplate]:
+    integration = await request.app[STORES].integrations.get(env.name, key)
+    if integration is None:
+        raise FlowError("provider_config_err", f"There is no integration '{key}' in the environment '{env.name}'.")
+    template = request.app[CATALOG].get(integration.provider)
+    if template is None:
+        raise FlowError("unknown_config_key", f"The provider '{integration.provider}' is not in the catalog.")
+    return integration, template
+
+
+def _session_config(request: web.Request, front: FrontendRequest) -> dict[str, Any]:
+    config: dict[str, Any] = dict(front.connection_config)
+    if "oauth_scopes_override" in config:
+        config["oauth_scopes_override"] = [s for s in str(config["oauth_scopes_override"]).split(",") if s]
+    user_scope = request.query.get("user_scope")
+    if user_scope:
+        config["user_scope"] = [s for s in user_scope.split(",") if s]
+    return config
+
+
+async def oauth_connect(request: web.Request) -> web.StreamResponse:
+    ws_client_id = request.query.get("ws_client_id") or None
+    env: Environment | None = None
+    front: FrontendRequest | None = None
+    template: ProviderTemplate | None = None
+    integration: Integration | None = None
+    try:
+        try:
+            env, front = await frontend_request(request)
+            front.require_ids()
+            check_hmac(env, front)
+        except ApiError as err:
+            raise FlowError(_WS_TYPE_OF_API_CODE.get(err.code, err.code), err.message or err.code) from None
+        integration, template = await _integration(request, env, front.provider_config_key)
+        if template.auth_mode not in POPUP_MODES:
+            raise FlowError("auth_mode_err", f"The auth mode {template.auth_mode} has no popup flow.")
+        return await _start_oauth2(request, env, front, integration, template, ws_client_id)
+    except FlowError as err:
+        return await _fail(
+            request,
+            err,
+            ws_client_id=ws_client_id,
+            env=env,
+            provider_config_key=front.provider_config_key if front else request.match_info.get("providerConfigKey"),
+            connection_id=front.connection_id if front else request.query.get("connection_id"),
+            provider=integration.provider if integration else None,
+            auth_mode=template.auth_mode if template else None,
+            operation_id=front.operation_id if front else None,
+        )
+
+
+async def _start_oauth2(
+    request: web.Request,
+    env: Environment,
+    front: FrontendRequest,
+    integration: Integration,
+    template: ProviderTemplate,
+    ws_client_id: str | None,
+) -> web.StreamResponse:
+    grant_type = template.token_params.get("grant_type", "authorization_code")
+    if grant_type != "authorization_code":
+        raise FlowError("grant_type_err", f"The provider's grant type {grant_type} has no authorization step.")
+    overrides = bracket_params(request.query, "credentials")
+    client_id = overrides.get("oauth_client_id_override") or integration.oauth_client_id
+    client_secret = overrides.get("oauth_client_secret_override") or integration.oauth_client_secret
+    if not client_id or not client_secret:
+        raise FlowError("provider_config_err", "The integration has no OAuth client id or client secret.")
+    config = _session_config(request, front)
+    scopes = config.get("oauth_scopes_override") or [s for s in (integration.oauth_scopes or "").split(",") if s]
+    verifier = None if template.disable_pkce else new_code_verifier()
+    secrets = {"client_id": client_id, "client_secret": client_secret}
+    if verifier is not None:
+        secrets["code_verifier"] = verifier
+    if "oauth_client_id_override" in overrides or "oauth_client_secret_override" in overrides:
+        secrets["overridden"] = "true"
+    session = OAuthSession(
+        environment=env.name,
+        provider_config_key=front.provider_config_key,
+        provider=integration.provider,
+        auth_mode=template.auth_mode,
+        connection_id=front.connection_id,
+        callback_url=_callback_url(request, env),
+        operation_id=front.operation_id,
+        connection_config=config,
+        ws_client_id=ws_client_id,
+        secrets=secrets,
+    )
+    url = authorization_url(
+        template=template,
+        provider=integration.provider,
+        client_id=client_id,
+        redirect_uri=session.callback_url,
+        scopes=scopes,
+        state=session.id,
+        code_verifier=verifier,
+        connection_config=config,
+        request_params=bracket_params(request.query, "authorization_params"),
+        user_scope=request.query.get("user_scope"),
+    )
+    # The token URL must interpolate too; failing now beats failing after the user consented.
+    resolve_url(template.token_url_for("OAUTH2"), config, what="token URL")
+    await request.app[STORES].oauth_sessions.create(session)
+    raise web.HTTPFound(url)
+
+
+async def oauth_callback(request: web.Request) -> web.StreamResponse:
+    state = request.query.get("state", "")
+    if not state:
+        return plain_error_page("This authorization callback has no state: it does not belong to any flow.")
+    session, status = await request.app[STORES].oauth_sessions.take(state)
+    if session is None:
+        return plain_error_page("This authorization has expired or is unknown. Please start again.")
+    env = await request.app[STORES].environments.get(session.environment)
+    context: dict[str, Any] = {
+        "ws_client_id": session.ws_client_id,
+        "env": env,
+        "provider_config_key": session.provider_config_key,
+        "connection_id": session.connection_id,
+        "provider": session.provider,
+        "auth_mode": session.auth_mode,
+        "operation_id": session.operation_id,
+    }
+    try:
+        if status == "used":
+            raise FlowError("state_err", "This authorization was already completed; the callback was replayed.")
+        if status == "expired":
+            raise FlowError("state_err", "This authorization took longer than 10 minutes. Please start again.")
+        if env is None:
+            raise FlowError("account_or_environment_retrieval_err", "The environment of this flow no longer exists.")
+        error = request.query.get("error")
+        if error:
+            description = request.query.get("error_description") or error
+            raise FlowError("callback_err", f"The provider refused the authorization: {error} ({description})"[:500])
+        return await _finish_oauth2(request, session, env)
+    except FlowError as err:
+        return await _fail(request, err, **context)
+
+
+async def _finish_oauth2(request: web.Request, session: OAuthSession, env: Environment) -> web.StreamResponse:
+    code = request.query.get("code")
+    if not code:
+        raise FlowError("callback_err", "The provider's callback has no authorization code.")
+    integration = await request.app[STORES].integrations.get(env.name, session.provider_config_key)
+    template = request.app[CATALOG].get(session.provider)
+    if integration is None or template is None:
+        raise FlowError("provider_config_err", "The integration was deleted during the authorization.")
+    config = dict(session.connection_config)
+    config |= pick_metadata(dict(request.query), template.redirect_uri_metadata)
+    token_url = resolve_url(template.token_url_for("OAUTH2"), config, what="token URL")
+    settings = request.app[SETTINGS]
+    try:
+        credentials, expires_at, raw = await exchange_code(
+            request.app[HTTP],
+            template=template,
+            token_url=token_url,
+            code=code,
+            redirect_uri=session.callback_url,
+            code_verifier=session.secrets.get("code_verifier"),
+            client_id=session.secrets["client_id"],
+            client_secret=session.secrets["client_secret"],
+            now=utcnow(),
+            timeout_seconds=settings.provider_timeout_seconds,
+        )
+    except TokenRequestError as exc:
+        raise FlowError("token_err", exc.description) from None
+    config |= pick_metadata(raw, template.token_response_metadata)
+    if session.secrets.get("overridden"):
+        credentials["config_override"] = {
+            "client_id": session.secrets["client_id"],
+            "client_secret": session.secrets["client_secret"],
+        }
+    await store_connection(
+        request.app,
+        environment=env.name,
+        provider_config_key=session.provider_config_key,
+        provider=session.provider,
+        auth_mode=session.auth_mode,  # type: ignore[arg-type]
+        connection_id=session.connection_id,
+        credentials=credentials,
+        connection_config=config,
+        expires_at=expires_at,
+        operation_id=session.operation_id,
+    )
+    await request.app[WS_HUB].notify(
+        session.ws_client_id,
+        {
+            "message_type": "success",
+            "provider_config_key": session.provider_config_key,
+            "connection_id": session.connection_id,
+            "is_pending": False,
+        },
+    )
+    return success_page(
+        legacy=session.ws_client_id is None,
+        provider_config_key=session.provider_config_key,
+        connection_id=session.connection_id,
+    )

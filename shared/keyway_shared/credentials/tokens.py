@@ -1,0 +1,80 @@
+"""Token responses → Nango-shaped credentials, with ``expires_at`` computed as Nango does (spec §5.5)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .errors import PermanentTokenError
+
+__all__ = ["js_iso", "oauth2_credentials", "parse_expires_at", "parse_token_body"]
+
+
+def js_iso(value: datetime) -> str:
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_token_body(body: bytes, content_type: str) -> dict[str, Any]:
+    """JSON, or form-encoded (GitHub without ``Accept: application/json``); anything else is an error."""
+    text = body.decode("utf-8", "replace").strip()
+    if "json" in content_type or text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            raise PermanentTokenError(
+                "unable_to_parse_token_response", "The token endpoint sent invalid JSON."
+            ) from None
+        if not isinstance(data, dict):
+            raise PermanentTokenError(
+                "unable_to_parse_token_response", "The token endpoint sent JSON that is not an object."
+            )
+        return data
+    if "x-www-form-urlencoded" in content_type or ("=" in text and "<" not in text and " " not in text):
+        return dict(parse_qsl(text, keep_blank_values=True))
+    kind = "HTML" if "<" in text[:100] else "an unreadable body"
+    raise PermanentTokenError("unable_to_parse_token_response", f"The token endpoint sent {kind} instead of a token.")
+
+
+def parse_expires_at(raw: dict[str, Any], now: datetime) -> datetime | None:
+    """``expires_at`` (date, ISO string, unix seconds) wins; else ``now + expires_in``; else no expiry."""
+    value = raw.get("expires_at")
+    if value not in (None, ""):
+        if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
+            return datetime.fromtimestamp(float(value), UTC)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                parsed = None
+            if parsed is not None:
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    seconds = raw.get("expires_in")
+    try:
+        if seconds not in (None, ""):
+            return now + timedelta(seconds=int(float(seconds)))
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def oauth2_credentials(
+    raw: dict[str, Any], *, now: datetime, previous_refresh_token: str | None = None
+) -> tuple[dict[str, Any], datetime | None]:
+    """Nango's OAUTH2 credentials; the old refresh token is kept when the provider sends none."""
+    access_token = raw.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise PermanentTokenError("invalid_token_response", "The token response has no access_token.")
+    expires_at = parse_expires_at(raw, now)
+    stored_raw = dict(raw)
+    credentials: dict[str, Any] = {"type": "OAUTH2", "access_token": access_token}
+    refresh_token = raw.get("refresh_token") or previous_refresh_token
+    if refresh_token:
+        credentials["refresh_token"] = refresh_token
+    if expires_at is not None:
+        credentials["expires_at"] = js_iso(expires_at)
+        stored_raw["expires_at"] = js_iso(expires_at)
+    credentials["raw"] = stored_raw
+    return credentials, expires_at

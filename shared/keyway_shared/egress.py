@@ -1,0 +1,102 @@
+"""Outbound HTTP that cannot be pointed at the inside of the network (SSRF guard).
+
+Every address a request would connect to must be globally routable, unless it is inside the
+operator's ``KEYWAY_EGRESS_ALLOWLIST``. Names are vetted in the resolver itself, so the address
+checked is the address connected to (no window for a DNS answer to change in between); literal IP
+hosts, which aiohttp never resolves, are vetted when the request starts. IPv4-mapped, 6to4 and
+NAT64 forms of IPv6 are judged by the IPv4 address they embed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+__all__ = ["EgressRefusedError", "GuardedResolver", "Network", "guarded_session", "is_allowed", "refusal_for_host"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class EgressRefusedError(aiohttp.ClientConnectionError):
+    """The target is private, loopback, link-local or otherwise not public, and not allowlisted."""
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_allowed(address: Address, allowlist: Sequence[Network]) -> bool:
+    if any(address in network for network in allowlist):
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_allowed(embedded, allowlist)
+    return address.is_global and not address.is_multicast
+
+
+def refusal_for_host(host: str, allowlist: Sequence[Network]) -> str | None:
+    """Why a literal IP host may not be reached; None when it may (or when it is a name)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if is_allowed(address, allowlist):
+        return None
+    return f"the address {address} is private, loopback or otherwise not public"
+
+
+class GuardedResolver(AbstractResolver):
+    def __init__(self, allowlist: Sequence[Network]) -> None:
+        self._allowlist = list(allowlist)
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        allowed = [r for r in results if is_allowed(ipaddress.ip_address(r["host"]), self._allowlist)]
+        if not allowed:
+            raise EgressRefusedError(f"{host} resolves only to addresses that are not public")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def guarded_session(
+    allowlist: Sequence[Network], *, timeout: aiohttp.ClientTimeout | None = None, **kwargs: Any
+) -> aiohttp.ClientSession:
+    """A client session that refuses non-public targets; redirects are judged hop by hop."""
+    allow = list(allowlist)
+
+    async def vet_literal_host(_session: aiohttp.ClientSession, _ctx: SimpleNamespace, params: Any) -> None:
+        reason = refusal_for_host(params.url.host or "", allow)
+        if reason is not None:
+            raise EgressRefusedError(reason)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(vet_literal_host)
+    trace.on_request_redirect.append(vet_literal_host)
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(allow), limit=200, ttl_dns_cache=60)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout or aiohttp.ClientTimeout(total=15, connect=5),
+        trace_configs=[trace],
+        **kwargs,
+    )
