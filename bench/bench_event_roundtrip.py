@@ -50,18 +50,25 @@ ROUTING_KEY = "activity.message"
 
 
 @dataclass(frozen=True, kw_only=True)
-class Options:
+class Budget:
+    """How much one measurement may publish: at most ``events``, and nothing after ``seconds``."""
+
     events: int = 20_000
-    guarded_events: int = 5_000  # the guard costs two MongoDB writes per event: ~10 s at its rate here
+    seconds: float = 10.0
+    patience: float = 60.0  # after publishing, wait this long at most for the consumer to catch up
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    budget: Budget = field(default_factory=Budget)
     queue_types: tuple[str, ...] = ("classic", "quorum")
-    patience: float = 120.0  # give up waiting for the consumer after this long and report what arrived
 
 
 @dataclass
 class Recorder:
-    """The handler side: latencies from ``sent`` to now, and an event when all expected arrived."""
+    """The handler side: latencies from ``sent`` to now, and an event once all published arrived."""
 
-    expected: int
+    expected: int | None = None  # known once publishing has stopped
     latencies: list[float] = field(default_factory=list)
     last: float = 0.0
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -69,55 +76,71 @@ class Recorder:
     def record(self, sent: float) -> None:
         self.last = time.perf_counter()
         self.latencies.append(self.last - sent)
-        if len(self.latencies) >= self.expected:
+        self._check()
+
+    def expect(self, count: int) -> None:
+        self.expected = count
+        self._check()
+
+    def _check(self) -> None:
+        if self.expected is not None and len(self.latencies) >= self.expected:
             self.done.set()
 
 
-async def _pipelined(count: int, publish_one: Callable[[int], Awaitable[None]]) -> None:
-    """``IN_FLIGHT`` workers, each publishing and awaiting its confirm, until ``count`` are confirmed."""
-    counter = iter(range(count))
+async def _pipelined(budget: Budget, publish_one: Callable[[int], Awaitable[None]]) -> int:
+    """``IN_FLIGHT`` workers, each publishing and awaiting its confirm, within the budget; returns the count."""
+    counter = iter(range(budget.events))
+    stop_at = time.perf_counter() + budget.seconds
+    published = 0
 
     async def worker() -> None:
+        nonlocal published
         for seq in counter:
+            if time.perf_counter() >= stop_at:
+                return
             await publish_one(seq)
+            published += 1
 
     await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    return published
 
 
 async def _measure(
-    name: str, events: int, recorder: Recorder, publish_one: Callable[[int], Awaitable[None]], patience: float
+    name: str, budget: Budget, recorder: Recorder, publish_one: Callable[[int], Awaitable[None]]
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    await _pipelined(events, publish_one)
+    events = await _pipelined(budget, publish_one)
     published = time.perf_counter() - started
+    recorder.expect(events)
     try:
-        await asyncio.wait_for(recorder.done.wait(), timeout=patience)
+        await asyncio.wait_for(recorder.done.wait(), timeout=budget.patience)
     except TimeoutError:
-        print(f"  {name}: only {len(recorder.latencies)} of {events} events arrived within {patience:g} s")
+        print(f"  {name}: only {len(recorder.latencies)} of {events} events arrived within {budget.patience:g} s")
     handled = len(recorder.latencies)
     elapsed = recorder.last - started if handled else float("nan")
     result = {
         "events": events,
         "handled": handled,
+        "seconds": round(elapsed, 2),
         "publish_rate": round(events / published, 1),
         "rate": round(handled / elapsed, 1) if handled else 0.0,
         **latency_ms(recorder.latencies),
     }
     print(
         f"  {name:<22} {result['rate']:>8,.0f} events/s  (publish {result['publish_rate']:,.0f}/s)"
-        f"  p50 {result['p50_ms']:,.1f} ms  p99 {result['p99_ms']:,.1f} ms  ({handled}/{events})",
+        f"  p50 {result['p50_ms']:,.1f} ms  p99 {result['p99_ms']:,.1f} ms  ({handled}/{events} in {elapsed:.1f} s)",
         flush=True,
     )
     return result
 
 
-async def raw_roundtrip(amqp: str, queue_type: str, events: int, patience: float) -> dict[str, Any]:
+async def raw_roundtrip(amqp: str, queue_type: str, budget: Budget) -> dict[str, Any]:
     """Plain aio-pika: the floor Keyway's bus is compared with."""
     namespace = unique("kwbench")
     exchange_name, queue_name = f"{namespace}.events", f"{namespace}.bench.raw"
     producer = await aio_pika.connect_robust(amqp, client_properties={"connection_name": "bench-raw-producer"})
     consumer = await aio_pika.connect_robust(amqp, client_properties={"connection_name": "bench-raw-consumer"})
-    recorder = Recorder(expected=events)
+    recorder = Recorder()
     consuming: tuple[AbstractQueue, str] | None = None
     try:
         publish_channel = await producer.channel(publisher_confirms=True)
@@ -156,7 +179,7 @@ async def raw_roundtrip(amqp: str, queue_type: str, events: int, patience: float
             )
             await exchange.publish(message, routing_key=ROUTING_KEY, timeout=10)
 
-        return await _measure(f"raw aio-pika {queue_type}", events, recorder, publish_one, patience)
+        return await _measure(f"raw aio-pika {queue_type}", budget, recorder, publish_one)
     finally:
         if consuming is not None:
             await consuming[0].cancel(consuming[1])
@@ -167,9 +190,7 @@ async def raw_roundtrip(amqp: str, queue_type: str, events: int, patience: float
         await producer.close()
 
 
-async def keyway_roundtrip(
-    amqp: str, mongo_url: str | None, queue_type: str, events: int, patience: float
-) -> dict[str, Any]:
+async def keyway_roundtrip(amqp: str, mongo_url: str | None, queue_type: str, budget: Budget) -> dict[str, Any]:
     """EventPublisher -> ConsumerRunner, with the MongoDB idempotency guard when ``mongo_url`` is given."""
     namespace = unique("kwbench")
     spec = ConsumerSpec(
@@ -195,7 +216,7 @@ async def keyway_roundtrip(
         guard=guard,
         shutdown_grace=5.0,
     )
-    recorder = Recorder(expected=events)
+    recorder = Recorder()
 
     async def handle(event: CloudEvent[Any], ctx: MessageContext) -> None:
         recorder.record(event.data.meta["sent"])
@@ -215,7 +236,7 @@ async def keyway_roundtrip(
             await publisher.publish(event)
 
         name = f"keyway {queue_type}" + (" + guard" if guard else "")
-        return await _measure(name, events, recorder, publish_one, patience)
+        return await _measure(name, budget, recorder, publish_one)
     finally:
         await runner.stop()
         await publisher.close()
@@ -242,11 +263,18 @@ def _activity_data(seq: int, sent: float) -> dict[str, Any]:
 
 
 async def run_async(amqp: str, mongo_url: str, opts: Options) -> dict[str, Any]:
-    results: dict[str, Any] = {"in_flight": IN_FLIGHT, "prefetch": PREFETCH, "same_process": True}
+    results: dict[str, Any] = {
+        "in_flight": IN_FLIGHT,
+        "prefetch": PREFETCH,
+        "max_events": opts.budget.events,
+        "publish_seconds": opts.budget.seconds,
+        "same_process": True,
+        "queue_types": list(opts.queue_types),
+    }
     for queue_type in opts.queue_types:
-        raw = await raw_roundtrip(amqp, queue_type, opts.events, opts.patience)
-        keyway = await keyway_roundtrip(amqp, None, queue_type, opts.events, opts.patience)
-        guarded = await keyway_roundtrip(amqp, mongo_url, queue_type, opts.guarded_events, opts.patience)
+        raw = await raw_roundtrip(amqp, queue_type, opts.budget)
+        keyway = await keyway_roundtrip(amqp, None, queue_type, opts.budget)
+        guarded = await keyway_roundtrip(amqp, mongo_url, queue_type, opts.budget)
         results[queue_type] = {
             "raw": raw,
             "keyway": keyway,
@@ -259,7 +287,8 @@ async def run_async(amqp: str, mongo_url: str, opts: Options) -> dict[str, Any]:
 
 def run(amqp: str, mongo_url: str, opts: Options) -> dict[str, Any]:
     print(
-        f"(b) event round trip publish -> handler: {IN_FLIGHT} publishes in flight, prefetch {PREFETCH},"
+        f"(b) event round trip publish -> handler: up to {opts.budget.events} events or {opts.budget.seconds:g} s"
+        f" of publishing each, {IN_FLIGHT} publishes in flight, prefetch {PREFETCH},"
         " producer and consumer in one process (uvloop)",
         flush=True,
     )
@@ -291,14 +320,13 @@ def run(amqp: str, mongo_url: str, opts: Options) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--events", type=int, default=Options.events)
-    parser.add_argument("--guarded-events", type=int, default=Options.guarded_events)
-    parser.add_argument("--queue-types", default=",".join(Options.queue_types))
+    parser.add_argument("--events", type=int, default=Budget.events, help="at most this many per measurement")
+    parser.add_argument("--seconds", type=float, default=Budget.seconds, help="publish for at most this long")
+    parser.add_argument("--queue-types", default="classic,quorum")
     args = parser.parse_args()
     configure_logging(level="WARNING", json=False, service="bench")
-    opts = Options(
-        events=args.events, guarded_events=args.guarded_events, queue_types=tuple(args.queue_types.split(","))
-    )
+    budget = Budget(events=args.events, seconds=args.seconds)
+    opts = Options(budget=budget, queue_types=tuple(args.queue_types.split(",")))
     amqp = amqp_url()
     uvloop.run(check_rabbitmq(amqp))
     with mongo_server() as mongo:

@@ -80,9 +80,9 @@ def main() -> None:
     parser.add_argument("--only", choices=["connection", "events"], default=None)
     parser.add_argument("--duration", type=float, default=bench_get_connection.Options.duration)
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default=bench_get_connection.Options.loadgen)
-    parser.add_argument("--events", type=int, default=bench_event_roundtrip.Options.events)
-    parser.add_argument("--guarded-events", type=int, default=bench_event_roundtrip.Options.guarded_events)
-    parser.add_argument("--queue-types", default=",".join(bench_event_roundtrip.Options.queue_types))
+    parser.add_argument("--events", type=int, default=bench_event_roundtrip.Budget.events)
+    parser.add_argument("--seconds", type=float, default=bench_event_roundtrip.Budget.seconds)
+    parser.add_argument("--queue-types", default="classic,quorum")
     args = parser.parse_args()
     configure_logging(level="WARNING", json=False, service="bench")
 
@@ -100,14 +100,11 @@ def main() -> None:
             opts = bench_get_connection.Options(duration=args.duration, loadgen=args.loadgen)
             results["get_connection"] = bench_get_connection.run(mongo.url, mongo.pid, amqp, opts)
         if args.only in {None, "events"}:
-            queue_types = tuple(args.queue_types.split(","))
             event_opts = bench_event_roundtrip.Options(
-                events=args.events, guarded_events=args.guarded_events, queue_types=queue_types
+                budget=bench_event_roundtrip.Budget(events=args.events, seconds=args.seconds),
+                queue_types=tuple(args.queue_types.split(",")),
             )
-            results["event_roundtrip"] = {
-                "queue_types": list(queue_types),
-                **bench_event_roundtrip.run(amqp, mongo.url, event_opts),
-            }
+            results["event_roundtrip"] = bench_event_roundtrip.run(amqp, mongo.url, event_opts)
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["versions"] = _versions()
     results["wall_seconds"] = round(time.perf_counter() - started, 1)

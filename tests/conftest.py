@@ -16,8 +16,9 @@ from typing import Any
 
 import aio_pika
 import pytest
-from keyway_shared.store import ensure_indexes
 from pymongo import AsyncMongoClient
+
+from keyway_shared.store import ensure_indexes
 
 from .support.procs import start_mongo
 

@@ -10,6 +10,7 @@ from typing import Any
 import aio_pika
 import aiohttp
 import pytest
+
 from keyway_shared.bus import EventPublisher
 from keyway_shared.events import ConnectionCreated, make_event
 

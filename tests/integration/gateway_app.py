@@ -8,8 +8,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiohttp.test_utils import TestClient, TestServer
+
 from auth_gateway.app import create_app
 from auth_gateway.settings import GatewaySettings
+
+from ..support.procs import free_port
 
 
 @dataclass
@@ -18,6 +21,10 @@ class Gateway:
     settings: GatewaySettings
     secret_key: str
     public_key: str
+
+    @property
+    def url(self) -> str:
+        return str(self.client.make_url("")).rstrip("/")
 
     @property
     def auth(self) -> dict[str, str]:
@@ -29,6 +36,8 @@ async def running_gateway(
     *, mongo_url: str, db_name: str, amqp_url: str, namespace: str, encryption_key: str, **extra: object
 ) -> AsyncIterator[Gateway]:
     secret_key, public_key = str(uuid.uuid4()), str(uuid.uuid4())
+    port = free_port()
+    extra.setdefault("public_url", f"http://127.0.0.1:{port}")
     settings = GatewaySettings(
         mongodb_url=mongo_url,
         mongodb_database=db_name,
@@ -41,5 +50,5 @@ async def running_gateway(
         **extra,  # type: ignore[arg-type]
     )
     app = create_app(settings)
-    async with TestClient(TestServer(app)) as client:
+    async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:
         yield Gateway(client=client, settings=settings, secret_key=secret_key, public_key=public_key)

@@ -107,10 +107,17 @@ async def run_flow(gw: Gateway, provider: OAuthProvider, key: str, query: str) -
 
 
 async def test_authorization_code_with_pkce_end_to_end(gw: Gateway, provider: OAuthProvider, db: Any) -> None:
-    resp, html, frame = await run_flow(gw, provider, "oauth", "connection_id=user-1&authorization_params[login_hint]=a@b.c")
+    resp, html, frame = await run_flow(
+        gw, provider, "oauth", "connection_id=user-1&authorization_params[login_hint]=a@b.c"
+    )
     assert resp.status == 200, html
     assert "window.close" in html
-    assert frame == {"message_type": "success", "provider_config_key": "oauth", "connection_id": "user-1", "is_pending": False}
+    assert frame == {
+        "message_type": "success",
+        "provider_config_key": "oauth",
+        "connection_id": "user-1",
+        "is_pending": False,
+    }
     authorize = provider.authorize_requests[-1]
     assert authorize["response_type"] == "code"
     assert authorize["scope"] == "read write"  # integration scopes joined with the template's separator
@@ -145,7 +152,7 @@ async def test_authorization_code_with_pkce_end_to_end(gw: Gateway, provider: OA
 
 
 async def test_interpolated_urls_params_and_basic_client_auth(gw: Gateway, provider: OAuthProvider) -> None:
-    resp, html, frame = await run_flow(
+    _resp, _html, frame = await run_flow(
         gw,
         provider,
         "tenant",
@@ -161,7 +168,7 @@ async def test_interpolated_urls_params_and_basic_client_auth(gw: Gateway, provi
     assert config["tenant"] == "acme"
     assert config["oauth_scopes_override"] == ["admin"]
 
-    resp, html, frame = await run_flow(gw, provider, "basicauth", "connection_id=b-1")
+    resp, _html, frame = await run_flow(gw, provider, "basicauth", "connection_id=b-1")
     assert frame["message_type"] == "success", frame
     assert "code_challenge" not in provider.authorize_requests[-1]  # disable_pkce
     token_request = provider.token_requests[-1]
@@ -171,7 +178,7 @@ async def test_interpolated_urls_params_and_basic_client_auth(gw: Gateway, provi
 
 async def test_client_overrides_are_used_and_stored(gw: Gateway, provider: OAuthProvider) -> None:
     query = "connection_id=o-1&credentials[oauth_client_id_override]=override-id&credentials[oauth_client_secret_override]=override-secret"
-    resp, html, frame = await run_flow(gw, provider, "oauth", query)
+    resp, _html, frame = await run_flow(gw, provider, "oauth", query)
     assert frame["message_type"] == "success", frame
     assert provider.authorize_requests[-1]["client_id"] == "override-id"
     resp = await gw.client.get("/connection/o-1?provider_config_key=oauth", headers=gw.auth)
@@ -194,7 +201,9 @@ async def test_connect_errors_reach_the_socket(
     socket, ws_client_id = await open_socket(gw)
     public = "" if query == "public_key_missing" else f"&public_key={gw.public_key}"
     query = "connection_id=c" if query == "public_key_missing" else query
-    resp = await gw.client.get(f"/oauth/connect/{key}?{query}{public}&ws_client_id={ws_client_id}", allow_redirects=False)
+    resp = await gw.client.get(
+        f"/oauth/connect/{key}?{query}{public}&ws_client_id={ws_client_id}", allow_redirects=False
+    )
     assert resp.status == 500
     assert resp.content_type == "text/html"
     frame = json.loads((await socket.receive(timeout=10)).data)
@@ -210,7 +219,7 @@ async def test_connect_errors_reach_the_socket(
 )
 async def test_token_endpoint_failures(gw: Gateway, provider: OAuthProvider, db: Any, mode: str, expected: str) -> None:
     provider.token_mode = mode
-    resp, html, frame = await run_flow(gw, provider, "oauth", "connection_id=fail-1")
+    resp, _html, frame = await run_flow(gw, provider, "oauth", "connection_id=fail-1")
     assert resp.status == 500
     assert frame["message_type"] == "error"
     assert frame["error_type"] == "token_err"
@@ -220,7 +229,7 @@ async def test_token_endpoint_failures(gw: Gateway, provider: OAuthProvider, db:
 
 async def test_access_denied_reused_and_unknown_state(gw: Gateway, provider: OAuthProvider, db: Any) -> None:
     provider.authorize_mode = "deny"
-    resp, html, frame = await run_flow(gw, provider, "oauth", "connection_id=d-1")
+    resp, _html, frame = await run_flow(gw, provider, "oauth", "connection_id=d-1")
     assert frame["error_type"] == "callback_err"
     assert "access_denied" in frame["error_desc"]
     provider.authorize_mode = "approve"
@@ -249,7 +258,9 @@ async def test_access_denied_reused_and_unknown_state(gw: Gateway, provider: OAu
 
 
 async def test_legacy_popup_without_ws_client_id_posts_message(gw: Gateway, provider: OAuthProvider) -> None:
-    resp = await gw.client.get(f"/oauth/connect/oauth?connection_id=l-1&public_key={gw.public_key}", allow_redirects=False)
+    resp = await gw.client.get(
+        f"/oauth/connect/oauth?connection_id=l-1&public_key={gw.public_key}", allow_redirects=False
+    )
     resp.release()
     async with gw.client.session.get(resp.headers["Location"], allow_redirects=False) as authorized:
         callback = urlsplit(authorized.headers["Location"])

@@ -42,6 +42,7 @@ async def test_subscriber_example_prints_published_events(amqp: Any, amqp_url: s
     await EventPublisher(amqp, exchange_name=f"{namespace}.events").publish(event)
     line = await asyncio.wait_for(proc.stdout.readline(), timeout=20)
     printed = json.loads(line)
-    assert printed["id"] == event.id and printed["type"] == "connection.created"
+    assert printed["id"] == event.id
+    assert printed["type"] == "connection.created"
     assert printed["data"]["connection_id"] == "c1"
     assert await asyncio.wait_for(proc.wait(), timeout=20) == 0

@@ -32,7 +32,7 @@ class Grant:
 @dataclass
 class OAuthProvider:
     client_id: str = "test-client"
-    client_secret: str = "test-client-secret"  # noqa: S105 - a test provider's own secret
+    client_secret: str = "test-client-secret"
     token_lifetime: int = 3600
     rotate_refresh_tokens: bool = True
     token_mode: str = "ok"  # ok | error_400 | error_500 | html | hang | invalid_grant

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from keyway_shared.providers import CatalogError, ProviderTemplate, interpolation_variables, load_catalog
 
 

@@ -6,6 +6,7 @@ import base64
 import os
 
 import pytest
+
 from keyway_shared.cipher import CredentialCipher, DecryptionError, generate_key, key_id
 
 AD = b"connection:dev:github:user-1"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from keyway_shared.events import (
     EVENT_MODELS,
     ActivityMessage,

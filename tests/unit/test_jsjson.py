@@ -8,6 +8,7 @@ import subprocess
 from typing import Any
 
 import pytest
+
 from keyway_shared.jsjson import js_stringify
 
 NODE = shutil.which("node")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+
 from keyway_shared.cipher import CredentialCipher, generate_key
 from keyway_shared.logging import REDACTED, configure_logging, get_logger, is_secret_key, redact
 from keyway_shared.webhook_signing import generate_signing_key

@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from pydantic import Field, SecretStr, ValidationError
+
 from keyway_shared.cipher import generate_key
 from keyway_shared.settings import BaseServiceSettings, parse_cidrs
-from pydantic import Field, SecretStr, ValidationError
 
 _ENV = [
     "AMQP_URL",

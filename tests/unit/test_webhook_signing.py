@@ -13,6 +13,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
 from keyway_shared.jsjson import js_stringify
 from keyway_shared.webhook_signing import (
     generate_signing_key,
@@ -22,7 +24,6 @@ from keyway_shared.webhook_signing import (
     verify_nango_hmac,
     verify_nango_signature,
 )
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 SECRET_KEY = "0b1c7f3e-5d3a-4c55-9f0e-2a4b6c8d0e1f"
 PAYLOAD = {

@@ -134,7 +134,7 @@ class ActivityWriter:
             ops = [operation_upsert(entries[i]) for i in pending]
             try:
                 result = await self._operations.bulk_write(ops, ordered=False)
-                inserted.update(pending[i] for i in result.upserted_ids)
+                inserted.update(pending[i] for i in result.upserted_ids or {})
                 return inserted
             except BulkWriteError as exc:
                 duplicates = _only_duplicates(exc)

@@ -5,6 +5,8 @@ the legacy postMessage page), the auth webhook and the activity log (connection.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -25,13 +27,29 @@ from ..requests import bracket_params
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
 from ..ws import WS_HUB
 
-__all__ = ["oauth_callback", "oauth_connect"]
+__all__ = ["FINISHERS", "STARTERS", "PopupStart", "oauth_callback", "oauth_connect", "report_success"]
 
 _WS_TYPE_OF_API_CODE = {
     "missing_connection": "missing_connection_id",
     "missing_provider_config": "no_provider_config_key",
 }
-POPUP_MODES = {"OAUTH2", "CUSTOM"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PopupStart:
+    """What a popup flow's first step gets: the authenticated request and what it names."""
+
+    request: web.Request
+    env: Environment
+    front: FrontendRequest
+    integration: Integration
+    template: ProviderTemplate
+    ws_client_id: str | None
+
+
+# Popup flows by auth mode: a starter answers /oauth/connect (a redirect), a finisher the callback.
+Starter = Callable[[PopupStart], Awaitable[web.StreamResponse]]
+Finisher = Callable[[web.Request, OAuthSession, Environment], Awaitable[web.StreamResponse]]
 
 
 def _callback_url(request: web.Request, env: Environment) -> str:
@@ -109,9 +127,13 @@ async def oauth_connect(request: web.Request) -> web.StreamResponse:
         except ApiError as err:
             raise FlowError(_WS_TYPE_OF_API_CODE.get(err.code, err.code), err.message or err.code) from None
         integration, template = await _integration(request, env, front.provider_config_key)
-        if template.auth_mode not in POPUP_MODES:
+        starter = STARTERS.get(template.auth_mode)
+        if starter is None:
             raise FlowError("auth_mode_err", f"The auth mode {template.auth_mode} has no popup flow.")
-        return await _start_oauth2(request, env, front, integration, template, ws_client_id)
+        start = PopupStart(
+            request=request, env=env, front=front, integration=integration, template=template, ws_client_id=ws_client_id
+        )
+        return await starter(start)
     except FlowError as err:
         return await _fail(
             request,
@@ -126,14 +148,15 @@ async def oauth_connect(request: web.Request) -> web.StreamResponse:
         )
 
 
-async def _start_oauth2(
-    request: web.Request,
-    env: Environment,
-    front: FrontendRequest,
-    integration: Integration,
-    template: ProviderTemplate,
-    ws_client_id: str | None,
-) -> web.StreamResponse:
+async def start_oauth2(start: PopupStart) -> web.StreamResponse:
+    request, env, front, integration, template = (
+        start.request,
+        start.env,
+        start.front,
+        start.integration,
+        start.template,
+    )
+    ws_client_id = start.ws_client_id
     grant_type = template.token_params.get("grant_type", "authorization_code")
     if grant_type != "authorization_code":
         raise FlowError("grant_type_err", f"The provider's grant type {grant_type} has no authorization step.")
@@ -208,12 +231,15 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
         if error:
             description = request.query.get("error_description") or error
             raise FlowError("callback_err", f"The provider refused the authorization: {error} ({description})"[:500])
-        return await _finish_oauth2(request, session, env)
+        finisher = FINISHERS.get(session.auth_mode)
+        if finisher is None:
+            raise FlowError("auth_mode_err", f"The auth mode {session.auth_mode} has no callback step.")
+        return await finisher(request, session, env)
     except FlowError as err:
         return await _fail(request, err, **context)
 
 
-async def _finish_oauth2(request: web.Request, session: OAuthSession, env: Environment) -> web.StreamResponse:
+async def finish_oauth2(request: web.Request, session: OAuthSession, env: Environment) -> web.StreamResponse:
     code = request.query.get("code")
     if not code:
         raise FlowError("callback_err", "The provider's callback has no authorization code.")
@@ -258,13 +284,18 @@ async def _finish_oauth2(request: web.Request, session: OAuthSession, env: Envir
         expires_at=expires_at,
         operation_id=session.operation_id,
     )
+    return await report_success(request, session)
+
+
+async def report_success(request: web.Request, session: OAuthSession, *, pending: bool = False) -> web.StreamResponse:
+    """Tell the SDK the flow succeeded: a WebSocket frame, and the page the popup closes itself with."""
     await request.app[WS_HUB].notify(
         session.ws_client_id,
         {
             "message_type": "success",
             "provider_config_key": session.provider_config_key,
             "connection_id": session.connection_id,
-            "is_pending": False,
+            "is_pending": pending,
         },
     )
     return success_page(
@@ -272,3 +303,7 @@ async def _finish_oauth2(request: web.Request, session: OAuthSession, env: Envir
         provider_config_key=session.provider_config_key,
         connection_id=session.connection_id,
     )
+
+
+STARTERS: dict[str, Starter] = {"OAUTH2": start_oauth2, "CUSTOM": start_oauth2}
+FINISHERS: dict[str, Finisher] = {"OAUTH2": finish_oauth2, "CUSTOM": finish_oauth2}

@@ -1,0 +1,191 @@
+"""The unmodified Nango frontend SDK (0.40.8 and 0.42.13, from npm) against Keyway, in Chromium.
+
+A real page on 127.0.0.1 imports the SDK's published module; the SDK opens its popup and WebSocket
+against an in-process gateway, which talks to a real OAuth 2 server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+from playwright.async_api import Browser, Page, async_playwright
+
+from ..integration.gateway_app import Gateway, running_gateway
+from ..support.oauth_provider import OAuthProvider
+from ..support.procs import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.browser]
+
+SDK_DIR = Path(__file__).resolve().parents[1] / "sdk"
+VERSIONS = {"0408": "nango-frontend-0408", "04213": "nango-frontend-04213"}
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if not (SDK_DIR / "node_modules" / VERSIONS["0408"]).exists():
+    pytest.skip("run `npm ci` in tests/sdk first (.ci/run does)", allow_module_level=True)
+
+
+@pytest.fixture
+async def app_page_url() -> AsyncIterator[str]:
+    """The customer's app: a static page and the SDK files, served from 127.0.0.1."""
+    app = web.Application()
+    app.router.add_get("/", lambda _r: web.FileResponse(SDK_DIR / "pages" / "index.html"))
+    for short, package in VERSIONS.items():
+        app.router.add_static(f"/sdk/{short}/", SDK_DIR / "node_modules" / package / "dist")
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def browser(output_dir: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[OAuthProvider]:
+    server = await OAuthProvider().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def gw(
+    provider: OAuthProvider,
+    tmp_path: Path,
+    mongo_url: str,
+    db_name: str,
+    db: Any,
+    amqp_url: str,
+    namespace: str,
+    amqp: Any,
+    encryption_key: str,
+) -> AsyncIterator[Gateway]:
+    providers_file = tmp_path / "providers.yaml"
+    providers_file.write_text(yaml.safe_dump({"test-oauth2": provider.template()}))
+    async with running_gateway(
+        mongo_url=mongo_url,
+        db_name=db_name,
+        amqp_url=amqp_url,
+        namespace=namespace,
+        encryption_key=encryption_key,
+        providers_file=str(providers_file),
+        egress_allowlist="127.0.0.0/8",
+        provider_timeout_seconds=2.0,
+    ) as gateway:
+        integrations = [
+            {
+                "provider": "test-oauth2",
+                "provider_config_key": "oauth",
+                "oauth_client_id": provider.client_id,
+                "oauth_client_secret": provider.client_secret,
+                "oauth_scopes": "read",
+            },
+            {"provider": "posthog", "provider_config_key": "posthog"},
+            {"provider": "freshdesk", "provider_config_key": "freshdesk"},
+        ]
+        for body in integrations:
+            resp = await gateway.client.post("/config", json=body, headers=gateway.auth)
+            assert resp.status == 200, await resp.text()
+        yield gateway
+
+
+async def open_app(browser: Browser, url: str, version: str) -> Page:
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{url}/?sdk={version}")
+    await page.wait_for_function("window.keywayReady === true")
+    assert errors == []
+    return page
+
+
+async def call(page: Page, method: str, *args: Any) -> dict[str, Any]:
+    result: dict[str, Any] = await page.evaluate(f"(args) => window.keyway.{method}(...args)", list(args))
+    return result
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+async def test_oauth2_popup_flow_resolves_and_rejects(
+    version: str, gw: Gateway, provider: OAuthProvider, browser: Browser, app_page_url: str, output_dir: Path
+) -> None:
+    page = await open_app(browser, app_page_url, version)
+    outcome = await call(page, "auth", gw.url, gw.public_key, "oauth", f"sdk-{version}", {"params": {}})
+    assert outcome == {
+        "ok": True,
+        "result": {"providerConfigKey": "oauth", "connectionId": f"sdk-{version}", "isPending": False},
+    }
+    resp = await gw.client.get(f"/connection/sdk-{version}?provider_config_key=oauth", headers=gw.auth)
+    assert (await resp.json())["credentials"]["type"] == "OAUTH2"
+
+    provider.token_mode = "error_400"
+    outcome = await call(page, "auth", gw.url, gw.public_key, "oauth", f"fail-{version}")
+    assert outcome["ok"] is False
+    assert outcome["type"] == "token_err"
+    assert "invalid_request" in outcome["message"]
+
+    outcome = await call(page, "auth", gw.url, gw.public_key, "no-such-integration", "c1")
+    assert outcome["ok"] is False
+    assert outcome["type"] == "provider_config_err"
+    await page.screenshot(path=str(output_dir / f"sdk-{version}-after-oauth.png"))
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+async def test_api_key_and_basic_credentials(version: str, gw: Gateway, browser: Browser, app_page_url: str) -> None:
+    page = await open_app(browser, app_page_url, version)
+    outcome = await call(
+        page,
+        "auth",
+        gw.url,
+        gw.public_key,
+        "posthog",
+        f"k-{version}",
+        {"credentials": {"apiKey": "phx_sdk_key"}, "params": {"subdomain": "eu"}},
+    )
+    assert outcome == {"ok": True, "result": {"providerConfigKey": "posthog", "connectionId": f"k-{version}"}}
+    outcome = await call(
+        page,
+        "auth",
+        gw.url,
+        gw.public_key,
+        "freshdesk",
+        f"b-{version}",
+        {"credentials": {"username": "agent", "password": "pw"}},
+    )
+    assert outcome["ok"] is True
+    resp = await gw.client.get(f"/connection/b-{version}?provider_config_key=freshdesk", headers=gw.auth)
+    assert (await resp.json())["credentials"] == {"type": "BASIC", "username": "agent", "password": "pw"}
+
+    # Failures carry the right error type for both SDK generations (top-level "type" and error.code).
+    outcome = await call(page, "auth", gw.url, gw.public_key, "freshdesk", "x", {"credentials": {"apiKey": "k"}})
+    assert outcome["ok"] is False
+    assert outcome["type"] == "invalid_auth_mode"
+    outcome = await call(
+        page, "auth", gw.url, "0b0f3a9e-3c1e-4d6e-9a3f-1f2b3c4d5e6f", "posthog", "x", {"credentials": {"apiKey": "k"}}
+    )
+    assert outcome["type"] == "unknown_user_account"
+    if version == "04213":  # the newer SDK reads the message from error.message
+        assert "unknown" in outcome["message"]
+    outcome = await call(page, "construct", gw.url, "")
+    assert outcome["ok"] is False
+    assert outcome["type"] == "missingPublicKey"
