@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV = $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 REPLICAS ?= 1
 PYTEST_ARGS ?=
 
@@ -24,8 +24,16 @@ install: .venv/.synced ## create the environment from the lock file
 up: install ## start the whole stack (embedded MongoDB unless MONGODB_URL is set); Ctrl-C stops it
 	@$(UV) run --frozen python deploy/local/up.py --replicas $(REPLICAS)
 
+tests/sdk/node_modules/.package-lock.json: tests/sdk/package-lock.json
+	@cd tests/sdk && npm ci --no-audit --no-fund --silent
+
+.PHONY: test-deps
+test-deps: install tests/sdk/node_modules/.package-lock.json ## what the browser and SDK tests need: Chromium, the pinned npm SDKs
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 .PHONY: test
-test: install ## run the whole test suite against the real RabbitMQ and MongoDB-wire server
+test: test-deps ## run the whole test suite against the real RabbitMQ and MongoDB-wire server
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 .PHONY: lint

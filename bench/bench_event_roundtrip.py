@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -30,7 +31,7 @@ from typing import Any
 import aio_pika
 import uvloop
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
-from common import amqp_url, check_rabbitmq, latency_ms, mongo_server, print_table, ratio, unique
+from common import amqp_url, check_rabbitmq, cpu_seconds, find_pid, latency_ms, mongo_server, print_table, ratio, unique
 
 from keyway_shared.bus import (
     ConsumerRunner,
@@ -47,6 +48,8 @@ from keyway_shared.store import MongoIdempotencyGuard, ensure_indexes, open_clie
 IN_FLIGHT = 100
 PREFETCH = 64  # ConsumerSpec's default; the raw consumer gets the same
 ROUTING_KEY = "activity.message"
+
+Watch = dict[str, int | None]  # label -> pid whose CPU time each measurement reports
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,8 +109,9 @@ async def _pipelined(budget: Budget, publish_one: Callable[[int], Awaitable[None
 
 
 async def _measure(
-    name: str, budget: Budget, recorder: Recorder, publish_one: Callable[[int], Awaitable[None]]
+    name: str, budget: Budget, recorder: Recorder, publish_one: Callable[[int], Awaitable[None]], watch: Watch
 ) -> dict[str, Any]:
+    cpu_before = {label: cpu_seconds(pid) for label, pid in watch.items()}
     started = time.perf_counter()
     events = await _pipelined(budget, publish_one)
     published = time.perf_counter() - started
@@ -118,6 +122,8 @@ async def _measure(
         print(f"  {name}: only {len(recorder.latencies)} of {events} events arrived within {budget.patience:g} s")
     handled = len(recorder.latencies)
     elapsed = recorder.last - started if handled else float("nan")
+    wall = time.perf_counter() - started
+    cpu = {label: round((cpu_seconds(pid) - cpu_before[label]) / wall, 2) for label, pid in watch.items()}
     result = {
         "events": events,
         "handled": handled,
@@ -125,16 +131,18 @@ async def _measure(
         "publish_rate": round(events / published, 1),
         "rate": round(handled / elapsed, 1) if handled else 0.0,
         **latency_ms(recorder.latencies),
+        "cpu_cores": cpu,
     }
     print(
         f"  {name:<22} {result['rate']:>8,.0f} events/s  (publish {result['publish_rate']:,.0f}/s)"
-        f"  p50 {result['p50_ms']:,.1f} ms  p99 {result['p99_ms']:,.1f} ms  ({handled}/{events} in {elapsed:.1f} s)",
+        f"  p50 {result['p50_ms']:,.1f} ms  p99 {result['p99_ms']:,.1f} ms  ({handled}/{events} in {elapsed:.1f} s)"
+        f"  CPU cores {cpu}",
         flush=True,
     )
     return result
 
 
-async def raw_roundtrip(amqp: str, queue_type: str, budget: Budget) -> dict[str, Any]:
+async def raw_roundtrip(amqp: str, queue_type: str, budget: Budget, watch: Watch) -> dict[str, Any]:
     """Plain aio-pika: the floor Keyway's bus is compared with."""
     namespace = unique("kwbench")
     exchange_name, queue_name = f"{namespace}.events", f"{namespace}.bench.raw"
@@ -179,7 +187,7 @@ async def raw_roundtrip(amqp: str, queue_type: str, budget: Budget) -> dict[str,
             )
             await exchange.publish(message, routing_key=ROUTING_KEY, timeout=10)
 
-        return await _measure(f"raw aio-pika {queue_type}", budget, recorder, publish_one)
+        return await _measure(f"raw aio-pika {queue_type}", budget, recorder, publish_one, watch)
     finally:
         if consuming is not None:
             await consuming[0].cancel(consuming[1])
@@ -190,7 +198,9 @@ async def raw_roundtrip(amqp: str, queue_type: str, budget: Budget) -> dict[str,
         await producer.close()
 
 
-async def keyway_roundtrip(amqp: str, mongo_url: str | None, queue_type: str, budget: Budget) -> dict[str, Any]:
+async def keyway_roundtrip(
+    amqp: str, mongo_url: str | None, queue_type: str, budget: Budget, watch: Watch
+) -> dict[str, Any]:
     """EventPublisher -> ConsumerRunner, with the MongoDB idempotency guard when ``mongo_url`` is given."""
     namespace = unique("kwbench")
     spec = ConsumerSpec(
@@ -236,7 +246,7 @@ async def keyway_roundtrip(amqp: str, mongo_url: str | None, queue_type: str, bu
             await publisher.publish(event)
 
         name = f"keyway {queue_type}" + (" + guard" if guard else "")
-        return await _measure(name, budget, recorder, publish_one)
+        return await _measure(name, budget, recorder, publish_one, watch)
     finally:
         await runner.stop()
         await publisher.close()
@@ -262,7 +272,10 @@ def _activity_data(seq: int, sent: float) -> dict[str, Any]:
     }
 
 
-async def run_async(amqp: str, mongo_url: str, opts: Options) -> dict[str, Any]:
+async def run_async(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict[str, Any]:
+    # CPU time over each measurement: this process (producer + consumer), RabbitMQ, the database.
+    pids = {"bench": os.getpid(), "rabbitmq": find_pid("beam.smp"), "mongo": mongo_pid}
+    watch = {label: pid for label, pid in pids.items() if pid}
     results: dict[str, Any] = {
         "in_flight": IN_FLIGHT,
         "prefetch": PREFETCH,
@@ -272,9 +285,9 @@ async def run_async(amqp: str, mongo_url: str, opts: Options) -> dict[str, Any]:
         "queue_types": list(opts.queue_types),
     }
     for queue_type in opts.queue_types:
-        raw = await raw_roundtrip(amqp, queue_type, opts.budget)
-        keyway = await keyway_roundtrip(amqp, None, queue_type, opts.budget)
-        guarded = await keyway_roundtrip(amqp, mongo_url, queue_type, opts.budget)
+        raw = await raw_roundtrip(amqp, queue_type, opts.budget, watch)
+        keyway = await keyway_roundtrip(amqp, None, queue_type, opts.budget, watch)
+        guarded = await keyway_roundtrip(amqp, mongo_url, queue_type, opts.budget, watch)
         results[queue_type] = {
             "raw": raw,
             "keyway": keyway,
@@ -285,14 +298,14 @@ async def run_async(amqp: str, mongo_url: str, opts: Options) -> dict[str, Any]:
     return results
 
 
-def run(amqp: str, mongo_url: str, opts: Options) -> dict[str, Any]:
+def run(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict[str, Any]:
     print(
         f"(b) event round trip publish -> handler: up to {opts.budget.events} events or {opts.budget.seconds:g} s"
         f" of publishing each, {IN_FLIGHT} publishes in flight, prefetch {PREFETCH},"
         " producer and consumer in one process (uvloop)",
         flush=True,
     )
-    results = uvloop.run(run_async(amqp, mongo_url, opts))
+    results = uvloop.run(run_async(amqp, mongo_url, mongo_pid, opts))
     print()
     rows = []
     for queue_type in opts.queue_types:
@@ -330,7 +343,7 @@ def main() -> None:
     amqp = amqp_url()
     uvloop.run(check_rabbitmq(amqp))
     with mongo_server() as mongo:
-        print(json.dumps(run(amqp, mongo.url, opts), indent=2))
+        print(json.dumps(run(amqp, mongo.url, mongo.pid, opts), indent=2))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ __all__ = [
     "children_cpu_seconds",
     "cpu_seconds",
     "ensure_wrk",
+    "find_pid",
     "free_port",
     "latency_ms",
     "machine_info",
@@ -132,6 +133,15 @@ def cpu_seconds(pid: int | None) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def find_pid(command_name: str) -> int | None:
+    """The pid of a process by its command name (``/proc/<pid>/comm``), e.g. RabbitMQ's ``beam.smp``."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == command_name:
+                return int(comm.parent.name)
+    return None
 
 
 def children_cpu_seconds() -> float:

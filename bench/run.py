@@ -104,7 +104,7 @@ def main() -> None:
                 budget=bench_event_roundtrip.Budget(events=args.events, seconds=args.seconds),
                 queue_types=tuple(args.queue_types.split(",")),
             )
-            results["event_roundtrip"] = bench_event_roundtrip.run(amqp, mongo.url, event_opts)
+            results["event_roundtrip"] = bench_event_roundtrip.run(amqp, mongo.url, mongo.pid, event_opts)
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["versions"] = _versions()
     results["wall_seconds"] = round(time.perf_counter() - started, 1)

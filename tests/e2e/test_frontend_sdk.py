@@ -42,8 +42,11 @@ if not (SDK_DIR / "node_modules" / VERSIONS["0408"]).exists():
 @pytest.fixture
 async def app_page_url() -> AsyncIterator[str]:
     """The customer's app: a static page and the SDK files, served from 127.0.0.1."""
+    async def index(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(SDK_DIR / "pages" / "index.html")
+
     app = web.Application()
-    app.router.add_get("/", lambda _r: web.FileResponse(SDK_DIR / "pages" / "index.html"))
+    app.router.add_get("/", index)
     for short, package in VERSIONS.items():
         app.router.add_static(f"/sdk/{short}/", SDK_DIR / "node_modules" / package / "dist")
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)

@@ -35,10 +35,24 @@ class BrokerLink:
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._on_connect: list[Callable[[AbstractRobustConnection], Awaitable[None]]] = []
+        self._late_callbacks: set[asyncio.Task[None]] = set()
 
     def on_connect(self, callback: Callable[[AbstractRobustConnection], Awaitable[None]]) -> None:
-        """Run ``callback`` once, when the first connection is made (start consumers there)."""
-        self._on_connect.append(callback)
+        """Run ``callback`` once the connection is made (start consumers there); at once if it already is."""
+        if self.connected.is_set() and self.connection is not None:
+            task = asyncio.create_task(self._run_callback(callback, self.connection))
+            self._late_callbacks.add(task)
+            task.add_done_callback(self._late_callbacks.discard)
+        else:
+            self._on_connect.append(callback)
+
+    async def _run_callback(
+        self, callback: Callable[[AbstractRobustConnection], Awaitable[None]], connection: AbstractRobustConnection
+    ) -> None:
+        try:
+            await callback(connection)
+        except Exception:
+            log.exception("broker on-connect callback failed")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._connect_loop(), name=f"broker-connect-{self._name}")
@@ -55,9 +69,10 @@ class BrokerLink:
                 delay = min(delay * 2, self._max_backoff)
         self.publisher = EventPublisher(self.connection, exchange_name=self._exchange)
         log.info("broker connected")
-        for callback in self._on_connect:
-            await callback(self.connection)
+        # Set before the callbacks run, so one registered meanwhile runs at once instead of never.
         self.connected.set()
+        for callback in self._on_connect:
+            await self._run_callback(callback, self.connection)
 
     @property
     def is_ready(self) -> bool:

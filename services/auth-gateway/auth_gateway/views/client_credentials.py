@@ -1,0 +1,63 @@
+"""OAuth 2 client credentials from the frontend SDK (spec §2.5, §5.8): ``POST /oauth2/auth/{key}``
+with ``{client_id, client_secret}``; the token is minted now, and the connection keeps what it needs
+to mint the next one.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from keyway_shared.credentials.client_credentials import client_credentials_token
+from keyway_shared.events import utcnow
+
+from ..connect import store_connection
+from ..errors import ApiError
+from ..frontend import check_hmac, frontend_request
+from ..requests import json_object
+from ..resources import HTTP, SETTINGS
+from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode, token_url
+
+__all__ = ["client_credentials_auth"]
+
+
+def _required(body: dict[str, object], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise ApiError(f"missing_{name}", f"The request body must have a non-empty '{name}' string.")
+    return value
+
+
+async def client_credentials_auth(request: web.Request) -> web.Response:
+    env, front = await frontend_request(request)
+    attempt = CredentialAttempt(env=env, front=front, mode="OAUTH2_CC")
+    async with announce_failures(request, attempt):
+        front.require_ids()
+        check_hmac(env, front)
+        integration, template = await integration_in_mode(request, attempt)
+        body = await json_object(request)
+        client_id, client_secret = _required(body, "client_id"), _required(body, "client_secret")
+        config = front.connection_config
+        scopes = config.get("oauth_scopes") or integration.oauth_scopes or ""
+        credentials, expires_at = await client_credentials_token(
+            request.app[HTTP],
+            template=template,
+            token_url=token_url(template, "OAUTH2_CC", config),
+            client_id=client_id,
+            client_secret=client_secret,
+            scopes=[s for s in scopes.split(",") if s],
+            now=utcnow(),
+            timeout_seconds=request.app[SETTINGS].provider_timeout_seconds,
+        )
+    await store_connection(
+        request.app,
+        environment=env.name,
+        provider_config_key=front.provider_config_key,
+        provider=integration.provider,
+        auth_mode="OAUTH2_CC",
+        connection_id=front.connection_id,
+        credentials=credentials,
+        connection_config=config,
+        expires_at=expires_at,
+        operation_id=front.operation_id,
+    )
+    return web.json_response({"providerConfigKey": front.provider_config_key, "connectionId": front.connection_id})

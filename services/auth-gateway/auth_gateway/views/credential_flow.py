@@ -1,0 +1,91 @@
+"""What the JSON connect endpoints without a popup share (spec §2.5): public key, ids, HMAC, the
+integration in the expected auth mode, and one ``auth.failed`` for any failure once the environment is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from keyway_shared.credentials import PermanentTokenError, TokenRequestError
+from keyway_shared.events import AuthMode
+from keyway_shared.providers import ProviderTemplate
+from keyway_shared.store import Environment, Integration
+
+from ..connect import record_auth_failure
+from ..errors import ApiError
+from ..frontend import FrontendRequest
+from ..oauth.interpolation import MissingParamError, interpolate
+from ..resources import CATALOG, STORES
+
+__all__ = ["CredentialAttempt", "announce_failures", "integration_in_mode", "token_api_error", "token_url"]
+
+
+@dataclass(kw_only=True)
+class CredentialAttempt:
+    env: Environment
+    front: FrontendRequest
+    mode: AuthMode
+    provider: str | None = None  # known once the integration is found
+
+
+async def integration_in_mode(request: web.Request, attempt: CredentialAttempt) -> tuple[Integration, ProviderTemplate]:
+    env, front, mode = attempt.env, attempt.front, attempt.mode
+    integration = await request.app[STORES].integrations.get(env.name, front.provider_config_key)
+    if integration is None:
+        raise ApiError(
+            "unknown_provider_config",
+            f"There is no integration '{front.provider_config_key}' in the environment '{env.name}'.",
+        )
+    attempt.provider = integration.provider
+    template = request.app[CATALOG].get(integration.provider)
+    if template is None:
+        raise ApiError("unknown_provider_template", f"The provider '{integration.provider}' is not in the catalog.")
+    if template.auth_mode != mode:
+        raise ApiError(
+            "invalid_auth_mode",
+            f"The integration '{front.provider_config_key}' uses {template.auth_mode}, not {mode}.",
+        )
+    return integration, template
+
+
+def token_url(template: ProviderTemplate, mode: str, connection_config: dict[str, str]) -> str:
+    url = template.token_url_for(mode)
+    if not url:
+        raise ApiError("invalid_provider_template", "The provider template has no token URL.")
+    try:
+        return interpolate(url, connection_config)
+    except MissingParamError as exc:
+        names = ", ".join(f"params[{n}]" for n in exc.names)
+        raise ApiError("url_param_err", f"The token URL needs {names}, which the request did not give.") from None
+
+
+def token_api_error(exc: TokenRequestError) -> ApiError:
+    """A provider's refusal is the caller's problem (400); the provider being down is not (502)."""
+    return ApiError(exc.type, exc.description, status=400 if isinstance(exc, PermanentTokenError) else 502)
+
+
+@asynccontextmanager
+async def announce_failures(request: web.Request, attempt: CredentialAttempt) -> AsyncIterator[None]:
+    """Any ApiError (or token failure) inside becomes ``auth.failed``, then the envelope."""
+    try:
+        try:
+            yield
+        except TokenRequestError as exc:
+            raise token_api_error(exc) from None
+    except ApiError as err:
+        await record_auth_failure(
+            request.app,
+            environment=attempt.env.name,
+            error_type=err.code,
+            description=err.message or err.code,
+            provider_config_key=attempt.front.provider_config_key,
+            provider=attempt.provider,
+            connection_id=attempt.front.connection_id or None,
+            auth_mode=attempt.mode,
+            operation_id=attempt.front.operation_id,
+        )
+        raise

@@ -1,0 +1,48 @@
+"""Connections without credentials (spec §2.5, NONE): ``POST /unauth/{key}`` (frontend ≤ 0.42.10,
+connection id required) and ``POST /auth/unauthenticated/{key}`` (0.42.11+, whose ``create()`` may
+omit the id: one is generated and returned).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from ..connect import store_connection
+from ..frontend import check_hmac, frontend_request
+from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode
+
+__all__ = ["unauth", "unauthenticated"]
+
+
+async def _connect(request: web.Request, *, generate_id: bool) -> web.Response:
+    env, front = await frontend_request(request)
+    attempt = CredentialAttempt(env=env, front=front, mode="NONE")
+    async with announce_failures(request, attempt):
+        # The HMAC covers the id the caller sent (an empty one when it lets us pick).
+        check_hmac(env, front)
+        if generate_id and not front.connection_id:
+            front.connection_id = str(uuid.uuid4())
+        front.require_ids()
+        integration, _template = await integration_in_mode(request, attempt)
+    await store_connection(
+        request.app,
+        environment=env.name,
+        provider_config_key=front.provider_config_key,
+        provider=integration.provider,
+        auth_mode="NONE",
+        connection_id=front.connection_id,
+        credentials={},
+        connection_config=front.connection_config,
+        operation_id=front.operation_id,
+    )
+    return web.json_response({"providerConfigKey": front.provider_config_key, "connectionId": front.connection_id})
+
+
+async def unauth(request: web.Request) -> web.Response:
+    return await _connect(request, generate_id=False)
+
+
+async def unauthenticated(request: web.Request) -> web.Response:
+    return await _connect(request, generate_id=True)

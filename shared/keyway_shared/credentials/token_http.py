@@ -1,0 +1,83 @@
+"""One call to a provider endpoint that hands out a token, with failures sorted the way
+``request_token`` sorts them (spec §5.4): transient (network, timeout, 5xx, 429) or permanent.
+
+``request_token`` speaks OAuth 2's form-and-client-auth dialect; this is for everything else that
+mints a token: OAuth 1 request and access tokens, GitHub installation tokens, App Store tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from ..egress import EgressRefusedError
+from .errors import PermanentTokenError, TransientTokenError
+from .tokens import parse_token_body
+
+__all__ = ["call_token_endpoint"]
+
+
+def _describe(parsed: dict[str, Any], status: int) -> tuple[str, str]:
+    """(code, description) from the error shapes seen in the wild: OAuth, GitHub, App Store, OAuth 1."""
+    error = parsed.get("error")
+    errors = parsed.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    code = str(error) if isinstance(error, str) and error else str(first.get("code") or f"http_{status}")
+    description = (
+        parsed.get("error_description")
+        or parsed.get("message")
+        or first.get("detail")
+        or first.get("title")
+        or parsed.get("oauth_problem")
+        or f"The token endpoint answered {status}."
+    )
+    return code, str(description)
+
+
+async def call_token_endpoint(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    data: str | bytes | None = None,
+    timeout_seconds: float = 15.0,
+) -> dict[str, Any]:
+    """Send the request; the parsed body (JSON or form-encoded) on a 2xx answer, else an error."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            async with session.request(method, url, data=data, headers=headers, allow_redirects=False) as response:
+                body = await response.read()
+                status = response.status
+                content_type = response.headers.get("Content-Type", "")
+                retry_after = response.headers.get("Retry-After")
+    except EgressRefusedError as exc:
+        raise PermanentTokenError("token_url_refused", f"The token URL is not reachable from here: {exc}") from None
+    except TimeoutError:
+        message = f"The token endpoint did not answer within {timeout_seconds:g}s."
+        raise TransientTokenError("token_timeout", message) from None
+    except aiohttp.ClientError as exc:
+        raise TransientTokenError(
+            "token_network_error", f"The token endpoint could not be reached ({exc.__class__.__name__})."
+        ) from None
+    if status >= 500 or status == 429:
+        seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+        raise TransientTokenError(
+            "token_provider_unavailable", f"The token endpoint answered {status}.", status=status, retry_after=seconds
+        )
+    try:
+        parsed = parse_token_body(body, content_type)
+    except PermanentTokenError:
+        if status >= 400:
+            raise PermanentTokenError(
+                "token_request_failed", f"The token endpoint answered {status}.", status=status
+            ) from None
+        raise
+    if status >= 400:
+        code, description = _describe(parsed, status)
+        raise PermanentTokenError(
+            "token_request_failed", f"{code}: {description}"[:500], status=status, provider_error=code
+        )
+    return parsed

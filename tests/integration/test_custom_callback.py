@@ -1,0 +1,96 @@
+"""A custom callback URL on the app's domain that 308-redirects to the gateway's /oauth/callback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from aiohttp import web
+
+from ..support.oauth_provider import OAuthProvider
+from ..support.procs import free_port
+from .gateway_app import running_gateway
+
+pytestmark = [pytest.mark.broker, pytest.mark.mongo]
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[OAuthProvider]:
+    server = await OAuthProvider().start()
+    yield server
+    await server.stop()
+
+
+async def test_custom_callback_url_through_a_308_redirect(
+    provider: OAuthProvider,
+    tmp_path: Path,
+    mongo_url: str,
+    db_name: str,
+    db: Any,
+    amqp_url: str,
+    namespace: str,
+    amqp: Any,
+    encryption_key: str,
+) -> None:
+    providers_file = tmp_path / "providers.yaml"
+    providers_file.write_text(yaml.safe_dump({"test-oauth2": provider.template()}))
+    async with running_gateway(
+        mongo_url=mongo_url,
+        db_name=db_name,
+        amqp_url=amqp_url,
+        namespace=namespace,
+        encryption_key=encryption_key,
+        providers_file=str(providers_file),
+        egress_allowlist="127.0.0.0/8",
+    ) as gw:
+        # The app's own domain: forwards the provider's redirect, query intact, with a 308.
+        app_port = free_port()
+
+        async def forward(request: web.Request) -> web.Response:
+            raise web.HTTPPermanentRedirect(f"{gw.url}/oauth/callback?{request.query_string}")
+
+        app = web.Application()
+        app.router.add_get("/integrations/callback", forward)
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", app_port).start()
+        custom = f"http://127.0.0.1:{app_port}/integrations/callback"
+        try:
+            resp = await gw.client.patch("/environment", json={"callback_url": custom}, headers=gw.auth)
+            assert resp.status == 200
+            resp = await gw.client.post(
+                "/config",
+                json={
+                    "provider": "test-oauth2",
+                    "provider_config_key": "oauth",
+                    "oauth_client_id": provider.client_id,
+                    "oauth_client_secret": provider.client_secret,
+                },
+                headers=gw.auth,
+            )
+            assert resp.status == 200
+            socket = await gw.client.ws_connect("/")
+            ws_client_id = json.loads((await socket.receive()).data)["ws_client_id"]
+            resp = await gw.client.get(
+                f"/oauth/connect/oauth?connection_id=cb-1&public_key={gw.public_key}&ws_client_id={ws_client_id}",
+                allow_redirects=False,
+            )
+            resp.release()
+            async with gw.client.session.get(resp.headers["Location"], allow_redirects=False) as authorized:
+                to_app = authorized.headers["Location"]
+            assert urlsplit(to_app).port == app_port  # the provider sends the browser to the app's domain
+            async with gw.client.session.get(to_app) as final:  # follows the 308 to the gateway
+                assert final.status == 200
+                assert str(final.url).startswith(f"{gw.url}/oauth/callback")
+            frame = json.loads((await socket.receive(timeout=10)).data)
+            assert frame["message_type"] == "success"
+            assert provider.authorize_requests[-1]["redirect_uri"] == custom
+            assert provider.token_requests[-1]["redirect_uri"] == custom  # the same redirect_uri in both steps
+            await socket.close()
+        finally:
+            await runner.cleanup()
