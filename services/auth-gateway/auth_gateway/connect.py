@@ -51,6 +51,7 @@ async def store_connection(
     expires_at: datetime | None = None,
     metadata: dict[str, Any] | None = None,
     operation_id: str | None = None,
+    connect_session_id: str | None = None,
 ) -> tuple[Connection, bool]:
     """Insert or re-authorize the connection; emits connection.created or connection.updated (override)."""
     operation_id = operation_id or new_operation_id()
@@ -82,6 +83,8 @@ async def store_connection(
     )
     saved, created, row = await app[STORES].connections.save_with_event(connection, make)
     app[RELAY].publish_soon([row])
+    if connect_session_id is not None:
+        await app[STORES].connect_sessions.spend(connect_session_id)
     log.info(
         "connection stored",
         environment=environment,

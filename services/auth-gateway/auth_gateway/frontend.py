@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -11,9 +12,11 @@ from aiohttp import web
 from keyway_shared.store import Environment
 
 from .connect import new_operation_id
+from .connect_sessions import ConnectSession
 from .errors import ApiError
 from .keys import environment_from_public_key
 from .requests import bracket_params
+from .resources import STORES
 
 __all__ = ["FrontendRequest", "check_hmac", "expected_hmac", "frontend_request"]
 
@@ -25,25 +28,55 @@ class FrontendRequest:
     connection_config: dict[str, str]
     hmac: str | None
     operation_id: str = field(default_factory=new_operation_id)
+    connect_session: ConnectSession | None = None
+
+    @property
+    def connect_session_id(self) -> str | None:
+        return self.connect_session.id if self.connect_session else None
 
     def require_ids(self) -> None:
         if not self.connection_id:
             raise ApiError("missing_connection", "Missing param 'connection_id'.")
         if not self.provider_config_key:
             raise ApiError("missing_provider_config", "Missing param 'provider_config_key'.")
+        allowed = self.connect_session.allowed_integrations if self.connect_session else None
+        if allowed is not None and self.provider_config_key not in allowed:
+            raise ApiError(
+                "integration_not_allowed",
+                f"This connect session does not allow the integration '{self.provider_config_key}'.",
+                status=403,
+            )
 
 
 async def frontend_request(request: web.Request) -> tuple[Environment, FrontendRequest]:
-    """Authenticate the public key and read the common parameters (``require_ids`` checks them)."""
-    env = await environment_from_public_key(request)
+    """Authenticate (public key or connect session token) and read the common parameters.
+
+    ``require_ids`` checks them, inside the caller's error handling, so a failure after the
+    environment is known can be announced in it.
+    """
     provider_config_key = request.match_info.get("providerConfigKey", "").strip()
     connection_id = request.query.get("connection_id", "").strip()
+    session: ConnectSession | None = None
+    token = request.query.get("connect_session_token", "").strip()
+    if token:
+        stores = request.app[STORES]
+        session = await stores.connect_sessions.find(token)
+        found = await stores.environments.get(session.environment) if session else None
+        if session is None or found is None:
+            raise ApiError(
+                "unknown_connect_session_token", "The connect session is unknown, spent or expired.", status=401
+            )
+        env = found
+        connection_id = connection_id or str(uuid.uuid4())  # sessions may let the server name the connection
+    else:
+        env = await environment_from_public_key(request)
     params = {k: v for k, v in bracket_params(request.query, "params").items() if v != "undefined"}
     return env, FrontendRequest(
         provider_config_key=provider_config_key,
         connection_id=connection_id,
         connection_config=params,
         hmac=request.query.get("hmac"),
+        connect_session=session,
     )
 
 
@@ -52,8 +85,8 @@ def expected_hmac(key: str, provider_config_key: str, connection_id: str) -> str
 
 
 def check_hmac(env: Environment, front: FrontendRequest) -> None:
-    if not env.hmac_enabled:
-        return
+    if not env.hmac_enabled or front.connect_session is not None:
+        return  # a connect session was minted with the secret key: it already proves the backend agreed
     if not front.hmac:
         raise ApiError("missing_hmac", "The environment requires an 'hmac' parameter.")
     expected = expected_hmac(env.hmac_key, front.provider_config_key, front.connection_id)

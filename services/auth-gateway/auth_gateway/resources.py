@@ -19,6 +19,7 @@ from keyway_shared.store import (
     OutboxStore,
 )
 
+from .connect_sessions import ConnectSessionStore
 from .oauth.sessions import OAuthSessionStore
 from .settings import GatewaySettings
 
@@ -32,6 +33,7 @@ class Stores:
     connections: ConnectionStore
     outbox: OutboxStore
     oauth_sessions: OAuthSessionStore
+    connect_sessions: ConnectSessionStore
 
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
@@ -49,8 +51,10 @@ def stores_context(settings: GatewaySettings) -> Callable[[web.Application], Asy
             connections=ConnectionStore(app[MONGO_CLIENT], db, cipher),
             outbox=OutboxStore(db),
             oauth_sessions=OAuthSessionStore(db, cipher),
+            connect_sessions=ConnectSessionStore(db),
         )
         await stores.oauth_sessions.ensure_indexes()
+        await stores.connect_sessions.ensure_indexes()
         for name in DEFAULT_ENVIRONMENTS:
             public_key, secret_key = settings.pinned_keys(name)
             await stores.environments.ensure(name, public_key=public_key, secret_key=secret_key)

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .views import api_auth, config, connection, environment, oauth, status
+from .views import (
+    api_auth,
+    app_auth,
+    app_store,
+    client_credentials,
+    config,
+    connect_sessions,
+    connection,
+    environment,
+    oauth,
+    status,
+    unauth,
+)
 from .ws import websocket_or_index
 
 __all__ = ["add_routes"]
@@ -17,9 +29,14 @@ def add_routes(app: web.Application) -> None:
             web.get("/health", status.health),
             web.get("/oauth/connect/{providerConfigKey}", oauth.oauth_connect),
             web.get("/oauth/callback", oauth.oauth_callback),
+            web.get("/app-auth/connect", app_auth.app_auth_connect),
             # frontend SDK (public key)
             web.post("/api-auth/api-key/{providerConfigKey}", api_auth.api_key_auth),
             web.post("/api-auth/basic/{providerConfigKey}", api_auth.basic_auth),
+            web.post("/oauth2/auth/{providerConfigKey}", client_credentials.client_credentials_auth),
+            web.post("/app-store-auth/{providerConfigKey}", app_store.app_store_auth),
+            web.post("/unauth/{providerConfigKey}", unauth.unauth),
+            web.post("/auth/unauthenticated/{providerConfigKey}", unauth.unauthenticated),
             # backend API (secret key)
             web.get("/config", config.list_integrations),
             web.post("/config", config.create_integration),
@@ -28,6 +45,9 @@ def add_routes(app: web.Application) -> None:
             web.delete("/config/{providerConfigKey}", config.delete_integration),
             web.get("/connection/{connectionId}", connection.get_connection),
             web.get("/environment", environment.get_environment),
+            web.post("/connect/sessions", connect_sessions.create_connect_session),
+            web.get("/connect/session", connect_sessions.get_connect_session),
+            web.delete("/connect/session", connect_sessions.delete_connect_session),
             web.patch("/environment", environment.patch_environment),
         ]
     )

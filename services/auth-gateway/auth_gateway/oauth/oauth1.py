@@ -63,7 +63,9 @@ class OAuth1Client:
             return ClientAuth(self.consumer_key, rsa_key=self.consumer_secret, signature_method=method, **extra)
         return ClientAuth(self.consumer_key, self.consumer_secret, signature_method=method, **extra)
 
-    async def _send(self, auth: ClientAuth, http_method: str | None, url: str, params: dict[str, str]) -> dict[str, str]:
+    async def _send(
+        self, auth: ClientAuth, http_method: str | None, url: str, params: dict[str, str]
+    ) -> dict[str, str]:
         method = (http_method or "POST").upper()
         body = ""
         headers: dict[str, str] = {"User-Agent": "Keyway", "Accept": "*/*"}

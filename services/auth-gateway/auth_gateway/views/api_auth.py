@@ -72,6 +72,7 @@ async def api_key_auth(request: web.Request) -> web.Response:
         credentials={"type": "API_KEY", "apiKey": api_key},
         connection_config=front.connection_config,
         operation_id=front.operation_id,
+        connect_session_id=front.connect_session_id,
     )
     del template  # verification calls (template.proxy.verification) arrive with the egress guard
     return web.json_response({"providerConfigKey": front.provider_config_key, "connectionId": front.connection_id})
@@ -101,5 +102,6 @@ async def basic_auth(request: web.Request) -> web.Response:
         credentials={"type": "BASIC", "username": username, "password": password},
         connection_config=front.connection_config,
         operation_id=front.operation_id,
+        connect_session_id=front.connect_session_id,
     )
     return web.json_response({"providerConfigKey": front.provider_config_key, "connectionId": front.connection_id})

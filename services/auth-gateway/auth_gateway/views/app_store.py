@@ -21,7 +21,11 @@ from .credential_flow import CredentialAttempt, announce_failures, integration_i
 
 __all__ = ["app_store_auth"]
 
-_MISSING = {"privateKeyId": "missing_private_key_id", "issuerId": "missing_issuer_id", "privateKey": "missing_private_key"}
+_MISSING = {
+    "privateKeyId": "missing_private_key_id",
+    "issuerId": "missing_issuer_id",
+    "privateKey": "missing_private_key",
+}
 
 
 def _fields(body: dict[str, Any]) -> tuple[str, str, str, str | None]:

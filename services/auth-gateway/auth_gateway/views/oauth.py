@@ -26,6 +26,8 @@ from ..pages import error_page, plain_error_page, success_page
 from ..requests import bracket_params
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
 from ..ws import WS_HUB
+from .github_app import finish_app, finish_custom, start_app
+from .oauth1_flow import finish_oauth1, start_oauth1
 
 __all__ = ["FINISHERS", "STARTERS", "PopupStart", "oauth_callback", "oauth_connect", "report_success"]
 
@@ -173,6 +175,8 @@ async def start_oauth2(start: PopupStart) -> web.StreamResponse:
         secrets["code_verifier"] = verifier
     if "oauth_client_id_override" in overrides or "oauth_client_secret_override" in overrides:
         secrets["overridden"] = "true"
+    if front.connect_session_id:
+        secrets["connect_session"] = front.connect_session_id
     session = OAuthSession(
         environment=env.name,
         provider_config_key=front.provider_config_key,
@@ -283,6 +287,7 @@ async def finish_oauth2(request: web.Request, session: OAuthSession, env: Enviro
         connection_config=config,
         expires_at=expires_at,
         operation_id=session.operation_id,
+        connect_session_id=session.secrets.get("connect_session"),
     )
     return await report_success(request, session)
 
@@ -305,5 +310,15 @@ async def report_success(request: web.Request, session: OAuthSession, *, pending
     )
 
 
-STARTERS: dict[str, Starter] = {"OAUTH2": start_oauth2, "CUSTOM": start_oauth2}
-FINISHERS: dict[str, Finisher] = {"OAUTH2": finish_oauth2, "CUSTOM": finish_oauth2}
+STARTERS: dict[str, Starter] = {
+    "OAUTH2": start_oauth2,
+    "OAUTH1": start_oauth1,
+    "APP": start_app,
+    "CUSTOM": start_app,
+}
+FINISHERS: dict[str, Finisher] = {
+    "OAUTH2": finish_oauth2,
+    "OAUTH1": finish_oauth1,
+    "APP": finish_app,
+    "CUSTOM": finish_custom,
+}

@@ -20,9 +20,11 @@ async def _connect(request: web.Request, *, generate_id: bool) -> web.Response:
     env, front = await frontend_request(request)
     attempt = CredentialAttempt(env=env, front=front, mode="NONE")
     async with announce_failures(request, attempt):
+        if not generate_id:
+            front.require_ids()
         # The HMAC covers the id the caller sent (an empty one when it lets us pick).
         check_hmac(env, front)
-        if generate_id and not front.connection_id:
+        if not front.connection_id:
             front.connection_id = str(uuid.uuid4())
         front.require_ids()
         integration, _template = await integration_in_mode(request, attempt)

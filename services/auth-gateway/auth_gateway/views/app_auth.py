@@ -1,0 +1,23 @@
+"""``GET /app-auth/connect``: where GitHub sends the browser after a GitHub App installation (its
+"Setup URL"). With our ``state`` it is the popup callback; without one the installation was started
+on github.com, not through the SDK, and the browser goes back where it came from (spec §2.4).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from .oauth import oauth_callback
+
+__all__ = ["app_auth_connect"]
+
+
+async def app_auth_connect(request: web.Request) -> web.StreamResponse:
+    query = request.query
+    if not query.get("state") and query.get("installation_id") and query.get("setup_action"):
+        referer = request.headers.get("Referer", "")
+        target = referer if urlsplit(referer).scheme in {"http", "https"} else "https://github.com"
+        raise web.HTTPFound(target)
+    return await oauth_callback(request)

@@ -1,0 +1,91 @@
+"""``/connect/sessions`` and ``/connect/session``: minting, reading and ending connect sessions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from keyway_shared.events import utcnow
+
+from ..connect_sessions import SESSION_LIFETIME, TOKEN_PREFIX, ConnectSession
+from ..errors import ApiError
+from ..keys import environment_from_secret_key
+from ..requests import json_object, validated_body
+from ..resources import STORES
+from ..serialize import js_iso
+
+__all__ = ["create_connect_session", "delete_connect_session", "get_connect_session"]
+
+
+class EndUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=255)
+    email: str | None = None
+    display_name: str | None = None
+
+
+class Organization(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=255)
+    display_name: str | None = None
+
+
+class CreateSessionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    end_user: EndUser
+    organization: Organization | None = None
+    allowed_integrations: list[str] | None = Field(default=None, min_length=1)
+
+
+async def create_connect_session(request: web.Request) -> web.Response:
+    """``POST /connect/sessions`` (secret key) → ``{"data": {"token", "expires_at"}}``."""
+    env = await environment_from_secret_key(request)
+    body = validated_body(CreateSessionBody, await json_object(request))
+    stores = request.app[STORES]
+    for key in body.allowed_integrations or []:
+        if await stores.integrations.get(env.name, key) is None:
+            raise ApiError("unknown_provider_config", f"There is no integration '{key}' in '{env.name}'.")
+    session = ConnectSession(
+        id="",
+        environment=env.name,
+        end_user=body.end_user.model_dump(exclude_none=True),
+        organization=body.organization.model_dump(exclude_none=True) if body.organization else None,
+        allowed_integrations=body.allowed_integrations,
+        expires_at=utcnow() + SESSION_LIFETIME,
+    )
+    token = await stores.connect_sessions.create(session)
+    return web.json_response({"data": {"token": token, "expires_at": js_iso(session.expires_at)}}, status=201)
+
+
+async def _session_from_header(request: web.Request) -> tuple[str, ConnectSession]:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+        raise ApiError(
+            "invalid_connect_session_token", "Send the connect session token as 'Bearer <token>'.", status=401
+        )
+    session = await request.app[STORES].connect_sessions.find(token)
+    if session is None:
+        raise ApiError("unknown_connect_session_token", "The connect session is unknown, spent or expired.", status=401)
+    return token, session
+
+
+async def get_connect_session(request: web.Request) -> web.Response:
+    """``GET /connect/session`` (connect session token): what the session allows."""
+    _token, session = await _session_from_header(request)
+    return web.json_response(
+        {
+            "data": {
+                "end_user": session.end_user,
+                "organization": session.organization,
+                "allowed_integrations": session.allowed_integrations,
+                "expires_at": js_iso(session.expires_at),
+            }
+        }
+    )
+
+
+async def delete_connect_session(request: web.Request) -> web.Response:
+    """``DELETE /connect/session``: end the session early."""
+    token, _session = await _session_from_header(request)
+    await request.app[STORES].connect_sessions.delete(token)
+    return web.Response(status=204)

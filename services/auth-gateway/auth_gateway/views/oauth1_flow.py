@@ -1,0 +1,143 @@
+"""The OAuth 1.0a popup flow (spec §2.4, §5.9), registered in ``views.oauth`` under ``OAUTH1``.
+
+The starter fetches a request token (its callback carries the session id as ``state``) and sends
+the browser to the provider; the finisher trades the request token and verifier for an access token.
+The request-token secret waits, encrypted, in the session.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from keyway_shared.credentials import TokenRequestError
+from keyway_shared.providers import ProviderTemplate
+from keyway_shared.store import Environment
+
+from ..connect import store_connection
+from ..oauth.flow_errors import FlowError
+from ..oauth.oauth1 import OAuth1Client, authorization_url, with_query
+from ..oauth.oauth2 import resolve_url
+from ..oauth.sessions import OAuthSession
+from ..requests import bracket_params
+from ..resources import HTTP, SETTINGS, STORES
+from .popup_common import callback_url, reload_integration, report_success
+
+if TYPE_CHECKING:
+    from .oauth import PopupStart
+
+__all__ = ["finish_oauth1", "start_oauth1"]
+
+
+def _client(request: web.Request, template: ProviderTemplate, consumer_key: str, consumer_secret: str) -> OAuth1Client:
+    return OAuth1Client(
+        session=request.app[HTTP],
+        template=template,
+        consumer_key=consumer_key,
+        consumer_secret=consumer_secret,
+        timeout_seconds=request.app[SETTINGS].provider_timeout_seconds,
+    )
+
+
+async def start_oauth1(start: PopupStart) -> web.StreamResponse:
+    request, env, front, integration, template = (
+        start.request,
+        start.env,
+        start.front,
+        start.integration,
+        start.template,
+    )
+    overrides = bracket_params(request.query, "credentials")
+    consumer_key = overrides.get("oauth_client_id_override") or integration.oauth_client_id
+    consumer_secret = overrides.get("oauth_client_secret_override") or integration.oauth_client_secret
+    if not consumer_key or not consumer_secret:
+        raise FlowError("provider_config_err", "The integration has no OAuth consumer key or consumer secret.")
+    config: dict[str, Any] = dict(front.connection_config)
+    if "oauth_scopes_override" in config:
+        config["oauth_scopes_override"] = [s for s in str(config["oauth_scopes_override"]).split(",") if s]
+    scopes = config.get("oauth_scopes_override") or [s for s in (integration.oauth_scopes or "").split(",") if s]
+    request_url = resolve_url(template.request_url, config, what="request token URL")
+    authorize_url = resolve_url(template.authorization_url, config, what="authorization URL")
+    resolve_url(template.token_url_for("OAUTH1"), config, what="token URL")  # fail before the user consents
+    session = OAuthSession(
+        environment=env.name,
+        provider_config_key=front.provider_config_key,
+        provider=integration.provider,
+        auth_mode="OAUTH1",
+        connection_id=front.connection_id,
+        callback_url=callback_url(request, env),
+        operation_id=front.operation_id,
+        connection_config=config,
+        ws_client_id=start.ws_client_id,
+    )
+    client = _client(request, template, consumer_key, consumer_secret)
+    try:
+        token, token_secret = await client.request_token(
+            request_url=request_url, callback=with_query(session.callback_url, {"state": session.id})
+        )
+    except TokenRequestError as exc:
+        raise FlowError("token_err", f"The request token could not be obtained: {exc.description}") from None
+    session.secrets = {
+        "client_id": consumer_key,
+        "client_secret": consumer_secret,
+        "request_token": token,
+        "request_token_secret": token_secret,
+    }
+    if "oauth_client_id_override" in overrides or "oauth_client_secret_override" in overrides:
+        session.secrets["overridden"] = "true"
+    await request.app[STORES].oauth_sessions.create(session)
+    raise web.HTTPFound(
+        authorization_url(
+            url=authorize_url,
+            request_token=token,
+            template=template,
+            scopes=scopes,
+            request_params=bracket_params(request.query, "authorization_params"),
+        )
+    )
+
+
+async def finish_oauth1(request: web.Request, session: OAuthSession, env: Environment) -> web.StreamResponse:
+    oauth_token = request.query.get("oauth_token", "")
+    verifier = request.query.get("oauth_verifier", "")
+    if not oauth_token or not verifier:
+        raise FlowError("callback_err", "The provider's callback needs both oauth_token and oauth_verifier.")
+    if not hmac.compare_digest(oauth_token.encode(), session.secrets.get("request_token", "").encode()):
+        raise FlowError("callback_err", "The provider's callback names a request token this flow was not given.")
+    integration, template = await reload_integration(request, env, session)
+    token_url = resolve_url(template.token_url_for("OAUTH1"), session.connection_config, what="token URL")
+    client = _client(request, template, session.secrets["client_id"], session.secrets["client_secret"])
+    try:
+        raw = await client.access_token(
+            token_url=token_url,
+            request_token=oauth_token,
+            request_token_secret=session.secrets["request_token_secret"],
+            verifier=verifier,
+        )
+    except TokenRequestError as exc:
+        raise FlowError("token_err", exc.description) from None
+    credentials: dict[str, Any] = {
+        "type": "OAUTH1",
+        "oauth_token": raw["oauth_token"],
+        "oauth_token_secret": raw["oauth_token_secret"],
+        "raw": raw,
+    }
+    if session.secrets.get("overridden"):
+        credentials["config_override"] = {
+            "client_id": session.secrets["client_id"],
+            "client_secret": session.secrets["client_secret"],
+        }
+    await store_connection(
+        request.app,
+        environment=env.name,
+        provider_config_key=session.provider_config_key,
+        provider=integration.provider,
+        auth_mode="OAUTH1",
+        connection_id=session.connection_id,
+        credentials=credentials,
+        connection_config=session.connection_config,
+        operation_id=session.operation_id,
+    )
+    return await report_success(request, session)
