@@ -244,3 +244,18 @@ async def test_unknown_route_and_cors_preflight(gw: Gateway) -> None:
     assert await resp.json() == {"result": "ok"}
     resp = await gw.client.get("/healthz")
     assert resp.status == 200
+
+
+async def test_provider_catalog_routes(gw: Gateway) -> None:
+    resp = await gw.client.get("/provider", headers=gw.auth)
+    providers = (await resp.json())["providers"]
+    assert providers["github"]["auth_mode"] == "OAUTH2"
+    assert providers["github-app"]["auth_mode"] == "APP"  # aliases come resolved
+    assert providers["github-app"]["proxy"]["base_url"] == "https://api.github.com"
+    resp = await gw.client.get("/provider/zendesk", headers=gw.auth)
+    assert "${connectionConfig.subdomain}" in (await resp.json())["provider"]["authorization_url"]
+    resp = await gw.client.get("/provider/nope", headers=gw.auth)
+    assert resp.status == 404
+    assert_envelope(await resp.json(), "unknown_provider_template")
+    resp = await gw.client.get("/provider")
+    assert_envelope(await resp.json(), "missing_auth_header")

@@ -44,6 +44,8 @@ def add_routes(app: web.Application) -> None:
             web.get("/config/{providerConfigKey}", config.get_integration),
             web.delete("/config/{providerConfigKey}", config.delete_integration),
             web.get("/connection/{connectionId}", connection.get_connection),
+            web.get("/provider", provider.list_providers),
+            web.get("/provider/{provider}", provider.get_provider),
             web.get("/environment", environment.get_environment),
             web.post("/connect/sessions", connect_sessions.create_connect_session),
             web.get("/connect/session", connect_sessions.get_connect_session),

@@ -52,7 +52,7 @@ def _checked_key(pem: str, algorithm: Algorithm) -> Any:
     try:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise InvalidPrivateKeyError("The private key could not be read (not a PEM private key, or encrypted).") from None
+        raise InvalidPrivateKeyError("The private key is not a readable, unencrypted PEM private key.") from None
     if algorithm == "RS256" and not isinstance(key, rsa.RSAPrivateKey):
         raise InvalidPrivateKeyError("RS256 needs an RSA private key.")
     if algorithm == "ES256" and not (isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"):

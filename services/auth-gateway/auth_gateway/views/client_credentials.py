@@ -59,5 +59,6 @@ async def client_credentials_auth(request: web.Request) -> web.Response:
         connection_config=config,
         expires_at=expires_at,
         operation_id=front.operation_id,
+        connect_session_id=front.connect_session_id,
     )
     return web.json_response({"providerConfigKey": front.provider_config_key, "connectionId": front.connection_id})

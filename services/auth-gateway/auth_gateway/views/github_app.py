@@ -47,7 +47,8 @@ def _app_key(integration: Integration, mode: str) -> tuple[str, str]:
 
 async def start_app(start: PopupStart) -> web.StreamResponse:
     """Send the browser to the app's installation page; GitHub comes back with the session id as ``state``."""
-    request, env, front, integration, template = start.request, start.env, start.front, start.integration, start.template
+    request, env, front = start.request, start.env, start.front
+    integration, template = start.integration, start.template
     if not integration.app_link:
         raise FlowError("provider_config_err", "The integration has no app link (https://github.com/apps/<app>).")
     if template.auth_mode == "CUSTOM" and (not integration.oauth_client_id or not integration.oauth_client_secret):
@@ -68,6 +69,8 @@ async def start_app(start: PopupStart) -> web.StreamResponse:
         connection_config=dict(front.connection_config),
         ws_client_id=start.ws_client_id,
     )
+    if front.connect_session_id:
+        session.secrets["connect_session"] = front.connect_session_id
     await request.app[STORES].oauth_sessions.create(session)
     raise web.HTTPFound(f"{integration.app_link.rstrip('/')}/installations/new?state={session.id}")
 
@@ -125,6 +128,7 @@ async def finish_app(request: web.Request, session: OAuthSession, env: Environme
         connection_config=config,
         expires_at=expires_at,
         operation_id=session.operation_id,
+        connect_session_id=session.secrets.get("connect_session"),
     )
     return await report_success(request, session)
 
@@ -176,5 +180,6 @@ async def finish_custom(request: web.Request, session: OAuthSession, env: Enviro
         connection_config=config,
         expires_at=expires_at,
         operation_id=session.operation_id,
+        connect_session_id=session.secrets.get("connect_session"),
     )
     return await report_success(request, session, pending=installation_id is None)

@@ -87,6 +87,8 @@ async def start_oauth1(start: PopupStart) -> web.StreamResponse:
     }
     if "oauth_client_id_override" in overrides or "oauth_client_secret_override" in overrides:
         session.secrets["overridden"] = "true"
+    if front.connect_session_id:
+        session.secrets["connect_session"] = front.connect_session_id
     await request.app[STORES].oauth_sessions.create(session)
     raise web.HTTPFound(
         authorization_url(
@@ -139,5 +141,6 @@ async def finish_oauth1(request: web.Request, session: OAuthSession, env: Enviro
         credentials=credentials,
         connection_config=session.connection_config,
         operation_id=session.operation_id,
+        connect_session_id=session.secrets.get("connect_session"),
     )
     return await report_success(request, session)

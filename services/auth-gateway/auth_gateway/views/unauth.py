@@ -38,6 +38,7 @@ async def _connect(request: web.Request, *, generate_id: bool) -> web.Response:
         credentials={},
         connection_config=front.connection_config,
         operation_id=front.operation_id,
+        connect_session_id=front.connect_session_id,
     )
     return web.json_response({"providerConfigKey": front.provider_config_key, "connectionId": front.connection_id})
 
