@@ -14,7 +14,7 @@ class ActivityLogSettings(BaseServiceSettings):
         default="0.0.0.0",  # noqa: S104 - a container serves its health port on every interface
         validation_alias=AliasChoices("KEYWAY_HOST", "host"),
     )
-    port: int = Field(default=3004, ge=1, le=65535, validation_alias=AliasChoices("KEYWAY_ACTIVITY_LOG_PORT", "port"))
+    port: int = Field(default=3010, ge=1, le=65535, validation_alias=AliasChoices("KEYWAY_ACTIVITY_LOG_PORT", "port"))
     retention_days: float = Field(
         default=15.0,
         gt=0,

@@ -9,11 +9,9 @@ from keyway_shared.bus import declare_topology
 from keyway_shared.service import (
     BROKER,
     CIPHER,
-    MONGO_DB,
-    add_health_routes,
+    add_readiness_routes,
     broker_context,
     build_cipher,
-    mongo_check,
     mongo_context,
 )
 
@@ -51,12 +49,6 @@ def create_app(settings: GatewaySettings) -> web.Application:
         ]
     )
 
-    async def broker_ready() -> bool:
-        return app[BROKER].is_ready
-
-    async def mongo_ready() -> bool:
-        return await mongo_check(app[MONGO_DB])()
-
     async def declare(connection: AbstractRobustConnection) -> None:
         channel = await connection.channel()
         try:
@@ -68,6 +60,6 @@ def create_app(settings: GatewaySettings) -> web.Application:
         app[BROKER].on_connect(declare)
 
     app.on_startup.append(on_startup)
-    add_health_routes(app, {"broker": broker_ready, "mongo": mongo_ready}, service=SERVICE)
+    add_readiness_routes(app, service=SERVICE)
     add_routes(app)
     return app

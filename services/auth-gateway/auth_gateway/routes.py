@@ -14,6 +14,7 @@ from .views import (
     connection,
     environment,
     oauth,
+    provider,
     status,
     unauth,
 )

@@ -12,7 +12,7 @@ __all__ = ["RefresherSettings"]
 class RefresherSettings(BaseServiceSettings):
     host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("KEYWAY_HOST", "host"))  # noqa: S104 - a server
     port: int = Field(
-        default=3006, ge=1, le=65535, validation_alias=AliasChoices("KEYWAY_TOKEN_REFRESHER_PORT", "port")
+        default=3030, ge=1, le=65535, validation_alias=AliasChoices("KEYWAY_TOKEN_REFRESHER_PORT", "port")
     )
     refresh_margin_seconds: float = Field(
         default=900.0,

@@ -3,48 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import aiohttp
-from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from pymongo.errors import PyMongoError
 
-from keyway_shared.bus import WEBHOOK_DISPATCHER, ConsumerRunner, ConsumerSpec, service_consumers
+from keyway_shared.bus import WEBHOOK_DISPATCHER, ConsumerSpec, service_consumers
 from keyway_shared.egress import guarded_session
 from keyway_shared.events import CloudEvent
 from keyway_shared.service import (
     BROKER,
     CIPHER,
+    CONSUMERS,
     MONGO_DB,
-    add_health_routes,
+    Subscription,
+    add_readiness_routes,
     broker_context,
     build_cipher,
-    mongo_check,
+    consumers_context,
     mongo_context,
 )
-from keyway_shared.store import EnvironmentStore, MongoIdempotencyGuard, WebhookKeyStore
+from keyway_shared.store import EnvironmentStore, WebhookKeyStore
 
 from .deliveries import DeliveryLog
 from .dispatcher import Dispatcher
 from .sender import WebhookSender
 from .settings import DispatcherSettings
 
-__all__ = ["CONSUMERS", "HTTP_SESSION", "SERVICE", "Consumers", "create_app", "deliver_spec"]
+__all__ = ["CONSUMERS", "HTTP_SESSION", "SERVICE", "create_app", "deliver_spec"]
 
 SERVICE = WEBHOOK_DISPATCHER
 
 
-@dataclass
-class Consumers:
-    """The runner, once the broker connected (it needs the connection to exist)."""
-
-    runner: ConsumerRunner | None = None
-
-
-CONSUMERS = web.AppKey("dispatcher_consumers", Consumers)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 
 
@@ -69,12 +61,10 @@ def http_session_context(settings: DispatcherSettings) -> Callable[[web.Applicat
     return ctx
 
 
-def consumer_context(settings: DispatcherSettings) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
+def subscriptions(settings: DispatcherSettings) -> Callable[[web.Application], list[Subscription]]:
+    def build(app: web.Application) -> list[Subscription]:
         db = app[MONGO_DB]
         link = app[BROKER]
-        consumers = Consumers()
-        app[CONSUMERS] = consumers
 
         async def publish(event: CloudEvent[Any]) -> None:
             await link.publish(event)
@@ -86,28 +76,11 @@ def consumer_context(settings: DispatcherSettings) -> Callable[[web.Application]
             deliveries=DeliveryLog(db, retention=timedelta(days=settings.delivery_retention_days)),
             publish=publish,
         )
+        # Guarded: a webhook is not idempotent, so the same event delivered twice by the bus
+        # must be handled once.
+        return [Subscription(spec=deliver_spec(settings), handler=dispatcher.handle, retry_on=(PyMongoError,))]
 
-        async def start_runner(connection: AbstractRobustConnection) -> None:
-            assert link.publisher is not None  # set by the link before its on_connect callbacks run
-            runner = ConsumerRunner(
-                connection=connection,
-                publisher=link.publisher,
-                queue_type=settings.queue_type,
-                guard=MongoIdempotencyGuard(db),
-                shutdown_grace=settings.shutdown_grace_seconds,
-            )
-            # Guarded: a webhook is not idempotent, so the same event delivered twice by the bus
-            # must be handled once.
-            runner.add(deliver_spec(settings), dispatcher.handle, retry_on=(PyMongoError,))
-            consumers.runner = runner
-            await runner.start()
-
-        link.on_connect(start_runner)
-        yield
-        if consumers.runner is not None:
-            await consumers.runner.stop()
-
-    return ctx
+    return build
 
 
 def create_app(settings: DispatcherSettings) -> web.Application:
@@ -120,17 +93,8 @@ def create_app(settings: DispatcherSettings) -> web.Application:
             ),
             broker_context(settings, name=SERVICE),
             http_session_context(settings),
-            consumer_context(settings),
+            consumers_context(settings, subscriptions(settings)),
         ]
     )
-
-    async def broker_ready() -> bool:
-        link = app.get(BROKER)
-        return link is not None and link.is_ready
-
-    async def mongo_ready() -> bool:
-        db = app.get(MONGO_DB)
-        return db is not None and await mongo_check(db)()
-
-    add_health_routes(app, {"broker": broker_ready, "mongo": mongo_ready}, service=SERVICE)
+    add_readiness_routes(app, service=SERVICE)
     return app

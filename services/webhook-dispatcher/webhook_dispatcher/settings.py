@@ -12,7 +12,7 @@ __all__ = ["DispatcherSettings"]
 class DispatcherSettings(BaseServiceSettings):
     host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("KEYWAY_HOST", "host"))  # noqa: S104 - a server
     port: int = Field(
-        default=3005, ge=1, le=65535, validation_alias=AliasChoices("KEYWAY_WEBHOOK_DISPATCHER_PORT", "port")
+        default=3020, ge=1, le=65535, validation_alias=AliasChoices("KEYWAY_WEBHOOK_DISPATCHER_PORT", "port")
     )
     webhook_timeout_seconds: float = Field(
         default=15.0,
