@@ -42,6 +42,7 @@ if not (SDK_DIR / "node_modules" / VERSIONS["0408"]).exists():
 @pytest.fixture
 async def app_page_url() -> AsyncIterator[str]:
     """The customer's app: a static page and the SDK files, served from 127.0.0.1."""
+
     async def index(_request: web.Request) -> web.FileResponse:
         return web.FileResponse(SDK_DIR / "pages" / "index.html")
 

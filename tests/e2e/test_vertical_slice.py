@@ -13,6 +13,9 @@ import aiohttp
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from keyway_shared.cipher import CredentialCipher
+from keyway_shared.store import WebhookKeyStore
+
 from ..support.polling import eventually
 from ..support.receiver import WebhookReceiver
 from ..support.stack import Stack
@@ -74,8 +77,10 @@ async def test_api_key_connection_becomes_signed_webhook_and_activity_entry(
         assert api_key not in json.dumps(hook.headers) + hook.body.decode()
 
         db = mongo_client[stack.database]
-        key_doc = await db["webhook_signing_keys"].find_one({})
-        assert key_doc is not None  # the dispatcher created the environment's Standard Webhooks key
+        cipher = CredentialCipher(current_key=stack.encryption_key)
+        signing_keys = await WebhookKeyStore(db, cipher).signing_keys("dev")  # the dispatcher created it
+        assert len(signing_keys) == 1
+        verify_standard(signing_keys[0], hook.headers, hook.body)  # the standardwebhooks library agrees
 
         operation = await eventually(
             lambda: db["activity_operations"].find_one({"connection_id": "user-42", "state": "success"}),
@@ -107,4 +112,5 @@ async def _first(receiver: WebhookReceiver) -> bool:
 
 
 def verify_standard(signing_key: str, hook_headers: dict[str, str], body: bytes) -> None:
+    """Raises when the Standard Webhooks signature does not verify."""
     Webhook(signing_key).verify(body, {k.lower(): v for k, v in hook_headers.items()})
