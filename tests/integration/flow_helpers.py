@@ -32,7 +32,9 @@ class EventWatch:
         async def probe() -> dict[str, Any] | None:
             await self._drain()
             for event in self.seen:
-                if event["type"] == kind and (connection_id is None or event["data"].get("connection_id") == connection_id):
+                if event["type"] == kind and (
+                    connection_id is None or event["data"].get("connection_id") == connection_id
+                ):
                     return dict(event["data"])
             return None
 
@@ -102,5 +104,7 @@ async def get_connection(gw: Gateway, connection_id: str, key: str) -> dict[str,
 
 
 async def create_integration(gw: Gateway, key: str, provider: str, **fields: Any) -> None:
-    resp = await gw.client.post("/config", json={"provider": provider, "provider_config_key": key, **fields}, headers=gw.auth)
+    resp = await gw.client.post(
+        "/config", json={"provider": provider, "provider_config_key": key, **fields}, headers=gw.auth
+    )
     assert resp.status == 200, await resp.text()

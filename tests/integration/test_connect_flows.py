@@ -41,7 +41,11 @@ class Providers:
 
 @pytest.fixture
 async def providers() -> AsyncIterator[Providers]:
-    oauth1, oauth2, github = await OAuth1Provider().start(), await OAuthProvider().start(), await GitHubLikeProvider().start()
+    oauth1, oauth2, github = (
+        await OAuth1Provider().start(),
+        await OAuthProvider().start(),
+        await GitHubLikeProvider().start(),
+    )
     app_pem, app_public = rsa_key_pem()
     oauth_app_pem, oauth_app_public = rsa_key_pem()
     github.apps["keyway-plain"] = GitHubApp(app_id=APP_ID, slug="keyway-plain", public_key=app_public)
@@ -77,7 +81,7 @@ def _catalog(p: Providers) -> dict[str, Any]:
             request_params={"x_auth_access_type": "write"},
         ),
         "test-cc": p.oauth2.template(auth_mode="OAUTH2_CC", token_params={"grant_type": "client_credentials"}),
-        "test-cc-basic": p.oauth2.template(auth_mode="OAUTH2_CC", authorization_method="header"),
+        "test-cc-basic": p.oauth2.template(auth_mode="OAUTH2_CC", token_request_auth_method="basic"),  # Spotify
         "test-github-app": {"auth_mode": "APP", "token_url": installation_url},
         "test-github-app-oauth": {
             "auth_mode": "CUSTOM",
@@ -122,7 +126,12 @@ async def gw(
         p.github.apps["keyway-oauth"].setup_url = f"{public_url}/oauth/callback"
         consumer = {"oauth_client_id": p.oauth1.consumer_key}
         await create_integration(
-            gateway, "oauth1", "test-oauth1", **consumer, oauth_client_secret=p.oauth1.consumer_secret, oauth_scopes="read,write"
+            gateway,
+            "oauth1",
+            "test-oauth1",
+            **consumer,
+            oauth_client_secret=p.oauth1.consumer_secret,
+            oauth_scopes="read,write",
         )
         await create_integration(gateway, "oauth1-wrong", "test-oauth1", **consumer, oauth_client_secret="not-it")
         unused = {"oauth_client_id": "unused", "oauth_client_secret": "unused"}  # OAUTH2_CC clients come per connection
@@ -131,10 +140,20 @@ async def gw(
         app_key_b64 = base64.b64encode(p.app_key_pem.encode()).decode()  # stored as Nango stores it
         app_link = f"{p.github.base}/apps/keyway-plain"
         await create_integration(
-            gateway, "ghapp", "test-github-app", oauth_client_id=APP_ID, oauth_client_secret=app_key_b64, app_link=app_link
+            gateway,
+            "ghapp",
+            "test-github-app",
+            oauth_client_id=APP_ID,
+            oauth_client_secret=app_key_b64,
+            app_link=app_link,
         )
         await create_integration(
-            gateway, "ghapp-badkey", "test-github-app", oauth_client_id=APP_ID, oauth_client_secret="nope", app_link=app_link
+            gateway,
+            "ghapp-badkey",
+            "test-github-app",
+            oauth_client_id=APP_ID,
+            oauth_client_secret="nope",
+            app_link=app_link,
         )
         await create_integration(
             gateway,
@@ -160,7 +179,12 @@ async def assert_failed(events: EventWatch, db: Any, connection_id: str, error_t
 
 
 def success_frame(key: str, connection_id: str, *, pending: bool = False) -> dict[str, Any]:
-    return {"message_type": "success", "provider_config_key": key, "connection_id": connection_id, "is_pending": pending}
+    return {
+        "message_type": "success",
+        "provider_config_key": key,
+        "connection_id": connection_id,
+        "is_pending": pending,
+    }
 
 
 # --- OAuth 1.0a -------------------------------------------------------------------------------
@@ -266,7 +290,12 @@ async def test_client_credentials_end_to_end(gw: Gateway, providers: Providers, 
     ("body", "token_mode", "status", "code"),
     [
         ({"client_id": "test-client", "client_secret": "wrong"}, "ok", 400, "invalid_client"),
-        ({"client_id": "test-client", "client_secret": "test-client-secret"}, "error_500", 502, "token_provider_unavailable"),
+        (
+            {"client_id": "test-client", "client_secret": "test-client-secret"},
+            "error_500",
+            502,
+            "token_provider_unavailable",
+        ),
         ({"client_id": "test-client"}, "ok", 400, "missing_client_secret"),
     ],
 )
@@ -311,7 +340,11 @@ async def test_app_store_end_to_end(gw: Gateway, providers: Providers, events: E
     assert credentials["access_token"] == credentials["raw"]["token"]
     assert base64.b64decode(credentials["private_key"]).decode().strip() == pem.strip()
     assert credentials["expires_at"].endswith("Z")
-    assert connection["connection_config"] == {"privateKeyId": "KEY123", "issuerId": "issuer-1", "scope": "GET /v1/apps"}
+    assert connection["connection_config"] == {
+        "privateKeyId": "KEY123",
+        "issuerId": "issuer-1",
+        "scope": "GET /v1/apps",
+    }
     assert (await events.wait_for("connection.created", "as-1"))["auth_mode"] == "APP_STORE"
 
 

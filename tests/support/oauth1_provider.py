@@ -26,7 +26,7 @@ def _enc(value: str) -> str:
     return quote(value, safe="-._~")
 
 
-def _header_params(header: str) -> dict[str, str]:
+def header_params(header: str) -> dict[str, str]:
     if not header.startswith("OAuth "):
         return {}
     params: dict[str, str] = {}
@@ -61,7 +61,7 @@ class RequestToken:
 @dataclass
 class OAuth1Provider:
     consumer_key: str = "oauth1-consumer"
-    consumer_secret: str = "oauth1-consumer-secret"  # noqa: S105 - a test provider's own secret
+    consumer_secret: str = "oauth1-consumer-secret"
     authorize_mode: str = "approve"  # approve | deny | no_verifier
     access_mode: str = "ok"  # ok | error_500
     port: int = field(default_factory=free_port)
@@ -105,7 +105,7 @@ class OAuth1Provider:
 
     async def _verified(self, request: web.Request, token_secret: str) -> dict[str, str] | None:
         """The request's oauth and extra parameters if its HMAC-SHA1 signature holds, else None."""
-        oauth = _header_params(request.headers.get("Authorization", ""))
+        oauth = header_params(request.headers.get("Authorization", ""))
         form = dict(await request.post()) if request.content_type == "application/x-www-form-urlencoded" else {}
         params = [(k, v) for k, v in oauth.items() if k not in {"oauth_signature", "realm"}]
         params += list(request.query.items()) + [(k, str(v)) for k, v in form.items()]
@@ -162,7 +162,7 @@ class OAuth1Provider:
     async def _access_token(self, request: web.Request) -> web.Response:
         if self.access_mode == "error_500":
             return web.Response(status=503, text="over capacity")
-        oauth = _header_params(request.headers.get("Authorization", ""))
+        oauth = header_params(request.headers.get("Authorization", ""))
         entry = self.request_tokens.get(oauth.get("oauth_token", ""))
         if entry is None:
             return self._form({"oauth_problem": "token_rejected"}, status=401)

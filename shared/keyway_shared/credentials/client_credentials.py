@@ -43,13 +43,17 @@ async def client_credentials_token(
 ) -> tuple[dict[str, Any], datetime | None]:
     """Nango's OAUTH2_CC credentials ``{type, token, client_id, client_secret, expires_at?, raw}``.
 
-    ``token_url`` is already interpolated. Client authentication (body, Basic header, JSON body)
-    follows the template exactly as for the authorization-code exchange.
+    ``token_url`` is already interpolated. The client authenticates in the body (form or JSON, as
+    the template's ``body_format`` says) or, for ``authorization_method: header`` or
+    ``token_request_auth_method: basic``, with a Basic header only.
     """
     params: dict[str, str] = {"grant_type": "client_credentials"}
     params.update(template.token_params)
     if scopes:
         params["scope"] = template.scope_separator.join(scopes)
+    if template.token_request_auth_method == "basic":  # noqa: S105 - a method name
+        # Here Basic replaces the body credentials (Spotify); in the code exchange it is added to them.
+        template = template.model_copy(update={"authorization_method": "header"})
     raw = await request_token(
         session,
         token_url=token_url,

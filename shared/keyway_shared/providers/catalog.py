@@ -76,9 +76,24 @@ class ProviderCatalog:
         return name in self._templates
 
 
+def _builtin_entries() -> dict[str, Any]:
+    """``providers.yaml`` plus every ``providers.d/*.yaml`` (one file per family of providers)."""
+    package = resources.files("keyway_shared.providers")
+    raw = _read_yaml(package.joinpath("providers.yaml").read_text(encoding="utf-8"), "built-in providers.yaml")
+    directory = package.joinpath("providers.d")
+    if directory.is_dir():
+        for entry in sorted(directory.iterdir(), key=lambda item: item.name):
+            if entry.name.endswith(".yaml"):
+                more = _read_yaml(entry.read_text(encoding="utf-8"), f"providers.d/{entry.name}")
+                duplicated = sorted(set(raw) & set(more))
+                if duplicated:
+                    raise CatalogError(f"providers.d/{entry.name} redefines {', '.join(duplicated)}")
+                raw.update(more)
+    return raw
+
+
 def load_catalog(extra_file: str | None = None) -> ProviderCatalog:
-    text = resources.files("keyway_shared.providers").joinpath("providers.yaml").read_text(encoding="utf-8")
-    raw = _read_yaml(text, "built-in providers.yaml")
+    raw = _builtin_entries()
     if extra_file:
         path = Path(extra_file)
         try:

@@ -124,6 +124,76 @@ class ConnectionStore:
             return connection, created, row
         raise RuntimeError("connection write kept colliding")  # pragma: no cover - three races in a row
 
+    async def summaries(
+        self, environment: str, *, connection_id: str | None = None, limit: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """Summaries (no credentials), newest first."""
+        query: dict[str, Any] = {"environment": environment}
+        if connection_id:
+            query["connection_id"] = connection_id
+        projection = {
+            "id": 1,
+            "connection_id": 1,
+            "provider_config_key": 1,
+            "provider": 1,
+            "created_at": 1,
+            "metadata": 1,
+        }
+        cursor = self._col.find(query, projection).sort("created_at", -1).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def delete_with_event(
+        self,
+        environment: str,
+        provider_config_key: str,
+        connection_id: str,
+        make_event: Callable[[Connection], CloudEvent[Any]],
+    ) -> tuple[Connection, OutboxRow] | None:
+        """Delete the connection and add its event to the outbox, atomically; None when there is none."""
+        key = {"environment": environment, "provider_config_key": provider_config_key, "connection_id": connection_id}
+        async with self._client.start_session() as session, await session.start_transaction():
+            doc = await self._col.find_one_and_delete(key, session=session)
+            if doc is None:
+                return None
+            connection = self._from_doc(doc)
+            row = await self._outbox.add(make_event(connection), session=session)
+        return connection, row
+
+    async def set_metadata_with_events(
+        self,
+        environment: str,
+        provider_config_key: str,
+        connection_ids: list[str],
+        metadata: dict[str, Any],
+        *,
+        merge: bool,
+        make_event: Callable[[Connection], CloudEvent[Any]],
+    ) -> tuple[list[str], list[OutboxRow]]:
+        """Replace (or shallow-merge) the metadata of several connections in one transaction.
+
+        Returns the ids that do not exist (nothing is written then) and the outbox rows.
+        """
+        base = {"environment": environment, "provider_config_key": provider_config_key}
+        rows: list[OutboxRow] = []
+        async with self._client.start_session() as session, await session.start_transaction():
+            docs = {
+                doc["connection_id"]: doc
+                async for doc in self._col.find(base | {"connection_id": {"$in": connection_ids}}, session=session)
+            }
+            missing = [cid for cid in connection_ids if cid not in docs]
+            if missing:
+                return missing, []
+            now = db_now()
+            for cid in connection_ids:
+                doc = docs[cid]
+                merged = {**(doc.get("metadata") or {}), **metadata} if merge else dict(metadata)
+                await self._col.update_one(
+                    base | {"connection_id": cid}, {"$set": {"metadata": merged, "updated_at": now}}, session=session
+                )
+                doc["metadata"] = merged
+                rows.append(await self._outbox.add(make_event(self._from_doc(doc)), session=session))
+        return [], rows
+
     async def get(self, environment: str, provider_config_key: str, connection_id: str) -> Connection | None:
         doc = await self._col.find_one(
             {"environment": environment, "provider_config_key": provider_config_key, "connection_id": connection_id}

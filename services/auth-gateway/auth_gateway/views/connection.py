@@ -1,35 +1,110 @@
-"""``GET /connection/{connectionId}``: a connection with its credentials (spec §3.2)."""
+"""Connections over the backend API (spec §3.1 to §3.3): read, list, delete, import, metadata."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
+from keyway_shared.events import CloudEvent, ConnectionDeleted, ConnectionUpdated, EventData, make_event
+from keyway_shared.store import Connection, Environment
+
+from ..connect import SOURCE
 from ..errors import ApiError
 from ..fetch_recorder import FETCH_RECORDER
 from ..keys import environment_from_secret_key
+from ..outbox_relay import RELAY
 from ..resources import STORES
-from ..serialize import connection_json
+from ..serialize import connection_json, js_iso
 
-__all__ = ["get_connection"]
+__all__ = ["connection_event", "delete_connection", "get_connection", "list_connections", "unknown_connection"]
+
+
+def unknown_connection(env: Environment, connection_id: str, provider_config_key: str) -> ApiError:
+    return ApiError(
+        "unknown_connection",
+        "No connection matching the provided params of 'connection_id' and 'provider_config_key'.",
+        payload={"connectionId": connection_id, "providerConfigKey": provider_config_key, "environmentName": env.name},
+    )
+
+
+def provider_config_key_of(request: web.Request) -> str:
+    key = request.query.get("provider_config_key") or request.headers.get("Provider-Config-Key")
+    if not key:
+        raise ApiError("missing_provider_config", "Missing param 'provider_config_key'.")
+    return key
+
+
+def connection_event(kind: str, data: EventData, conn: Connection) -> CloudEvent[EventData]:
+    return make_event(
+        data,
+        type=kind,
+        source=SOURCE,
+        environment=conn.environment,
+        subject=f"{conn.provider_config_key}/{conn.connection_id}",
+    )
+
+
+def _event_fields(conn: Connection) -> dict[str, Any]:
+    return {
+        "connection_id": conn.connection_id,
+        "provider_config_key": conn.provider_config_key,
+        "provider": conn.provider,
+        "auth_mode": conn.auth_mode,
+        "credentials_expire_at": conn.credentials_expires_at,
+    }
+
+
+def metadata_event(conn: Connection) -> CloudEvent[EventData]:
+    return connection_event("connection.updated", ConnectionUpdated(**_event_fields(conn), operation="metadata"), conn)
 
 
 async def get_connection(request: web.Request) -> web.Response:
     env = await environment_from_secret_key(request)
     connection_id = request.match_info["connectionId"]
-    provider_config_key = request.query.get("provider_config_key") or request.headers.get("Provider-Config-Key")
-    if not provider_config_key:
-        raise ApiError("missing_provider_config", "Missing param 'provider_config_key'.")
+    provider_config_key = provider_config_key_of(request)
     connection = await request.app[STORES].connections.get(env.name, provider_config_key, connection_id)
     if connection is None:
-        raise ApiError(
-            "unknown_connection",
-            "No connection matching the provided params of 'connection_id' and 'provider_config_key'.",
-            payload={
-                "connectionId": connection_id,
-                "providerConfigKey": provider_config_key,
-                "environmentName": env.name,
-            },
-        )
+        raise unknown_connection(env, connection_id, provider_config_key)
     fetched_at = request.app[FETCH_RECORDER].note(env.name, provider_config_key, connection_id)
     include_refresh = request.query.get("refresh_token") == "true"
     return web.json_response(connection_json(connection, include_refresh_token=include_refresh, fetched_at=fetched_at))
+
+
+async def list_connections(request: web.Request) -> web.Response:
+    """``GET /connection[?connectionId=]``: summaries, newest first (the node SDK's camelCase parameter)."""
+    env = await environment_from_secret_key(request)
+    connection_id = request.query.get("connectionId") or request.query.get("connection_id")
+    docs = await request.app[STORES].connections.summaries(env.name, connection_id=connection_id)
+    return web.json_response(
+        {
+            "connections": [
+                {
+                    "id": doc.get("id"),
+                    "connection_id": doc["connection_id"],
+                    "provider_config_key": doc["provider_config_key"],
+                    "provider": doc["provider"],
+                    "created": js_iso(doc.get("created_at")),
+                    "metadata": doc.get("metadata"),
+                }
+                for doc in docs
+            ]
+        }
+    )
+
+
+async def delete_connection(request: web.Request) -> web.Response:
+    env = await environment_from_secret_key(request)
+    connection_id = request.match_info["connectionId"]
+    provider_config_key = provider_config_key_of(request)
+
+    def deleted(conn: Connection) -> CloudEvent[EventData]:
+        return connection_event("connection.deleted", ConnectionDeleted(**_event_fields(conn)), conn)
+
+    result = await request.app[STORES].connections.delete_with_event(
+        env.name, provider_config_key, connection_id, deleted
+    )
+    if result is None:
+        raise unknown_connection(env, connection_id, provider_config_key)
+    request.app[RELAY].publish_soon([result[1]])
+    return web.json_response({"success": True})

@@ -1,0 +1,70 @@
+"""Connection metadata: ``POST``/``PATCH /connection/metadata`` (node SDK) and the per-connection
+legacy form ``/connection/{id}/metadata``. POST replaces, PATCH shallow-merges; both echo the body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import ApiError
+from ..keys import environment_from_secret_key
+from ..outbox_relay import RELAY
+from ..requests import json_object
+from ..resources import STORES
+from .connection import metadata_event, unknown_connection
+
+__all__ = ["legacy_set_metadata", "legacy_update_metadata", "set_metadata", "update_metadata"]
+
+
+async def _apply(request: web.Request, *, key: str, ids: list[str], metadata: Any, merge: bool) -> None:
+    env = await environment_from_secret_key(request)
+    if not isinstance(metadata, dict):
+        raise ApiError("invalid_body", "'metadata' must be a JSON object.")
+    if not ids or not all(isinstance(i, str) and i for i in ids):
+        raise ApiError("missing_connection", "Missing param 'connection_id'.")
+    missing, rows = await request.app[STORES].connections.set_metadata_with_events(
+        env.name, key, ids, metadata, merge=merge, make_event=metadata_event
+    )
+    if missing:
+        raise unknown_connection(env, missing[0], key)
+    request.app[RELAY].publish_soon(rows)
+
+
+async def _node_form(request: web.Request, *, merge: bool, status: int) -> web.Response:
+    body = await json_object(request)
+    key = body.get("provider_config_key")
+    if not isinstance(key, str) or not key:
+        await environment_from_secret_key(request)  # authentication errors come first
+        raise ApiError("missing_provider_config", "Missing param 'provider_config_key'.")
+    raw_ids = body.get("connection_id")
+    ids = raw_ids if isinstance(raw_ids, list) else [raw_ids] if raw_ids else []
+    await _apply(request, key=key, ids=ids, metadata=body.get("metadata"), merge=merge)
+    return web.json_response(body, status=status)
+
+
+async def set_metadata(request: web.Request) -> web.Response:
+    return await _node_form(request, merge=False, status=201)
+
+
+async def update_metadata(request: web.Request) -> web.Response:
+    return await _node_form(request, merge=True, status=200)
+
+
+async def _legacy_form(request: web.Request, *, merge: bool, status: int) -> web.Response:
+    body = await json_object(request)
+    key = request.query.get("provider_config_key") or request.headers.get("Provider-Config-Key") or ""
+    connection_id = request.match_info.get("connectionId") or request.headers.get("Connection-Id") or ""
+    if not key:
+        await environment_from_secret_key(request)
+        raise ApiError("missing_provider_config", "Missing param 'provider_config_key'.")
+    await _apply(request, key=key, ids=[connection_id], metadata=body, merge=merge)
+    return web.json_response(body, status=status)
+
+
+async def legacy_set_metadata(request: web.Request) -> web.Response:
+    return await _legacy_form(request, merge=False, status=201)
+
+
+async def legacy_update_metadata(request: web.Request) -> web.Response:
+    return await _legacy_form(request, merge=True, status=200)
