@@ -20,7 +20,7 @@ from .errors import error_middleware
 from .fetch_recorder import fetch_recorder_context
 from .metrics import metrics_middleware
 from .outbox_relay import relay_context
-from .resources import SETTINGS, http_client_context, stores_context
+from .resources import SETTINGS, http_client_context, refresh_context, stores_context
 from .routes import add_routes
 from .settings import GatewaySettings
 from .ws import ws_context
@@ -45,6 +45,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
             http_client_context(settings),
             ws_context(settings),
             relay_context(settings),
+            refresh_context(settings),
             fetch_recorder_context(),
         ]
     )

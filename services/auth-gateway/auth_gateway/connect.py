@@ -7,7 +7,7 @@ event is never lost to a broker outage and never sent for a write that did not h
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -23,10 +23,11 @@ from keyway_shared.events import (
     make_event,
 )
 from keyway_shared.logging import get_logger
+from keyway_shared.refresh.policy import DEFAULT_MARGIN
 from keyway_shared.store import Connection
 
 from .outbox_relay import RELAY
-from .resources import STORES
+from .resources import CATALOG, STORES
 
 __all__ = ["SOURCE", "new_operation_id", "record_auth_failure", "store_connection"]
 
@@ -81,7 +82,10 @@ async def store_connection(
         credentials_expires_at=expires_at,
         metadata=metadata,
     )
-    saved, created, row = await app[STORES].connections.save_with_event(connection, make)
+    template = app[CATALOG].get(provider)
+    buffer = template.token_expiration_buffer if template else None
+    margin = timedelta(seconds=buffer) if buffer else DEFAULT_MARGIN
+    saved, created, row = await app[STORES].connections.save_with_event(connection, make, refresh_margin=margin)
     app[RELAY].publish_soon([row])
     if connect_session_id is not None:
         await app[STORES].connect_sessions.spend(connect_session_id)

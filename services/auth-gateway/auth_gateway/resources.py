@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -10,6 +12,7 @@ from aiohttp import web
 
 from keyway_shared.egress import guarded_session
 from keyway_shared.providers import ProviderCatalog, load_catalog
+from keyway_shared.refresh.service import RefreshService
 from keyway_shared.service import CIPHER, MONGO_CLIENT, MONGO_DB
 from keyway_shared.store import (
     DEFAULT_ENVIRONMENTS,
@@ -17,13 +20,24 @@ from keyway_shared.store import (
     EnvironmentStore,
     IntegrationStore,
     OutboxStore,
+    RefreshStateStore,
 )
 
 from .connect_sessions import ConnectSessionStore
 from .oauth.sessions import OAuthSessionStore
 from .settings import GatewaySettings
 
-__all__ = ["CATALOG", "HTTP", "SETTINGS", "STORES", "Stores", "http_client_context", "stores_context"]
+__all__ = [
+    "CATALOG",
+    "HTTP",
+    "REFRESH",
+    "SETTINGS",
+    "STORES",
+    "Stores",
+    "http_client_context",
+    "refresh_context",
+    "stores_context",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,5 +91,29 @@ def http_client_context(settings: GatewaySettings) -> Callable[[web.Application]
         app[HTTP] = session
         yield
         await session.close()
+
+    return ctx
+
+
+REFRESH = web.AppKey("refresh_service", RefreshService)
+
+
+def refresh_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Refresh-on-read, sharing the token-refresher's single-flight lease (the outbox relay publishes)."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        from .outbox_relay import RELAY  # the relay context opens before this one
+
+        app[REFRESH] = RefreshService(
+            state=RefreshStateStore(app[MONGO_CLIENT], app[MONGO_DB], app[CIPHER]),
+            integrations=app[STORES].integrations,
+            catalog=app[CATALOG],
+            http=app[HTTP],
+            publish_soon=app[RELAY].publish_soon,
+            owner=f"auth-gateway:{socket.gethostname()}:{os.getpid()}",
+            source="/keyway/auth-gateway",
+            timeout_seconds=settings.provider_timeout_seconds,
+        )
+        yield
 
     return ctx

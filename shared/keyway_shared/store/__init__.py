@@ -7,11 +7,13 @@ from .idempotency import MongoIdempotencyGuard
 from .indexes import COLLECTION_INDEXES, ensure_indexes
 from .integrations import DuplicateIntegrationError, Integration, IntegrationStore
 from .outbox import OutboxRow, OutboxStore
+from .refresh_state import EPOCH, RefreshState, RefreshStateStore
 from .webhook_keys import WebhookKeyStore
 
 __all__ = [
     "COLLECTION_INDEXES",
     "DEFAULT_ENVIRONMENTS",
+    "EPOCH",
     "Connection",
     "ConnectionStore",
     "Database",
@@ -23,6 +25,8 @@ __all__ = [
     "MongoIdempotencyGuard",
     "OutboxRow",
     "OutboxStore",
+    "RefreshState",
+    "RefreshStateStore",
     "WebhookKeyStore",
     "WebhookSettings",
     "credentials_ad",

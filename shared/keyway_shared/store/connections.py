@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument, UpdateOne
@@ -18,10 +18,13 @@ from pymongo.errors import DuplicateKeyError
 
 from ..cipher import CredentialCipher
 from ..events import CloudEvent
+from ..refresh.policy import DEFAULT_MARGIN, REFRESHABLE_TYPES, refresh_due_at
 from .client import Database, db_now
 from .outbox import OutboxRow, OutboxStore
 
 __all__ = ["Connection", "ConnectionStore", "credentials_ad"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def credentials_ad(environment: str, provider_config_key: str, connection_id: str) -> bytes:
@@ -43,6 +46,7 @@ class Connection:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     last_fetched_at: datetime | None = None
+    refresh_due_at: datetime | None = None
 
 
 class ConnectionStore:
@@ -54,7 +58,7 @@ class ConnectionStore:
         self._outbox = OutboxStore(db)
         self._cipher = cipher
 
-    def _from_doc(self, doc: dict[str, Any]) -> Connection:
+    def from_doc(self, doc: dict[str, Any]) -> Connection:
         ad = credentials_ad(doc["environment"], doc["provider_config_key"], doc["connection_id"])
         return Connection(
             id=doc.get("id"),
@@ -70,6 +74,7 @@ class ConnectionStore:
             created_at=doc.get("created_at"),
             updated_at=doc.get("updated_at"),
             last_fetched_at=doc.get("last_fetched_at"),
+            refresh_due_at=doc.get("refresh_due_at"),
         )
 
     async def _next_id(self) -> int:
@@ -80,7 +85,11 @@ class ConnectionStore:
         return int(doc["value"])
 
     async def save_with_event(
-        self, connection: Connection, make_event: Callable[[bool], CloudEvent[Any]]
+        self,
+        connection: Connection,
+        make_event: Callable[[bool], CloudEvent[Any]],
+        *,
+        refresh_margin: timedelta = DEFAULT_MARGIN,
     ) -> tuple[Connection, bool, OutboxRow]:
         """Insert or update the connection and add its event to the outbox, atomically.
 
@@ -101,6 +110,18 @@ class ConnectionStore:
             "credentials_expires_at": connection.credentials_expires_at,
             "connection_config": connection.connection_config,
             "updated_at": now,
+            # New credentials: a fresh schedule and a clean refresh record (a reconnect heals an
+            # exhausted connection). The lease is left alone: a refresh holding it will lose its
+            # compare-and-swap against these credentials.
+            "refresh_due_at": refresh_due_at(connection.credentials_expires_at, issued_at=now, margin=refresh_margin)
+            if connection.credentials_expires_at is not None and connection.credentials.get("type") in REFRESHABLE_TYPES
+            else None,
+            "refresh_failed": False,
+            "refresh_error": None,
+            "refresh_failed_days": 0,
+            "refresh_last_failed_day": None,
+            "refresh_exhausted": False,
+            "refresh_attempt": 0,
         }
         if connection.metadata is not None:
             fields["metadata"] = connection.metadata
@@ -111,7 +132,16 @@ class ConnectionStore:
                     existing = await self._col.find_one(key, {"id": 1, "created_at": 1}, session=session)
                     created = existing is None
                     if existing is None:
-                        doc = key | fields | {"id": new_id, "created_at": now, "metadata": connection.metadata}
+                        doc = (
+                            key
+                            | fields
+                            | {
+                                "id": new_id,
+                                "created_at": now,
+                                "metadata": connection.metadata,
+                                "refresh_lease_until": _EPOCH,
+                            }
+                        )
                         await self._col.insert_one(doc, session=session)
                     else:
                         await self._col.update_one(key, {"$set": fields}, session=session)
@@ -155,7 +185,7 @@ class ConnectionStore:
             doc = await self._col.find_one_and_delete(key, session=session)
             if doc is None:
                 return None
-            connection = self._from_doc(doc)
+            connection = self.from_doc(doc)
             row = await self._outbox.add(make_event(connection), session=session)
         return connection, row
 
@@ -191,14 +221,14 @@ class ConnectionStore:
                     base | {"connection_id": cid}, {"$set": {"metadata": merged, "updated_at": now}}, session=session
                 )
                 doc["metadata"] = merged
-                rows.append(await self._outbox.add(make_event(self._from_doc(doc)), session=session))
+                rows.append(await self._outbox.add(make_event(self.from_doc(doc)), session=session))
         return [], rows
 
     async def get(self, environment: str, provider_config_key: str, connection_id: str) -> Connection | None:
         doc = await self._col.find_one(
             {"environment": environment, "provider_config_key": provider_config_key, "connection_id": connection_id}
         )
-        return self._from_doc(doc) if doc else None
+        return self.from_doc(doc) if doc else None
 
     async def touch_fetched(self, keys: list[tuple[str, str, str]], at: datetime) -> None:
         """Record ``last_fetched_at`` for many connections in one round trip."""

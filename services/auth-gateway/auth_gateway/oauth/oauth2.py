@@ -12,9 +12,9 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from keyway_shared.credentials import oauth2_credentials, request_token
 from keyway_shared.providers import ProviderTemplate
+from keyway_shared.providers.interpolation import MissingParamError, interpolate
 
 from .flow_errors import FlowError
-from .interpolation import MissingParamError, interpolate
 
 __all__ = ["authorization_url", "exchange_code", "new_code_verifier", "pick_metadata", "resolve_url"]
 

@@ -13,12 +13,12 @@ from aiohttp import web
 from keyway_shared.credentials import PermanentTokenError, TokenRequestError
 from keyway_shared.events import AuthMode
 from keyway_shared.providers import ProviderTemplate
+from keyway_shared.providers.interpolation import MissingParamError, interpolate
 from keyway_shared.store import Environment, Integration
 
 from ..connect import record_auth_failure
 from ..errors import ApiError
 from ..frontend import FrontendRequest
-from ..oauth.interpolation import MissingParamError, interpolate
 from ..resources import CATALOG, STORES
 
 __all__ = ["CredentialAttempt", "announce_failures", "integration_in_mode", "token_api_error", "token_url"]

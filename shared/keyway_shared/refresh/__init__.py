@@ -1,0 +1,1 @@
+"""Refreshing credentials before they expire: the policy, the provider calls, the single-flight service."""

@@ -1,0 +1,51 @@
+"""When credentials need refreshing (spec §5.6; webhooks-and-refresh §5).
+
+A refresh is due ``margin`` before expiry (15 minutes unless the template says otherwise); tokens
+living less than twice the margin are refreshed halfway through their life instead, so a 60-second
+token is not refreshed on every read. The due time is stored on the connection (``refresh_due_at``)
+and is the one truth the gateway's reads and the background refresher both go by.
+
+Failures back off: transient ones briefly, a refused refresh token once a day, and after four
+failing days the connection is left alone until reconnected.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+__all__ = [
+    "DEFAULT_MARGIN",
+    "EXHAUSTED_AFTER_DAYS",
+    "REFRESHABLE_TYPES",
+    "is_due",
+    "refresh_due_at",
+    "transient_backoff",
+]
+
+DEFAULT_MARGIN = timedelta(minutes=15)
+EXHAUSTED_AFTER_DAYS = 4
+# Credential types a refresh can renew; API keys, Basic, OAuth 1 and NONE never expire by time.
+REFRESHABLE_TYPES = frozenset({"OAUTH2", "OAUTH2_CC", "APP", "APP_STORE"})
+
+
+def refresh_due_at(expires_at: datetime, *, issued_at: datetime, margin: timedelta = DEFAULT_MARGIN) -> datetime:
+    """``margin`` before expiry; for credentials living less than twice the margin, halfway through."""
+    remaining = expires_at - issued_at
+    if remaining < 2 * margin:
+        return issued_at + max(remaining, timedelta(0)) / 2
+    return expires_at - margin
+
+
+def is_due(due_at: datetime | None, expires_at: datetime | None, *, now: datetime) -> bool:
+    """Whether a read at ``now`` should refresh first: its scheduled time passed, or it expired."""
+    if due_at is not None and due_at <= now:
+        return True
+    return expires_at is not None and expires_at <= now
+
+
+def transient_backoff(attempt: int, *, retry_after: float | None = None) -> timedelta:
+    """10 s, 20 s, 40 s … capped at 10 minutes; a provider's Retry-After wins when longer (≤ 1 h)."""
+    delay = min(10.0 * 2 ** max(attempt - 1, 0), 600.0)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, 3600.0))
+    return timedelta(seconds=delay)

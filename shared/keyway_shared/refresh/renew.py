@@ -1,0 +1,127 @@
+"""Getting new credentials from a provider, by credential type (spec §5.6, §5.8, §5.9).
+
+Pure protocol: no database, no lease. The refresh service decides *whether* and *who*; this module
+only knows *how*. Every failure is a :class:`~keyway_shared.credentials.TokenRequestError`.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from ..credentials import PermanentTokenError, oauth2_credentials, request_token
+from ..credentials.app_store import app_store_token
+from ..credentials.client_credentials import client_credentials_token
+from ..credentials.github_app import installation_token
+from ..providers import ProviderTemplate
+from ..providers.interpolation import MissingParamError, interpolate
+from ..store import Connection, Integration
+
+__all__ = ["renew"]
+
+
+def _url(template_url: str | None, config: dict[str, Any], what: str) -> str:
+    if not template_url:
+        raise PermanentTokenError("missing_token_url", f"The provider template has no {what}.")
+    try:
+        return interpolate(template_url, config)
+    except MissingParamError as exc:
+        raise PermanentTokenError("missing_connection_config", f"The {what} needs {', '.join(exc.names)}.") from None
+
+
+def _scopes(conn: Connection, integration: Integration) -> list[str]:
+    override = conn.connection_config.get("oauth_scopes_override") or conn.connection_config.get("oauth_scopes")
+    if isinstance(override, list):
+        return [str(s) for s in override]
+    if isinstance(override, str):
+        return [s for s in override.split(",") if s]
+    return [s for s in (integration.oauth_scopes or "").split(",") if s]
+
+
+async def _oauth2(
+    http: aiohttp.ClientSession,
+    conn: Connection,
+    template: ProviderTemplate,
+    integration: Integration,
+    now: datetime,
+    timeout_seconds: float,
+) -> tuple[dict[str, Any], datetime | None]:
+    refresh_token = conn.credentials.get("refresh_token")
+    if not refresh_token:
+        raise PermanentTokenError("missing_refresh_token", "The connection has no refresh token to refresh with.")
+    override = conn.credentials.get("config_override") or {}
+    client_id = override.get("client_id") or integration.oauth_client_id
+    client_secret = override.get("client_secret") or integration.oauth_client_secret
+    if not client_id or not client_secret:
+        raise PermanentTokenError("missing_client_credentials", "The integration has no OAuth client id or secret.")
+    extra = template.refresh_params or {k: v for k, v in template.token_params.items() if k != "grant_type"}
+    params = {**extra, "grant_type": "refresh_token", "refresh_token": refresh_token}
+    raw = await request_token(
+        http,
+        token_url=_url(template.refresh_url or template.token_url_for("OAUTH2"), conn.connection_config, "token URL"),
+        template=template,
+        params=params,
+        client_id=client_id,
+        client_secret=client_secret,
+        timeout_seconds=timeout_seconds,
+    )
+    credentials, expires_at = oauth2_credentials(raw, now=now, previous_refresh_token=refresh_token)
+    if override:
+        credentials["config_override"] = override
+    return credentials, expires_at
+
+
+async def renew(
+    http: aiohttp.ClientSession,
+    *,
+    connection: Connection,
+    template: ProviderTemplate,
+    integration: Integration,
+    now: datetime,
+    timeout_seconds: float = 15.0,
+) -> tuple[dict[str, Any], datetime | None]:
+    """New credentials for ``connection``, in the same shape as the ones it has."""
+    kind = connection.credentials.get("type")
+    config = connection.connection_config
+    if kind == "OAUTH2":
+        return await _oauth2(http, connection, template, integration, now, timeout_seconds)
+    if kind == "OAUTH2_CC":
+        return await client_credentials_token(
+            http,
+            template=template,
+            token_url=_url(template.token_url_for("OAUTH2_CC"), config, "token URL"),
+            client_id=str(connection.credentials.get("client_id") or integration.oauth_client_id or ""),
+            client_secret=str(connection.credentials.get("client_secret") or integration.oauth_client_secret or ""),
+            scopes=_scopes(connection, integration),
+            now=now,
+            timeout_seconds=timeout_seconds,
+        )
+    if kind == "APP":
+        custom = integration.custom or {}
+        app_id = str(config.get("app_id") or custom.get("app_id") or integration.oauth_client_id or "")
+        private_key = custom.get("private_key") or integration.oauth_client_secret or ""
+        return await installation_token(
+            http,
+            token_url=_url(template.token_url_for("APP"), config, "installation token URL"),
+            app_id=app_id,
+            private_key=private_key,
+            now=now,
+            timeout_seconds=timeout_seconds,
+        )
+    if kind == "APP_STORE":
+        pem = base64.b64decode(str(connection.credentials.get("private_key", ""))).decode()
+        return await app_store_token(
+            http,
+            token_url=_url(template.token_url_for("APP_STORE"), config, "token URL"),
+            private_key=pem,
+            private_key_id=str(config.get("privateKeyId", "")),
+            issuer_id=str(config.get("issuerId", "")),
+            audience=template.authorization_params.get("audience"),
+            scope=config.get("scope"),
+            now=now,
+            timeout_seconds=timeout_seconds,
+        )
+    raise PermanentTokenError("not_refreshable", f"Credentials of type {kind} are not refreshed.")

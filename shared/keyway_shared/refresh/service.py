@@ -1,0 +1,277 @@
+"""Refreshing one connection, exactly once however many callers ask at the same moment.
+
+Both the gateway (refresh on read, ``force_refresh``) and the token-refresher (in the background)
+come through here. A caller takes the connection's lease, re-reads it, and only then decides: if a
+sibling refreshed while it waited, it uses those credentials instead of spending the refresh token
+again. The new credentials are written with a compare-and-swap on the ciphertext that was read, in
+one transaction with the ``token.refreshed`` event.
+
+Failures are classified (webhooks-and-refresh §5): transient ones (network, timeout, 5xx, 429) back
+off and leave the connection usable while its token is; a refused refresh token, after a re-read
+shows no sibling won, marks the connection failed, is retried once a day, and after four failing
+days is exhausted until the user reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from ..cipher import DecryptionError
+from ..credentials import PermanentTokenError, TokenRequestError, TransientTokenError
+from ..events import ErrorInfo, TokenRefreshed, TokenRefreshFailed, make_event
+from ..logging import get_logger
+from ..providers import ProviderCatalog
+from ..store import Connection, IntegrationStore, OutboxRow, RefreshState, RefreshStateStore
+from .policy import DEFAULT_MARGIN, EXHAUSTED_AFTER_DAYS, REFRESHABLE_TYPES, is_due, refresh_due_at, transient_backoff
+from .renew import renew
+
+__all__ = ["RefreshError", "RefreshOutcome", "RefreshService", "connection_key"]
+
+log = get_logger(__name__)
+
+
+def connection_key(environment: str, provider_config_key: str, connection_id: str) -> dict[str, Any]:
+    return {"environment": environment, "provider_config_key": provider_config_key, "connection_id": connection_id}
+
+
+class RefreshError(Exception):
+    """The refresh did not produce usable credentials; ``type`` is the code callers report."""
+
+    def __init__(self, type: str, description: str, *, transient: bool = False, exhausted: bool = False) -> None:
+        super().__init__(description)
+        self.type = type
+        self.description = description
+        self.transient = transient
+        self.exhausted = exhausted
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefreshOutcome:
+    connection: Connection
+    refreshed: bool  # False: the credentials were fresh enough, or a sibling had just refreshed them
+
+
+class RefreshService:
+    def __init__(
+        self,
+        *,
+        state: RefreshStateStore,
+        integrations: IntegrationStore,
+        catalog: ProviderCatalog,
+        http: aiohttp.ClientSession,
+        publish_soon: Callable[[list[OutboxRow]], None],
+        owner: str,
+        source: str,
+        lease: timedelta = timedelta(seconds=60),
+        timeout_seconds: float = 15.0,
+    ) -> None:
+        self._state = state
+        self._integrations = integrations
+        self._catalog = catalog
+        self._http = http
+        self._publish_soon = publish_soon
+        self._owner = owner
+        self._source = source
+        self._lease = lease
+        self._timeout = timeout_seconds
+
+    def margin_for(self, provider: str) -> timedelta:
+        template = self._catalog.get(provider)
+        buffer = template.token_expiration_buffer if template else None
+        return timedelta(seconds=buffer) if buffer else DEFAULT_MARGIN
+
+    async def refresh(self, key: dict[str, Any], *, force: bool, wait_seconds: float = 12.0) -> RefreshOutcome:
+        """Refresh-on-read: only when forced or due; waits (bounded) for a sibling's lease."""
+        conn, state = await self._read(key)
+        now = datetime.now(UTC)
+        if conn.credentials.get("type") not in REFRESHABLE_TYPES:
+            return RefreshOutcome(connection=conn, refreshed=False)
+        if not force and not is_due(conn.refresh_due_at, conn.credentials_expires_at, now=now):
+            return RefreshOutcome(connection=conn, refreshed=False)
+        if state.exhausted:
+            raise RefreshError(
+                "refresh_exhausted", "Refreshing failed for 4 days; the user must reconnect.", exhausted=True
+            )
+        if not force and state.failed and conn.refresh_due_at is not None and conn.refresh_due_at > now:
+            # Refused earlier and not due for another try yet: report that, don't spend a call on it.
+            error = state.error or {}
+            raise RefreshError("refresh_token_external_error", error.get("description", "The last refresh failed."))
+        first_read = state.ciphertext
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while not await self._state.acquire(key, owner=self._owner, lease=self._lease):
+            if asyncio.get_running_loop().time() > deadline:
+                raise RefreshError(
+                    "refresh_lock_timeout", "Another refresh of this connection is taking too long.", transient=True
+                )
+            await asyncio.sleep(0.05)
+        try:
+            conn, state = await self._read(key)
+            if state.ciphertext != first_read:
+                # A sibling refreshed (or the user reconnected) while we waited: use theirs.
+                return RefreshOutcome(connection=conn, refreshed=False)
+            return await self._refresh_held(key, conn, state, raise_errors=True)
+        finally:
+            await self._state.release(key, owner=self._owner)
+
+    async def refresh_due(self, doc_id: Any) -> bool:
+        """Background path: claim the connection if it is still due, refresh it, never raise."""
+        key = {"_id": doc_id}
+        if not await self._state.acquire(key, owner=self._owner, lease=self._lease, due_only=True):
+            return False  # another replica took it, or it is no longer due
+        try:
+            try:
+                conn, state = await self._read(key)
+            except RefreshError as exc:
+                log.warning("connection cannot be refreshed", reason=exc.description)
+                return False
+            if state.exhausted:
+                return False
+            await self._refresh_held(key, conn, state, raise_errors=False)
+            return True
+        finally:
+            await self._state.release(key, owner=self._owner)
+
+    async def _read(self, key: dict[str, Any]) -> tuple[Connection, RefreshState]:
+        try:
+            found = await self._state.read(key)
+        except DecryptionError as exc:
+            await self._state.mark_unreadable(key, f"The stored credentials cannot be decrypted: {exc}")
+            raise RefreshError("invalid_stored_credentials", "The stored credentials cannot be decrypted.") from None
+        if found is None:
+            raise RefreshError("unknown_connection", "The connection no longer exists.")
+        return found
+
+    async def _refresh_held(
+        self, key: dict[str, Any], conn: Connection, state: RefreshState, *, raise_errors: bool
+    ) -> RefreshOutcome:
+        now = datetime.now(UTC)
+        template = self._catalog.get(conn.provider)
+        integration = await self._integrations.get(conn.environment, conn.provider_config_key)
+        try:
+            if template is None or integration is None:
+                raise PermanentTokenError(
+                    "unknown_provider_config", "The integration or its provider template is gone."
+                )
+            credentials, expires_at = await renew(
+                self._http,
+                connection=conn,
+                template=template,
+                integration=integration,
+                now=now,
+                timeout_seconds=self._timeout,
+            )
+        except TransientTokenError as exc:
+            await self._transient_failure(key, conn, state, exc, now)
+            if raise_errors and (conn.credentials_expires_at is None or conn.credentials_expires_at <= now):
+                raise RefreshError(exc.type, exc.description, transient=True) from None
+            return RefreshOutcome(connection=conn, refreshed=False)  # the current token still works
+        except TokenRequestError as exc:
+            sibling = await self._state.read(key)
+            if sibling is not None and sibling[1].ciphertext != state.ciphertext:
+                return RefreshOutcome(connection=sibling[0], refreshed=False)  # a sibling won the race
+            exhausted = await self._permanent_failure(key, conn, state, exc, now)
+            if raise_errors:
+                raise RefreshError("refresh_token_external_error", exc.description, exhausted=exhausted) from None
+            return RefreshOutcome(connection=conn, refreshed=False)
+        due = refresh_due_at(expires_at, issued_at=now, margin=self.margin_for(conn.provider)) if expires_at else None
+        event = make_event(
+            TokenRefreshed(
+                **self._event_fields(conn),
+                credentials_expire_at=expires_at,
+                recovered=state.failed,
+                attempt=state.attempt + 1,
+            ),
+            type="token.refreshed",
+            source=self._source,
+            environment=conn.environment,
+            subject=f"{conn.provider_config_key}/{conn.connection_id}",
+        )
+        row = await self._state.save_refreshed(
+            key,
+            conn,
+            expected_ciphertext=state.ciphertext,
+            credentials=credentials,
+            expires_at=expires_at,
+            due=due,
+            event=event,
+        )
+        if row is None:
+            fresh = await self._state.read(key)  # new credentials arrived meanwhile (a reconnect): keep them
+            return RefreshOutcome(connection=fresh[0] if fresh else conn, refreshed=False)
+        self._publish_soon([row])
+        conn.credentials = credentials
+        conn.credentials_expires_at = expires_at
+        log.info(
+            "credentials refreshed", provider_config_key=conn.provider_config_key, connection_id=conn.connection_id
+        )
+        return RefreshOutcome(connection=conn, refreshed=True)
+
+    @staticmethod
+    def _event_fields(conn: Connection) -> dict[str, Any]:
+        return {
+            "connection_id": conn.connection_id,
+            "provider_config_key": conn.provider_config_key,
+            "provider": conn.provider,
+            "auth_mode": conn.auth_mode,
+        }
+
+    async def _transient_failure(
+        self, key: dict[str, Any], conn: Connection, state: RefreshState, exc: TransientTokenError, now: datetime
+    ) -> None:
+        attempt = state.attempt + 1
+        due = now + transient_backoff(attempt, retry_after=exc.retry_after)
+        log.warning("refresh failed; will retry", error=exc.type, retry_at=due.isoformat(), attempt=attempt)
+        await self._state.record_failure(
+            key,
+            expected_ciphertext=state.ciphertext,
+            error={"type": exc.type, "description": exc.description},
+            due=due,
+            failed=state.failed,
+            failed_days=state.failed_days,
+            last_failed_day=state.last_failed_day,
+            exhausted=False,
+            attempt=attempt,
+            event=None,
+        )
+
+    async def _permanent_failure(
+        self, key: dict[str, Any], conn: Connection, state: RefreshState, exc: TokenRequestError, now: datetime
+    ) -> bool:
+        today = now.date().isoformat()
+        days = state.failed_days + (0 if state.last_failed_day == today else 1)  # at most one count per day
+        exhausted = days >= EXHAUSTED_AFTER_DAYS
+        event = make_event(
+            TokenRefreshFailed(
+                **self._event_fields(conn),
+                credentials_expire_at=conn.credentials_expires_at,
+                error=ErrorInfo(type="refresh_token_external_error", description=exc.description),
+                failed_days=days,
+                exhausted=exhausted,
+            ),
+            type="token.refresh_failed",
+            source=self._source,
+            environment=conn.environment,
+            subject=f"{conn.provider_config_key}/{conn.connection_id}",
+        )
+        log.warning("refresh refused by the provider", error=exc.type, failed_days=days, exhausted=exhausted)
+        row = await self._state.record_failure(
+            key,
+            expected_ciphertext=state.ciphertext,
+            error={"type": exc.type, "description": exc.description},
+            due=None if exhausted else now + timedelta(days=1),
+            failed=True,
+            failed_days=days,
+            last_failed_day=today,
+            exhausted=exhausted,
+            attempt=state.attempt + 1,
+            event=event,
+        )
+        if row is not None:
+            self._publish_soon([row])
+        return exhausted

@@ -1,0 +1,183 @@
+"""The refresh bookkeeping on connection documents: leases, compare-and-swap writes, failures.
+
+One writer per connection at a time: a refresh first takes the connection's lease (a conditional
+update that only matches when nobody holds it, or their lease ran out), and writes the new
+credentials only if the ciphertext is still the one it read — so a refresh racing a re-authorization,
+or a refresher that lost its lease while a provider was slow, can never overwrite newer credentials.
+Every new ciphertext has a fresh random nonce, which makes the ciphertext itself the version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.mongo_client import AsyncMongoClient
+
+from ..cipher import CredentialCipher
+from ..events import CloudEvent
+from .client import Database
+from .connections import Connection, ConnectionStore, credentials_ad
+from .outbox import OutboxRow, OutboxStore
+
+__all__ = ["EPOCH", "RefreshState", "RefreshStateStore"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ConnKey = dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefreshState:
+    """What a refresh needs besides the connection: the version it read and the failure history."""
+
+    doc_id: Any
+    ciphertext: str
+    failed: bool
+    failed_days: int
+    last_failed_day: str | None
+    exhausted: bool
+    attempt: int
+    error: dict[str, str] | None
+
+
+class RefreshStateStore:
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], db: Database, cipher: CredentialCipher) -> None:
+        self._client = client
+        self._col = db["connections"]
+        self._cipher = cipher
+        self._connections = ConnectionStore(client, db, cipher)
+        self._outbox = OutboxStore(db)
+
+    async def read(self, key: ConnKey) -> tuple[Connection, RefreshState] | None:
+        """The connection and its refresh state; raises DecryptionError for unreadable credentials."""
+        doc = await self._col.find_one(key)
+        if doc is None:
+            return None
+        state = RefreshState(
+            doc_id=doc["_id"],
+            ciphertext=doc["credentials_enc"],
+            failed=bool(doc.get("refresh_failed")),
+            failed_days=int(doc.get("refresh_failed_days") or 0),
+            last_failed_day=doc.get("refresh_last_failed_day"),
+            exhausted=bool(doc.get("refresh_exhausted")),
+            attempt=int(doc.get("refresh_attempt") or 0),
+            error=doc.get("refresh_error"),
+        )
+        return self._connections.from_doc(doc), state
+
+    async def acquire(self, key: ConnKey, *, owner: str, lease: timedelta, due_only: bool = False) -> bool:
+        """Take the lease if nobody holds it (two single-field filters, never an ``$or``: the
+        embedded server scans a collection for ``$or`` beside ``_id``)."""
+        now = datetime.now(UTC)
+        update: dict[str, Any] = {"refresh_lease_owner": owner, "refresh_lease_until": now + lease}
+        if due_only:
+            update["refresh_due_at"] = now + lease  # out of every replica's candidate list meanwhile
+        due: dict[str, Any] = {"refresh_due_at": {"$lte": now}} if due_only else {}
+        for free in ({"refresh_lease_until": {"$lte": now}}, {"refresh_lease_until": {"$exists": False}}):
+            result = await self._col.update_one(key | due | free, {"$set": update})
+            if result.modified_count == 1:
+                return True
+        return False
+
+    async def release(self, key: ConnKey, *, owner: str) -> None:
+        await self._col.update_one(
+            key | {"refresh_lease_owner": owner}, {"$set": {"refresh_lease_until": EPOCH, "refresh_lease_owner": None}}
+        )
+
+    async def save_refreshed(
+        self,
+        key: ConnKey,
+        conn: Connection,
+        *,
+        expected_ciphertext: str,
+        credentials: dict[str, Any],
+        expires_at: datetime | None,
+        due: datetime | None,
+        event: CloudEvent[Any],
+    ) -> OutboxRow | None:
+        """Compare-and-swap the credentials and add the event, atomically; None if they changed."""
+        ad = credentials_ad(conn.environment, conn.provider_config_key, conn.connection_id)
+        fields = {
+            "credentials_enc": self._cipher.encrypt_json(credentials, associated_data=ad),
+            "credentials_key_id": self._cipher.current_key_id,
+            "credentials_expires_at": expires_at,
+            "refresh_due_at": due,
+            "updated_at": datetime.now(UTC),
+            "refresh_failed": False,
+            "refresh_error": None,
+            "refresh_failed_days": 0,
+            "refresh_last_failed_day": None,
+            "refresh_exhausted": False,
+            "refresh_attempt": 0,
+            "refresh_lease_until": EPOCH,
+            "refresh_lease_owner": None,
+        }
+        async with self._client.start_session() as session, await session.start_transaction():
+            result = await self._col.update_one(
+                key | {"credentials_enc": expected_ciphertext}, {"$set": fields}, session=session
+            )
+            if result.matched_count == 0:
+                await session.abort_transaction()
+                return None
+            return await self._outbox.add(event, session=session)
+
+    async def record_failure(
+        self,
+        key: ConnKey,
+        *,
+        expected_ciphertext: str,
+        error: dict[str, str],
+        due: datetime | None,
+        failed: bool,
+        failed_days: int,
+        last_failed_day: str | None,
+        exhausted: bool,
+        attempt: int,
+        event: CloudEvent[Any] | None,
+    ) -> OutboxRow | None:
+        """Note a failed attempt (and release the lease); the event goes out with it when given."""
+        fields = {
+            "refresh_due_at": due,
+            "refresh_error": error,
+            "refresh_failed": failed,
+            "refresh_failed_days": failed_days,
+            "refresh_last_failed_day": last_failed_day,
+            "refresh_exhausted": exhausted,
+            "refresh_attempt": attempt,
+            "refresh_lease_until": EPOCH,
+            "refresh_lease_owner": None,
+        }
+        async with self._client.start_session() as session, await session.start_transaction():
+            result = await self._col.update_one(
+                key | {"credentials_enc": expected_ciphertext}, {"$set": fields}, session=session
+            )
+            if result.matched_count == 0 or event is None:
+                return None
+            return await self._outbox.add(event, session=session)
+
+    async def mark_unreadable(self, key: ConnKey, reason: str) -> None:
+        """Bad data: park the connection with a clear reason instead of retrying it forever."""
+        await self._col.update_one(
+            key,
+            {
+                "$set": {
+                    "refresh_due_at": None,
+                    "refresh_failed": True,
+                    "refresh_error": {"type": "invalid_stored_credentials", "description": reason},
+                    "refresh_lease_until": EPOCH,
+                    "refresh_lease_owner": None,
+                }
+            },
+        )
+
+    async def due_candidates(self, *, now: datetime, limit: int) -> list[Any]:
+        """Ids of connections due now, soonest first (one indexed range query)."""
+        cursor = self._col.find({"refresh_due_at": {"$lte": now}}, {"_id": 1}).sort("refresh_due_at", 1).limit(limit)
+        return [doc["_id"] async for doc in cursor]
+
+    async def next_due(self) -> datetime | None:
+        doc = await self._col.find_one(
+            {"refresh_due_at": {"$gt": EPOCH}}, {"refresh_due_at": 1}, sort=[("refresh_due_at", 1)]
+        )
+        return doc["refresh_due_at"] if doc else None
