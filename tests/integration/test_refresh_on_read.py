@@ -106,7 +106,7 @@ async def test_concurrent_forced_reads_refresh_once(gw: Gateway, provider: OAuth
     assert 1 <= refreshes <= 8
     assert provider.reuse_detected == 0  # no refresh token was ever spent twice
     tokens = {body["credentials"]["access_token"] for _, body in results}
-    status, final = await credentials(gw, "r-2")
+    _status, final = await credentials(gw, "r-2")
     assert final["credentials"]["access_token"] in tokens  # everyone got a token that is (or was) current
 
 
