@@ -38,6 +38,7 @@ from common import (
     cpu_seconds,
     ensure_wrk,
     free_port,
+    list_queues_and_exchanges,
     mongo_server,
     print_table,
     ratio,
@@ -248,7 +249,8 @@ def _find_one(mongo_url: str, gw: Gateway, opts: Options, mongo_pid: int | None)
     return result
 
 
-async def _cleanup(mongo_url: str, amqp: str, gw: Gateway) -> None:
+async def _cleanup(mongo_url: str, amqp: str, gw: Gateway, leftovers: tuple[list[str], list[str]]) -> None:
+    """Drop the database; delete the namespace's queues and exchanges, the known ones and any listed."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
     try:
         await client.drop_database(gw.database)
@@ -260,8 +262,11 @@ async def _cleanup(mongo_url: str, amqp: str, gw: Gateway) -> None:
         specs = list(service_consumers(gw.namespace).values())
         for spec in specs:
             await delete_consumer_queues(channel, spec)
-        await channel.exchange_delete(specs[0].exchange)
-        await channel.exchange_delete(specs[0].dead_letter_exchange)
+        queues, exchanges = leftovers
+        for queue in queues:
+            await channel.queue_delete(queue)
+        for exchange in {specs[0].exchange, specs[0].dead_letter_exchange, *exchanges}:
+            await channel.exchange_delete(exchange)
     finally:
         await connection.close()
 
@@ -313,7 +318,8 @@ def run(mongo_url: str, mongo_pid: int | None, amqp: str, opts: Options) -> dict
 
             results["find_one"] = _find_one(mongo_url, gw, opts, mongo_pid)
         finally:
-            uvloop.run(_cleanup(mongo_url, amqp, gw))
+            # Listed after the gateway stopped, so what it declared beyond the consumer topology goes too.
+            uvloop.run(_cleanup(mongo_url, amqp, gw, list_queues_and_exchanges(gw.namespace)))
 
     gateway_rps = results["gateway"]["rps"]
     results["ratio_gateway_over_bare"] = ratio(gateway_rps, results["bare"]["rps"])

@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support.procs import ServiceProcess, free_port, start_mongo, wait_for_port  # noqa: E402 - needs ROOT above
+from tests.support.rabbit import list_queues_and_exchanges  # noqa: E402 - needs ROOT above
 
 __all__ = [
     "BENCH",
@@ -40,6 +41,7 @@ __all__ = [
     "find_pid",
     "free_port",
     "latency_ms",
+    "list_queues_and_exchanges",
     "machine_info",
     "mongo_server",
     "percentile",

@@ -20,6 +20,7 @@ from .errors import error_middleware
 from .fetch_recorder import fetch_recorder_context
 from .metrics import metrics_middleware
 from .outbox_relay import relay_context
+from .ratelimit import RATE_LIMITER, RateLimiter, rate_headers_middleware
 from .resources import SETTINGS, http_client_context, refresh_context, stores_context
 from .routes import add_routes
 from .settings import GatewaySettings
@@ -31,10 +32,11 @@ SERVICE = "auth-gateway"
 
 
 def create_app(settings: GatewaySettings) -> web.Application:
-    app = web.Application(
-        middlewares=[metrics_middleware, cors_middleware, error_middleware], client_max_size=75 * 1024 * 1024
-    )
+    # Outermost first: metrics see every answer; CORS and rate-limit headers go on errors too.
+    middlewares = [metrics_middleware, cors_middleware, rate_headers_middleware, error_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=75 * 1024 * 1024)  # Nango's body limit
     app[SETTINGS] = settings
+    app[RATE_LIMITER] = RateLimiter(limit=settings.rate_limit_per_minute)
     app[CIPHER] = build_cipher(settings)
     # Opened in this order, closed in reverse: the relay and recorder flush before the database closes.
     app.cleanup_ctx.extend(

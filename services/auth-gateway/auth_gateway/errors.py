@@ -62,8 +62,10 @@ class ApiError(Exception):
         status: int | None = None,
         payload: Any = None,
         errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message or code)
+        self.headers = headers or {}
         self.code = code
         self.message = message
         self.status = status or _STATUS_BY_CODE.get(code, 400)
@@ -84,7 +86,7 @@ def error_body(code: str, message: str | None = None, *, payload: Any = None, er
 
 def error_response(err: ApiError) -> web.Response:
     body = error_body(err.code, err.message, payload=err.payload, errors=err.errors)
-    return web.Response(status=err.status, body=json.dumps(body), content_type="application/json")
+    return web.Response(status=err.status, body=json.dumps(body), content_type="application/json", headers=err.headers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -9,6 +9,7 @@ from aiohttp import web
 from keyway_shared.store import Environment
 
 from .errors import ApiError
+from .ratelimit import check_rate
 from .resources import STORES
 
 __all__ = ["UUID_V4", "environment_from_public_key", "environment_from_secret_key"]
@@ -31,6 +32,7 @@ async def environment_from_secret_key(request: web.Request) -> Environment:
     environment = await request.app[STORES].environments.by_secret_key(key)
     if environment is None:
         raise ApiError("unknown_user_account", "Authentication failed. The provided secret key is unknown.")
+    check_rate(request, environment.name)
     return environment
 
 
@@ -43,4 +45,5 @@ async def environment_from_public_key(request: web.Request) -> Environment:
     environment = await request.app[STORES].environments.by_public_key(key)
     if environment is None:
         raise ApiError("unknown_user_account", "Authentication failed. The provided public key is unknown.")
+    check_rate(request, environment.name)
     return environment

@@ -14,6 +14,7 @@ from .views import (
     connection,
     connection_import,
     environment,
+    keys,
     metadata,
     oauth,
     provider,
@@ -61,5 +62,8 @@ def add_routes(app: web.Application) -> None:
             web.get("/connect/session", connect_sessions.get_connect_session),
             web.delete("/connect/session", connect_sessions.delete_connect_session),
             web.patch("/environment", environment.patch_environment),
+            web.post("/environment/rotate-key", keys.rotate_key),
+            web.post("/environment/activate-key", keys.activate_key),
+            web.post("/environment/revert-key", keys.revert_key),
         ]
     )

@@ -36,6 +36,12 @@ class GatewaySettings(BaseServiceSettings):
         description="how long a provider's token endpoint may take before the attempt fails",
         validation_alias=AliasChoices("KEYWAY_PROVIDER_TIMEOUT_SECONDS", "provider_timeout_seconds"),
     )
+    rate_limit_per_minute: int = Field(
+        default=2400,
+        ge=0,
+        description="requests per minute per environment on each replica (Nango's default); 0 disables",
+        validation_alias=AliasChoices("KEYWAY_RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute"),
+    )
     reuse_port: bool = Field(default=False, validation_alias=AliasChoices("KEYWAY_REUSE_PORT", "reuse_port"))
 
     @property

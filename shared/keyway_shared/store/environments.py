@@ -73,6 +73,8 @@ class Environment:
     hmac_enabled: bool = False
     hmac_key: str = ""
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    pending_public_key: str | None = None
+    pending_secret_key: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -93,6 +95,10 @@ class EnvironmentStore:
             if doc.get("hmac_key_enc")
             else "",
             webhooks=WebhookSettings.from_doc(doc.get("webhooks")),
+            pending_public_key=doc.get("pending_public_key"),
+            pending_secret_key=self._cipher.decrypt(doc["pending_secret_key_enc"], associated_data=_AD).decode()
+            if doc.get("pending_secret_key_enc")
+            else None,
             created_at=doc.get("created_at"),
             updated_at=doc.get("updated_at"),
         )
@@ -142,12 +148,65 @@ class EnvironmentStore:
         return self._from_doc(doc) if doc else None
 
     async def by_secret_key(self, secret_key: str) -> Environment | None:
-        doc = await self._col.find_one({"secret_key_hash": hash_secret_key(secret_key)})
+        """The environment whose secret key (or pending secret key, during a rotation) this is."""
+        digest = hash_secret_key(secret_key)
+        doc = await self._col.find_one({"secret_key_hash": digest}) or await self._col.find_one(
+            {"pending_secret_key_hash": digest}
+        )
         return self._from_doc(doc) if doc else None
 
     async def by_public_key(self, public_key: str) -> Environment | None:
-        doc = await self._col.find_one({"public_key": public_key.strip().lower()})
+        key = public_key.strip().lower()
+        doc = await self._col.find_one({"public_key": key}) or await self._col.find_one({"pending_public_key": key})
         return self._from_doc(doc) if doc else None
+
+    async def start_rotation(self, name: str, kind: str) -> str:
+        """A new pending key (UUID v4) that works beside the current one until activated or reverted."""
+        key = str(uuid.uuid4())
+        if kind == "secret":
+            update = {
+                "pending_secret_key_hash": hash_secret_key(key),
+                "pending_secret_key_enc": self._cipher.encrypt(key.encode(), associated_data=_AD),
+            }
+        else:
+            update = {"pending_public_key": key}
+        await self._col.update_one({"_id": name}, {"$set": update | {"updated_at": utcnow()}})
+        return key
+
+    async def activate_rotation(self, name: str, kind: str) -> bool:
+        """The pending key becomes the key; the old one stops working. False when none is pending."""
+        doc = await self._col.find_one({"_id": name})
+        if doc is None:
+            return False
+        if kind == "secret":
+            if not doc.get("pending_secret_key_hash"):
+                return False
+            update: dict[str, Any] = {
+                "$set": {
+                    "secret_key_hash": doc["pending_secret_key_hash"],
+                    "secret_key_enc": doc["pending_secret_key_enc"],
+                    "updated_at": utcnow(),
+                },
+                "$unset": {"pending_secret_key_hash": "", "pending_secret_key_enc": ""},
+            }
+            matched = {"pending_secret_key_hash": doc["pending_secret_key_hash"]}
+        else:
+            if not doc.get("pending_public_key"):
+                return False
+            update = {
+                "$set": {"public_key": doc["pending_public_key"], "updated_at": utcnow()},
+                "$unset": {"pending_public_key": ""},
+            }
+            matched = {"pending_public_key": doc["pending_public_key"]}
+        result = await self._col.update_one({"_id": name} | matched, update)
+        return result.modified_count == 1
+
+    async def revert_rotation(self, name: str, kind: str) -> bool:
+        fields = ["pending_secret_key_hash", "pending_secret_key_enc"] if kind == "secret" else ["pending_public_key"]
+        result = await self._col.update_one(
+            {"_id": name, fields[0]: {"$exists": True}}, {"$unset": dict.fromkeys(fields, "")}
+        )
+        return result.modified_count == 1
 
     async def update_settings(
         self,

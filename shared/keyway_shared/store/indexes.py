@@ -16,6 +16,8 @@ COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
     "environments": [
         IndexModel([("public_key", ASCENDING)], unique=True, name="public_key_unique"),
         IndexModel([("secret_key_hash", ASCENDING)], unique=True, name="secret_key_hash_unique"),
+        IndexModel([("pending_secret_key_hash", ASCENDING)], sparse=True, name="pending_secret_key_hash"),
+        IndexModel([("pending_public_key", ASCENDING)], sparse=True, name="pending_public_key"),
     ],
     "integrations": [
         IndexModel([("environment", ASCENDING), ("unique_key", ASCENDING)], unique=True, name="env_unique_key"),

@@ -39,6 +39,8 @@ def environment_json(request: web.Request, env: Environment) -> dict[str, Any]:
         "environment": {
             "name": env.name,
             "public_key": env.public_key,
+            "pending_public_key": env.pending_public_key,
+            "pending_secret_key": env.pending_secret_key,
             "callback_url": env.callback_url,
             "effective_callback_url": env.callback_url or settings.callback_url,
             "websockets_path": "/",

@@ -1,0 +1,107 @@
+"""Key rotation without downtime, and per-environment rate limiting with Nango's headers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from auth_gateway.app import create_app
+from auth_gateway.ratelimit import RateLimiter
+from auth_gateway.settings import GatewaySettings
+from keyway_shared.cipher import CredentialCipher
+from keyway_shared.store import EnvironmentStore
+
+from .gateway_app import running_gateway
+from .test_gateway_api import assert_envelope
+
+pytestmark = [pytest.mark.broker, pytest.mark.mongo]
+
+
+async def test_secret_and_public_key_rotation(
+    mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
+) -> None:
+    async with running_gateway(
+        mongo_url=mongo_url, db_name=db_name, amqp_url=amqp_url, namespace=namespace, encryption_key=encryption_key
+    ) as gw:
+        resp = await gw.client.post("/environment/rotate-key", json={"type": "secret"}, headers=gw.auth)
+        assert resp.status == 409  # the test pins its keys like an operator would
+        assert_envelope(await resp.json(), "key_pinned")
+    # An unpinned environment rotates through the API.
+    settings = GatewaySettings(
+        mongodb_url=mongo_url,
+        mongodb_database=db_name,
+        amqp_url=amqp_url,
+        bus_namespace=namespace,
+        queue_type="classic",
+        encryption_key=encryption_key,
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        env = await EnvironmentStore(db, CredentialCipher(current_key=encryption_key)).get("dev")
+        assert env is not None
+        old = {"Authorization": f"Bearer {env.secret_key}"}
+        resp = await client.post("/environment/rotate-key", json={"type": "secret"}, headers=old)
+        pending = (await resp.json())["key"]
+        uuid.UUID(pending)
+        new = {"Authorization": f"Bearer {pending}"}
+        assert (await client.get("/config", headers=old)).status == 200  # both work while pending
+        assert (await client.get("/config", headers=new)).status == 200
+        resp = await client.get("/environment", headers=new)
+        assert (await resp.json())["environment"]["pending_secret_key"] == pending
+        resp = await client.post("/environment/activate-key", json={"type": "secret"}, headers=new)
+        assert await resp.json() == {"success": True}
+        resp = await client.get("/config", headers=old)
+        assert resp.status == 401  # the old key is refused once the new one is active
+        assert (await client.get("/config", headers=new)).status == 200
+        resp = await client.post("/environment/activate-key", json={"type": "secret"}, headers=new)
+        assert_envelope(await resp.json(), "no_pending_key")
+
+        resp = await client.post("/environment/rotate-key", json={"type": "public"}, headers=new)
+        pending_public = (await resp.json())["key"]
+        resp = await client.post("/environment/revert-key", json={"type": "public"}, headers=new)
+        assert resp.status == 200
+        resp = await client.post(
+            "/api-auth/api-key/x?connection_id=c&public_key=" + pending_public, json={"apiKey": "k"}
+        )
+        assert_envelope(await resp.json(), "unknown_user_account")  # reverted: never valid again
+        resp = await client.post("/environment/rotate-key", json={"type": "both"}, headers=new)
+        assert_envelope(await resp.json(), "invalid_body")
+
+
+async def test_rate_limit_headers_and_429(
+    mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
+) -> None:
+    async with running_gateway(
+        mongo_url=mongo_url,
+        db_name=db_name,
+        amqp_url=amqp_url,
+        namespace=namespace,
+        encryption_key=encryption_key,
+        rate_limit_per_minute=5,
+    ) as gw:
+        statuses = []
+        for _ in range(7):
+            resp = await gw.client.get("/config", headers=gw.auth)
+            statuses.append(resp.status)
+            assert resp.headers["X-RateLimit-Limit"] == "5"
+            assert int(resp.headers["X-RateLimit-Reset"]) >= int(time.time())
+        # a window boundary may fall inside the loop; at least one request must have been refused
+        assert statuses.count(429) >= 1
+        resp = await gw.client.get("/config", headers=gw.auth)
+        if resp.status == 429:
+            assert_envelope(await resp.json(), "too_many_request")
+            assert int(resp.headers["Retry-After"]) >= 1
+            assert resp.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_fixed_window_counts_and_resets() -> None:
+    limiter = RateLimiter(limit=2, window_seconds=60)
+    first = limiter.hit("env:dev", now=120.0)
+    assert (first.allowed, first.remaining, first.reset_at) == (True, 1, 180)
+    assert limiter.hit("env:dev", now=150.0).allowed
+    assert not limiter.hit("env:dev", now=179.9).allowed
+    assert limiter.hit("env:prod", now=179.9).allowed  # environments do not share a budget
+    assert limiter.hit("env:dev", now=180.0).allowed  # a new window
