@@ -51,6 +51,10 @@ fmt: install ## format the code
 schemas: install ## regenerate docs/schemas/*.json and docs/asyncapi.yaml from the event models
 	@$(UV) run --frozen python -m keyway_shared.events.schemas write
 
+.PHONY: openapi
+openapi: install ## regenerate docs/openapi.json from the gateway's route table
+	@$(UV) run --frozen python -m auth_gateway.openapi write
+
 .PHONY: bench
 bench: install ## run the benchmarks under bench/ and print their figures
 	@$(UV) run --frozen python bench/run.py

@@ -19,6 +19,7 @@ from .cors import cors_middleware
 from .errors import error_middleware
 from .fetch_recorder import fetch_recorder_context
 from .metrics import metrics_middleware
+from .openapi import openapi_json
 from .outbox_relay import relay_context
 from .ratelimit import RATE_LIMITER, RateLimiter, rate_headers_middleware
 from .resources import SETTINGS, http_client_context, refresh_context, stores_context
@@ -65,4 +66,5 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.on_startup.append(on_startup)
     add_readiness_routes(app, service=SERVICE)
     add_routes(app)
+    app.router.add_get("/openapi.json", openapi_json)
     return app

@@ -1,43 +1,46 @@
-"""When each connection's credentials fall due for refresh: ``refresh_due_at`` on its document.
+"""The ``connection.*`` consumer: re-derive a connection's ``refresh_due_at`` and wake the refresh loop.
 
-This is the scheduling half of the refresher. The loop that claims due connections with a lease
-and refreshes them arrives with issue 5; it finds its work with one query on the ``refresh_due``
-index this module keeps current.
+The gateway already sets the due time when it writes credentials; this handler re-derives it from
+what the document holds now (so a document written by older code, or a stale schedule, is put
+right) and tells the loop, which may be asleep until a later time, that something is due earlier.
 
-The stored expiry is the truth, the ``connection.*`` event only the wake-up: the handler re-reads
-the connection and schedules from what it holds now, so events arriving late or out of order
+The stored expiry is the truth, the event only the wake-up: events arriving late or out of order
 cannot leave a stale due time behind, and handling an event twice changes nothing. The update is
-conditional on the expiry it read, so a concurrent credential write (whose own event follows)
-is never overwritten with an older schedule.
+conditional on the expiry and attempt count it read, so neither a concurrent credential write nor
+a failure backoff recorded meanwhile is overwritten. A connection with a failure pending keeps the
+schedule its failure gave it (a retry after backoff, once a day, or never once exhausted).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from keyway_shared.bus import MessageContext
 from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionUpdated
 from keyway_shared.logging import get_logger
+from keyway_shared.refresh.policy import refresh_due_at
 from keyway_shared.store import Database
 
 __all__ = ["RefreshScheduler", "refresh_due_at"]
 
 log = get_logger(__name__)
 
-
-def refresh_due_at(expires_at: datetime, *, issued_at: datetime, margin: timedelta) -> datetime:
-    """``margin`` before expiry; for credentials living less than twice the margin, halfway through."""
-    remaining = expires_at - issued_at
-    if remaining < 2 * margin:
-        return issued_at + max(remaining, timedelta(0)) / 2
-    return expires_at - margin
+_FIELDS = {"credentials_expires_at": 1, "updated_at": 1, "provider": 1, "refresh_attempt": 1, "refresh_due_at": 1}
 
 
 class RefreshScheduler:
-    def __init__(self, db: Database, *, margin: timedelta) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        margin_for: Callable[[str], timedelta],
+        wake: Callable[[datetime], None] = lambda _due: None,
+    ) -> None:
         self._connections = db["connections"]
-        self._margin = margin
+        self._margin_for = margin_for
+        self._wake = wake
 
     async def handle(self, event: CloudEvent[Any], ctx: MessageContext) -> None:
         data = event.data
@@ -48,9 +51,14 @@ class RefreshScheduler:
             "provider_config_key": data.provider_config_key,
             "connection_id": data.connection_id,
         }
-        doc = await self._connections.find_one(key, {"credentials_expires_at": 1, "updated_at": 1})
+        doc = await self._connections.find_one(key, _FIELDS)
         if doc is None:
             log.info("connection no longer exists; nothing to schedule")
+            return
+        attempt = int(doc.get("refresh_attempt") or 0)
+        if attempt > 0:
+            # A failure set this schedule (backoff, a daily retry, or none once exhausted): keep it.
+            self._wake_for(doc.get("refresh_due_at"))
             return
         expires_at: datetime | None = doc.get("credentials_expires_at")
         if expires_at is None:
@@ -59,10 +67,17 @@ class RefreshScheduler:
         else:
             # "Remaining lifetime" counts from when these credentials were written.
             issued_at: datetime = doc.get("updated_at") or event.time
-            due = refresh_due_at(expires_at, issued_at=issued_at, margin=self._margin)
+            due = refresh_due_at(expires_at, issued_at=issued_at, margin=self._margin_for(doc["provider"]))
             update = {"$set": {"refresh_due_at": due}}
-        result = await self._connections.update_one(key | {"credentials_expires_at": expires_at}, update)
-        if result.matched_count == 0:
-            log.info("credentials changed meanwhile; their own event schedules them")
-            return
+        if due != doc.get("refresh_due_at"):
+            condition = {"credentials_expires_at": expires_at, "refresh_attempt": doc.get("refresh_attempt")}
+            result = await self._connections.update_one(key | condition, update)
+            if result.matched_count == 0:
+                log.info("credentials or refresh state changed meanwhile; their own write schedules them")
+                return
+        self._wake_for(due)
         log.info("refresh scheduled" if due else "no refresh needed", refresh_due_at=due.isoformat() if due else None)
+
+    def _wake_for(self, due: datetime | None) -> None:
+        if due is not None:
+            self._wake(due)

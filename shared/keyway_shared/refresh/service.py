@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -31,7 +31,7 @@ from ..store import Connection, IntegrationStore, OutboxRow, RefreshState, Refre
 from .policy import DEFAULT_MARGIN, EXHAUSTED_AFTER_DAYS, REFRESHABLE_TYPES, is_due, refresh_due_at, transient_backoff
 from .renew import renew
 
-__all__ = ["RefreshError", "RefreshOutcome", "RefreshService", "connection_key"]
+__all__ = ["DueOutcome", "RefreshError", "RefreshOutcome", "RefreshService", "connection_key"]
 
 log = get_logger(__name__)
 
@@ -55,6 +55,19 @@ class RefreshError(Exception):
 class RefreshOutcome:
     connection: Connection
     refreshed: bool  # False: the credentials were fresh enough, or a sibling had just refreshed them
+    failure: Literal["transient", "refused", "exhausted"] | None = None  # set when the provider call failed
+
+
+# What one background attempt came to; the refresher counts these (its metric's ``outcome`` label).
+DueOutcome = Literal[
+    "refreshed",  # new credentials stored
+    "unchanged",  # a sibling or a reconnect wrote newer credentials meanwhile: nothing to do
+    "transient",  # network, timeout, 5xx, 429: backed off, the token stays usable while it lives
+    "refused",  # the provider refused the refresh token: marked failed, retried in a day
+    "exhausted",  # refused for the fourth day: left alone until the user reconnects
+    "bad_data",  # undecryptable credentials or a vanished connection: parked with a reason
+    "not_claimed",  # no longer due, or another replica holds the lease
+]
 
 
 class RefreshService:
@@ -119,21 +132,37 @@ class RefreshService:
         finally:
             await self._state.release(key, owner=self._owner)
 
-    async def refresh_due(self, doc_id: Any) -> bool:
+    async def refresh_due(self, doc_id: Any) -> DueOutcome:
         """Background path: claim the connection if it is still due, refresh it, never raise."""
         key = {"_id": doc_id}
         if not await self._state.acquire(key, owner=self._owner, lease=self._lease, due_only=True):
-            return False  # another replica took it, or it is no longer due
+            return "not_claimed"  # another replica took it, or it is no longer due
         try:
             try:
                 conn, state = await self._read(key)
             except RefreshError as exc:
                 log.warning("connection cannot be refreshed", reason=exc.description)
-                return False
+                return "bad_data"
             if state.exhausted:
-                return False
-            await self._refresh_held(key, conn, state, raise_errors=False)
-            return True
+                # Something scheduled it again (exhausted connections carry no due time): park it
+                # instead of claiming it again every lease period.
+                await self._state.record_failure(
+                    key,
+                    expected_ciphertext=state.ciphertext,
+                    error=state.error or {"type": "refresh_exhausted", "description": "Refreshing failed for 4 days."},
+                    due=None,
+                    failed=True,
+                    failed_days=state.failed_days,
+                    last_failed_day=state.last_failed_day,
+                    exhausted=True,
+                    attempt=state.attempt,
+                    event=None,
+                )
+                return "exhausted"
+            outcome = await self._refresh_held(key, conn, state, raise_errors=False)
+            if outcome.failure is not None:
+                return outcome.failure
+            return "refreshed" if outcome.refreshed else "unchanged"
         finally:
             await self._state.release(key, owner=self._owner)
 
@@ -170,7 +199,7 @@ class RefreshService:
             await self._transient_failure(key, conn, state, exc, now)
             if raise_errors and (conn.credentials_expires_at is None or conn.credentials_expires_at <= now):
                 raise RefreshError(exc.type, exc.description, transient=True) from None
-            return RefreshOutcome(connection=conn, refreshed=False)  # the current token still works
+            return RefreshOutcome(connection=conn, refreshed=False, failure="transient")  # the token still works
         except TokenRequestError as exc:
             sibling = await self._state.read(key)
             if sibling is not None and sibling[1].ciphertext != state.ciphertext:
@@ -178,7 +207,7 @@ class RefreshService:
             exhausted = await self._permanent_failure(key, conn, state, exc, now)
             if raise_errors:
                 raise RefreshError("refresh_token_external_error", exc.description, exhausted=exhausted) from None
-            return RefreshOutcome(connection=conn, refreshed=False)
+            return RefreshOutcome(connection=conn, refreshed=False, failure="exhausted" if exhausted else "refused")
         due = refresh_due_at(expires_at, issued_at=now, margin=self.margin_for(conn.provider)) if expires_at else None
         event = make_event(
             TokenRefreshed(

@@ -173,8 +173,16 @@ class RefreshStateStore:
 
     async def due_candidates(self, *, now: datetime, limit: int) -> list[Any]:
         """Ids of connections due now, soonest first (one indexed range query)."""
-        cursor = self._col.find({"refresh_due_at": {"$lte": now}}, {"_id": 1}).sort("refresh_due_at", 1).limit(limit)
-        return [doc["_id"] async for doc in cursor]
+        return [doc_id for doc_id, _due in await self.due_batch(now=now, limit=limit)]
+
+    async def due_batch(self, *, now: datetime, limit: int) -> list[tuple[Any, datetime]]:
+        """Like :meth:`due_candidates`, with each one's due time (the refresher measures its lag)."""
+        cursor = (
+            self._col.find({"refresh_due_at": {"$lte": now}}, {"_id": 1, "refresh_due_at": 1})
+            .sort("refresh_due_at", 1)
+            .limit(limit)
+        )
+        return [(doc["_id"], doc["refresh_due_at"]) async for doc in cursor]
 
     async def next_due(self) -> datetime | None:
         doc = await self._col.find_one(

@@ -1,0 +1,135 @@
+"""Moves events from the outbox to RabbitMQ: at once after each write, and by sweeping stale rows.
+
+Any service that writes outbox rows hands them to ``publish_soon`` right after its transaction
+commits and carries on; the rows are deleted once the broker confirmed. If the publish fails
+(broker down), the rows stay in MongoDB and the sweep loop of any replica publishes them once the
+broker is back (consumers skip the rare duplicate by event id).
+
+This is the gateway's relay (``auth_gateway.outbox_relay``) lifted into the shared library so the
+token-refresher publishes the same way; the gateway can switch to it and drop its copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+import aio_pika
+from prometheus_client import Counter
+from pymongo.errors import PyMongoError
+
+from .bus import PublishError
+from .logging import get_logger
+from .service.broker import BrokerLink
+from .store import OutboxRow, OutboxStore
+
+__all__ = ["OutboxRelay"]
+
+log = get_logger(__name__)
+# Named apart from the gateway's own counters so both can live in one process until it switches over.
+PUBLISHED = Counter("keyway_outbox_relay_published_total", "Outbox events confirmed by the broker", ["path"])
+PUBLISH_FAILURES = Counter(
+    "keyway_outbox_relay_publish_failures_total", "Outbox publishes that failed and wait for a sweep"
+)
+
+
+def _message(row: OutboxRow) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=row.body,
+        content_type="application/cloudevents+json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=row.event_id,
+        type=row.routing_key,
+        headers={"ce_id": row.event_id, "ce_type": row.routing_key},
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        outbox: OutboxStore,
+        broker: BrokerLink,
+        *,
+        sweep_every: float,
+        stale_after: float,
+        owner: str,
+        sweep_lease: float = 30.0,
+    ) -> None:
+        self._outbox = outbox
+        self._broker = broker
+        self._sweep_every = sweep_every
+        self._stale_after = timedelta(seconds=stale_after)
+        self._sweep_lease = timedelta(seconds=sweep_lease)
+        self._owner = owner
+        self._tasks: set[asyncio.Task[int]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Publishes started by ``publish_soon`` and not finished yet."""
+        return len(self._tasks)
+
+    def publish_soon(self, rows: list[OutboxRow]) -> None:
+        task = asyncio.create_task(self._publish(rows, path="direct"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, rows: list[OutboxRow], *, path: str) -> int:
+        publisher = self._broker.publisher
+        if publisher is None or not self._broker.is_ready:
+            return 0
+        done: list[str] = []
+        for index, row in enumerate(rows):
+            try:
+                await publisher.publish_message(_message(row), routing_key=row.routing_key)
+            except PublishError:
+                PUBLISH_FAILURES.inc()
+                log.warning("event left in the outbox for the sweep", event_id=row.event_id, type=row.routing_key)
+                # Keep order (later rows wait too) and hand the rows back for the next sweep right away.
+                with contextlib.suppress(PyMongoError):
+                    await self._outbox.release([r.event_id for r in rows[index:]])
+                break
+            done.append(row.event_id)
+        if done:
+            try:
+                await self._outbox.delete(done)
+            except PyMongoError:
+                # Published but not deleted: the sweep publishes them again and consumers skip the duplicate.
+                log.warning("published outbox rows could not be deleted", count=len(done))
+            PUBLISHED.labels(path=path).inc(len(done))
+        return len(done)
+
+    async def sweep_once(self, *, limit: int = 500) -> int:
+        if not self._broker.is_ready:
+            return 0
+        rows = await self._outbox.claim_stale(
+            older_than=self._stale_after, lease=self._sweep_lease, limit=limit, owner=self._owner
+        )
+        if not rows:
+            return 0
+        log.info("relaying events left in the outbox", count=len(rows))
+        return await self._publish(rows, path="sweep")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_every)
+            try:
+                while await self.sweep_once() > 0:
+                    pass
+            except PyMongoError:
+                log.warning("outbox sweep could not reach the database")
+            except Exception:
+                log.exception("outbox sweep failed")
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._loop(), name="outbox-sweep")
+
+    async def stop(self, *, grace: float) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._tasks:
+            # In-flight publishes finish or time out; unconfirmed rows stay for the next sweep.
+            await asyncio.wait(list(self._tasks), timeout=grace)
