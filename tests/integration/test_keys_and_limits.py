@@ -15,6 +15,7 @@ from auth_gateway.settings import GatewaySettings
 from keyway_shared.cipher import CredentialCipher
 from keyway_shared.store import EnvironmentStore
 
+from ..support.polling import eventually
 from .gateway_app import running_gateway
 from .test_gateway_api import assert_envelope
 
@@ -105,3 +106,45 @@ def test_fixed_window_counts_and_resets() -> None:
     assert not limiter.hit("env:dev", now=179.9).allowed
     assert limiter.hit("env:prod", now=179.9).allowed  # environments do not share a budget
     assert limiter.hit("env:dev", now=180.0).allowed  # a new window
+
+
+async def test_a_key_change_on_one_replica_reaches_the_others_cache(
+    mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
+) -> None:
+    def settings() -> GatewaySettings:
+        return GatewaySettings(
+            mongodb_url=mongo_url,
+            mongodb_database=db_name,
+            amqp_url=amqp_url,
+            bus_namespace=namespace,
+            queue_type="classic",
+            encryption_key=encryption_key,
+            environment_cache_seconds=600,
+        )
+
+    async with (
+        TestClient(TestServer(create_app(settings()))) as one,
+        TestClient(TestServer(create_app(settings()))) as two,
+    ):
+        env = await EnvironmentStore(db, CredentialCipher(current_key=encryption_key)).get("dev")
+        assert env is not None
+        old = {"Authorization": f"Bearer {env.secret_key}"}
+
+        async def both_ready() -> bool:
+            statuses = [(await c.get("/readyz")).status for c in (one, two)]
+            return statuses == [200, 200]
+
+        await eventually(both_ready, what="both replicas connected to the broker")
+        assert (await two.get("/config", headers=old)).status == 200  # replica two caches the key now
+        pending = (await (await one.post("/environment/rotate-key", json={"type": "secret"}, headers=old)).json())[
+            "key"
+        ]
+        activated = await one.post(
+            "/environment/activate-key", json={"type": "secret"}, headers={"Authorization": f"Bearer {pending}"}
+        )
+        assert activated.status == 200
+
+        async def refused_on_two() -> bool:
+            return (await two.get("/config", headers=old)).status == 401
+
+        await eventually(refused_on_two, timeout=5, what="replica two to drop the old key (cache TTL is 600 s)")

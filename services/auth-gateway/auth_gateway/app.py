@@ -16,6 +16,7 @@ from keyway_shared.service import (
 )
 
 from .cors import cors_middleware
+from .env_cache import env_cache_context
 from .errors import error_middleware
 from .fetch_recorder import fetch_recorder_context
 from .metrics import metrics_middleware
@@ -45,6 +46,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
             mongo_context(settings, app_name=SERVICE),
             broker_context(settings, name=SERVICE),
             stores_context(settings),
+            env_cache_context(settings),
             http_client_context(settings),
             ws_context(settings),
             relay_context(settings),

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-__all__ = ["cors_middleware"]
+__all__ = ["add_cors_headers", "cors_middleware"]
 
 _ALLOW_HEADERS = (
     "Authorization, Content-Type, Accept, Origin, X-Requested-With, Nango-Activity-Log-Id, Nango-Is-Dry-Run, "
@@ -35,3 +35,10 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Vary"] = "Origin"
     return response
+
+
+def add_cors_headers(response: web.StreamResponse) -> None:
+    """What the middleware adds, for a streamed response to set before ``prepare`` (later is too late)."""
+    response.headers["Access-Control-Expose-Headers"] = _EXPOSE_HEADERS
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Vary"] = "Origin"

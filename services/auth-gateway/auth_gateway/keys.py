@@ -8,9 +8,9 @@ from aiohttp import web
 
 from keyway_shared.store import Environment
 
+from .env_cache import ENV_CACHE
 from .errors import ApiError
 from .ratelimit import check_rate
-from .resources import STORES
 
 __all__ = ["UUID_V4", "environment_from_public_key", "environment_from_secret_key"]
 
@@ -29,7 +29,7 @@ async def environment_from_secret_key(request: web.Request) -> Environment:
     key = key.strip()
     if not UUID_V4.match(key):
         raise ApiError("invalid_secret_key_format", "Authentication failed. The provided secret key is not a UUID v4.")
-    environment = await request.app[STORES].environments.by_secret_key(key)
+    environment = await request.app[ENV_CACHE].by_secret_key(key)
     if environment is None:
         raise ApiError("unknown_user_account", "Authentication failed. The provided secret key is unknown.")
     check_rate(request, environment.name)
@@ -42,7 +42,7 @@ async def environment_from_public_key(request: web.Request) -> Environment:
         raise ApiError("missing_public_key", "Authentication failed. The request is missing a valid public key.")
     if not UUID_V4.match(key):
         raise ApiError("invalid_public_key", "Authentication failed. The provided public key is not a UUID v4.")
-    environment = await request.app[STORES].environments.by_public_key(key)
+    environment = await request.app[ENV_CACHE].by_public_key(key)
     if environment is None:
         raise ApiError("unknown_user_account", "Authentication failed. The provided public key is unknown.")
     check_rate(request, environment.name)

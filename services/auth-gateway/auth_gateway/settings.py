@@ -42,7 +42,23 @@ class GatewaySettings(BaseServiceSettings):
         description="requests per minute per environment on each replica (Nango's default); 0 disables",
         validation_alias=AliasChoices("KEYWAY_RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute"),
     )
+    environment_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="how long a replica may serve an environment from memory if a change broadcast is lost",
+        validation_alias=AliasChoices("KEYWAY_ENVIRONMENT_CACHE_SECONDS", "environment_cache_seconds"),
+    )
     reuse_port: bool = Field(default=False, validation_alias=AliasChoices("KEYWAY_REUSE_PORT", "reuse_port"))
+    proxy_read_timeout_seconds: float = Field(
+        default=60.0,
+        description="how long /proxy waits for an upstream's response headers, and then between two body chunks",
+        validation_alias=AliasChoices("KEYWAY_PROXY_READ_TIMEOUT_SECONDS", "proxy_read_timeout_seconds"),
+    )
+    proxy_deadline_seconds: float = Field(
+        default=120.0,
+        description="the most one /proxy call may take until the upstream answers, retries and waits included",
+        validation_alias=AliasChoices("KEYWAY_PROXY_DEADLINE_SECONDS", "proxy_deadline_seconds"),
+    )
 
     @property
     def callback_url(self) -> str:

@@ -1,34 +1,60 @@
-"""The token refresher application: MongoDB, the broker, and the ``schedule`` consumer of ``connection.*``.
+"""The token refresher application: MongoDB, the broker, the refresh loop, and the ``schedule`` consumer.
 
-Issue 5 adds the refresh loop itself (leases, bounded concurrency, provider calls) beside this
-consumer, as one more cleanup context.
+Cleanup contexts open in this order and close in reverse, so on SIGTERM the consumer stops first,
+then the loop stops claiming and drains its refreshes, then the relay publishes what they wrote,
+and only then do the HTTP client, the broker and MongoDB close.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
+import aiohttp
 from aiohttp import web
 from pymongo.errors import PyMongoError
 
 from keyway_shared.bus import TOKEN_REFRESHER, ConsumerSpec, service_consumers
+from keyway_shared.egress import guarded_session
+from keyway_shared.outbox_relay import OutboxRelay
+from keyway_shared.providers import load_catalog
+from keyway_shared.refresh.service import RefreshService
 from keyway_shared.service import (
+    BROKER,
+    CIPHER,
     CONSUMERS,
+    MONGO_CLIENT,
     MONGO_DB,
     Subscription,
     add_readiness_routes,
     broker_context,
+    build_cipher,
     consumers_context,
     mongo_context,
 )
+from keyway_shared.store import OutboxStore, RefreshStateStore
 
+from .integrations import CachedIntegrations
+from .loop import RefreshLoop
 from .schedule import RefreshScheduler
 from .settings import RefresherSettings
 
-__all__ = ["CONSUMERS", "SERVICE", "create_app", "schedule_spec"]
+__all__ = ["CONSUMERS", "REFRESHER", "SERVICE", "Refresher", "create_app", "schedule_spec"]
 
 SERVICE = TOKEN_REFRESHER
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refresher:
+    service: RefreshService
+    loop: RefreshLoop
+    relay: OutboxRelay
+
+
+REFRESHER = web.AppKey("refresher", Refresher)
 
 
 def schedule_spec(settings: RefresherSettings) -> ConsumerSpec:
@@ -36,9 +62,57 @@ def schedule_spec(settings: RefresherSettings) -> ConsumerSpec:
     return service_consumers(settings.bus_namespace)[TOKEN_REFRESHER]
 
 
+def refresher_context(settings: RefresherSettings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The provider client, the outbox relay, the refresh service and the loop that drives it."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        db = app[MONGO_DB]
+        owner = f"{SERVICE}:{socket.gethostname()}:{os.getpid()}"
+        timeout = settings.provider_timeout_seconds
+        http = guarded_session(settings.egress_allowlist, timeout=aiohttp.ClientTimeout(total=timeout, connect=5))
+        relay = OutboxRelay(
+            OutboxStore(db),
+            app[BROKER],
+            sweep_every=settings.outbox_sweep_seconds,
+            stale_after=settings.outbox_stale_seconds,
+            owner=owner,
+        )
+        state = RefreshStateStore(app[MONGO_CLIENT], db, app[CIPHER])
+        service = RefreshService(
+            state=state,
+            integrations=CachedIntegrations(db, app[CIPHER]),
+            catalog=load_catalog(settings.providers_file),
+            http=http,
+            publish_soon=relay.publish_soon,
+            owner=owner,
+            source=f"/keyway/{SERVICE}",
+            lease=timedelta(seconds=settings.refresh_lease_seconds),
+            timeout_seconds=settings.provider_timeout_seconds,
+        )
+        loop = RefreshLoop(
+            state=state,
+            refresh=service.refresh_due,
+            concurrency=settings.refresh_concurrency,
+            batch=settings.refresh_batch,
+            max_sleep=settings.refresh_max_sleep_seconds,
+        )
+        app[REFRESHER] = Refresher(service=service, loop=loop, relay=relay)
+        relay.start()
+        loop.start()
+        try:
+            yield
+        finally:
+            await loop.stop(grace=settings.shutdown_grace_seconds)
+            await relay.stop(grace=settings.shutdown_grace_seconds)
+            await http.close()
+
+    return ctx
+
+
 def subscriptions(settings: RefresherSettings) -> Callable[[web.Application], list[Subscription]]:
     def build(app: web.Application) -> list[Subscription]:
-        scheduler = RefreshScheduler(app[MONGO_DB], margin=timedelta(seconds=settings.refresh_margin_seconds))
+        refresher = app[REFRESHER]
+        scheduler = RefreshScheduler(app[MONGO_DB], margin_for=refresher.service.margin_for, wake=refresher.loop.wake)
         # Unguarded: scheduling re-reads the connection, so handling an event twice is harmless.
         return [
             Subscription(
@@ -51,12 +125,15 @@ def subscriptions(settings: RefresherSettings) -> Callable[[web.Application], li
 
 def create_app(settings: RefresherSettings) -> web.Application:
     app = web.Application()
+    app[CIPHER] = build_cipher(settings)
     app.cleanup_ctx.extend(
         [
-            mongo_context(settings, app_name=SERVICE, collections=["connections"]),
+            mongo_context(settings, app_name=SERVICE, collections=["connections", "outbox"]),
             broker_context(settings, name=SERVICE),
+            refresher_context(settings),
             consumers_context(settings, subscriptions(settings)),
         ]
     )
     add_readiness_routes(app, service=SERVICE)
     return app
+

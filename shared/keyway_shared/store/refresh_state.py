@@ -67,18 +67,18 @@ class RefreshStateStore:
         return self._connections.from_doc(doc), state
 
     async def acquire(self, key: ConnKey, *, owner: str, lease: timedelta, due_only: bool = False) -> bool:
-        """Take the lease if nobody holds it (two single-field filters, never an ``$or``: the
-        embedded server scans a collection for ``$or`` beside ``_id``)."""
+        """Take the lease if nobody holds it: one conditional update. ``$not: {$gt: now}`` matches a
+        lease that ran out and a document that never had one, without an ``$or`` (the embedded
+        server scans a collection for ``$or`` beside ``_id``) and without a second write, which every
+        claim lost to another replica used to cost."""
         now = datetime.now(UTC)
         update: dict[str, Any] = {"refresh_lease_owner": owner, "refresh_lease_until": now + lease}
         if due_only:
             update["refresh_due_at"] = now + lease  # out of every replica's candidate list meanwhile
         due: dict[str, Any] = {"refresh_due_at": {"$lte": now}} if due_only else {}
-        for free in ({"refresh_lease_until": {"$lte": now}}, {"refresh_lease_until": {"$exists": False}}):
-            result = await self._col.update_one(key | due | free, {"$set": update})
-            if result.modified_count == 1:
-                return True
-        return False
+        free = {"refresh_lease_until": {"$not": {"$gt": now}}}
+        result = await self._col.update_one(key | due | free, {"$set": update})
+        return result.modified_count == 1
 
     async def release(self, key: ConnKey, *, owner: str) -> None:
         await self._col.update_one(

@@ -6,17 +6,16 @@ from typing import Any
 
 from aiohttp import web
 
-from keyway_shared.events import CloudEvent, ConnectionDeleted, ConnectionUpdated, EventData, make_event, utcnow
-from keyway_shared.refresh.policy import is_due
-from keyway_shared.refresh.service import RefreshError, connection_key
+from keyway_shared.events import CloudEvent, ConnectionDeleted, ConnectionUpdated, EventData, make_event
 from keyway_shared.store import Connection, Environment
 
 from ..connect import SOURCE
+from ..credentials_access import fresh_connection
 from ..errors import ApiError
 from ..fetch_recorder import FETCH_RECORDER
 from ..keys import environment_from_secret_key
 from ..outbox_relay import RELAY
-from ..resources import REFRESH, STORES
+from ..resources import STORES
 from ..serialize import connection_json, js_iso
 
 __all__ = ["connection_event", "delete_connection", "get_connection", "list_connections", "unknown_connection"]
@@ -68,32 +67,12 @@ async def get_connection(request: web.Request) -> web.Response:
     connection = await request.app[STORES].connections.get(env.name, provider_config_key, connection_id)
     if connection is None:
         raise unknown_connection(env, connection_id, provider_config_key)
-    connection = await _fresh(request, env, connection, force=request.query.get("force_refresh") == "true")
+    connection = await fresh_connection(
+        request.app, env, connection, force=request.query.get("force_refresh") == "true"
+    )
     fetched_at = request.app[FETCH_RECORDER].note(env.name, provider_config_key, connection_id)
     include_refresh = request.query.get("refresh_token") == "true"
     return web.json_response(connection_json(connection, include_refresh_token=include_refresh, fetched_at=fetched_at))
-
-
-async def _fresh(request: web.Request, env: Environment, connection: Connection, *, force: bool) -> Connection:
-    """Refresh first when forced or inside the margin, through the lease the token-refresher uses."""
-    service = request.app[REFRESH]
-    if not force and not is_due(connection.refresh_due_at, connection.credentials_expires_at, now=utcnow()):
-        return connection  # the hot path: no lease, no extra read
-    key = connection_key(env.name, connection.provider_config_key, connection.connection_id)
-    try:
-        return (await service.refresh(key, force=force)).connection
-    except RefreshError as exc:
-        # Unlike Nango's 2024 code, the payload names the connection but never carries it.
-        raise ApiError(
-            "refresh_token_external_error",
-            f"The refresh failed: {exc.description}",
-            payload={
-                "connectionId": connection.connection_id,
-                "providerConfigKey": connection.provider_config_key,
-                "error": exc.type,
-                "exhausted": exc.exhausted,
-            },
-        ) from None
 
 
 async def list_connections(request: web.Request) -> web.Response:

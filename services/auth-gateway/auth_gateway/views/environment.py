@@ -9,6 +9,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict
 
 from keyway_shared.store import Environment, WebhookSettings
 
+from ..env_cache import ENV_CACHE
 from ..keys import environment_from_secret_key
 from ..requests import json_object, validated_body
 from ..resources import SETTINGS, STORES
@@ -94,4 +95,5 @@ async def patch_environment(request: web.Request) -> web.Response:
         webhooks=webhooks,
     )
     assert updated is not None
+    await request.app[ENV_CACHE].changed(env.name)
     return web.json_response(environment_json(request, updated))

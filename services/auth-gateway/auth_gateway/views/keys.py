@@ -13,6 +13,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from ..env_cache import ENV_CACHE
 from ..errors import ApiError
 from ..keys import environment_from_secret_key
 from ..requests import json_object, validated_body
@@ -41,6 +42,7 @@ async def rotate_key(request: web.Request) -> web.Response:
             status=409,
         )
     key = await request.app[STORES].environments.start_rotation(name, kind)
+    await request.app[ENV_CACHE].changed(name)
     return web.json_response({"key": key})
 
 
@@ -48,6 +50,7 @@ async def activate_key(request: web.Request) -> web.Response:
     name, kind = await _kind(request)
     if not await request.app[STORES].environments.activate_rotation(name, kind):
         raise ApiError("no_pending_key", f"There is no pending {kind} key to activate.", status=409)
+    await request.app[ENV_CACHE].changed(name)
     return web.json_response({"success": True})
 
 
@@ -55,4 +58,5 @@ async def revert_key(request: web.Request) -> web.Response:
     name, kind = await _kind(request)
     if not await request.app[STORES].environments.revert_rotation(name, kind):
         raise ApiError("no_pending_key", f"There is no pending {kind} key to revert.", status=409)
+    await request.app[ENV_CACHE].changed(name)
     return web.json_response({"success": True})

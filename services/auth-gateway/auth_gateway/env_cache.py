@@ -1,0 +1,106 @@
+"""Environments by key, cached: every authenticated request needs one, and they rarely change.
+
+A hit saves a database round trip on the hottest path (``GET /connection``). A change made through
+any replica (settings, key rotation) drops the entry everywhere at once: the replica that made it
+broadcasts the environment's name on a fanout exchange every replica listens to. Entries also
+expire after a few seconds, which bounds staleness should a broadcast be lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aiohttp import web
+
+from keyway_shared.logging import get_logger
+from keyway_shared.service import BROKER
+from keyway_shared.store import Environment, EnvironmentStore
+
+from .resources import STORES
+from .settings import GatewaySettings
+
+__all__ = ["ENV_CACHE", "EnvironmentCache", "env_cache_context"]
+
+log = get_logger(__name__)
+
+
+class EnvironmentCache:
+    def __init__(self, store: EnvironmentStore, *, ttl_seconds: float, exchange_name: str) -> None:
+        self._store = store
+        self._ttl = ttl_seconds
+        self._entries: dict[str, tuple[float, Environment]] = {}
+        self._exchange_name = exchange_name
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+
+    @staticmethod
+    def _slot(kind: str, key: str) -> str:
+        # Cache slots are hashes: the process's memory never holds a secret key as a dict key.
+        return kind + ":" + hashlib.sha256(key.strip().lower().encode()).hexdigest()
+
+    async def _get(self, kind: str, key: str) -> Environment | None:
+        slot = self._slot(kind, key)
+        hit = self._entries.get(slot)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        env = await (self._store.by_secret_key(key) if kind == "secret" else self._store.by_public_key(key))
+        if env is not None:
+            if len(self._entries) > 1000:
+                self._entries.clear()
+            self._entries[slot] = (now + self._ttl, env)
+        return env
+
+    async def by_secret_key(self, key: str) -> Environment | None:
+        return await self._get("secret", key)
+
+    async def by_public_key(self, key: str) -> Environment | None:
+        return await self._get("public", key)
+
+    def drop(self, name: str) -> None:
+        self._entries = {slot: entry for slot, entry in self._entries.items() if entry[1].name != name}
+
+    async def changed(self, name: str) -> None:
+        """Call after changing an environment: this replica forgets it now, the others on the broadcast."""
+        self.drop(name)
+        if self._exchange is None:
+            return
+        with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
+            body = json.dumps({"environment": name}).encode()
+            await self._exchange.publish(aio_pika.Message(body, expiration=60), routing_key="")
+
+    async def attach(self, connection: AbstractRobustConnection) -> None:
+        channel = await connection.channel()
+        self._exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.FANOUT, durable=True)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(self._exchange)
+        await queue.consume(self._on_broadcast, no_ack=True)
+
+    async def _on_broadcast(self, message: AbstractIncomingMessage) -> None:
+        try:
+            self.drop(json.loads(message.body)["environment"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed cache invalidation")
+
+
+ENV_CACHE = web.AppKey("environment_cache", EnvironmentCache)
+
+
+def env_cache_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        prefix = "keyway" if settings.bus_namespace == "keyway" else settings.bus_namespace
+        cache = EnvironmentCache(
+            app[STORES].environments,
+            ttl_seconds=settings.environment_cache_seconds,
+            exchange_name=f"{prefix}.auth-gateway.invalidate",
+        )
+        app[ENV_CACHE] = cache
+        app[BROKER].on_connect(cache.attach)
+        yield
+
+    return ctx

@@ -1,0 +1,160 @@
+"""The upstream request a proxy call becomes: its URL, and the headers carrying the credentials.
+
+Precedence of headers, lowest first: the client's ``Content-Type``/``Accept``, the credentials by
+type (Bearer, Basic), the template's ``proxy.headers``, and the caller's ``Nango-Proxy-<Name>``
+headers (as Nango merges them). Nothing else the client sent goes upstream: not its Authorization
+(the Keyway secret key), not its cookies, not hop-by-hop headers.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from keyway_shared.providers.interpolation import MissingParamError, interpolate
+from keyway_shared.providers.template import ProviderTemplate
+from keyway_shared.store import Connection
+
+from ..errors import ApiError
+
+__all__ = ["HOP_BY_HOP", "Target", "build_target", "credential_variables"]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_NEVER_SET = HOP_BY_HOP | {"host", "content-length"}  # framing is ours to decide
+_CLIENT_HEADERS = ("Content-Type", "Accept")
+_PREFIX = "nango-proxy-"
+_BEARER_TYPES = frozenset({"OAUTH2", "APP", "APP_STORE"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    url: URL
+    headers: CIMultiDict[str]
+    decompress: bool
+
+    @property
+    def host(self) -> str:
+        return self.url.host or ""
+
+
+def credential_variables(credentials: Mapping[str, Any]) -> dict[str, str]:
+    """``${accessToken}`` and ``${apiKey}`` for template headers and query parameters."""
+    kind = credentials.get("type")
+    values: dict[str, str] = {}
+    if kind in _BEARER_TYPES and credentials.get("access_token"):
+        values["accessToken"] = str(credentials["access_token"])
+    elif kind == "OAUTH2_CC" and (credentials.get("token") or credentials.get("access_token")):
+        values["accessToken"] = str(credentials.get("token") or credentials["access_token"])
+    elif kind == "API_KEY" and credentials.get("apiKey"):
+        values["apiKey"] = str(credentials["apiKey"])
+    return values
+
+
+def _auth_header(credentials: Mapping[str, Any], variables: Mapping[str, str]) -> str | None:
+    kind = credentials.get("type")
+    if kind in _BEARER_TYPES or kind == "OAUTH2_CC":
+        token = variables.get("accessToken")
+        if not token:
+            raise ApiError("invalid_credentials", "The connection holds no access token to call the API with.")
+        return f"Bearer {token}"
+    if kind == "BASIC":
+        pair = f"{credentials.get('username') or ''}:{credentials.get('password') or ''}"
+        return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+    if kind in {"OAUTH1", "TBA"}:
+        raise ApiError("invalid_auth_mode", f"The proxy cannot sign requests for {kind} connections.")
+    return None  # API_KEY (template headers or query only) and NONE
+
+
+def _interpolated(text: str, values: Mapping[str, Any], what: str) -> str:
+    try:
+        return interpolate(text, values)
+    except MissingParamError as exc:
+        names = ", ".join(f"connectionConfig.{name}" for name in exc.names)
+        raise ApiError(
+            "missing_connection_config", f"The {what} needs {names}, which this connection does not have."
+        ) from None
+
+
+def _upstream_url(base: str, raw_endpoint: str, raw_query: str, extra_query: dict[str, str]) -> URL:
+    try:
+        parsed = URL(base)
+    except ValueError:
+        parsed = URL()
+    if parsed.scheme not in {"http", "https"} or not parsed.host:
+        raise ApiError("invalid_base_url", "The base URL must be an absolute http or https URL.")
+    # The endpoint and query stay exactly as the client encoded them (``a%2Fb`` is not ``a/b``).
+    text = str(parsed.with_query(None).with_fragment(None)).rstrip("/") + "/" + raw_endpoint.lstrip("/")
+    query = "&".join(part for part in (raw_query, urlencode(extra_query) if extra_query else "") if part)
+    return URL(text + ("?" + query if query else ""), encoded=True)
+
+
+def build_target(
+    *,
+    connection: Connection,
+    template: ProviderTemplate | None,
+    client_headers: CIMultiDictProxy[str],
+    raw_endpoint: str,
+    raw_query: str,
+) -> Target:
+    proxy = template.proxy if template is not None else None
+    config = connection.connection_config or {}
+    variables = credential_variables(connection.credentials)
+    # Credentials win over a same-named connection-configuration key (which an end user may set).
+    values: dict[str, Any] = {**config, **variables}
+
+    base = client_headers.get("Base-Url-Override", "").strip() or (proxy.base_url if proxy else None)
+    if not base:
+        raise ApiError(
+            "missing_base_api_url",
+            f"The provider '{connection.provider}' has no proxy base URL: send a Base-Url-Override header.",
+        )
+    base = _interpolated(base, config, "base URL")
+    query = {name: _interpolated(value, values, "proxy query") for name, value in (proxy.query if proxy else {}).items()}
+    url = _upstream_url(base, raw_endpoint, raw_query, query)
+
+    headers: CIMultiDict[str] = CIMultiDict()
+    for name in _CLIENT_HEADERS:
+        if name in client_headers:
+            headers[name] = client_headers[name]
+    authorization = _auth_header(connection.credentials, variables)
+    if authorization:
+        headers["Authorization"] = authorization
+    for name, value in (proxy.headers if proxy else {}).items():
+        if name.lower() not in _NEVER_SET:
+            headers[name] = _interpolated(value, values, f"proxy header '{name}'")
+    forwarded: set[str] = set()
+    for name, value in client_headers.items():
+        if name.lower().startswith(_PREFIX):
+            upstream_name = name[len(_PREFIX) :]
+            if not upstream_name or upstream_name.lower() in _NEVER_SET:
+                continue
+            if upstream_name.lower() in forwarded:
+                headers.add(upstream_name, value)  # a repeated header stays repeated
+            else:
+                headers[upstream_name] = value  # replaces what the template or credentials set
+                forwarded.add(upstream_name.lower())
+
+    decompress = client_headers.get("Decompress", "").strip().lower() == "true" or bool(proxy and proxy.decompress)
+    if not decompress and "Accept-Encoding" not in headers:
+        # The body goes back as the upstream encoded it, so ask only for what the client can read.
+        headers["Accept-Encoding"] = client_headers.get("Accept-Encoding", "identity")
+    return Target(url=url, headers=headers, decompress=decompress)

@@ -1,0 +1,149 @@
+"""``ANY /proxy/{path}``: call a connection's API with its credentials, answer what it answered (spec §3.4).
+
+The secret-key holder names the connection in ``Connection-Id`` and ``Provider-Config-Key``; the
+credentials are read (refreshed first when due, as ``GET /connection`` does), put on the upstream
+request, and never shown to the caller. The upstream's status, headers and body stream back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from keyway_shared.logging import get_logger
+
+from ..cors import add_cors_headers
+from ..credentials_access import fresh_connection
+from ..errors import ApiError
+from ..fetch_recorder import FETCH_RECORDER
+from ..keys import environment_from_secret_key
+from ..proxy.metrics import PROXY_CALLS, PROXY_RETRIES, PROXY_UPSTREAM_SECONDS, status_class
+from ..proxy.retry import RetryPolicy, parse_retries, parse_retry_on
+from ..proxy.session import PROXY_HTTP
+from ..proxy.target import HOP_BY_HOP, Target, build_target
+from ..proxy.upstream import Body, UpstreamError, call_upstream
+from ..resources import CATALOG, SETTINGS, STORES
+from .connection import unknown_connection
+
+__all__ = ["proxy"]
+
+log = get_logger(__name__)
+
+_ROUTE_PREFIX = "/proxy"
+_CHUNK = 64 * 1024
+_NOT_PASSED_BACK = HOP_BY_HOP | {"set-cookie", "set-cookie2"}  # a cookie for the upstream's site, not ours
+
+
+async def _stream(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    async for chunk in content.iter_chunked(_CHUNK):
+        yield chunk
+
+
+async def _request_body(request: web.Request, target: Target, policy: RetryPolicy) -> Body:
+    """Streamed through when its length is known and it is sent once; else read (within the size limit)."""
+    if not request.body_exists:
+        return None
+    if policy.retries == 0 and request.content_length is not None:
+        target.headers["Content-Length"] = str(request.content_length)
+        return _stream(request.content)
+    return await request.read()
+
+
+def _response_headers(upstream: CIMultiDictProxy[str], *, decompressed: bool) -> list[tuple[str, str]]:
+    skip = set(_NOT_PASSED_BACK)
+    skip.update(token.strip().lower() for token in upstream.get("Connection", "").split(",") if token.strip())
+    if decompressed:
+        skip.update({"content-encoding", "content-length"})
+    return [
+        (name, value)
+        for name, value in upstream.items()
+        # the upstream's CORS policy is not ours: the CORS middleware's headers are set instead
+        if name.lower() not in skip and not name.lower().startswith("access-control-")
+    ]
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    env = await environment_from_secret_key(request)
+    connection_id = request.headers.get("Connection-Id", "").strip()
+    provider_config_key = request.headers.get("Provider-Config-Key", "").strip()
+    if not connection_id:
+        raise ApiError("missing_connection", "Missing param 'connection_id': send it in the Connection-Id header.")
+    if not provider_config_key:
+        raise ApiError(
+            "missing_provider_config", "Missing param 'provider_config_key': send it in the Provider-Config-Key header."
+        )
+    connection = await request.app[STORES].connections.get(env.name, provider_config_key, connection_id)
+    if connection is None:
+        raise unknown_connection(env, connection_id, provider_config_key)
+    connection = await fresh_connection(request.app, env, connection, force=False)
+    request.app[FETCH_RECORDER].note(env.name, provider_config_key, connection_id)
+    template = request.app[CATALOG].get(connection.provider)
+    target = build_target(
+        connection=connection,
+        template=template,
+        client_headers=request.headers,
+        raw_endpoint=request.rel_url.raw_path[len(_ROUTE_PREFIX) :],
+        raw_query=request.rel_url.raw_query_string,
+    )
+    policy = RetryPolicy(
+        retries=parse_retries(request.headers.get("Retries")),
+        retry_on=parse_retry_on(request.headers.get("Retry-On")),
+    )
+    body = await _request_body(request, target, policy)
+    provider = connection.provider
+    context = {
+        "provider": provider,
+        "provider_config_key": provider_config_key,
+        "connection_id": connection_id,
+        "method": request.method,
+        "endpoint": request.rel_url.path[len(_ROUTE_PREFIX) :],  # never the query: it may carry a key
+        "upstream_host": target.host,
+    }
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        async with call_upstream(
+            request.app[PROXY_HTTP],
+            method=request.method,
+            target=target,
+            body=body,
+            policy=policy,
+            hint=template.proxy.retry if template is not None and template.proxy is not None else None,
+            deadline_seconds=request.app[SETTINGS].proxy_deadline_seconds,
+            on_retry=lambda reason: PROXY_RETRIES.labels(provider, reason).inc(),
+        ) as answer:
+            upstream = answer.response
+            PROXY_UPSTREAM_SECONDS.labels(provider).observe(loop.time() - started)
+            PROXY_CALLS.labels(provider, status_class(upstream.status), "upstream").inc()
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for name, value in _response_headers(upstream.headers, decompressed=target.decompress):
+                response.headers.add(name, value)
+            add_cors_headers(response)
+            await response.prepare(request)
+            try:
+                if request.method != "HEAD":
+                    async for chunk in upstream.content.iter_chunked(_CHUNK):
+                        await response.write(chunk)
+                await response.write_eof()
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                # Headers are gone: a cut connection is the only honest way left to say the body is not whole.
+                log.warning("proxy body interrupted", **context, status=upstream.status, reason=type(exc).__name__)
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+    except UpstreamError as exc:
+        PROXY_CALLS.labels(provider, status_class(exc.status), exc.code).inc()
+        log.info("proxy call failed", **context, code=exc.code, attempts=exc.attempts)
+        raise ApiError(exc.code, exc.message, status=exc.status, payload={"attempts": exc.attempts}) from None
+    log.info(
+        "proxied",
+        **context,
+        status=upstream.status,
+        attempts=answer.attempts,
+        seconds=round(loop.time() - started, 3),
+    )
+    return response
