@@ -121,7 +121,7 @@ async def test_refresh_due_at_follows_the_stored_expiry(
         # Credentials that never expire need no refresh.
         await publisher.publish(await save(connections, None))
         await due_becomes(db, None)
-        assert "refresh_due_at" not in await stored(db)
+        assert (await stored(db)).get("refresh_due_at") is None
 
         # Already expired: due at once (when it was written), not in the past.
         expires = ms(utcnow() - timedelta(minutes=1))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from keyway_shared.providers import ProviderTemplate, interpolation_variables, load_catalog
+from keyway_shared.providers import ProviderCatalog, ProviderTemplate, interpolation_variables, load_catalog
 
 NAMED_IN_THE_ISSUE = (
     "github",
@@ -120,7 +120,9 @@ def test_client_credentials_and_oauth1_entries_have_their_urls(templates: dict[s
         if template.auth_mode == "OAUTH2_CC":
             assert template.token_url_for(), name
         if template.auth_mode == "OAUTH1":
-            assert template.request_url and template.authorization_url and template.token_url_for(), name
+            assert template.request_url, name
+            assert template.authorization_url, name
+            assert template.token_url_for(), name
 
 
 def test_every_url_is_https(templates: dict[str, ProviderTemplate]) -> None:
@@ -155,7 +157,9 @@ def test_api_key_entries_inject_the_key(templates: dict[str, ProviderTemplate]) 
     assert not missing, missing
 
 
-def test_header_and_query_variables_are_credentials_or_connection_config(templates: dict[str, ProviderTemplate]) -> None:
+def test_header_and_query_variables_are_credentials_or_connection_config(
+    templates: dict[str, ProviderTemplate],
+) -> None:
     unknown = {}
     for name, template in templates.items():
         if not template.proxy:
@@ -190,8 +194,9 @@ def test_retry_headers_name_one_header(templates: dict[str, ProviderTemplate]) -
         retry = template.proxy.retry if template.proxy else None
         if retry:
             assert (retry.at is None) != (retry.after is None), name
-            header = retry.at or retry.after
-            assert header and header == header.lower() and " " not in header, name
+            header = retry.at or retry.after or ""
+            assert header == header.lower(), name
+            assert " " not in header, name
 
 
 def test_family_files_are_complete_entries(family_files: dict[str, dict[str, Any]]) -> None:
@@ -214,49 +219,56 @@ def test_family_files_are_complete_entries(family_files: dict[str, dict[str, Any
                 assert entry.get("categories"), where
             template = catalog.get(name)
             assert template is not None, where
-            assert template.docs and template.categories, where
+            assert template.docs, where
+            assert template.categories, where
+
+
+def _get(catalog: ProviderCatalog, name: str) -> ProviderTemplate:
+    template = catalog.get(name)
+    assert template is not None, name
+    return template
+
+
+def _base_url(template: ProviderTemplate) -> str | None:
+    return template.proxy.base_url if template.proxy else None
 
 
 def test_aliases_inherit_and_override() -> None:
     catalog = load_catalog()
-    google, gmail = catalog.get("google"), catalog.get("google-mail")
-    assert google is not None and gmail is not None
+    google, gmail = _get(catalog, "google"), _get(catalog, "google-mail")
     assert gmail.authorization_url == google.authorization_url
     assert gmail.authorization_params == {"response_type": "code", "access_type": "offline", "prompt": "consent"}
     assert gmail.revocation_url == "https://oauth2.googleapis.com/revoke"
-    assert gmail.proxy is not None and gmail.proxy.base_url == "https://gmail.googleapis.com"
-    teams = catalog.get("microsoft-teams")
-    assert teams is not None and teams.disable_pkce and teams.default_scopes == ["offline_access"]
-    zoho_desk = catalog.get("zoho-desk")
-    assert zoho_desk is not None
+    assert _base_url(gmail) == "https://gmail.googleapis.com"
+    teams = _get(catalog, "microsoft-teams")
+    assert teams.disable_pkce
+    assert teams.default_scopes == ["offline_access"]
+    zoho_desk = _get(catalog, "zoho-desk")
     assert zoho_desk.connection_config_variables() == {"extension"}
     assert set(zoho_desk.connection_config) == {"extension"}  # inherited from zoho
 
 
 def test_provider_specific_facts() -> None:
     catalog = load_catalog()
-    salesforce = catalog.get("salesforce")
-    assert salesforce is not None
+    salesforce = _get(catalog, "salesforce")
     assert salesforce.token_response_metadata == ["instance_url"]
-    assert salesforce.proxy is not None and salesforce.proxy.base_url == "${connectionConfig.instance_url}"
-    sandbox = catalog.get("salesforce-sandbox")
-    assert sandbox is not None and sandbox.token_url_for() == "https://test.salesforce.com/services/oauth2/token"
-    slack = catalog.get("slack")
-    assert slack is not None and "team.id" in slack.token_response_metadata
-    quickbooks = catalog.get("quickbooks")
-    assert quickbooks is not None and quickbooks.redirect_uri_metadata == ["realmId"]
-    notion = catalog.get("notion")
-    assert notion is not None and notion.body_format == "json" and notion.authorization_method == "header"
-    twitter = catalog.get("twitter-v2")
-    assert twitter is not None and twitter.token_request_auth_method == "basic"
-    klaviyo = catalog.get("klaviyo")
-    assert klaviyo is not None and klaviyo.auth_mode == "API_KEY"
-    assert klaviyo.proxy is not None and klaviyo.proxy.headers["authorization"] == "Klaviyo-API-Key ${apiKey}"
-    woocommerce = catalog.get("woocommerce")
-    assert woocommerce is not None and woocommerce.auth_mode == "BASIC"
+    assert _base_url(salesforce) == "${connectionConfig.instance_url}"
+    sandbox = _get(catalog, "salesforce-sandbox")
+    assert sandbox.token_url_for() == "https://test.salesforce.com/services/oauth2/token"
+    assert "team.id" in _get(catalog, "slack").token_response_metadata
+    assert _get(catalog, "quickbooks").redirect_uri_metadata == ["realmId"]
+    notion = _get(catalog, "notion")
+    assert notion.body_format == "json"
+    assert notion.authorization_method == "header"
+    assert _get(catalog, "twitter-v2").token_request_auth_method == "basic"
+    klaviyo = _get(catalog, "klaviyo")
+    assert klaviyo.auth_mode == "API_KEY"
+    assert klaviyo.proxy is not None
+    assert klaviyo.proxy.headers["authorization"] == "Klaviyo-API-Key ${apiKey}"
+    woocommerce = _get(catalog, "woocommerce")
+    assert woocommerce.auth_mode == "BASIC"
     assert woocommerce.connection_config_variables() == {"storeURL"}
-    paypal = catalog.get("paypal")
-    assert paypal is not None and paypal.auth_mode == "OAUTH2_CC"
-    netsuite_tba = catalog.get("netsuite-tba")
-    assert netsuite_tba is not None and netsuite_tba.auth_mode == "TBA"
+    assert _get(catalog, "paypal").auth_mode == "OAUTH2_CC"
+    netsuite_tba = _get(catalog, "netsuite-tba")
+    assert netsuite_tba.auth_mode == "TBA"
     assert netsuite_tba.connection_config_variables() == {"accountId"}

@@ -22,6 +22,7 @@ from .fetch_recorder import fetch_recorder_context
 from .metrics import metrics_middleware
 from .openapi import openapi_json
 from .outbox_relay import relay_context
+from .proxy.session import proxy_http_context
 from .ratelimit import RATE_LIMITER, RateLimiter, rate_headers_middleware
 from .resources import SETTINGS, http_client_context, refresh_context, stores_context
 from .routes import add_routes
@@ -48,6 +49,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
             stores_context(settings),
             env_cache_context(settings),
             http_client_context(settings),
+            proxy_http_context(settings),
             ws_context(settings),
             relay_context(settings),
             refresh_context(settings),

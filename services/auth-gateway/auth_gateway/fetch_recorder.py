@@ -1,7 +1,9 @@
 """``last_fetched_at`` without a database write per read: reads are noted in memory and flushed in bulk.
 
-The value is bookkeeping (which connections are in use), so losing the last second of it in a
-crash costs nothing; paying a write on the hottest path for it would.
+The value is bookkeeping (which connections are in use, for the daily keep-alive refresh of idle
+ones), so it is stored at minute granularity: a connection read a thousand times a minute costs one
+write a minute, not a thousand. Losing the last minute of it in a crash costs nothing; paying a
+write on the hottest path for it would (on the embedded server an update costs more than a read).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from pymongo.errors import PyMongoError
@@ -26,15 +28,22 @@ log = get_logger(__name__)
 
 
 class FetchRecorder:
-    def __init__(self, connections: ConnectionStore, *, every: float = 1.0) -> None:
+    def __init__(
+        self, connections: ConnectionStore, *, every: float = 1.0, granularity: timedelta = timedelta(minutes=1)
+    ) -> None:
         self._connections = connections
         self._every = every
+        self._granularity = granularity
         self._pending: dict[tuple[str, str, str], datetime] = {}
+        self._written: dict[tuple[str, str, str], datetime] = {}  # what this replica last stored
         self._task: asyncio.Task[None] | None = None
 
     def note(self, environment: str, provider_config_key: str, connection_id: str) -> datetime:
         now = utcnow()
-        self._pending[(environment, provider_config_key, connection_id)] = now
+        key = (environment, provider_config_key, connection_id)
+        last = self._written.get(key)
+        if last is None or now - last >= self._granularity:
+            self._pending[key] = now
         return now
 
     async def flush(self) -> None:
@@ -44,6 +53,9 @@ class FetchRecorder:
         latest = max(pending.values())
         try:
             await self._connections.touch_fetched(list(pending), latest)
+            if len(self._written) > 100_000:
+                self._written.clear()  # bounded memory; at worst one extra write per connection
+            self._written.update(pending)
         except PyMongoError:
             log.warning("could not record last_fetched_at; will try again", count=len(pending))
             for key, at in pending.items():

@@ -23,6 +23,7 @@ from .views import (
     metadata,
     oauth,
     provider,
+    proxy,
     status,
     unauth,
 )
@@ -206,6 +207,10 @@ ROUTES: list[Route] = [
         "POST", "/environment/activate-key", keys.activate_key, "Make the pending key the key", "environment", SECRET
     ),
     Route("POST", "/environment/revert-key", keys.revert_key, "Drop the pending key", "environment", SECRET),
+    *[
+        Route(method, "/proxy/{path:.*}", proxy.proxy, "Call the connection's API, credentials added", "proxy", SECRET)
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # GET brings HEAD
+    ],
 ]
 
 

@@ -136,4 +136,3 @@ def create_app(settings: RefresherSettings) -> web.Application:
     )
     add_readiness_routes(app, service=SERVICE)
     return app
-

@@ -225,4 +225,3 @@ class RefreshLoop:
             self._skipped[doc_id] = time.monotonic() + self._skip_seconds
         else:
             LAG.observe(max((claimed_at - due).total_seconds(), 0.0))
-

@@ -90,8 +90,8 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Exponential from ``base_delay`` (attempt 0 is the first retry), between half and all of it."""
-        ceiling = min(self.max_delay, self.base_delay * 2**attempt)
-        return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
+        ceiling = min(self.max_delay, self.base_delay * 2.0**attempt)
+        return ceiling * random.uniform(0.5, 1.0)
 
     def delay_after_response(self, attempt: int, headers: Mapping[str, str], hint: ProxyRetry | None) -> float | None:
         """How long to wait before the next attempt; None when the upstream asks for more than we allow."""

@@ -128,7 +128,8 @@ def build_target(
             f"The provider '{connection.provider}' has no proxy base URL: send a Base-Url-Override header.",
         )
     base = _interpolated(base, config, "base URL")
-    query = {name: _interpolated(value, values, "proxy query") for name, value in (proxy.query if proxy else {}).items()}
+    template_query = proxy.query if proxy else {}
+    query = {name: _interpolated(value, values, "proxy query") for name, value in template_query.items()}
     url = _upstream_url(base, raw_endpoint, raw_query, query)
 
     headers: CIMultiDict[str] = CIMultiDict()

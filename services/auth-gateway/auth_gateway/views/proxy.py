@@ -8,11 +8,13 @@ request, and never shown to the caller. The upstream's status, headers and body 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from keyway_shared.logging import get_logger
 
@@ -53,17 +55,23 @@ async def _request_body(request: web.Request, target: Target, policy: RetryPolic
     return await request.read()
 
 
-def _response_headers(upstream: CIMultiDictProxy[str], *, decompressed: bool) -> list[tuple[str, str]]:
+def _response_headers(upstream: CIMultiDictProxy[str], target: Target) -> list[tuple[str, str]]:
     skip = set(_NOT_PASSED_BACK)
     skip.update(token.strip().lower() for token in upstream.get("Connection", "").split(",") if token.strip())
-    if decompressed:
+    if target.decompress:
         skip.update({"content-encoding", "content-length"})
-    return [
-        (name, value)
-        for name, value in upstream.items()
-        # the upstream's CORS policy is not ours: the CORS middleware's headers are set instead
-        if name.lower() not in skip and not name.lower().startswith("access-control-")
-    ]
+    headers: list[tuple[str, str]] = []
+    for name, value in upstream.items():
+        lower = name.lower()
+        if lower in skip or lower.startswith("access-control-"):
+            continue  # the upstream's CORS policy is not ours: the CORS middleware's headers are set instead
+        if lower == "location":
+            # Redirects are not followed (the credentials must not go where the upstream points), so
+            # the caller gets them; relative to the upstream, not to this gateway.
+            with contextlib.suppress(ValueError):
+                value = str(target.url.join(URL(value)))
+        headers.append((name, value))
+    return headers
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
@@ -120,7 +128,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             PROXY_UPSTREAM_SECONDS.labels(provider).observe(loop.time() - started)
             PROXY_CALLS.labels(provider, status_class(upstream.status), "upstream").inc()
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in _response_headers(upstream.headers, decompressed=target.decompress):
+            for name, value in _response_headers(upstream.headers, target):
                 response.headers.add(name, value)
             add_cors_headers(response)
             await response.prepare(request)

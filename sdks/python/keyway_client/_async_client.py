@@ -1,0 +1,419 @@
+"""The asynchronous client: one aiohttp session, the backend API's calls, typed results, typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from ._errors import TransportError, error_from_response
+from ._models import (
+    Connection,
+    ConnectionSummary,
+    Credentials,
+    Integration,
+    IntegrationSummary,
+    OAuth2Credentials,
+    ProxyResponse,
+    Timeout,
+    parse_connection,
+    parse_connection_summary,
+    parse_integration,
+    parse_integration_summary,
+)
+from ._version import USER_AGENT
+from ._webhooks import verify_webhook
+
+__all__ = ["AsyncClient"]
+
+DEFAULT_TIMEOUT = Timeout()
+_Params = Mapping[str, str | int | float | bool | Sequence[str]]
+
+
+def _segment(value: str) -> str:
+    """One path segment, every reserved character escaped: connection ids may hold ``/``, ``?`` or spaces."""
+    return quote(value, safe="")
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _query(params: _Params | None) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for name, value in (params or {}).items():
+        if isinstance(value, bool):
+            pairs.append((name, _flag(value)))
+        elif isinstance(value, str | int | float):
+            pairs.append((name, str(value)))
+        else:
+            pairs.extend((name, str(item)) for item in value)
+    return pairs
+
+
+def _is_envelope(body: Any) -> bool:
+    """Keyway's own error body: ``{"error": {"code": c, …}, "type": c}``, which no upstream answer mimics by accident."""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+        return False
+    code = body["error"].get("code")
+    return isinstance(code, str) and body.get("type") == code
+
+
+class AsyncClient:
+    """Keyway's backend API from asyncio code. Use as ``async with AsyncClient(...) as keyway:``.
+
+    The aiohttp session opens on the first call, on the event loop running it, and every later call
+    must come from that loop; ``aclose()`` (or leaving the ``async with``) closes it.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        secret_key: str,
+        timeout: float | Timeout = DEFAULT_TIMEOUT,
+        user_agent: str | None = None,
+    ) -> None:
+        if not secret_key:
+            raise ValueError("secret_key is required")
+        try:
+            parsed = URL(host)
+        except ValueError:
+            parsed = URL()
+        if parsed.scheme not in {"http", "https"} or not parsed.host:
+            raise ValueError(f"host must be an http(s) URL, not {host!r}")
+        self._host = host.rstrip("/")
+        self._secret_key = secret_key
+        limits = timeout if isinstance(timeout, Timeout) else Timeout(total=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=limits.total, connect=limits.connect)
+        self._headers = {
+            "Authorization": f"Bearer {secret_key}",
+            "User-Agent": f"{USER_AGENT}; {user_agent}" if user_agent else USER_AGENT,
+            "Accept": "application/json",
+        }
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(host={self._host!r})"  # never the key
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+            self._loop = None
+
+    def _session_for_this_loop(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("an AsyncClient belongs to the event loop of its first call; make one per loop")
+        return self._session
+
+    def _url(self, path: str) -> URL:
+        return URL(self._host + path, encoded=True)
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        session = self._session_for_this_loop()
+        try:
+            async with session.request(
+                method, url, params=params or None, json=json_body, data=data, headers=headers
+            ) as resp:
+                return resp.status, resp.headers.copy(), await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(f"{method} {url.path}: {type(exc).__name__}: {exc}") from exc
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        """One API call; the decoded JSON body of a 2xx (None when empty), else the mapped exception."""
+        status, headers, content = await self._send(method, self._url(path), params=params, json_body=json_body)
+        text = content.decode("utf-8", errors="replace")
+        try:
+            body: Any = json.loads(content) if content else None
+        except ValueError:
+            body = None
+            if 200 <= status < 300:
+                raise TransportError(f"{method} {path}: the answer is not JSON ({text[:100]!r})") from None
+        if not 200 <= status < 300:
+            raise error_from_response(status, headers, body, text)
+        return body
+
+    # ------------------------------------------------------------------------------------------- connections
+
+    async def get_connection(
+        self, provider_config_key: str, connection_id: str, *, force_refresh: bool = False, refresh_token: bool = False
+    ) -> Connection:
+        """The connection with its credentials; ``force_refresh`` renews the access token first,
+        ``refresh_token`` includes the refresh token (left out otherwise)."""
+        body = await self._call(
+            "GET",
+            f"/connection/{_segment(connection_id)}",
+            params=[
+                ("provider_config_key", provider_config_key),
+                ("force_refresh", _flag(force_refresh)),
+                ("refresh_token", _flag(refresh_token)),
+            ],
+        )
+        return parse_connection(body)
+
+    async def get_token(
+        self, provider_config_key: str, connection_id: str, *, force_refresh: bool = False
+    ) -> str | Credentials:
+        """As the node SDK's ``getToken``: the access token for OAuth 2, else the whole credentials
+        (``OAuth1Credentials`` holds ``oauth_token`` and ``oauth_token_secret``)."""
+        connection = await self.get_connection(provider_config_key, connection_id, force_refresh=force_refresh)
+        if isinstance(connection.credentials, OAuth2Credentials):
+            return connection.credentials.access_token
+        return connection.credentials
+
+    async def get_raw_token_response(
+        self, provider_config_key: str, connection_id: str, *, force_refresh: bool = False
+    ) -> dict[str, Any]:
+        """The provider's token response as stored (``credentials.raw``; ``{}`` when there is none)."""
+        connection = await self.get_connection(provider_config_key, connection_id, force_refresh=force_refresh)
+        raw = connection.credentials.data.get("raw")
+        return dict(raw) if isinstance(raw, Mapping) else {}
+
+    async def list_connections(self, connection_id: str | None = None) -> list[ConnectionSummary]:
+        """Every connection of the environment, newest first; only those with this id when given."""
+        params = [("connectionId", connection_id)] if connection_id else None
+        body = await self._call("GET", "/connection", params=params)
+        items = body.get("connections") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise TransportError("GET /connection: no 'connections' list in the answer")
+        return [parse_connection_summary(item) for item in items]
+
+    async def delete_connection(self, provider_config_key: str, connection_id: str) -> None:
+        await self._call(
+            "DELETE", f"/connection/{_segment(connection_id)}", params=[("provider_config_key", provider_config_key)]
+        )
+
+    async def set_metadata(
+        self, provider_config_key: str, connection_id: str | Sequence[str], metadata: Mapping[str, Any]
+    ) -> None:
+        """Replace the metadata of one connection, or of several (a list of ids) at once."""
+        await self._metadata("POST", provider_config_key, connection_id, metadata)
+
+    async def update_metadata(
+        self, provider_config_key: str, connection_id: str | Sequence[str], metadata: Mapping[str, Any]
+    ) -> None:
+        """Merge ``metadata`` into the stored metadata (top-level keys replaced, others kept)."""
+        await self._metadata("PATCH", provider_config_key, connection_id, metadata)
+
+    async def _metadata(
+        self, method: str, key: str, connection_id: str | Sequence[str], metadata: Mapping[str, Any]
+    ) -> None:
+        ids: str | list[str] = connection_id if isinstance(connection_id, str) else list(connection_id)
+        body = {"metadata": dict(metadata), "connection_id": ids, "provider_config_key": key}
+        await self._call(method, "/connection/metadata", json_body=body)
+
+    async def get_metadata(self, provider_config_key: str, connection_id: str) -> dict[str, Any] | None:
+        """The connection's metadata; None when none was ever set."""
+        return (await self.get_connection(provider_config_key, connection_id)).metadata
+
+    # ------------------------------------------------------------------------------------------ integrations
+
+    async def list_integrations(self) -> list[IntegrationSummary]:
+        body = await self._call("GET", "/config")
+        items = body.get("configs") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise TransportError("GET /config: no 'configs' list in the answer")
+        return [parse_integration_summary(item) for item in items]
+
+    async def get_integration(self, provider_config_key: str, *, include_credentials: bool = False) -> Integration:
+        body = await self._call(
+            "GET",
+            f"/config/{_segment(provider_config_key)}",
+            params=[("include_creds", _flag(include_credentials))],
+        )
+        return parse_integration(body.get("config") if isinstance(body, dict) else None)
+
+    async def create_integration(
+        self,
+        provider: str,
+        provider_config_key: str,
+        *,
+        oauth_client_id: str | None = None,
+        oauth_client_secret: str | None = None,
+        oauth_scopes: str | Sequence[str] | None = None,
+        app_link: str | None = None,
+        custom: Mapping[str, str] | None = None,
+    ) -> IntegrationSummary:
+        """Add an integration of a catalog provider; scopes as a list or a comma-separated string."""
+        body = self._integration_body(
+            provider, provider_config_key, oauth_client_id, oauth_client_secret, oauth_scopes, app_link, custom
+        )
+        answer = await self._call("POST", "/config", json_body=body)
+        return parse_integration_summary(answer.get("config") if isinstance(answer, dict) else None)
+
+    async def update_integration(
+        self,
+        provider: str,
+        provider_config_key: str,
+        *,
+        oauth_client_id: str | None = None,
+        oauth_client_secret: str | None = None,
+        oauth_scopes: str | Sequence[str] | None = None,
+        app_link: str | None = None,
+        custom: Mapping[str, str] | None = None,
+    ) -> IntegrationSummary:
+        """Replace an OAuth integration's client, scopes and settings (API key and Basic ones have none)."""
+        body = self._integration_body(
+            provider, provider_config_key, oauth_client_id, oauth_client_secret, oauth_scopes, app_link, custom
+        )
+        answer = await self._call("PUT", "/config", json_body=body)
+        return parse_integration_summary(answer.get("config") if isinstance(answer, dict) else None)
+
+    @staticmethod
+    def _integration_body(
+        provider: str,
+        key: str,
+        client_id: str | None,
+        client_secret: str | None,
+        scopes: str | Sequence[str] | None,
+        app_link: str | None,
+        custom: Mapping[str, str] | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"provider": provider, "provider_config_key": key}
+        if client_id is not None:
+            body["oauth_client_id"] = client_id
+        if client_secret is not None:
+            body["oauth_client_secret"] = client_secret
+        if scopes is not None:
+            body["oauth_scopes"] = scopes if isinstance(scopes, str) else ",".join(scopes)
+        if app_link is not None:
+            body["app_link"] = app_link
+        if custom is not None:
+            body["custom"] = dict(custom)
+        return body
+
+    async def delete_integration(self, provider_config_key: str) -> None:
+        await self._call("DELETE", f"/config/{_segment(provider_config_key)}")
+
+    # ------------------------------------------------------------------------------------------------ proxy
+
+    async def proxy(
+        self,
+        *,
+        provider_config_key: str,
+        connection_id: str,
+        endpoint: str,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        params: _Params | None = None,
+        data: Any = None,
+        retries: int = 0,
+        retry_on: Sequence[int] | None = None,
+        base_url_override: str | None = None,
+    ) -> ProxyResponse:
+        """Call the connection's API through Keyway, which adds the credentials.
+
+        ``endpoint`` is the path under the provider's base URL (or ``base_url_override``); ``headers``
+        go to the upstream as they are (sent as ``Nango-Proxy-<Name>``); ``data`` is sent as JSON unless
+        it is ``bytes`` or ``str``. ``retries`` lets Keyway retry 5xx and 429 answers (and the statuses
+        in ``retry_on``) with backoff.
+
+        Returns whatever the upstream answered, 4xx and 5xx included (see
+        ``ProxyResponse.raise_for_status``). Raises ApiError only when Keyway itself refused the call
+        (an unknown connection, a missing base URL, an unreachable upstream …).
+        """
+        sent: dict[str, str] = {"Connection-Id": connection_id, "Provider-Config-Key": provider_config_key}
+        if base_url_override:
+            sent["Base-Url-Override"] = base_url_override
+        if retries:
+            sent["Retries"] = str(retries)
+        if retry_on:
+            sent["Retry-On"] = ",".join(str(code) for code in retry_on)
+        for name, value in (headers or {}).items():
+            sent[f"Nango-Proxy-{name}"] = value
+            if name.lower() == "content-type":
+                sent["Content-Type"] = value  # how Keyway learns the body's type, and passes it on
+        payload: bytes | None = None
+        if isinstance(data, bytes):
+            payload = data
+        elif isinstance(data, str):
+            payload = data.encode()
+        elif data is not None:
+            payload = json.dumps(data, separators=(",", ":")).encode()
+            sent.setdefault("Content-Type", "application/json")
+        url = URL(self._host + "/proxy/" + endpoint.lstrip("/"))
+        status, answer_headers, content = await self._send(
+            method.upper(), url, params=_query(params) or None, data=payload, headers=sent
+        )
+        response = ProxyResponse(status=status, headers=answer_headers, content=content)
+        if not response.ok and "json" in answer_headers.get("Content-Type", ""):
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if _is_envelope(body):
+                raise error_from_response(status, answer_headers, body, response.text())
+        return response
+
+    async def get(self, **kwargs: Any) -> ProxyResponse:
+        """``proxy(method="GET", ...)``, as the node SDK's ``get``."""
+        return await self.proxy(method="GET", **kwargs)
+
+    async def post(self, **kwargs: Any) -> ProxyResponse:
+        return await self.proxy(method="POST", **kwargs)
+
+    async def put(self, **kwargs: Any) -> ProxyResponse:
+        return await self.proxy(method="PUT", **kwargs)
+
+    async def patch(self, **kwargs: Any) -> ProxyResponse:
+        return await self.proxy(method="PATCH", **kwargs)
+
+    async def delete(self, **kwargs: Any) -> ProxyResponse:
+        return await self.proxy(method="DELETE", **kwargs)
+
+    # --------------------------------------------------------------------------------------------- webhooks
+
+    def verify_webhook(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        signing_keys: Sequence[str] | None = None,
+        tolerance: float = 300,
+        allow_legacy: bool = True,
+    ) -> dict[str, Any]:
+        """:func:`keyway_client.verify_webhook` with this client's secret key."""
+        return verify_webhook(
+            body,
+            headers,
+            secret_key=self._secret_key,
+            signing_keys=signing_keys,
+            tolerance=tolerance,
+            allow_legacy=allow_legacy,
+        )
