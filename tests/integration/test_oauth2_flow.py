@@ -269,3 +269,16 @@ async def test_legacy_popup_without_ws_client_id_posts_message(gw: Gateway, prov
     assert page.status == 200
     assert "AUTHORIZATION_SUCEEDED" in html
     assert '"connectionId": "l-1"' in html
+
+
+async def test_github_installation_started_on_github_goes_back(gw: Gateway) -> None:
+    for path in ("/oauth/callback", "/app-auth/connect"):
+        resp = await gw.client.get(
+            f"{path}?installation_id=42&setup_action=install",
+            headers={"Referer": "https://github.com/settings/installations"},
+            allow_redirects=False,
+        )
+        assert resp.status == 302
+        assert resp.headers["Location"] == "https://github.com/settings/installations"
+        resp = await gw.client.get(f"{path}?installation_id=42&setup_action=install", allow_redirects=False)
+        assert resp.headers["Location"] == "https://github.com"

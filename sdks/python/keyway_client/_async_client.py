@@ -1,18 +1,15 @@
-"""The asynchronous client: one aiohttp session, the backend API's calls, typed results, typed errors."""
+"""The asynchronous client: the backend API's calls (spec §3.1), with typed results and typed errors."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Required, TypedDict, Unpack
 
-import aiohttp
 from yarl import URL
 
 from ._errors import TransportError, error_from_response
+from ._http import Params, Transport, flag, is_envelope, query_pairs, segment
 from ._models import (
     Connection,
     ConnectionSummary,
@@ -27,42 +24,25 @@ from ._models import (
     parse_integration,
     parse_integration_summary,
 )
-from ._version import USER_AGENT
 from ._webhooks import verify_webhook
 
-__all__ = ["AsyncClient"]
+__all__ = ["DEFAULT_TIMEOUT", "AsyncClient", "ProxyCall"]
 
 DEFAULT_TIMEOUT = Timeout()
-_Params = Mapping[str, str | int | float | bool | Sequence[str]]
 
 
-def _segment(value: str) -> str:
-    """One path segment, every reserved character escaped: connection ids may hold ``/``, ``?`` or spaces."""
-    return quote(value, safe="")
+class ProxyCall(TypedDict, total=False):
+    """The keyword arguments of ``proxy`` but ``method``, for the ``get``/``post``/… shortcuts."""
 
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _query(params: _Params | None) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for name, value in (params or {}).items():
-        if isinstance(value, bool):
-            pairs.append((name, _flag(value)))
-        elif isinstance(value, str | int | float):
-            pairs.append((name, str(value)))
-        else:
-            pairs.extend((name, str(item)) for item in value)
-    return pairs
-
-
-def _is_envelope(body: Any) -> bool:
-    """Keyway's own error body: ``{"error": {"code": c, …}, "type": c}``, which no upstream answer mimics by accident."""
-    if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
-        return False
-    code = body["error"].get("code")
-    return isinstance(code, str) and body.get("type") == code
+    provider_config_key: Required[str]
+    connection_id: Required[str]
+    endpoint: Required[str]
+    headers: Mapping[str, str] | None
+    params: Params | None
+    data: Any
+    retries: int
+    retry_on: Sequence[int] | None
+    base_url_override: str | None
 
 
 class AsyncClient:
@@ -80,28 +60,12 @@ class AsyncClient:
         timeout: float | Timeout = DEFAULT_TIMEOUT,
         user_agent: str | None = None,
     ) -> None:
-        if not secret_key:
-            raise ValueError("secret_key is required")
-        try:
-            parsed = URL(host)
-        except ValueError:
-            parsed = URL()
-        if parsed.scheme not in {"http", "https"} or not parsed.host:
-            raise ValueError(f"host must be an http(s) URL, not {host!r}")
-        self._host = host.rstrip("/")
-        self._secret_key = secret_key
         limits = timeout if isinstance(timeout, Timeout) else Timeout(total=timeout)
-        self._timeout = aiohttp.ClientTimeout(total=limits.total, connect=limits.connect)
-        self._headers = {
-            "Authorization": f"Bearer {secret_key}",
-            "User-Agent": f"{USER_AGENT}; {user_agent}" if user_agent else USER_AGENT,
-            "Accept": "application/json",
-        }
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._http = Transport(host=host, secret_key=secret_key, timeout=limits, user_agent=user_agent)
+        self._secret_key = secret_key
 
     def __repr__(self) -> str:
-        return f"AsyncClient(host={self._host!r})"  # never the key
+        return f"AsyncClient(host={self._http.host!r})"  # never the key
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -112,62 +76,7 @@ class AsyncClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-            self._loop = None
-
-    def _session_for_this_loop(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError("an AsyncClient belongs to the event loop of its first call; make one per loop")
-        return self._session
-
-    def _url(self, path: str) -> URL:
-        return URL(self._host + path, encoded=True)
-
-    async def _send(
-        self,
-        method: str,
-        url: URL,
-        *,
-        params: list[tuple[str, str]] | None = None,
-        json_body: Any = None,
-        data: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        session = self._session_for_this_loop()
-        try:
-            async with session.request(
-                method, url, params=params or None, json=json_body, data=data, headers=headers
-            ) as resp:
-                return resp.status, resp.headers.copy(), await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransportError(f"{method} {url.path}: {type(exc).__name__}: {exc}") from exc
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: list[tuple[str, str]] | None = None,
-        json_body: Any = None,
-    ) -> Any:
-        """One API call; the decoded JSON body of a 2xx (None when empty), else the mapped exception."""
-        status, headers, content = await self._send(method, self._url(path), params=params, json_body=json_body)
-        text = content.decode("utf-8", errors="replace")
-        try:
-            body: Any = json.loads(content) if content else None
-        except ValueError:
-            body = None
-            if 200 <= status < 300:
-                raise TransportError(f"{method} {path}: the answer is not JSON ({text[:100]!r})") from None
-        if not 200 <= status < 300:
-            raise error_from_response(status, headers, body, text)
-        return body
+        await self._http.close()
 
     # ------------------------------------------------------------------------------------------- connections
 
@@ -176,13 +85,13 @@ class AsyncClient:
     ) -> Connection:
         """The connection with its credentials; ``force_refresh`` renews the access token first,
         ``refresh_token`` includes the refresh token (left out otherwise)."""
-        body = await self._call(
+        body = await self._http.call(
             "GET",
-            f"/connection/{_segment(connection_id)}",
+            f"/connection/{segment(connection_id)}",
             params=[
                 ("provider_config_key", provider_config_key),
-                ("force_refresh", _flag(force_refresh)),
-                ("refresh_token", _flag(refresh_token)),
+                ("force_refresh", flag(force_refresh)),
+                ("refresh_token", flag(refresh_token)),
             ],
         )
         return parse_connection(body)
@@ -208,15 +117,15 @@ class AsyncClient:
     async def list_connections(self, connection_id: str | None = None) -> list[ConnectionSummary]:
         """Every connection of the environment, newest first; only those with this id when given."""
         params = [("connectionId", connection_id)] if connection_id else None
-        body = await self._call("GET", "/connection", params=params)
+        body = await self._http.call("GET", "/connection", params=params)
         items = body.get("connections") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise TransportError("GET /connection: no 'connections' list in the answer")
         return [parse_connection_summary(item) for item in items]
 
     async def delete_connection(self, provider_config_key: str, connection_id: str) -> None:
-        await self._call(
-            "DELETE", f"/connection/{_segment(connection_id)}", params=[("provider_config_key", provider_config_key)]
+        await self._http.call(
+            "DELETE", f"/connection/{segment(connection_id)}", params=[("provider_config_key", provider_config_key)]
         )
 
     async def set_metadata(
@@ -236,7 +145,7 @@ class AsyncClient:
     ) -> None:
         ids: str | list[str] = connection_id if isinstance(connection_id, str) else list(connection_id)
         body = {"metadata": dict(metadata), "connection_id": ids, "provider_config_key": key}
-        await self._call(method, "/connection/metadata", json_body=body)
+        await self._http.call(method, "/connection/metadata", json_body=body)
 
     async def get_metadata(self, provider_config_key: str, connection_id: str) -> dict[str, Any] | None:
         """The connection's metadata; None when none was ever set."""
@@ -245,17 +154,17 @@ class AsyncClient:
     # ------------------------------------------------------------------------------------------ integrations
 
     async def list_integrations(self) -> list[IntegrationSummary]:
-        body = await self._call("GET", "/config")
+        body = await self._http.call("GET", "/config")
         items = body.get("configs") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise TransportError("GET /config: no 'configs' list in the answer")
         return [parse_integration_summary(item) for item in items]
 
     async def get_integration(self, provider_config_key: str, *, include_credentials: bool = False) -> Integration:
-        body = await self._call(
+        body = await self._http.call(
             "GET",
-            f"/config/{_segment(provider_config_key)}",
-            params=[("include_creds", _flag(include_credentials))],
+            f"/config/{segment(provider_config_key)}",
+            params=[("include_creds", flag(include_credentials))],
         )
         return parse_integration(body.get("config") if isinstance(body, dict) else None)
 
@@ -274,7 +183,7 @@ class AsyncClient:
         body = self._integration_body(
             provider, provider_config_key, oauth_client_id, oauth_client_secret, oauth_scopes, app_link, custom
         )
-        answer = await self._call("POST", "/config", json_body=body)
+        answer = await self._http.call("POST", "/config", json_body=body)
         return parse_integration_summary(answer.get("config") if isinstance(answer, dict) else None)
 
     async def update_integration(
@@ -292,7 +201,7 @@ class AsyncClient:
         body = self._integration_body(
             provider, provider_config_key, oauth_client_id, oauth_client_secret, oauth_scopes, app_link, custom
         )
-        answer = await self._call("PUT", "/config", json_body=body)
+        answer = await self._http.call("PUT", "/config", json_body=body)
         return parse_integration_summary(answer.get("config") if isinstance(answer, dict) else None)
 
     @staticmethod
@@ -319,7 +228,7 @@ class AsyncClient:
         return body
 
     async def delete_integration(self, provider_config_key: str) -> None:
-        await self._call("DELETE", f"/config/{_segment(provider_config_key)}")
+        await self._http.call("DELETE", f"/config/{segment(provider_config_key)}")
 
     # ------------------------------------------------------------------------------------------------ proxy
 
@@ -331,7 +240,7 @@ class AsyncClient:
         endpoint: str,
         method: str = "GET",
         headers: Mapping[str, str] | None = None,
-        params: _Params | None = None,
+        params: Params | None = None,
         data: Any = None,
         retries: int = 0,
         retry_on: Sequence[int] | None = None,
@@ -367,9 +276,9 @@ class AsyncClient:
         elif data is not None:
             payload = json.dumps(data, separators=(",", ":")).encode()
             sent.setdefault("Content-Type", "application/json")
-        url = URL(self._host + "/proxy/" + endpoint.lstrip("/"))
-        status, answer_headers, content = await self._send(
-            method.upper(), url, params=_query(params) or None, data=payload, headers=sent
+        url = URL(self._http.host + "/proxy/" + endpoint.lstrip("/"))
+        status, answer_headers, content = await self._http.send(
+            method.upper(), url, params=query_pairs(params) or None, data=payload, headers=sent
         )
         response = ProxyResponse(status=status, headers=answer_headers, content=content)
         if not response.ok and "json" in answer_headers.get("Content-Type", ""):
@@ -377,25 +286,25 @@ class AsyncClient:
                 body = response.json()
             except ValueError:
                 body = None
-            if _is_envelope(body):
+            if is_envelope(body):
                 raise error_from_response(status, answer_headers, body, response.text())
         return response
 
-    async def get(self, **kwargs: Any) -> ProxyResponse:
+    async def get(self, **call: Unpack[ProxyCall]) -> ProxyResponse:
         """``proxy(method="GET", ...)``, as the node SDK's ``get``."""
-        return await self.proxy(method="GET", **kwargs)
+        return await self.proxy(method="GET", **call)
 
-    async def post(self, **kwargs: Any) -> ProxyResponse:
-        return await self.proxy(method="POST", **kwargs)
+    async def post(self, **call: Unpack[ProxyCall]) -> ProxyResponse:
+        return await self.proxy(method="POST", **call)
 
-    async def put(self, **kwargs: Any) -> ProxyResponse:
-        return await self.proxy(method="PUT", **kwargs)
+    async def put(self, **call: Unpack[ProxyCall]) -> ProxyResponse:
+        return await self.proxy(method="PUT", **call)
 
-    async def patch(self, **kwargs: Any) -> ProxyResponse:
-        return await self.proxy(method="PATCH", **kwargs)
+    async def patch(self, **call: Unpack[ProxyCall]) -> ProxyResponse:
+        return await self.proxy(method="PATCH", **call)
 
-    async def delete(self, **kwargs: Any) -> ProxyResponse:
-        return await self.proxy(method="DELETE", **kwargs)
+    async def delete(self, **call: Unpack[ProxyCall]) -> ProxyResponse:
+        return await self.proxy(method="DELETE", **call)
 
     # --------------------------------------------------------------------------------------------- webhooks
 

@@ -5,8 +5,6 @@ on github.com, not through the SDK, and the browser goes back where it came from
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from aiohttp import web
 
 from .oauth import oauth_callback
@@ -15,9 +13,4 @@ __all__ = ["app_auth_connect"]
 
 
 async def app_auth_connect(request: web.Request) -> web.StreamResponse:
-    query = request.query
-    if not query.get("state") and query.get("installation_id") and query.get("setup_action"):
-        referer = request.headers.get("Referer", "")
-        target = referer if urlsplit(referer).scheme in {"http", "https"} else "https://github.com"
-        raise web.HTTPFound(target)
-    return await oauth_callback(request)
+    return await oauth_callback(request)  # which also sends installations started on github.com back

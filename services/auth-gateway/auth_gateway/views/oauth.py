@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -207,7 +208,16 @@ async def start_oauth2(start: PopupStart) -> web.StreamResponse:
     raise web.HTTPFound(url)
 
 
+def back_from_github_install(request: web.Request) -> None:
+    """An installation started on github.com (no state of ours): send the browser back where it came from."""
+    query = request.query
+    if not query.get("state") and query.get("installation_id") and query.get("setup_action"):
+        referer = request.headers.get("Referer", "")
+        raise web.HTTPFound(referer if urlsplit(referer).scheme in {"http", "https"} else "https://github.com")
+
+
 async def oauth_callback(request: web.Request) -> web.StreamResponse:
+    back_from_github_install(request)
     state = request.query.get("state", "")
     if not state:
         return plain_error_page("This authorization callback has no state: it does not belong to any flow.")
