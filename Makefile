@@ -13,7 +13,7 @@ help: ## list the verbs
 $(UV):
 	@python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 
-.venv/.synced: $(UV) pyproject.toml uv.lock $(wildcard services/*/pyproject.toml) shared/pyproject.toml
+.venv/.synced: $(UV) pyproject.toml uv.lock $(wildcard services/*/pyproject.toml) shared/pyproject.toml sdks/python/pyproject.toml
 	@$(UV) sync --frozen --quiet
 	@touch $@
 

@@ -162,6 +162,10 @@ def main() -> None:
         if stopping:
             return
         stopping = True
+        # A terminal's Ctrl-C reaches every process of the group (make, uv, this script), so a second
+        # SIGINT often follows the first: shutting down must not be interrupted by it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         say("stopping services...")
         for _name, _port, proc in reversed(procs):
             if proc.poll() is None:
@@ -181,6 +185,8 @@ def main() -> None:
         say("stopped")
 
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+    # Ctrl-C stops the stack even when this script was started with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for package, port_var, first_port in SERVICES:
             for replica in range(args.replicas):

@@ -9,6 +9,7 @@ receiver on 127.0.0.1), runs the script with Node, and checks every answer again
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -41,7 +42,6 @@ SCRIPT = SDK_DIR / "node_sdk_check.mjs"
 VERSIONS = {"0.40.8": "nango-node-0408", "0.42.11": "nango-node-04211"}
 NODE = shutil.which("node")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-UUIDISH = re.compile(r"^[0-9a-f-]{36}$")
 
 if NODE is None or not all((SDK_DIR / "node_modules" / alias).exists() for alias in VERSIONS.values()):
     pytest.skip("needs node and `npm ci` in tests/sdk (make test-deps)", allow_module_level=True)
@@ -181,9 +181,234 @@ async def run_script(world: World, sdk: str, *sections: str) -> dict[str, dict[s
     return answers
 
 
+def ok(answers: dict[str, dict[str, Any]], name: str) -> Any:
+    answer = answers[name]
+    assert answer["ok"], answer
+    return answer["value"]
+
+
+def failed(answers: dict[str, dict[str, Any]], name: str, status: int, code: str | None = None) -> dict[str, Any]:
+    """An axios error carrying the status and (for Keyway's own errors) the envelope of spec §1.2."""
+    answer = answers[name]
+    assert not answer["ok"], answer
+    error = answer["error"]
+    assert error["isAxiosError"] is True
+    assert error["status"] == status, error
+    if code is not None:
+        data = error["data"]
+        assert data["error"]["code"] == code
+        assert data["type"] == code  # what frontend SDKs up to 0.42.8 read
+        assert isinstance(data["error"]["message"], str)
+        assert data["error"]["message"]
+    return error
+
+
+def connection_shape(conn: dict[str, Any]) -> None:
+    assert set(conn) == {
+        "id", "created_at", "updated_at", "provider_config_key", "provider", "connection_id", "environment",
+        "connection_config", "metadata", "credentials", "credentials_iv", "credentials_tag", "last_fetched_at",
+        "deleted", "deleted_at",
+    }  # fmt: skip
+    assert isinstance(conn["id"], int)
+    for field in ("created_at", "updated_at", "last_fetched_at"):
+        assert ISO.match(conn[field]), conn[field]
+    assert (conn["deleted"], conn["deleted_at"], conn["environment"]) == (False, None, "dev")
+
+
 @pytest.mark.parametrize("sdk", list(VERSIONS))
-async def test_dump(world: World, sdk: str) -> None:
+async def test_backend_api_through_node_sdk(world: World, sdk: str) -> None:
     answers = await run_script(world, sdk, "integrations", "connections", "metadata", "webhooks", "auth", "delete")
-    for a in answers.values():
-        print(json.dumps(a))
-    assert False
+    secret = world.gw.secret_key
+
+    # integrations
+    before = ok(answers, "listIntegrations")["configs"]
+    assert sorted(before, key=lambda c: c["unique_key"]) == [
+        {"unique_key": "fd", "provider": "freshdesk"},
+        {"unique_key": "oauth", "provider": "test-oauth2"},
+        {"unique_key": "ph", "provider": "posthog"},
+        {"unique_key": "tr", "provider": "trello"},
+    ]
+    assert ok(answers, "createIntegration") == {"config": {"unique_key": "gh-node", "provider": "github"}}
+    failed(answers, "createIntegration.duplicate", 409, "duplicate_provider_config")
+    failed(answers, "createIntegration.arrayScopes", 400, "invalid_oauth_scopes")
+    plain = {"unique_key": "gh-node", "provider": "github", "syncs": [], "actions": []}
+    assert ok(answers, "getIntegration") == {"config": plain}
+    with_creds = ok(answers, "getIntegration.withCredentials")["config"]
+    assert with_creds | plain == with_creds
+    assert with_creds["client_id"] == "client-1"
+    assert with_creds["client_secret"] == "secret-1"
+    assert with_creds["scopes"] == "repo,user"  # "repo, user" normalised
+    assert with_creds["auth_mode"] == "OAUTH2"
+    assert ISO.match(with_creds["created_at"])
+    assert ok(answers, "updateIntegration") == {"config": {"unique_key": "gh-node", "provider": "github"}}
+    updated = ok(answers, "getIntegration.afterUpdate")["config"]
+    assert (updated["client_id"], updated["client_secret"], updated["scopes"]) == ("client-2", "secret-2", "repo")
+    failed(answers, "updateIntegration.apiKey", 400, "provider_config_edit_not_allowed")
+    failed(answers, "updateIntegration.unknown", 400, "unknown_provider_config")
+    after = ok(answers, "listIntegrations.afterCreate")["configs"]
+    assert sorted(c["unique_key"] for c in after) == ["fd", "gh-node", "oauth", "ph", "tr"]
+    deleted = ok(answers, "deleteIntegration")
+    assert (deleted["status"], deleted["data"]) == (200, {"success": True})
+    assert deleted["headers"]["x-ratelimit-limit"] == "2400"
+    failed(answers, "deleteIntegration.again", 404, "not_found")
+    failed(answers, "getIntegration.unknown", 400, "unknown_provider_config")
+
+    # getConnection: refresh token only when asked, a real refresh when forced
+    first = ok(answers, "getConnection")
+    connection_shape(first)
+    assert (first["connection_id"], first["provider_config_key"], first["provider"]) == (
+        "node-oauth",
+        "oauth",
+        "test-oauth2",
+    )
+    creds = first["credentials"]
+    assert creds["type"] == "OAUTH2"
+    assert "refresh_token" not in creds
+    assert "refresh_token" not in creds["raw"]
+    assert creds["raw"]["access_token"] == creds["access_token"]
+    assert ISO.match(creds["expires_at"])
+    with_refresh = ok(answers, "getConnection.refreshToken")["credentials"]
+    assert with_refresh["access_token"] == creds["access_token"]  # not forced: the same token
+    assert with_refresh["refresh_token"] == with_refresh["raw"]["refresh_token"]
+    assert with_refresh["refresh_token"] in world.provider.refresh_index  # issued by the provider
+    forced = ok(answers, "getConnection.forceRefresh")
+    connection_shape(forced)
+    assert forced["credentials"]["access_token"] != creds["access_token"]
+    assert "refresh_token" not in forced["credentials"]
+    assert "refresh_token" not in forced["credentials"]["raw"]
+    forced_again = ok(answers, "getConnection.forceRefresh.refreshToken")["credentials"]
+    assert forced_again["access_token"] != forced["credentials"]["access_token"]
+    assert forced_again["refresh_token"] not in (None, with_refresh["refresh_token"])  # the provider rotates
+    assert world.provider.reuse_detected == 0  # no refresh token was ever spent twice
+
+    # getToken / getRawTokenResponse, per auth mode
+    assert ok(answers, "getToken") == forced_again["access_token"]  # OAUTH2: the access token string
+    renewed = ok(answers, "getToken.forceRefresh")
+    assert isinstance(renewed, str)
+    assert renewed != forced_again["access_token"]
+    assert ok(answers, "getToken.afterForce") == renewed
+    assert renewed in world.provider.access_tokens  # a token the provider will accept
+    assert ok(answers, "getToken.apiKey") == {"type": "API_KEY", "apiKey": "phx_node_key"}
+    assert ok(answers, "getToken.basic") == {"type": "BASIC", "username": "ann", "password": "pw"}
+    assert ok(answers, "getToken.oauth1") == {"oAuthToken": "ot", "oAuthTokenSecret": "ots"}
+    raw = ok(answers, "getRawTokenResponse")
+    assert raw["access_token"] == renewed
+    assert raw["token_type"] == "bearer"
+    assert "refresh_token" not in raw
+
+    # listConnections
+    listed = ok(answers, "listConnections")
+    assert set(listed) == {"connections"}
+    ids = ["node-tr", "node-fd-2", "node-fd", "node-ph", "node-oauth"]  # newest first
+    assert [c["connection_id"] for c in listed["connections"]] == ids
+    for item in listed["connections"]:
+        assert set(item) == {"id", "connection_id", "provider_config_key", "provider", "created", "metadata"}
+        assert isinstance(item["id"], int)
+        assert ISO.match(item["created"])
+        assert item["metadata"] is None
+    assert [c["created"] for c in listed["connections"]] == sorted(
+        (c["created"] for c in listed["connections"]), reverse=True
+    )
+    assert ok(answers, "listConnections.one") == {
+        "connections": [next(c for c in listed["connections"] if c["connection_id"] == "node-ph")]
+    }
+    assert ok(answers, "listConnections.none") == {"connections": []}
+    missing = failed(answers, "getConnection.unknown", 404, "unknown_connection")
+    assert missing["data"]["error"]["payload"] == {
+        "connectionId": "nobody-has-this-id",
+        "providerConfigKey": "oauth",
+        "environmentName": "dev",
+    }
+    failed(answers, "getConnection.unknownIntegration", 404, "unknown_connection")
+
+    # metadata: POST replaces (201), PATCH merges (200), both echo the body
+    set_ = ok(answers, "setMetadata")
+    assert (set_["status"], set_["data"]) == (
+        201,
+        {"metadata": {"plan": "pro", "seats": 3}, "connection_id": "node-ph", "provider_config_key": "ph"},
+    )
+    assert ok(answers, "getMetadata.afterSet") == {"plan": "pro", "seats": 3}
+    update = ok(answers, "updateMetadata")
+    assert (update["status"], update["data"]) == (
+        200,
+        {"metadata": {"seats": 5, "region": "eu"}, "connection_id": "node-ph", "provider_config_key": "ph"},
+    )
+    assert ok(answers, "getMetadata.afterUpdate") == {"plan": "pro", "seats": 5, "region": "eu"}
+    assert ok(answers, "setMetadata.replace")["status"] == 201
+    assert ok(answers, "getMetadata.afterReplace") == {"only": True}
+    many = ok(answers, "setMetadata.many")
+    assert (many["status"], many["data"]["connection_id"]) == (201, ["node-fd", "node-fd-2"])
+    [other] = ok(answers, "listConnections.afterMetadata")["connections"]
+    assert other["metadata"] == {"team": "a"}
+    failed(answers, "setMetadata.unknown", 404, "unknown_connection")
+    assert ok(answers, "getMetadata.none") is None
+
+    # verifyWebhookSignature on the webhooks the dispatcher really sent
+    bodies = [json.loads(h.body) for h in world.webhooks]
+    assert sorted(b["connectionId"] for b in bodies) == sorted(ids)
+    assert {(b["type"], b["operation"], b["success"]) for b in bodies} == {("auth", "creation", True)}
+    for i, hook in enumerate(world.webhooks):
+        assert ok(answers, f"verifyWebhookSignature.{i}") is True
+        assert ok(answers, f"verifyWebhookSignature.{i}.tampered") is False
+        # what the SDK recomputes (JSON.stringify of the parsed body) is the bytes that were signed
+        assert js_stringify(json.loads(hook.body)).encode() == hook.body
+        assert hook.headers["X-Nango-Signature"] == nango_signature(secret, hook.body)
+
+    # authentication errors
+    failed(answers, "auth.unknownKey", 401, "unknown_user_account")
+    failed(answers, "auth.malformedKey", 401, "invalid_secret_key_format")
+
+    # deleteConnection
+    removed = ok(answers, "deleteConnection")
+    assert (removed["status"], removed["data"]) == (200, {"success": True})
+    failed(answers, "deleteConnection.again", 404, "unknown_connection")
+    assert ok(answers, "listConnections.afterDelete") == {"connections": []}
+    resp = await world.gw.client.get("/connection/node-ph?provider_config_key=ph", headers=world.gw.auth)
+    assert resp.status == 404
+
+
+@pytest.mark.parametrize("sdk", list(VERSIONS))
+async def test_proxy_through_node_sdk(world: World, sdk: str) -> None:
+    answers = await run_script(world, sdk, "proxy")
+    resp = await world.gw.client.get("/connection/node-oauth?provider_config_key=oauth", headers=world.gw.auth)
+    bearer = "Bearer " + (await resp.json())["credentials"]["access_token"]
+
+    def upstream_saw(name: str, method: str, path: str) -> dict[str, Any]:
+        value = ok(answers, name)
+        assert value["status"] == 200
+        assert value["headers"]["x-upstream"] in {"echo", "flaky"}
+        seen = value["data"]
+        assert (seen["method"], seen["path"]) == (method, path)
+        assert seen["headers"]["authorization"] == bearer
+        return seen
+
+    got = upstream_saw("proxy.get", "GET", "/v1/echo/items")
+    assert got["query"] == {"page": ["2"], "q": ["a b"]}
+    assert got["headers"]["x-custom"] == "v1"  # Nango-Proxy-X-Custom arrives as X-Custom
+    posted = upstream_saw("proxy.post", "POST", "/v1/echo/items")  # endpoint without a leading slash
+    assert (posted["body"], posted["headers"]["content-type"]) == ('{"name":"n","n":1}', "application/json")
+    patched = upstream_saw("proxy.patch", "PATCH", "/v1/echo/items/7")
+    assert patched["body"] == '{"name":"m"}'
+    assert upstream_saw("proxy.delete", "DELETE", "/v1/echo/items/7")["body"] == ""
+    assert upstream_saw("proxy.put", "PUT", "/v1/echo/items/8")["body"] == '{"v":true}'
+
+    assert upstream_saw("proxy.retries", "GET", "/v1/flaky/a")["attempt"] == 3  # two 503s retried
+    assert upstream_saw("proxy.retryOn", "GET", "/v1/flaky/b")["attempt"] == 2  # a 409 named in Retry-On
+    assert failed(answers, "proxy.noRetries", 503)["data"] == {"attempt": 1}
+    assert world.upstream.attempts == {"/v1/flaky/a": 3, "/v1/flaky/b": 2, "/v1/flaky/c": 1}
+    upstream_404 = failed(answers, "proxy.upstream404", 404)
+    assert (upstream_404["data"], upstream_404["headers"]["x-upstream"]) == ({"upstream": 404}, "status")
+
+    api_key = ok(answers, "proxy.apiKey.baseUrlOverride")["data"]
+    assert (api_key["path"], api_key["headers"]["authorization"]) == ("/echo/me", "Bearer phx_node_key")
+    basic = ok(answers, "proxy.basic.baseUrlOverride")["data"]
+    assert (basic["path"], basic["headers"]["authorization"]) == (
+        "/echo/me",
+        "Basic " + base64.b64encode(b"ann:pw").decode(),
+    )
+    failed(answers, "proxy.unknownConnection", 404, "unknown_connection")
+
+    for request in world.upstream.requests:  # the Keyway secret key and routing headers stay home
+        assert world.gw.secret_key not in json.dumps(request)
+        assert not {"connection-id", "provider-config-key", "base-url-override"} & set(request["headers"])
+        assert not any(name.startswith("nango-") for name in request["headers"])

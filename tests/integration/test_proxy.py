@@ -3,6 +3,7 @@ streamed, retries and their waits, the egress guard, and refresh before the call
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -59,7 +60,7 @@ def templates(up: ScriptedUpstream, oauth: OAuthProvider) -> dict[str, Any]:
 CONNECTIONS = [
     ("oauth2", "px-oauth2", "c-oauth", {"access_token": "tok-oauth", "no_expiration": True}),
     ("keyh", "px-key-headers", "c-keyh", {"api_key": "key-headers"}),
-    ("keyq", "px-key-query", "c-keyq", {"api_key": "key-query"}),
+    ("keyq", "px-key-query", "c-keyq", {"api_key": "sk-query-9f3a"}),
     ("basic", "px-basic", "c-basic", {"username": "user", "password": "pa:ss"}),
     ("tenant", "px-tenant", "c-tenant", {"api_key": "key-tenant", "connection_config": {"tenant": "acme"}}),
     ("tenant", "px-tenant", "c-no-tenant", {"api_key": "key-tenant"}),
@@ -113,18 +114,24 @@ def gateway_args(
 
 
 async def seed(gw: Gateway, oauth: OAuthProvider) -> None:
-    created: set[str] = set()
-    for key, provider, connection_id, body in CONNECTIONS:
-        if key not in created:
-            await create_integration(gw, provider, key, oauth_client_id="id", oauth_client_secret="secret")
-            created.add(key)
+    integrations = {key: provider for key, provider, _id, _body in CONNECTIONS}
+    await asyncio.gather(
+        *(
+            create_integration(gw, provider, key, oauth_client_id="id", oauth_client_secret="secret")
+            for key, provider in integrations.items()
+        ),
+        create_integration(
+            gw, "test-oauth2", "oauth", oauth_client_id=oauth.client_id, oauth_client_secret=oauth.client_secret
+        ),
+    )
+
+    async def imported(key: str, connection_id: str, body: dict[str, Any]) -> None:
         resp = await gw.client.post(
             "/connection", json={"connection_id": connection_id, "provider_config_key": key, **body}, headers=gw.auth
         )
         assert resp.status == 201, await resp.text()
-    await create_integration(
-        gw, "test-oauth2", "oauth", oauth_client_id=oauth.client_id, oauth_client_secret=oauth.client_secret
-    )
+
+    await asyncio.gather(*(imported(key, connection_id, body) for key, _p, connection_id, body in CONNECTIONS))
 
 
 @pytest.fixture
@@ -185,7 +192,7 @@ async def test_api_key_through_template_headers_and_query(gw: Gateway, upstream:
     resp = await call(gw, "GET", "/echo/q?page=2", "c-keyq", "keyq")
     assert resp.status == 200
     assert upstream.calls[-1].path == "/echo/q"
-    assert upstream.calls[-1].query == {"page": ["2"], "api_key": ["key-query"]}
+    assert upstream.calls[-1].query == {"page": ["2"], "api_key": ["sk-query-9f3a"]}
     assert "Authorization" not in upstream.calls[-1].headers
 
 
@@ -402,8 +409,8 @@ async def test_egress_guard(gateway_args: dict[str, Any], oauth: OAuthProvider, 
             assert resp.status == 403, override
             body = await resp.json()
             assert_envelope(body, "egress_refused")
-            assert "key-query" not in json.dumps(body)
-            assert "key-query" not in json.dumps(logs, default=str)
+            assert "sk-query-9f3a" not in json.dumps(body)
+            assert "sk-query-9f3a" not in json.dumps(logs, default=str)
         assert upstream.calls == []  # refused before any byte left
 
 

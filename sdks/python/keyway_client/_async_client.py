@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Required, TypedDict, Unpack
 
 from yarl import URL
 
+from ._credentials import Credentials, OAuth2Credentials
 from ._errors import TransportError, error_from_response
 from ._http import Params, Transport, flag, is_envelope, query_pairs, segment
 from ._models import (
     Connection,
     ConnectionSummary,
-    Credentials,
     Integration,
     IntegrationSummary,
-    OAuth2Credentials,
     ProxyResponse,
     Timeout,
     parse_connection,

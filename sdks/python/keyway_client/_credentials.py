@@ -28,8 +28,8 @@ __all__ = [
     "as_datetime",
     "as_object",
     "as_str",
-    "str_map",
     "parse_credentials",
+    "str_map",
 ]
 
 
@@ -52,7 +52,6 @@ def as_object(value: Any) -> dict[str, Any]:
 
 def str_map(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,5 +224,3 @@ def parse_credentials(value: Any) -> Credentials:
     if kind is None and not data:
         return NoCredentials(data=data)
     return UnknownCredentials(type=as_str(kind), data=data)
-
-

@@ -17,8 +17,9 @@ from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
 from ._async_client import DEFAULT_TIMEOUT, AsyncClient, ProxyCall
+from ._credentials import Credentials
 from ._http import Params
-from ._models import Connection, ConnectionSummary, Credentials, Integration, IntegrationSummary, ProxyResponse, Timeout
+from ._models import Connection, ConnectionSummary, Integration, IntegrationSummary, ProxyResponse, Timeout
 
 __all__ = ["Client"]
 
@@ -87,7 +88,9 @@ class Client:
             )
         )
 
-    def get_token(self, provider_config_key: str, connection_id: str, *, force_refresh: bool = False) -> str | Credentials:
+    def get_token(
+        self, provider_config_key: str, connection_id: str, *, force_refresh: bool = False
+    ) -> str | Credentials:
         return self._run(self._client.get_token(provider_config_key, connection_id, force_refresh=force_refresh))
 
     def get_raw_token_response(

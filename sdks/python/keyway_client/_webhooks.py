@@ -95,7 +95,9 @@ def verify_webhook(
         expected = hmac.new(secret_key.encode(), body, hashlib.sha256).hexdigest()
         _check_hex(expected, lowered["x-nango-hmac-sha256"], "X-Nango-Hmac-Sha256")
     elif secret_key and allow_legacy and "x-nango-signature" in lowered:
-        _check_hex(hashlib.sha256(secret_key.encode() + body).hexdigest(), lowered["x-nango-signature"], "X-Nango-Signature")
+        _check_hex(
+            hashlib.sha256(secret_key.encode() + body).hexdigest(), lowered["x-nango-signature"], "X-Nango-Signature"
+        )
     else:
         raise WebhookVerificationError("no signature header this verifier can check")
     try:

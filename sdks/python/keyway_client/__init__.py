@@ -1,0 +1,91 @@
+"""keyway-client: Keyway's backend API from Python, with the operations of Nango's node SDK.
+
+    from keyway_client import Client
+
+    with Client(host="http://127.0.0.1:3003", secret_key=SECRET) as keyway:
+        token = keyway.get_token("github", "customer-1")
+        repos = keyway.get(provider_config_key="github", connection_id="customer-1", endpoint="/user/repos")
+
+``AsyncClient`` has the same methods as coroutines. ``verify_webhook`` checks the signatures on the
+webhooks Keyway sends (Standard Webhooks, ``X-Nango-Hmac-Sha256``, ``X-Nango-Signature``).
+
+Every exception raised on purpose is a ``KeywayError``::
+
+    KeywayError
+    ├── ApiError(status, code, message, payload)   the gateway answered an error status
+    │   ├── AuthenticationError                    401: the secret key is missing, malformed or unknown
+    │   ├── NotFoundError                          404, unknown_connection, unknown_provider_config
+    │   ├── RateLimitedError(retry_after)          429: wait retry_after seconds
+    │   └── ValidationError                        400, 409, 422: the request was refused as invalid
+    ├── TransportError                             no usable answer: unreachable, timed out, unreadable
+    └── WebhookVerificationError                   verify_webhook refused the request
+
+``code`` is the error envelope's code (``duplicate_provider_config``, ``missing_client_id``, …);
+``ProxyResponse.raise_for_status`` raises the same classes for the upstream API's own errors.
+"""
+
+from __future__ import annotations
+
+from ._async_client import AsyncClient, ProxyCall
+from ._credentials import (
+    ApiKeyCredentials,
+    AppCredentials,
+    AppStoreCredentials,
+    BasicCredentials,
+    ClientCredentials,
+    Credentials,
+    NoCredentials,
+    OAuth1Credentials,
+    OAuth2Credentials,
+    TbaCredentials,
+    UnknownCredentials,
+)
+from ._errors import (
+    ApiError,
+    AuthenticationError,
+    KeywayError,
+    NotFoundError,
+    RateLimitedError,
+    TransportError,
+    ValidationError,
+    WebhookVerificationError,
+)
+from ._models import Connection, ConnectionSummary, Integration, IntegrationSummary, ProxyResponse, Timeout
+from ._sync_client import Client
+from ._version import VERSION
+from ._webhooks import verify_webhook
+
+__version__ = VERSION
+
+__all__ = [
+    "ApiError",
+    "ApiKeyCredentials",
+    "AppCredentials",
+    "AppStoreCredentials",
+    "AsyncClient",
+    "AuthenticationError",
+    "BasicCredentials",
+    "Client",
+    "ClientCredentials",
+    "Connection",
+    "ConnectionSummary",
+    "Credentials",
+    "Integration",
+    "IntegrationSummary",
+    "KeywayError",
+    "NoCredentials",
+    "NotFoundError",
+    "OAuth1Credentials",
+    "OAuth2Credentials",
+    "ProxyCall",
+    "ProxyResponse",
+    "RateLimitedError",
+    "TbaCredentials",
+    "Timeout",
+    "TransportError",
+    "UnknownCredentials",
+    "ValidationError",
+    "WebhookVerificationError",
+    "__version__",
+    "verify_webhook",
+]
