@@ -4,6 +4,11 @@ Starts the embedded MongoDB-wire server when ``MONGODB_URL`` is not set (data un
 checks that RabbitMQ answers at ``AMQP_URL``, starts every service (``--replicas N`` of each), waits
 until all are ready, prints where they listen and the dev keys, and on Ctrl-C or SIGTERM stops the
 services first and the database last.
+
+Each service's port variable (``KEYWAY_GATEWAY_PORT``, ``KEYWAY_ACTIVITY_LOG_PORT``, ...) sets its
+first port; replica i listens on that port + i. A replica that dies while another replica of the
+same service still runs is reported and the stack goes on, as a Deployment that lost a pod would;
+when the last replica of a service exits, everything stops.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / ".data"
 
-# (python package, port variable, first port); replica i listens on first port + i
+# (python package, port variable, default first port); replica i listens on first port + i
 SERVICES = [
     ("auth_gateway", "KEYWAY_GATEWAY_PORT", 3003),
     ("activity_log", "KEYWAY_ACTIVITY_LOG_PORT", 3010),
@@ -139,12 +144,33 @@ def print_keys(env: dict[str, str]) -> None:
     asyncio.run(read())
 
 
+def watch_replicas(procs: list[tuple[str, int, subprocess.Popen[bytes]]]) -> None:
+    """Return when every replica of some service has exited; report each replica that dies before."""
+    reported: set[int] = set()
+    while True:
+        alive: dict[str, int] = {}
+        for package, port, proc in procs:
+            alive.setdefault(package, 0)
+            if proc.poll() is None:
+                alive[package] += 1
+            elif port not in reported:
+                reported.add(port)
+                say(f"{package} on {port} exited with {proc.returncode}")
+        gone = [package for package, count in alive.items() if count == 0]
+        if gone:
+            say(f"no replica of {', '.join(gone)} is left; stopping the rest")
+            return
+        time.sleep(0.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")))
     args = parser.parse_args()
 
-    env = {**os.environ, **load_dev_env()}
+    env = dict(os.environ)
+    if "KEYWAY_ENCRYPTION_KEY" not in env:  # an explicit key (tests, a shared database) wins over .data/
+        env.update(load_dev_env())
     amqp_url = env.setdefault("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     check_rabbitmq(amqp_url)
     mongo, mongo_url = start_mongo()
@@ -152,7 +178,8 @@ def main() -> None:
     # A developer's webhook receiver usually runs on this machine: let outbound calls reach loopback.
     env.setdefault("KEYWAY_EGRESS_ALLOWLIST", "127.0.0.0/8,::1/128")
     env.setdefault("KEYWAY_LOG_JSON", "false")
-    public_url = env.setdefault("KEYWAY_PUBLIC_URL", "http://127.0.0.1:3003")
+    first_ports = {package: int(env.get(port_var) or default) for package, port_var, default in SERVICES}
+    public_url = env.setdefault("KEYWAY_PUBLIC_URL", f"http://127.0.0.1:{first_ports['auth_gateway']}")
 
     procs: list[tuple[str, int, subprocess.Popen[bytes]]] = []
     stopping = False
@@ -188,9 +215,9 @@ def main() -> None:
     # Ctrl-C stops the stack even when this script was started with SIGINT ignored (a background job).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        for package, port_var, first_port in SERVICES:
+        for package, port_var, _default in SERVICES:
             for replica in range(args.replicas):
-                port = first_port + replica
+                port = first_ports[package] + replica
                 if port_open("127.0.0.1", port):
                     sys.exit(f"[keyway] port {port} is already in use; is another stack running?")
                 service_env = {**env, port_var: str(port), "KEYWAY_REUSE_PORT": "false"}
@@ -201,14 +228,12 @@ def main() -> None:
                 stop_all()
                 sys.exit(f"[keyway] {package} on port {port} did not become ready")
         say("all services ready:")
-        for package, port, _proc in procs:
-            print(f"  {package:<20} http://127.0.0.1:{port}  (/healthz /readyz /metrics)")
+        for package, port, proc in procs:
+            print(f"  {package:<20} http://127.0.0.1:{port}  (/healthz /readyz /metrics)  pid {proc.pid}")
         print(f"  gateway public URL   {public_url}   (OAuth callback {public_url.rstrip('/')}/oauth/callback)")
         print_keys(env)
         say("Ctrl-C stops everything")
-        while all(proc.poll() is None for _n, _p, proc in procs):
-            time.sleep(0.5)
-        say("a service exited; stopping the rest")
+        watch_replicas(procs)
     except KeyboardInterrupt:
         pass
     finally:

@@ -63,6 +63,11 @@ class CredentialCipher:
     def current_key_id(self) -> str:
         return self._current_id
 
+    @property
+    def key_ids(self) -> frozenset[str]:
+        """Every key id this cipher can read: the current key's and the old ones'."""
+        return frozenset(self._keys)
+
     def encrypt(self, plaintext: bytes, *, associated_data: bytes | None = None) -> str:
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._keys[self._current_id].encrypt(nonce, plaintext, associated_data)

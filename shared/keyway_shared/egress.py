@@ -3,8 +3,9 @@
 Every address a request would connect to must be globally routable, unless it is inside the
 operator's ``KEYWAY_EGRESS_ALLOWLIST``. Names are vetted in the resolver itself, so the address
 checked is the address connected to (no window for a DNS answer to change in between); literal IP
-hosts, which aiohttp never resolves, are vetted when the request starts. IPv4-mapped, 6to4 and
-NAT64 forms of IPv6 are judged by the IPv4 address they embed.
+hosts, which aiohttp never resolves, are vetted when the request starts. IPv6 forms that carry an
+IPv4 address (mapped, translated, compatible, 6to4, NAT64 well-known and local-use) are judged by
+the address they embed; deprecated site-local addresses, which Python calls global, are refused.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ __all__ = ["EgressRefusedError", "GuardedResolver", "Network", "guarded_session"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 IPv4-translated
+_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated IPv4-compatible (:: and ::1 live here too)
 
 
 class EgressRefusedError(aiohttp.ClientConnectionError):
@@ -35,7 +39,7 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
         return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in _NAT64:
+    if address in _NAT64 or address in _NAT64_LOCAL or address in _TRANSLATED or address in _COMPATIBLE:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
@@ -47,6 +51,8 @@ def is_allowed(address: Address, allowlist: Sequence[Network]) -> bool:
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return is_allowed(embedded, allowlist)
+        if address.is_site_local:
+            return False
     return address.is_global and not address.is_multicast
 
 
@@ -62,9 +68,12 @@ def refusal_for_host(host: str, allowlist: Sequence[Network]) -> str | None:
 
 
 class GuardedResolver(AbstractResolver):
-    def __init__(self, allowlist: Sequence[Network]) -> None:
+    """Resolves with ``inner`` and keeps only the answers that may be reached: aiohttp connects to
+    exactly what this returns, so a name cannot be re-resolved to another address in between."""
+
+    def __init__(self, allowlist: Sequence[Network], *, inner: AbstractResolver | None = None) -> None:
         self._allowlist = list(allowlist)
-        self._inner = DefaultResolver()
+        self._inner = inner or DefaultResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -80,9 +89,17 @@ class GuardedResolver(AbstractResolver):
 
 
 def guarded_session(
-    allowlist: Sequence[Network], *, timeout: aiohttp.ClientTimeout | None = None, **kwargs: Any
+    allowlist: Sequence[Network],
+    *,
+    timeout: aiohttp.ClientTimeout | None = None,
+    resolver: AbstractResolver | None = None,
+    limit: int = 200,
+    **kwargs: Any,
 ) -> aiohttp.ClientSession:
-    """A client session that refuses non-public targets; redirects are judged hop by hop."""
+    """A client session that refuses non-public targets; redirects are judged hop by hop.
+
+    ``resolver`` is the one the guard asks (tests give a fake one); ``limit`` caps open connections.
+    """
     allow = list(allowlist)
 
     async def vet_literal_host(_session: aiohttp.ClientSession, _ctx: SimpleNamespace, params: Any) -> None:
@@ -93,7 +110,7 @@ def guarded_session(
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(vet_literal_host)
     trace.on_request_redirect.append(vet_literal_host)
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(allow), limit=200, ttl_dns_cache=60)
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(allow, inner=resolver), limit=limit, ttl_dns_cache=60)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout or aiohttp.ClientTimeout(total=15, connect=5),

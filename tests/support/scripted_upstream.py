@@ -98,7 +98,9 @@ class ScriptedUpstream:
         if "status" in parts and parts.index("status") + 1 < len(parts):
             code = int(parts[parts.index("status") + 1])
             body = None if code in (204, 304) else json.dumps({"upstream": code}).encode()
-            return web.Response(status=code, body=body, content_type="application/json", headers={"X-Upstream": "status"})
+            return web.Response(
+                status=code, body=body, content_type="application/json", headers={"X-Upstream": "status"}
+            )
         if request.path == "/big":
             return await self._big(request, int(request.query.get("size", "0")))
         if request.path == "/gzip":

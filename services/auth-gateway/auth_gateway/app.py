@@ -16,6 +16,7 @@ from keyway_shared.service import (
 )
 
 from .cors import cors_middleware
+from .dashboard.resources import dashboard_context
 from .env_cache import env_cache_context
 from .errors import error_middleware
 from .fetch_recorder import fetch_recorder_context
@@ -47,6 +48,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
             mongo_context(settings, app_name=SERVICE),
             broker_context(settings, name=SERVICE),
             stores_context(settings),
+            dashboard_context(settings),
             env_cache_context(settings),
             http_client_context(settings),
             proxy_http_context(settings),

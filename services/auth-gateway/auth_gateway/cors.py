@@ -1,4 +1,8 @@
-"""CORS for the API: any origin, as Nango's public API allows (auth is by key, never by cookie)."""
+"""CORS for the API: any origin, as Nango's public API allows (auth is by key, never by cookie).
+
+The dashboard (``/dashboard/...``) is the one place a cookie signs a request in: it gets no CORS
+headers at all, so no other origin can read its pages or call its JSON endpoint.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +22,13 @@ _EXPOSE_HEADERS = (
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_NO_CORS_PREFIX = "/dashboard"
 
 
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path == _NO_CORS_PREFIX or request.path.startswith(_NO_CORS_PREFIX + "/"):
+        return await handler(request)
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         response: web.StreamResponse = web.Response(status=204)
         response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, PUT, PATCH, POST, DELETE"

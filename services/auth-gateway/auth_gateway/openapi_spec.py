@@ -21,13 +21,14 @@ class Route:
     handler: Handler
     summary: str
     tag: str
-    auth: str  # public_key | secret_key | connect_session | none
+    auth: str  # public_key | secret_key | connect_session | dashboard_session | none
 
 
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "secret_key": [{"secretKey": []}],
     "public_key": [{"publicKey": []}, {"connectSession": []}],
     "connect_session": [{"connectSessionBearer": []}],
+    "dashboard_session": [{"dashboardSession": []}],
     "none": [],
 }
 # Routes every service answers (keyway_shared.service.add_health_routes), documented beside the table.
@@ -119,6 +120,12 @@ def build_document(routes: Sequence[Route], *, version: str = "0.1.0") -> dict[s
                 "publicKey": {"type": "apiKey", "in": "query", "name": "public_key"},
                 "connectSession": {"type": "apiKey", "in": "query", "name": "connect_session_token"},
                 "connectSessionBearer": {"type": "http", "scheme": "bearer", "description": "A connect session token"},
+                "dashboardSession": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "keyway_dashboard",
+                    "description": "A dashboard sign-in (HTML forms; each POST also needs the session's CSRF token)",
+                },
             },
             "schemas": {"Error": _ERROR_SCHEMA},
         },

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .dashboard.routes import DASHBOARD_ROUTES
 from .openapi_spec import Route
 from .views import (
     api_auth,
@@ -211,6 +212,7 @@ ROUTES: list[Route] = [
         Route(method, "/proxy/{path:.*}", proxy.proxy, "Call the connection's API, credentials added", "proxy", SECRET)
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # GET brings HEAD
     ],
+    *DASHBOARD_ROUTES,  # the dashboard's pages and /sdk/keyway-connect.js (auth_gateway/dashboard/routes.py)
 ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 
 from keyway_shared.settings import BaseServiceSettings
 
@@ -59,6 +59,39 @@ class GatewaySettings(BaseServiceSettings):
         description="the most one /proxy call may take until the upstream answers, retries and waits included",
         validation_alias=AliasChoices("KEYWAY_PROXY_DEADLINE_SECONDS", "proxy_deadline_seconds"),
     )
+
+    admin_user: str | None = Field(
+        default=None,
+        description="the dashboard's admin account; the dashboard is off until it and the hash are set",
+        validation_alias=AliasChoices("KEYWAY_ADMIN_USER", "admin_user"),
+    )
+    admin_password_hash: SecretStr | None = Field(
+        default=None,
+        description="the admin's password hash, from `python -m auth_gateway.dashboard.hash_password`",
+        validation_alias=AliasChoices("KEYWAY_ADMIN_PASSWORD_HASH", "admin_password_hash"),
+    )
+    dashboard_session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        description="how long a dashboard sign-in lasts",
+        validation_alias=AliasChoices("KEYWAY_DASHBOARD_SESSION_HOURS", "dashboard_session_hours"),
+    )
+    dashboard_lockout_failures: int = Field(
+        default=5,
+        ge=1,
+        description="failed sign-ins (per user name, and per client address) before a lockout",
+        validation_alias=AliasChoices("KEYWAY_DASHBOARD_LOCKOUT_FAILURES", "dashboard_lockout_failures"),
+    )
+    dashboard_lockout_minutes: float = Field(
+        default=15.0,
+        gt=0,
+        description="how long a dashboard lockout lasts",
+        validation_alias=AliasChoices("KEYWAY_DASHBOARD_LOCKOUT_MINUTES", "dashboard_lockout_minutes"),
+    )
+
+    @property
+    def dashboard_enabled(self) -> bool:
+        return bool(self.admin_user and self.admin_password_hash and self.admin_password_hash.get_secret_value())
 
     @property
     def callback_url(self) -> str:

@@ -172,9 +172,11 @@ class RefreshLoop:
         return started, len(fresh) < len(batch)
 
     async def _idle_delay(self, *, blocked: bool) -> float:
-        next_due = None if blocked else await self._state.next_due()
+        now = self._clock()
+        horizon = timedelta(seconds=self._max_sleep)
+        next_due = None if blocked else await self._state.next_due(now=now, horizon=horizon)
         return idle_delay(
-            now=self._clock(),
+            now=now,
             next_due=next_due,
             skipped_until=min(self._skipped.values(), default=None),
             mono=time.monotonic(),

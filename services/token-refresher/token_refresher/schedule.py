@@ -27,7 +27,14 @@ __all__ = ["RefreshScheduler", "refresh_due_at"]
 
 log = get_logger(__name__)
 
-_FIELDS = {"credentials_expires_at": 1, "updated_at": 1, "provider": 1, "refresh_attempt": 1, "refresh_due_at": 1}
+_FIELDS = {
+    "_id": 1,
+    "credentials_expires_at": 1,
+    "updated_at": 1,
+    "provider": 1,
+    "refresh_attempt": 1,
+    "refresh_due_at": 1,
+}
 
 
 class RefreshScheduler:
@@ -70,8 +77,9 @@ class RefreshScheduler:
             due = refresh_due_at(expires_at, issued_at=issued_at, margin=self._margin_for(doc["provider"]))
             update = {"$set": {"refresh_due_at": due}}
         if due != doc.get("refresh_due_at"):
+            # By _id: the embedded server scans the collection for the connection key plus conditions.
             condition = {"credentials_expires_at": expires_at, "refresh_attempt": doc.get("refresh_attempt")}
-            result = await self._connections.update_one(key | condition, update)
+            result = await self._connections.update_one({"_id": doc["_id"]} | condition, update)
             if result.matched_count == 0:
                 log.info("credentials or refresh state changed meanwhile; their own write schedules them")
                 return

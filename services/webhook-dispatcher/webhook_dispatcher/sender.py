@@ -2,13 +2,14 @@
 
 Headers: Nango's ``X-Nango-Signature`` (sha256 of secret key + body) and ``X-Nango-Hmac-Sha256``,
 plus the Standard Webhooks trio. ``webhook-id`` is derived from the event and the URL, so it is
-the same on every retry and a receiver can deduplicate; ``webhook-timestamp`` is fresh per attempt.
+the same on every retry and a receiver can deduplicate; ``webhook-timestamp`` is fresh per attempt;
+``webhook-signature`` holds one signature per live signing key (two during a rotation).
+Redirects are not followed (a 3xx is a failure), and at most 4 KB of the answer is read.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,15 +19,9 @@ from keyway_shared.egress import EgressRefusedError
 from keyway_shared.events import ErrorInfo
 from keyway_shared.webhook_signing import nango_hmac_signature, nango_signature, standard_signature
 
-__all__ = ["MAX_RESPONSE_BYTES", "Attempt", "WebhookSender", "delivery_id", "signed_headers"]
+__all__ = ["MAX_RESPONSE_BYTES", "Attempt", "WebhookSender", "signed_headers"]
 
 MAX_RESPONSE_BYTES = 4096
-_DELIVERY_NAMESPACE = uuid.UUID("5b0c8f3e-7a1d-4e0b-9a65-0d3c1f6e2a47")
-
-
-def delivery_id(event_id: str, url: str) -> str:
-    """The same for one event and URL whoever computes it, whenever: retries share it."""
-    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{event_id}|{url}"))
 
 
 def signed_headers(
@@ -52,10 +47,19 @@ class Attempt:
     error: ErrorInfo | None  # None exactly when the receiver answered 2xx
     error_class: str | None
     response_body: str | None
+    retry_after: str | None = None  # the receiver's Retry-After header, as sent
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def receiver_unwell(self) -> bool:
+        """A failure that says the receiver is down or overloaded (what trips the circuit breaker)."""
+        if self.ok or self.error_class == "EgressRefused":
+            return False
+        return self.status is None or self.status >= 500 or self.status == 429
 
 
 class WebhookSender:
@@ -70,7 +74,13 @@ class WebhookSender:
         started = time.perf_counter()
 
         def done(
-            status: int | None, error: ErrorInfo | None, error_class: str | None, text: str | None = None
+            status: int | None,
+            error: ErrorInfo | None,
+            error_class: str | None,
+            text: str | None = None,
+            *,
+            retry_after: str | None = None,
+            timed_out: bool = False,
         ) -> Attempt:
             duration = round((time.perf_counter() - started) * 1000, 3)
             return Attempt(
@@ -80,6 +90,8 @@ class WebhookSender:
                 error=error,
                 error_class=error_class,
                 response_body=text,
+                retry_after=retry_after,
+                timed_out=timed_out,
             )
 
         try:
@@ -90,12 +102,14 @@ class WebhookSender:
                 if 200 <= response.status < 300:
                     return done(response.status, None, None, text)
                 error = ErrorInfo(type="http_error", description=f"the receiver answered HTTP {response.status}")
-                return done(response.status, error, "HTTPStatus", text)
+                return done(response.status, error, "HTTPStatus", text, retry_after=response.headers.get("Retry-After"))
         except EgressRefusedError as exc:
             return done(None, ErrorInfo(type="egress_refused", description=str(exc)), "EgressRefused")
         except TimeoutError as exc:
             description = f"no answer within {self._timeout.total:g} s"
-            return done(None, ErrorInfo(type="timeout", description=description), exc.__class__.__name__)
+            return done(
+                None, ErrorInfo(type="timeout", description=description), exc.__class__.__name__, timed_out=True
+            )
         except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL aiohttp cannot parse
             error = ErrorInfo(type="network_error", description=f"{exc.__class__.__name__}: {exc}")
             return done(None, error, exc.__class__.__name__)

@@ -4,12 +4,33 @@ Exceptions::
 
     PublishError   the broker did not confirm a publish
     Retry          raised by a handler: try this message again later, through the broker
+    DeadLetter     raised by a handler: give up on this message now (dead-letter it)
 """
 
 from .connection import connect
-from .consumer import ATTEMPT_HEADER, Claim, ConsumerRunner, Handler, IdempotencyGuard, MessageContext, Retry
+from .consumer import (
+    ATTEMPT_HEADER,
+    RESUMED_HEADER,
+    Claim,
+    ConsumerRunner,
+    DeadLetter,
+    Handler,
+    IdempotencyGuard,
+    MessageContext,
+    Retry,
+)
 from .publisher import EventPublisher, PublishError, build_message
-from .registry import ACTIVITY_LOG, TOKEN_REFRESHER, WEBHOOK_DISPATCHER, declare_topology, service_consumers
+from .registry import (
+    ACTIVITY_LOG,
+    TOKEN_REFRESHER,
+    WEBHOOK_DISPATCHER,
+    WEBHOOK_REPLAY,
+    WEBHOOK_SEND,
+    WEBHOOK_SEND_SCHEDULE,
+    declare_topology,
+    environment_changes_exchange,
+    service_consumers,
+)
 from .topology import (
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
@@ -25,11 +46,16 @@ __all__ = [
     "ATTEMPT_HEADER",
     "DEAD_LETTER_EXCHANGE",
     "EVENTS_EXCHANGE",
+    "RESUMED_HEADER",
     "TOKEN_REFRESHER",
     "WEBHOOK_DISPATCHER",
+    "WEBHOOK_REPLAY",
+    "WEBHOOK_SEND",
+    "WEBHOOK_SEND_SCHEDULE",
     "Claim",
     "ConsumerRunner",
     "ConsumerSpec",
+    "DeadLetter",
     "EventPublisher",
     "Handler",
     "IdempotencyGuard",
@@ -43,5 +69,6 @@ __all__ = [
     "declare_events_exchange",
     "declare_topology",
     "delete_consumer_queues",
+    "environment_changes_exchange",
     "service_consumers",
 ]

@@ -7,8 +7,12 @@ consumer has already handled, and then settles the message by what the handler d
     returned                → ack
     raised Retry            → re-published to a delay queue, then ack; dead-lettered after the last attempt
     raised a retry_on type  → the same as Retry (e.g. the database is briefly unreachable)
+    raised DeadLetter       → dead-letter now, logged as a warning (the handler gave up on purpose)
     bad envelope or payload → dead-letter at once (it will never get better)
     raised anything else    → dead-letter and log the exception
+
+``publish_later`` lets a handler start a message on another consumer's schedule: it parks it in that
+consumer's delay queue as a given attempt, the way a retry is parked.
 
 Shutdown is graceful: stop consuming, wait a bounded time for in-flight handlers, then close.
 Whatever was not acknowledged by then is redelivered by the broker to another consumer.
@@ -17,6 +21,7 @@ Whatever was not acknowledged by then is redelivered by the broker to another co
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +31,7 @@ from typing import Any, Protocol
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from pydantic import ValidationError
 
 from ..events import CloudEvent, EventDecodeError, decode_event
 from ..logging import get_logger
@@ -34,8 +40,10 @@ from .topology import ConsumerSpec, declare_consumer, declare_delay_queue
 
 __all__ = [
     "ATTEMPT_HEADER",
+    "RESUMED_HEADER",
     "Claim",
     "ConsumerRunner",
+    "DeadLetter",
     "Handler",
     "IdempotencyGuard",
     "MessageContext",
@@ -43,17 +51,32 @@ __all__ = [
 ]
 
 ATTEMPT_HEADER = "x-keyway-attempt"
+RESUMED_HEADER = "x-keyway-resumed"  # set when a message comes back for the same attempt
 _BROKER_CALL_TIMEOUT = 5.0  # seconds a cancel or close may take during shutdown
 log = get_logger(__name__)
 
 
 class Retry(Exception):  # noqa: N818 - it is an instruction to the runner, not an error name
-    """Raised by a handler to have the message tried again later, through the broker."""
+    """Raised by a handler to have the message tried again later, through the broker.
 
-    def __init__(self, reason: str, *, delay: float | None = None) -> None:
+    ``same_attempt=True`` is for a hiccup that is not the attempt's fault (the database was briefly
+    unreachable): the message comes back as the same attempt, however often, with
+    ``MessageContext.redelivered`` set, as a message the broker redelivers is.
+    """
+
+    def __init__(self, reason: str, *, delay: float | None = None, same_attempt: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
+        self.same_attempt = same_attempt
+
+
+class DeadLetter(Exception):  # noqa: N818 - an instruction to the runner, like Retry
+    """Raised by a handler that gave up on a message: dead-letter it now, without a traceback."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Claim(Enum):
@@ -72,7 +95,7 @@ class IdempotencyGuard(Protocol):
 class MessageContext:
     spec: ConsumerSpec
     attempt: int
-    redelivered: bool
+    redelivered: bool  # the broker redelivered it, or a handler had it back for the same attempt
 
     @property
     def max_attempts(self) -> int:
@@ -135,11 +158,17 @@ class ConsumerRunner:
     def inflight(self) -> int:
         return len(self._inflight)
 
+    @property
+    def consuming(self) -> bool:
+        """True once every registered handler is consuming, until ``stop``."""
+        return bool(self._consuming) and len(self._consuming) == len(self._registrations) and not self._stopping
+
     async def start(self) -> None:
         for reg in self._registrations:
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=reg.spec.prefetch)
             queue = await declare_consumer(channel, reg.spec, queue_type=self._queue_type)
+            self._declared_delays.update(reg.spec.retry_queue(d) for d in reg.spec.retry.delays)
             tag = await queue.consume(self._callback_for(reg))
             self._channels.append(channel)
             self._consuming.append((channel, queue, tag))
@@ -193,7 +222,7 @@ class ConsumerRunner:
         attempt = _attempt_of(message)
         with structlog.contextvars.bound_contextvars(queue=queue, message_id=message.message_id, attempt=attempt):
             try:
-                event = decode_event(message.body)
+                event = _decode(reg.spec, message.body)
             except EventDecodeError as exc:
                 log.error("dead-lettering an invalid event", reason=str(exc))
                 await message.reject(requeue=False)
@@ -221,16 +250,23 @@ class ConsumerRunner:
             if claim is Claim.BUSY:
                 await self._retry(reg, message, attempt, Retry("another consumer is handling this event"), count=False)
                 return
-        ctx = MessageContext(spec=reg.spec, attempt=attempt, redelivered=bool(message.redelivered))
+        resumed = bool(message.redelivered) or bool((message.headers or {}).get(RESUMED_HEADER))
+        ctx = MessageContext(spec=reg.spec, attempt=attempt, redelivered=resumed)
         try:
             await reg.handler(event, ctx)
         except Retry as exc:
             await self._release(guard, queue, event.id)
-            await self._retry(reg, message, attempt, exc)
+            await self._retry(reg, message, attempt, exc, count=not exc.same_attempt)
             return
         except reg.retry_on as exc:
             await self._release(guard, queue, event.id)
             await self._retry(reg, message, attempt, Retry(f"{exc.__class__.__name__}: {exc}"))
+            return
+        except DeadLetter as exc:
+            await self._release(guard, queue, event.id)
+            log.warning("handler gave up; dead-lettering the message", reason=exc.reason)
+            await message.reject(requeue=False)
+            self._settled(queue, "dead_lettered")
             return
         except asyncio.CancelledError:
             await self._release(guard, queue, event.id)
@@ -276,6 +312,10 @@ class ConsumerRunner:
         delay_queue = await self._delay_queue(spec, delay)
         headers = dict(message.headers or {})
         headers[ATTEMPT_HEADER] = next_attempt
+        if count:
+            headers.pop(RESUMED_HEADER, None)
+        else:
+            headers[RESUMED_HEADER] = True
         copy = aio_pika.Message(
             body=message.body,
             content_type=message.content_type,
@@ -297,9 +337,19 @@ class ConsumerRunner:
         await message.ack()
         self._settled(queue, "retried")
 
+    async def publish_later(self, spec: ConsumerSpec, message: aio_pika.Message, *, delay: float, attempt: int) -> None:
+        """Park ``message`` in ``spec``'s delay queue for ``delay`` s; it then reaches the work queue as ``attempt``.
+
+        Raises :class:`PublishError` when the broker did not confirm.
+        """
+        headers = dict(message.headers or {})
+        headers[ATTEMPT_HEADER] = attempt
+        message.headers = headers
+        await self._publisher.publish_to_queue(message, queue=await self._delay_queue(spec, delay))
+
     async def _delay_queue(self, spec: ConsumerSpec, delay: float) -> str:
         name = spec.retry_queue(delay)
-        if name not in self._declared_delays and delay not in spec.retry.delays:
+        if name not in self._declared_delays:
             channel = await self._connection.channel()
             try:
                 await declare_delay_queue(channel, spec, delay, queue_type=self._queue_type)
@@ -311,6 +361,22 @@ class ConsumerRunner:
     def _settled(self, queue: str, outcome: str) -> None:
         if self._on_settled is not None:
             self._on_settled(queue, outcome)
+
+
+def _decode(spec: ConsumerSpec, body: bytes) -> CloudEvent[Any]:
+    """An event, or one of the commands the spec says its queue carries."""
+    if spec.message_types:
+        try:
+            kind = json.loads(body).get("type")
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            kind = None
+        model = dict(spec.message_types).get(kind) if isinstance(kind, str) else None
+        if model is not None:
+            try:
+                return CloudEvent[model].model_validate_json(body)  # type: ignore[valid-type]
+            except ValidationError as exc:
+                raise EventDecodeError(f"invalid {kind} message: {exc.error_count()} error(s)") from exc
+    return decode_event(body)
 
 
 def _attempt_of(message: AbstractIncomingMessage) -> int:

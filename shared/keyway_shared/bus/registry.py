@@ -11,11 +11,31 @@ from aio_pika.abc import AbstractChannel
 
 from .topology import ConsumerSpec, RetrySchedule, declare_consumer
 
-__all__ = ["ACTIVITY_LOG", "TOKEN_REFRESHER", "WEBHOOK_DISPATCHER", "declare_topology", "service_consumers"]
+__all__ = [
+    "ACTIVITY_LOG",
+    "TOKEN_REFRESHER",
+    "WEBHOOK_DISPATCHER",
+    "WEBHOOK_REPLAY",
+    "WEBHOOK_SEND",
+    "WEBHOOK_SEND_SCHEDULE",
+    "declare_topology",
+    "environment_changes_exchange",
+    "service_consumers",
+]
 
 ACTIVITY_LOG = "activity-log"
 WEBHOOK_DISPATCHER = "webhook-dispatcher"
+WEBHOOK_SEND = "webhook-dispatcher/send"  # one message per (event, URL) delivery and its retries
+WEBHOOK_REPLAY = "webhook-dispatcher/replay"  # replay requests from the API
 TOKEN_REFRESHER = "token-refresher"  # noqa: S105 - a service name, not a token
+
+# Svix's schedule: 8 attempts over about 27 h 35 min; the dispatcher's settings may scale or replace it.
+WEBHOOK_SEND_SCHEDULE = RetrySchedule(delays=(5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0), jitter=0.2)
+
+
+def environment_changes_exchange(namespace: str = "keyway") -> str:
+    """The fanout exchange an environment's name is broadcast on after its settings or keys change."""
+    return f"{namespace}.auth-gateway.invalidate"
 
 
 def service_consumers(namespace: str = "keyway") -> dict[str, ConsumerSpec]:
@@ -34,6 +54,22 @@ def service_consumers(namespace: str = "keyway") -> dict[str, ConsumerSpec]:
             bindings=("connection.*", "auth.*", "token.*"),
             namespace=namespace,
             prefetch=64,
+        ),
+        WEBHOOK_SEND: ConsumerSpec(
+            service=WEBHOOK_DISPATCHER,
+            handler="send",
+            bindings=(),  # the dispatcher publishes deliveries straight to the queue
+            namespace=namespace,
+            prefetch=64,
+            retry=WEBHOOK_SEND_SCHEDULE,
+            at_least_once=True,  # a waiting retry is a webhook someone expects: never drop it
+        ),
+        WEBHOOK_REPLAY: ConsumerSpec(
+            service=WEBHOOK_DISPATCHER,
+            handler="replay",
+            bindings=("webhook.replay_requested",),
+            namespace=namespace,
+            prefetch=4,
         ),
         TOKEN_REFRESHER: ConsumerSpec(
             service=TOKEN_REFRESHER,

@@ -12,6 +12,11 @@ RabbitMQ console leads straight to its code::
 Retries ride on the broker: a message to retry is published to the delay queue of its wait time,
 which holds it for exactly that long (every message in it has the same TTL, so FIFO order is
 expiry order) and then dead-letters it to the default exchange with the work queue's name.
+
+A queue may also carry commands sent straight to it (``message_types``: e.g. one webhook delivery),
+which never pass through the events exchange. With ``at_least_once`` a quorum queue dead-letters
+with the ``at-least-once`` strategy, so a retry waiting in a delay queue survives a broker failure
+during its move back to the work queue.
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
+from ..events import EventData
+
 __all__ = [
     "DEAD_LETTER_EXCHANGE",
     "EVENTS_EXCHANGE",
     "ConsumerSpec",
     "RetrySchedule",
     "declare_consumer",
+    "declare_delay_queue",
     "declare_events_exchange",
 ]
 
@@ -61,6 +69,9 @@ class ConsumerSpec:
     retry: RetrySchedule = field(default_factory=RetrySchedule)
     prefetch: int = 64
     namespace: str = "keyway"  # tests give each run its own namespace, so queues never collide
+    # Commands published straight to this queue (type -> payload model), beside the public events.
+    message_types: tuple[tuple[str, type[EventData]], ...] = ()
+    at_least_once: bool = False  # quorum queues only: dead-letter (retries, give-ups) at least once
 
     @property
     def exchange(self) -> str:
@@ -91,6 +102,14 @@ def _queue_arguments(queue_type: str) -> dict[str, Any]:
     return {"x-queue-type": queue_type}
 
 
+def _dead_letter_arguments(spec: ConsumerSpec, queue_type: str) -> dict[str, Any]:
+    # At-least-once dead-lettering needs reject-publish overflow (RabbitMQ's rule); classic queues
+    # have no such strategy.
+    if spec.at_least_once and queue_type == "quorum":
+        return {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+    return {}
+
+
 async def declare_events_exchange(channel: AbstractChannel, name: str = EVENTS_EXCHANGE) -> AbstractExchange:
     return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
 
@@ -101,10 +120,11 @@ async def declare_consumer(channel: AbstractChannel, spec: ConsumerSpec, *, queu
     dlx = await channel.declare_exchange(spec.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
     dead = await channel.declare_queue(spec.dead_letter_queue, durable=True, arguments=_queue_arguments(queue_type))
     await dead.bind(dlx, routing_key=spec.queue)
-    work_args = _queue_arguments(queue_type) | {
-        "x-dead-letter-exchange": spec.dead_letter_exchange,
-        "x-dead-letter-routing-key": spec.queue,
-    }
+    work_args = (
+        _queue_arguments(queue_type)
+        | {"x-dead-letter-exchange": spec.dead_letter_exchange, "x-dead-letter-routing-key": spec.queue}
+        | _dead_letter_arguments(spec, queue_type)
+    )
     queue = await channel.declare_queue(spec.queue, durable=True, arguments=work_args)
     for key in spec.bindings:
         await queue.bind(events, routing_key=key)
@@ -117,11 +137,15 @@ async def declare_delay_queue(
     channel: AbstractChannel, spec: ConsumerSpec, delay_seconds: float, *, queue_type: str
 ) -> str:
     name = spec.retry_queue(delay_seconds)
-    args = _queue_arguments(queue_type) | {
-        "x-message-ttl": round_delay_ms(delay_seconds),
-        "x-dead-letter-exchange": "",
-        "x-dead-letter-routing-key": spec.queue,
-    }
+    args = (
+        _queue_arguments(queue_type)
+        | {
+            "x-message-ttl": round_delay_ms(delay_seconds),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": spec.queue,
+        }
+        | _dead_letter_arguments(spec, queue_type)
+    )
     await channel.declare_queue(name, durable=True, arguments=args)
     return name
 

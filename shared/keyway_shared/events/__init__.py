@@ -16,7 +16,9 @@ from .models import (
     TokenRefreshed,
     TokenRefreshFailed,
     WebhookDelivered,
+    WebhookEndpointDisabled,
     WebhookFailed,
+    WebhookReplayRequested,
 )
 
 __all__ = [
@@ -36,7 +38,9 @@ __all__ = [
     "TokenRefreshFailed",
     "TokenRefreshed",
     "WebhookDelivered",
+    "WebhookEndpointDisabled",
     "WebhookFailed",
+    "WebhookReplayRequested",
     "decode_event",
     "encode_event",
     "make_event",

@@ -27,7 +27,9 @@ __all__ = [
     "TokenRefreshFailed",
     "TokenRefreshed",
     "WebhookDelivered",
+    "WebhookEndpointDisabled",
     "WebhookFailed",
+    "WebhookReplayRequested",
 ]
 
 AuthMode = Literal["OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA"]
@@ -88,24 +90,51 @@ class TokenRefreshFailed(ConnectionEventData):
     exhausted: bool = Field(default=False, description="true once the connection is no longer retried")
 
 
-class WebhookDelivered(EventData):
-    delivery_id: str
+class _WebhookAttempt(EventData):
+    delivery_id: str = Field(description="one event sent to one URL; every attempt and replay of it shares this id")
     event_id: str = Field(description="the event the webhook was sent for")
     url: str
-    status: int
-    attempt: int
-    duration_ms: float
+    attempt: int = Field(description="1 for the first attempt of a delivery (or of a replay of it)")
     operation_id: str | None = None
+    webhook_id: str | None = Field(default=None, description="the webhook-id header, the same on every attempt")
+    trigger: Literal["event", "replay"] = "event"
+    connection_id: str | None = None
+    provider_config_key: str | None = None
+    provider: str | None = None
 
 
-class WebhookFailed(EventData):
-    delivery_id: str
-    event_id: str
-    url: str
+class WebhookDelivered(_WebhookAttempt):
+    """An attempt got a 2xx answer: the delivery is done."""
+
+    status: int
+    duration_ms: float
+
+
+class WebhookFailed(_WebhookAttempt):
+    """An attempt failed; ``final`` says whether the delivery gave up (after the last attempt, a 410,
+    or a disabled endpoint) or another attempt is due at ``next_attempt_at``."""
+
     status: int | None = None
-    attempt: int
     error: ErrorInfo
     final: bool = Field(default=True, description="false while retries remain")
+    next_attempt_at: datetime | None = None
+
+
+class WebhookReplayRequested(EventData):
+    """A command from the API: send one delivery again, or every delivery that failed in a time range."""
+
+    delivery_id: str | None = Field(default=None, description="replay this delivery (else every failed one)")
+    since: datetime | None = Field(default=None, description="failed deliveries whose last attempt is this recent")
+    until: datetime | None = None
+
+
+class WebhookEndpointDisabled(EventData):
+    """A webhook URL stopped receiving: it answered 410 Gone, or its deliveries kept failing for days."""
+
+    url: str
+    reason: Literal["gone", "failing"]
+    failing_since: datetime | None = Field(default=None, description="first exhausted delivery (reason failing)")
+    delivery_id: str | None = Field(default=None, description="the delivery whose outcome disabled it")
     operation_id: str | None = None
 
 
@@ -141,5 +170,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     "token.refresh_failed": TokenRefreshFailed,
     "webhook.delivered": WebhookDelivered,
     "webhook.failed": WebhookFailed,
+    "webhook.replay_requested": WebhookReplayRequested,
+    "webhook.endpoint_disabled": WebhookEndpointDisabled,
     "activity.message": ActivityMessage,
 }

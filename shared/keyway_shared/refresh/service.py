@@ -115,7 +115,10 @@ class RefreshService:
             # Refused earlier and not due for another try yet: report that, don't spend a call on it.
             error = state.error or {}
             raise RefreshError("refresh_token_external_error", error.get("description", "The last refresh failed."))
-        first_read = state.ciphertext
+        first_read = conn.credentials
+        # From here on by ``_id``: the embedded server plans the connection key plus any other
+        # condition (lease, ciphertext) as a collection scan, ``_id`` plus conditions as a lookup.
+        key = {"_id": state.doc_id}
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while not await self._state.acquire(key, owner=self._owner, lease=self._lease):
             if asyncio.get_running_loop().time() > deadline:
@@ -125,8 +128,9 @@ class RefreshService:
             await asyncio.sleep(0.05)
         try:
             conn, state = await self._read(key)
-            if state.ciphertext != first_read:
-                # A sibling refreshed (or the user reconnected) while we waited: use theirs.
+            if conn.credentials != first_read:
+                # A sibling refreshed (or the user reconnected) while we waited: use theirs. Compared
+                # decrypted, since `keyway keys rotate` changes the ciphertext and nothing else.
                 return RefreshOutcome(connection=conn, refreshed=False)
             return await self._refresh_held(key, conn, state, raise_errors=True)
         finally:
@@ -236,6 +240,8 @@ class RefreshService:
         self._publish_soon([row])
         conn.credentials = credentials
         conn.credentials_expires_at = expires_at
+        conn.updated_at = datetime.now(UTC)
+        conn.refresh_due_at = due
         log.info(
             "credentials refreshed", provider_config_key=conn.provider_config_key, connection_id=conn.connection_id
         )

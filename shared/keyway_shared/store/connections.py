@@ -31,6 +31,14 @@ def credentials_ad(environment: str, provider_config_key: str, connection_id: st
     return f"connection:{environment}:{provider_config_key}:{connection_id}".encode()
 
 
+def _key_of(connection: Connection) -> dict[str, str]:
+    return {
+        "environment": connection.environment,
+        "provider_config_key": connection.provider_config_key,
+        "connection_id": connection.connection_id,
+    }
+
+
 @dataclass(kw_only=True)
 class Connection:
     environment: str
@@ -77,32 +85,10 @@ class ConnectionStore:
             refresh_due_at=doc.get("refresh_due_at"),
         )
 
-    async def _next_id(self) -> int:
-        doc = await self._counters.find_one_and_update(
-            {"_id": "connections"}, {"$inc": {"value": 1}}, upsert=True, return_document=ReturnDocument.AFTER
-        )
-        assert doc is not None
-        return int(doc["value"])
-
-    async def save_with_event(
-        self,
-        connection: Connection,
-        make_event: Callable[[bool], CloudEvent[Any]],
-        *,
-        refresh_margin: timedelta = DEFAULT_MARGIN,
-    ) -> tuple[Connection, bool, OutboxRow]:
-        """Insert or update the connection and add its event to the outbox, atomically.
-
-        ``make_event(created)`` builds the event once we know whether this was a first authorization.
-        """
+    def _write_fields(self, connection: Connection, *, now: datetime, refresh_margin: timedelta) -> dict[str, Any]:
+        """The fields a (re-)authorization sets: credentials, their key id, a fresh refresh schedule."""
         ad = credentials_ad(connection.environment, connection.provider_config_key, connection.connection_id)
-        key = {
-            "environment": connection.environment,
-            "provider_config_key": connection.provider_config_key,
-            "connection_id": connection.connection_id,
-        }
-        now = db_now()
-        fields = {
+        fields: dict[str, Any] = {
             "provider": connection.provider,
             "auth_mode": connection.auth_mode,
             "credentials_enc": self._cipher.encrypt_json(connection.credentials, associated_data=ad),
@@ -125,6 +111,36 @@ class ConnectionStore:
         }
         if connection.metadata is not None:
             fields["metadata"] = connection.metadata
+        return fields
+
+    async def _next_id(self) -> int:
+        # Concurrent first upserts of the counter can collide (one gets a duplicate key, or, on the
+        # embedded server, no document back); the counter exists after the first, so retry.
+        for _ in range(5):
+            try:
+                doc = await self._counters.find_one_and_update(
+                    {"_id": "connections"}, {"$inc": {"value": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:
+                continue
+            if doc is not None:
+                return int(doc["value"])
+        raise RuntimeError("could not allocate a connection id")
+
+    async def save_with_event(
+        self,
+        connection: Connection,
+        make_event: Callable[[bool], CloudEvent[Any]],
+        *,
+        refresh_margin: timedelta = DEFAULT_MARGIN,
+    ) -> tuple[Connection, bool, OutboxRow]:
+        """Insert or update the connection and add its event to the outbox, atomically.
+
+        ``make_event(created)`` builds the event once we know whether this was a first authorization.
+        """
+        key = _key_of(connection)
+        now = db_now()
+        fields = self._write_fields(connection, now=now, refresh_margin=refresh_margin)
         new_id = await self._next_id()  # an unused number when this turns out to be an update: harmless
         for _ in range(3):
             try:
@@ -154,13 +170,46 @@ class ConnectionStore:
             return connection, created, row
         raise RuntimeError("connection write kept colliding")  # pragma: no cover - three races in a row
 
+    async def put_imported(self, connection: Connection, *, refresh_margin: timedelta = DEFAULT_MARGIN) -> bool:
+        """Store a connection brought from another system, without an event; True when it was new.
+
+        A migration is not a new authorization: the app's backend gets no webhook for it. The
+        connection keeps the dates it had there (``created_at`` orders the list as before).
+        """
+        key = _key_of(connection)
+        now = db_now()
+        fields = self._write_fields(connection, now=now, refresh_margin=refresh_margin)
+        fields["updated_at"] = connection.updated_at or now
+        if connection.last_fetched_at is not None:
+            fields["last_fetched_at"] = connection.last_fetched_at
+        result = await self._col.update_one(key, {"$set": fields | {"metadata": connection.metadata}})
+        if result.matched_count == 1:
+            return False
+        extra = {
+            "created_at": connection.created_at or now,
+            "metadata": connection.metadata,
+            "refresh_lease_until": _EPOCH,
+        }
+        try:
+            await self._col.insert_one(key | fields | extra | {"id": await self._next_id()})
+        except DuplicateKeyError:  # written meanwhile by someone else: theirs is newer
+            return False
+        return True
+
     async def summaries(
-        self, environment: str, *, connection_id: str | None = None, limit: int = 10_000
+        self,
+        environment: str,
+        *,
+        connection_id: str | None = None,
+        provider_config_key: str | None = None,
+        limit: int = 10_000,
     ) -> list[dict[str, Any]]:
         """Summaries (no credentials), newest first."""
         query: dict[str, Any] = {"environment": environment}
         if connection_id:
             query["connection_id"] = connection_id
+        if provider_config_key:
+            query["provider_config_key"] = provider_config_key
         projection = {
             "id": 1,
             "connection_id": 1,

@@ -21,6 +21,7 @@ from .client import Database
 
 __all__ = [
     "DEFAULT_ENVIRONMENTS",
+    "ENVIRONMENT_SECRET_AD",
     "Environment",
     "EnvironmentStore",
     "WebhookSettings",
@@ -28,7 +29,8 @@ __all__ = [
 ]
 
 DEFAULT_ENVIRONMENTS = ("dev", "prod")
-_AD = b"environment-secret"
+ENVIRONMENT_SECRET_AD = b"environment-secret"
+_AD = ENVIRONMENT_SECRET_AD
 
 
 def hash_secret_key(secret_key: str) -> str:
@@ -200,6 +202,16 @@ class EnvironmentStore:
             matched = {"pending_public_key": doc["pending_public_key"]}
         result = await self._col.update_one({"_id": name} | matched, update)
         return result.modified_count == 1
+
+    async def set_pending_keys(self, name: str, *, public_key: str | None, secret_key: str | None) -> None:
+        """Pending keys chosen elsewhere (a migration brings a rotation that was under way there)."""
+        update: dict[str, Any] = {"updated_at": utcnow()}
+        if public_key:
+            update["pending_public_key"] = public_key.lower()
+        if secret_key:
+            update["pending_secret_key_hash"] = hash_secret_key(secret_key)
+            update["pending_secret_key_enc"] = self._cipher.encrypt(secret_key.lower().encode(), associated_data=_AD)
+        await self._col.update_one({"_id": name}, {"$set": update})
 
     async def revert_rotation(self, name: str, kind: str) -> bool:
         fields = ["pending_secret_key_hash", "pending_secret_key_enc"] if kind == "secret" else ["pending_public_key"]

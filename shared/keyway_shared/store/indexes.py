@@ -32,6 +32,8 @@ COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("environment", ASCENDING), ("connection_id", ASCENDING)], name="env_connection_id"),
         IndexModel([("id", ASCENDING)], unique=True, name="numeric_id"),
         IndexModel([("refresh_due_at", ASCENDING)], name="refresh_due", sparse=True),
+        # `keyway keys rotate` pages through the connections still under an old key, by _id
+        IndexModel([("credentials_key_id", ASCENDING), ("_id", ASCENDING)], name="credentials_key_id"),
     ],
     "counters": [],
     "outbox": [
@@ -57,7 +59,16 @@ COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
     "webhook_deliveries": [
         IndexModel([("event_id", ASCENDING)], name="event"),
         IndexModel([("environment", ASCENDING), ("created_at", DESCENDING)], name="env_time"),
+        IndexModel([("delivery_id", ASCENDING), ("created_at", DESCENDING)], name="delivery_time"),
+        # "every delivery that gave up since T" (bulk replay)
+        IndexModel(
+            [("environment", ASCENDING), ("final", ASCENDING), ("success", ASCENDING), ("finished_at", DESCENDING)],
+            name="env_final",
+        ),
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl"),
+    ],
+    "webhook_endpoints": [
+        IndexModel([("environment", ASCENDING)], name="environment"),
     ],
 }
 

@@ -12,7 +12,7 @@ from ..cipher import CredentialCipher
 from ..events import utcnow
 from .client import Database, db_now
 
-__all__ = ["DuplicateIntegrationError", "Integration", "IntegrationStore"]
+__all__ = ["DuplicateIntegrationError", "Integration", "IntegrationStore", "integration_ad"]
 
 
 class DuplicateIntegrationError(Exception):
@@ -33,7 +33,7 @@ class Integration:
     updated_at: datetime | None = None
 
 
-def _ad(environment: str, unique_key: str) -> bytes:
+def integration_ad(environment: str, unique_key: str) -> bytes:
     return f"integration:{environment}:{unique_key}".encode()
 
 
@@ -43,7 +43,7 @@ class IntegrationStore:
         self._cipher = cipher
 
     def _to_doc(self, integration: Integration) -> dict[str, Any]:
-        ad = _ad(integration.environment, integration.unique_key)
+        ad = integration_ad(integration.environment, integration.unique_key)
         secrets = {"oauth_client_secret": integration.oauth_client_secret, "custom": integration.custom}
         return {
             "environment": integration.environment,
@@ -57,7 +57,7 @@ class IntegrationStore:
 
     def _from_doc(self, doc: dict[str, Any]) -> Integration:
         secrets = self._cipher.decrypt_json(
-            doc["secrets_enc"], associated_data=_ad(doc["environment"], doc["unique_key"])
+            doc["secrets_enc"], associated_data=integration_ad(doc["environment"], doc["unique_key"])
         )
         return Integration(
             environment=doc["environment"],

@@ -184,8 +184,22 @@ class RefreshStateStore:
         )
         return [(doc["_id"], doc["refresh_due_at"]) async for doc in cursor]
 
-    async def next_due(self) -> datetime | None:
-        doc = await self._col.find_one(
-            {"refresh_due_at": {"$gt": EPOCH}}, {"refresh_due_at": 1}, sort=[("refresh_due_at", 1)]
-        )
-        return doc["refresh_due_at"] if doc else None
+    async def next_due(self, *, now: datetime, horizon: timedelta) -> datetime | None:
+        """The soonest due time before ``now + horizon`` (None: nothing due that soon).
+
+        Looked up in growing windows: the embedded server reads every document in a queried range
+        before it applies the limit, so an open-ended "soonest" query costs a read of every
+        connection that has a due time, while a window costs only what falls due within it.
+        """
+        window = timedelta(seconds=1)
+        while True:
+            upto = now + min(window, horizon)
+            doc = await self._col.find_one(
+                {"refresh_due_at": {"$gt": EPOCH, "$lte": upto}}, {"refresh_due_at": 1}, sort=[("refresh_due_at", 1)]
+            )
+            if doc is not None:
+                found: datetime = doc["refresh_due_at"]
+                return found
+            if window >= horizon:
+                return None
+            window *= 4

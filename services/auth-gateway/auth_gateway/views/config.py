@@ -144,7 +144,17 @@ async def get_integration(request: web.Request) -> web.Response:
             "auth_mode": template.auth_mode if template else None,
             "created_at": js_iso(integration.created_at),
             "docs": template.docs if template else None,
+            "has_webhook": False,
+            "webhook_secret": None,
+            "has_webhook_user_defined_secret": False,
+            "webhook_url": None,
         }
+        summaries = await request.app[STORES].connections.summaries(env.name, provider_config_key=key)
+        config["connections"] = [
+            {"id": doc.get("id"), "connection_id": doc["connection_id"], "created_at": js_iso(doc.get("created_at"))}
+            for doc in summaries
+        ]
+        config["connection_count"] = len(summaries)
     return web.json_response({"config": config})
 
 

@@ -1,0 +1,51 @@
+"""The dashboard's resources, opened in one cleanup context and kept under one AppKey."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import jinja2
+from aiohttp import web
+
+from keyway_shared.service import CIPHER, MONGO_DB
+from keyway_shared.store import WebhookKeyStore
+
+from ..settings import GatewaySettings
+from .render import template_environment
+from .sessions import LockoutStore, SessionStore
+
+__all__ = ["DASHBOARD", "Dashboard", "dashboard_context"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dashboard:
+    sessions: SessionStore
+    lockouts: LockoutStore
+    webhook_keys: WebhookKeyStore
+    templates: jinja2.Environment
+
+
+DASHBOARD = web.AppKey("dashboard", Dashboard)
+
+
+def dashboard_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        db = app[MONGO_DB]
+        dashboard = Dashboard(
+            sessions=SessionStore(db, lifetime=timedelta(hours=settings.dashboard_session_hours)),
+            lockouts=LockoutStore(
+                db,
+                max_failures=settings.dashboard_lockout_failures,
+                period=timedelta(minutes=settings.dashboard_lockout_minutes),
+            ),
+            webhook_keys=WebhookKeyStore(db, app[CIPHER]),
+            templates=template_environment(),
+        )
+        await dashboard.sessions.ensure_indexes()
+        await dashboard.lockouts.ensure_indexes()
+        app[DASHBOARD] = dashboard
+        yield
+
+    return ctx

@@ -1,0 +1,130 @@
+"""Connections: the list with search and filters, one connection's page (secrets hidden until
+revealed, each reveal an activity entry), and deletion with confirmation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from keyway_shared.service import MONGO_DB
+
+from ...resources import CATALOG, STORES
+from .. import api
+from ..activity import ActivityFilters, list_operations
+from ..catalog import CONNECT_KIND
+from ..pages import Page, page
+from ..queries import HEALTH_FILTERS, ConnectionFilters, list_connections, row_of
+
+__all__ = ["connection_page", "connections_page", "delete_confirm", "delete_connection", "reveal_credentials"]
+
+# Credential fields that describe rather than grant: shown without a reveal.
+_DESCRIPTIVE = {"type", "expires_at", "token_type", "scope", "scopes"}
+
+
+@page
+async def connections_page(page: Page) -> web.StreamResponse:
+    query = page.request.query
+    filters = ConnectionFilters(
+        q=query.get("q", "").strip()[:200],
+        integration=query.get("integration", ""),
+        auth_mode=query.get("auth_mode", ""),
+        health=query.get("health", "") if query.get("health", "") in HEALTH_FILTERS else "",
+    )
+    rows = await list_connections(page.app[MONGO_DB], page.env.name, filters)
+    integrations = await page.app[STORES].integrations.list(page.env.name)
+    return page.render(
+        "connections.html",
+        section="connections",
+        rows=rows,
+        filters=filters,
+        integrations=integrations,
+        auth_modes=sorted(CONNECT_KIND),
+        health_filters=HEALTH_FILTERS,
+    )
+
+
+def _not_found(page: Page) -> web.Response:
+    return page.render("message.html", status=404, title="Not found", text="There is no such connection here.")
+
+
+def _masked(credentials: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(name, shown value, is secret) for each credential field; secret values are not sent at all."""
+    out: list[tuple[str, str, bool]] = []
+    for name, value in sorted(credentials.items()):
+        if name in _DESCRIPTIVE:
+            out.append((name, str(value), False))
+        else:
+            out.append((name, "", True))
+    return out
+
+
+async def _connection_view(page: Page, *, revealed: bool) -> web.StreamResponse:
+    key, connection_id = page.request.match_info["key"], page.request.match_info["connection_id"]
+    doc = await page.app[MONGO_DB]["connections"].find_one(
+        {"environment": page.env.name, "provider_config_key": key, "connection_id": connection_id}
+    )
+    if doc is None:
+        return _not_found(page)
+    connection = page.app[STORES].connections.from_doc(doc)
+    row = row_of(doc)
+    if revealed:
+        await api.log_activity(
+            page.request,
+            page.env,
+            operation_type="admin:reveal_credentials",
+            message=f"Credentials revealed in the dashboard by {page.session.user}",
+            provider_config_key=key,
+            provider=connection.provider,
+            connection_id=connection_id,
+        )
+    operations, _ = await list_operations(
+        page.app[MONGO_DB], page.env.name, ActivityFilters(integration=key, connection=connection_id), limit=10
+    )
+    return page.render(
+        "connection.html",
+        section="connections",
+        connection=connection,
+        row=row,
+        doc=doc,
+        template=page.app[CATALOG].get(connection.provider),
+        credential_type=connection.credentials.get("type", connection.auth_mode),
+        credentials=_masked(connection.credentials),
+        revealed_credentials=connection.credentials if revealed else None,
+        operations=operations,
+    )
+
+
+@page
+async def connection_page(page: Page) -> web.StreamResponse:
+    return await _connection_view(page, revealed=False)
+
+
+@page
+async def reveal_credentials(page: Page) -> web.StreamResponse:
+    return await _connection_view(page, revealed=True)
+
+
+@page
+async def delete_confirm(page: Page) -> web.StreamResponse:
+    key, connection_id = page.request.match_info["key"], page.request.match_info["connection_id"]
+    return page.render(
+        "confirm.html",
+        section="connections",
+        title=f"Delete the connection {connection_id}?",
+        text=(
+            f"The credentials of {connection_id} ({key}) are deleted; the app must connect again to use it. "
+            "A connection.deleted event is sent. This cannot be undone."
+        ),
+        action=page.url("connections", key, connection_id, "delete"),
+        confirm_label="Delete connection",
+        cancel_url=page.url("connections", key, connection_id),
+    )
+
+
+@page
+async def delete_connection(page: Page) -> web.StreamResponse:
+    key, connection_id = page.request.match_info["key"], page.request.match_info["connection_id"]
+    if not await api.delete_connection(page.request, page.env, key, connection_id):
+        return _not_found(page)
+    return page.redirect("connections", notice="connection_deleted")

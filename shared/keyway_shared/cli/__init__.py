@@ -1,0 +1,1 @@
+"""The ``keyway`` operator command (``keyway keys rotate``, ``export``, ``import``, ``import-nango``)."""
