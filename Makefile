@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## list the verbs
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(UV):
 	@python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -27,14 +27,32 @@ up: install ## start the whole stack (embedded MongoDB unless MONGODB_URL is set
 tests/sdk/node_modules/.package-lock.json: tests/sdk/package-lock.json
 	@cd tests/sdk && npm ci --no-audit --no-fund --silent
 
+tests/deploy/node_modules/.package-lock.json: tests/deploy/package-lock.json
+	@cd tests/deploy && npm ci --no-audit --no-fund --silent
+
 .PHONY: test-deps
-test-deps: install tests/sdk/node_modules/.package-lock.json ## what the browser and SDK tests need: Chromium, the pinned npm SDKs
+test-deps: install tests/sdk/node_modules/.package-lock.json tests/deploy/node_modules/.package-lock.json ## what the browser, SDK and deploy tests need: Chromium, the pinned npm SDKs, kubectl, the Compose schema
 	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v kubectl >/dev/null || { echo "installing Debian's kubernetes-client (kubectl) for the deploy tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null; }
 
 .PHONY: test
 test: test-deps ## run the whole test suite against the real RabbitMQ and MongoDB-wire server
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+.PHONY: validate-deploy
+validate-deploy: install tests/deploy/node_modules/.package-lock.json ## check deploy/: kustomize render, Kubernetes schemas, checkov, the Compose schema, an image rehearsal
+	@command -v kubectl >/dev/null || { echo "installing Debian's kubernetes-client (kubectl)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null; }
+	@$(UV) run --frozen pytest -m deploy tests/deploy $(PYTEST_ARGS)
+
+.PHONY: compose-env
+compose-env: ## write deploy/.env for docker compose: a new encryption key and pinned dev keys (kept if present)
+	@if [ -f deploy/.env ]; then echo "deploy/.env exists; keeping it"; else \
+		python3 -c 'import base64, os, uuid; print("COMPOSE_PROJECT_NAME=keyway"); print("KEYWAY_ENCRYPTION_KEY=" + base64.b64encode(os.urandom(32)).decode()); print("KEYWAY_SECRET_KEY_DEV=" + str(uuid.uuid4())); print("KEYWAY_PUBLIC_KEY_DEV=" + str(uuid.uuid4()))' > deploy/.env; \
+		chmod 600 deploy/.env; echo "wrote deploy/.env (keep it: the encryption key opens every stored credential)"; fi
+	@grep -E '^KEYWAY_(SECRET|PUBLIC)_KEY_DEV=' deploy/.env | sed 's/^/  /'
 
 .PHONY: lint
 lint: install ## ruff and mypy --strict

@@ -31,6 +31,7 @@ import aiohttp
 import uvloop
 from common import (
     BENCH,
+    ROOT,
     ServiceProcess,
     amqp_url,
     check_rabbitmq,
@@ -99,6 +100,8 @@ def _gateway(mongo_url: str, amqp: str, port: int) -> Gateway:
         # The limiter stays in the path (its bookkeeping is part of a read) but never says 429:
         # the default (2400/min, Nango's) would turn this into a benchmark of rejections.
         "KEYWAY_RATE_LIMIT_PER_MINUTE": "1000000000",
+        # The catalog's posthog template checks each new key against posthog.com; benches stay on 127.0.0.1.
+        "KEYWAY_PROVIDERS_FILE": str(ROOT / "tests" / "support" / "providers.test.yaml"),
     }
     return Gateway(database=database, namespace=namespace, secret_key=secret_key, public_key=public_key, env=env)
 

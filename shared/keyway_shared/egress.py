@@ -107,9 +107,23 @@ def guarded_session(
         if reason is not None:
             raise EgressRefusedError(reason)
 
+    async def vet_redirect_target(_session: aiohttp.ClientSession, _ctx: SimpleNamespace, params: Any) -> None:
+        # aiohttp reports the URL that was redirected, not where to, and starts no new request for
+        # the next hop: judge the Location here (a name there still meets the guarded resolver).
+        location = params.response.headers.get("Location") or params.response.headers.get("URI")
+        if not location:
+            return
+        try:
+            target = params.url.join(type(params.url)(location))  # a yarl URL, as aiohttp gives
+        except ValueError:
+            return  # aiohttp refuses it too
+        reason = refusal_for_host(target.host or "", allow)
+        if reason is not None:
+            raise EgressRefusedError(f"redirect refused: {reason}")
+
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(vet_literal_host)
-    trace.on_request_redirect.append(vet_literal_host)
+    trace.on_request_redirect.append(vet_redirect_target)
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(allow, inner=resolver), limit=limit, ttl_dns_cache=60)
     return aiohttp.ClientSession(
         connector=connector,

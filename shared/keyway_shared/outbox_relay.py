@@ -1,7 +1,8 @@
 """Moves events from the outbox to RabbitMQ: at once after each write, and by sweeping stale rows.
 
 Any service that writes outbox rows hands them to ``publish_soon`` right after its transaction
-commits and carries on; the rows are deleted once the broker confirmed. If the publish fails
+commits and carries on; the rows are deleted once the broker confirmed (the rows that gathered
+while a publish was under way go out together, with one delete). If the publish fails
 (broker down), the rows stay in MongoDB and the sweep loop of any replica publishes them once the
 broker is back (consumers skip the rare duplicate by event id).
 
@@ -63,17 +64,35 @@ class OutboxRelay:
         self._sweep_lease = timedelta(seconds=sweep_lease)
         self._owner = owner
         self._tasks: set[asyncio.Task[int]] = set()
+        self._buffer: list[OutboxRow] = []
+        self._publishing = 0
+        self._flusher: asyncio.Task[int] | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:
-        """Publishes started by ``publish_soon`` and not finished yet."""
-        return len(self._tasks)
+        """Rows handed to ``publish_soon`` and not published (or given back) yet."""
+        return len(self._buffer) + self._publishing
 
     def publish_soon(self, rows: list[OutboxRow]) -> None:
-        task = asyncio.create_task(self._publish(rows, path="direct"))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Queue the rows; one flusher publishes them in order and deletes each flush's rows in one
+        round trip, so under load many refreshes share a delete instead of paying one each."""
+        self._buffer.extend(rows)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+            self._tasks.add(self._flusher)
+            self._flusher.add_done_callback(self._tasks.discard)
+
+    async def _flush(self) -> int:
+        published = 0
+        while self._buffer:
+            rows, self._buffer = self._buffer, []
+            self._publishing = len(rows)
+            try:
+                published += await self._publish(rows, path="direct")
+            finally:
+                self._publishing = 0
+        return published
 
     async def _publish(self, rows: list[OutboxRow], *, path: str) -> int:
         publisher = self._broker.publisher

@@ -95,7 +95,8 @@ async def seed(
         )
         pending = await envs.start_rotation(name, "secret")
         env = await envs.get(name)
-        assert env is not None and env.pending_secret_key == pending
+        assert env is not None
+        assert env.pending_secret_key == pending
         seeded.environments[name] = {
             "public_key": env.public_key,
             "secret_key": env.secret_key,

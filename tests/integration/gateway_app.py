@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from auth_gateway.app import create_app
 from auth_gateway.settings import GatewaySettings
 
+from ..support.catalog import providers_file
 from ..support.procs import free_port
 
 
@@ -38,6 +39,7 @@ async def running_gateway(
     secret_key, public_key = str(uuid.uuid4()), str(uuid.uuid4())
     port = free_port()
     extra.setdefault("public_url", f"http://127.0.0.1:{port}")
+    extra["providers_file"] = providers_file(extra.get("providers_file"))  # type: ignore[arg-type]
     settings = GatewaySettings(
         mongodb_url=mongo_url,
         mongodb_database=db_name,

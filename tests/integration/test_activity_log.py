@@ -19,7 +19,7 @@ from activity_log.entries import entry_for
 from activity_log.read import get_operation, list_operations
 from activity_log.settings import ActivityLogSettings
 from activity_log.writer import ActivityWriter
-from keyway_shared.bus import EventPublisher
+from keyway_shared.bus import EventPublisher, declare_topology
 from keyway_shared.events import (
     ActivityMessage,
     AuthFailed,
@@ -63,6 +63,11 @@ def settings(mongo_url: str, db_name: str, amqp_url: str, namespace: str, encryp
 
 @pytest.fixture
 async def publisher(amqp: aio_pika.abc.AbstractRobustConnection, namespace: str) -> Any:
+    # The queues exist before anything is published, as the gateway declares them in production:
+    # the service's broker link reports ready before its consumer has declared its own queue.
+    channel = await amqp.channel()
+    await declare_topology(channel, namespace=namespace, queue_type="classic")
+    await channel.close()
     pub = EventPublisher(amqp, exchange_name=f"{namespace}.events")
     yield pub
     await pub.close()
@@ -289,6 +294,7 @@ async def test_every_arrival_order_and_batching_converges(db: Any) -> None:
         doc = await db["activity_operations"].find_one({"_id": "OP"})
         assert doc is not None
         doc.pop("_id")
+        doc["keys"] = sorted(doc["keys"])  # a set: the order it was added in does not matter
         seen.add(tuple(sorted((k, str(v)) for k, v in doc.items())))
         assert await db["activity_messages"].count_documents({"operation_id": "OP"}) == 4
     assert len(seen) == 1

@@ -74,7 +74,8 @@ async def _assert_everything_reads_with_only(
         assert conn is not None, cid
         assert conn.credentials == credentials, cid
     session, state = await OAuthSessionStore(db, only_new).take(seeded.oauth_session_id)
-    assert state == "ok" and session is not None
+    assert state == "ok"
+    assert session is not None
     assert session.secrets == {"code_verifier": "verifier-0123456789"}
 
 
@@ -145,7 +146,8 @@ async def test_rotation_under_load_loses_nothing(
         while not stop.is_set():
             env_name, pck, cid = random.choice(keys)
             conn = await store.get(env_name, pck, cid)  # raises if a ciphertext were ever unreadable
-            assert conn is not None and conn.credentials["type"] == "OAUTH2"
+            assert conn is not None
+            assert conn.credentials["type"] == "OAUTH2"
             work["read"] += 1
             await asyncio.sleep(0)
 
@@ -164,7 +166,8 @@ async def test_rotation_under_load_loses_nothing(
     assert usage.not_current() == 0, usage
     assert {kid for counts in usage.collections.values() for kid in counts} == {during.current_key_id}
     await _assert_everything_reads_with_only(new_key, mongo_client, db, seeded, latest)
-    assert "re-encrypted" in out.getvalue() and "done: every stored secret uses key" in out.getvalue()
+    assert "re-encrypted" in out.getvalue()
+    assert "done: every stored secret uses key" in out.getvalue()
 
 
 async def test_a_write_underneath_is_read_again_not_overwritten(
@@ -183,7 +186,8 @@ async def test_a_write_underneath_is_read_again_not_overwritten(
     assert await rotator.rotate_document(CONNECTIONS, read) == "rotated"
     assert rotator.retries == 1
     conn = await ConnectionStore(mongo_client, db, CredentialCipher(current_key=new_key)).get("dev", "github", "user-1")
-    assert conn is not None and conn.credentials["access_token"] == "gho_second"
+    assert conn is not None
+    assert conn.credentials["access_token"] == "gho_second"
 
 
 async def test_a_leased_connection_waits_for_its_refresh(
@@ -220,7 +224,8 @@ async def test_a_leased_connection_waits_for_its_refresh(
     assert await rotator.run(max_wait=5) == 0
     only_new = ConnectionStore(mongo_client, db, CredentialCipher(current_key=new_key))
     got = await only_new.get("dev", "github", "user-1")
-    assert got is not None and got.credentials["access_token"] == "gho_after"
+    assert got is not None
+    assert got.credentials["access_token"] == "gho_after"
 
 
 async def test_rotation_resumes_and_status_reports_per_key(
@@ -258,7 +263,8 @@ async def test_rotation_resumes_and_status_reports_per_key(
     assert report["not_current"] == 0
     assert set(report["collections"]) == {spec.name for spec in ENCRYPTED_COLLECTIONS}
     assert report["collections"]["connections"] == {during.current_key_id: 30}
-    assert report["collections"]["environments"] == {during.current_key_id: 6}  # secret, HMAC, pending × 2
+    # secret, HMAC and pending secret key, for each of the two environments
+    assert report["collections"]["environments"] == {during.current_key_id: 6}
 
 
 async def test_refuses_when_a_key_in_use_is_not_configured(
@@ -273,7 +279,8 @@ async def test_refuses_when_a_key_in_use_is_not_configured(
     before = [doc async for doc in db["connections"].find({}).sort("_id", 1)]
     out = io.StringIO()
     assert await run_cli(["keys", "rotate"], settings_for(mongo_url, db_name, new_key), out=out) == 2
-    assert "not configured" in out.getvalue() and "KEYWAY_ENCRYPTION_KEYS_OLD" in out.getvalue()
+    assert "not configured" in out.getvalue()
+    assert "KEYWAY_ENCRYPTION_KEYS_OLD" in out.getvalue()
     assert [doc async for doc in db["connections"].find({}).sort("_id", 1)] == before
     with pytest.raises(DecryptionError):
         CredentialCipher(current_key=new_key).decrypt(before[0]["credentials_enc"])

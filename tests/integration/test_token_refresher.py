@@ -40,6 +40,7 @@ def settings(mongo_url: str, db_name: str, amqp_url: str, namespace: str, encryp
         bus_namespace=namespace,
         encryption_key=encryption_key,
         queue_type="classic",
+        refresh_loop=False,  # the scheduler alone: nothing may refresh these connections meanwhile
     )
 
 

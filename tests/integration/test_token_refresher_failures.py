@@ -148,15 +148,14 @@ async def test_four_failing_days_exhaust_the_connection(world: World) -> None:
 async def test_transient_failures_back_off_honouring_retry_after(world: World) -> None:
     world.provider.token_mode = "rate_limited"
     world.provider.retry_after = 120
-    await world.import_connection("busy", expires_in=600)
+    await world.import_connection("busy", expires_in=4)  # due in 2 s
     before = await world.doc("busy")
-    await make_due(world, "busy")
 
     async def backed_off() -> dict[str, Any] | None:
         doc = await world.doc("busy")
         return doc if doc.get("refresh_attempt") == 1 else None
 
-    doc = await eventually(backed_off, timeout=10, what="the 429 to be recorded")
+    doc = await eventually(backed_off, timeout=15, what="the 429 to be recorded")
     assert timedelta(seconds=110) < doc["refresh_due_at"] - utcnow() <= timedelta(seconds=120)  # Retry-After won
     assert doc["refresh_failed"] is False
     assert doc["refresh_error"]["type"] == "token_provider_unavailable"
@@ -189,12 +188,11 @@ async def test_bad_data_is_parked_with_a_reason_and_the_loop_goes_on(world: Worl
     await activity(world, "no-url", "failed")
 
     # Undecryptable credentials: another connection's ciphertext (bound to that connection) pasted in.
-    await world.import_connection("garbled", expires_in=600)
     await world.import_connection("donor", expires_in=600)
+    await world.import_connection("garbled", expires_in=4)  # due in 2 s
     donor = await world.doc("donor")
     await world.db["connections"].update_one(
-        {"connection_id": "garbled"},
-        {"$set": {"credentials_enc": donor["credentials_enc"], "refresh_due_at": utcnow() - timedelta(seconds=1)}},
+        {"connection_id": "garbled"}, {"$set": {"credentials_enc": donor["credentials_enc"]}}
     )
 
     async def parked() -> dict[str, Any] | None:

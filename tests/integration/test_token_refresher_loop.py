@@ -52,6 +52,7 @@ class RefreshProvider(OAuthProvider):
     retry_after: int = 120
     refreshes: list[tuple[str, float]] = field(default_factory=list)  # (grant id, when) per success
     dropped: int = 0  # requests whose client hung up during the delay (never acted on)
+    delayed: int = 0  # requests waiting out the delay right now
 
     def mint(self) -> tuple[str, str]:
         """A new grant: its access token (living ``token_lifetime``) and refresh token."""
@@ -78,7 +79,11 @@ class RefreshProvider(OAuthProvider):
                 {"error": "rate_limited"}, status=429, headers={"Retry-After": str(self.retry_after)}
             )
         if self.delay:
-            await asyncio.sleep(self.delay)
+            self.delayed += 1
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.delayed -= 1
             if request.transport is None or request.transport.is_closing():
                 self.dropped += 1  # the caller died meanwhile: act as if it never arrived
                 return web.Response(status=499)

@@ -1,4 +1,4 @@
-"""A webhook receiver on 127.0.0.1 that answers from a script: statuses, ``Retry-After``, silence.
+"""A webhook receiver on 127.0.0.1 that answers from a script: statuses, ``Retry-After``, redirects, silence.
 
 ``replies`` is consumed one per request; when it runs out, ``status`` answers. A reply of ``HANG``
 never answers (the sender's timeout ends it). Each request is kept with the time it arrived.
@@ -24,6 +24,7 @@ HANG = -1
 class Reply:
     status: int
     retry_after: str | None = None
+    location: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,17 @@ class ScriptedReceiver:
         return [a.request for a in self.arrivals]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.arrivals.append(Arrival(Received(request.path, dict(request.headers), await request.read()), time.monotonic()))
+        self.arrivals.append(
+            Arrival(Received(request.path, dict(request.headers), await request.read()), time.monotonic())
+        )
         reply = self.replies.pop(0) if self.replies else self.status
         if isinstance(reply, int):
             reply = Reply(reply)
         if reply.status == HANG:
             await asyncio.sleep(3600)
         headers = {"Retry-After": reply.retry_after} if reply.retry_after is not None else {}
+        if reply.location is not None:
+            headers["Location"] = reply.location
         return web.Response(status=reply.status, text=f"answered {reply.status}", headers=headers)
 
     async def start(self) -> ScriptedReceiver:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .catalog import providers_file
 from .procs import ServiceProcess, free_port
 
 PACKAGES = {
@@ -47,7 +48,9 @@ class Stack:
             "KEYWAY_OUTBOX_STALE_SECONDS": "1",
             "KEYWAY_SHUTDOWN_GRACE_SECONDS": "10",
         }
-        return {**base, **self.extra_env, **overrides}
+        merged = {**base, **self.extra_env, **overrides}
+        merged["KEYWAY_PROVIDERS_FILE"] = providers_file(merged.get("KEYWAY_PROVIDERS_FILE"))
+        return merged
 
     def start(self, package: str, **overrides: str) -> ServiceProcess:
         port = free_port()

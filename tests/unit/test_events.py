@@ -24,7 +24,9 @@ from keyway_shared.events import (
     TokenRefreshed,
     TokenRefreshFailed,
     WebhookDelivered,
+    WebhookEndpointDisabled,
     WebhookFailed,
+    WebhookReplayRequested,
     decode_event,
     encode_event,
     make_event,
@@ -59,6 +61,11 @@ SAMPLES: dict[str, EventData] = {
         attempt=2,
         error=ErrorInfo(type="http_status", description="503"),
         final=False,
+        next_attempt_at=EXPIRY,
+    ),
+    "webhook.replay_requested": WebhookReplayRequested(since=EXPIRY),
+    "webhook.endpoint_disabled": WebhookEndpointDisabled(
+        url="https://app.example/hook", reason="failing", failing_since=EXPIRY, delivery_id="d-1"
     ),
     "activity.message": ActivityMessage(
         operation_id="op-1",

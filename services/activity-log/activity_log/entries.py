@@ -3,15 +3,19 @@
 One operation per logical action (a connect attempt, a refresh, a webhook delivery, an admin
 change) holds the state; one message per event tells the step. The operation id is the event's
 ``operation_id`` when the producer gave one (so the steps of one connect attempt nest together),
-else the event id (a one-event operation).
+else the event id (a one-event operation). Everything a person may read later (text, URL, body,
+meta, error) is redacted here once more, whatever the producer did.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from keyway_shared.activity import body_excerpt, redacted_text, redacted_url, words
 from keyway_shared.events import (
     ActivityMessage,
     AuthFailed,
@@ -25,9 +29,13 @@ from keyway_shared.events import (
 )
 from keyway_shared.logging import redact
 
-__all__ = ["TERMINAL_STATES", "Entry", "entry_for"]
+__all__ = ["DEFAULT_DEADLINES", "TERMINAL_STATES", "Entry", "entry_for"]
 
 TERMINAL_STATES = frozenset({"success", "failed", "timeout"})
+# Operations that end as ``timeout`` when nothing finishes them: a connect attempt whose callback
+# never came (Nango gives auth operations the same 5 minutes).
+DEFAULT_DEADLINES: Mapping[str, timedelta] = {"auth:create_connection": timedelta(minutes=5)}
+_MAX_META_BYTES = 8192
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +53,8 @@ class Entry:
     connection_id: str | None
     at: datetime  # the event's time, not the time we stored it: order by when things happened
     expires_at: datetime
+    timeout_at: datetime | None  # when a still unfinished operation becomes ``timeout``
+    words: tuple[str, ...]  # what free-text search finds the operation by
     message: dict[str, Any]
 
 
@@ -147,40 +157,67 @@ def _optional_str(data: Any, name: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def entry_for(event: CloudEvent[Any], *, retention: timedelta) -> Entry:
+def _request(request: dict[str, Any]) -> dict[str, Any]:
+    cleaned = redact({k: v for k, v in request.items() if k not in {"url", "body"}})
+    if "url" in request:
+        cleaned["url"] = redacted_url(str(request["url"]))
+    body = body_excerpt(request.get("body"))
+    if body is not None:
+        cleaned["body"] = body
+    return dict(cleaned)
+
+
+def _meta(meta: dict[str, Any]) -> dict[str, Any]:
+    cleaned = redact(meta)
+    text = json.dumps(cleaned, default=str)
+    if len(text.encode()) > _MAX_META_BYTES:
+        return {"truncated": body_excerpt(text)}
+    return dict(cleaned)
+
+
+def entry_for(
+    event: CloudEvent[Any], *, retention: timedelta, deadlines: Mapping[str, timedelta] = DEFAULT_DEADLINES
+) -> Entry:
     told = _tell(event)
     data = event.data
     operation_id = _optional_str(data, "operation_id") or event.id
     expires_at = event.time + retention
     # A domain event's payload is its own story (events carry no secrets by design).
     meta = data.meta if isinstance(data, ActivityMessage) else data.model_dump(mode="json", exclude_none=True)
+    text = redacted_text(told.text)
+    error = told.error.model_dump(mode="json") if told.error else None
+    if error is not None:
+        error = {k: redacted_text(str(v)) for k, v in error.items()}
     message: dict[str, Any] = {
         "_id": event.id,  # a redelivered event is a duplicate key, so it is stored once
         "operation_id": operation_id,
         "level": told.level,
-        "message": told.text,
+        "message": text,
         "created_at": event.time,
         "event_type": event.type,
         "source": event.source,
         "environment": event.environment,
         "expires_at": expires_at,
     }
-    # Redacted again here: the log must never become the place a leaked secret is kept.
     if told.request:
-        message["request"] = redact(told.request)
+        message["request"] = _request(told.request)
     if meta:
-        message["meta"] = redact(meta)
+        message["meta"] = _meta(meta)
+    deadline = deadlines.get(told.operation_type)
+    url = message.get("request", {}).get("url")
     return Entry(
         event_id=event.id,
         operation_id=operation_id,
         operation_type=told.operation_type,
         state=told.state,
-        error=told.error.model_dump(mode="json") if told.error else None,
+        error=error,
         environment=event.environment,
         provider_config_key=_optional_str(data, "provider_config_key"),
         provider=_optional_str(data, "provider"),
         connection_id=_optional_str(data, "connection_id"),
         at=event.time,
         expires_at=expires_at,
+        timeout_at=event.time + deadline if deadline is not None else None,
+        words=tuple(words(text, url, error["type"] if error else None)),
         message=message,
     )

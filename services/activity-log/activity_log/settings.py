@@ -1,4 +1,4 @@
-"""The activity-log service's settings: the shared ones plus its port, retention and batching."""
+"""The activity-log service's settings: the shared ones plus its port, retention, batching and timeouts."""
 
 from __future__ import annotations
 
@@ -26,6 +26,24 @@ class ActivityLogSettings(BaseServiceSettings):
         ge=1,
         description="entries written per round trip at most; also the consumer's prefetch",
         validation_alias=AliasChoices("KEYWAY_ACTIVITY_BATCH_SIZE", "batch_size"),
+    )
+    batches_in_flight: int = Field(
+        default=2,
+        ge=1,
+        description="batches held at once (prefetch = batch size x this): one fills while one is written",
+        validation_alias=AliasChoices("KEYWAY_ACTIVITY_BATCHES_IN_FLIGHT", "batches_in_flight"),
+    )
+    connect_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="a connect attempt still waiting or running this long after it started ends as 'timeout'",
+        validation_alias=AliasChoices("KEYWAY_ACTIVITY_CONNECT_TIMEOUT_SECONDS", "connect_timeout_seconds"),
+    )
+    timeout_sweep_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="how often unfinished operations past their deadline are looked for",
+        validation_alias=AliasChoices("KEYWAY_ACTIVITY_TIMEOUT_SWEEP_SECONDS", "timeout_sweep_seconds"),
     )
     batch_delay_ms: float = Field(
         default=50.0,

@@ -18,6 +18,7 @@ def main() -> None:
         port=settings.port,
         shutdown_timeout=settings.shutdown_grace_seconds,
         reuse_port=settings.reuse_port,
+        extra_ports=[settings.admin_port] if settings.admin_port is not None else [],
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from keyway_shared.bus import declare_topology
 from keyway_shared.service import (
@@ -20,13 +21,15 @@ from .dashboard.resources import dashboard_context
 from .env_cache import env_cache_context
 from .errors import error_middleware
 from .fetch_recorder import fetch_recorder_context
+from .listeners import listener_middleware
 from .metrics import metrics_middleware
 from .openapi import openapi_json
 from .outbox_relay import relay_context
 from .proxy.session import proxy_http_context
 from .ratelimit import RATE_LIMITER, RateLimiter, rate_headers_middleware
 from .resources import SETTINGS, http_client_context, refresh_context, stores_context
-from .routes import add_routes
+from .revocation_jobs import revocation_jobs_context
+from .routes import ROUTES, add_routes
 from .settings import GatewaySettings
 from .ws import ws_context
 
@@ -37,7 +40,9 @@ SERVICE = "auth-gateway"
 
 def create_app(settings: GatewaySettings) -> web.Application:
     # Outermost first: metrics see every answer; CORS and rate-limit headers go on errors too.
-    middlewares = [metrics_middleware, cors_middleware, rate_headers_middleware, error_middleware]
+    middlewares: list[Middleware] = [metrics_middleware, cors_middleware, rate_headers_middleware, error_middleware]
+    if settings.admin_port is not None:  # inside the error middleware: a wrong-side route is a plain 404
+        middlewares.append(listener_middleware(ROUTES, admin_port=settings.admin_port))
     app = web.Application(middlewares=middlewares, client_max_size=75 * 1024 * 1024)  # Nango's body limit
     app[SETTINGS] = settings
     app[RATE_LIMITER] = RateLimiter(limit=settings.rate_limit_per_minute)
@@ -56,6 +61,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
             relay_context(settings),
             refresh_context(settings),
             fetch_recorder_context(),
+            revocation_jobs_context(),
         ]
     )
 

@@ -36,6 +36,7 @@ class ConnectSession:
     end_user: dict[str, Any]
     organization: dict[str, Any] | None = None
     allowed_integrations: list[str] | None = None
+    return_url: str | None = None  # set for a connect link: the flow ends by redirecting there
     expires_at: datetime
     created_at: datetime = field(default_factory=utcnow)
 
@@ -56,6 +57,7 @@ class ConnectSessionStore:
                 "end_user": session.end_user,
                 "organization": session.organization,
                 "allowed_integrations": session.allowed_integrations,
+                "return_url": session.return_url,
                 "created_at": session.created_at,
                 "expires_at": session.expires_at,
                 "used_at": None,
@@ -75,6 +77,7 @@ class ConnectSessionStore:
             end_user=doc.get("end_user") or {},
             organization=doc.get("organization"),
             allowed_integrations=doc.get("allowed_integrations"),
+            return_url=doc.get("return_url"),
             expires_at=doc["expires_at"],
             created_at=doc["created_at"],
         )

@@ -12,6 +12,12 @@ __all__ = ["GatewaySettings"]
 class GatewaySettings(BaseServiceSettings):
     host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("KEYWAY_HOST", "host"))  # noqa: S104 - a server
     port: int = Field(default=3003, validation_alias=AliasChoices("KEYWAY_GATEWAY_PORT", "port"))
+    admin_port: int | None = Field(
+        default=None,
+        description="when set, the secret-key API, /openapi.json and the dashboard answer only here; "
+        "the gateway port keeps the public routes (connect, callbacks, WebSocket)",
+        validation_alias=AliasChoices("KEYWAY_ADMIN_PORT", "admin_port"),
+    )
     public_url: str = Field(
         default="http://127.0.0.1:3003",
         description="where browsers and providers reach the gateway; the default callback is its /oauth/callback",

@@ -98,7 +98,8 @@ def refresher_context(settings: RefresherSettings) -> Callable[[web.Application]
         )
         app[REFRESHER] = Refresher(service=service, loop=loop, relay=relay)
         relay.start()
-        loop.start()
+        if settings.refresh_loop:
+            loop.start()
         try:
             yield
         finally:

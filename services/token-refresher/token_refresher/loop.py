@@ -1,11 +1,14 @@
 """The refresh loop: find due connections and refresh them, a bounded number at a time, on any replica.
 
-Each round reads a small batch of due candidate ids (soonest first, one query on the ``refresh_due``
-index) and hands each to :meth:`RefreshService.refresh_due`, which claims it with a conditional
-update on ``_id`` (infra-notes: candidates first, then compare-and-set; never a sorted
-``find_one_and_update``, which collapses on the embedded server). A replica shuffles its batch, so
-replicas reading the same batch mostly try different ids first. Losing a claim is normal: the
-winner moved the due time forward, and the id drops out of everyone's next batch.
+Each round takes as many due candidates as it has free slots (soonest first, from the due index
+through :class:`~.scan.DueScanner`) and hands each to :meth:`RefreshService.refresh_due`, which
+claims it with a conditional update on ``_id`` (infra-notes: candidates first, then compare-and-set;
+never a sorted ``find_one_and_update``, which collapses on the embedded server). A round reads
+four times the candidates it starts and picks at random among them, so replicas reading the same
+window mostly try different ids (a lost claim costs the database a write; a candidate read, a
+fraction of one). Losing a claim is normal: the winner moved the due time forward, and the
+id drops out of everyone's next window. A round starts only when at least a quarter of the slots
+are free, so a busy replica queries the index once per several refreshes, not once per refresh.
 
 When nothing is due the loop sleeps until the next due time (capped), or until woken: by a
 ``connection.*`` event due earlier than that, or by one of its own refreshes finishing while due
@@ -29,9 +32,10 @@ from pymongo.errors import PyMongoError
 from keyway_shared.events import utcnow
 from keyway_shared.logging import get_logger
 from keyway_shared.refresh.service import DueOutcome
-from keyway_shared.store import RefreshStateStore
 
-__all__ = ["IN_FLIGHT", "LAG", "REFRESHES", "RefreshLoop", "idle_delay"]
+from .scan import DueIndex, DueScanner
+
+__all__ = ["IN_FLIGHT", "LAG", "REFRESHES", "DueIndex", "RefreshLoop", "idle_delay"]
 
 log = get_logger(__name__)
 
@@ -77,7 +81,7 @@ class RefreshLoop:
     def __init__(
         self,
         *,
-        state: RefreshStateStore,
+        state: DueIndex,
         refresh: Refresh,
         concurrency: int,
         batch: int,
@@ -91,7 +95,10 @@ class RefreshLoop:
         self._max_sleep = max_sleep
         self._skip_seconds = skip_seconds
         self._clock = clock
-        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._low_water = max(1, concurrency // 4)
+        self._scanner = DueScanner(state)
+        self._progress = asyncio.Event()  # set whenever a refresh finishes
         self._inflight: dict[Any, asyncio.Task[None]] = {}
         self._skipped: dict[Any, float] = {}  # id -> monotonic time until which it is not tried again
         self._wake = asyncio.Event()
@@ -99,14 +106,19 @@ class RefreshLoop:
         self._blocked = False
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self.rounds = 0  # due-index queries made (tests and the benchmark read it)
+        self.rounds = 0  # rounds that looked at the due index (tests and the benchmark read it)
 
     @property
     def in_flight(self) -> int:
         return len(self._inflight)
 
+    @property
+    def queries(self) -> int:
+        return self._scanner.queries
+
     def wake(self, due: datetime) -> None:
         """Something is due at ``due``: look again now if the loop sleeps past it."""
+        self._scanner.rewind(due)
         if self._sleeping_until is None or due < self._sleeping_until:
             self._wake.set()
 
@@ -138,10 +150,15 @@ class RefreshLoop:
     async def _run(self) -> None:
         failures = 0
         while not self._stopping:
+            free = self._concurrency - len(self._inflight)
+            if free < self._low_water:
+                self._progress.clear()
+                await self._progress.wait()  # busy: let a few refreshes finish before looking again
+                continue
             self._wake.clear()  # before looking, so a wake-up during the look is not lost
             self._blocked = False
             try:
-                started, blocked = await self._dispatch_once()
+                started, blocked = await self._dispatch_once(min(free, self._batch))
                 failures = 0
                 if started:
                     continue  # more may be due already: look again at once
@@ -153,23 +170,18 @@ class RefreshLoop:
                 log.warning("cannot read the due connections", error=exc.__class__.__name__, retry_in=delay)
             await self._sleep(delay)
 
-    async def _dispatch_once(self) -> tuple[int, bool]:
-        """Start a refresh for every due candidate this replica may try; (how many, any held back)."""
+    async def _dispatch_once(self, want: int) -> tuple[int, bool]:
+        """Start up to ``want`` refreshes of due candidates; (how many, whether any were held back)."""
         self.rounds += 1
-        batch = await self._state.due_batch(now=self._clock(), limit=self._batch)
+        batch = await self._scanner.next_batch(now=self._clock(), limit=4 * want)
         mono = time.monotonic()
         self._skipped = {doc_id: until for doc_id, until in self._skipped.items() if until > mono}
         fresh = [(doc_id, due) for doc_id, due in batch if doc_id not in self._inflight and doc_id not in self._skipped]
-        random.shuffle(fresh)
-        started = 0
-        for doc_id, due in fresh:
-            await self._slots.acquire()
+        for doc_id, due in random.sample(fresh, min(want, len(fresh))):
             if self._stopping:
-                self._slots.release()
                 break
             self._start(doc_id, due)
-            started += 1
-        return started, len(fresh) < len(batch)
+        return min(want, len(fresh)), len(fresh) < len(batch)
 
     async def _idle_delay(self, *, blocked: bool) -> float:
         now = self._clock()
@@ -202,8 +214,8 @@ class RefreshLoop:
 
         def done(_task: asyncio.Task[None]) -> None:
             self._inflight.pop(doc_id, None)
-            self._slots.release()
             IN_FLIGHT.dec()
+            self._progress.set()
             if self._blocked:
                 self._wake.set()  # due work was waiting for this one
 

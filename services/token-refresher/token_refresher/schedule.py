@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyway_shared.bus import MessageContext
-from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionUpdated
+from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionUpdated, utcnow
 from keyway_shared.logging import get_logger
 from keyway_shared.refresh.policy import refresh_due_at
 from keyway_shared.store import Database
@@ -34,6 +34,7 @@ _FIELDS = {
     "provider": 1,
     "refresh_attempt": 1,
     "refresh_due_at": 1,
+    "refresh_lease_until": 1,
 }
 
 
@@ -63,8 +64,10 @@ class RefreshScheduler:
             log.info("connection no longer exists; nothing to schedule")
             return
         attempt = int(doc.get("refresh_attempt") or 0)
-        if attempt > 0:
-            # A failure set this schedule (backoff, a daily retry, or none once exhausted): keep it.
+        lease_until: datetime | None = doc.get("refresh_lease_until")
+        if attempt > 0 or (lease_until is not None and lease_until > utcnow()):
+            # A failure set this schedule (backoff, a daily retry, or none once exhausted), or a
+            # refresh holds the connection and writes the next one: keep it.
             self._wake_for(doc.get("refresh_due_at"))
             return
         expires_at: datetime | None = doc.get("credentials_expires_at")
@@ -76,7 +79,7 @@ class RefreshScheduler:
             issued_at: datetime = doc.get("updated_at") or event.time
             due = refresh_due_at(expires_at, issued_at=issued_at, margin=self._margin_for(doc["provider"]))
             update = {"$set": {"refresh_due_at": due}}
-        if due != doc.get("refresh_due_at"):
+        if not _same(due, doc.get("refresh_due_at")):
             # By _id: the embedded server scans the collection for the connection key plus conditions.
             condition = {"credentials_expires_at": expires_at, "refresh_attempt": doc.get("refresh_attempt")}
             result = await self._connections.update_one({"_id": doc["_id"]} | condition, update)
@@ -89,3 +92,10 @@ class RefreshScheduler:
     def _wake_for(self, due: datetime | None) -> None:
         if due is not None:
             self._wake(due)
+
+
+def _same(due: datetime | None, stored: datetime | None) -> bool:
+    """Equal as stored: MongoDB keeps milliseconds, and a due time a second off is not worth a write."""
+    if due is None or stored is None:
+        return due is stored
+    return abs((due - stored).total_seconds()) < 1.0

@@ -20,6 +20,11 @@ class RefresherSettings(BaseServiceSettings):
     port: int = Field(
         default=3030, ge=1, le=65535, validation_alias=AliasChoices("KEYWAY_TOKEN_REFRESHER_PORT", "port")
     )
+    refresh_loop: bool = Field(
+        default=True,
+        description="run the refresh loop; off, the replica only keeps due times current",
+        validation_alias=AliasChoices("KEYWAY_REFRESH_LOOP", "refresh_loop"),
+    )
     refresh_concurrency: int = Field(
         default=32,
         ge=1,
@@ -31,7 +36,7 @@ class RefresherSettings(BaseServiceSettings):
         default=64,
         ge=1,
         le=1000,
-        description="due connections read per query (claimed one by one afterwards)",
+        description="most refreshes one round starts (it reads four times as many candidates to pick from)",
         validation_alias=AliasChoices("KEYWAY_REFRESH_BATCH", "refresh_batch"),
     )
     refresh_lease_seconds: float = Field(

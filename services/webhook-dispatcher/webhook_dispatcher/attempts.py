@@ -95,6 +95,14 @@ class Attempter:
 
     async def attempt(self, delivery: WebhookDelivery, *, environment: str, number: int, resumed: bool) -> Outcome:
         """Make attempt ``number`` of ``delivery``. Raises PyMongoError only before anything was sent."""
+        snapshot = await self._environments.get(environment)
+        settings = snapshot.environment.webhooks if snapshot is not None else None
+        target = None
+        if settings is not None:
+            target = settings.primary_url if delivery.slot == "primary" else settings.secondary_url
+        if target and target != delivery.url:
+            # The endpoint's URL changed since the delivery was made (a typo fixed): follow it.
+            delivery = delivery.model_copy(update={"url": target})
         record = delivery.model_dump() | {"environment": environment, "attempt": number}
         claim = await self._log.claim(record, lease=self._limits.lease)
         if not claim.fresh:
@@ -102,9 +110,8 @@ class Attempter:
             if resumption is not None:
                 ATTEMPTS.labels(result="skipped").inc()
                 return resumption
-        snapshot = await self._environments.get(environment)
-        if snapshot is None or delivery.url not in snapshot.environment.webhooks.urls():
-            error = ErrorInfo(type="endpoint_removed", description="the URL is no longer in the webhook settings")
+        if snapshot is None or not target:
+            error = ErrorInfo(type="endpoint_removed", description=f"no {delivery.slot} URL in the webhook settings")
             return await self._drop(claim.key, delivery, environment, number, error)
         endpoint = await self._endpoints.get(environment, delivery.url)
         if endpoint.disabled:

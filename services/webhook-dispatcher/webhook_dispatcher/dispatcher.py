@@ -121,7 +121,7 @@ class Sender:
 def _delivery(
     event: CloudEvent[Any], webhook: AuthWebhook, slot: Literal["primary", "secondary"], url: str, body: str
 ) -> WebhookDelivery:
-    delivery = delivery_id(event.id, url)
+    delivery = delivery_id(event.id, slot)
     data = event.data
     return WebhookDelivery(
         delivery_id=delivery,

@@ -1,4 +1,5 @@
-"""One delivery (an event's webhook to one URL) as a message on the dispatcher's own ``send`` queue.
+"""One delivery (an event's webhook to one endpoint, primary or secondary) as a message on the
+dispatcher's own ``send`` queue.
 
 A command, not an event: it goes straight to the queue, never through the events exchange, so no
 subscriber sees it. It carries everything an attempt needs except secrets (the environment's secret
@@ -24,9 +25,10 @@ _DELIVERY_NAMESPACE = uuid.UUID("5b0c8f3e-7a1d-4e0b-9a65-0d3c1f6e2a47")
 _MESSAGE_NAMESPACE = uuid.UUID("8f4d2c61-3b5e-4a79-b0d2-6e1c9a7f5b38")
 
 
-def delivery_id(event_id: str, url: str) -> str:
-    """The same for one event and URL whoever computes it, whenever: retries and replays share it."""
-    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{event_id}|{url}"))
+def delivery_id(event_id: str, slot: str) -> str:
+    """The same for one event and endpoint (primary or secondary) whoever computes it, whenever:
+    retries and replays share it, even after the endpoint's URL was corrected."""
+    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{event_id}|{slot}"))
 
 
 def webhook_id(delivery: str) -> str:
@@ -43,7 +45,7 @@ class WebhookDelivery(EventData):
     event_id: str
     event_type: str
     operation: str
-    url: str
+    url: str = Field(description="the slot's URL when the delivery was made; attempts go to the URL it has then")
     body: str = Field(description="the exact JSON text sent and signed")
     connection_id: str | None = None
     provider_config_key: str | None = None

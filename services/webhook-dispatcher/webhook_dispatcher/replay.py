@@ -1,11 +1,11 @@
 """Replays asked for through the API (``webhook.replay_requested``): one delivery, or every delivery
 that gave up within a time range (at most 10,000 per request, as Svix bounds its "recover").
 
-A replay sends the body recorded with the delivery to the URL now configured in the same slot
-(primary or secondary): after a fix to a mistyped URL, the replay goes where it should. When the URL
-did not change, the replay keeps the delivery's ``webhook-id``, so a receiver that did get the
-first one sees a duplicate it already knows. A replay is a new run with the full retry schedule,
-its attempts recorded beside the original's. The handler is idempotent: run again after a crash,
+A replay sends the body recorded with the delivery again, with the delivery's ``webhook-id`` (a
+receiver that did get it the first time sees a duplicate it already knows), to the URL now
+configured for its endpoint (primary or secondary): after a fix to a mistyped URL, the replay goes
+where it should. A replay is a new run with the full retry schedule, its attempts recorded beside
+the original's. The handler is idempotent: run again after a crash,
 it queues the same runs, whose attempt claims collapse the duplicates.
 """
 
@@ -20,7 +20,7 @@ from keyway_shared.logging import get_logger
 from keyway_shared.store import Environment, EnvironmentStore
 from keyway_shared.store.webhook_deliveries import MAX_REPLAY_DELIVERIES, DeliveryLog
 
-from .messages import WebhookDelivery, delivery_id, webhook_id
+from .messages import WebhookDelivery
 from .queue import DeliveryQueue
 
 __all__ = ["Replayer"]
@@ -71,12 +71,11 @@ def _replay_of(record: dict[str, Any], env: Environment, *, run: str) -> Webhook
         return None  # recorded before replays existed
     url = env.webhooks.primary_url if slot == "primary" else env.webhooks.secondary_url
     if not url:
-        log.info("not replaying: the slot has no URL any more", slot=slot, delivery_id=record.get("delivery_id"))
+        log.info("not replaying: the endpoint has no URL any more", slot=slot, delivery_id=record.get("delivery_id"))
         return None
-    delivery = delivery_id(record["event_id"], url)
     return WebhookDelivery(
-        delivery_id=delivery,
-        webhook_id=webhook_id(delivery),
+        delivery_id=record["delivery_id"],
+        webhook_id=record["webhook_id"],
         run=run,
         trigger="replay",
         slot=slot,

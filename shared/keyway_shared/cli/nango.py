@@ -162,7 +162,8 @@ class NangoReader:
             sql.SQL(", ").join(sql.Identifier(c) for c in wanted), sql.Identifier(self._schema), sql.Identifier(table)
         ) + sql.SQL(where)
         rows = await (await self._conn.execute(query, params)).fetchall()
-        return [{c: row.get(c) for c in required + optional} | {"_deleted": bool(row.get("deleted"))} for row in rows]
+        # Only the columns this database has: ``row.get(name)`` is None for the others.
+        return [{c: row.get(c) for c in wanted} | {"_deleted": bool(row.get("deleted"))} for row in rows]
 
     def _maybe_encrypted(self, value: Any, iv: Any, tag: Any, *, what: str) -> Any:
         if value is None or iv is None or tag is None:

@@ -119,8 +119,11 @@ class Rotator:
         usage = await key_usage(self._db, self._cipher)
         unknown = usage.key_ids() - self._cipher.key_ids
         if unknown:
-            print(f"refusing to rotate: values use key ids {', '.join(sorted(unknown))}, which are not", file=self._out)
-            print("configured. Add those keys to KEYWAY_ENCRYPTION_KEYS_OLD and run again.", file=self._out)
+            print(
+                f"refusing to rotate: key ids {', '.join(sorted(unknown))} are in use but not configured;",
+                file=self._out,
+            )
+            print("add those keys to KEYWAY_ENCRYPTION_KEYS_OLD and run again.", file=self._out)
             return 2
         print(f"re-encrypting {usage.not_current()} values with key {self._cipher.current_key_id}", file=self._out)
         loop = asyncio.get_running_loop()
@@ -194,14 +197,14 @@ class Rotator:
             update: dict[str, Any] = {}
             try:
                 for location, token in spec.locations(doc):
+                    swap[location] = token  # every ciphertext as read: the swap is on all of them
                     if self._cipher.key_id_of(token) != current:
                         plaintext = self._cipher.decrypt(token, associated_data=ad)
-                        swap[location] = token
                         update[location] = self._cipher.encrypt(plaintext, associated_data=ad)
             except DecryptionError as exc:
                 self.unreadable[(spec.name, doc["_id"])] = str(exc)
                 return "unreadable"
-            if spec.key_id_field and doc.get(spec.key_id_field) != current and (update or spec.locations(doc)):
+            if spec.key_id_field and doc.get(spec.key_id_field) != current and len(swap) > 1:
                 update[spec.key_id_field] = current
             if not update:
                 return "current"

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from ..cipher import CredentialCipher, DecryptionError
@@ -117,7 +118,7 @@ async def _put(db: Database, spec: EncryptedCollection, doc: dict[str, Any]) -> 
             doc.pop("_id", None)
             if spec.name == "connections":
                 counter = await db["counters"].find_one_and_update(
-                    {"_id": "connections"}, {"$inc": {"value": 1}}, upsert=True, return_document=True
+                    {"_id": "connections"}, {"$inc": {"value": 1}}, upsert=True, return_document=ReturnDocument.AFTER
                 )
                 doc["id"] = body["id"] = int((counter or {}).get("value", 0))
     raise ArchiveError(f"{spec.name} {_identity(spec, doc)} could not be written")

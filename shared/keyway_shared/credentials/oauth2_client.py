@@ -20,7 +20,7 @@ from ..providers import ProviderTemplate
 from .errors import PermanentTokenError, TransientTokenError
 from .tokens import parse_token_body
 
-__all__ = ["request_token"]
+__all__ = ["client_request", "request_token"]
 
 _PERMANENT_OAUTH_ERRORS = {
     "invalid_grant",
@@ -46,6 +46,32 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def client_request(
+    *, url: str, template: ProviderTemplate, params: dict[str, str], client_id: str, client_secret: str
+) -> tuple[dict[str, str], str]:
+    """Headers and body for a POST to one of the provider's OAuth endpoints, client authentication
+    included as the template asks (token requests and RFC 7009 revocation share it)."""
+    headers = {"Accept": "application/json", "User-Agent": "Keyway"}
+    # Where the client credentials go: the body by default (client_secret_post), a Basic header when
+    # the template says so; token_request_auth_method=basic adds the header and keeps the body.
+    method = "client_secret_basic" if template.authorization_method == "header" else "client_secret_post"
+    body_params = dict(params)
+    if method == "client_secret_post":
+        body_params.setdefault("client_id", client_id)
+        body_params.setdefault("client_secret", client_secret)
+    if template.authorization_method == "header" or template.token_request_auth_method == "basic":  # noqa: S105 - a method name
+        _uri, headers, _body = ClientAuth(client_id, client_secret, "client_secret_basic").prepare(
+            "POST", url, headers, ""
+        )
+    if template.body_format == "json":
+        headers["Content-Type"] = "application/json"
+        data: str = json.dumps(body_params)
+    else:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        data = urlencode(body_params)
+    return headers, data
+
+
 async def request_token(
     session: aiohttp.ClientSession,
     *,
@@ -57,24 +83,9 @@ async def request_token(
     timeout_seconds: float = 15.0,
 ) -> dict[str, Any]:
     """POST ``params`` (grant type included) to the token endpoint; the parsed response on success."""
-    headers = {"Accept": "application/json", "User-Agent": "Keyway"}
-    # Where the client credentials go: the body by default (client_secret_post), a Basic header when
-    # the template says so; token_request_auth_method=basic adds the header and keeps the body.
-    method = "client_secret_basic" if template.authorization_method == "header" else "client_secret_post"
-    body_params = dict(params)
-    if method == "client_secret_post":
-        body_params.setdefault("client_id", client_id)
-        body_params.setdefault("client_secret", client_secret)
-    if template.authorization_method == "header" or template.token_request_auth_method == "basic":  # noqa: S105 - a method name
-        _uri, headers, _body = ClientAuth(client_id, client_secret, "client_secret_basic").prepare(
-            "POST", token_url, headers, ""
-        )
-    if template.body_format == "json":
-        headers["Content-Type"] = "application/json"
-        data: str = json.dumps(body_params)
-    else:
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-        data = urlencode(body_params)
+    headers, data = client_request(
+        url=token_url, template=template, params=params, client_id=client_id, client_secret=client_secret
+    )
     try:
         async with asyncio.timeout(timeout_seconds):
             async with session.post(token_url, data=data, headers=headers, allow_redirects=False) as response:

@@ -93,14 +93,15 @@ def _builtin_entries() -> dict[str, Any]:
 
 
 def load_catalog(extra_file: str | None = None) -> ProviderCatalog:
+    """The built-in catalog with ``extra_file`` over it: one path, or several separated by commas
+    (later files win), e.g. a team's shared templates and then a deployment's own."""
     raw = _builtin_entries()
-    if extra_file:
-        path = Path(extra_file)
+    for name in [part.strip() for part in (extra_file or "").split(",") if part.strip()]:
         try:
-            extra_text = path.read_text(encoding="utf-8")
+            extra_text = Path(name).read_text(encoding="utf-8")
         except OSError as exc:
-            raise CatalogError(f"{extra_file}: {exc.strerror}") from exc
-        raw.update(_read_yaml(extra_text, extra_file))
+            raise CatalogError(f"{name}: {exc.strerror}") from exc
+        raw.update(_read_yaml(extra_text, name))
     resolved = _resolve_aliases(raw)
     templates: dict[str, ProviderTemplate] = {}
     for name, entry in resolved.items():

@@ -139,13 +139,16 @@ class RefreshService:
     async def refresh_due(self, doc_id: Any) -> DueOutcome:
         """Background path: claim the connection if it is still due, refresh it, never raise."""
         key = {"_id": doc_id}
-        if not await self._state.acquire(key, owner=self._owner, lease=self._lease, due_only=True):
+        doc = await self._state.claim_due(doc_id, owner=self._owner, lease=self._lease)
+        if doc is None:
             return "not_claimed"  # another replica took it, or it is no longer due
+        released = False  # a stored refresh clears the lease in the same write: no release then
         try:
             try:
-                conn, state = await self._read(key)
-            except RefreshError as exc:
-                log.warning("connection cannot be refreshed", reason=exc.description)
+                conn, state = self._state.decode(doc)
+            except DecryptionError as exc:
+                await self._state.mark_unreadable(key, f"The stored credentials cannot be decrypted: {exc}")
+                log.warning("connection cannot be refreshed", reason="undecryptable credentials")
                 return "bad_data"
             if state.exhausted:
                 # Something scheduled it again (exhausted connections carry no due time): park it
@@ -164,11 +167,13 @@ class RefreshService:
                 )
                 return "exhausted"
             outcome = await self._refresh_held(key, conn, state, raise_errors=False)
+            released = outcome.refreshed
             if outcome.failure is not None:
                 return outcome.failure
             return "refreshed" if outcome.refreshed else "unchanged"
         finally:
-            await self._state.release(key, owner=self._owner)
+            if not released:
+                await self._state.release(key, owner=self._owner)
 
     async def _read(self, key: dict[str, Any]) -> tuple[Connection, RefreshState]:
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Sequence
 
 import uvloop
 from aiohttp import web
@@ -10,8 +12,19 @@ from aiohttp import web
 __all__ = ["serve"]
 
 
-def serve(app: web.Application, *, host: str, port: int, shutdown_timeout: float, reuse_port: bool = False) -> None:
-    """Serve until SIGTERM/SIGINT, then stop listening, drain, and run cleanup contexts in reverse."""
+def serve(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    reuse_port: bool = False,
+    extra_ports: Sequence[int] = (),
+) -> None:
+    """Serve until SIGTERM/SIGINT, then stop listening, drain, and run cleanup contexts in reverse.
+
+    ``extra_ports``: more listening ports for the same application (the gateway's admin port).
+    """
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
         app,
@@ -22,4 +35,10 @@ def serve(app: web.Application, *, host: str, port: int, shutdown_timeout: float
         print=None,
         handle_signals=True,
         reuse_port=reuse_port,
+        sock=[_listen(host, extra, reuse_port=reuse_port) for extra in extra_ports] or None,
     )
+
+
+def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    return socket.create_server((host, port), family=family, reuse_port=reuse_port)

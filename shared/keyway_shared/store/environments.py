@@ -75,6 +75,7 @@ class Environment:
     hmac_enabled: bool = False
     hmac_key: str = ""
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    allowed_return_urls: list[str] = field(default_factory=list)  # connect links may send the browser back here
     pending_public_key: str | None = None
     pending_secret_key: str | None = None
     created_at: datetime | None = None
@@ -97,6 +98,7 @@ class EnvironmentStore:
             if doc.get("hmac_key_enc")
             else "",
             webhooks=WebhookSettings.from_doc(doc.get("webhooks")),
+            allowed_return_urls=list(doc.get("allowed_return_urls") or []),
             pending_public_key=doc.get("pending_public_key"),
             pending_secret_key=self._cipher.decrypt(doc["pending_secret_key_enc"], associated_data=_AD).decode()
             if doc.get("pending_secret_key_enc")
@@ -228,6 +230,7 @@ class EnvironmentStore:
         hmac_enabled: bool | None = None,
         hmac_key: str | None = None,
         webhooks: WebhookSettings | None = None,
+        allowed_return_urls: list[str] | None = None,
     ) -> Environment | None:
         update: dict[str, Any] = {"updated_at": utcnow()}
         if callback_url is not ...:
@@ -238,5 +241,7 @@ class EnvironmentStore:
             update["hmac_key_enc"] = self._cipher.encrypt(hmac_key.encode(), associated_data=_AD) if hmac_key else None
         if webhooks is not None:
             update["webhooks"] = webhooks.to_doc()
+        if allowed_return_urls is not None:
+            update["allowed_return_urls"] = allowed_return_urls
         await self._col.update_one({"_id": name}, {"$set": update})
         return await self.get(name)

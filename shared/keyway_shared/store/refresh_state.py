@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo import ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from ..cipher import CredentialCipher
@@ -52,8 +54,10 @@ class RefreshStateStore:
     async def read(self, key: ConnKey) -> tuple[Connection, RefreshState] | None:
         """The connection and its refresh state; raises DecryptionError for unreadable credentials."""
         doc = await self._col.find_one(key)
-        if doc is None:
-            return None
+        return None if doc is None else self.decode(doc)
+
+    def decode(self, doc: dict[str, Any]) -> tuple[Connection, RefreshState]:
+        """A connection document as a connection and its refresh state; raises DecryptionError."""
         state = RefreshState(
             doc_id=doc["_id"],
             ciphertext=doc["credentials_enc"],
@@ -79,6 +83,17 @@ class RefreshStateStore:
         free = {"refresh_lease_until": {"$not": {"$gt": now}}}
         result = await self._col.update_one(key | due | free, {"$set": update})
         return result.modified_count == 1
+
+    async def claim_due(self, doc_id: Any, *, owner: str, lease: timedelta) -> dict[str, Any] | None:
+        """``acquire(due_only=True)`` that also returns the document: the background refresh's claim
+        and read in one round trip (a point update by ``_id``; only a sorted range
+        ``find_one_and_update`` collapses on the embedded server)."""
+        now = datetime.now(UTC)
+        return await self._col.find_one_and_update(
+            {"_id": doc_id, "refresh_due_at": {"$lte": now}, "refresh_lease_until": {"$not": {"$gt": now}}},
+            {"$set": {"refresh_lease_owner": owner, "refresh_lease_until": now + lease, "refresh_due_at": now + lease}},
+            return_document=ReturnDocument.AFTER,
+        )
 
     async def release(self, key: ConnKey, *, owner: str) -> None:
         await self._col.update_one(
@@ -113,14 +128,20 @@ class RefreshStateStore:
             "refresh_lease_until": EPOCH,
             "refresh_lease_owner": None,
         }
-        async with self._client.start_session() as session, await session.start_transaction():
+
+        # with_transaction retries a write conflict (a gateway read noting last_fetched_at on the
+        # same document, say): by now the provider has rotated the refresh token, so giving up here
+        # would lose the only copy of the new one.
+        async def write(session: AsyncClientSession) -> OutboxRow | None:
             result = await self._col.update_one(
                 key | {"credentials_enc": expected_ciphertext}, {"$set": fields}, session=session
             )
             if result.matched_count == 0:
-                await session.abort_transaction()
                 return None
             return await self._outbox.add(event, session=session)
+
+        async with self._client.start_session() as session:
+            return await session.with_transaction(write)
 
     async def record_failure(
         self,
@@ -148,13 +169,17 @@ class RefreshStateStore:
             "refresh_lease_until": EPOCH,
             "refresh_lease_owner": None,
         }
-        async with self._client.start_session() as session, await session.start_transaction():
+
+        async def write(session: AsyncClientSession) -> OutboxRow | None:
             result = await self._col.update_one(
                 key | {"credentials_enc": expected_ciphertext}, {"$set": fields}, session=session
             )
             if result.matched_count == 0 or event is None:
                 return None
             return await self._outbox.add(event, session=session)
+
+        async with self._client.start_session() as session:
+            return await session.with_transaction(write)  # retried on write conflicts
 
     async def mark_unreadable(self, key: ConnKey, reason: str) -> None:
         """Bad data: park the connection with a clear reason instead of retrying it forever."""
@@ -175,10 +200,17 @@ class RefreshStateStore:
         """Ids of connections due now, soonest first (one indexed range query)."""
         return [doc_id for doc_id, _due in await self.due_batch(now=now, limit=limit)]
 
-    async def due_batch(self, *, now: datetime, limit: int) -> list[tuple[Any, datetime]]:
-        """Like :meth:`due_candidates`, with each one's due time (the refresher measures its lag)."""
+    async def due_batch(
+        self, *, now: datetime, limit: int, since: datetime | None = None
+    ) -> list[tuple[Any, datetime]]:
+        """Like :meth:`due_candidates`, with each one's due time; ``since`` bounds the range below.
+
+        The embedded server reads every document of a queried range before it applies the limit,
+        so a refresher that is behind reads its whole backlog per query unless it asks for a window.
+        """
+        bounds: dict[str, datetime] = {"$lte": now} if since is None else {"$gte": since, "$lte": now}
         cursor = (
-            self._col.find({"refresh_due_at": {"$lte": now}}, {"_id": 1, "refresh_due_at": 1})
+            self._col.find({"refresh_due_at": bounds}, {"_id": 1, "refresh_due_at": 1})
             .sort("refresh_due_at", 1)
             .limit(limit)
         )

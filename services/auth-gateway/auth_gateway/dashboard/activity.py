@@ -156,6 +156,8 @@ async def outcome_series(
     scoped = replace(filters, since=since, until=until, state="", q="", before=None)
     query = await _query(db, environment, scoped)
     query["state"] = {"$in": ["success", "failed", "timeout"]}
+    if not filters.type:
+        query["type"] = {"$not": {"$regex": "^admin:"}}  # a person's reveal or edit is no success of the integration
     width = max((until - since).total_seconds() / buckets, 1.0)
     series: dict[str, Series] = {}
     cursor = db["activity_operations"].find(query, {"provider_config_key": 1, "state": 1, "created_at": 1}).limit(cap)

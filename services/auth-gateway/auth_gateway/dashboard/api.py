@@ -14,7 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from keyway_shared.events import ActivityMessage, ConnectionDeleted, WebhookReplayRequested, make_event, utcnow
-from keyway_shared.store import Connection, DuplicateIntegrationError, Environment, Integration
+from keyway_shared.service import CIPHER, MONGO_DB
+from keyway_shared.store import Connection, DuplicateIntegrationError, Environment, Integration, WebhookKeyStore
+from keyway_shared.store.webhook_deliveries import DeliveryLog
+from keyway_shared.store.webhook_endpoints import EndpointStore
 
 from ..connect import SOURCE
 from ..connect_sessions import SESSION_LIFETIME, ConnectSession
@@ -33,10 +36,13 @@ __all__ = [
     "create_integration",
     "delete_connection",
     "delete_integration",
+    "enable_endpoint",
     "log_activity",
     "mint_connect_session",
+    "replay_delivery",
     "revert_key",
     "rotate_key",
+    "rotate_webhook_key",
     "update_environment",
     "update_integration",
 ]
@@ -52,6 +58,9 @@ PUBLIC_EQUIVALENT: dict[str, tuple[str, str]] = {
     "activate_key": ("POST", "/environment/activate-key"),
     "revert_key": ("POST", "/environment/revert-key"),
     "mint_connect_session": ("POST", "/connect/sessions"),
+    "rotate_webhook_key": ("POST", "/webhooks/signing-keys/rotate"),
+    "replay_delivery": ("POST", "/webhooks/deliveries/{deliveryId}/replay"),
+    "enable_endpoint": ("POST", "/webhooks/endpoints/enable"),
 }
 
 DASHBOARD_END_USER = {"id": "keyway-dashboard", "display_name": "Dashboard test connection"}
@@ -217,15 +226,23 @@ async def log_activity(
 
 
 async def rotate_webhook_key(request: web.Request, env: Environment) -> None:
-    from .resources import DASHBOARD
-
-    await request.app[DASHBOARD].webhook_keys.rotate(env.name)
+    """A new signing key at once; the current ones keep signing for the default grace period."""
+    await WebhookKeyStore(request.app[MONGO_DB], request.app[CIPHER]).rotate(env.name)
+    await request.app[ENV_CACHE].changed(env.name)  # the dispatcher's caches drop the old keys
 
 
 async def replay_delivery(request: web.Request, env: Environment, delivery_id: str) -> None:
-    """Ask the webhook dispatcher to send one delivery again (a command on the bus, through the outbox)."""
-    event = make_event(
-        WebhookReplayRequested(delivery_id=delivery_id), type="webhook.replay_requested", source=SOURCE, environment=env.name
-    )
+    """Ask the webhook dispatcher to send one delivery again: a command through the outbox."""
+    if await DeliveryLog(request.app[MONGO_DB]).latest(env.name, delivery_id) is None:
+        raise ApiError("unknown_delivery", f"No webhook delivery '{delivery_id}' in this environment.", status=404)
+    data = WebhookReplayRequested(delivery_id=delivery_id)
+    event = make_event(data, type="webhook.replay_requested", source=SOURCE, environment=env.name)
     row = await request.app[STORES].outbox.add(event)
     request.app[RELAY].publish_soon([row])
+
+
+async def enable_endpoint(request: web.Request, env: Environment, url: str) -> None:
+    if url not in env.webhooks.urls():
+        raise ApiError("unknown_endpoint", "That URL is not in the environment's webhook settings.", status=404)
+    await EndpointStore(request.app[MONGO_DB]).enable(env.name, url)
+    await request.app[ENV_CACHE].changed(env.name)

@@ -40,7 +40,7 @@ def outcome_chart(series: Series, *, since: datetime, until: datetime, peak: int
             continue
         x = i * bar + 1
         start = since + step * i
-        tip = escape(f"{_label(start, span)}–{_label(start + step, span)}: {ok} succeeded, {failed} failed")
+        tip = escape(f"{_label(start, span)} to {_label(start + step, span)}: {ok} succeeded, {failed} failed")
         ok_h, fail_h = ok * scale, failed * scale
         parts.append(f"<g><title>{tip}</title>")
         if ok:

@@ -10,11 +10,14 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from aiohttp import web
 
 from keyway_shared.events import utcnow
+
+from ..resources import SETTINGS
 
 __all__ = ["TEMPLATES_DIR", "harden", "render", "template_environment"]
 
@@ -70,12 +73,24 @@ def template_environment() -> jinja2.Environment:
     return env
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
 def harden(response: web.StreamResponse, request: web.Request) -> web.StreamResponse:
-    """No inline script or style, no framing, nothing cached: these pages show secrets."""
-    ws = ("wss://" if request.secure else "ws://") + request.host
+    """No inline script or style, no framing, nothing cached: these pages show secrets.
+
+    Connect talks to the gateway's public side (``KEYWAY_PUBLIC_URL``), which is another origin when
+    the dashboard is served on the admin port: that origin, and its WebSocket, may be reached too.
+    """
+    own_ws = ("wss://" if request.secure else "ws://") + request.host
+    public = _origin(request.app[SETTINGS].public_url)
+    public_ws = public.replace("http", "ws", 1) if public else ""
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src 'self' {ws}; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+        f"connect-src 'self' {own_ws} {public} {public_ws}; frame-ancestors 'none'; form-action 'self'; "
+        "base-uri 'none'; object-src 'none'"
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,6 +14,7 @@ from keyway_shared.service import CIPHER, MONGO_DB
 from keyway_shared.store import WebhookKeyStore
 
 from ..settings import GatewaySettings
+from .passwords import verify_password
 from .render import template_environment
 from .sessions import LockoutStore, SessionStore
 
@@ -32,6 +34,9 @@ DASHBOARD = web.AppKey("dashboard", Dashboard)
 
 def dashboard_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if settings.dashboard_enabled and settings.admin_password_hash is not None:
+            # A hash we cannot read fails the start, not the first sign-in (PasswordHashError).
+            await asyncio.to_thread(verify_password, "", settings.admin_password_hash.get_secret_value())
         db = app[MONGO_DB]
         dashboard = Dashboard(
             sessions=SessionStore(db, lifetime=timedelta(hours=settings.dashboard_session_hours)),

@@ -20,15 +20,29 @@ DASHBOARD_ROUTES: list[Route] = [
     Route("POST", "/dashboard/signin", signin.signin_submit, "Dashboard: sign in (form)", TAG, NONE),
     Route("POST", "/dashboard/signout", signin.signout, "Dashboard: sign out", TAG, SESSION),
     Route("GET", E + "/integrations", integrations.integrations_page, "Dashboard: integrations", TAG, SESSION),
-    Route("POST", E + "/integrations", integrations.create_integration, "Dashboard: create an integration", TAG, SESSION),
+    Route(
+        "POST", E + "/integrations", integrations.create_integration, "Dashboard: create an integration", TAG, SESSION
+    ),
     Route("GET", E + "/catalog", integrations.catalog_page, "Dashboard: the provider catalog", TAG, SESSION),
-    Route("GET", E + "/catalog/{provider}", integrations.new_integration, "Dashboard: new integration form", TAG, SESSION),
+    Route(
+        "GET", E + "/catalog/{provider}", integrations.new_integration, "Dashboard: new integration form", TAG, SESSION
+    ),
     Route("GET", E + "/integrations/{key}", integrations.integration_page, "Dashboard: one integration", TAG, SESSION),
     Route(
-        "POST", E + "/integrations/{key}", integrations.update_integration, "Dashboard: edit an integration", TAG, SESSION
+        "POST",
+        E + "/integrations/{key}",
+        integrations.update_integration,
+        "Dashboard: edit an integration",
+        TAG,
+        SESSION,
     ),
     Route(
-        "GET", E + "/integrations/{key}/delete", integrations.delete_confirm, "Dashboard: confirm deletion", TAG, SESSION
+        "GET",
+        E + "/integrations/{key}/delete",
+        integrations.delete_confirm,
+        "Dashboard: confirm deletion",
+        TAG,
+        SESSION,
     ),
     Route(
         "POST",
@@ -57,18 +71,30 @@ DASHBOARD_ROUTES: list[Route] = [
         SESSION,
     ),
     Route("GET", CONNECTION + "/delete", connections.delete_confirm, "Dashboard: confirm deletion", TAG, SESSION),
-    Route("POST", CONNECTION + "/delete", connections.delete_connection, "Dashboard: delete a connection", TAG, SESSION),
+    Route(
+        "POST", CONNECTION + "/delete", connections.delete_connection, "Dashboard: delete a connection", TAG, SESSION
+    ),
     Route("GET", E + "/activity", activity.activity_page, "Dashboard: activity", TAG, SESSION),
     Route("GET", E + "/activity/{operation_id}", activity.operation_page, "Dashboard: one operation", TAG, SESSION),
     Route("GET", E + "/settings", settings.settings_page, "Dashboard: environment settings", TAG, SESSION),
     Route("POST", E + "/settings", settings.save_settings, "Dashboard: save a settings section", TAG, SESSION),
     Route("POST", E + "/settings/reveal", settings.reveal_secret, "Dashboard: reveal a secret (logged)", TAG, SESSION),
-    Route("POST", E + "/settings/keys", settings.change_key, "Dashboard: rotate, activate or revert a key", TAG, SESSION),
+    Route(
+        "POST", E + "/settings/keys", settings.change_key, "Dashboard: rotate, activate or revert a key", TAG, SESSION
+    ),
     Route(
         "POST",
         E + "/settings/webhook-keys/rotate",
         settings.rotate_webhook_key,
         "Dashboard: rotate the webhook signing key",
+        TAG,
+        SESSION,
+    ),
+    Route(
+        "POST",
+        E + "/settings/endpoints/enable",
+        settings.enable_endpoint,
+        "Dashboard: deliver to a disabled webhook URL again",
         TAG,
         SESSION,
     ),

@@ -35,6 +35,7 @@ class OAuthSession:
     operation_id: str
     connection_config: dict[str, Any] = field(default_factory=dict)
     ws_client_id: str | None = None
+    return_url: str | None = None  # a redirect flow (connect link) ends there instead of closing a popup
     secrets: dict[str, str] = field(default_factory=dict)  # code_verifier, client overrides, token secret
     id: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     created_at: datetime = field(default_factory=utcnow)
@@ -61,6 +62,7 @@ class OAuthSessionStore:
                 "operation_id": session.operation_id,
                 "connection_config": session.connection_config,
                 "ws_client_id": session.ws_client_id,
+                "return_url": session.return_url,
                 "secrets_enc": self._cipher.encrypt_json(session.secrets, associated_data=session.id.encode()),
                 "created_at": session.created_at,
                 "expires_at": session.created_at + SESSION_TTL,
@@ -100,6 +102,7 @@ class OAuthSessionStore:
             operation_id=doc["operation_id"],
             connection_config=doc.get("connection_config") or {},
             ws_client_id=doc.get("ws_client_id"),
+            return_url=doc.get("return_url"),
             secrets=self._cipher.decrypt_json(doc["secrets_enc"], associated_data=doc["_id"].encode())
             if with_secrets
             else {},

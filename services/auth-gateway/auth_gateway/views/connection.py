@@ -16,9 +16,17 @@ from ..fetch_recorder import FETCH_RECORDER
 from ..keys import environment_from_secret_key
 from ..outbox_relay import RELAY
 from ..resources import STORES
+from ..revocation import revoke_connection
 from ..serialize import connection_json, js_iso
 
-__all__ = ["connection_event", "delete_connection", "get_connection", "list_connections", "unknown_connection"]
+__all__ = [
+    "connection_event",
+    "delete_connection",
+    "deleted_event",
+    "get_connection",
+    "list_connections",
+    "unknown_connection",
+]
 
 
 def unknown_connection(env: Environment, connection_id: str, provider_config_key: str) -> ApiError:
@@ -54,6 +62,10 @@ def _event_fields(conn: Connection) -> dict[str, Any]:
         "auth_mode": conn.auth_mode,
         "credentials_expire_at": conn.credentials_expires_at,
     }
+
+
+def deleted_event(conn: Connection) -> CloudEvent[EventData]:
+    return connection_event("connection.deleted", ConnectionDeleted(**_event_fields(conn)), conn)
 
 
 def metadata_event(conn: Connection) -> CloudEvent[EventData]:
@@ -102,13 +114,20 @@ async def delete_connection(request: web.Request) -> web.Response:
     connection_id = request.match_info["connectionId"]
     provider_config_key = provider_config_key_of(request)
 
-    def deleted(conn: Connection) -> CloudEvent[EventData]:
-        return connection_event("connection.deleted", ConnectionDeleted(**_event_fields(conn)), conn)
+    revocation = None
+    if request.query.get("revoke") != "false":  # revoke at the provider first, then delete whatever happened
+        existing = await request.app[STORES].connections.get(env.name, provider_config_key, connection_id)
+        if existing is None:
+            raise unknown_connection(env, connection_id, provider_config_key)
+        revocation = await revoke_connection(request.app, existing)
 
     result = await request.app[STORES].connections.delete_with_event(
-        env.name, provider_config_key, connection_id, deleted
+        env.name, provider_config_key, connection_id, deleted_event
     )
     if result is None:
         raise unknown_connection(env, connection_id, provider_config_key)
     request.app[RELAY].publish_soon([result[1]])
-    return web.json_response({"success": True})
+    body: dict[str, Any] = {"success": True}
+    if revocation is not None:  # a failure is a warning: the connection is gone here all the same
+        body["revocation"] = revocation.as_json()
+    return web.json_response(body)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from keyway_shared.store import Environment, WebhookSettings
 
+from ..connect_links import return_url_problem
 from ..env_cache import ENV_CACHE
 from ..keys import environment_from_secret_key
 from ..requests import json_object, validated_body
@@ -32,6 +33,18 @@ class EnvironmentPatch(BaseModel):
     hmac_enabled: bool | None = None
     hmac_key: str | None = None
     webhook_settings: WebhookSettingsPatch | None = None
+    allowed_return_urls: list[AnyHttpUrl] | None = Field(default=None, max_length=50)
+
+    @field_validator("allowed_return_urls")
+    @classmethod
+    def _usable_return_urls(cls, urls: list[AnyHttpUrl] | None) -> list[AnyHttpUrl] | None:
+        for url in urls or []:
+            problem = return_url_problem(str(url))
+            if problem is None and (url.query or url.fragment):
+                problem = "it must not have a query or fragment"
+            if problem is not None:
+                raise ValueError(f"'{url}' cannot be an allowed return URL: {problem}")
+        return urls
 
 
 def environment_json(request: web.Request, env: Environment) -> dict[str, Any]:
@@ -48,6 +61,7 @@ def environment_json(request: web.Request, env: Environment) -> dict[str, Any]:
             "hmac_enabled": env.hmac_enabled,
             "hmac_key": env.hmac_key,
             "webhook_settings": env.webhooks.to_doc(),
+            "allowed_return_urls": env.allowed_return_urls,
             "created_at": js_iso(env.created_at),
             "updated_at": js_iso(env.updated_at),
         }
@@ -93,6 +107,7 @@ async def patch_environment(request: web.Request) -> web.Response:
         hmac_enabled=patch.hmac_enabled,
         hmac_key=patch.hmac_key,
         webhooks=webhooks,
+        allowed_return_urls=None if patch.allowed_return_urls is None else [str(u) for u in patch.allowed_return_urls],
     )
     assert updated is not None
     await request.app[ENV_CACHE].changed(env.name)

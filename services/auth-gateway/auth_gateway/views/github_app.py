@@ -68,6 +68,7 @@ async def start_app(start: PopupStart) -> web.StreamResponse:
         operation_id=front.operation_id,
         connection_config=dict(front.connection_config),
         ws_client_id=start.ws_client_id,
+        return_url=start.return_url,
     )
     if front.connect_session_id:
         session.secrets["connect_session"] = front.connect_session_id

@@ -5,6 +5,7 @@ the legacy postMessage page), the auth webhook and the activity log (connection.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,12 +13,14 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from keyway_shared.activity import http_excerpt
 from keyway_shared.credentials import TokenRequestError
 from keyway_shared.events import utcnow
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
-from ..connect import record_auth_failure, store_connection
+from ..connect import record_auth_failure, record_step, store_connection
+from ..connect_links import outcome_redirect
 from ..errors import ApiError
 from ..frontend import FrontendRequest, check_hmac, frontend_request
 from ..oauth.flow_errors import FlowError
@@ -48,6 +51,7 @@ class PopupStart:
     integration: Integration
     template: ProviderTemplate
     ws_client_id: str | None
+    return_url: str | None = None  # a connect link's redirect flow (``redirect=1``)
 
 
 # Popup flows by auth mode: a starter answers /oauth/connect (a redirect), a finisher the callback.
@@ -70,6 +74,7 @@ async def _fail(
     provider: str | None = None,
     auth_mode: str | None = None,
     operation_id: str | None = None,
+    return_url: str | None = None,
 ) -> web.Response:
     if env is not None:
         await record_auth_failure(
@@ -93,6 +98,15 @@ async def _fail(
             "error_desc": err.message,
         },
     )
+    if return_url is not None and env is not None:
+        return outcome_redirect(
+            env,
+            return_url,
+            provider_config_key=provider_config_key,
+            connection_id=connection_id,
+            error_type=err.ws_type,
+            error_description=err.message,
+        )
     return error_page(legacy=ws_client_id is None, error_type=err.ws_type, message=err.message)
 
 
@@ -122,9 +136,14 @@ async def oauth_connect(request: web.Request) -> web.StreamResponse:
     front: FrontendRequest | None = None
     template: ProviderTemplate | None = None
     integration: Integration | None = None
+    return_url: str | None = None
     try:
         try:
             env, front = await frontend_request(request)
+            if request.query.get("redirect") == "1":
+                return_url = front.connect_session.return_url if front.connect_session else None
+                if return_url is None:
+                    raise FlowError("invalid_connect_link", "A redirect flow needs a connect link's session token.")
             front.require_ids()
             check_hmac(env, front)
         except ApiError as err:
@@ -134,9 +153,30 @@ async def oauth_connect(request: web.Request) -> web.StreamResponse:
         if starter is None:
             raise FlowError("auth_mode_err", f"The auth mode {template.auth_mode} has no popup flow.")
         start = PopupStart(
-            request=request, env=env, front=front, integration=integration, template=template, ws_client_id=ws_client_id
+            request=request,
+            env=env,
+            front=front,
+            integration=integration,
+            template=template,
+            ws_client_id=ws_client_id,
+            return_url=return_url,
         )
-        return await starter(start)
+        try:
+            return await starter(start)
+        except web.HTTPFound as redirect:
+            await record_step(
+                request.app,
+                environment=env.name,
+                operation_id=front.operation_id,
+                message=f"Authorization URL built; sending the user to {integration.provider}",
+                state="waiting",
+                provider_config_key=front.provider_config_key,
+                provider=integration.provider,
+                connection_id=front.connection_id,
+                request=http_excerpt("GET", str(redirect.location)),
+                meta={"auth_mode": template.auth_mode},
+            )
+            raise
     except FlowError as err:
         return await _fail(
             request,
@@ -148,6 +188,7 @@ async def oauth_connect(request: web.Request) -> web.StreamResponse:
             provider=integration.provider if integration else None,
             auth_mode=template.auth_mode if template else None,
             operation_id=front.operation_id if front else None,
+            return_url=return_url,
         )
 
 
@@ -188,6 +229,7 @@ async def start_oauth2(start: PopupStart) -> web.StreamResponse:
         operation_id=front.operation_id,
         connection_config=config,
         ws_client_id=ws_client_id,
+        return_url=start.return_url,
         secrets=secrets,
     )
     url = authorization_url(
@@ -225,6 +267,17 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
     if session is None:
         return plain_error_page("This authorization has expired or is unknown. Please start again.")
     env = await request.app[STORES].environments.get(session.environment)
+    await record_step(
+        request.app,
+        environment=session.environment,
+        operation_id=session.operation_id,
+        message=f"Received the callback from {session.provider}",
+        state="running",
+        provider_config_key=session.provider_config_key,
+        provider=session.provider,
+        connection_id=session.connection_id,
+        request=http_excerpt("GET", str(request.url)),
+    )
     context: dict[str, Any] = {
         "ws_client_id": session.ws_client_id,
         "env": env,
@@ -233,6 +286,7 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
         "provider": session.provider,
         "auth_mode": session.auth_mode,
         "operation_id": session.operation_id,
+        "return_url": session.return_url,
     }
     try:
         if status == "used":
@@ -265,6 +319,15 @@ async def finish_oauth2(request: web.Request, session: OAuthSession, env: Enviro
     config |= pick_metadata(dict(request.query), template.redirect_uri_metadata)
     token_url = resolve_url(template.token_url_for("OAUTH2"), config, what="token URL")
     settings = request.app[SETTINGS]
+    step: dict[str, Any] = {
+        "environment": env.name,
+        "operation_id": session.operation_id,
+        "provider_config_key": session.provider_config_key,
+        "provider": session.provider,
+        "connection_id": session.connection_id,
+        "meta": {"grant_type": "authorization_code", "pkce": "code_verifier" in session.secrets},
+    }
+    started = time.monotonic()
     try:
         credentials, expires_at, raw = await exchange_code(
             request.app[HTTP],
@@ -279,7 +342,22 @@ async def finish_oauth2(request: web.Request, session: OAuthSession, env: Enviro
             timeout_seconds=settings.provider_timeout_seconds,
         )
     except TokenRequestError as exc:
+        took = (time.monotonic() - started) * 1000
+        await record_step(
+            request.app,
+            message=f"Token request failed: {exc.description}",
+            level="error",
+            request=http_excerpt("POST", token_url, status=exc.status, duration_ms=took),
+            **step,
+        )
         raise FlowError("token_err", exc.description) from None
+    took = (time.monotonic() - started) * 1000
+    await record_step(
+        request.app,
+        message=f"Token request answered in {took:.0f} ms",
+        request=http_excerpt("POST", token_url, duration_ms=took, body=raw),
+        **step,
+    )
     config |= pick_metadata(raw, template.token_response_metadata)
     if session.secrets.get("overridden"):
         credentials["config_override"] = {
@@ -303,7 +381,16 @@ async def finish_oauth2(request: web.Request, session: OAuthSession, env: Enviro
 
 
 async def report_success(request: web.Request, session: OAuthSession, *, pending: bool = False) -> web.StreamResponse:
-    """Tell the SDK the flow succeeded: a WebSocket frame, and the page the popup closes itself with."""
+    """Tell the SDK the flow succeeded: a WebSocket frame, and the page the popup closes itself with
+    (or, for a connect link, the redirect back to the app)."""
+    env = await request.app[STORES].environments.get(session.environment) if session.return_url else None
+    if env is not None and session.return_url is not None:
+        return outcome_redirect(
+            env,
+            session.return_url,
+            provider_config_key=session.provider_config_key,
+            connection_id=session.connection_id,
+        )
     await request.app[WS_HUB].notify(
         session.ws_client_id,
         {

@@ -71,6 +71,7 @@ async def start_oauth1(start: PopupStart) -> web.StreamResponse:
         operation_id=front.operation_id,
         connection_config=config,
         ws_client_id=start.ws_client_id,
+        return_url=start.return_url,
     )
     client = _client(request, template, consumer_key, consumer_secret)
     try:

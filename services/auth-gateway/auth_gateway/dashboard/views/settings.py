@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from keyway_shared.service import MONGO_DB
+from keyway_shared.store.webhook_deliveries import DeliveryLog, public_attempt
+from keyway_shared.store.webhook_endpoints import EndpointStore
 
 from ...errors import ApiError
 from ...resources import SETTINGS
@@ -15,7 +17,15 @@ from ...views.popup_common import callback_url
 from .. import api
 from ..pages import Page, page
 
-__all__ = ["change_key", "reveal_secret", "rotate_webhook_key", "save_settings", "settings_page", "replay_delivery"]
+__all__ = [
+    "change_key",
+    "enable_endpoint",
+    "replay_delivery",
+    "reveal_secret",
+    "rotate_webhook_key",
+    "save_settings",
+    "settings_page",
+]
 
 _REVEALABLE = {
     "secret_key": "secret key",
@@ -27,13 +37,20 @@ _SECTIONS = ("callback", "webhooks", "hmac")
 
 
 async def _deliveries(page: Page, limit: int = 50) -> list[dict[str, Any]]:
-    cursor = (
-        page.app[MONGO_DB]["webhook_deliveries"]
-        .find({"environment": page.env.name}, {"response_body": 0})
-        .sort("created_at", -1)
-        .limit(limit)
-    )
-    return [doc async for doc in cursor]
+    """The latest attempts, as ``GET /webhooks/deliveries`` lists them."""
+    docs = await DeliveryLog(page.app[MONGO_DB]).attempts(page.env.name, limit=limit)
+    return [public_attempt(doc) for doc in docs]
+
+
+async def _endpoints(page: Page) -> list[dict[str, Any]]:
+    """The configured URLs and whether each is disabled, as ``GET /webhooks/endpoints`` lists them."""
+    states = await EndpointStore(page.app[MONGO_DB]).in_environment(page.env.name)
+    shown = []
+    for slot, url in (("primary", page.env.webhooks.primary_url), ("secondary", page.env.webhooks.secondary_url)):
+        if url:
+            state = states.get(url)
+            shown.append({"slot": slot, **(state.to_json() if state else {"url": url, "disabled": False})})
+    return shown
 
 
 async def _view(
@@ -53,6 +70,7 @@ async def _view(
         effective_callback_url=callback_url(page.request, page.env),
         signing_keys=signing_keys,
         deliveries=await _deliveries(page),
+        endpoints=await _endpoints(page),
         status=status,
     )
 
@@ -131,14 +149,23 @@ async def change_key(page: Page) -> web.StreamResponse:
 
 @page
 async def rotate_webhook_key(page: Page) -> web.StreamResponse:
-    await page.dashboard.webhook_keys.rotate(page.env.name)
+    await api.rotate_webhook_key(page.request, page.env)
     return page.redirect("settings", notice="webhook_key_rotated")
 
 
 @page
 async def replay_delivery(page: Page) -> web.StreamResponse:
-    delivery_id = page.field("delivery_id")
-    if not delivery_id:
-        return await _view(page, status=400)
-    await api.replay_delivery(page.request, page.env, delivery_id)
+    try:
+        await api.replay_delivery(page.request, page.env, page.field("delivery_id"))
+    except ApiError as err:
+        return await _view(page, errors={"deliveries": err.message or err.code}, status=err.status)
     return page.redirect("settings", notice="replay_requested")
+
+
+@page
+async def enable_endpoint(page: Page) -> web.StreamResponse:
+    try:
+        await api.enable_endpoint(page.request, page.env, page.field("url"))
+    except ApiError as err:
+        return await _view(page, errors={"webhooks": err.message or err.code}, status=err.status)
+    return page.redirect("settings", notice="endpoint_enabled")

@@ -49,6 +49,7 @@ def _form(request: web.Request, *, error: str | None = None, status: int = 200, 
         user=user,
         csrf_token=token,
         next=safe_next(request.query.get("next"), ""),
+        signed_out=request.query.get("signed_out") == "1" and error is None,
     )
     options = cookie_options(request.app[SETTINGS])
     response.set_cookie(PRE_COOKIE, token, max_age=3600, **options)
@@ -60,7 +61,12 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 
 async def signin_form(request: web.Request) -> web.StreamResponse:
-    return _disabled(request) or _form(request)
+    disabled = _disabled(request)
+    if disabled is not None:
+        return disabled
+    if await request.app[DASHBOARD].sessions.find(request.cookies.get(COOKIE)) is not None:
+        return harden(redirect(safe_next(request.query.get("next"), HOME)), request)
+    return _form(request)
 
 
 def _minutes(seconds: float) -> int:

@@ -1,0 +1,456 @@
+"""Benchmark (c): webhooks, event -> dispatcher -> a receiver that verifies every signature.
+
+    uv run --frozen python bench/bench_webhooks.py [--events 20000] [--queue-type quorum] [--processes 1,2]
+
+A receiver process (aiohttp on uvloop, 127.0.0.1) checks each webhook's Standard Webhooks signature
+(HMAC-SHA256 over ``id.timestamp.body`` with the environment's ``whsec_`` key) and its
+``X-Nango-Signature``, and takes the time it arrived. Each webhook's body carries, in its
+``connectionId``, the ``time.monotonic()`` at which its event's publish started (one clock for
+every process on Linux), so the receiver measures event -> receipt latency.
+
+    raw        this process POSTs the same signed bodies with one aiohttp session, 64 requests in
+               flight (the dispatcher's concurrency): what any dispatcher could at best achieve here
+    keyway     the real dispatcher (``python -m webhook_dispatcher``, 1 then 2 processes): events
+               published with confirms (100 in flight) to the events exchange, consumed, signed,
+               POSTed, every attempt recorded in MongoDB and announced as ``webhook.delivered``
+
+Publishing runs flat out alongside, so the dispatcher's queue fills and the latencies are at
+saturation (they include the wait in the queue). A second, paced run at half the measured rate
+gives the latency of a dispatcher that keeps up. Nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import aiohttp
+import uvloop
+from common import (
+    ROOT,
+    ServiceProcess,
+    amqp_url,
+    check_rabbitmq,
+    cpu_seconds,
+    find_pid,
+    free_port,
+    latency_ms,
+    list_queues_and_exchanges,
+    mongo_server,
+    print_table,
+    ratio,
+    unique,
+    wait_for_port,
+)
+
+IN_FLIGHT = 100  # publishes awaiting their confirm at once
+CONCURRENCY = 64  # the dispatcher's prefetch per queue, and the raw client's requests in flight
+WARMUP = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    events: int = 20_000
+    queue_type: str = "quorum"
+    processes: tuple[int, ...] = (1, 2)
+    patience: float = 180.0  # how long to wait for the last webhook after publishing
+
+
+# -- the receiver (its own process) ------------------------------------------------------------
+
+
+def serve_receiver(port: int, secret_key: str, signing_key: str) -> None:
+    from aiohttp import web
+
+    key = base64.b64decode(signing_key.removeprefix("whsec_"))
+    secret = secret_key.encode()
+    state: dict[str, Any] = {"latencies": [], "failed": 0, "seen": set(), "duplicates": 0, "last": 0.0}
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        now = time.monotonic()
+        msg_id = request.headers.get("webhook-id", "")
+        stamp = request.headers.get("webhook-timestamp", "")
+        expected = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest())
+        given = [s.partition(",")[2].encode() for s in request.headers.get("webhook-signature", "").split()]
+        nango = hashlib.sha256(secret + body).hexdigest()
+        if not any(hmac.compare_digest(expected, g) for g in given) or not hmac.compare_digest(
+            nango, request.headers.get("X-Nango-Signature", "")
+        ):
+            state["failed"] += 1
+            return web.Response(status=401)
+        marker = json.loads(body)["connectionId"]  # b<seq>-<monotonic at publish>
+        if marker in state["seen"]:
+            state["duplicates"] += 1
+        else:
+            state["seen"].add(marker)
+            state["latencies"].append(now - float(marker.split("-", 1)[1]))
+            state["last"] = now
+        return web.Response(text="ok")
+
+    async def stats(_request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "count": len(state["latencies"]),
+                "failed": state["failed"],
+                "duplicates": state["duplicates"],
+                "last": state["last"],
+                "latencies": state["latencies"],
+            }
+        )
+
+    async def reset(_request: web.Request) -> web.Response:
+        state.update(latencies=[], failed=0, seen=set(), duplicates=0, last=0.0)
+        return web.json_response({"reset": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/reset", reset)
+    uvloop.install()
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+class Receiver:
+    def __init__(self, secret_key: str, signing_key: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve-receiver", str(self.port), secret_key, signing_key],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+
+    async def stats(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        async with http.get(f"http://127.0.0.1:{self.port}/stats") as resp:
+            return await resp.json()  # type: ignore[no-any-return]
+
+    async def reset(self, http: aiohttp.ClientSession) -> None:
+        async with http.post(f"http://127.0.0.1:{self.port}/reset") as resp:
+            resp.raise_for_status()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+# -- measurements ------------------------------------------------------------------------------
+
+
+def _body(seq: int, sent: float) -> bytes:
+    return (
+        '{"from":"nango","type":"auth","connectionId":"b%d-%r","providerConfigKey":"bench","authMode":"API_KEY",'
+        '"provider":"posthog","environment":"dev","operation":"creation","success":true}' % (seq, sent)
+    ).encode()
+
+
+async def _wait_for(receiver: Receiver, http: aiohttp.ClientSession, count: int, patience: float) -> dict[str, Any]:
+    deadline = time.monotonic() + patience
+    while True:
+        stats = await receiver.stats(http)
+        if stats["count"] >= count or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.2)
+
+
+def _figures(stats: dict[str, Any], started: float, events: int, cpu: dict[str, float]) -> dict[str, Any]:
+    count = stats["count"]
+    elapsed = stats["last"] - started if count else float("nan")
+    return {
+        "events": events,
+        "delivered": count,
+        "signature_failures": stats["failed"],
+        "duplicates": stats["duplicates"],
+        "seconds": round(elapsed, 2),
+        "rate": round(count / elapsed, 1) if count else 0.0,
+        **latency_ms(stats["latencies"]),
+        "cpu_cores": cpu,
+    }
+
+
+def _cpu(watch: dict[str, int | None], before: dict[str, float], wall: float) -> dict[str, float]:
+    return {label: round((cpu_seconds(pid) - before[label]) / wall, 2) for label, pid in watch.items()}
+
+
+async def raw_posts(
+    receiver: Receiver, http: aiohttp.ClientSession, secret_key: str, signing_key: str, events: int, watch: Any
+) -> dict[str, Any]:
+    key = base64.b64decode(signing_key.removeprefix("whsec_"))
+    await receiver.reset(http)
+    counter = iter(range(events))
+    before = {label: cpu_seconds(pid) for label, pid in watch.items()}
+    started = time.monotonic()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as client:
+
+        async def worker() -> None:
+            for seq in counter:
+                body = _body(seq, time.monotonic())
+                msg_id = f"msg_{uuid.uuid4().hex}"
+                stamp = str(int(time.time()))
+                signature = base64.b64encode(
+                    hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+                ).decode()
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Nango-Signature": hashlib.sha256(secret_key.encode() + body).hexdigest(),
+                    "X-Nango-Hmac-Sha256": hmac.new(secret_key.encode(), body, hashlib.sha256).hexdigest(),
+                    "webhook-id": msg_id,
+                    "webhook-timestamp": stamp,
+                    "webhook-signature": f"v1,{signature}",
+                }
+                async with client.post(receiver.url, data=body, headers=headers) as resp:
+                    await resp.read()
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    stats = await receiver.stats(http)
+    return _figures(stats, started, events, _cpu(watch, before, time.monotonic() - started))
+
+
+async def _publish_all(publisher: Any, events: int, *, rate: float | None, first_seq: int) -> None:
+    from keyway_shared.events import ConnectionCreated, make_event
+
+    counter = iter(range(first_seq, first_seq + events))
+    started = time.monotonic()
+
+    async def worker() -> None:
+        for seq in counter:
+            if rate is not None:  # paced: event seq is due at started + n / rate
+                due = started + (seq - first_seq) / rate
+                if (wait := due - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
+            data = ConnectionCreated(
+                connection_id=f"b{seq}-{time.monotonic()!r}",
+                provider_config_key="bench",
+                provider="posthog",
+                auth_mode="API_KEY",
+            )
+            await publisher.publish(make_event(data, type="connection.created", source="/bench", environment="dev"))
+
+    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+
+
+async def _consumers(amqp: str, queue: str) -> int:
+    connection = await aio_pika.connect(amqp)
+    try:
+        channel = await connection.channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+            return int(declared.declaration_result.consumer_count or 0)
+        except aio_pika.exceptions.ChannelClosed:
+            return 0
+    finally:
+        await connection.close()
+
+
+async def through_dispatcher(
+    *,
+    processes: int,
+    amqp: str,
+    mongo_url: str,
+    database: str,
+    encryption_key: str,
+    receiver: Receiver,
+    http: aiohttp.ClientSession,
+    opts: Options,
+    watch: dict[str, int | None],
+    rate: float | None = None,
+    events: int | None = None,
+) -> dict[str, Any]:
+    from keyway_shared.bus import EventPublisher
+
+    namespace = unique("kwbench")
+    env = {
+        "MONGODB_URL": mongo_url,
+        "MONGODB_DATABASE": database,
+        "AMQP_URL": amqp,
+        "KEYWAY_BUS_NAMESPACE": namespace,
+        "KEYWAY_QUEUE_TYPE": opts.queue_type,
+        "KEYWAY_ENCRYPTION_KEY": encryption_key,
+        "KEYWAY_EGRESS_ALLOWLIST": "127.0.0.1/32",
+        "KEYWAY_LOG_LEVEL": "WARNING",
+        "KEYWAY_WEBHOOK_CONCURRENCY": str(CONCURRENCY),
+    }
+    log_dir = ROOT / "test-output"
+    log_dir.mkdir(exist_ok=True)
+    procs = [
+        ServiceProcess(
+            "webhook_dispatcher", env | {"KEYWAY_WEBHOOK_DISPATCHER_PORT": str(port)}, log_dir=log_dir, port=port
+        ).start()
+        for port in (free_port() for _ in range(processes))
+    ]
+    connection = await aio_pika.connect_robust(amqp)
+    publisher = EventPublisher(connection, exchange_name=f"{namespace}.events")
+    events = events or opts.events
+    try:
+        deadline = time.monotonic() + 60
+        while await _consumers(amqp, f"{namespace}.webhook-dispatcher.deliver") < processes:
+            if time.monotonic() > deadline:
+                raise SystemExit("the dispatcher did not start consuming; see test-output/webhook_dispatcher-*.log")
+            await asyncio.sleep(0.2)
+        await receiver.reset(http)
+        await _publish_all(publisher, WARMUP, rate=None, first_seq=10_000_000)
+        await _wait_for(receiver, http, WARMUP, 60)
+        await receiver.reset(http)
+        proc_watch = watch | {f"dispatcher{i + 1}": p.proc.pid if p.proc else None for i, p in enumerate(procs)}
+        before = {label: cpu_seconds(pid) for label, pid in proc_watch.items()}
+        started = time.monotonic()
+        await _publish_all(publisher, events, rate=rate, first_seq=0)
+        published = time.monotonic() - started
+        stats = await _wait_for(receiver, http, events, opts.patience)
+        result = _figures(stats, started, events, _cpu(proc_watch, before, time.monotonic() - started))
+        result["publish_rate"] = round(events / published, 1)
+        return result
+    finally:
+        await publisher.close()
+        await connection.close()
+        for proc in procs:
+            proc.stop()
+        await _delete_namespace(amqp, namespace)
+
+
+async def _delete_namespace(amqp: str, namespace: str) -> None:
+    queues, exchanges = list_queues_and_exchanges(namespace)
+    connection = await aio_pika.connect(amqp)
+    try:
+        channel = await connection.channel()
+        for name in queues:
+            await channel.queue_delete(name)
+        for name in exchanges:
+            await channel.exchange_delete(name)
+    finally:
+        await connection.close()
+
+
+async def run_async(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict[str, Any]:
+    from pymongo import AsyncMongoClient
+
+    from keyway_shared.cipher import CredentialCipher
+    from keyway_shared.store import EnvironmentStore, WebhookKeyStore, WebhookSettings, ensure_indexes
+
+    database = unique("kwbench_")
+    encryption_key = base64.b64encode(os.urandom(32)).decode()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    db = client[database]
+    await ensure_indexes(db)
+    cipher = CredentialCipher(current_key=encryption_key)
+    env = await EnvironmentStore(db, cipher).ensure("dev")
+    [signing_key] = await WebhookKeyStore(db, cipher).signing_keys("dev")
+    receiver = Receiver(env.secret_key, signing_key)
+    await EnvironmentStore(db, cipher).update_settings("dev", webhooks=WebhookSettings(primary_url=receiver.url))
+    watch = {
+        label: pid
+        for label, pid in {
+            "bench": os.getpid(),
+            "receiver": receiver.proc.pid,
+            "rabbitmq": find_pid("beam.smp"),
+            "mongo": mongo_pid,
+        }.items()
+        if pid
+    }
+    results: dict[str, Any] = {"events": opts.events, "queue_type": opts.queue_type, "concurrency": CONCURRENCY}
+    try:
+        async with aiohttp.ClientSession() as http:
+            results["raw"] = raw = await raw_posts(receiver, http, env.secret_key, signing_key, opts.events, watch)
+            _line("raw aiohttp POSTs (1 process)", raw)
+            for n in opts.processes:
+                common = {
+                    "amqp": amqp,
+                    "mongo_url": mongo_url,
+                    "database": database,
+                    "encryption_key": encryption_key,
+                    "receiver": receiver,
+                    "http": http,
+                    "opts": opts,
+                    "watch": watch,
+                }
+                figures = await through_dispatcher(processes=n, **common)  # type: ignore[arg-type]
+                figures["ratio_over_raw"] = ratio(figures["rate"], raw["rate"])
+                results[f"dispatcher_{n}"] = figures
+                _line(f"dispatcher, {n} process{'es' if n > 1 else ''}", figures)
+                if n == 1 and figures["rate"]:
+                    paced_rate = figures["rate"] / 2
+                    paced = await through_dispatcher(
+                        processes=1, rate=paced_rate, events=min(opts.events, int(paced_rate * 10)), **common
+                    )  # type: ignore[arg-type]
+                    paced["offered_rate"] = round(paced_rate, 1)
+                    results["dispatcher_1_paced"] = paced
+                    _line(f"dispatcher, 1 process, paced at {paced_rate:,.0f}/s", paced)
+    finally:
+        receiver.stop()
+        await client.drop_database(database)
+        await client.close()
+    return results
+
+
+def _line(name: str, row: dict[str, Any]) -> None:
+    print(
+        f"  {name:<42} {row['rate']:>8,.0f} deliveries/s  p50 {row['p50_ms']:,.1f} ms  p99 {row['p99_ms']:,.1f} ms"
+        f"  ({row['delivered']}/{row['events']} in {row['seconds']} s, {row['signature_failures']} bad signatures,"
+        f" {row['duplicates']} duplicates)  CPU cores {row['cpu_cores']}",
+        flush=True,
+    )
+
+
+def run(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict[str, Any]:
+    print(
+        f"(c) webhooks event -> receipt: {opts.events} events, {opts.queue_type} queues, {CONCURRENCY} in flight,"
+        " a receiver verifying every signature",
+        flush=True,
+    )
+    results = uvloop.run(run_async(amqp, mongo_url, mongo_pid, opts))
+    print()
+    rows = [
+        ["raw aiohttp POSTs, 1 process", results["raw"]["rate"], results["raw"]["p50_ms"], results["raw"]["p99_ms"], ""]
+    ]
+    for key in [f"dispatcher_{n}" for n in opts.processes] + ["dispatcher_1_paced"]:
+        if key in results:
+            row = results[key]
+            label = key.replace("dispatcher_", "dispatcher, ").replace("_paced", " process, paced at half rate")
+            label = label if "paced" in label else label + " process(es)"
+            rows.append([label, row["rate"], row["p50_ms"], row["p99_ms"], row.get("ratio_over_raw", "")])
+    print_table(["(c) webhooks", "deliveries/s", "p50 ms", "p99 ms", "this / raw"], rows)
+    print()
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve-receiver":
+        serve_receiver(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=Options.events)
+    parser.add_argument("--queue-type", choices=["classic", "quorum"], default=Options.queue_type)
+    parser.add_argument("--processes", default="1,2", help="dispatcher process counts to measure, e.g. 1,2")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+    from keyway_shared.logging import configure_logging
+
+    configure_logging(level="WARNING", json=False, service="bench")
+    amqp = amqp_url()
+    uvloop.run(check_rabbitmq(amqp))
+    opts = Options(
+        events=args.events,
+        queue_type=args.queue_type,
+        processes=tuple(int(n) for n in args.processes.split(",") if n),
+    )
+    with mongo_server() as mongo:
+        results = run(amqp, mongo.url, mongo.pid, opts)
+    if args.json:
+        with open(args.json, "w") as out:
+            out.write(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

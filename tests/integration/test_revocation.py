@@ -1,0 +1,238 @@
+"""Revoke at the provider (RFC 7009) on delete and in bulk, against a real OAuth 2 server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+
+from auth_gateway.resources import STORES
+from keyway_shared.events import CloudEvent
+
+from ..support.oauth_provider import OAuthProvider
+from ..support.polling import eventually
+from .gateway_app import Gateway, running_gateway
+
+pytestmark = [pytest.mark.broker, pytest.mark.mongo]
+
+
+@dataclass
+class RevokingProvider(OAuthProvider):
+    """The test server plus an RFC 7009 endpoint at /revoke (``revoke_mode``: ok | error_500)."""
+
+    revoke_mode: str = "ok"
+    revocations: list[dict[str, Any]] = field(default_factory=list)
+
+    async def start(self) -> RevokingProvider:
+        app = web.Application()
+        app.router.add_get("/authorize", self._authorize)
+        app.router.add_post("/token", self._token)
+        app.router.add_post("/revoke", self._revoke)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def _revoke(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        client_id, client_secret = self._client(request, form)
+        if self.revoke_mode == "error_500":
+            return web.Response(status=503, text="down: token " + form.get("token", ""))
+        if (client_id, client_secret) != (self.client_id, self.client_secret):
+            return web.json_response({"error": "invalid_client"}, status=401)
+        self.revocations.append({"token": form.get("token"), "hint": form.get("token_type_hint")})
+        return web.Response(status=200)
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[RevokingProvider]:
+    server = await RevokingProvider().start()
+    yield server
+    await server.stop()
+
+
+@dataclass
+class World:
+    gw: Gateway
+    provider: RevokingProvider
+    events: list[CloudEvent[Any]]
+
+
+@pytest.fixture
+async def world(
+    provider: RevokingProvider,
+    tmp_path: Path,
+    mongo_url: str,
+    db_name: str,
+    db: Any,
+    amqp_url: str,
+    namespace: str,
+    amqp: Any,
+    encryption_key: str,
+) -> AsyncIterator[World]:
+    providers_file = tmp_path / "providers.yaml"
+    catalog = {
+        "revocable": provider.template(revocation_url=f"{provider.base}/revoke", authorization_method="header"),
+        "plain": provider.template(),
+    }
+    providers_file.write_text(yaml.safe_dump(catalog))
+    async with running_gateway(
+        mongo_url=mongo_url,
+        db_name=db_name,
+        amqp_url=amqp_url,
+        namespace=namespace,
+        encryption_key=encryption_key,
+        providers_file=str(providers_file),
+        egress_allowlist="127.0.0.0/8",
+        provider_timeout_seconds=2.0,
+    ) as gw:
+        for name in catalog:
+            body = {
+                "provider": name,
+                "provider_config_key": name,
+                "oauth_client_id": provider.client_id,
+                "oauth_client_secret": provider.client_secret,
+            }
+            resp = await gw.client.post("/config", json=body, headers=gw.auth)
+            assert resp.status == 200, await resp.text()
+        events: list[CloudEvent[Any]] = []
+        outbox = gw.client.server.app[STORES].outbox
+        add = outbox.add
+
+        async def spy(event: CloudEvent[Any], **kw: Any) -> Any:
+            events.append(event)
+            return await add(event, **kw)
+
+        outbox.add = spy  # type: ignore[method-assign]
+        yield World(gw=gw, provider=provider, events=events)
+
+
+async def make_connection(gw: Gateway, key: str, connection_id: str) -> dict[str, str]:
+    tokens = {"access_token": f"at-{connection_id}-secret", "refresh_token": f"rt-{connection_id}-secret"}
+    body = {"connection_id": connection_id, "provider_config_key": key, "expires_in": 3600, **tokens}
+    resp = await gw.client.post("/connection", json=body, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    return tokens
+
+
+def activity(world: World, connection_id: str) -> list[dict[str, Any]]:
+    return [
+        e.data.model_dump(mode="json")
+        for e in world.events
+        if e.type == "activity.message" and getattr(e.data, "connection_id", None) == connection_id
+    ]
+
+
+async def exists(gw: Gateway, key: str, connection_id: str) -> bool:
+    resp = await gw.client.get(f"/connection/{connection_id}?provider_config_key={key}", headers=gw.auth)
+    return resp.status == 200
+
+
+async def test_delete_revokes_refresh_then_access_token(world: World) -> None:
+    gw, provider = world.gw, world.provider
+    tokens = await make_connection(gw, "revocable", "c-1")
+    resp = await gw.client.delete("/connection/c-1?provider_config_key=revocable", headers=gw.auth)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["success"] is True
+    assert body["revocation"]["status"] == "revoked"
+    assert body["revocation"]["tokens"] == {"refresh_token": "revoked", "access_token": "revoked"}
+    assert provider.revocations == [
+        {"token": tokens["refresh_token"], "hint": "refresh_token"},
+        {"token": tokens["access_token"], "hint": "access_token"},
+    ]
+    assert not await exists(gw, "revocable", "c-1")
+    entries = activity(world, "c-1")
+    assert [e["state"] for e in entries] == ["success", "success"]
+    assert {e["operation_type"] for e in entries} == {"auth:revoke_connection"}
+    assert len({e["operation_id"] for e in entries}) == 1
+    dumped = json.dumps([body, entries])
+    assert all(t not in dumped for t in tokens.values())
+
+
+async def test_provider_failure_still_deletes_with_a_warning(world: World) -> None:
+    gw, provider = world.gw, world.provider
+    provider.revoke_mode = "error_500"
+    tokens = await make_connection(gw, "revocable", "c-2")
+    resp = await gw.client.delete("/connection/c-2?provider_config_key=revocable", headers=gw.auth)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["success"] is True
+    assert body["revocation"]["status"] == "failed"
+    assert "503" in body["revocation"]["detail"]
+    assert not await exists(gw, "revocable", "c-2")
+    entries = activity(world, "c-2")
+    assert [(e["state"], e["level"]) for e in entries] == [("failed", "warn"), ("failed", "warn")]
+    dumped = json.dumps([body, entries])
+    assert all(t not in dumped for t in tokens.values())  # the provider echoed the token: not kept
+
+
+async def test_no_revocation_url_or_revoke_false_is_a_plain_delete(world: World) -> None:
+    gw, provider = world.gw, world.provider
+    await make_connection(gw, "plain", "c-3")
+    resp = await gw.client.delete("/connection/c-3?provider_config_key=plain", headers=gw.auth)
+    assert (resp.status, await resp.json()) == (200, {"success": True})
+    await make_connection(gw, "revocable", "c-4")
+    resp = await gw.client.delete("/connection/c-4?provider_config_key=revocable&revoke=false", headers=gw.auth)
+    assert (resp.status, await resp.json()) == (200, {"success": True})
+    assert provider.revocations == []
+    assert activity(world, "c-3") == activity(world, "c-4") == []
+    resp = await gw.client.delete("/connection/nope?provider_config_key=revocable", headers=gw.auth)
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "unknown_connection"
+
+
+async def test_bulk_revoke_with_progress(world: World, db: Any) -> None:
+    gw, provider = world.gw, world.provider
+    ids = [f"bulk-{i}" for i in range(12)]
+    for connection_id in ids:
+        await make_connection(gw, "revocable", connection_id)
+    await make_connection(gw, "plain", "other")
+    resp = await gw.client.post("/config/revocable/revoke", json={"delete": True, "concurrency": 4}, headers=gw.auth)
+    assert resp.status == 202, await resp.text()
+    job = await resp.json()
+    assert job["total"] == 12
+    assert job["status"] in {"running", "done"}
+
+    async def finished() -> dict[str, Any] | None:
+        resp = await gw.client.get(f"/config/revocable/revoke?job_id={job['job_id']}", headers=gw.auth)
+        body: dict[str, Any] = await resp.json()
+        return body if body["status"] == "done" else None
+
+    done = await eventually(finished, what="the bulk revocation job to finish")
+    assert (done["total"], done["done"], done["failed"], done["deleted"]) == (12, 12, 0, 12)
+    assert len(provider.revocations) == 24
+    stored = await db["revocation_jobs"].find_one({"_id": job["job_id"]})
+    assert stored["done"] == 12  # any replica reads the same progress
+    for connection_id in ids:
+        assert not await exists(gw, "revocable", connection_id)
+    assert await exists(gw, "plain", "other")
+    latest = await gw.client.get("/config/revocable/revoke", headers=gw.auth)
+    assert (await latest.json())["job_id"] == job["job_id"]
+
+    # a failing provider: counted as failed, connections kept when delete is false
+    provider.revoke_mode = "error_500"
+    await make_connection(gw, "revocable", "bulk-x")
+    resp = await gw.client.post("/config/revocable/revoke", headers=gw.auth)
+    job = await resp.json()
+    done = await eventually(finished, what="the second job to finish")
+    assert (done["total"], done["done"], done["failed"], done["deleted"]) == (1, 0, 1, 0)
+    assert await exists(gw, "revocable", "bulk-x")
+
+
+async def test_bulk_revoke_errors(world: World) -> None:
+    gw = world.gw
+    resp = await gw.client.post("/config/missing/revoke", headers=gw.auth)
+    assert resp.status == 400
+    resp = await gw.client.post("/config/revocable/revoke", json={"concurrency": 1000}, headers=gw.auth)
+    assert resp.status == 400
+    resp = await gw.client.get("/config/plain/revoke", headers=gw.auth)
+    assert resp.status == 404
+    resp = await gw.client.post("/config/revocable/revoke", headers={"Authorization": "Bearer nope"})
+    assert resp.status == 401
