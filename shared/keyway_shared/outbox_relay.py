@@ -6,8 +6,7 @@ while a publish was under way go out together, with one delete). If the publish 
 (broker down), the rows stay in MongoDB and the sweep loop of any replica publishes them once the
 broker is back (consumers skip the rare duplicate by event id).
 
-This is the gateway's relay (``auth_gateway.outbox_relay``) lifted into the shared library so the
-token-refresher publishes the same way; the gateway can switch to it and drop its copy.
+The gateway and the token-refresher both relay with it.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from .store import OutboxRow, OutboxStore
 __all__ = ["OutboxRelay"]
 
 log = get_logger(__name__)
-# Named apart from the gateway's own counters so both can live in one process until it switches over.
+# One set of counters for every service that relays (the gateway, the token-refresher).
 PUBLISHED = Counter("keyway_outbox_relay_published_total", "Outbox events confirmed by the broker", ["path"])
 PUBLISH_FAILURES = Counter(
     "keyway_outbox_relay_publish_failures_total", "Outbox publishes that failed and wait for a sweep"

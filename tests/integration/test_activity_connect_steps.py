@@ -118,16 +118,20 @@ async def test_an_oauth_popup_is_told_step_by_step_without_secrets(
     assert steps[2]["message"].startswith("Token request answered in ")
     assert steps[3]["message"] == "Connection created"
     authorize, callback, token = (m["request"] for m in steps[:3])
-    assert authorize["method"] == "GET" and authorize["url"].startswith(f"{provider.base}/authorize?")
+    assert authorize["method"] == "GET"
+    assert authorize["url"].startswith(f"{provider.base}/authorize?")
     assert "code_challenge_method=S256" in authorize["url"]
-    assert "code=[REDACTED]" in callback["url"] and "state=" in callback["url"]
-    assert token["method"] == "POST" and token["url"] == f"{provider.base}/token"
+    assert "code=[REDACTED]" in callback["url"]
+    assert "state=" in callback["url"]
+    assert token["method"] == "POST"
+    assert token["url"] == f"{provider.base}/token"
     assert token["duration_ms"] > 0
     body = json.loads(token["body"])
     assert body["access_token"] == body["refresh_token"] == "[REDACTED]"
     assert body["expires_in"] == 3600
     assert steps[2]["meta"] == {"grant_type": "authorization_code", "pkce": True}
-    assert op["duration_ms"] is not None and op["ended_at"] >= op["started_at"]
+    assert op["duration_ms"] is not None
+    assert op["ended_at"] >= op["started_at"]
 
     request = provider.token_requests[-1]
     secrets = [
