@@ -2,6 +2,8 @@
 
     uv run --frozen python bench/bench_refresh.py [--connections 10000] [--spread 60] [--replicas 1,2]
 
+``--replicas 0`` runs only the provider ceiling and the scheduling measurement.
+
 Every connection holds a rotating OAuth2 refresh token and an access token that expires 60 s after
 its refresh falls due (due times spread evenly over ``--spread`` seconds). The provider is a light
 aiohttp token endpoint in its own process: it rotates refresh tokens and counts any reuse. Runs:
@@ -14,8 +16,8 @@ aiohttp token endpoint in its own process: it rotates refresh tokens and counts 
 
 Scheduling CPU per refresh is measured in the scheduling run, as this process's CPU time
 (``time.process_time``) over the run divided by the connections claimed: finding due work (the due
-index query), claiming it (the conditional update that also reads the document; the release rides
-on the credential write) and
+index query), claiming it (the conditional update; reading the claimed document is the refresh's
+own work, and the release rides on the credential write) and
 the loop's own bookkeeping, and nothing of the provider call, the credential decryption and
 encryption or the write. The full runs report each refresher
 process's whole CPU per refresh beside it, from ``/proc``.
@@ -330,7 +332,7 @@ async def scheduling_run(mongo_url: str, opts: Options, provider_base: str, log_
         # What a successful background refresh spends on scheduling: the claim. Its release is
         # folded into the credential write (save_refreshed clears the lease), so none here.
         nonlocal claimed
-        if await state.claim_due(doc_id, owner="bench", lease=timedelta(hours=1)) is None:
+        if not await state.acquire({"_id": doc_id}, owner="bench", lease=timedelta(hours=1), due_only=True):
             return "not_claimed"
         claimed += 1
         if claimed == opts.connections:
@@ -488,7 +490,7 @@ def main() -> None:
     opts = Options(
         connections=args.connections,
         spread=args.spread,
-        replicas=tuple(int(n) for n in args.replicas.split(",")),
+        replicas=tuple(int(n) for n in args.replicas.split(",") if n.strip() not in {"", "0"}),
     )
     with mongo_server() as mongo:
         results = run(mongo.url, mongo.pid, amqp, opts)

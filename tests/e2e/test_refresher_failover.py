@@ -2,9 +2,10 @@
 connections once the leases run out, before their access tokens expire, and no refresh token is
 spent twice.
 
-The provider takes a second to answer, so the first replica is caught mid-refresh; its requests
-die with it (the provider notices the closed connection and never acts on them), which is the case
-a lease can rescue. Leases last 2 s here (``KEYWAY_REFRESH_LEASE_SECONDS``).
+Two replicas share 20 connections; the provider takes a second to answer, so the one killed is
+caught mid-refresh, its requests dying with it (the provider notices the closed connection and
+never acts on them), which is the case a lease can rescue. Leases last 2 s here
+(``KEYWAY_REFRESH_LEASE_SECONDS``).
 """
 
 from __future__ import annotations

@@ -213,6 +213,10 @@ async def test_three_refreshers_and_forced_reads_spend_each_refresh_token_once(
                 current = grant.refresh_tokens[-1] == credentials["refresh_token"]
                 return connection_id, me.status, current and not grant.revoked
 
+        # A figure, not an assertion: how many stored access tokens the provider still takes while the
+        # refreshers run (every one of them, if the database keeps up with 200 refreshes per 1.5 s).
+        live = sum([(await check(c))[1] == 200 for c in ids])
+        print(f"while running: {live}/{CONNECTIONS} stored access tokens live at the provider")
         # SIGTERM: in-flight refreshes finish and are stored, so what we read next is settled. Waited
         # for without blocking this loop: the provider answering them runs on it.
         for proc in refreshers:
@@ -222,8 +226,7 @@ async def test_three_refreshers_and_forced_reads_spend_each_refresh_token_once(
             await asyncio.to_thread(proc.proc.wait, 30)
         results = [await check(c) for c in ids]
         counts = provider.refresh_counts()
-        live = sum(1 for _c, status, _ok in results if status == 200)
-        print(f"at the end: {live}/{CONNECTIONS} access tokens live at the provider; non-200 reads: {failures[:3]}")
+        print(f"non-200 forced reads: {failures[:3]}")
         # Zero invalid_grant answers (a read that waited too long for a sibling's lease is reported above).
         assert not [f for f in failures if "invalid_grant" in f[1] or "reused" in f[1]], failures[:5]
         assert provider.reuse_detected == 0
@@ -233,7 +236,9 @@ async def test_three_refreshers_and_forced_reads_spend_each_refresh_token_once(
         invalid = [(c, status) for c, status, ok in results if not ok]
         assert invalid == [], invalid[:5]
         assert outcomes["refused"] == outcomes["exhausted"] == outcomes["bad_data"] == 0
-        # Every connection was refreshed in the background, many times over.
-        assert refreshed > CONNECTIONS * 5
+        # The background did the work: every grant was refreshed, by the refreshers above all. How
+        # often is a figure of this machine (printed), not a property to assert.
+        assert len({grant for grant, _at in provider.refreshes}) == CONNECTIONS
+        assert outcomes["refreshed"] > 0
     finally:
         await provider.stop()

@@ -139,7 +139,8 @@ async def test_a_created_connection_is_posted_signed_to_primary_and_secondary(
         assert r["response_body"] == "answered 200"
         assert r["body"] == CREATED_BODY
         assert r["duration_ms"] >= 0
-        assert r["expires_at"] - r["created_at"] == timedelta(days=settings.delivery_retention_days)
+        assert r["expires_at"] - r["finished_at"] == timedelta(days=settings.delivery_retention_days)
+        assert r["created_at"] <= r["finished_at"]
 
 
 async def test_during_a_key_rotation_both_keys_sign(

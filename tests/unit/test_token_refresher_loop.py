@@ -163,3 +163,53 @@ async def test_stop_waits_for_refreshes_in_flight_then_cancels_stragglers() -> N
     assert finished == ["quick"]
     assert cancelled == ["stuck"]
     assert loop.in_flight == 0
+
+
+class CountingIndex(FakeIndex):
+    """Counts the documents each query's range holds: what the embedded server reads per query."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.examined: list[int] = []
+
+    async def due_batch(
+        self, *, now: datetime, limit: int, since: datetime | None = None
+    ) -> list[tuple[Any, datetime]]:
+        self.examined.append(sum(1 for d in self.due.values() if d <= now and (since is None or d >= since)))
+        return await super().due_batch(now=now, limit=limit, since=since)
+
+
+async def test_the_scanner_walks_a_backlog_soonest_first_reading_windows_not_the_whole_range() -> None:
+    from token_refresher.scan import DueScanner
+
+    index = CountingIndex()
+    now = utc()
+    for i in range(2000):  # a backlog: 2,000 connections due over the last 100 s
+        index.due[i] = now - timedelta(seconds=100) + timedelta(milliseconds=50 * i)
+    scanner = DueScanner(index, full_scan_every=3600)
+    taken: list[Any] = []
+    while len(taken) < 2000:
+        batch = await scanner.next_batch(now=now, limit=40)
+        assert batch
+        for doc_id, _due in batch[:20]:  # claimed: out of the due range
+            index.due[doc_id] = now + timedelta(hours=1)
+            taken.append(doc_id)
+    assert taken[:20] == list(range(20))  # soonest first
+    assert sorted(taken) == list(range(2000))
+    assert index.examined[0] == 2000  # the first look is a full one
+    # Afterwards, windows: a few times the batch, never the backlog.
+    assert sum(index.examined[1:]) / len(index.examined[1:]) < 200
+
+
+async def test_the_scanner_rewinds_for_work_due_behind_its_floor() -> None:
+    from token_refresher.scan import DueScanner
+
+    index = FakeIndex()
+    now = utc()
+    index.due["a"] = now
+    scanner = DueScanner(index, full_scan_every=3600)
+    assert [i for i, _ in await scanner.next_batch(now=now, limit=10)] == ["a"]
+    index.due["a"] = now + timedelta(hours=1)
+    index.due["old"] = now - timedelta(minutes=5)  # written with a due time in the past
+    scanner.rewind(index.due["old"])
+    assert [i for i, _ in await scanner.next_batch(now=now, limit=10)] == ["old"]

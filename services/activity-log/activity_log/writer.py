@@ -16,8 +16,9 @@ MongoDB restart lost the answer to a write that was applied):
 
 The order is one string field, ``state_order`` = ``<rank>|<event time>``, so "only forward" is a
 single ``$lt`` beside the ``_id`` (an ``$or`` of rank and time defeats the ``_id`` lookup on the
-embedded server). A lost connection to MongoDB is retried here a few times before the batch
-fails, so a database restart costs a pause rather than a round of broker retries.
+embedded server). Writes are journaled (``DURABLE``) because the broker message is acknowledged
+after them. A lost connection to MongoDB is retried here a few times before the batch fails, so a
+database restart costs a pause rather than a round of broker retries.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import UpdateOne, WriteConcern
 from pymongo.errors import BulkWriteError, ConnectionFailure
 
 from keyway_shared.activity import operation_keys
@@ -36,9 +37,13 @@ from keyway_shared.store import Database
 
 from .entries import TERMINAL_STATES, Entry
 
-__all__ = ["DUPLICATE_KEY", "STATE_RANK", "ActivityWriter", "Merged", "merge", "state_order"]
+__all__ = ["DUPLICATE_KEY", "DURABLE", "STATE_RANK", "ActivityWriter", "Merged", "merge", "state_order"]
 
 DUPLICATE_KEY = 11000
+# A batch is acknowledged to the broker once it is written, so "written" must survive a crash of
+# the database: journaled, and on a majority of a replica set. An unjournaled write was measured
+# lost after a SIGKILL of the embedded server (tests/integration/test_activity_restart.py).
+DURABLE = WriteConcern(w="majority", j=True)
 STATE_RANK = {"waiting": 0, "running": 1, "timeout": 2, "success": 3, "failed": 3}
 
 log = get_logger(__name__)
@@ -169,8 +174,8 @@ def _only_duplicates(exc: BulkWriteError) -> list[int] | None:
 
 class ActivityWriter:
     def __init__(self, db: Database, *, attempts: int = 4, backoff: float = 0.5) -> None:
-        self._operations = db["activity_operations"]
-        self._messages = db["activity_messages"]
+        self._operations = db.get_collection("activity_operations", write_concern=DURABLE)
+        self._messages = db.get_collection("activity_messages", write_concern=DURABLE)
         self._attempts = attempts
         self._backoff = backoff
 

@@ -6,7 +6,7 @@ it applies the limit, so a refresher that has fallen behind would read its entir
 round (measured: 10,000 due connections claimed at 62/s that way). The scanner therefore keeps a
 floor (the soonest due time it last saw) and asks for a window above it, narrowing the window when
 it comes back full and widening it when it comes back short. Due times written behind the floor
-(a schedule set in the past) are found by a full scan every few seconds, or at once when the
+(a schedule set in the past) are found by a full scan every ten seconds, or at once when the
 ``connection.*`` consumer reports one.
 """
 
@@ -34,7 +34,7 @@ class DueScanner:
         self,
         index: DueIndex,
         *,
-        full_scan_every: float = 5.0,
+        full_scan_every: float = 10.0,
         slack: timedelta = timedelta(seconds=2),
         min_step: float = 0.05,
         max_step: float = 3600.0,

@@ -215,7 +215,13 @@ def create_app(settings: DispatcherSettings) -> web.Application:
             mongo_context(
                 settings,
                 app_name=SERVICE,
-                collections=["environments", "webhook_deliveries", "webhook_endpoints", "processed_events"],
+                collections=[
+                    "environments",
+                    "webhook_deliveries",
+                    "webhook_attempt_claims",
+                    "webhook_endpoints",
+                    "processed_events",
+                ],
             ),
             broker_context(settings, name=SERVICE),
             http_session_context(settings),

@@ -3,8 +3,8 @@
 The claim (an insert keyed by delivery, run and attempt number, before the POST) is what keeps a
 webhook from going out twice when the bus hands the same work over twice. When the claim exists:
 
-    sending, and our message is a redelivery (its consumer died) or the lease ran out → take it over
-    sending otherwise                   → someone is making this attempt right now: skip
+    no record yet, and our message is a redelivery (its consumer died) or the lease ran out → take over
+    no record yet otherwise             → someone is making this attempt right now: skip
     failed with attempts left, and ours is a redelivery → make sure the next attempt is scheduled
     anything else                       → this attempt was made: skip
 
@@ -26,7 +26,7 @@ from pymongo.errors import PyMongoError
 from keyway_shared.events import ErrorInfo
 from keyway_shared.logging import get_logger, redact
 from keyway_shared.store.client import db_now
-from keyway_shared.store.webhook_deliveries import Claim, DeliveryLog
+from keyway_shared.store.webhook_deliveries import Claim, DeliveryLog, attempt_key
 
 from .announce import Announcer
 from .breaker import CircuitBreaker
@@ -58,6 +58,14 @@ class Outcome:
     kind: Literal["delivered", "retry", "failed", "dropped", "skipped"]
     reason: str
     delay: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Attempt:
+    claim: Claim
+    delivery: WebhookDelivery
+    environment: str
+    number: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,22 +111,22 @@ class Attempter:
         if target and target != delivery.url:
             # The endpoint's URL changed since the delivery was made (a typo fixed): follow it.
             delivery = delivery.model_copy(update={"url": target})
-        record = delivery.model_dump() | {"environment": environment, "attempt": number}
-        claim = await self._log.claim(record, lease=self._limits.lease)
+        claim = await self._log.claim(attempt_key(delivery.delivery_id, delivery.run, number), lease=self._limits.lease)
         if not claim.fresh:
             resumption = await self._resume(claim, resumed=resumed, number=number)
             if resumption is not None:
                 ATTEMPTS.labels(result="skipped").inc()
                 return resumption
+        attempt = _Attempt(claim=claim, delivery=delivery, environment=environment, number=number)
         if snapshot is None or not target:
             error = ErrorInfo(type="endpoint_removed", description=f"no {delivery.slot} URL in the webhook settings")
-            return await self._drop(claim.key, delivery, environment, number, error)
+            return await self._drop(attempt, error)
         endpoint = await self._endpoints.get(environment, delivery.url)
         if endpoint.disabled:
             error = ErrorInfo(
                 type="endpoint_disabled", description=f"the endpoint is disabled ({endpoint.disabled_reason})"
             )
-            return await self._drop(claim.key, delivery, environment, number, error)
+            return await self._drop(attempt, error)
 
         url = delivery.url
         if self._breaker.allow(url):
@@ -143,36 +151,33 @@ class Attempter:
             result = Attempt(
                 url=url, status=None, duration_ms=0.0, error=error, error_class="CircuitOpen", response_body=None
             )
-        return await self._settle(claim.key, delivery, environment, number, result, failing=endpoint.failing_since)
+        return await self._settle(attempt, result, failing=endpoint.failing_since)
 
     async def _resume(self, claim: Claim, *, resumed: bool, number: int) -> Outcome | None:
-        existing = claim.existing
-        assert existing is not None
-        state = existing.get("state")
-        if state == "sending":
-            if (resumed or existing["lease_until"] <= db_now()) and await self._log.take_over(
+        record = claim.record
+        if record is None:  # claimed and not finished: in flight, or its consumer died mid-attempt
+            assert claim.lease_until is not None
+            if (resumed or claim.lease_until <= db_now()) and await self._log.take_over(
                 claim, lease=self._limits.lease
             ):
                 log.info("taking over an attempt its consumer did not finish", attempt=number)
                 return None
             return Outcome(kind="skipped", reason="another consumer is making this attempt")
-        if state == "failed" and not existing.get("final") and resumed:
-            delay = existing.get("retry_delay") or self._policy.delay(number)
+        state = record.get("state")
+        if state == "failed" and not record.get("final") and resumed:
+            delay = record.get("retry_delay") or self._policy.delay(number)
             return Outcome(kind="retry", reason="attempt made earlier; scheduling the next one", delay=float(delay))
         return Outcome(kind="skipped", reason=f"attempt already made ({state})")
 
-    async def _drop(
-        self, key: str, delivery: WebhookDelivery, environment: str, number: int, error: ErrorInfo
-    ) -> Outcome:
+    async def _drop(self, attempt: _Attempt, error: ErrorInfo) -> Outcome:
         ATTEMPTS.labels(result="dropped").inc()
-        log.info("webhook delivery dropped", url=delivery.url, reason=error.type)
-        await self._finish(
-            key, {"state": "discarded", "success": False, "final": True, "error": error.model_dump(), "status": None}
-        )
+        log.info("webhook delivery dropped", url=attempt.delivery.url, reason=error.type)
+        fields = {"state": "discarded", "success": False, "final": True, "error": error.model_dump(), "status": None}
+        await self._record(attempt, fields)
         await self._announcer.failed(
-            delivery,
-            environment=environment,
-            attempt=number,
+            attempt.delivery,
+            environment=attempt.environment,
+            attempt=attempt.number,
             status=None,
             error=error,
             final=True,
@@ -180,16 +185,8 @@ class Attempter:
         )
         return Outcome(kind="dropped", reason=error.description)
 
-    async def _settle(
-        self,
-        key: str,
-        delivery: WebhookDelivery,
-        environment: str,
-        number: int,
-        result: Attempt,
-        *,
-        failing: datetime | None,
-    ) -> Outcome:
+    async def _settle(self, attempt: _Attempt, result: Attempt, *, failing: datetime | None) -> Outcome:
+        delivery, environment, number = attempt.delivery, attempt.environment, attempt.number
         fields: dict[str, Any] = {
             "status": result.status,
             "duration_ms": result.duration_ms,
@@ -200,8 +197,8 @@ class Attempter:
         if result.ok:
             assert result.status is not None
             ATTEMPTS.labels(result="delivered").inc()
-            log.info("webhook delivered", url=delivery.url, status=result.status, duration_ms=result.duration_ms)
-            await self._finish(key, fields | {"state": "succeeded", "success": True, "final": True})
+            log.debug("webhook delivered", url=delivery.url, status=result.status, duration_ms=result.duration_ms)
+            await self._record(attempt, fields | {"state": "succeeded", "success": True, "final": True})
             if failing is not None:
                 await self._quietly(self._endpoints.store.succeeded(environment, delivery.url))
                 self._endpoints.drop(environment)
@@ -236,8 +233,8 @@ class Attempter:
             final=final,
             retry_in=delay,
         )
-        await self._finish(
-            key,
+        await self._record(
+            attempt,
             fields
             | {
                 "state": "failed",
@@ -285,8 +282,13 @@ class Attempter:
             self._endpoints.put(state)
             await self._announcer.endpoint_disabled(state, delivery=delivery)
 
-    async def _finish(self, key: str, outcome: dict[str, Any]) -> None:
-        await self._quietly(self._log.finish(key, outcome))
+    async def _record(self, attempt: _Attempt, outcome: dict[str, Any]) -> None:
+        fields = attempt.delivery.model_dump() | {
+            "environment": attempt.environment,
+            "attempt": attempt.number,
+            **outcome,
+        }
+        await self._quietly(self._log.record(attempt.claim, fields))
 
     @staticmethod
     async def _quietly(write: Awaitable[None]) -> None:

@@ -16,24 +16,13 @@ from pydantic import Field
 
 from keyway_shared.bus import build_message
 from keyway_shared.events import CloudEvent, EventData
+from keyway_shared.store.webhook_deliveries import delivery_id, webhook_id
 
 __all__ = ["DELIVERY_TYPE", "SOURCE", "WebhookDelivery", "delivery_id", "delivery_message", "webhook_id"]
 
 SOURCE = "/keyway/webhook-dispatcher"
 DELIVERY_TYPE = "webhook.delivery"
-_DELIVERY_NAMESPACE = uuid.UUID("5b0c8f3e-7a1d-4e0b-9a65-0d3c1f6e2a47")
 _MESSAGE_NAMESPACE = uuid.UUID("8f4d2c61-3b5e-4a79-b0d2-6e1c9a7f5b38")
-
-
-def delivery_id(event_id: str, slot: str) -> str:
-    """The same for one event and endpoint (primary or secondary) whoever computes it, whenever:
-    retries and replays share it, even after the endpoint's URL was corrected."""
-    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{event_id}|{slot}"))
-
-
-def webhook_id(delivery: str) -> str:
-    """The ``webhook-id`` header: a receiver deduplicates on it, so it never changes for a delivery."""
-    return "msg_" + uuid.UUID(delivery).hex
 
 
 class WebhookDelivery(EventData):

@@ -29,6 +29,8 @@ MAX_WORDS_PER_MESSAGE = 32
 _MAX_KEY = 300  # index keys stay small; a longer connection id is cut, both when written and read
 _MIN_WORD, _MAX_WORD = 2, 40
 _WORD = re.compile(r"[a-z0-9]+")
+_URL_TAIL = re.compile(r"(https?://[^\s?#]*)[?#][^\s]*", re.IGNORECASE)  # a query string is values, not words
+_RANDOM = re.compile(r"(?=.*[a-z])(?=.*[0-9])[a-z0-9]{16,}|[0-9]{7,}")  # ids, nonces, hashes, timestamps
 # Words too common to narrow anything down, and the redaction marker itself.
 _STOP = frozenset(
     {
@@ -40,13 +42,17 @@ _STOP = frozenset(
 
 
 def words(*texts: str | None, limit: int = MAX_WORDS_PER_MESSAGE) -> list[str]:
-    """The distinct searchable words of ``texts``, in order: lowercase runs of letters and digits."""
+    """The distinct searchable words of ``texts``, in order: lowercase runs of letters and digits.
+
+    Query strings of URLs, and runs that look random (long mixes of letters and digits, long
+    numbers), are left out: nobody searches for a nonce, and each word is an index entry.
+    """
     seen: dict[str, None] = {}
     for text in texts:
         if not text:
             continue
-        for word in _WORD.findall(text.lower()):
-            if _MIN_WORD <= len(word) <= _MAX_WORD and word not in _STOP:
+        for word in _WORD.findall(_URL_TAIL.sub(r"\1", text).lower()):
+            if _MIN_WORD <= len(word) <= _MAX_WORD and word not in _STOP and not _RANDOM.fullmatch(word):
                 seen.setdefault(word)
                 if len(seen) >= limit:
                     return list(seen)

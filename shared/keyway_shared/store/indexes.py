@@ -60,14 +60,11 @@ COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl"),
     ],
     "webhook_deliveries": [
-        IndexModel([("event_id", ASCENDING)], name="event"),
+        # Listing and "failed since T"; a delivery's or an event's attempts are ranges of _id.
         IndexModel([("environment", ASCENDING), ("created_at", DESCENDING)], name="env_time"),
-        IndexModel([("delivery_id", ASCENDING), ("created_at", DESCENDING)], name="delivery_time"),
-        # "every delivery that gave up since T" (bulk replay)
-        IndexModel(
-            [("environment", ASCENDING), ("final", ASCENDING), ("success", ASCENDING), ("finished_at", DESCENDING)],
-            name="env_final",
-        ),
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl"),
+    ],
+    "webhook_attempt_claims": [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl"),
     ],
     "webhook_endpoints": [

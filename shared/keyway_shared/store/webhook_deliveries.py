@@ -1,10 +1,20 @@
-"""Every webhook delivery attempt (``webhook_deliveries``): written by the dispatcher, read by the API.
+"""Every webhook delivery attempt: written by the dispatcher, read by the API.
 
-One document per attempt, ``_id`` = ``<delivery id>:<run>:<attempt>``. The dispatcher inserts it
-(state ``sending``) *before* the POST: the unique ``_id`` is what makes a delivery the bus handed
-over twice go out once, and a crash mid-POST leaves a ``sending`` record the redelivered message
-takes over. After the POST the outcome is written into the same document. Documents expire with
-``expires_at`` (a TTL index), so the log keeps a retention period, not everything.
+Two collections, both written with inserts only (on the embedded server an insert costs a
+fraction of an update, and the dispatcher makes two writes per webhook):
+
+    webhook_attempt_claims   ``_id`` = ``<delivery id>:<run>:<attempt>``, inserted *before* the POST.
+                             The unique ``_id`` is what makes a delivery the bus handed over twice
+                             go out once; ``lease_until`` lets a redelivered message take over an
+                             attempt whose consumer died mid-POST.
+    webhook_deliveries       the same ``_id``, inserted once the attempt is over: URL, status,
+                             duration, error class, at most 4 KB of the answer, the next attempt's
+                             time. An attempt with a claim and no record is in flight (or was cut
+                             short by a crash, and is taken over).
+
+Both expire (TTL indexes) after the retention period. A delivery is one event's webhook to one
+endpoint (primary or secondary), so its id, and the ``webhook-id`` header derived from it, are the
+same for every attempt and replay; the ids of an event's deliveries are computed, not looked up.
 
 Writes from concurrent handlers are coalesced: while one ``bulk_write`` is in flight the next
 batch gathers, so a quiet dispatcher pays one round trip per write and a busy one a fraction.
@@ -13,49 +23,80 @@ batch gathers, so a quiet dispatcher pays one round trip per write and a busy on
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from pymongo import DESCENDING, InsertOne, UpdateOne
+from pymongo import DESCENDING, InsertOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from .client import Database, db_now
 
-__all__ = ["MAX_REPLAY_DELIVERIES", "AttemptState", "Claim", "DeliveryLog", "attempt_key", "public_attempt"]
+__all__ = [
+    "MAX_REPLAY_DELIVERIES",
+    "SLOTS",
+    "Claim",
+    "DeliveryLog",
+    "attempt_key",
+    "delivery_id",
+    "public_attempt",
+    "webhook_id",
+]
 
-AttemptState = Literal["sending", "succeeded", "failed", "discarded"]
 _DUPLICATE_KEY = 11000
+_DELIVERY_NAMESPACE = uuid.UUID("5b0c8f3e-7a1d-4e0b-9a65-0d3c1f6e2a47")
 MAX_REPLAY_DELIVERIES = 10_000
+SLOTS = ("primary", "secondary")
 
 
-def attempt_key(delivery_id: str, run: str, attempt: int) -> str:
-    return f"{delivery_id}:{run}:{attempt}"
+def delivery_id(event_id: str, slot: str) -> str:
+    """The same for one event and endpoint (primary or secondary) whoever computes it, whenever:
+    retries and replays share it, even after the endpoint's URL was corrected."""
+    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{event_id}|{slot}"))
+
+
+def webhook_id(delivery: str) -> str:
+    """The ``webhook-id`` header: a receiver deduplicates on it, so it never changes for a delivery."""
+    return "msg_" + uuid.UUID(delivery).hex
+
+
+def attempt_key(delivery: str, run: str, attempt: int) -> str:
+    return f"{delivery}:{run}:{attempt}"
+
+
+def _of_delivery(delivery: str) -> dict[str, Any]:
+    # Every key of a delivery starts with "<id>:"; ";" is the character after ":", so this is a
+    # range scan of the _id index.
+    return {"_id": {"$gte": f"{delivery}:", "$lt": f"{delivery};"}}
 
 
 @dataclass(frozen=True, kw_only=True)
 class Claim:
-    """The outcome of claiming an attempt: ours to make, or the record someone else left."""
+    """Claiming an attempt: ours to make (``fresh``), or what someone else left (their lease, and
+    the record if their attempt is over)."""
 
     key: str
     fresh: bool
-    existing: dict[str, Any] | None = None
+    claimed_at: datetime
+    lease_until: datetime | None = None
+    record: dict[str, Any] | None = None
 
 
 class _BulkWriter:
-    """Coalesces single writes into ``bulk_write`` calls; answers each with applied / duplicate key."""
+    """Coalesces single inserts into ``bulk_write`` calls; answers each with inserted / duplicate key."""
 
     def __init__(self, db: Database, collection: str, *, max_batch: int = 1000, max_in_flight: int = 2) -> None:
         self._col = db[collection]
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
-        self._pending: list[tuple[InsertOne[Any] | UpdateOne, asyncio.Future[bool]]] = []
+        self._pending: list[tuple[InsertOne[Any], asyncio.Future[bool]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
 
-    async def write(self, op: InsertOne[Any] | UpdateOne) -> bool:
-        """True once applied; False when an insert hit an existing ``_id``. Other failures raise."""
+    async def insert(self, doc: dict[str, Any]) -> bool:
+        """True once inserted; False when its ``_id`` exists. Other failures raise."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future))
+        self._pending.append((InsertOne(doc), future))
         self._kick()
         return await future
 
@@ -70,7 +111,7 @@ class _BulkWriter:
         self._flushes.discard(task)
         self._kick()
 
-    async def _flush(self, batch: list[tuple[InsertOne[Any] | UpdateOne, asyncio.Future[bool]]]) -> None:
+    async def _flush(self, batch: list[tuple[InsertOne[Any], asyncio.Future[bool]]]) -> None:
         failed: dict[int, BaseException | None] = {}  # index -> error, None for a duplicate key
         try:
             await self._col.bulk_write([op for op, _ in batch], ordered=False)
@@ -97,47 +138,47 @@ class _BulkWriter:
 
 class DeliveryLog:
     def __init__(self, db: Database, *, retention: timedelta = timedelta(days=15)) -> None:
-        self._col = db["webhook_deliveries"]
-        self._writer = _BulkWriter(db, "webhook_deliveries")
+        self._records = db["webhook_deliveries"]
+        self._claims = db["webhook_attempt_claims"]
+        self._record_writer = _BulkWriter(db, "webhook_deliveries")
+        self._claim_writer = _BulkWriter(db, "webhook_attempt_claims")
         self._retention = retention
 
     async def close(self) -> None:
-        await self._writer.close()
+        await self._claim_writer.close()
+        await self._record_writer.close()
 
     # -- the dispatcher's side ---------------------------------------------------------------
 
-    async def claim(self, record: dict[str, Any], *, lease: timedelta) -> Claim:
-        """Insert an attempt about to be made (``record`` holds the delivery's fields and ``attempt``)."""
-        key = attempt_key(record["delivery_id"], record["run"], record["attempt"])
+    async def claim(self, key: str, *, lease: timedelta) -> Claim:
+        """Claim the attempt ``key`` before making it."""
         now = db_now()
-        doc = record | {
-            "_id": key,
-            "state": "sending",
-            "success": None,
-            "final": False,
-            "lease_until": now + lease,
-            "created_at": now,
-            "expires_at": now + self._retention,
-        }
-        if await self._writer.write(InsertOne(doc)):
-            return Claim(key=key, fresh=True)
-        existing = await self._col.find_one({"_id": key})
+        doc = {"_id": key, "lease_until": now + lease, "expires_at": now + self._retention}
+        if await self._claim_writer.insert(doc):
+            return Claim(key=key, fresh=True, claimed_at=now)
+        existing = await self._claims.find_one({"_id": key})
         if existing is None:  # expired between the two calls: the attempt is ours after all
-            return await self.claim(record, lease=lease)
-        return Claim(key=key, fresh=False, existing=existing)
+            return await self.claim(key, lease=lease)
+        record = await self._records.find_one({"_id": key})
+        return Claim(key=key, fresh=False, claimed_at=now, lease_until=existing["lease_until"], record=record)
 
     async def take_over(self, claim: Claim, *, lease: timedelta) -> bool:
-        """Take a ``sending`` attempt whose consumer died; False when someone else took it first."""
-        assert claim.existing is not None
-        result = await self._col.update_one(
-            {"_id": claim.key, "state": "sending", "lease_until": claim.existing["lease_until"]},
-            {"$set": {"lease_until": db_now() + lease}},
+        """Take an attempt whose consumer died; False when someone else took it first."""
+        result = await self._claims.update_one(
+            {"_id": claim.key, "lease_until": claim.lease_until}, {"$set": {"lease_until": db_now() + lease}}
         )
         return result.modified_count == 1
 
-    async def finish(self, key: str, outcome: dict[str, Any]) -> None:
-        """Write what came of an attempt (``state``, ``success``, ``final``, status, error, …)."""
-        await self._writer.write(UpdateOne({"_id": key}, {"$set": outcome | {"finished_at": db_now()}}))
+    async def record(self, claim: Claim, fields: dict[str, Any]) -> None:
+        """Write what came of the attempt ``claim`` (a second record for one attempt is dropped)."""
+        now = db_now()
+        doc = fields | {
+            "_id": claim.key,
+            "created_at": claim.claimed_at,
+            "finished_at": now,
+            "expires_at": now + self._retention,
+        }
+        await self._record_writer.insert(doc)
 
     # -- the API's side ----------------------------------------------------------------------
 
@@ -151,8 +192,18 @@ class DeliveryLog:
         until: datetime | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Attempts newest first; ``before`` is the (created_at, _id) of the last one already seen."""
+        """Attempts newest first; ``before`` is the (created_at, _id) of the last one already seen.
+
+        A ``delivery_id`` or ``event_id`` filter reads the deliveries' key ranges, not the environment.
+        """
         query: dict[str, Any] = {"environment": environment, **(filters or {})}
+        deliveries: list[str] = []
+        if "delivery_id" in query:
+            deliveries = [query["delivery_id"]]
+        elif "event_id" in query:
+            deliveries = [delivery_id(query["event_id"], slot) for slot in SLOTS]
+        if deliveries:
+            query["$and"] = [{"$or": [_of_delivery(d) for d in deliveries]}]
         window: dict[str, datetime] = {}
         if since is not None:
             window["$gte"] = since
@@ -162,44 +213,35 @@ class DeliveryLog:
             query["created_at"] = window
         if before is not None:
             at, key = before
-            query["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": key}}]
-        cursor = self._col.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+            query.setdefault("$and", []).append(
+                {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": key}}]}
+            )
+        cursor = self._records.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
         return [doc async for doc in cursor]
 
-    async def latest(self, environment: str, delivery_id: str) -> dict[str, Any] | None:
+    async def latest(self, environment: str, delivery: str) -> dict[str, Any] | None:
         """The most recent attempt of a delivery (it carries the body, URL and event fields)."""
-        cursor = self._col.find({"delivery_id": delivery_id, "environment": environment}).sort("created_at", -1)
-        async for doc in cursor.limit(1):
-            return doc
-        return None
+        found = await self.attempts(environment, filters={"delivery_id": delivery}, limit=1)
+        return found[0] if found else None
 
     async def failed_since(
         self, environment: str, *, since: datetime, until: datetime | None = None, limit: int = MAX_REPLAY_DELIVERIES
     ) -> list[dict[str, Any]]:
-        """The last attempt of each delivery that gave up in the window and never succeeded after."""
+        """The last attempt of each delivery whose latest outcome in the window is giving up."""
         window: dict[str, datetime] = {"$gte": since}
         if until is not None:
             window["$lte"] = until
-        query = {"environment": environment, "final": True, "success": False, "finished_at": window}
         latest: dict[str, dict[str, Any]] = {}
-        async for doc in self._col.find(query).sort("finished_at", -1).limit(limit * 2):
-            latest.setdefault(doc["delivery_id"], doc)
-            if len(latest) >= limit:
-                break
-        if not latest:
-            return []
-        succeeded = self._col.find(
-            {"delivery_id": {"$in": list(latest)}, "success": True}, {"delivery_id": 1, "finished_at": 1}
-        )
-        async for doc in succeeded:
-            failure = latest.get(doc["delivery_id"])
-            if failure is not None and doc.get("finished_at") and doc["finished_at"] >= failure["finished_at"]:
-                del latest[doc["delivery_id"]]
-        return list(latest.values())
+        cursor = self._records.find({"environment": environment, "created_at": window}, {"response_body": 0})
+        async for doc in cursor.sort("created_at", DESCENDING):
+            latest.setdefault(doc["delivery_id"], doc)  # newest first: the first seen is the latest
+        gave_up = [d for d in latest.values() if d.get("final") and not d.get("success")]
+        gave_up.sort(key=lambda d: d["created_at"])
+        return gave_up[:limit]
 
 
 def public_attempt(doc: dict[str, Any]) -> dict[str, Any]:
-    """An attempt as the API shows it: no lease, no internal keys."""
-    shown = {k: v for k, v in doc.items() if k not in {"_id", "lease_until", "retry_delay"}}
+    """An attempt as the API shows it: its id, no internal fields."""
+    shown = {k: v for k, v in doc.items() if k not in {"_id", "retry_delay", "expires_at"}}
     shown["id"] = doc["_id"]
     return shown
