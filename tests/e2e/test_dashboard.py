@@ -1,174 +1,35 @@
-"""The dashboard in real headless Chromium, against an in-process gateway, the activity-log
-service, the real broker and database, and a small OAuth 2 provider on 127.0.0.1.
+"""The dashboard in real headless Chromium: sign-in (CSRF, lockout, sign-out), then the whole path
+of the guide: an integration created against a local OAuth 2 provider, Connect through the popup,
+the connection, a failure in Activity with its messages, settings, and a secret key rotated.
 
-Every page visited is checked for console errors and unlabelled inputs, and screenshotted under
-``test-output/dashboard/`` for people to look at.
+The gateway runs in-process with the activity-log service beside it, on the real broker and database.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser
 
-from activity_log.app import create_app as create_activity_log
-from activity_log.settings import ActivityLogSettings
-from auth_gateway.dashboard.passwords import hash_password
-
-from ..integration.gateway_app import Gateway, running_gateway
-from ..support.inproc import running
+from ..integration.gateway_app import Gateway
 from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
+from . import dashboard_fixtures
+from .dashboard_fixtures import ADMIN, PASSWORD, Visits, is_true, new_context, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.browser]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ADMIN, PASSWORD = "admin", "a long dashboard password"
-PASSWORD_HASH = hash_password(PASSWORD)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[OAuthProvider]:
-    server = await OAuthProvider().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def gw(
-    provider: OAuthProvider,
-    tmp_path: Path,
-    mongo_url: str,
-    db_name: str,
-    db: Any,
-    amqp_url: str,
-    namespace: str,
-    amqp: Any,
-    encryption_key: str,
-) -> AsyncIterator[Gateway]:
-    providers_file = tmp_path / "providers.yaml"
-    template = provider.template(display_name="Local Test OAuth", docs=f"{provider.base}/docs")
-    api_key_template = {
-        "display_name": "Local API key service",
-        "auth_mode": "API_KEY",
-        "proxy": {"base_url": provider.base, "headers": {"authorization": "Bearer ${apiKey}"}},
-        "connection_config": {"region": {"type": "string", "title": "Region", "example": "eu"}},
-    }
-    providers_file.write_text(yaml.safe_dump({"local-test-oauth": template, "local-api-key": api_key_template}))
-    activity_settings = ActivityLogSettings(
-        mongodb_url=mongo_url,
-        mongodb_database=db_name,
-        amqp_url=amqp_url,
-        bus_namespace=namespace,
-        encryption_key=encryption_key,
-        queue_type="classic",
-        batch_delay_ms=20,
-    )
-    async with (
-        running(create_activity_log(activity_settings)),
-        running_gateway(
-            mongo_url=mongo_url,
-            db_name=db_name,
-            amqp_url=amqp_url,
-            namespace=namespace,
-            encryption_key=encryption_key,
-            providers_file=str(providers_file),
-            egress_allowlist="127.0.0.0/8",
-            provider_timeout_seconds=2.0,
-            admin_user=ADMIN,
-            admin_password_hash=PASSWORD_HASH,
-        ) as gateway,
-    ):
-        yield gateway
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
-class Visits:
-    """Every page a test opens: console errors and page errors collected, a screenshot each, labels checked."""
-
-    def __init__(self, page: Page, output: Path, prefix: str) -> None:
-        self.page = page
-        self.output = output
-        self.prefix = prefix
-        self.errors: list[str] = []
-        self.count = 0
-        page.on("console", lambda msg: self.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-        page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
-
-    def expect_failed_loads(self, *statuses: str) -> None:
-        """Refusals the test provoked: the browser logs each non-2xx answer as a failed load."""
-        found = [re.search(r"Failed to load resource: .* status of (\d+)", e) for e in self.errors]
-        assert [m.group(1) if m else None for m in found] == list(statuses), self.errors
-        self.errors.clear()
-
-    async def check(self, name: str) -> None:
-        await self.page.wait_for_load_state("load")
-        self.count += 1
-        await self.page.screenshot(path=str(self.output / f"{self.prefix}-{self.count:02d}-{name}.png"), full_page=True)
-        unlabelled = await self.page.evaluate(
-            """() => [...document.querySelectorAll('input, select, textarea')]
-                .filter((el) => el.type !== 'hidden')
-                .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
-                                && !el.getAttribute('aria-labelledby'))
-                .map((el) => el.outerHTML)"""
-        )
-        assert unlabelled == [], f"inputs without a label on {name}: {unlabelled}"
-        assert self.errors == [], f"errors on {name}: {self.errors}"
-
-
-@pytest.fixture
-def shots(output_dir: Path) -> Path:
-    path = output_dir / "dashboard"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-async def sign_in(page: Page, gw: Gateway, *, password: str = PASSWORD) -> None:
-    await page.goto(f"{gw.url}/dashboard/signin")
-    await page.fill("#username", ADMIN)
-    await page.fill("#password", password)
-    await page.click("button[type=submit]")
-    await page.wait_for_load_state("load")
-
-
-async def tab_to(page: Page, element_id: str, *, presses: int = 60) -> None:
-    """Press Tab until the element has the focus, as a keyboard user would."""
-    for _ in range(presses):
-        if await page.evaluate("document.activeElement ? document.activeElement.id : ''") == element_id:
-            return
-        await page.keyboard.press("Tab")
-    raise AssertionError(f"Tab never reached #{element_id}")
-
-
-async def new_context(browser: Browser) -> BrowserContext:
-    return await browser.new_context(viewport={"width": 1280, "height": 900})
+# The shared fixtures, bound here so pytest finds them by name.
+browser, provider, gw, shots = (
+    dashboard_fixtures.browser,
+    dashboard_fixtures.provider,
+    dashboard_fixtures.gw,
+    dashboard_fixtures.shots,
+)
 
 
 async def test_sign_in_csrf_lockout_and_sign_out(gw: Gateway, browser: Browser, shots: Path) -> None:
@@ -286,7 +147,7 @@ async def test_integration_connect_activity_and_key_rotation(
     await page.wait_for_selector('#connections-region tr[data-connection-id="dash-1"]')
     assert await page.evaluate("window.notReloaded") is True
     assert "Connected: dash-1" in await page.inner_text("[data-connect-status]")
-    await eventually(lambda: _true(popup.is_closed()), what="the popup to close itself")
+    await eventually(lambda: is_true(popup.is_closed()), what="the popup to close itself")
     assert provider.authorize_requests[-1]["scope"] == "read write"
     await visits.check("connected")
     resp = await gw.client.get("/connection/dash-1?provider_config_key=local-oauth", headers=gw.auth)
@@ -396,6 +257,51 @@ async def test_integration_connect_activity_and_key_rotation(
     assert environment["hmac_enabled"] is True
     assert environment["hmac_key"] == "hmac-secret-1"
 
+    # Webhook signing keys: rotation keeps the old key signing for its grace period; reveal shows both.
+    await page.click("text=Rotate signing key")
+    await page.wait_for_load_state("load")
+    await page.click("button:has-text('Reveal signing keys')")
+    await page.wait_for_load_state("load")
+    shown = {(await page.inner_text(f"#signing-key-{i}")).strip() for i in (1, 2)}
+    resp = await gw.client.get("/webhooks/signing-keys", headers={"Authorization": f"Bearer {new_key}"})
+    assert shown == {k["key"] for k in (await resp.json())["keys"]}
+    assert "stops signing" in await page.inner_text("section[aria-labelledby=webhooks-title]")
+    await visits.check("settings-signing-keys")
+
+    # A delivery attempt the dispatcher recorded, replayed from the table: a command on the bus.
+    now = datetime.now(UTC)
+    await db["webhook_deliveries"].insert_one(
+        {
+            "_id": "dlv-1:0:1",
+            "delivery_id": "dlv-1",
+            "run": "0",
+            "webhook_id": "msg_dlv-1",
+            "environment": "prod",
+            "event_id": "ev-1",
+            "event_type": "connection.created",
+            "url": "https://hooks.example.com/keyway",
+            "attempt": 1,
+            "state": "failed",
+            "success": False,
+            "final": True,
+            "status": 500,
+            "error": {"type": "http_error", "description": "the receiver answered 500"},
+            "created_at": now,
+            "finished_at": now,
+            "expires_at": now + timedelta(days=1),
+        }
+    )
+    await page.goto(f"{gw.url}/dashboard/prod/settings")
+    deliveries = page.locator("section[aria-labelledby=deliveries-title]")
+    assert "the receiver answered 500" in await deliveries.inner_text()
+    await deliveries.locator("button:has-text('Replay')").click()
+    await page.wait_for_url(re.compile(r".*notice=replay_requested$"))
+    await visits.check("settings-replayed")
+    await eventually(
+        lambda: db["activity_messages"].find_one({"event_type": "webhook.replay_requested", "environment": "prod"}),
+        what="the replay command on the bus",
+    )
+
     # Delete the connection, then the integration, each after a confirmation page.
     await page.goto(f"{gw.url}/dashboard/dev/connections/local-oauth/dash-1")
     await page.click("text=Delete…")
@@ -410,107 +316,4 @@ async def test_integration_connect_activity_and_key_rotation(
     await page.wait_for_url(re.compile(r".*/dashboard/dev/integrations\?notice=integration_deleted$"))
     await visits.check("integration-deleted")
     assert (await gw.client.get("/config/local-oauth", headers=gw.auth)).status == 400
-    await context.close()
-
-
-async def test_keyboard_only_connect_and_credential_forms(
-    gw: Gateway, provider: OAuthProvider, browser: Browser, shots: Path
-) -> None:
-    for body in (
-        {
-            "provider": "local-test-oauth",
-            "provider_config_key": "kb-oauth",
-            "oauth_client_id": provider.client_id,
-            "oauth_client_secret": provider.client_secret,
-        },
-        {"provider": "local-api-key", "provider_config_key": "apikey"},
-        {"provider": "freshdesk", "provider_config_key": "freshdesk"},
-        {"provider": "unauthenticated", "provider_config_key": "open"},
-    ):
-        resp = await gw.client.post("/config", json=body, headers=gw.auth)
-        assert resp.status == 200, await resp.text()
-    context = await new_context(browser)
-    page = await context.new_page()
-    visits = Visits(page, shots, "keyboard")
-
-    # Sign in with the keyboard alone.
-    await page.goto(f"{gw.url}/dashboard/signin")
-    await tab_to(page, "username")
-    await page.keyboard.type(ADMIN)
-    await page.keyboard.press("Tab")
-    await page.keyboard.type(PASSWORD)
-    await page.keyboard.press("Enter")
-    await page.wait_for_url(re.compile(r".*/dashboard/dev/integrations$"))
-    await visits.check("integrations")
-
-    # Tab to the integration's Connect button and press Enter: the popup flow runs to the end.
-    await page.goto(f"{gw.url}/dashboard/dev/integrations/kb-oauth")
-    connection_id = await page.input_value("#connection_id")
-    await tab_to(page, "connect-button")
-    async with page.expect_popup():
-        await page.keyboard.press("Enter")
-    await page.wait_for_selector(f'#connections-region tr[data-connection-id="{connection_id}"]')
-    await visits.check("keyboard-connected")
-
-    # API key and Basic through the small form; an unauthenticated one with no form at all.
-    await page.goto(f"{gw.url}/dashboard/dev/integrations/apikey")
-    await page.fill("#connection_id", "ak-1")
-    await page.get_by_label("Region").fill("eu")
-    await page.fill("#cred-apiKey", "key_from_the_dashboard")
-    await page.click("#connect-button")
-    await page.wait_for_selector('#connections-region tr[data-connection-id="ak-1"]')
-    await visits.check("api-key-connected")
-    resp = await gw.client.get("/connection/ak-1?provider_config_key=apikey", headers=gw.auth)
-    conn = await resp.json()
-    assert conn["credentials"] == {"type": "API_KEY", "apiKey": "key_from_the_dashboard"}
-    assert conn["connection_config"] == {"region": "eu"}
-
-    await page.goto(f"{gw.url}/dashboard/dev/integrations/freshdesk")
-    await page.fill("#connection_id", "fd-1")
-    await page.get_by_label("Freshdesk subdomain").fill("acme")
-    await page.fill("#cred-username", "agent")
-    await page.fill("#cred-password", "pw")
-    await page.click("#connect-button")
-    await page.wait_for_selector('#connections-region tr[data-connection-id="fd-1"]')
-    resp = await gw.client.get("/connection/fd-1?provider_config_key=freshdesk", headers=gw.auth)
-    assert (await resp.json())["credentials"] == {"type": "BASIC", "username": "agent", "password": "pw"}
-
-    await page.goto(f"{gw.url}/dashboard/dev/integrations/open")
-    await page.fill("#connection_id", "open-1")
-    await page.click("#connect-button")
-    await page.wait_for_selector('#connections-region tr[data-connection-id="open-1"]')
-
-    # An error reaches the form with its type, as the SDK's AuthError carries it: here the
-    # integration was deleted (through the API) while the page was open.
-    await page.goto(f"{gw.url}/dashboard/dev/integrations/freshdesk")
-    await page.fill("#connection_id", "fd-2")
-    await page.get_by_label("Freshdesk subdomain").fill("acme")
-    await page.fill("#cred-username", "agent")
-    assert (await gw.client.delete("/config/freshdesk", headers=gw.auth)).status == 200
-    await page.click("#connect-button")
-    await page.locator("[data-connect-status]").filter(has_text="Failed (unknown_provider_config)").wait_for()
-    visits.expect_failed_loads("400")
-    await visits.check("basic-failed")
-
-    # Closing the provider's window before the end rejects with windowClosed (the window's way to
-    # the provider is held, so it is closed mid-flow whatever the machine's speed).
-    held: list[Any] = []
-
-    async def hold(route: Any) -> None:
-        held.append(route)  # never answered: the window waits
-
-    await context.route(re.compile(r".*/oauth/connect/.*"), hold)
-    await page.goto(f"{gw.url}/dashboard/dev/integrations/kb-oauth")
-    async with page.expect_popup() as popup_info:
-        await page.click("#connect-button")
-    popup = await popup_info.value
-    await eventually(lambda: _true(bool(held)), what="the popup to head for /oauth/connect")
-    await popup.close()
-    await page.locator("[data-connect-status]").filter(has_text="Failed (windowClosed)").wait_for()
-    await context.unroute(re.compile(r".*/oauth/connect/.*"))
-
-    # Every other page once more, for its labels, console and screenshot.
-    for path in ("connections", "activity", "settings", "catalog?q=git", "connections/apikey/ak-1"):
-        await page.goto(f"{gw.url}/dashboard/dev/{path}")
-        await visits.check(path.replace("/", "-").replace("?q=", "-"))
     await context.close()

@@ -83,7 +83,10 @@ async def test_api_key_connection_becomes_signed_webhook_and_activity_entry(
         verify_standard(signing_keys[0], hook.headers, hook.body)  # the standardwebhooks library agrees
 
         operation = await eventually(
-            lambda: db["activity_operations"].find_one({"connection_id": "user-42", "state": "success"}),
+            # The webhook's delivery is an operation of this connection too: ask for the connect.
+            lambda: db["activity_operations"].find_one(
+                {"connection_id": "user-42", "state": "success", "type": "auth:create_connection"}
+            ),
             timeout=30,
             what="the activity-log entry",
         )

@@ -16,6 +16,7 @@ from auth_gateway.dashboard.catalog import param_fields, search
 from auth_gateway.dashboard.chart import outcome_chart
 from auth_gateway.dashboard.pages import cookie_options, safe_next
 from auth_gateway.dashboard.passwords import PasswordHashError, hash_password, verify_password
+from auth_gateway.dashboard.render import TEMPLATES_DIR, template_environment
 from auth_gateway.routes import ROUTES
 from auth_gateway.settings import GatewaySettings
 from keyway_shared.providers import load_catalog
@@ -121,3 +122,10 @@ def test_catalog_search_and_param_fields() -> None:
     assert template is not None
     fields = param_fields(template)
     assert [(f.name, f.label, f.pattern) for f in fields] == [("subdomain", "Zendesk subdomain", "[a-z0-9_-]+")]
+
+
+def test_every_template_compiles_and_stays_small() -> None:
+    templates = template_environment()
+    for path in sorted(TEMPLATES_DIR.glob("*.html")):
+        assert path.stat().st_size < 20_000, path.name
+        templates.get_template(path.name)

@@ -4,14 +4,18 @@
 Each announcement has a fixed id derived from the attempt, so an attempt whose handler runs again
 after a crash announces a duplicate consumers skip, not a second story. A failed publish is logged
 and dropped: re-sending the webhook to get another chance at announcing it would be worse.
+
+Failures and disabled endpoints are published with a broker confirm. A success is published without
+one: it is the commonest message the dispatcher sends, its record is in MongoDB already, and losing
+the notice (only when the broker fails at that moment) costs a line in the activity log.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from keyway_shared.bus import PublishError
 from keyway_shared.events import (
@@ -33,7 +37,9 @@ __all__ = ["Announcer", "Publish"]
 log = get_logger(__name__)
 _RESULT_NAMESPACE = uuid.UUID("0e5d7a52-93c4-4f0a-8d0b-6b1f2a9c7e11")
 
-Publish = Callable[[CloudEvent[Any]], Awaitable[None]]
+
+class Publish(Protocol):
+    def __call__(self, event: CloudEvent[Any], *, confirm: bool = True) -> Awaitable[None]: ...
 
 
 class Announcer:
@@ -59,7 +65,8 @@ class Announcer:
         self, delivery: WebhookDelivery, *, environment: str, attempt: int, status: int, duration_ms: float
     ) -> None:
         data = WebhookDelivered(**self._common(delivery, attempt), status=status, duration_ms=duration_ms)
-        await self._send(data, "webhook.delivered", environment, f"{delivery.delivery_id}|{delivery.run}|{attempt}")
+        key = f"{delivery.delivery_id}|{delivery.run}|{attempt}"
+        await self._send(data, "webhook.delivered", environment, key, confirm=False)
 
     async def failed(
         self,
@@ -92,10 +99,10 @@ class Announcer:
         )
         await self._send(data, "webhook.endpoint_disabled", state.environment, f"{state.url}|{state.disabled_at}")
 
-    async def _send(self, data: EventData, kind: str, environment: str, key: str) -> None:
+    async def _send(self, data: EventData, kind: str, environment: str, key: str, *, confirm: bool = True) -> None:
         event_id = str(uuid.uuid5(_RESULT_NAMESPACE, f"{kind}|{key}"))
         event = make_event(data, type=kind, source=SOURCE, environment=environment, id=event_id)
         try:
-            await self._publish(event)
+            await self._publish(event, confirm=confirm)
         except PublishError as exc:
             log.error("could not announce a webhook outcome", result_type=kind, error=str(exc))

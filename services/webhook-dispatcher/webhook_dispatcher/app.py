@@ -143,8 +143,10 @@ def parts_context(settings: DispatcherSettings) -> Callable[[web.Application], A
         policy = retry_policy(settings)
         the_specs = specs(settings)
 
-        async def publish(event: CloudEvent[Any]) -> None:
-            await link.publish(event)
+        async def publish(event: CloudEvent[Any], *, confirm: bool = True) -> None:
+            if link.publisher is None:
+                raise PublishError("broker not connected yet")
+            await link.publisher.publish(event, confirm=confirm)
 
         def runner() -> ConsumerRunner | None:
             consumers = app.get(CONSUMERS)
@@ -176,7 +178,8 @@ def parts_context(settings: DispatcherSettings) -> Callable[[web.Application], A
             ),
         )
         queue = DeliveryQueue(the_specs.send, publisher=lambda: link.publisher, runner=runner)
-        hiccup = min(5.0, policy.schedule[0]) if policy.schedule else 5.0
+        # How soon work held up by a database or broker hiccup comes back: soon, never in a hot loop.
+        hiccup = max(0.2, min(5.0, policy.schedule[0])) if policy.schedule else 5.0
         app[DISPATCHER] = Parts(
             specs=the_specs,
             policy=policy,

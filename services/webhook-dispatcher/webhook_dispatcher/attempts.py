@@ -138,7 +138,11 @@ class Attempter:
                 body=body,
                 timestamp=int(time.time()),  # fresh on every attempt; the id stays
             )
-            result = await self._sender.post(url, body=body, headers=headers)
+            try:
+                result = await self._sender.post(url, body=body, headers=headers)
+            except BaseException:
+                self._breaker.released(url)  # no verdict (e.g. shutdown): let the next probe by
+                raise
             DURATION.observe(result.duration_ms / 1000)
             if result.receiver_unwell:
                 self._breaker.failed(url)

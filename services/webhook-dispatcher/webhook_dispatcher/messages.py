@@ -54,7 +54,7 @@ def delivery_message(delivery: WebhookDelivery, *, environment: str) -> aio_pika
         type=DELIVERY_TYPE,
         source=SOURCE,
         environment=environment,
-        subject=delivery.url,
+        subject=delivery.delivery_id,  # not the URL: a URL may carry a token
         data=delivery,
     )
     return build_message(event)

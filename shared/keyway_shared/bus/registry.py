@@ -63,6 +63,9 @@ def service_consumers(namespace: str = "keyway") -> dict[str, ConsumerSpec]:
             prefetch=64,
             retry=WEBHOOK_SEND_SCHEDULE,
             at_least_once=True,  # a waiting retry is a webhook someone expects: never drop it
+            # Deliveries that gave up wait here for a person; MongoDB keeps their record (and
+            # replays read it), so the queue need not grow for ever.
+            dead_letter_ttl=14 * 24 * 3600.0,
         ),
         WEBHOOK_REPLAY: ConsumerSpec(
             service=WEBHOOK_DISPATCHER,

@@ -72,6 +72,7 @@ class ConsumerSpec:
     # Commands published straight to this queue (type -> payload model), beside the public events.
     message_types: tuple[tuple[str, type[EventData]], ...] = ()
     at_least_once: bool = False  # quorum queues only: dead-letter (retries, give-ups) at least once
+    dead_letter_ttl: float | None = None  # seconds a given-up message is kept for a person; None: forever
 
     @property
     def exchange(self) -> str:
@@ -118,7 +119,10 @@ async def declare_consumer(channel: AbstractChannel, spec: ConsumerSpec, *, queu
     """Declare the work queue, its bindings, its dead-letter route and its delay queues."""
     events = await declare_events_exchange(channel, spec.exchange)
     dlx = await channel.declare_exchange(spec.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
-    dead = await channel.declare_queue(spec.dead_letter_queue, durable=True, arguments=_queue_arguments(queue_type))
+    dead_args = _queue_arguments(queue_type)
+    if spec.dead_letter_ttl is not None:
+        dead_args["x-message-ttl"] = round_delay_ms(spec.dead_letter_ttl)
+    dead = await channel.declare_queue(spec.dead_letter_queue, durable=True, arguments=dead_args)
     await dead.bind(dlx, routing_key=spec.queue)
     work_args = (
         _queue_arguments(queue_type)

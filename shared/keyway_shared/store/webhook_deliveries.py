@@ -86,7 +86,7 @@ class Claim:
 class _BulkWriter:
     """Coalesces single inserts into ``bulk_write`` calls; answers each with inserted / duplicate key."""
 
-    def __init__(self, db: Database, collection: str, *, max_batch: int = 1000, max_in_flight: int = 2) -> None:
+    def __init__(self, db: Database, collection: str, *, max_batch: int = 1000, max_in_flight: int = 1) -> None:
         self._col = db[collection]
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight

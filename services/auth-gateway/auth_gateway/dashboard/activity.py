@@ -1,15 +1,15 @@
-"""Reading the activity log (``activity_operations`` and ``activity_messages``, written by the
-activity-log service) for the Activity pages: filters, free-text search, a stable cursor, and the
-per-integration success/failure counts the chart draws.
+"""The Activity pages' reads, over the same queries ``GET /logs/operations`` answers with
+(``keyway_shared.activity``): filters, whole-word search, a stable cursor; plus the per-integration
+success and failure counts the chart draws.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from keyway_shared.activity import Cursor, OperationFilter, get_operation, list_operations, window_filters, words
 from keyway_shared.events import utcnow
 from keyway_shared.store import Database
 
@@ -17,17 +17,20 @@ __all__ = [
     "OPERATION_TYPES",
     "RANGES",
     "STATES",
-    "ActivityFilters",
     "Series",
+    "activity_filter",
     "get_operation",
     "list_operations",
     "outcome_series",
+    "parse_cursor",
+    "search_words",
 ]
 
 STATES = ("waiting", "running", "success", "failed", "timeout")
 OPERATION_TYPES = (
     "auth:create_connection",
     "auth:refresh_token",
+    "auth:revoke_connection",
     "webhook:outgoing",
     "proxy",
     "admin:update_connection",
@@ -36,98 +39,43 @@ OPERATION_TYPES = (
     "admin:reveal_secret",
 )
 RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "15d": timedelta(days=15)}
-_TEXT_SCAN_LIMIT = 2000
+_TERMINAL = ("success", "failed", "timeout")
+_CHART_CAP = 20_000  # operations read for one chart at most
 
 
-@dataclass(frozen=True, kw_only=True)
-class ActivityFilters:
-    since: datetime | None = None
-    until: datetime | None = None
-    type: str = ""
-    state: str = ""
-    integration: str = ""
-    connection: str = ""
-    q: str = ""
-    before: tuple[datetime, str] | None = None  # the cursor: strictly older than (time, id)
+def search_words(text: str) -> tuple[str, ...]:
+    """The words the search looks for (as ``/logs`` reads its ``search``): whole words, any case."""
+    return tuple(words(text, limit=20))
 
 
-def parse_cursor(value: str) -> tuple[datetime, str] | None:
-    when, _, op_id = value.partition("|")
+def activity_filter(
+    environment: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    type: str = "",
+    state: str = "",
+    integration: str = "",
+    connection: str = "",
+    q: str = "",
+) -> OperationFilter:
+    return OperationFilter(
+        environment=environment,
+        since=since,
+        until=until,
+        types=(type,) if type else (),
+        states=(state,) if state else (),
+        integrations=(integration,) if integration else (),
+        connections=(connection,) if connection else (),
+        words=search_words(q),
+    )
+
+
+def parse_cursor(value: str) -> Cursor | None:
     try:
-        at = datetime.fromisoformat(when)
+        return Cursor.decode(value)
     except ValueError:
         return None
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)), op_id
-
-
-def cursor_of(operation: dict[str, Any]) -> str:
-    at: datetime = operation["created_at"]
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)
-    return f"{at.isoformat()}|{operation['_id']}"
-
-
-def _text_pattern(text: str) -> dict[str, str]:
-    return {"$regex": re.escape(text), "$options": "i"}
-
-
-async def _query(db: Database, environment: str, filters: ActivityFilters) -> dict[str, Any]:
-    query: dict[str, Any] = {"environment": environment}
-    created: dict[str, datetime] = {}
-    if filters.since:
-        created["$gte"] = filters.since
-    if filters.until:
-        created["$lte"] = filters.until
-    if created:
-        query["created_at"] = created
-    for field, value in (
-        ("type", filters.type),
-        ("state", filters.state),
-        ("provider_config_key", filters.integration),
-        ("connection_id", filters.connection),
-    ):
-        if value:
-            query[field] = value
-    if filters.q:
-        # Free text: the operations whose messages mention it, or whose names or error do.
-        pattern = _text_pattern(filters.q)
-        cursor = (
-            db["activity_messages"]
-            .find({"environment": environment, "message": pattern}, {"operation_id": 1})
-            .limit(_TEXT_SCAN_LIMIT)
-        )
-        ids = list({doc["operation_id"] async for doc in cursor})
-        query["$or"] = [
-            {"_id": {"$in": ids}},
-            {"connection_id": pattern},
-            {"provider_config_key": pattern},
-            {"error.description": pattern},
-        ]
-    return query
-
-
-async def list_operations(
-    db: Database, environment: str, filters: ActivityFilters, *, limit: int = 50
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first; the cursor of the next (older) page, or None at the end."""
-    query = await _query(db, environment, filters)
-    if filters.before:
-        at, op_id = filters.before
-        older = {"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": op_id}}]}
-        query = {"$and": [query, older]}
-    cursor = db["activity_operations"].find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit + 1)
-    operations = [doc async for doc in cursor]
-    more = len(operations) > limit
-    operations = operations[:limit]
-    return operations, (cursor_of(operations[-1]) if more and operations else None)
-
-
-async def get_operation(db: Database, environment: str, operation_id: str) -> dict[str, Any] | None:
-    operation = await db["activity_operations"].find_one({"_id": operation_id, "environment": environment})
-    if operation is None:
-        return None
-    cursor = db["activity_messages"].find({"operation_id": operation_id}).sort([("created_at", 1), ("_id", 1)])
-    operation["messages"] = [doc async for doc in cursor]
-    return operation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,28 +96,48 @@ class Series:
 
 
 async def outcome_series(
-    db: Database, environment: str, filters: ActivityFilters, *, buckets: int = 24, cap: int = 20_000
+    db: Database, f: OperationFilter, *, buckets: int = 24
 ) -> tuple[datetime, datetime, list[Series]]:
-    """Successes and failures (failed or timed out) per integration over the filtered time range."""
-    until = filters.until or utcnow()
-    since = filters.since or until - RANGES["24h"]
-    scoped = replace(filters, since=since, until=until, state="", q="", before=None)
-    query = await _query(db, environment, scoped)
-    query["state"] = {"$in": ["success", "failed", "timeout"]}
-    if not filters.type:
-        query["type"] = {"$not": {"$regex": "^admin:"}}  # a person's reveal or edit is no success of the integration
+    """Successes and failures (failed or timed out) per integration over the filter's time range.
+
+    A person's own steps (``admin:`` reveals, edits) are no outcome of the integration and are left
+    out unless the filter asks for such a type.
+    """
+    until = f.until or utcnow()
+    since = f.since or until - RANGES["24h"]
+    scope = OperationFilter(
+        environment=f.environment,
+        types=f.types,
+        states=_TERMINAL,
+        integrations=f.integrations,
+        connections=f.connections,
+    )
     width = max((until - since).total_seconds() / buckets, 1.0)
     series: dict[str, Series] = {}
-    cursor = db["activity_operations"].find(query, {"provider_config_key": 1, "state": 1, "created_at": 1}).limit(cap)
-    async for doc in cursor:
-        key = doc.get("provider_config_key")
-        if not key:
-            continue
-        at: datetime = doc["created_at"]
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)
-        index = min(int((at - since).total_seconds() // width), buckets - 1)
-        if index < 0:
-            continue
-        entry = series.setdefault(key, Series(integration=key, succeeded=[0] * buckets, failed=[0] * buckets))
-        (entry.succeeded if doc["state"] == "success" else entry.failed)[index] += 1
+    read = 0
+    projection = {"provider_config_key": 1, "state": 1, "created_at": 1, "type": 1, "environment": 1}
+    for query in window_filters(scope, since, until):
+        async for doc in db["activity_operations"].find(query, projection).limit(_CHART_CAP):
+            read += 1
+            if not _counts(doc, scope):
+                continue
+            key = str(doc["provider_config_key"])
+            at: datetime = doc["created_at"]
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+            index = min(max(int((at - since).total_seconds() // width), 0), buckets - 1)
+            entry = series.setdefault(key, Series(integration=key, succeeded=[0] * buckets, failed=[0] * buckets))
+            (entry.succeeded if doc["state"] == "success" else entry.failed)[index] += 1
+        if read >= _CHART_CAP:
+            break
     return since, until, [series[k] for k in sorted(series)]
+
+
+def _counts(doc: dict[str, Any], scope: OperationFilter) -> bool:
+    if doc.get("environment") != scope.environment or not doc.get("provider_config_key"):
+        return False
+    if doc.get("state") not in _TERMINAL:
+        return False
+    kind = str(doc.get("type", ""))
+    if scope.types:
+        return kind in scope.types
+    return not kind.startswith("admin:")

@@ -147,7 +147,7 @@ def page(view: Callable[[Page], Awaitable[web.StreamResponse]]) -> Handler:
             )
         session = await request.app[DASHBOARD].sessions.find(request.cookies.get(COOKIE))
         if session is None:
-            target = request.path_qs if request.method == "GET" else ""
+            target = request.path_qs if request.method in ("GET", "HEAD") else ""
             query = "?" + urlencode({"next": target}) if target else ""
             return harden(redirect(f"{PREFIX}/signin{query}"), request)
         name = request.match_info.get("env", "dev")
@@ -155,7 +155,7 @@ def page(view: Callable[[Page], Awaitable[web.StreamResponse]]) -> Handler:
         if env is None:
             return html_message(request, "Not found", f"There is no environment '{name}'.", status=404)
         form: MultiDictProxy[Any] | None = None
-        if request.method != "GET":
+        if request.method not in ("GET", "HEAD"):
             token, form = await _csrf_token_of(request)
             if not session.csrf_ok(token):
                 return html_message(

@@ -11,7 +11,7 @@ from keyway_shared.service import MONGO_DB
 
 from ...resources import CATALOG, STORES
 from .. import api
-from ..activity import ActivityFilters, list_operations
+from ..activity import activity_filter, list_operations
 from ..catalog import CONNECT_KIND
 from ..pages import Page, page
 from ..queries import HEALTH_FILTERS, ConnectionFilters, list_connections, row_of
@@ -78,8 +78,8 @@ async def _connection_view(page: Page, *, revealed: bool) -> web.StreamResponse:
             provider=connection.provider,
             connection_id=connection_id,
         )
-    operations, _ = await list_operations(
-        page.app[MONGO_DB], page.env.name, ActivityFilters(integration=key, connection=connection_id), limit=10
+    recent = await list_operations(
+        page.app[MONGO_DB], activity_filter(page.env.name, integration=key, connection=connection_id), limit=10
     )
     return page.render(
         "connection.html",
@@ -91,7 +91,7 @@ async def _connection_view(page: Page, *, revealed: bool) -> web.StreamResponse:
         credential_type=connection.credentials.get("type", connection.auth_mode),
         credentials=_masked(connection.credentials),
         revealed_credentials=connection.credentials if revealed else None,
-        operations=operations,
+        operations=recent.operations,
     )
 
 
