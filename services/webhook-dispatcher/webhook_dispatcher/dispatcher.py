@@ -72,10 +72,18 @@ class Dispatcher:
             ("secondary", settings.secondary_url),
         ]
         deliveries = [_delivery(event, webhook, slot, url, body) for slot, url in slots if url]
-        results = await asyncio.gather(
-            *(self._first(delivery, environment=event.environment, resumed=ctx.redelivered) for delivery in deliveries),
-            return_exceptions=True,
-        )
+        results: list[BaseException | None]
+        if len(deliveries) == 1:  # the usual case: no task to spawn
+            results = [None]
+            try:
+                await self._first(deliveries[0], environment=event.environment, resumed=ctx.redelivered)
+            except Exception as exc:
+                results = [exc]
+        else:
+            results = await asyncio.gather(
+                *(self._first(d, environment=event.environment, resumed=ctx.redelivered) for d in deliveries),
+                return_exceptions=True,
+            )
         for result in results:
             if isinstance(result, _INFRA_ERRORS):
                 raise Retry(
