@@ -14,7 +14,7 @@ from typing import Any
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from ..cipher import CredentialCipher
 from ..events import CloudEvent
@@ -25,6 +25,12 @@ from .outbox import OutboxRow, OutboxStore
 __all__ = ["Connection", "ConnectionStore", "credentials_ad"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TRANSACTION_ATTEMPTS = 5
+
+
+def _transient(exc: PyMongoError, attempt: int) -> bool:
+    """A write conflict between two transactions: the loser may simply run again."""
+    return exc.has_error_label("TransientTransactionError") and attempt < _TRANSACTION_ATTEMPTS - 1
 
 
 def credentials_ad(environment: str, provider_config_key: str, connection_id: str) -> bytes:
@@ -164,6 +170,10 @@ class ConnectionStore:
                     row = await self._outbox.add(make_event(created), session=session)
             except DuplicateKeyError:
                 continue  # a concurrent first authorization won: go round again as an update
+            except PyMongoError as exc:
+                if not _transient(exc, 0):
+                    raise
+                continue
             connection.id = new_id if existing is None else existing["id"]
             connection.created_at = now if existing is None else existing.get("created_at")
             connection.updated_at = now
@@ -230,13 +240,19 @@ class ConnectionStore:
     ) -> tuple[Connection, OutboxRow] | None:
         """Delete the connection and add its event to the outbox, atomically; None when there is none."""
         key = {"environment": environment, "provider_config_key": provider_config_key, "connection_id": connection_id}
-        async with self._client.start_session() as session, await session.start_transaction():
-            doc = await self._col.find_one_and_delete(key, session=session)
-            if doc is None:
-                return None
-            connection = self.from_doc(doc)
-            row = await self._outbox.add(make_event(connection), session=session)
-        return connection, row
+        for attempt in range(_TRANSACTION_ATTEMPTS):
+            try:
+                async with self._client.start_session() as session, await session.start_transaction():
+                    doc = await self._col.find_one_and_delete(key, session=session)
+                    if doc is None:
+                        return None
+                    connection = self.from_doc(doc)
+                    row = await self._outbox.add(make_event(connection), session=session)
+                return connection, row
+            except PyMongoError as exc:
+                if not _transient(exc, attempt):
+                    raise
+        raise RuntimeError("unreachable")  # pragma: no cover
 
     async def set_metadata_with_events(
         self,
@@ -252,6 +268,25 @@ class ConnectionStore:
 
         Returns the ids that do not exist (nothing is written then) and the outbox rows.
         """
+        for attempt in range(_TRANSACTION_ATTEMPTS):
+            try:
+                return await self._set_metadata_once(
+                    environment, provider_config_key, connection_ids, metadata, merge, make_event
+                )
+            except PyMongoError as exc:
+                if not _transient(exc, attempt):
+                    raise
+        raise RuntimeError("unreachable")  # pragma: no cover
+
+    async def _set_metadata_once(
+        self,
+        environment: str,
+        provider_config_key: str,
+        connection_ids: list[str],
+        metadata: dict[str, Any],
+        merge: bool,
+        make_event: Callable[[Connection], CloudEvent[Any]],
+    ) -> tuple[list[str], list[OutboxRow]]:
         base = {"environment": environment, "provider_config_key": provider_config_key}
         rows: list[OutboxRow] = []
         async with self._client.start_session() as session, await session.start_transaction():
