@@ -1,6 +1,7 @@
 """``make bench``: run every benchmark once, print a summary table, write ``bench/results/latest.json``.
 
-    uv run --frozen python bench/run.py [--only connection|events|refresh] [--duration 10] [--loadgen auto|wrk|python]
+    uv run --frozen python bench/run.py [--only connection|events|refresh|webhooks] [--duration 10]
+        [--loadgen auto|wrk|python]
 
 Needs RabbitMQ at ``AMQP_URL`` (default guest@127.0.0.1:5672). Starts the embedded MongoDB-wire
 server on a temporary directory unless ``MONGODB_URL`` is set, and stops it at the end. Every
@@ -22,6 +23,7 @@ from typing import Any
 import bench_event_roundtrip
 import bench_get_connection
 import bench_refresh
+import bench_webhooks
 import uvloop
 from common import BENCH, amqp_url, check_rabbitmq, machine_info, mongo_server, print_table
 
@@ -78,7 +80,7 @@ def _summary(results: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--only", choices=["connection", "events", "refresh"], default=None)
+    parser.add_argument("--only", choices=["connection", "events", "refresh", "webhooks"], default=None)
     parser.add_argument("--duration", type=float, default=bench_get_connection.Options.duration)
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default=bench_get_connection.Options.loadgen)
     parser.add_argument("--events", type=int, default=bench_event_roundtrip.Budget.events)
@@ -108,6 +110,9 @@ def main() -> None:
             results["event_roundtrip"] = bench_event_roundtrip.run(amqp, mongo.url, mongo.pid, event_opts)
         if args.only in {None, "refresh"}:
             results["refresh"] = bench_refresh.run(mongo.url, mongo.pid, amqp, bench_refresh.Options())
+        if args.only in {None, "webhooks"}:
+            with bench_webhooks.mongo_for_webhooks() as wm:  # its own server with a 60 s TTL sweep
+                results["webhooks"] = bench_webhooks.run(amqp, wm.url, wm.pid, bench_webhooks.Options())
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["versions"] = _versions()
     results["wall_seconds"] = round(time.perf_counter() - started, 1)

@@ -129,6 +129,26 @@ async def test_500_n_times_then_200_one_request_per_attempt_each_freshly_signed(
     assert [(r["attempt"], r["status"]) for r in records] == [(1, 500), (2, 502), (3, 500), (4, 200)]
 
 
+async def test_a_retry_follows_the_endpoint_to_its_corrected_url(
+    make_settings: Any, db: Any, environments: EnvironmentStore, publisher: EventPublisher
+) -> None:
+    async with scripted_receiver(status=404) as typo, scripted_receiver() as fixed:
+        await configure(environments, primary_url=typo.url)
+        sent = created()
+        async with running_dispatcher(create_app(make_settings(retry_schedule=(0.5, 0.5)))):
+            await publisher.publish(sent)
+            await eventually(lambda: count_at_least(typo.arrivals, 1), what="the first attempt, to the typo")
+            await configure(environments, primary_url=fixed.url)  # the endpoint's URL corrected
+            await eventually(lambda: _delivered(db, sent.id), what="the retry, to the corrected URL")
+    assert len(typo.arrivals) == 1
+    assert typo.arrivals[0].headers["webhook-id"] == fixed.arrivals[0].headers["webhook-id"]
+    records = await attempts_of(db, event_id=sent.id)
+    assert [(r["url"], r["attempt"], r["state"]) for r in records] == [
+        (typo.url, 1, "failed"),
+        (fixed.url, 2, "succeeded"),
+    ]
+
+
 async def test_retry_after_is_honoured_within_bounds(
     make_settings: Any, db: Any, environments: EnvironmentStore, publisher: EventPublisher
 ) -> None:

@@ -367,13 +367,14 @@ def _decode(spec: ConsumerSpec, body: bytes) -> CloudEvent[Any]:
     """An event, or one of the commands the spec says its queue carries."""
     if spec.message_types:
         try:
-            kind = json.loads(body).get("type")
-        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            kind = None
+            raw = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raw = None
+        kind = raw.get("type") if isinstance(raw, dict) else None
         model = dict(spec.message_types).get(kind) if isinstance(kind, str) else None
         if model is not None:
             try:
-                return CloudEvent[model].model_validate_json(body)  # type: ignore[valid-type]
+                return CloudEvent[model].model_validate(raw)  # type: ignore[valid-type]
             except ValidationError as exc:
                 raise EventDecodeError(f"invalid {kind} message: {exc.error_count()} error(s)") from exc
     return decode_event(body)

@@ -81,7 +81,7 @@ class EventPublisher:
             return
         try:
             exchange = await self._ensure_unconfirmed()
-            await exchange.publish(build_message(event), routing_key=event.type)
+            await exchange.publish(build_message(event), routing_key=event.type, mandatory=False)
         except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError, RuntimeError) as exc:
             raise PublishError(f"publish of {event.type} failed: {exc.__class__.__name__}") from exc
 
@@ -92,7 +92,9 @@ class EventPublisher:
     async def publish_message(self, message: aio_pika.Message, *, routing_key: str) -> None:
         try:
             exchange = await self._ensure()
-            await exchange.publish(message, routing_key=routing_key, timeout=self._confirm_timeout)
+            # Not mandatory: an event nobody subscribes to is normal, and a mandatory one would come
+            # back whole from the broker, to be logged as unhandled, for every publish.
+            await exchange.publish(message, routing_key=routing_key, timeout=self._confirm_timeout, mandatory=False)
         except (aio_pika.exceptions.AMQPError, ConnectionError, TimeoutError, RuntimeError) as exc:
             raise PublishError(f"publish of {routing_key} was not confirmed: {exc.__class__.__name__}") from exc
 
