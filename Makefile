@@ -73,6 +73,10 @@ schemas: install ## regenerate docs/schemas/*.json and docs/asyncapi.yaml from t
 openapi: install ## regenerate docs/openapi.json from the gateway's route table
 	@$(UV) run --frozen python -m auth_gateway.openapi write
 
+.PHONY: config-doc
+config-doc: install ## regenerate docs/configuration.md from the services' settings classes
+	@$(UV) run --frozen python -m keyway_shared.config_reference write
+
 .PHONY: bench
 bench: install ## run the benchmarks under bench/ and print their figures
 	@$(UV) run --frozen python bench/run.py

@@ -35,20 +35,27 @@ class BaseServiceSettings(BaseSettings):
 
     amqp_url: str = Field(
         default="amqp://guest:guest@127.0.0.1:5672/",
+        description="RabbitMQ (amqps:// for TLS); credentials in the URL",
         validation_alias=AliasChoices("AMQP_URL", "KEYWAY_AMQP_URL", "amqp_url"),
     )
     mongodb_url: str = Field(
         default="mongodb://127.0.0.1:27017/?retryWrites=false",
+        description="MongoDB, a replica set (transactions); `make up` starts an embedded one when unset",
         validation_alias=AliasChoices("MONGODB_URL", "KEYWAY_MONGODB_URL", "mongodb_url"),
     )
     mongodb_database: str = Field(
         default="keyway",
+        description="the database every collection lives in",
         validation_alias=AliasChoices("MONGODB_DATABASE", "KEYWAY_MONGODB_DATABASE", "mongodb_database"),
     )
-    log_level: str = Field(default="INFO", validation_alias=AliasChoices("KEYWAY_LOG_LEVEL", "log_level"))
+    log_level: str = Field(
+        default="INFO",
+        description="DEBUG, INFO, WARNING or ERROR",
+        validation_alias=AliasChoices("KEYWAY_LOG_LEVEL", "log_level"),
+    )
     log_json: bool | None = Field(
         default=None,
-        description="JSON logs; None means 'JSON unless stderr is a terminal'.",
+        description="JSON log lines; unset: JSON unless stderr is a terminal",
         validation_alias=AliasChoices("KEYWAY_LOG_JSON", "log_json"),
     )
     encryption_key: SecretStr = Field(

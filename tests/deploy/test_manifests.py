@@ -234,6 +234,39 @@ def test_the_ingress_reaches_the_gateway_and_keeps_websockets_open(objects: list
     assert public_url.startswith("https://") == bool(ingress["spec"].get("tls"))
 
 
+def named_port(spec: dict[str, Any], name: str) -> int:
+    (port,) = [p["containerPort"] for p in spec["ports"] if p["name"] == name]
+    return int(port)
+
+
+def test_prod_keeps_the_admin_listener_off_the_ingress(objects: list[dict[str, Any]], overlay: str) -> None:
+    gateway = container(of_kind(objects, "Deployment")["auth-gateway"])
+    env = {e["name"]: e.get("value") for e in gateway["env"]}
+    services_ = of_kind(objects, "Service")
+    if overlay != "prod":
+        assert "KEYWAY_ADMIN_PORT" not in env  # one listener serves everything
+        assert "auth-gateway-admin" not in services_
+        return
+    admin_port = named_port(gateway, "admin")
+    assert env["KEYWAY_ADMIN_PORT"] == str(admin_port) != env["KEYWAY_GATEWAY_PORT"]
+    admin = services_["auth-gateway-admin"]["spec"]
+    assert admin["type"] == "ClusterIP"
+    assert [p["targetPort"] for p in admin["ports"]] == ["admin"]
+    # The Ingress reaches the public Service's http port only, and that Service has no admin port.
+    assert [p["targetPort"] for p in services_["auth-gateway"]["spec"]["ports"]] == ["http"]
+    (ingress,) = of_kind(objects, "Ingress").values()
+    backends = [p["backend"]["service"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert all(b["name"] == "auth-gateway" and b["port"] == {"name": "http"} for b in backends)
+    # The admin port is open to chosen namespaces only, never to every source.
+    labels = of_kind(objects, "Deployment")["auth-gateway"]["spec"]["template"]["metadata"]["labels"]
+    rules = [r for p in _policies_for(objects, labels) for r in p["spec"].get("ingress", [])]
+    admin_rules = [r for r in rules if {"protocol": "TCP", "port": admin_port} in r.get("ports", [])]
+    assert admin_rules
+    assert all(r.get("from") and all("namespaceSelector" in peer for peer in r["from"]) for r in admin_rules)
+    # Probes stay on the public port, which answers /healthz and /readyz on both sides.
+    assert gateway["readinessProbe"]["httpGet"]["port"] == "http"
+
+
 def _policies_for(objects: list[dict[str, Any]], labels: dict[str, str]) -> Iterator[dict[str, Any]]:
     for policy in of_kind(objects, "NetworkPolicy").values():
         selector = policy["spec"]["podSelector"]
@@ -261,7 +294,7 @@ def test_network_policies(objects: list[dict[str, Any]]) -> None:
         egress = [rule for p in policies for rule in p["spec"].get("egress", [])]
         open_ingress = [rule for rule in ingress if not rule.get("from")]
         if svc.name == "auth-gateway":
-            port = int(container(deployments[svc.name])["ports"][0]["containerPort"])
+            port = named_port(container(deployments[svc.name]), "http")
             assert [r["ports"] for r in open_ingress] == [[{"protocol": "TCP", "port": port}]]
         else:
             assert not open_ingress, f"{svc.name} must not take traffic from outside"

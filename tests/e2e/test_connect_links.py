@@ -34,11 +34,17 @@ class App:
     def __init__(self) -> None:
         self.port = free_port()
         self.queries: list[str] = []
+        self.pages = {}
         self._runner: web.AppRunner | None = None
 
     @property
     def return_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/integrations/done?tab=settings"
+
+    pages: dict[str, str]
+
+    async def _page(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.pages[request.match_info["name"]], content_type="text/html")
 
     async def _back(self, request: web.Request) -> web.Response:
         self.queries.append(request.query_string)
@@ -47,6 +53,7 @@ class App:
     async def start(self) -> App:
         app = web.Application()
         app.router.add_get("/integrations/done", self._back)
+        app.router.add_get("/app/{name}", self._page)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -175,6 +182,37 @@ async def test_api_key_through_the_hosted_form(gw: Gateway, app: App, browser: B
         f"/connection/{outcome['connection_id']}", params={"provider_config_key": "keyed"}, headers=gw.auth
     )
     assert (await resp.json())["credentials"]["apiKey"] == "sk_live_123"
+
+
+@browser_test
+@pytest.mark.parametrize("form", ["token", "url"])
+async def test_the_browser_script_redirects_the_tab(gw: Gateway, app: App, browser: Browser, form: str) -> None:
+    """The app's own page loads the gateway's script and hands it the link: no popup, a whole-tab trip."""
+    link = await new_link(gw, app.return_url, allowed_integrations=["keyed"])
+    call = (
+        f"new KeywayConnect({{host: {gw.url!r}, connectSessionToken: {link['token']!r}}}).redirect()"
+        if form == "token"
+        else f"KeywayConnect.redirect({link['url']!r})"
+    )
+    app.pages["start"] = f"""<!doctype html><script src="{gw.url}/sdk/keyway-connect.js"></script>
+        <button id="go" onclick="{call}">Connect</button>
+        <button id="bad" onclick="try {{ KeywayConnect.redirect('') }} catch (e) {{ document.title = e.type }}">x</button>"""
+    page = await browser.new_page()
+    popups: list[Any] = []
+    page.on("popup", popups.append)
+    await page.goto(f"http://127.0.0.1:{app.port}/app/start")
+    await page.click("#bad")  # no link: a typed error, and the tab stays
+    assert await page.title() == "missingConnectLink"
+    async with page.expect_navigation(url=f"{gw.url}/connect/link/**"):
+        await page.click("#go")
+    assert await page.locator("h2").all_inner_texts() == ["Test Key Service"]
+    await page.get_by_label("API key").fill("sk_live_redirect")
+    async with page.expect_navigation(url=f"http://127.0.0.1:{app.port}/integrations/done**"):
+        await page.get_by_role("button", name="Connect Test Key Service").click()
+    outcome = verify_outcome(app.queries[-1], gw.secret_key)
+    assert (outcome["status"], outcome["provider_config_key"]) == ("success", "keyed")
+    assert await connection_exists(gw, "keyed", outcome["connection_id"])
+    assert popups == []
 
 
 @browser_test

@@ -46,7 +46,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from ..support.catalog import providers_file as test_providers_file
+from ..support.catalog import providers_file as with_test_providers
 from ..support.oauth_provider import Grant, OAuthProvider
 from ..support.polling import eventually
 from ..support.procs import ROOT
@@ -224,7 +224,7 @@ async def test_two_replicas_of_everything_lose_nothing_when_one_of_each_is_kille
         "KEYWAY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
         "KEYWAY_SECRET_KEY_DEV": secret_key,
         "KEYWAY_PUBLIC_KEY_DEV": public_key,
-        "KEYWAY_PROVIDERS_FILE": test_providers_file(str(providers_file)),
+        "KEYWAY_PROVIDERS_FILE": with_test_providers(str(providers_file)),
         "KEYWAY_EGRESS_ALLOWLIST": "127.0.0.0/8",
         "KEYWAY_LOG_JSON": "true",
         "KEYWAY_OUTBOX_SWEEP_SECONDS": "0.5",

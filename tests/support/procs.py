@@ -33,11 +33,19 @@ def wait_for_port(port: int, *, timeout: float = 30.0, proc: subprocess.Popen[by
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def start_mongo(data_dir: Path, *, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def start_mongo(
+    data_dir: Path, *, port: int | None = None, ttl_sweep_seconds: float = 1
+) -> tuple[subprocess.Popen[bytes], str]:
     port = port or free_port()
     log = open(data_dir.parent / f"mongo-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "deploy" / "local" / "run_mongo.py"), str(port), str(data_dir), "1"],
+        [
+            sys.executable,
+            str(ROOT / "deploy" / "local" / "run_mongo.py"),
+            str(port),
+            str(data_dir),
+            str(ttl_sweep_seconds),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -12,9 +12,16 @@ __all__ = ["ActivityLogSettings"]
 class ActivityLogSettings(BaseServiceSettings):
     host: str = Field(
         default="0.0.0.0",  # noqa: S104 - a container serves its health port on every interface
+        description="the address the service listens on",
         validation_alias=AliasChoices("KEYWAY_HOST", "host"),
     )
-    port: int = Field(default=3010, ge=1, le=65535, validation_alias=AliasChoices("KEYWAY_ACTIVITY_LOG_PORT", "port"))
+    port: int = Field(
+        default=3010,
+        ge=1,
+        le=65535,
+        description="health and metrics port",
+        validation_alias=AliasChoices("KEYWAY_ACTIVITY_LOG_PORT", "port"),
+    )
     retention_days: float = Field(
         default=15.0,
         gt=0,

@@ -17,6 +17,7 @@ from keyway_shared.events.envelope import utcnow
 from keyway_shared.logging import get_logger
 from keyway_shared.service import MONGO_DB
 
+from .connection_events import deleted_event
 from .outbox_relay import RELAY
 from .resources import STORES
 from .revocation import revoke_connection
@@ -83,8 +84,6 @@ class RevocationJobs:
             revocation = await revoke_connection(self._app, connection)
             deleted = 0
             if delete:
-                from .views.connection import deleted_event
-
                 result = await stores.connections.delete_with_event(environment, key, connection_id, deleted_event)
                 if result is not None:
                     self._app[RELAY].publish_soon([result[1]])

@@ -10,8 +10,16 @@ __all__ = ["GatewaySettings"]
 
 
 class GatewaySettings(BaseServiceSettings):
-    host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("KEYWAY_HOST", "host"))  # noqa: S104 - a server
-    port: int = Field(default=3003, validation_alias=AliasChoices("KEYWAY_GATEWAY_PORT", "port"))
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - a server
+        description="the address the service listens on",
+        validation_alias=AliasChoices("KEYWAY_HOST", "host"),
+    )
+    port: int = Field(
+        default=3003,
+        description="the gateway's port (Nango's default)",
+        validation_alias=AliasChoices("KEYWAY_GATEWAY_PORT", "port"),
+    )
     admin_port: int | None = Field(
         default=None,
         description="when set, the secret-key API, /openapi.json and the dashboard answer only here; "
@@ -23,10 +31,26 @@ class GatewaySettings(BaseServiceSettings):
         description="where browsers and providers reach the gateway; the default callback is its /oauth/callback",
         validation_alias=AliasChoices("KEYWAY_PUBLIC_URL", "public_url"),
     )
-    secret_key_dev: str | None = Field(default=None, validation_alias=AliasChoices("KEYWAY_SECRET_KEY_DEV"))
-    public_key_dev: str | None = Field(default=None, validation_alias=AliasChoices("KEYWAY_PUBLIC_KEY_DEV"))
-    secret_key_prod: str | None = Field(default=None, validation_alias=AliasChoices("KEYWAY_SECRET_KEY_PROD"))
-    public_key_prod: str | None = Field(default=None, validation_alias=AliasChoices("KEYWAY_PUBLIC_KEY_PROD"))
+    secret_key_dev: str | None = Field(
+        default=None,
+        description="pin the dev environment's secret key (a UUID v4), like Nango's self-hosted variables",
+        validation_alias=AliasChoices("KEYWAY_SECRET_KEY_DEV"),
+    )
+    public_key_dev: str | None = Field(
+        default=None,
+        description="pin the dev environment's public key (a UUID v4), like Nango's self-hosted variables",
+        validation_alias=AliasChoices("KEYWAY_PUBLIC_KEY_DEV"),
+    )
+    secret_key_prod: str | None = Field(
+        default=None,
+        description="pin the prod environment's secret key (a UUID v4), like Nango's self-hosted variables",
+        validation_alias=AliasChoices("KEYWAY_SECRET_KEY_PROD"),
+    )
+    public_key_prod: str | None = Field(
+        default=None,
+        description="pin the prod environment's public key (a UUID v4), like Nango's self-hosted variables",
+        validation_alias=AliasChoices("KEYWAY_PUBLIC_KEY_PROD"),
+    )
     outbox_sweep_seconds: float = Field(
         default=2.0,
         description="how often each replica looks for outbox rows nobody published (broker was down)",
@@ -54,7 +78,11 @@ class GatewaySettings(BaseServiceSettings):
         description="how long a replica may serve an environment from memory if a change broadcast is lost",
         validation_alias=AliasChoices("KEYWAY_ENVIRONMENT_CACHE_SECONDS", "environment_cache_seconds"),
     )
-    reuse_port: bool = Field(default=False, validation_alias=AliasChoices("KEYWAY_REUSE_PORT", "reuse_port"))
+    reuse_port: bool = Field(
+        default=False,
+        description="SO_REUSEPORT: several gateway processes share the port (make up REPLICAS=n)",
+        validation_alias=AliasChoices("KEYWAY_REUSE_PORT", "reuse_port"),
+    )
     proxy_read_timeout_seconds: float = Field(
         default=60.0,
         description="how long /proxy waits for an upstream's response headers, and then between two body chunks",

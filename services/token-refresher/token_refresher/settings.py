@@ -16,9 +16,17 @@ __all__ = ["RefresherSettings"]
 
 
 class RefresherSettings(BaseServiceSettings):
-    host: str = Field(default="0.0.0.0", validation_alias=AliasChoices("KEYWAY_HOST", "host"))  # noqa: S104 - a server
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - a server
+        description="the address the service listens on",
+        validation_alias=AliasChoices("KEYWAY_HOST", "host"),
+    )
     port: int = Field(
-        default=3030, ge=1, le=65535, validation_alias=AliasChoices("KEYWAY_TOKEN_REFRESHER_PORT", "port")
+        default=3030,
+        ge=1,
+        le=65535,
+        description="health and metrics port",
+        validation_alias=AliasChoices("KEYWAY_TOKEN_REFRESHER_PORT", "port"),
     )
     refresh_loop: bool = Field(
         default=True,

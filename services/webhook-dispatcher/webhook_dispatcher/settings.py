@@ -18,8 +18,18 @@ def _alias(*names: str) -> AliasChoices:
 
 
 class DispatcherSettings(BaseServiceSettings):
-    host: str = Field(default="0.0.0.0", validation_alias=_alias("KEYWAY_HOST", "host"))  # noqa: S104 - a server
-    port: int = Field(default=3020, ge=1, le=65535, validation_alias=_alias("KEYWAY_WEBHOOK_DISPATCHER_PORT", "port"))
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - a server
+        description="the address the service listens on",
+        validation_alias=_alias("KEYWAY_HOST", "host"),
+    )
+    port: int = Field(
+        default=3020,
+        ge=1,
+        le=65535,
+        description="health and metrics port",
+        validation_alias=_alias("KEYWAY_WEBHOOK_DISPATCHER_PORT", "port"),
+    )
     webhook_timeout_seconds: float = Field(
         default=15.0,
         gt=0,
@@ -63,7 +73,10 @@ class DispatcherSettings(BaseServiceSettings):
         validation_alias=_alias("KEYWAY_WEBHOOK_BREAKER_FAILURES", "breaker_failures"),
     )
     breaker_window_seconds: float = Field(
-        default=10.0, gt=0, validation_alias=_alias("KEYWAY_WEBHOOK_BREAKER_WINDOW_SECONDS", "breaker_window_seconds")
+        default=10.0,
+        gt=0,
+        description="the window in which breaker failures are counted",
+        validation_alias=_alias("KEYWAY_WEBHOOK_BREAKER_WINDOW_SECONDS", "breaker_window_seconds"),
     )
     breaker_cooldown_seconds: float = Field(
         default=60.0,

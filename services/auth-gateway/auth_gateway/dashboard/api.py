@@ -13,21 +13,21 @@ from typing import Any
 
 from aiohttp import web
 
-from keyway_shared.events import ActivityMessage, ConnectionDeleted, WebhookReplayRequested, make_event, utcnow
+from keyway_shared.events import ActivityMessage, WebhookReplayRequested, make_event, utcnow
 from keyway_shared.service import CIPHER, MONGO_DB
-from keyway_shared.store import Connection, DuplicateIntegrationError, Environment, Integration, WebhookKeyStore
+from keyway_shared.store import DuplicateIntegrationError, Environment, Integration, WebhookKeyStore
 from keyway_shared.store.webhook_deliveries import DeliveryLog
 from keyway_shared.store.webhook_endpoints import EndpointStore
 
 from ..connect import SOURCE
 from ..connect_sessions import SESSION_LIFETIME, ConnectSession
+from ..connection_removal import Removal, remove_connection
 from ..env_cache import ENV_CACHE
 from ..errors import ApiError
 from ..outbox_relay import RELAY
 from ..requests import validated_body
 from ..resources import CATALOG, SETTINGS, STORES
 from ..views.config import IntegrationBody, _check_fields, _normalise_scopes
-from ..views.connection import connection_event
 from ..views.environment import EnvironmentPatch, _merged_webhooks
 
 __all__ = [
@@ -120,22 +120,9 @@ async def delete_integration(request: web.Request, env: Environment, key: str) -
     return await request.app[STORES].integrations.delete(env.name, key)
 
 
-async def delete_connection(request: web.Request, env: Environment, key: str, connection_id: str) -> bool:
-    def deleted(conn: Connection) -> Any:
-        data = ConnectionDeleted(
-            connection_id=conn.connection_id,
-            provider_config_key=conn.provider_config_key,
-            provider=conn.provider,
-            auth_mode=conn.auth_mode,  # type: ignore[arg-type]
-            credentials_expire_at=conn.credentials_expires_at,
-        )
-        return connection_event("connection.deleted", data, conn)
-
-    result = await request.app[STORES].connections.delete_with_event(env.name, key, connection_id, deleted)
-    if result is None:
-        return False
-    request.app[RELAY].publish_soon([result[1]])
-    return True
+async def delete_connection(request: web.Request, env: Environment, key: str, connection_id: str) -> Removal | None:
+    """Revoke at the provider and delete, as ``DELETE /connection`` does."""
+    return await remove_connection(request.app, env.name, key, connection_id)
 
 
 async def update_environment(request: web.Request, env: Environment, raw: dict[str, Any]) -> Environment:

@@ -48,6 +48,11 @@ NOTICES = {
     "integration_updated": "Integration saved.",
     "integration_deleted": "Integration deleted.",
     "connection_deleted": "Connection deleted.",
+    "connection_revoked": "Connection deleted; its tokens were revoked at the provider.",
+    "connection_revoke_failed": (
+        "Connection deleted here, but revoking its tokens at the provider failed: the grant may still be "
+        "live there. The Activity tab has the provider's answer."
+    ),
     "settings_saved": "Settings saved.",
     "key_rotated": "A new key was created. Both keys work until you activate or revert it.",
     "key_activated": "The new key is now the only key; the old one is refused.",

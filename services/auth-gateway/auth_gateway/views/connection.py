@@ -6,23 +6,18 @@ from typing import Any
 
 from aiohttp import web
 
-from keyway_shared.events import CloudEvent, ConnectionDeleted, ConnectionUpdated, EventData, make_event
-from keyway_shared.store import Connection, Environment
+from keyway_shared.store import Environment
 
-from ..connect import SOURCE
+from ..connection_removal import remove_connection
 from ..credentials_access import fresh_connection
 from ..errors import ApiError
 from ..fetch_recorder import FETCH_RECORDER
 from ..keys import environment_from_secret_key
-from ..outbox_relay import RELAY
 from ..resources import STORES
-from ..revocation import revoke_connection
 from ..serialize import connection_json, js_iso
 
 __all__ = [
-    "connection_event",
     "delete_connection",
-    "deleted_event",
     "get_connection",
     "list_connections",
     "unknown_connection",
@@ -42,34 +37,6 @@ def provider_config_key_of(request: web.Request) -> str:
     if not key:
         raise ApiError("missing_provider_config", "Missing param 'provider_config_key'.")
     return key
-
-
-def connection_event(kind: str, data: EventData, conn: Connection) -> CloudEvent[EventData]:
-    return make_event(
-        data,
-        type=kind,
-        source=SOURCE,
-        environment=conn.environment,
-        subject=f"{conn.provider_config_key}/{conn.connection_id}",
-    )
-
-
-def _event_fields(conn: Connection) -> dict[str, Any]:
-    return {
-        "connection_id": conn.connection_id,
-        "provider_config_key": conn.provider_config_key,
-        "provider": conn.provider,
-        "auth_mode": conn.auth_mode,
-        "credentials_expire_at": conn.credentials_expires_at,
-    }
-
-
-def deleted_event(conn: Connection) -> CloudEvent[EventData]:
-    return connection_event("connection.deleted", ConnectionDeleted(**_event_fields(conn)), conn)
-
-
-def metadata_event(conn: Connection) -> CloudEvent[EventData]:
-    return connection_event("connection.updated", ConnectionUpdated(**_event_fields(conn), operation="metadata"), conn)
 
 
 async def get_connection(request: web.Request) -> web.Response:
@@ -113,21 +80,13 @@ async def delete_connection(request: web.Request) -> web.Response:
     env = await environment_from_secret_key(request)
     connection_id = request.match_info["connectionId"]
     provider_config_key = provider_config_key_of(request)
-
-    revocation = None
-    if request.query.get("revoke") != "false":  # revoke at the provider first, then delete whatever happened
-        existing = await request.app[STORES].connections.get(env.name, provider_config_key, connection_id)
-        if existing is None:
-            raise unknown_connection(env, connection_id, provider_config_key)
-        revocation = await revoke_connection(request.app, existing)
-
-    result = await request.app[STORES].connections.delete_with_event(
-        env.name, provider_config_key, connection_id, deleted_event
+    # Revoke at the provider first, then delete whatever happened there.
+    removal = await remove_connection(
+        request.app, env.name, provider_config_key, connection_id, revoke=request.query.get("revoke") != "false"
     )
-    if result is None:
+    if removal is None:
         raise unknown_connection(env, connection_id, provider_config_key)
-    request.app[RELAY].publish_soon([result[1]])
     body: dict[str, Any] = {"success": True}
-    if revocation is not None:  # a failure is a warning: the connection is gone here all the same
-        body["revocation"] = revocation.as_json()
+    if removal.revocation is not None:  # a failure is a warning: the connection is gone here all the same
+        body["revocation"] = removal.revocation.as_json()
     return web.json_response(body)

@@ -7,12 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
+from ..connection_events import metadata_event
 from ..errors import ApiError
 from ..keys import environment_from_secret_key
 from ..outbox_relay import RELAY
 from ..requests import json_object
 from ..resources import STORES
-from .connection import metadata_event, unknown_connection
+from .connection import unknown_connection
 
 __all__ = ["legacy_set_metadata", "legacy_update_metadata", "set_metadata", "update_metadata"]
 

@@ -114,6 +114,7 @@ async def delete_confirm(page: Page) -> web.StreamResponse:
         title=f"Delete the connection {connection_id}?",
         text=(
             f"The credentials of {connection_id} ({key}) are deleted; the app must connect again to use it. "
+            "When the provider offers revocation, its tokens are revoked there first. "
             "A connection.deleted event is sent. This cannot be undone."
         ),
         action=page.url("connections", key, connection_id, "delete"),
@@ -125,6 +126,10 @@ async def delete_confirm(page: Page) -> web.StreamResponse:
 @page
 async def delete_connection(page: Page) -> web.StreamResponse:
     key, connection_id = page.request.match_info["key"], page.request.match_info["connection_id"]
-    if not await api.delete_connection(page.request, page.env, key, connection_id):
+    removal = await api.delete_connection(page.request, page.env, key, connection_id)
+    if removal is None:
         return _not_found(page)
-    return page.redirect("connections", notice="connection_deleted")
+    notice = "connection_deleted"
+    if removal.revocation is not None:
+        notice = "connection_revoked" if removal.revocation.status == "revoked" else "connection_revoke_failed"
+    return page.redirect("connections", notice=notice)

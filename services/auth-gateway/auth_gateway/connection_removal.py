@@ -1,0 +1,44 @@
+"""Deleting a connection, as the backend API and the dashboard both do it.
+
+The provider's grant is revoked first (when its template says how), then the connection is deleted
+here whatever the provider answered, with its ``connection.deleted`` event in the same transaction.
+One function, so a connection deleted from the dashboard leaves no more behind than one deleted
+with the secret key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .connection_events import deleted_event
+from .outbox_relay import RELAY
+from .resources import STORES
+from .revocation import Revocation, revoke_connection
+
+__all__ = ["Removal", "remove_connection"]
+
+
+@dataclass(frozen=True)
+class Removal:
+    revocation: Revocation | None  # None: nothing to revoke, or revocation not asked for
+
+
+async def remove_connection(
+    app: web.Application, environment: str, provider_config_key: str, connection_id: str, *, revoke: bool = True
+) -> Removal | None:
+    """Revoke (unless told not to), then delete; None when there is no such connection."""
+    revocation = None
+    if revoke:
+        existing = await app[STORES].connections.get(environment, provider_config_key, connection_id)
+        if existing is None:
+            return None
+        revocation = await revoke_connection(app, existing)
+    result = await app[STORES].connections.delete_with_event(
+        environment, provider_config_key, connection_id, deleted_event
+    )
+    if result is None:
+        return None
+    app[RELAY].publish_soon([result[1]])
+    return Removal(revocation=revocation)
