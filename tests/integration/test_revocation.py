@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+from auth_gateway.dashboard.passwords import hash_password
 from auth_gateway.resources import STORES
 from keyway_shared.events import CloudEvent
 
@@ -20,6 +22,9 @@ from ..support.polling import eventually
 from .gateway_app import Gateway, running_gateway
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
+
+DASHBOARD_PASSWORD = "a long dashboard password"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @dataclass
@@ -91,6 +96,8 @@ async def world(
         providers_file=str(providers_file),
         egress_allowlist="127.0.0.0/8",
         provider_timeout_seconds=2.0,
+        admin_user="admin",
+        admin_password_hash=hash_password(DASHBOARD_PASSWORD),
     ) as gw:
         for name in catalog:
             body = {
@@ -171,6 +178,46 @@ async def test_provider_failure_still_deletes_with_a_warning(world: World) -> No
     assert [(e["state"], e["level"]) for e in entries] == [("failed", "warn"), ("failed", "warn")]
     dumped = json.dumps([body, entries])
     assert all(t not in dumped for t in tokens.values())  # the provider echoed the token: not kept
+
+
+async def dashboard_sign_in(gw: Gateway) -> None:
+    form = await (await gw.client.get("/dashboard/signin")).text()
+    signin = {"username": "admin", "password": DASHBOARD_PASSWORD, "csrf_token": CSRF.findall(form)[0]}
+    resp = await gw.client.post("/dashboard/signin", data=signin, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+
+
+async def dashboard_delete(gw: Gateway, key: str, connection_id: str) -> str:
+    """Open the confirmation page and confirm; the notice the dashboard redirects to."""
+    page = f"/dashboard/dev/connections/{key}/{connection_id}/delete"
+    confirm = await (await gw.client.get(page)).text()
+    assert "revoked there first" in confirm
+    resp = await gw.client.post(page, data={"csrf_token": CSRF.findall(confirm)[0]}, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    return resp.headers["Location"].split("notice=", 1)[1]
+
+
+async def test_the_dashboard_revokes_as_the_api_does(world: World) -> None:
+    gw, provider = world.gw, world.provider
+    tokens = await make_connection(gw, "revocable", "d-1")
+    await dashboard_sign_in(gw)
+    assert await dashboard_delete(gw, "revocable", "d-1") == "connection_revoked"
+    assert provider.revocations == [
+        {"token": tokens["refresh_token"], "hint": "refresh_token"},
+        {"token": tokens["access_token"], "hint": "access_token"},
+    ]
+    assert not await exists(gw, "revocable", "d-1")
+    assert {e["operation_type"] for e in activity(world, "d-1")} == {"auth:revoke_connection"}
+    # The provider failing: deleted here all the same, and the page says the grant may be live.
+    provider.revoke_mode = "error_500"
+    await make_connection(gw, "revocable", "d-2")
+    assert await dashboard_delete(gw, "revocable", "d-2") == "connection_revoke_failed"
+    assert not await exists(gw, "revocable", "d-2")
+    listing = await (await gw.client.get("/dashboard/dev/connections?notice=connection_revoke_failed")).text()
+    assert "grant may still be live" in listing
+    # Nothing to revoke: a plain delete.
+    await make_connection(gw, "plain", "d-3")
+    assert await dashboard_delete(gw, "plain", "d-3") == "connection_deleted"
 
 
 async def test_no_revocation_url_or_revoke_false_is_a_plain_delete(world: World) -> None:
