@@ -73,6 +73,7 @@ from keyway_shared.logging import configure_logging
 from keyway_shared.store import ensure_indexes, open_client
 
 IN_FLIGHT = 100
+TTL_SWEEP_SECONDS = 3600.0  # nothing expires during a run; see common.mongo_server
 RETENTION = timedelta(days=15)
 INTEGRATIONS = [f"integration-{i}" for i in range(200)]
 
@@ -397,7 +398,7 @@ def main() -> None:
     amqp = amqp_url()
     uvloop.run(check_rabbitmq(amqp))
     opts = Options(entries=args.entries, fill=args.fill, queries=args.queries, queue_type=args.queue_type)
-    with mongo_server() as mongo:
+    with mongo_server(ttl_sweep_seconds=TTL_SWEEP_SECONDS) as mongo:
         results = run(amqp, mongo.url, mongo.pid, opts)
     results["options"] = {"entries": opts.entries, "fill": opts.fill, "queries": opts.queries}
     results["load_average"] = [round(x, 2) for x in os.getloadavg()]

@@ -24,19 +24,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -44,7 +40,6 @@ import aiohttp
 import uvloop
 from common import (
     ROOT,
-    MongoServer,
     ServiceProcess,
     amqp_url,
     check_rabbitmq,
@@ -53,6 +48,7 @@ from common import (
     free_port,
     latency_ms,
     list_queues_and_exchanges,
+    mongo_server,
     print_table,
     ratio,
     unique,
@@ -72,38 +68,7 @@ class Options:
     patience: float = 60.0  # stop waiting once no webhook arrived for this long
 
 
-@contextlib.contextmanager
-def mongo_for_webhooks() -> Iterator[MongoServer]:
-    """``MONGODB_URL`` when set, else the embedded server with its default 60 s TTL sweep.
-
-    The test suite's embedded server sweeps every second (tests watch documents expire), and the
-    embedded server's sweep scans every document of every collection with a TTL index: with the
-    tens of thousands of attempt records a run writes, that sweep would take most of the database's
-    CPU and measure the surrogate, not the dispatcher. A real MongoDB sweeps through the index.
-    """
-    configured = os.environ.get("MONGODB_URL")
-    if configured:
-        yield MongoServer(url=configured, pid=None, embedded=False)
-        return
-    with tempfile.TemporaryDirectory(prefix="kwbench-mongo-") as tmp:
-        data_dir = Path(tmp) / "data"
-        data_dir.mkdir()
-        port = free_port()
-        launcher = ROOT / "deploy" / "local" / "run_mongo.py"
-        with open(Path(tmp) / "mongo.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, str(launcher), str(port), str(data_dir), "60"], stdout=log, stderr=subprocess.STDOUT
-            )
-            try:
-                wait_for_port(port, proc=proc)
-                yield MongoServer(url=f"mongodb://127.0.0.1:{port}/?retryWrites=false", pid=proc.pid, embedded=True)
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)  # it checkpoints on SIGTERM
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+TTL_SWEEP_SECONDS = 60.0  # MongoDB's own interval; see common.mongo_server
 
 
 # -- the receiver (its own process) ------------------------------------------------------------
@@ -511,7 +476,7 @@ def main() -> None:
         queue_type=args.queue_type,
         processes=tuple(int(n) for n in args.processes.split(",") if n),
     )
-    with mongo_for_webhooks() as mongo:
+    with mongo_server(ttl_sweep_seconds=TTL_SWEEP_SECONDS) as mongo:
         results = run(amqp, mongo.url, mongo.pid, opts)
     if args.json:
         with open(args.json, "w") as out:

@@ -70,8 +70,13 @@ class MongoServer:
 
 
 @contextlib.contextmanager
-def mongo_server() -> Iterator[MongoServer]:
-    """``MONGODB_URL`` when set, else the embedded SecantusDB on a free port and a temporary data dir."""
+def mongo_server(*, ttl_sweep_seconds: float = 1) -> Iterator[MongoServer]:
+    """``MONGODB_URL`` when set, else the embedded SecantusDB on a free port and a temporary data dir.
+
+    The embedded server's TTL sweep reads every document of every collection with a TTL index
+    (MongoDB's reads the index): a benchmark that writes tens of thousands of such documents asks
+    for a rare sweep, or it measures the sweep instead of Keyway.
+    """
     configured = os.environ.get("MONGODB_URL")
     if configured:
         yield MongoServer(url=configured, pid=None, embedded=False)
@@ -79,7 +84,7 @@ def mongo_server() -> Iterator[MongoServer]:
     with tempfile.TemporaryDirectory(prefix="kwbench-mongo-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
-        proc, url = start_mongo(data_dir)
+        proc, url = start_mongo(data_dir, ttl_sweep_seconds=ttl_sweep_seconds)
         try:
             yield MongoServer(url=url, pid=proc.pid, embedded=True)
         finally:

@@ -1,6 +1,6 @@
 """``make bench``: run every benchmark once, print a summary table, write ``bench/results/latest.json``.
 
-    uv run --frozen python bench/run.py [--only connection|events|refresh|webhooks] [--duration 10]
+    uv run --frozen python bench/run.py [--only connection|events|refresh|webhooks|activity] [--duration 10]
         [--loadgen auto|wrk|python]
 
 Needs RabbitMQ at ``AMQP_URL`` (default guest@127.0.0.1:5672). Starts the embedded MongoDB-wire
@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
+import bench_activity
 import bench_event_roundtrip
 import bench_get_connection
 import bench_refresh
@@ -74,18 +75,34 @@ def _summary(results: dict[str, Any]) -> None:
                         "this / raw" if ratio_key else "",
                     ]
                 )
+    activity = results.get("activity")
+    if activity:
+        rows.append(
+            [
+                "(c) activity ingest via the bus",
+                "entries/s",
+                activity["keyway"]["rate"],
+                "",
+                "",
+                activity["ratio_keyway_over_raw"],
+                "this / raw insert_many",
+            ]
+        )
+        first = activity["queries"]["all_first_pages"]
+        rows.append(["(c) GET /logs/operations, first page", "query", "", first["p50_ms"], first["p99_ms"], "", ""])
     print("Summary")
     print_table(["benchmark", "unit", "rate", "p50 ms", "p99 ms", "ratio", "of"], rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--only", choices=["connection", "events", "refresh", "webhooks"], default=None)
+    parser.add_argument("--only", choices=["connection", "events", "refresh", "webhooks", "activity"], default=None)
     parser.add_argument("--duration", type=float, default=bench_get_connection.Options.duration)
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default=bench_get_connection.Options.loadgen)
     parser.add_argument("--events", type=int, default=bench_event_roundtrip.Budget.events)
     parser.add_argument("--seconds", type=float, default=bench_event_roundtrip.Budget.seconds)
     parser.add_argument("--queue-types", default="classic,quorum")
+    parser.add_argument("--activity-entries", type=int, default=bench_activity.Options.entries)
     args = parser.parse_args()
     configure_logging(level="WARNING", json=False, service="bench")
 
@@ -111,8 +128,12 @@ def main() -> None:
         if args.only in {None, "refresh"}:
             results["refresh"] = bench_refresh.run(mongo.url, mongo.pid, amqp, bench_refresh.Options())
         if args.only in {None, "webhooks"}:
-            with bench_webhooks.mongo_for_webhooks() as wm:  # its own server with a 60 s TTL sweep
+            with mongo_server(ttl_sweep_seconds=bench_webhooks.TTL_SWEEP_SECONDS) as wm:  # a rare TTL sweep
                 results["webhooks"] = bench_webhooks.run(amqp, wm.url, wm.pid, bench_webhooks.Options())
+        if args.only in {None, "activity"}:
+            activity_opts = bench_activity.Options(entries=args.activity_entries)
+            with mongo_server(ttl_sweep_seconds=bench_activity.TTL_SWEEP_SECONDS) as am:
+                results["activity"] = bench_activity.run(amqp, am.url, am.pid, activity_opts)
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["versions"] = _versions()
     results["wall_seconds"] = round(time.perf_counter() - started, 1)

@@ -116,8 +116,10 @@ def test_one_deployment_per_service_hardened_and_probed(objects: list[dict[str, 
 
         env = {e["name"]: e for e in main.get("env", [])}
         port = int(env[svc.port_var]["value"])
-        assert [p["containerPort"] for p in main["ports"]] == [port]
-        port_name = main["ports"][0]["name"]
+        ports = {p["containerPort"]: p["name"] for p in main["ports"]}
+        admin = {int(env["KEYWAY_ADMIN_PORT"]["value"])} if "KEYWAY_ADMIN_PORT" in env else set()
+        assert set(ports) == {port} | admin  # the service's port, and the gateway's admin port if split
+        port_name = ports[port]
         for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
             assert main[probe]["httpGet"] == {"path": path, "port": port_name}, (svc.name, probe)
 
@@ -181,7 +183,9 @@ def test_services_and_disruption_budgets_select_their_pods(objects: list[dict[st
         labels = deployments[svc.name]["spec"]["template"]["metadata"]["labels"]
         service_spec = kube_services[svc.name]["spec"]
         assert service_spec["selector"].items() <= labels.items()
-        port_name = container(deployments[svc.name])["ports"][0]["name"]
+        main = container(deployments[svc.name])
+        port = int(next(e["value"] for e in main["env"] if e["name"] == svc.port_var))
+        port_name = next(p["name"] for p in main["ports"] if p["containerPort"] == port)
         assert [p["targetPort"] for p in service_spec["ports"]] == [port_name]
         budget = budgets[svc.name]["spec"]
         assert budget["selector"]["matchLabels"].items() <= labels.items()

@@ -199,7 +199,7 @@ async def test_the_browser_script_redirects_the_tab(gw: Gateway, app: App, brows
         <button id="bad" onclick="try {{ KeywayConnect.redirect('') }} catch (e) {{ document.title = e.type }}">x</button>"""
     page = await browser.new_page()
     popups: list[Any] = []
-    page.on("popup", popups.append)
+    page.on("popup", lambda popup: popups.append(popup))
     await page.goto(f"http://127.0.0.1:{app.port}/app/start")
     await page.click("#bad")  # no link: a typed error, and the tab stays
     assert await page.title() == "missingConnectLink"

@@ -199,7 +199,5 @@ async def test_every_filter_reads_through_an_index(big_db: Any, output_dir: Path
     explained = await db["activity_messages"].find({"operation_id": "x"}).explain()
     assert leaf(explained["queryPlanner"]["winningPlan"]).get("indexName") == "operation_time"
 
+    # Timings are reported, never asserted (the machine is shared); the plans above are the contract.
     (output_dir / "activity_plans.json").write_text(json.dumps(report, indent=2) + "\n")
-    slowest = max(row["first_page_ms"] for row in report["filters"].values())
-    # The machine is shared with the rest of the suite: a generous bound, the figures are in the report.
-    assert slowest < 2000, report
