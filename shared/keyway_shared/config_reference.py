@@ -116,7 +116,8 @@ def render() -> str:
 def undocumented() -> list[str]:
     """Variables without a description, as ``service: NAME``."""
     missing = []
-    for service, cls in {"shared": BaseServiceSettings, **_classes()}.items():
+    classes: dict[str, type[BaseSettings]] = {"shared": BaseServiceSettings, **_classes()}
+    for service, cls in classes.items():
         for name, info in cls.model_fields.items():
             if not info.description and (service == "shared" or name not in BaseServiceSettings.model_fields):
                 missing.append(f"{service}: {_names(name, info)[0]}")
