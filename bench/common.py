@@ -70,7 +70,7 @@ class MongoServer:
 
 
 @contextlib.contextmanager
-def mongo_server(*, ttl_sweep_seconds: float = 1) -> Iterator[MongoServer]:
+def mongo_server(*, ttl_sweep_seconds: float = 60) -> Iterator[MongoServer]:
     """``MONGODB_URL`` when set, else the embedded SecantusDB on a free port and a temporary data dir.
 
     The embedded server's TTL sweep reads every document of every collection with a TTL index

@@ -25,6 +25,7 @@ from .gateway_app import Gateway, running_gateway
 pytestmark = [pytest.mark.mongo]
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+UNHURRIED = 120.0  # seconds: tests that expect whole pages must not end them early on a busy machine
 TYPES = ("auth:create_connection", "auth:refresh_token", "webhook:outgoing", "proxy")
 STATES = ("waiting", "running", "success", "failed", "timeout")
 TEXTS = (
@@ -92,11 +93,11 @@ def brute_force(docs: list[dict[str, Any]], f: OperationFilter) -> list[str]:
     return [d["_id"] for d in chosen]
 
 
-async def read_all(db: Any, f: OperationFilter, limit: int) -> list[str]:
+async def read_all(db: Any, f: OperationFilter, limit: int, *, time_budget: float = UNHURRIED) -> list[str]:
     seen: list[str] = []
     cursor: Cursor | None = None
-    for _ in range(500):
-        page = await list_operations(db, f, limit=limit, cursor=cursor, now=NOW)
+    for _ in range(2000):
+        page = await list_operations(db, f, limit=limit, cursor=cursor, now=NOW, time_budget=time_budget)
         assert len(page.operations) <= limit
         seen.extend(op["_id"] for op in page.operations)
         if page.cursor is None:
@@ -130,10 +131,24 @@ async def test_pages_agree_with_a_brute_force_sort_under_every_filter(db: Any) -
     assert brute_force(docs, filters[0])  # the data set is not trivially empty
 
 
+async def test_a_spent_budget_ends_the_page_early_and_reading_on_loses_nothing(db: Any) -> None:
+    rnd = random.Random(7)
+    events = random_events(rnd, 300)
+    await write(db, events)
+    f = OperationFilter(environment="dev")
+    # No time at all: every request reads one window, returns what it found and a boundary cursor.
+    page = await list_operations(db, f, limit=50, now=NOW, time_budget=0)
+    assert page.windows == 1
+    assert page.stopped_by_budget
+    assert page.cursor is not None
+    docs = [doc async for doc in db["activity_operations"].find({})]
+    assert await read_all(db, f, 50, time_budget=0) == brute_force(docs, f)
+
+
 async def test_the_cursor_holds_while_operations_arrive(db: Any) -> None:
     await write(db, [step(f"old-{i:02d}", NOW - timedelta(minutes=30, seconds=i)) for i in range(30)])
     f = OperationFilter(environment="dev")
-    first = await list_operations(db, f, limit=10, now=NOW)
+    first = await list_operations(db, f, limit=10, now=NOW, time_budget=UNHURRIED)
     assert [op["_id"] for op in first.operations] == [f"old-{i:02d}" for i in range(10)]
     # Newer operations, and some at the very millisecond of the cursor's, arrive between two pages.
     await write(db, [step(f"new-{i}", NOW - timedelta(seconds=i)) for i in range(5)])
@@ -141,7 +156,7 @@ async def test_the_cursor_holds_while_operations_arrive(db: Any) -> None:
     rest: list[str] = []
     cursor = first.cursor
     while cursor is not None:
-        page = await list_operations(db, f, limit=10, cursor=cursor, now=NOW)
+        page = await list_operations(db, f, limit=10, cursor=cursor, now=NOW, time_budget=UNHURRIED)
         rest.extend(op["_id"] for op in page.operations)
         cursor = page.cursor
     assert rest == [f"old-{i:02d}" for i in range(10, 30)]  # no repeat, no skip; "old-09-twin" > "old-09"
@@ -151,11 +166,11 @@ async def test_windows_follow_the_density_instead_of_reading_everything(db: Any)
     start = NOW - timedelta(seconds=301)
     await write(db, [step(f"d-{i:04d}", start + timedelta(milliseconds=100 * i)) for i in range(3000)])
     f = OperationFilter(environment="dev")
-    page = await list_operations(db, f, limit=20, now=NOW)
+    page = await list_operations(db, f, limit=20, now=NOW, time_budget=UNHURRIED)
     assert [op["_id"] for op in page.operations] == [f"d-{i:04d}" for i in range(2999, 2979, -1)]
     assert page.candidates < 300  # a few windows sized by what the earlier ones held, not all 3000
     assert "keys" not in page.operations[0]
-    second = await list_operations(db, f, limit=20, cursor=page.cursor, now=NOW)
+    second = await list_operations(db, f, limit=20, cursor=page.cursor, now=NOW, time_budget=UNHURRIED)
     assert [op["_id"] for op in second.operations] == [f"d-{i:04d}" for i in range(2979, 2959, -1)]
     assert second.candidates < 300
 

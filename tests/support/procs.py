@@ -34,8 +34,14 @@ def wait_for_port(port: int, *, timeout: float = 30.0, proc: subprocess.Popen[by
 
 
 def start_mongo(
-    data_dir: Path, *, port: int | None = None, ttl_sweep_seconds: float = 1
+    data_dir: Path, *, port: int | None = None, ttl_sweep_seconds: float = 60
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """The embedded server on ``port`` (a free one by default); its process and URL.
+
+    The TTL sweep runs every minute, as MongoDB's TTL monitor does. No test waits for it, and the
+    embedded server's sweep reads every document of every collection with a TTL index while holding
+    its storage lock: a one-second sweep over the suite's databases costs everything else time.
+    """
     port = port or free_port()
     log = open(data_dir.parent / f"mongo-{port}.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_MESSAGES",
     "MAX_PAGE",
     "MAX_VALUES",
+    "TIME_BUDGET",
     "Cursor",
     "OperationFilter",
     "Page",
@@ -48,7 +49,7 @@ _FIRST_WINDOW = 0.25  # seconds
 _GROWTH = 4.0
 _WINDOW_BUDGET = 3000  # candidates one window should hold
 _REQUEST_BUDGET = 20_000  # candidates one request may read
-_TIME_BUDGET = 0.5  # seconds of reading per request
+TIME_BUDGET = 0.5  # seconds of reading per request
 _RARE_STATES = frozenset({"waiting", "running", "failed", "timeout"})
 _HIDDEN = ("keys", "state_order", "timeout_at")
 
@@ -67,19 +68,28 @@ class OperationFilter:
 
 @dataclass(frozen=True)
 class Cursor:
-    """Strictly older than (``at_ms``, ``id``); an empty id is a window boundary."""
+    """Strictly older than (``at_ms``, ``id``); an empty id is a window boundary.
+
+    A boundary cursor also carries the window the next request starts with (``window_ms``), so a
+    reader whose every request runs out of budget still moves through sparse history at the pace
+    the windows had reached, instead of starting small again each time.
+    """
 
     at_ms: int
     id: str
+    window_ms: int = 0
 
     def encode(self) -> str:
-        return base64.urlsafe_b64encode(f"{self.at_ms}:{self.id}".encode()).decode().rstrip("=")
+        tail = f":{self.window_ms}" if not self.id and self.window_ms else ""
+        return base64.urlsafe_b64encode(f"{self.at_ms}:{self.id}{tail}".encode()).decode().rstrip("=")
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             at, _, op_id = raw.partition(":")
+            if op_id.startswith(":"):  # a boundary with its next window; ids never start with ':'
+                return cls(int(at), "", max(0, int(op_id[1:])))
             return cls(int(at), op_id)
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise ValueError("not a cursor of this API") from None
@@ -158,9 +168,19 @@ def _next_window(span: float, candidates: int, matched: int, need: int) -> float
 
 
 async def list_operations(
-    db: Database, f: OperationFilter, *, limit: int = 100, cursor: Cursor | None = None, now: datetime | None = None
+    db: Database,
+    f: OperationFilter,
+    *,
+    limit: int = 100,
+    cursor: Cursor | None = None,
+    now: datetime | None = None,
+    time_budget: float = TIME_BUDGET,
 ) -> Page:
-    """Up to ``limit`` operations (at most 500), newest first, strictly older than ``cursor``."""
+    """Up to ``limit`` operations (at most 500), newest first, strictly older than ``cursor``.
+
+    ``time_budget``: seconds of reading after which the page ends early with a boundary cursor. At
+    least one window is read whatever the budget, so reading on always makes progress.
+    """
     limit = max(1, min(limit, MAX_PAGE))
     now = now or datetime.now(UTC)
     upper_ms = _ms(f.until) if f.until else _ms(now + _FUTURE)
@@ -173,9 +193,12 @@ async def list_operations(
     # The first window ends now: beyond it only clock skew lives, read in one go; then small ones.
     skew = (upper_ms - _ms(now)) / 1000
     window = skew if skew > _FIRST_WINDOW else _FIRST_WINDOW
+    if cursor is not None and cursor.window_ms:
+        window = cursor.window_ms / 1000
     started = time.monotonic()
     while upper_ms > lower_ms and len(found) < limit:
-        if page.candidates >= _REQUEST_BUDGET or time.monotonic() - started > _TIME_BUDGET:
+        spent = page.candidates >= _REQUEST_BUDGET or time.monotonic() - started > time_budget
+        if page.windows and spent:
             page.stopped_by_budget = True
             break
         window_lower = max(lower_ms, upper_ms - max(1, int(window * 1000)))
@@ -199,7 +222,8 @@ async def list_operations(
         last = found[limit - 1]
         page.cursor = Cursor(*_order(last))
     elif page.stopped_by_budget:
-        page.cursor = Cursor(upper_ms, "")  # everything at or after the boundary was read
+        # Everything at or after the boundary was read; the next request goes on at this pace.
+        page.cursor = Cursor(upper_ms, "", max(1, int(window * 1000)))
     return page
 
 
