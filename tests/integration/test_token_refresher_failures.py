@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +203,20 @@ async def test_bad_data_is_parked_with_a_reason_and_the_loop_goes_on(world: Worl
     assert doc["refresh_error"]["type"] == "invalid_stored_credentials"
     assert "cannot be decrypted" in doc["refresh_error"]["description"]
     assert doc["refresh_due_at"] is None
+    # The app is told, once: the connection will not refresh until the user reconnects.
+    (hook,) = await wait_hooks(world, "garbled", 1)
+    assert hook["success"] is False
+    assert hook["error"]["type"] == "invalid_stored_credentials"
+    assert "reconnect" in hook["error"]["description"]
+    # Scheduled again by mistake: parked again, not announced again.
+    await world.db["connections"].update_one(
+        {"connection_id": "garbled"}, {"$set": {"refresh_due_at": datetime.now(UTC) - timedelta(seconds=1)}}
+    )
+
+    async def parked_again() -> bool:
+        return (await world.doc("garbled")).get("refresh_due_at") is None
+
+    await eventually(parked_again, timeout=10, what="the connection to be parked again")
 
     # The loop goes on: a healthy connection is refreshed as usual.
     await world.import_connection("healthy", expires_in=2)
@@ -212,3 +226,4 @@ async def test_bad_data_is_parked_with_a_reason_and_the_loop_goes_on(world: Worl
 
     await eventually(refreshed, timeout=10, what="the healthy connection to be refreshed")
     assert (await world.doc("healthy"))["refresh_failed"] is False
+    assert len(refresh_hooks(world, "garbled")) == 1

@@ -24,7 +24,7 @@ import aiohttp
 
 from ..cipher import DecryptionError
 from ..credentials import PermanentTokenError, TokenRequestError, TransientTokenError
-from ..events import ErrorInfo, TokenRefreshed, TokenRefreshFailed, make_event
+from ..events import CloudEvent, ErrorInfo, TokenRefreshed, TokenRefreshFailed, make_event
 from ..logging import get_logger
 from ..providers import ProviderCatalog
 from ..store import Connection, IntegrationStore, OutboxRow, RefreshState, RefreshStateStore
@@ -147,8 +147,7 @@ class RefreshService:
             try:
                 conn, state = self._state.decode(doc)
             except DecryptionError as exc:
-                await self._state.mark_unreadable(key, f"The stored credentials cannot be decrypted: {exc}")
-                log.warning("connection cannot be refreshed", reason="undecryptable credentials")
+                await self._park_unreadable(key, exc)
                 return "bad_data"
             if state.exhausted:
                 # Something scheduled it again (exhausted connections carry no due time): park it
@@ -179,7 +178,7 @@ class RefreshService:
         try:
             found = await self._state.read(key)
         except DecryptionError as exc:
-            await self._state.mark_unreadable(key, f"The stored credentials cannot be decrypted: {exc}")
+            await self._park_unreadable(key, exc)
             raise RefreshError("invalid_stored_credentials", "The stored credentials cannot be decrypted.") from None
         if found is None:
             raise RefreshError("unknown_connection", "The connection no longer exists.")
@@ -251,6 +250,37 @@ class RefreshService:
             "credentials refreshed", provider_config_key=conn.provider_config_key, connection_id=conn.connection_id
         )
         return RefreshOutcome(connection=conn, refreshed=True)
+
+    async def _park_unreadable(self, key: dict[str, Any], exc: DecryptionError) -> None:
+        """Park it and tell the app once (token.refresh_failed): it will not refresh until reconnected."""
+
+        def announce(doc: dict[str, Any]) -> CloudEvent[Any]:
+            return make_event(
+                TokenRefreshFailed(
+                    connection_id=doc["connection_id"],
+                    provider_config_key=doc["provider_config_key"],
+                    provider=doc["provider"],
+                    auth_mode=doc["auth_mode"],
+                    credentials_expire_at=doc.get("credentials_expires_at"),
+                    error=ErrorInfo(
+                        type="invalid_stored_credentials",
+                        description="The stored credentials cannot be decrypted; the user must reconnect.",
+                    ),
+                    failed_days=int(doc.get("refresh_failed_days") or 0) or 1,
+                    exhausted=True,
+                ),
+                type="token.refresh_failed",
+                source=self._source,
+                environment=doc["environment"],
+                subject=f"{doc['provider_config_key']}/{doc['connection_id']}",
+            )
+
+        row = await self._state.mark_unreadable(
+            key, f"The stored credentials cannot be decrypted: {exc}", announce=announce
+        )
+        if row is not None:
+            self._publish_soon([row])
+        log.warning("connection cannot be refreshed", reason="undecryptable credentials")
 
     @staticmethod
     def _event_fields(conn: Connection) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Every new ciphertext has a fresh random nonce, which makes the ciphertext itself
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from .outbox import OutboxRow, OutboxStore
 __all__ = ["EPOCH", "RefreshState", "RefreshStateStore"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+UNREADABLE = "invalid_stored_credentials"  # the error type of a connection whose credentials cannot be decrypted
 ConnKey = dict[str, Any]
 
 
@@ -180,20 +182,32 @@ class RefreshStateStore:
         async with self._client.start_session() as session:
             return await session.with_transaction(write)  # retried on write conflicts
 
-    async def mark_unreadable(self, key: ConnKey, reason: str) -> None:
-        """Bad data: park the connection with a clear reason instead of retrying it forever."""
-        await self._col.update_one(
-            key,
-            {
-                "$set": {
-                    "refresh_due_at": None,
-                    "refresh_failed": True,
-                    "refresh_error": {"type": "invalid_stored_credentials", "description": reason},
-                    "refresh_lease_until": EPOCH,
-                    "refresh_lease_owner": None,
-                }
-            },
-        )
+    async def mark_unreadable(
+        self, key: ConnKey, reason: str, *, announce: Callable[[dict[str, Any]], CloudEvent[Any]] | None = None
+    ) -> OutboxRow | None:
+        """Bad data: park the connection with a clear reason instead of retrying it forever.
+
+        ``announce`` builds the event that tells the app (from the stored document, whose plain
+        fields are readable); it is written with the change the first time only, so a connection
+        parked again (a forced read, a second replica) is not announced twice.
+        """
+        error = {"type": UNREADABLE, "description": reason}
+        fields = {
+            "refresh_due_at": None,
+            "refresh_failed": True,
+            "refresh_error": error,
+            "refresh_lease_until": EPOCH,
+            "refresh_lease_owner": None,
+        }
+
+        async def write(session: AsyncClientSession) -> OutboxRow | None:
+            before = await self._col.find_one_and_update(key, {"$set": fields}, session=session)
+            if before is None or announce is None or (before.get("refresh_error") or {}).get("type") == UNREADABLE:
+                return None
+            return await self._outbox.add(announce(before), session=session)
+
+        async with self._client.start_session() as session:
+            return await session.with_transaction(write)
 
     async def due_candidates(self, *, now: datetime, limit: int) -> list[Any]:
         """Ids of connections due now, soonest first (one indexed range query)."""
