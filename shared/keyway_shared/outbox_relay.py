@@ -82,6 +82,17 @@ class OutboxRelay:
             self._tasks.add(self._flusher)
             self._flusher.add_done_callback(self._tasks.discard)
 
+    async def drained(self, *, patience: float = 5.0) -> None:
+        """Wait until every row handed over so far is confirmed by the broker (or given back).
+
+        A writer that must not acknowledge before its event is in every subscriber's queue (the
+        gateway's connection cache) waits here; a broker that does not answer in ``patience`` seconds
+        leaves the rows to the sweep, as always.
+        """
+        if self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._flusher), timeout=patience)
+
     async def _flush(self) -> int:
         published = 0
         while self._buffer:

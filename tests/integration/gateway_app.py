@@ -34,9 +34,20 @@ class Gateway:
 
 @asynccontextmanager
 async def running_gateway(
-    *, mongo_url: str, db_name: str, amqp_url: str, namespace: str, encryption_key: str, **extra: object
+    *,
+    mongo_url: str,
+    db_name: str,
+    amqp_url: str,
+    namespace: str,
+    encryption_key: str,
+    keys_of: Gateway | None = None,
+    **extra: object,
 ) -> AsyncIterator[Gateway]:
-    secret_key, public_key = str(uuid.uuid4()), str(uuid.uuid4())
+    """One gateway; ``keys_of`` another one makes this a second replica of the same environment."""
+    if keys_of is not None:
+        secret_key, public_key = keys_of.secret_key, keys_of.public_key
+    else:
+        secret_key, public_key = str(uuid.uuid4()), str(uuid.uuid4())
     port = free_port()
     extra.setdefault("public_url", f"http://127.0.0.1:{port}")
     extra["providers_file"] = providers_file(extra.get("providers_file"))  # type: ignore[arg-type]

@@ -1,4 +1,8 @@
-"""A TCP proxy a test can cut and restore: a broker outage without stopping the shared broker."""
+"""A TCP proxy a test can cut and restore: a broker outage without stopping the shared broker.
+
+``delay`` holds back what the target sends to the client by that many seconds (order kept): a
+slow link, so a test can show that a client does not rely on messages arriving quickly.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ class TcpProxy:
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.delay = 0.0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -43,5 +48,25 @@ class TcpProxy:
                     await writer.drain()
             writer.transport.abort()
 
-        await asyncio.gather(pipe(client_reader, upstream_writer), pipe(upstream_reader, client_writer))
+        async def delayed_pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            loop = asyncio.get_running_loop()
+            chunks: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+
+            async def feed() -> None:
+                with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                    while data := await reader.read(65536):
+                        chunks.put_nowait((loop.time() + self.delay, data))
+                chunks.put_nowait(None)
+
+            feeder = asyncio.create_task(feed())
+            with contextlib.suppress(OSError):
+                while (item := await chunks.get()) is not None:
+                    due, data = item
+                    await asyncio.sleep(max(0.0, due - loop.time()))
+                    writer.write(data)
+                    await writer.drain()
+            writer.transport.abort()
+            feeder.cancel()
+
+        await asyncio.gather(pipe(client_reader, upstream_writer), delayed_pipe(upstream_reader, client_writer))
         self._writers -= {client_writer, upstream_writer}

@@ -16,6 +16,7 @@ from keyway_shared.service import (
     mongo_context,
 )
 
+from .connection_cache import connection_cache_context
 from .cors import cors_middleware
 from .dashboard.resources import dashboard_context
 from .env_cache import env_cache_context
@@ -55,6 +56,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
             stores_context(settings),
             dashboard_context(settings),
             env_cache_context(settings),
+            connection_cache_context(settings),
             http_client_context(settings),
             proxy_http_context(settings),
             ws_context(settings),

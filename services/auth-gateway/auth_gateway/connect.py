@@ -91,6 +91,7 @@ async def store_connection(
     margin = timedelta(seconds=buffer) if buffer else DEFAULT_MARGIN
     saved, created, row = await app[STORES].connections.save_with_event(connection, make, refresh_margin=margin)
     app[RELAY].publish_soon([row])
+    await app[RELAY].drained()  # acknowledged only once every replica's connection cache will hear of it
     if connect_session_id is not None:
         await app[STORES].connect_sessions.spend(connect_session_id)
     log.info(

@@ -41,4 +41,5 @@ async def remove_connection(
     if result is None:
         return None
     app[RELAY].publish_soon([result[1]])
+    await app[RELAY].drained()  # acknowledged only once every replica's connection cache will hear of it
     return Removal(revocation=revocation)

@@ -14,6 +14,7 @@ from keyway_shared.refresh.service import RefreshError, connection_key
 from keyway_shared.store import Connection, Environment
 
 from .errors import ApiError
+from .outbox_relay import RELAY
 from .resources import REFRESH
 
 __all__ = ["fresh_connection"]
@@ -27,7 +28,7 @@ async def fresh_connection(
         return connection  # the hot path: no lease, no extra read
     key = connection_key(env.name, connection.provider_config_key, connection.connection_id)
     try:
-        return (await app[REFRESH].refresh(key, force=force)).connection
+        outcome = await app[REFRESH].refresh(key, force=force)
     except RefreshError as exc:
         # Unlike Nango's 2024 code, the payload names the connection but never carries it.
         raise ApiError(
@@ -40,3 +41,6 @@ async def fresh_connection(
                 "exhausted": exc.exhausted,
             },
         ) from None
+    if outcome.refreshed:
+        await app[RELAY].drained()  # every replica's connection cache hears of the new token first
+    return outcome.connection

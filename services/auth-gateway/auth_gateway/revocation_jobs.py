@@ -87,6 +87,7 @@ class RevocationJobs:
                 result = await stores.connections.delete_with_event(environment, key, connection_id, deleted_event)
                 if result is not None:
                     self._app[RELAY].publish_soon([result[1]])
+                    await self._app[RELAY].drained()
                     deleted = 1
             ok = revocation is None or revocation.status == "revoked"
             await self._count(job_id, done=int(ok), failed=int(not ok), deleted=deleted)

@@ -78,6 +78,13 @@ class GatewaySettings(BaseServiceSettings):
         description="how long a replica may serve an environment from memory if a change broadcast is lost",
         validation_alias=AliasChoices("KEYWAY_ENVIRONMENT_CACHE_SECONDS", "environment_cache_seconds"),
     )
+    connection_cache_entries: int = Field(
+        default=10_000,
+        ge=0,
+        description="connections each replica keeps decrypted in memory for GET /connection, kept coherent "
+        "with every acknowledged write through the event stream (0: every read goes to the database)",
+        validation_alias=AliasChoices("KEYWAY_CONNECTION_CACHE_ENTRIES", "connection_cache_entries"),
+    )
     reuse_port: bool = Field(
         default=False,
         description="SO_REUSEPORT: several gateway processes share the port (make up REPLICAS=n)",

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from keyway_shared.store import Environment
 
+from ..connection_cache import CONNECTION_CACHE
 from ..connection_removal import remove_connection
 from ..credentials_access import fresh_connection
 from ..errors import ApiError
@@ -43,7 +44,12 @@ async def get_connection(request: web.Request) -> web.Response:
     env = await environment_from_secret_key(request)
     connection_id = request.match_info["connectionId"]
     provider_config_key = provider_config_key_of(request)
-    connection = await request.app[STORES].connections.get(env.name, provider_config_key, connection_id)
+    connection = await request.app[CONNECTION_CACHE].get(
+        env.name,
+        provider_config_key,
+        connection_id,
+        lambda: request.app[STORES].connections.get(env.name, provider_config_key, connection_id),
+    )
     if connection is None:
         raise unknown_connection(env, connection_id, provider_config_key)
     connection = await fresh_connection(

@@ -30,6 +30,7 @@ async def _apply(request: web.Request, *, key: str, ids: list[str], metadata: An
     if missing:
         raise unknown_connection(env, missing[0], key)
     request.app[RELAY].publish_soon(rows)
+    await request.app[RELAY].drained()  # every replica's connection cache hears of it before the answer
 
 
 async def _node_form(request: web.Request, *, merge: bool, status: int) -> web.Response:

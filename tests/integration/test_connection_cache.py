@@ -1,0 +1,174 @@
+"""The gateway's connection cache: reads skip the database, yet no replica ever answers with
+credentials older than a write that was acknowledged, on whichever replica or service it happened.
+
+Two gateway replicas run in this process on the real broker and database; the second reaches the
+broker through a proxy that can slow down what the broker sends it, so its events arrive late.
+Every check reads right after a change was acknowledged: no waiting, no retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from auth_gateway.connection_cache import CONNECTION_CACHE, ConnectionCache
+
+from ..support.oauth_provider import OAuthProvider
+from ..support.polling import eventually
+from ..support.tcpproxy import TcpProxy
+from .gateway_app import Gateway, running_gateway
+
+pytestmark = [pytest.mark.broker, pytest.mark.mongo]
+
+
+@dataclass
+class Pair:
+    one: Gateway
+    two: Gateway  # its broker link runs through ``link``
+    provider: OAuthProvider
+    link: TcpProxy
+
+    def cache(self, gw: Gateway) -> ConnectionCache:
+        return gw.client.server.app[CONNECTION_CACHE]
+
+
+@pytest.fixture
+async def pair(
+    tmp_path: Path, mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, encryption_key: str
+) -> AsyncIterator[Pair]:
+    provider = await OAuthProvider().start()
+    broker = urlsplit(amqp_url)
+    link = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+    await link.start()
+    providers_file = tmp_path / "providers.yaml"
+    providers_file.write_text(yaml.safe_dump({"test-oauth2": provider.template()}))
+    common: dict[str, Any] = {
+        "mongo_url": mongo_url,
+        "db_name": db_name,
+        "amqp_url": amqp_url,
+        "namespace": namespace,
+        "encryption_key": encryption_key,
+        "providers_file": str(providers_file),
+        "egress_allowlist": "127.0.0.0/8",
+        "provider_timeout_seconds": 2.0,
+    }
+    async with AsyncExitStack() as stack:
+        one = await stack.enter_async_context(running_gateway(**common))
+        through_link = broker._replace(netloc=f"{broker.netloc.rsplit('@', 1)[0]}@127.0.0.1:{link.port}").geturl()
+        two = await stack.enter_async_context(running_gateway(**{**common, "amqp_url": through_link}, keys_of=one))
+        body = {
+            "provider": "test-oauth2",
+            "provider_config_key": "oauth",
+            "oauth_client_id": provider.client_id,
+            "oauth_client_secret": provider.client_secret,
+        }
+        assert (await one.client.post("/config", json=body, headers=one.auth)).status == 200
+        result = Pair(one=one, two=two, provider=provider, link=link)
+
+        async def both_live() -> bool:
+            return result.cache(one).live and result.cache(two).live
+
+        await eventually(both_live, timeout=15, what="both replicas' caches to listen to the event stream")
+        yield result
+    await link.cut()
+    await provider.stop()
+
+
+async def put(gw: Gateway, connection_id: str, access_token: str, **extra: Any) -> None:
+    body = {
+        "connection_id": connection_id,
+        "provider_config_key": "oauth",
+        "access_token": access_token,
+        "refresh_token": f"rt-{access_token}",
+        "expires_in": 3600,
+        **extra,
+    }
+    resp = await gw.client.post("/connection", json=body, headers=gw.auth)
+    assert resp.status in (200, 201), await resp.text()
+
+
+async def read(gw: Gateway, connection_id: str, **query: str) -> tuple[int, dict[str, Any]]:
+    resp = await gw.client.get(
+        f"/connection/{connection_id}", params={"provider_config_key": "oauth", **query}, headers=gw.auth
+    )
+    return resp.status, await resp.json()
+
+
+async def token(gw: Gateway, connection_id: str) -> str:
+    status, body = await read(gw, connection_id)
+    assert status == 200, body
+    return str(body["credentials"]["access_token"])
+
+
+async def test_reads_are_served_from_memory(pair: Pair, db: Any) -> None:
+    await put(pair.one, "c-1", "at-1")
+    assert await token(pair.two, "c-1") == "at-1"  # a miss fills the entry
+    cache = pair.cache(pair.two)
+    assert len(cache) == 1
+    # Change the stored document behind the cache's back (no event): the entry still answers, which
+    # shows reads really skip the database. No Keyway writer ever does this.
+    await db["connections"].update_one({"connection_id": "c-1"}, {"$set": {"metadata": {"behind": "the back"}}})
+    _status, body = await read(pair.two, "c-1")
+    assert body["metadata"] != {"behind": "the back"}
+
+
+async def test_an_acknowledged_write_is_seen_at_once_by_every_replica(pair: Pair) -> None:
+    await put(pair.one, "c-2", "at-0")
+    pair.link.delay = 0.3  # replica two hears of every event 300 ms late
+    for round_ in range(1, 9):
+        writer, reader = (pair.one, pair.two) if round_ % 2 else (pair.two, pair.one)
+        assert await token(reader, "c-2") == f"at-{round_ - 1}"  # cached on the reader now
+        await put(writer, "c-2", f"at-{round_}")  # reconnect with new credentials, acknowledged
+        assert await token(reader, "c-2") == f"at-{round_}"  # at once, on the other replica
+
+
+async def test_delete_and_metadata_reach_the_other_replica_at_once(pair: Pair) -> None:
+    await put(pair.one, "c-3", "at-3")
+    assert await token(pair.two, "c-3") == "at-3"
+    pair.link.delay = 0.3
+    resp = await pair.one.client.patch(
+        "/connection/c-3/metadata", json={"plan": "pro"}, headers={**pair.one.auth, "Provider-Config-Key": "oauth"}
+    )
+    assert resp.status in (200, 201), await resp.text()
+    _status, body = await read(pair.two, "c-3")
+    assert body["metadata"] == {"plan": "pro"}
+    resp = await pair.one.client.delete("/connection/c-3?provider_config_key=oauth", headers=pair.one.auth)
+    assert resp.status == 200, await resp.text()
+    status, body = await read(pair.two, "c-3")
+    assert status == 404
+    assert body["error"]["code"] == "unknown_connection"
+
+
+async def test_a_refresh_on_one_replica_is_seen_at_once_on_the_other(pair: Pair) -> None:
+    from .test_oauth2_flow import run_flow  # the real connect flow: the provider knows this grant
+
+    _resp, _html, frame = await run_flow(pair.one, pair.provider, "oauth", "connection_id=c-4")
+    assert frame["message_type"] == "success"
+    before = await token(pair.two, "c-4")
+    pair.link.delay = 0.3
+    _status, forced = await read(pair.one, "c-4", force_refresh="true")
+    after = forced["credentials"]["access_token"]
+    assert after != before
+    assert await token(pair.two, "c-4") == after
+
+
+async def test_without_its_event_stream_the_cache_steps_aside(pair: Pair, db: Any) -> None:
+    await put(pair.one, "c-5", "at-5")
+    assert await token(pair.two, "c-5") == "at-5"
+    cache = pair.cache(pair.two)
+    channel = cache._channel
+    assert channel is not None
+    await channel.close()
+    assert not cache.live
+    assert len(cache) == 0
+    # A change this replica cannot hear of: it reads the database, so it is not fooled.
+    await db["connections"].update_one({"connection_id": "c-5"}, {"$set": {"metadata": {"seen": True}}})
+    _status, body = await read(pair.two, "c-5")
+    assert body["metadata"] == {"seen": True}
