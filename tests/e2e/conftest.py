@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ..conftest import delete_namespace
+from ..conftest import delete_namespace, drop_test_database
 from ..support.polling import eventually
 from ..support.stack import Stack
 
@@ -26,7 +26,7 @@ async def cleanup_stack(stack: Stack, mongo_client: object) -> AsyncIterator[Sta
     yield stack
     stack.stop_all()
     await delete_namespace(stack.amqp_url, stack.namespace)
-    await mongo_client.drop_database(stack.database)  # type: ignore[attr-defined]
+    await drop_test_database(mongo_client, stack.database)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ Every check reads right after a change was acknowledged: no waiting, no retry.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ async def pair(
         "providers_file": str(providers_file),
         "egress_allowlist": "127.0.0.0/8",
         "provider_timeout_seconds": 2.0,
+        "connection_cache_seconds": 2.0,
     }
     async with AsyncExitStack() as stack:
         one = await stack.enter_async_context(running_gateway(**common))
@@ -117,6 +119,10 @@ async def test_reads_are_served_from_memory(pair: Pair, db: Any) -> None:
     await db["connections"].update_one({"connection_id": "c-1"}, {"$set": {"metadata": {"behind": "the back"}}})
     _status, body = await read(pair.two, "c-1")
     assert body["metadata"] != {"behind": "the back"}
+    # However it got there, no entry outlives KEYWAY_CONNECTION_CACHE_SECONDS (2 s here).
+    await asyncio.sleep(2.1)
+    _status, body = await read(pair.two, "c-1")
+    assert body["metadata"] == {"behind": "the back"}
 
 
 async def test_an_acknowledged_write_is_seen_at_once_by_every_replica(pair: Pair) -> None:

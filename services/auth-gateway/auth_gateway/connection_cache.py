@@ -19,6 +19,9 @@ How it stays coherent across replicas:
   just dropped.
 - Without a working queue (broker down, channel closed, reconnecting) events may be missed: the
   cache empties itself and every read goes to the database until a barrier succeeds again.
+- Entries also expire after ``max_age`` seconds whatever happens, so a path nobody foresaw (a
+  writer that bypasses the event stream, a database that answers a read with an older snapshot)
+  costs seconds of staleness at most, never an indefinitely stale token.
 
 Callers must not mutate the connection they get: it is shared with later reads.
 """
@@ -29,6 +32,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -56,10 +60,11 @@ Slot = tuple[str, str, str]
 
 
 class ConnectionCache:
-    def __init__(self, *, max_entries: int, barrier_timeout: float = 1.0) -> None:
+    def __init__(self, *, max_entries: int, max_age: float = 5.0, barrier_timeout: float = 1.0) -> None:
         self._max = max_entries
+        self._max_age = max_age
         self._barrier_timeout = barrier_timeout
-        self._entries: OrderedDict[Slot, Connection] = OrderedDict()
+        self._entries: OrderedDict[Slot, tuple[float, Connection]] = OrderedDict()
         self._generation = 0
         self._live = False
         self._channel: AbstractChannel | None = None
@@ -80,20 +85,29 @@ class ConnectionCache:
         self, environment: str, key: str, connection_id: str, load: Callable[[], Awaitable[Connection | None]]
     ) -> Connection | None:
         slot = (environment, key, connection_id)
-        if self.live and slot in self._entries and await self._barrier():
+        if self.live and self._fresh(slot) and await self._barrier():
             hit = self._entries.get(slot)  # an event handled during the barrier may have dropped it
             if hit is not None:
                 self._entries.move_to_end(slot)
                 LOOKUPS.labels(outcome="hit").inc()
-                return hit
+                return hit[1]
         generation = self._generation
         connection = await load()
         LOOKUPS.labels(outcome="miss").inc()
         if connection is not None and self.live and self._generation == generation:
-            self._entries[slot] = connection
+            self._entries[slot] = (time.monotonic() + self._max_age, connection)
             if len(self._entries) > self._max:
                 self._entries.popitem(last=False)
         return connection
+
+    def _fresh(self, slot: Slot) -> bool:
+        entry = self._entries.get(slot)
+        if entry is None:
+            return False
+        if entry[0] <= time.monotonic():
+            del self._entries[slot]
+            return False
+        return True
 
     def drop(self, environment: str, key: str, connection_id: str) -> None:
         self._generation += 1
@@ -219,7 +233,9 @@ CONNECTION_CACHE = web.AppKey("connection_cache", ConnectionCache)
 
 def connection_cache_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        cache = ConnectionCache(max_entries=settings.connection_cache_entries)
+        cache = ConnectionCache(
+            max_entries=settings.connection_cache_entries, max_age=settings.connection_cache_seconds
+        )
         app[CONNECTION_CACHE] = cache
         if settings.connection_cache_entries > 0:
             prefix = "keyway" if settings.bus_namespace == "keyway" else settings.bus_namespace

@@ -85,6 +85,13 @@ class GatewaySettings(BaseServiceSettings):
         "with every acknowledged write through the event stream (0: every read goes to the database)",
         validation_alias=AliasChoices("KEYWAY_CONNECTION_CACHE_ENTRIES", "connection_cache_entries"),
     )
+    connection_cache_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="the longest a cached connection is served before it is read again, events or not "
+        "(a bound on staleness should anything bypass the event stream)",
+        validation_alias=AliasChoices("KEYWAY_CONNECTION_CACHE_SECONDS", "connection_cache_seconds"),
+    )
     reuse_port: bool = Field(
         default=False,
         description="SO_REUSEPORT: several gateway processes share the port (make up REPLICAS=n)",
