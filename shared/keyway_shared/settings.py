@@ -33,6 +33,11 @@ class BaseServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - a container serves on every interface
+        description="the address the service listens on",
+        validation_alias=AliasChoices("KEYWAY_HOST", "host"),
+    )
     amqp_url: str = Field(
         default="amqp://guest:guest@127.0.0.1:5672/",
         description="RabbitMQ (amqps:// for TLS); credentials in the URL",

@@ -10,11 +10,6 @@ __all__ = ["ActivityLogSettings"]
 
 
 class ActivityLogSettings(BaseServiceSettings):
-    host: str = Field(
-        default="0.0.0.0",  # noqa: S104 - a container serves its health port on every interface
-        description="the address the service listens on",
-        validation_alias=AliasChoices("KEYWAY_HOST", "host"),
-    )
     port: int = Field(
         default=3010,
         ge=1,

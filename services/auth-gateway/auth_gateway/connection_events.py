@@ -23,13 +23,7 @@ def connection_event(kind: str, data: EventData, conn: Connection) -> CloudEvent
 
 
 def _event_fields(conn: Connection) -> dict[str, Any]:
-    return {
-        "connection_id": conn.connection_id,
-        "provider_config_key": conn.provider_config_key,
-        "provider": conn.provider,
-        "auth_mode": conn.auth_mode,
-        "credentials_expire_at": conn.credentials_expires_at,
-    }
+    return {**conn.event_identity(), "credentials_expire_at": conn.credentials_expires_at}
 
 
 def deleted_event(conn: Connection) -> CloudEvent[EventData]:

@@ -10,11 +10,6 @@ __all__ = ["GatewaySettings"]
 
 
 class GatewaySettings(BaseServiceSettings):
-    host: str = Field(
-        default="0.0.0.0",  # noqa: S104 - a server
-        description="the address the service listens on",
-        validation_alias=AliasChoices("KEYWAY_HOST", "host"),
-    )
     port: int = Field(
         default=3003,
         description="the gateway's port (Nango's default)",

@@ -16,11 +16,6 @@ __all__ = ["RefresherSettings"]
 
 
 class RefresherSettings(BaseServiceSettings):
-    host: str = Field(
-        default="0.0.0.0",  # noqa: S104 - a server
-        description="the address the service listens on",
-        validation_alias=AliasChoices("KEYWAY_HOST", "host"),
-    )
     port: int = Field(
         default=3030,
         ge=1,

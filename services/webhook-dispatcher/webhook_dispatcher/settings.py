@@ -18,11 +18,6 @@ def _alias(*names: str) -> AliasChoices:
 
 
 class DispatcherSettings(BaseServiceSettings):
-    host: str = Field(
-        default="0.0.0.0",  # noqa: S104 - a server
-        description="the address the service listens on",
-        validation_alias=_alias("KEYWAY_HOST", "host"),
-    )
     port: int = Field(
         default=3020,
         ge=1,

@@ -219,7 +219,7 @@ class RefreshService:
         due = refresh_due_at(expires_at, issued_at=now, margin=self.margin_for(conn.provider)) if expires_at else None
         event = make_event(
             TokenRefreshed(
-                **self._event_fields(conn),
+                **conn.event_identity(),
                 credentials_expire_at=expires_at,
                 recovered=state.failed,
                 attempt=state.attempt + 1,
@@ -282,15 +282,6 @@ class RefreshService:
             self._publish_soon([row])
         log.warning("connection cannot be refreshed", reason="undecryptable credentials")
 
-    @staticmethod
-    def _event_fields(conn: Connection) -> dict[str, Any]:
-        return {
-            "connection_id": conn.connection_id,
-            "provider_config_key": conn.provider_config_key,
-            "provider": conn.provider,
-            "auth_mode": conn.auth_mode,
-        }
-
     async def _transient_failure(
         self, key: dict[str, Any], conn: Connection, state: RefreshState, exc: TransientTokenError, now: datetime
     ) -> None:
@@ -318,7 +309,7 @@ class RefreshService:
         exhausted = days >= EXHAUSTED_AFTER_DAYS
         event = make_event(
             TokenRefreshFailed(
-                **self._event_fields(conn),
+                **conn.event_identity(),
                 credentials_expire_at=conn.credentials_expires_at,
                 error=ErrorInfo(type="refresh_token_external_error", description=exc.description),
                 failed_days=days,

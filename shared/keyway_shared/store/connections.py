@@ -62,6 +62,15 @@ class Connection:
     last_fetched_at: datetime | None = None
     refresh_due_at: datetime | None = None
 
+    def event_identity(self) -> dict[str, Any]:
+        """The fields every ``connection.*`` and ``token.*`` event names its connection by."""
+        return {
+            "connection_id": self.connection_id,
+            "provider_config_key": self.provider_config_key,
+            "provider": self.provider,
+            "auth_mode": self.auth_mode,
+        }
+
 
 class ConnectionStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], db: Database, cipher: CredentialCipher) -> None:
