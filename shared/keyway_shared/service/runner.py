@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections.abc import Sequence
 
@@ -26,6 +27,7 @@ def serve(
     ``extra_ports``: more listening ports for the same application (the gateway's admin port).
     """
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    app.on_startup.append(_freeze_startup_heap)
     web.run_app(
         app,
         host=host,
@@ -37,6 +39,17 @@ def serve(
         reuse_port=reuse_port,
         sock=[_listen(host, extra, reuse_port=reuse_port) for extra in extra_ports] or None,
     )
+
+
+async def _freeze_startup_heap(_app: web.Application) -> None:
+    """Exempt what startup built (provider catalog, templates, clients) from garbage collection.
+
+    Runs after every resource is open. Those objects live as long as the process; left in the
+    collector's oldest generation, every full collection walks them all, which shows up as
+    latency spikes of tens of milliseconds on the request path.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _listen(host: str, port: int, *, reuse_port: bool) -> socket.socket:

@@ -27,8 +27,8 @@ from ..errors import ApiError
 from ..outbox_relay import RELAY
 from ..requests import validated_body
 from ..resources import CATALOG, SETTINGS, STORES
-from ..views.config import IntegrationBody, _check_fields, _normalise_scopes
-from ..views.environment import EnvironmentPatch, _merged_webhooks
+from ..views.config import IntegrationBody, check_integration_fields, normalise_scopes
+from ..views.environment import EnvironmentPatch, merged_webhooks
 
 __all__ = [
     "PUBLIC_EQUIVALENT",
@@ -79,14 +79,14 @@ def _integration_body(fields: dict[str, Any]) -> IntegrationBody:
 
 async def create_integration(request: web.Request, env: Environment, fields: dict[str, Any]) -> str:
     body = _integration_body(fields)
-    provider, key = _check_fields(request, body)
+    provider, key = check_integration_fields(request, body)
     integration = Integration(
         environment=env.name,
         unique_key=key,
         provider=provider,
         oauth_client_id=body.oauth_client_id,
         oauth_client_secret=body.oauth_client_secret,
-        oauth_scopes=_normalise_scopes(body.oauth_scopes),
+        oauth_scopes=normalise_scopes(body.oauth_scopes),
         app_link=body.app_link,
         custom=body.custom or {},
     )
@@ -101,7 +101,7 @@ async def create_integration(request: web.Request, env: Environment, fields: dic
 
 async def update_integration(request: web.Request, env: Environment, fields: dict[str, Any]) -> None:
     body = _integration_body(fields)
-    provider, key = _check_fields(request, body)
+    provider, key = check_integration_fields(request, body)
     template = request.app[CATALOG].get(provider)
     if template is not None and template.auth_mode in {"API_KEY", "BASIC"}:
         raise ApiError("provider_config_edit_not_allowed", "API key and Basic integrations have nothing to edit.")
@@ -110,7 +110,7 @@ async def update_integration(request: web.Request, env: Environment, fields: dic
         raise ApiError("unknown_provider_config", f"There is no integration '{key}' in '{env.name}'.")
     existing.oauth_client_id = body.oauth_client_id
     existing.oauth_client_secret = body.oauth_client_secret
-    existing.oauth_scopes = _normalise_scopes(body.oauth_scopes)
+    existing.oauth_scopes = normalise_scopes(body.oauth_scopes)
     existing.app_link = body.app_link
     existing.custom = body.custom or {}
     await request.app[STORES].integrations.replace(existing)
@@ -127,7 +127,7 @@ async def delete_connection(request: web.Request, env: Environment, key: str, co
 
 async def update_environment(request: web.Request, env: Environment, raw: dict[str, Any]) -> Environment:
     patch = validated_body(EnvironmentPatch, raw)
-    webhooks = _merged_webhooks(env.webhooks, patch.webhook_settings) if patch.webhook_settings else None
+    webhooks = merged_webhooks(env.webhooks, patch.webhook_settings) if patch.webhook_settings else None
     callback: str | object | None = ...
     if "callback_url" in patch.model_fields_set:
         callback = str(patch.callback_url) if patch.callback_url else None

@@ -15,7 +15,16 @@ from ..requests import json_object
 from ..resources import CATALOG, STORES
 from ..serialize import js_iso
 
-__all__ = ["create_integration", "delete_integration", "get_integration", "list_integrations", "update_integration"]
+__all__ = [
+    "IntegrationBody",
+    "check_integration_fields",
+    "create_integration",
+    "delete_integration",
+    "get_integration",
+    "list_integrations",
+    "normalise_scopes",
+    "update_integration",
+]
 
 _OAUTH_MODES = {"OAUTH1", "OAUTH2", "OAUTH2_CC", "CUSTOM", "TBA"}
 
@@ -49,14 +58,14 @@ async def _read_body(request: web.Request) -> IntegrationBody:
         raise ApiError("invalid_body", f"The request body is invalid: {exc.__class__.__name__}") from None
 
 
-def _normalise_scopes(scopes: str | None) -> str | None:
+def normalise_scopes(scopes: str | None) -> str | None:
     if scopes is None:
         return None
     parts = [part for chunk in scopes.split(",") for part in chunk.split()]
     return ",".join(p for p in parts if p)
 
 
-def _check_fields(request: web.Request, body: IntegrationBody) -> tuple[str, str]:
+def check_integration_fields(request: web.Request, body: IntegrationBody) -> tuple[str, str]:
     if not body.provider:
         raise ApiError("missing_provider_template", "Missing param 'provider'.")
     if not body.provider_config_key:
@@ -75,14 +84,14 @@ def _check_fields(request: web.Request, body: IntegrationBody) -> tuple[str, str
 async def create_integration(request: web.Request) -> web.Response:
     env = await environment_from_secret_key(request)
     body = await _read_body(request)
-    provider, key = _check_fields(request, body)
+    provider, key = check_integration_fields(request, body)
     integration = Integration(
         environment=env.name,
         unique_key=key,
         provider=provider,
         oauth_client_id=body.oauth_client_id,
         oauth_client_secret=body.oauth_client_secret,
-        oauth_scopes=_normalise_scopes(body.oauth_scopes),
+        oauth_scopes=normalise_scopes(body.oauth_scopes),
         app_link=body.app_link,
         custom=body.custom or {},
     )
@@ -98,7 +107,7 @@ async def create_integration(request: web.Request) -> web.Response:
 async def update_integration(request: web.Request) -> web.Response:
     env = await environment_from_secret_key(request)
     body = await _read_body(request)
-    provider, key = _check_fields(request, body)
+    provider, key = check_integration_fields(request, body)
     template = request.app[CATALOG].get(provider)
     if template is not None and template.auth_mode in {"API_KEY", "BASIC"}:
         raise ApiError("provider_config_edit_not_allowed", "API key and Basic integrations have nothing to edit.")
@@ -108,7 +117,7 @@ async def update_integration(request: web.Request) -> web.Response:
     existing.provider = provider
     existing.oauth_client_id = body.oauth_client_id
     existing.oauth_client_secret = body.oauth_client_secret
-    existing.oauth_scopes = _normalise_scopes(body.oauth_scopes)
+    existing.oauth_scopes = normalise_scopes(body.oauth_scopes)
     existing.app_link = body.app_link
     existing.custom = body.custom or {}
     await request.app[STORES].integrations.replace(existing)

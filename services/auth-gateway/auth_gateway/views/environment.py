@@ -16,7 +16,7 @@ from ..requests import json_object, validated_body
 from ..resources import SETTINGS, STORES
 from ..serialize import js_iso
 
-__all__ = ["get_environment", "patch_environment"]
+__all__ = ["EnvironmentPatch", "get_environment", "merged_webhooks", "patch_environment"]
 
 
 class WebhookSettingsPatch(BaseModel):
@@ -68,7 +68,7 @@ def environment_json(request: web.Request, env: Environment) -> dict[str, Any]:
     }
 
 
-def _merged_webhooks(current: WebhookSettings, patch: WebhookSettingsPatch) -> WebhookSettings:
+def merged_webhooks(current: WebhookSettings, patch: WebhookSettingsPatch) -> WebhookSettings:
     """Fields absent from the patch keep their value; a URL given as null is cleared."""
     given = patch.model_fields_set
 
@@ -97,7 +97,7 @@ async def patch_environment(request: web.Request) -> web.Response:
     env = await environment_from_secret_key(request)
     raw = await json_object(request)
     patch = validated_body(EnvironmentPatch, raw)
-    webhooks = _merged_webhooks(env.webhooks, patch.webhook_settings) if patch.webhook_settings else None
+    webhooks = merged_webhooks(env.webhooks, patch.webhook_settings) if patch.webhook_settings else None
     callback: str | object | None = ...  # Ellipsis: leave unchanged; None: clear
     if "callback_url" in patch.model_fields_set:
         callback = str(patch.callback_url) if patch.callback_url else None
