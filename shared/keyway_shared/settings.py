@@ -7,12 +7,12 @@ down, and tests construct settings directly with keyword arguments.
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["BaseServiceSettings", "parse_cidrs"]
+__all__ = ["BaseServiceSettings", "health_port", "parse_cidrs"]
 
 
 def parse_cidrs(value: object) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -26,6 +26,17 @@ def parse_cidrs(value: object) -> list[ipaddress.IPv4Network | ipaddress.IPv6Net
         if text:
             networks.append(ipaddress.ip_network(text, strict=False))
     return networks
+
+
+def health_port(default: int, variable: str) -> Any:
+    """The ``port`` field of a consumer service: where it answers /healthz, /readyz and /metrics."""
+    return Field(
+        default=default,
+        ge=1,
+        le=65535,
+        description="health and metrics port",
+        validation_alias=AliasChoices(variable, "port"),
+    )
 
 
 class BaseServiceSettings(BaseSettings):

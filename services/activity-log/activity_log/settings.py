@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from keyway_shared.settings import BaseServiceSettings
+from keyway_shared.settings import BaseServiceSettings, health_port
 
 __all__ = ["ActivityLogSettings"]
 
 
 class ActivityLogSettings(BaseServiceSettings):
-    port: int = Field(
-        default=3010,
-        ge=1,
-        le=65535,
-        description="health and metrics port",
-        validation_alias=AliasChoices("KEYWAY_ACTIVITY_LOG_PORT", "port"),
-    )
+    port: int = health_port(3010, "KEYWAY_ACTIVITY_LOG_PORT")
     retention_days: float = Field(
         default=15.0,
         gt=0,

@@ -10,19 +10,13 @@ from typing import Self
 
 from pydantic import AliasChoices, Field, model_validator
 
-from keyway_shared.settings import BaseServiceSettings
+from keyway_shared.settings import BaseServiceSettings, health_port
 
 __all__ = ["RefresherSettings"]
 
 
 class RefresherSettings(BaseServiceSettings):
-    port: int = Field(
-        default=3030,
-        ge=1,
-        le=65535,
-        description="health and metrics port",
-        validation_alias=AliasChoices("KEYWAY_TOKEN_REFRESHER_PORT", "port"),
-    )
+    port: int = health_port(3030, "KEYWAY_TOKEN_REFRESHER_PORT")
     refresh_loop: bool = Field(
         default=True,
         description="run the refresh loop; off, the replica only keeps due times current",

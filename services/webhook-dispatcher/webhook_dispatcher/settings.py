@@ -8,7 +8,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode
 
 from keyway_shared.bus import WEBHOOK_SEND_SCHEDULE
-from keyway_shared.settings import BaseServiceSettings
+from keyway_shared.settings import BaseServiceSettings, health_port
 
 __all__ = ["DispatcherSettings"]
 
@@ -18,13 +18,7 @@ def _alias(*names: str) -> AliasChoices:
 
 
 class DispatcherSettings(BaseServiceSettings):
-    port: int = Field(
-        default=3020,
-        ge=1,
-        le=65535,
-        description="health and metrics port",
-        validation_alias=_alias("KEYWAY_WEBHOOK_DISPATCHER_PORT", "port"),
-    )
+    port: int = health_port(3020, "KEYWAY_WEBHOOK_DISPATCHER_PORT")
     webhook_timeout_seconds: float = Field(
         default=15.0,
         gt=0,
