@@ -43,6 +43,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aiohttp import web
 from prometheus_client import Counter
 
+from keyway_shared.bus import declare_events_exchange
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
 from keyway_shared.store import Connection
@@ -124,7 +125,7 @@ class ConnectionCache:
         channel = await connection.channel(publisher_confirms=False)
         self._channel = channel
         self._queue_name = f"{prefix}.auth-gateway.connection-cache.{uuid.uuid4().hex[:12]}"
-        exchange = await channel.declare_exchange(events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        exchange = await declare_events_exchange(channel, events_exchange)
         queue: AbstractQueue = await channel.declare_queue(
             self._queue_name, exclusive=True, auto_delete=True, arguments={"x-queue-type": "classic"}
         )
@@ -238,10 +239,9 @@ def connection_cache_context(settings: GatewaySettings) -> Callable[[web.Applica
         )
         app[CONNECTION_CACHE] = cache
         if settings.connection_cache_entries > 0:
-            prefix = "keyway" if settings.bus_namespace == "keyway" else settings.bus_namespace
 
             async def attach(connection: AbstractRobustConnection) -> None:
-                await cache.attach(connection, events_exchange=settings.events_exchange, prefix=prefix)
+                await cache.attach(connection, events_exchange=settings.events_exchange, prefix=settings.bus_namespace)
 
             app[BROKER].on_connect(attach)
         yield

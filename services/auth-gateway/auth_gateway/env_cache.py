@@ -18,6 +18,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 
+from keyway_shared.bus import environment_changes_exchange
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
 from keyway_shared.store import Environment, EnvironmentStore
@@ -93,11 +94,10 @@ ENV_CACHE = web.AppKey("environment_cache", EnvironmentCache)
 
 def env_cache_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        prefix = "keyway" if settings.bus_namespace == "keyway" else settings.bus_namespace
         cache = EnvironmentCache(
             app[STORES].environments,
             ttl_seconds=settings.environment_cache_seconds,
-            exchange_name=f"{prefix}.auth-gateway.invalidate",
+            exchange_name=environment_changes_exchange(settings.bus_namespace),
         )
         app[ENV_CACHE] = cache
         app[BROKER].on_connect(cache.attach)

@@ -17,8 +17,7 @@ from keyway_shared.events.envelope import utcnow
 from keyway_shared.logging import get_logger
 from keyway_shared.service import MONGO_DB
 
-from .connection_events import deleted_event
-from .outbox_relay import RELAY
+from .connection_removal import remove_connection
 from .resources import STORES
 from .revocation import revoke_connection
 
@@ -83,12 +82,9 @@ class RevocationJobs:
                 return
             revocation = await revoke_connection(self._app, connection)
             deleted = 0
-            if delete:
-                result = await stores.connections.delete_with_event(environment, key, connection_id, deleted_event)
-                if result is not None:
-                    self._app[RELAY].publish_soon([result[1]])
-                    await self._app[RELAY].drained()
-                    deleted = 1
+            if delete:  # revoked just above: the delete itself, as DELETE /connection does it
+                removal = await remove_connection(self._app, environment, key, connection_id, revoke=False)
+                deleted = int(removal is not None)
             ok = revocation is None or revocation.status == "revoked"
             await self._count(job_id, done=int(ok), failed=int(not ok), deleted=deleted)
         except asyncio.CancelledError:

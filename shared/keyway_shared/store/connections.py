@@ -7,10 +7,10 @@ A connection and the event announcing it are written in one transaction with the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
@@ -26,11 +26,23 @@ __all__ = ["Connection", "ConnectionStore", "credentials_ad"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRANSACTION_ATTEMPTS = 5
+T = TypeVar("T")
 
 
 def _transient(exc: PyMongoError, attempt: int) -> bool:
     """A write conflict between two transactions: the loser may simply run again."""
     return exc.has_error_label("TransientTransactionError") and attempt < _TRANSACTION_ATTEMPTS - 1
+
+
+async def _retrying_conflicts(transaction: Callable[[], Awaitable[T]]) -> T:
+    """Run a whole transaction again when it lost a write conflict, up to ``_TRANSACTION_ATTEMPTS``."""
+    for attempt in range(_TRANSACTION_ATTEMPTS):
+        try:
+            return await transaction()
+        except PyMongoError as exc:
+            if not _transient(exc, attempt):
+                raise
+    raise RuntimeError("unreachable")  # pragma: no cover - the last attempt raises
 
 
 def credentials_ad(environment: str, provider_config_key: str, connection_id: str) -> bytes:
@@ -249,19 +261,17 @@ class ConnectionStore:
     ) -> tuple[Connection, OutboxRow] | None:
         """Delete the connection and add its event to the outbox, atomically; None when there is none."""
         key = {"environment": environment, "provider_config_key": provider_config_key, "connection_id": connection_id}
-        for attempt in range(_TRANSACTION_ATTEMPTS):
-            try:
-                async with self._client.start_session() as session, await session.start_transaction():
-                    doc = await self._col.find_one_and_delete(key, session=session)
-                    if doc is None:
-                        return None
-                    connection = self.from_doc(doc)
-                    row = await self._outbox.add(make_event(connection), session=session)
-                return connection, row
-            except PyMongoError as exc:
-                if not _transient(exc, attempt):
-                    raise
-        raise RuntimeError("unreachable")  # pragma: no cover
+
+        async def delete_once() -> tuple[Connection, OutboxRow] | None:
+            async with self._client.start_session() as session, await session.start_transaction():
+                doc = await self._col.find_one_and_delete(key, session=session)
+                if doc is None:
+                    return None
+                connection = self.from_doc(doc)
+                row = await self._outbox.add(make_event(connection), session=session)
+            return connection, row
+
+        return await _retrying_conflicts(delete_once)
 
     async def set_metadata_with_events(
         self,
@@ -277,15 +287,11 @@ class ConnectionStore:
 
         Returns the ids that do not exist (nothing is written then) and the outbox rows.
         """
-        for attempt in range(_TRANSACTION_ATTEMPTS):
-            try:
-                return await self._set_metadata_once(
-                    environment, provider_config_key, connection_ids, metadata, merge, make_event
-                )
-            except PyMongoError as exc:
-                if not _transient(exc, attempt):
-                    raise
-        raise RuntimeError("unreachable")  # pragma: no cover
+        return await _retrying_conflicts(
+            lambda: self._set_metadata_once(
+                environment, provider_config_key, connection_ids, metadata, merge, make_event
+            )
+        )
 
     async def _set_metadata_once(
         self,
