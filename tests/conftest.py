@@ -24,6 +24,7 @@ from pymongo.errors import PyMongoError
 
 from keyway_shared.store import ensure_indexes
 
+from .support.oauth_provider import OAuthProvider
 from .support.procs import start_mongo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,3 +128,11 @@ async def delete_namespace(amqp_url: str, namespace: str) -> None:
 @pytest.fixture
 def encryption_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[OAuthProvider]:
+    """An OAuth 2 provider on 127.0.0.1 (a file may override it with a provider of its own)."""
+    server = await OAuthProvider().start()
+    yield server
+    await server.stop()

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser
 
 from ..conftest import delete_namespace, drop_test_database
+from ..support.browser import chromium
 from ..support.polling import eventually
 from ..support.stack import Stack
 
@@ -44,3 +46,9 @@ async def wait_ready(http: aiohttp.ClientSession, port: int, *, timeout: float =
             return False
 
     await eventually(ready, timeout=timeout, what=f"/readyz on {port}")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as launched:
+        yield launched

@@ -6,14 +6,13 @@ page for console errors and unlabelled inputs and screenshots it under ``test-ou
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 
 from activity_log.app import create_app as create_activity_log
 from activity_log.settings import ActivityLogSettings
@@ -27,43 +26,16 @@ __all__ = [
     "ADMIN",
     "PASSWORD",
     "Visits",
-    "browser",
     "gw",
     "is_true",
     "new_context",
-    "provider",
     "shots",
     "sign_in",
     "tab_to",
 ]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ADMIN, PASSWORD = "admin", "a long dashboard password"
 PASSWORD_HASH = hash_password(PASSWORD)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[OAuthProvider]:
-    server = await OAuthProvider().start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

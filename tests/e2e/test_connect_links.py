@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import yaml
 from aiohttp import web
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
 from auth_gateway.connect_links import OutcomeError, verify_outcome
 from keyway_shared.events import utcnow
@@ -22,7 +22,6 @@ from keyway_shared.events import utcnow
 from ..integration.gateway_app import Gateway, running_gateway
 from ..support.oauth_provider import OAuthProvider
 from ..support.procs import free_port
-from .test_frontend_sdk import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo]
 browser_test = pytest.mark.browser
@@ -69,21 +68,6 @@ async def app() -> AsyncIterator[App]:
     server = await App().start()
     yield server
     await server.stop()
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[OAuthProvider]:
-    server = await OAuthProvider().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @pytest.fixture

@@ -23,13 +23,8 @@ from . import dashboard_fixtures
 from .dashboard_fixtures import ADMIN, PASSWORD, Visits, is_true, new_context, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.browser]
-# The shared fixtures, bound here so pytest finds them by name.
-browser, provider, gw, shots = (
-    dashboard_fixtures.browser,
-    dashboard_fixtures.provider,
-    dashboard_fixtures.gw,
-    dashboard_fixtures.shots,
-)
+# The dashboard fixtures, bound here so pytest finds them by name (browser, provider: conftest).
+gw, shots = dashboard_fixtures.gw, dashboard_fixtures.shots
 
 
 async def test_sign_in_csrf_lockout_and_sign_out(gw: Gateway, browser: Browser, shots: Path) -> None:

@@ -19,13 +19,8 @@ from . import dashboard_fixtures
 from .dashboard_fixtures import ADMIN, PASSWORD, Visits, is_true, new_context, tab_to
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.browser]
-# The shared fixtures, bound here so pytest finds them by name.
-browser, provider, gw, shots = (
-    dashboard_fixtures.browser,
-    dashboard_fixtures.provider,
-    dashboard_fixtures.gw,
-    dashboard_fixtures.shots,
-)
+# The dashboard fixtures, bound here so pytest finds them by name (browser, provider: conftest).
+gw, shots = dashboard_fixtures.gw, dashboard_fixtures.shots
 
 
 async def test_keyboard_only_connect_and_credential_forms(

@@ -6,7 +6,6 @@ against an in-process gateway, which talks to a real OAuth 2 server on 127.0.0.1
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from ..integration.gateway_app import Gateway, running_gateway
 from ..support.oauth_provider import OAuthProvider
@@ -24,16 +23,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mar
 
 SDK_DIR = Path(__file__).resolve().parents[1] / "sdk"
 VERSIONS = {"0408": "nango-frontend-0408", "04213": "nango-frontend-04213"}
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 if not (SDK_DIR / "node_modules" / VERSIONS["0408"]).exists():
     pytest.skip("run `npm ci` in tests/sdk first (.ci/run does)", allow_module_level=True)
@@ -56,21 +45,6 @@ async def app_page_url() -> AsyncIterator[str]:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
-
-
-@pytest.fixture
-async def browser(output_dir: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[OAuthProvider]:
-    server = await OAuthProvider().start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -27,13 +27,6 @@ pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
 
 @pytest.fixture
-async def provider() -> AsyncIterator[OAuthProvider]:
-    server = await OAuthProvider().start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def gw(
     provider: OAuthProvider,
     tmp_path: Path,

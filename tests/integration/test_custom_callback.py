@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,13 +16,6 @@ from ..support.procs import free_port
 from .gateway_app import running_gateway
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[OAuthProvider]:
-    server = await OAuthProvider().start()
-    yield server
-    await server.stop()
 
 
 async def test_custom_callback_url_through_a_308_redirect(
