@@ -8,6 +8,7 @@ tokens or Keyway ciphertexts are masked wherever they appear.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -53,7 +54,23 @@ def is_secret_key(name: str) -> bool:
     return bool(_SECRET_KEY_PATTERN.search(normalised))
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret_name(name: str) -> bool:
+    return is_secret_key(name)  # the same few field names, over and over
+
+
+def _may_hold_secret(text: str) -> bool:
+    # What every value pattern above needs at least: "=" (key=value), ":" (JSON pairs, kw1:
+    # ciphertexts), "whsec_", or a bearer/basic scheme. Most ids and names have none, and skip them.
+    if "=" in text or ":" in text or "whsec_" in text:
+        return True
+    lower = text.lower()
+    return "bearer" in lower or "basic" in lower
+
+
 def _redact_text(text: str) -> str:
+    if not _may_hold_secret(text):
+        return text
     for pattern, replacement in _VALUE_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -67,7 +84,7 @@ def redact(value: Any, *, depth: int = 0) -> Any:
         return {
             k: (
                 REDACTED
-                if isinstance(k, str) and is_secret_key(k) and v not in (None, "")
+                if isinstance(k, str) and _secret_name(k) and v not in (None, "")
                 else redact(v, depth=depth + 1)
             )
             for k, v in value.items()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from keyway_shared.activity import body_excerpt, redact_fast, redacted_text, redacted_url, words
+from keyway_shared.activity import body_excerpt, redacted_text, redacted_url, words
 from keyway_shared.events import (
     ActivityMessage,
     AuthFailed,
@@ -27,6 +27,7 @@ from keyway_shared.events import (
     WebhookDelivered,
     WebhookFailed,
 )
+from keyway_shared.logging import redact
 
 __all__ = ["DEFAULT_DEADLINES", "TERMINAL_STATES", "Entry", "entry_for"]
 
@@ -157,7 +158,7 @@ def _optional_str(data: Any, name: str) -> str | None:
 
 
 def _request(request: dict[str, Any]) -> dict[str, Any]:
-    cleaned = redact_fast({k: v for k, v in request.items() if k not in {"url", "body"}})
+    cleaned = redact({k: v for k, v in request.items() if k not in {"url", "body"}})
     if "url" in request:
         cleaned["url"] = redacted_url(str(request["url"]))
     body = body_excerpt(request.get("body"))
@@ -167,7 +168,7 @@ def _request(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _meta(meta: dict[str, Any]) -> dict[str, Any]:
-    cleaned = redact_fast(meta)
+    cleaned = redact(meta)
     text = json.dumps(cleaned, default=str)
     if len(text.encode()) > _MAX_META_BYTES:
         return {"truncated": body_excerpt(text)}

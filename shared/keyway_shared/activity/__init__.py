@@ -1,7 +1,7 @@
 """The activity log's shared half: the search keys its writer stores, the redacted excerpts producers
 publish, and the reads the gateway's ``/logs`` API answers with (the activity-log service writes)."""
 
-from .excerpts import MAX_BODY_BYTES, body_excerpt, http_excerpt, redact_fast, redacted_text, redacted_url
+from .excerpts import MAX_BODY_BYTES, body_excerpt, http_excerpt, redacted_text, redacted_url
 from .keys import all_key, facet_key, operation_keys, word_key, words
 from .query import MAX_PAGE, MAX_VALUES, Cursor, OperationFilter, Page, get_operation, list_operations, window_filters
 
@@ -19,7 +19,6 @@ __all__ = [
     "http_excerpt",
     "list_operations",
     "operation_keys",
-    "redact_fast",
     "redacted_text",
     "redacted_url",
     "window_filters",
