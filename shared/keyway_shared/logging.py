@@ -80,7 +80,13 @@ def redact(value: Any, *, depth: int = 0) -> Any:
     """A copy of ``value`` with secret-named fields and secret-looking strings masked."""
     if depth > 12:
         return REDACTED
-    if isinstance(value, Mapping):
+    # Exact types first: isinstance against the Mapping ABC is slow, and most values are plain.
+    kind = type(value)
+    if kind is str:
+        return _redact_text(value)
+    if kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is dict or isinstance(value, Mapping):
         return {
             k: (
                 REDACTED

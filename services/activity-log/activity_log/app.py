@@ -1,10 +1,9 @@
 """The activity-log application: MongoDB, the broker, one consumer of every event (``#``), the timeout sweep.
 
-Each delivery's handler turns its event into an entry and waits in a shared :class:`Batcher`, so up
-to ``batch_size`` events are stored in one round trip; the handler returns (and the runner acks)
-only once its entry is stored. The consumer may hold ``batches_in_flight`` batches, so one fills
-while the previous one is written. The query side (``/logs``) is the gateway's, over
-``keyway_shared.activity``.
+The consumer (:mod:`.ingest`) turns each delivery into an entry and gathers them into batches of
+up to ``batch_size``, each stored in one round trip per collection and only then acknowledged,
+with one ack frame. The prefetch holds ``batches_in_flight`` batches, so one fills while the
+previous one is written. The query side (``/logs``) is the gateway's, over ``keyway_shared.activity``.
 """
 
 from __future__ import annotations
@@ -14,38 +13,30 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
+from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 from pymongo.errors import OperationFailure, PyMongoError
 
-from keyway_shared.batching import Batcher
-from keyway_shared.bus import ACTIVITY_LOG, ConsumerSpec, Handler, MessageContext, service_consumers
-from keyway_shared.events import CloudEvent
+from keyway_shared.bus import ACTIVITY_LOG, ConsumerSpec, service_consumers
 from keyway_shared.logging import get_logger
-from keyway_shared.service import (
-    CONSUMERS,
-    MONGO_DB,
-    Subscription,
-    add_readiness_routes,
-    broker_context,
-    consumers_context,
-    mongo_context,
-)
+from keyway_shared.service import BROKER, MONGO_DB, add_readiness_routes, broker_context, mongo_context
 from keyway_shared.store import Database
 
 from .entries import DEFAULT_DEADLINES, Entry, entry_for
+from .ingest import IngestConsumer
 from .settings import ActivityLogSettings
 from .timeouts import TimeoutSweeper
+from .wire import read_event
 from .writer import ActivityWriter
 
-__all__ = ["BATCHER", "CONSUMERS", "SERVICE", "SWEEPER", "create_app", "deadlines", "record_spec"]
+__all__ = ["INGEST", "SERVICE", "SWEEPER", "create_app", "deadlines", "entry_reader", "record_spec"]
 
 SERVICE = ACTIVITY_LOG
 # Indexes earlier versions declared; the query no longer uses them (see keyway_shared.store.indexes).
 RETIRED_INDEXES = {"activity_operations": ("env_time", "env_connection")}
 
-BATCHER: web.AppKey[Batcher[Entry]] = web.AppKey("activity_batcher")
+INGEST = web.AppKey("activity_ingest", IngestConsumer)
 SWEEPER = web.AppKey("activity_timeout_sweeper", TimeoutSweeper)
 log = get_logger(__name__)
 
@@ -62,13 +53,15 @@ def deadlines(settings: ActivityLogSettings) -> Mapping[str, timedelta]:
     return {kind: connect for kind in DEFAULT_DEADLINES}
 
 
-def make_record_handler(
-    batcher: Batcher[Entry], *, retention: timedelta, deadlines: Mapping[str, timedelta] = DEFAULT_DEADLINES
-) -> Handler:
-    async def record(event: CloudEvent[Any], ctx: MessageContext) -> None:
-        await batcher.submit(entry_for(event, retention=retention, deadlines=deadlines))
+def entry_reader(
+    *, retention: timedelta, deadlines: Mapping[str, timedelta] = DEFAULT_DEADLINES
+) -> Callable[[bytes], Entry]:
+    """A message body to its entry; raises EventDecodeError for what the event models reject."""
 
-    return record
+    def read(body: bytes) -> Entry:
+        return entry_for(read_event(body), retention=retention, deadlines=deadlines)
+
+    return read
 
 
 async def retire_indexes(db: Database) -> None:
@@ -83,42 +76,41 @@ async def retire_indexes(db: Database) -> None:
                 log.warning("could not drop a retired index; next start tries again", index=name)
 
 
-def writer_context(settings: ActivityLogSettings) -> Callable[[web.Application], AsyncIterator[None]]:
+def ingest_context(settings: ActivityLogSettings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Register it after the database and the broker: it stops (storing what it holds) before they close."""
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        db = app[MONGO_DB]
-        # In the background: start-up must not wait on it (the consumers start when the broker is up).
+        db, link = app[MONGO_DB], app[BROKER]
+        # In the background: start-up must not wait on it (the consumer starts when the broker is up).
         retiring = asyncio.create_task(retire_indexes(db), name="activity-retire-indexes")
-        batcher: Batcher[Entry] = Batcher(
-            ActivityWriter(db).write, max_size=settings.batch_size, max_delay=settings.batch_delay_ms / 1000
+        retention = timedelta(days=settings.retention_days)
+        ingest = IngestConsumer(
+            record_spec(settings),
+            make_entry=entry_reader(retention=retention, deadlines=deadlines(settings)),
+            write=ActivityWriter(db).write,
+            batch_size=settings.batch_size,
+            batch_delay=settings.batch_delay_ms / 1000,
+            queue_type=settings.queue_type,
+            shutdown_grace=settings.shutdown_grace_seconds,
         )
-        app[BATCHER] = batcher
-        sweeper = TimeoutSweeper(
-            db, every=settings.timeout_sweep_seconds, retention=timedelta(days=settings.retention_days)
-        )
+        app[INGEST] = ingest
+        sweeper = TimeoutSweeper(db, every=settings.timeout_sweep_seconds, retention=retention)
         app[SWEEPER] = sweeper
         sweeper.start()
+
+        async def start_ingest(connection: AbstractRobustConnection) -> None:
+            assert link.publisher is not None  # set by the link before its on_connect callbacks run
+            await ingest.start(connection, link.publisher)
+
+        link.on_connect(start_ingest)
         yield
+        await ingest.stop()
         await sweeper.stop()
         retiring.cancel()
         with contextlib.suppress(asyncio.CancelledError, PyMongoError):
             await retiring
-        # The consumers stopped first (they are registered after this): in-flight handlers waited
-        # on the batcher, which kept flushing until now, so their entries are stored and acknowledged.
-        await batcher.close()
 
     return ctx
-
-
-def subscriptions(settings: ActivityLogSettings) -> Callable[[web.Application], list[Subscription]]:
-    def build(app: web.Application) -> list[Subscription]:
-        handler = make_record_handler(
-            app[BATCHER], retention=timedelta(days=settings.retention_days), deadlines=deadlines(settings)
-        )
-        # Unguarded: the writes are idempotent by event id, and skipping the guard saves two round
-        # trips per event.
-        return [Subscription(spec=record_spec(settings), handler=handler, retry_on=(PyMongoError,), guarded=False)]
-
-    return build
 
 
 def create_app(settings: ActivityLogSettings) -> web.Application:
@@ -127,8 +119,7 @@ def create_app(settings: ActivityLogSettings) -> web.Application:
         [
             mongo_context(settings, app_name=SERVICE, collections=["activity_operations", "activity_messages"]),
             broker_context(settings, name=SERVICE),
-            writer_context(settings),
-            consumers_context(settings, subscriptions(settings)),
+            ingest_context(settings),
         ]
     )
     add_readiness_routes(app, service=SERVICE)

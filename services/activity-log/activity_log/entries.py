@@ -16,18 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyway_shared.activity import body_excerpt, redacted_text, redacted_url, words
-from keyway_shared.events import (
-    ActivityMessage,
-    AuthFailed,
-    CloudEvent,
-    ConnectionUpdated,
-    ErrorInfo,
-    TokenRefreshed,
-    TokenRefreshFailed,
-    WebhookDelivered,
-    WebhookFailed,
-)
+from keyway_shared.events import CloudEvent
 from keyway_shared.logging import redact
+
+from .wire import WireEvent, wire_event
 
 __all__ = ["DEFAULT_DEADLINES", "TERMINAL_STATES", "Entry", "entry_for"]
 
@@ -36,6 +28,7 @@ TERMINAL_STATES = frozenset({"success", "failed", "timeout"})
 # never came (Nango gives auth operations the same 5 minutes).
 DEFAULT_DEADLINES: Mapping[str, timedelta] = {"auth:create_connection": timedelta(minutes=5)}
 _MAX_META_BYTES = 8192
+_QUICK_META_BYTES = 1024  # see _meta
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,12 +56,19 @@ class _Told:
     operation_type: str
     state: str | None
     level: str
-    text: str
-    error: ErrorInfo | None = None
-    request: dict[str, Any] | None = None
+    text: str  # redacted
+    error: dict[str, str] | None = None  # redacted
+    request: dict[str, Any] | None = None  # not yet redacted, but for its ``url`` when ``url_clean``
+    url_clean: bool = False
 
 
-def _tell(event: CloudEvent[Any]) -> _Told:
+def _error(error: dict[str, Any]) -> dict[str, str]:
+    return {k: redacted_text(str(v)) for k, v in error.items()}
+
+
+def _tell(event: WireEvent) -> _Told:
+    """What the event says. Each producer string is redacted once here, and reused where it recurs
+    (a webhook's URL in its text and its request; an error's description in its text)."""
     data = event.data
     match event.type:
         case "connection.created":
@@ -76,8 +76,7 @@ def _tell(event: CloudEvent[Any]) -> _Told:
                 operation_type="auth:create_connection", state="success", level="info", text="Connection created"
             )
         case "connection.updated":
-            assert isinstance(data, ConnectionUpdated)
-            if data.operation == "override":
+            if data["operation"] == "override":
                 return _Told(
                     operation_type="auth:create_connection",
                     state="success",
@@ -88,87 +87,94 @@ def _tell(event: CloudEvent[Any]) -> _Told:
                 operation_type="admin:update_connection",
                 state="success",
                 level="info",
-                text=f"Connection {'metadata' if data.operation == 'metadata' else 'configuration'} updated",
+                text=f"Connection {'metadata' if data['operation'] == 'metadata' else 'configuration'} updated",
             )
         case "connection.deleted":
             return _Told(
                 operation_type="admin:delete_connection", state="success", level="info", text="Connection deleted"
             )
         case "auth.failed":
-            assert isinstance(data, AuthFailed)
+            error = _error(data["error"])
             return _Told(
                 operation_type="auth:create_connection",
                 state="failed",
                 level="error",
-                text=f"Authorization failed: {data.error.description}",
-                error=data.error,
+                text=f"Authorization failed: {error['description']}",
+                error=error,
             )
         case "token.refreshed":
-            assert isinstance(data, TokenRefreshed)
-            text = "Token refreshed" + (" (recovered after failing)" if data.recovered else "")
+            text = "Token refreshed" + (" (recovered after failing)" if data["recovered"] else "")
             return _Told(operation_type="auth:refresh_token", state="success", level="info", text=text)
         case "token.refresh_failed":
-            assert isinstance(data, TokenRefreshFailed)
-            text = f"Token refresh failed: {data.error.description}"
-            if data.exhausted:
+            error = _error(data["error"])
+            text = f"Token refresh failed: {error['description']}"
+            if data["exhausted"]:
                 text += " (no further automatic attempts)"
-            return _Told(
-                operation_type="auth:refresh_token", state="failed", level="error", text=text, error=data.error
-            )
+            return _Told(operation_type="auth:refresh_token", state="failed", level="error", text=text, error=error)
         case "webhook.delivered":
-            assert isinstance(data, WebhookDelivered)
+            url = redacted_url(data["url"])
             return _Told(
                 operation_type="webhook:outgoing",
                 state="success",
                 level="info",
-                text=f"Webhook delivered to {data.url} (HTTP {data.status}, attempt {data.attempt})",
-                request={"method": "POST", "url": data.url, "status": data.status, "duration_ms": data.duration_ms},
+                text=f"Webhook delivered to {url} (HTTP {data['status']}, attempt {data['attempt']})",
+                request={"method": "POST", "url": url, "status": data["status"], "duration_ms": data["duration_ms"]},
+                url_clean=True,
             )
         case "webhook.failed":
-            assert isinstance(data, WebhookFailed)
+            url, final = redacted_url(data["url"]), data["final"]
+            error = _error(data["error"])
+            request = {"method": "POST", "url": url}
+            if data.get("status") is not None:
+                request["status"] = data["status"]
             return _Told(
                 operation_type="webhook:outgoing",
                 # A failure with retries left leaves the delivery running; only the last one ends it.
-                state="failed" if data.final else "running",
-                level="error" if data.final else "warn",
-                text=f"Webhook delivery to {data.url} failed (attempt {data.attempt}): {data.error.description}"
-                + ("" if data.final else "; will retry"),
-                error=data.error if data.final else None,
-                request={"method": "POST", "url": data.url, "status": data.status},
+                state="failed" if final else "running",
+                level="error" if final else "warn",
+                text=f"Webhook delivery to {url} failed (attempt {data['attempt']}): {error['description']}"
+                + ("" if final else "; will retry"),
+                error=error if final else None,
+                request=request,
+                url_clean=True,
             )
         case "activity.message":
-            assert isinstance(data, ActivityMessage)
-            error = ErrorInfo(type="unknown", description=data.message) if data.state == "failed" else None
+            text = redacted_text(data["message"])
             return _Told(
-                operation_type=data.operation_type,
-                state=data.state,
-                level=data.level,
-                text=data.message,
-                error=error,
-                request=data.request.model_dump(mode="json", exclude_none=True) if data.request else None,
+                operation_type=data["operation_type"],
+                state=data.get("state"),
+                level=data["level"],
+                text=text,
+                error={"type": "unknown", "description": text} if data.get("state") == "failed" else None,
+                request=data.get("request"),
             )
     # An event type newer than this service: still logged, as its own operation.
-    return _Told(operation_type=f"event:{event.type}", state=None, level="info", text=event.type)
+    return _Told(operation_type=f"event:{event.type}", state=None, level="info", text=redacted_text(event.type))
 
 
-def _optional_str(data: Any, name: str) -> str | None:
-    # getattr also reads fields a producer added beyond the model (EventData keeps extras).
-    value = getattr(data, name, None)
+def _optional_str(data: dict[str, Any], name: str) -> str | None:
+    # Also reads fields a producer added beyond the model (the models keep extras).
+    value = data.get(name)
     return value if isinstance(value, str) and value else None
 
 
-def _request(request: dict[str, Any]) -> dict[str, Any]:
+def _request(request: dict[str, Any], *, url_clean: bool) -> dict[str, Any]:
     cleaned = redact({k: v for k, v in request.items() if k not in {"url", "body"}})
     if "url" in request:
-        cleaned["url"] = redacted_url(str(request["url"]))
+        cleaned["url"] = request["url"] if url_clean else redacted_url(str(request["url"]))
     body = body_excerpt(request.get("body"))
     if body is not None:
         cleaned["body"] = body
     return dict(cleaned)
 
 
-def _meta(meta: dict[str, Any]) -> dict[str, Any]:
+def _meta(meta: dict[str, Any], *, wire_size: int | None) -> dict[str, Any]:
     cleaned = redact(meta)
+    # Redaction grows a JSON text at most about 6-fold (a "[REDACTED]" for an empty list nested too
+    # deep); an event of at most _QUICK_META_BYTES on the wire cannot give meta over the limit,
+    # defaults filled in included, so it skips the measuring.
+    if wire_size is not None and wire_size <= _QUICK_META_BYTES:
+        return dict(cleaned)
     text = json.dumps(cleaned, default=str)
     if len(text.encode()) > _MAX_META_BYTES:
         return {"truncated": body_excerpt(text)}
@@ -176,35 +182,40 @@ def _meta(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def entry_for(
-    event: CloudEvent[Any], *, retention: timedelta, deadlines: Mapping[str, timedelta] = DEFAULT_DEADLINES
+    event: WireEvent | CloudEvent[Any],
+    *,
+    retention: timedelta,
+    deadlines: Mapping[str, timedelta] = DEFAULT_DEADLINES,
 ) -> Entry:
+    if not isinstance(event, WireEvent):
+        event = wire_event(event)
     told = _tell(event)
     data = event.data
     operation_id = _optional_str(data, "operation_id") or event.id
     expires_at = event.time + retention
-    # A domain event's payload is its own story (events carry no secrets by design).
-    meta = data.meta if isinstance(data, ActivityMessage) else data.model_dump(mode="json", exclude_none=True)
-    text = redacted_text(told.text)
-    error = told.error.model_dump(mode="json") if told.error else None
-    if error is not None:
-        error = {k: redacted_text(str(v)) for k, v in error.items()}
     message: dict[str, Any] = {
         "_id": event.id,  # a redelivered event is a duplicate key, so it is stored once
         "operation_id": operation_id,
         "level": told.level,
-        "message": text,
+        "message": told.text,
         "created_at": event.time,
         "event_type": event.type,
         "source": event.source,
         "environment": event.environment,
         "expires_at": expires_at,
     }
+    url = None
     if told.request:
-        message["request"] = _request(told.request)
+        request = message["request"] = _request(told.request, url_clean=told.url_clean)
+        url = request.get("url")
+    # A domain event's payload is its own story (events carry no secrets by design).
+    meta = data.get("meta") if event.type == "activity.message" else data
     if meta:
-        message["meta"] = _meta(meta)
+        cleaned = message["meta"] = _meta(meta, wire_size=event.size)
+        if told.url_clean and isinstance(cleaned.get("url"), str):
+            cleaned["url"] = url  # the URL as the request keeps it, its user and secrets masked
     deadline = deadlines.get(told.operation_type)
-    url = message.get("request", {}).get("url")
+    error = told.error
     return Entry(
         event_id=event.id,
         operation_id=operation_id,
@@ -218,6 +229,6 @@ def entry_for(
         at=event.time,
         expires_at=expires_at,
         timeout_at=event.time + deadline if deadline is not None else None,
-        words=tuple(words(text, url, error["type"] if error else None)),
+        words=tuple(words(told.text, url, error["type"] if error else None)),
         message=message,
     )

@@ -50,8 +50,9 @@ log = get_logger(__name__)
 
 
 def state_order(state: str, at: datetime) -> str:
-    # Fixed-width UTC time, so the string order is the (rank, time) order.
-    return f"{STATE_RANK[state]}|{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
+    # Fixed-width UTC time (``2026-01-31T12:00:00.000000Z``), so the string order is the (rank,
+    # time) order. isoformat is several times cheaper than strftime; ``[:26]`` drops its "+00:00".
+    return f"{STATE_RANK[state]}|{at.astimezone(UTC).isoformat(timespec='microseconds')[:26]}Z"
 
 
 @dataclass

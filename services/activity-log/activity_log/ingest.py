@@ -1,0 +1,258 @@
+"""The activity queue's consumer: deliveries gathered into batches, each written in one go and
+acknowledged with one frame.
+
+The shared :class:`~keyway_shared.bus.ConsumerRunner` settles each message by itself (a task, a
+log context and an ack frame per message); at thousands of events a second that cost as much CPU
+as building the entries, on a machine whose CPU the database needs. This consumer keeps the
+runner's policy for this queue, per batch:
+
+    stored                      → ack (one ``multiple=True`` ack per batch and channel)
+    the database failed         → each message re-published to its delay queue as the next
+                                  attempt, then acked; dead-lettered after the last attempt
+    anything else failed        → dead-lettered, logged
+    not an event the models take → dead-lettered at once (it will never get better)
+
+A ``multiple=True`` ack covers every unsettled delivery up to its tag, so batches are settled in
+delivery order (a batch waits for the one before it), a dead-letter or requeue is sent before the
+ack that would otherwise cover it, and a channel where a batch was left unsettled (shutdown, a
+closed channel) gets single acks from then on. Only what is stored is acknowledged: a message
+still in hand when the process dies comes back from the broker, and its write is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from pymongo.errors import PyMongoError
+
+from keyway_shared.bus import (
+    ATTEMPT_HEADER,
+    RESUMED_HEADER,
+    ConsumerSpec,
+    EventPublisher,
+    PublishError,
+    declare_consumer,
+)
+from keyway_shared.events import EventDecodeError
+from keyway_shared.logging import get_logger
+
+from .entries import Entry
+
+__all__ = ["IngestConsumer"]
+
+_BROKER_CALL_TIMEOUT = 5.0  # seconds a cancel or close may take during shutdown
+log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class _Delivery:
+    message: AbstractIncomingMessage
+    entry: Entry | None  # None: not an event; dead-lettered when its batch is settled
+
+
+class IngestConsumer:
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        *,
+        make_entry: Callable[[bytes], Entry],
+        write: Callable[[list[Entry]], Awaitable[None]],
+        batch_size: int,
+        batch_delay: float,
+        queue_type: str,
+        shutdown_grace: float = 10.0,
+    ) -> None:
+        self._spec = spec
+        self._make_entry = make_entry
+        self._write = write
+        self._size = batch_size
+        self._delay = batch_delay
+        self._queue_type = queue_type
+        self._grace = shutdown_grace
+        self._publisher: EventPublisher | None = None
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._pending: list[_Delivery] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_settled: asyncio.Future[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        # Channels where some delivery may be left unsettled: a multiple ack there could cover it.
+        self._single_acks: set[Any] = set()
+        self.stored = 0  # entries stored and acknowledged, for tests and metrics
+
+    @property
+    def consuming(self) -> bool:
+        return self._tag is not None
+
+    @property
+    def inflight(self) -> int:
+        return len(self._pending) + len(self._batches)
+
+    async def start(self, connection: AbstractRobustConnection, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=self._spec.prefetch)
+        queue = await declare_consumer(channel, self._spec, queue_type=self._queue_type)
+        self._channel, self._queue = channel, queue
+        self._tag = await queue.consume(self._on_message)
+        log.info("consuming", queue=self._spec.queue, bindings=list(self._spec.bindings), prefetch=self._spec.prefetch)
+
+    async def stop(self) -> None:
+        """Stop taking messages, store and settle what is in hand (bounded), then close the channel."""
+        channel, queue, tag = self._channel, self._queue, self._tag
+        self._tag = None
+        if channel is not None and queue is not None and tag is not None and not channel.is_closed:
+            try:
+                await asyncio.wait_for(queue.cancel(tag), timeout=_BROKER_CALL_TIMEOUT)
+            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+                log.warning("consumer cancel failed", queue=self._spec.queue)
+        self._flush()
+        if self._batches:
+            _, late = await asyncio.wait(set(self._batches), timeout=self._grace)
+            if late:
+                log.warning("shutdown grace over; unacknowledged messages go back to the broker", batches=len(late))
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+        if channel is not None and not channel.is_closed:
+            try:
+                await asyncio.wait_for(channel.close(), timeout=_BROKER_CALL_TIMEOUT)
+            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+                log.warning("channel close failed; the broker drops it with the connection")
+        self._channel = self._queue = None
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            entry: Entry | None = self._make_entry(message.body)
+        except EventDecodeError as exc:
+            log.error("dead-lettering an invalid event", reason=str(exc), message_id=message.message_id)
+            entry = None
+        except Exception:
+            log.exception("could not make an entry of an event; dead-lettering it", message_id=message.message_id)
+            entry = None
+        self._pending.append(_Delivery(message, entry))
+        if len(self._pending) >= self._size:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._delay, self._flush)
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        previous = self._last_settled
+        settled = self._last_settled = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._store_and_settle(batch, previous), name="activity-batch")
+        self._batches.add(task)
+        task.add_done_callback(lambda t: self._batch_done(t, batch, settled))
+
+    def _batch_done(self, task: asyncio.Task[None], batch: list[_Delivery], settled: asyncio.Future[None]) -> None:
+        self._batches.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            # Some of its deliveries may be unsettled: no later multiple ack on their channels.
+            self._single_acks.update(d.message.channel for d in batch)
+            if not task.cancelled():
+                log.error("an activity batch was not settled", error=repr(task.exception()))
+        settled.set_result(None)  # after the marks above, so the next batch sees them
+
+    async def _store_and_settle(self, batch: list[_Delivery], previous: asyncio.Future[None] | None) -> None:
+        entries = [d.entry for d in batch if d.entry is not None]
+        failure: BaseException | None = None
+        try:
+            if entries:
+                await self._write(entries)
+        except PyMongoError as exc:
+            failure = exc
+            log.warning("activity batch not stored; retrying it through the broker", error=exc.__class__.__name__)
+        except Exception as exc:
+            failure = exc
+            log.exception("activity batch failed; dead-lettering its messages", size=len(batch))
+        if previous is not None:
+            await previous  # settle in delivery order: an ack of this batch covers lower tags
+        await self._settle(batch, failure)
+        if failure is None:
+            self.stored += len(entries)
+
+    async def _settle(self, batch: list[_Delivery], failure: BaseException | None) -> None:
+        acks: list[AbstractIncomingMessage] = []
+        retries: list[AbstractIncomingMessage] = []
+        for delivery in batch:
+            message = delivery.message
+            if delivery.entry is None or (failure is not None and not isinstance(failure, PyMongoError)):
+                await _quietly(message.reject(requeue=False))
+            elif failure is not None:
+                retries.append(message)
+            else:
+                acks.append(message)
+        if retries:
+            parked = await asyncio.gather(*(self._park(m) for m in retries))
+            acks.extend(m for m, ok in zip(retries, parked, strict=True) if ok)
+        await self._ack(acks)
+
+    async def _park(self, message: AbstractIncomingMessage) -> bool:
+        """Hand the message to its delay queue as the next attempt; False if it was settled otherwise."""
+        spec = self._spec
+        attempt = _attempt_of(message)
+        if attempt >= spec.retry.max_attempts:
+            log.error("retries exhausted; dead-lettering the event", message_id=message.message_id)
+            await _quietly(message.reject(requeue=False))
+            return False
+        headers = dict(message.headers or {})
+        headers[ATTEMPT_HEADER] = attempt + 1
+        headers.pop(RESUMED_HEADER, None)
+        copy = aio_pika.Message(
+            body=message.body,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            type=message.type,
+            timestamp=message.timestamp,
+            headers=headers,
+        )
+        delay = spec.retry.delays[min(attempt, len(spec.retry.delays)) - 1]
+        try:
+            assert self._publisher is not None
+            await self._publisher.publish_to_queue(copy, queue=spec.retry_queue(delay))
+        except PublishError:
+            log.warning("could not schedule the retry; requeueing", message_id=message.message_id)
+            await _quietly(message.nack(requeue=True))
+            return False
+        return True
+
+    async def _ack(self, messages: list[AbstractIncomingMessage]) -> None:
+        # Deliveries come in tag order per channel; after a reconnection a batch may span two.
+        last: dict[Any, AbstractIncomingMessage] = {}
+        for message in messages:
+            channel = message.channel
+            if channel in self._single_acks:
+                await _quietly(message.ack())
+            else:
+                last[channel] = message
+        for channel, message in last.items():
+            if channel.is_closed:
+                continue  # the broker has them back already; their redelivery is written idempotently
+            await message.ack(multiple=True)
+
+
+async def _quietly(settling: Awaitable[None]) -> None:
+    """Settle one message; on a closed channel the broker has taken it back, which is fine."""
+    with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
+        await settling
+
+
+def _attempt_of(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(ATTEMPT_HEADER, 1)
+    try:
+        return max(1, int(value)) if isinstance(value, int | str) else 1
+    except ValueError:
+        return 1
