@@ -125,6 +125,26 @@ async def test_reads_are_served_from_memory(pair: Pair, db: Any) -> None:
     assert body["metadata"] == {"behind": "the back"}
 
 
+async def test_an_entry_in_steady_use_is_reloaded_before_it_expires(pair: Pair, db: Any) -> None:
+    await put(pair.one, "c-6", "at-6")
+    assert await token(pair.two, "c-6") == "at-6"  # filled at t0; expires at t0 + 2 s
+    behind_the_back = db["connections"].update_one
+    await behind_the_back({"connection_id": "c-6"}, {"$set": {"metadata": {"v": 1}}})
+    await asyncio.sleep(1.6)  # past three quarters of its life
+    _status, body = await read(pair.two, "c-6")
+    assert body["metadata"] != {"v": 1}  # still answered from memory, and a reload started
+
+    async def reloaded() -> bool:
+        return (await read(pair.two, "c-6"))[1]["metadata"] == {"v": 1}
+
+    await eventually(reloaded, timeout=0.3, interval=0.02, what="the background reload")
+    await behind_the_back({"connection_id": "c-6"}, {"$set": {"metadata": {"v": 2}}})
+    await asyncio.sleep(0.7)  # now past the first fill's expiry
+    _status, body = await read(pair.two, "c-6")
+    # The reloaded entry answers: the connection never missed, and its life started again.
+    assert body["metadata"] == {"v": 1}
+
+
 async def test_an_acknowledged_write_is_seen_at_once_by_every_replica(pair: Pair) -> None:
     await put(pair.one, "c-2", "at-0")
     pair.link.delay = 0.3  # replica two hears of every event 300 ms late

@@ -22,6 +22,12 @@ How it stays coherent across replicas:
 - Entries also expire after ``max_age`` seconds whatever happens, so a path nobody foresaw (a
   writer that bypasses the event stream, a database that answers a read with an older snapshot)
   costs seconds of staleness at most, never an indefinitely stale token.
+- An entry read in the last quarter of its life is reloaded in the background while it goes on
+  answering (refresh ahead): a connection in steady use never misses, so the expiry costs no
+  request a database round trip, and entries filled together do not all miss together later.
+- At most one barrier marker is in flight: reads that arrive while one is out share the next,
+  sent the moment it returns. A read waits two broker round trips at worst, and the broker sees
+  one marker per round trip however busy the replica is.
 
 Callers must not mutate the connection they get: it is shared with later reads.
 """
@@ -35,7 +41,8 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -56,8 +63,19 @@ log = get_logger(__name__)
 LOOKUPS = Counter("keyway_connection_cache_lookups_total", "Connection reads by cache outcome", ["outcome"])
 BARRIER_MARKER = "keyway-cache-barrier"
 ROUTING_KEYS = ("connection.*", "token.*")
+# Share of an entry's life after which a read reloads it in the background. Later means fewer
+# reloads (a hot entry costs one database read per 3/4 of max_age, against one per max_age when it
+# simply expires); earlier leaves more time for the reload to land before the entry expires.
+RELOAD_AFTER = 0.75
 
 Slot = tuple[str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    expires_at: float  # time.monotonic(): not served after this
+    reload_at: float  # read after this → reloaded in the background
+    connection: Connection
 
 
 class ConnectionCache:
@@ -65,7 +83,8 @@ class ConnectionCache:
         self._max = max_entries
         self._max_age = max_age
         self._barrier_timeout = barrier_timeout
-        self._entries: OrderedDict[Slot, tuple[float, Connection]] = OrderedDict()
+        self._entries: OrderedDict[Slot, _Entry] = OrderedDict()
+        self._reloading: set[Slot] = set()
         self._generation = 0
         self._live = False
         self._channel: AbstractChannel | None = None
@@ -73,6 +92,7 @@ class ConnectionCache:
         self._markers = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[None]] = {}
         self._gathering: asyncio.Future[None] | None = None
+        self._marker_out = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -91,21 +111,50 @@ class ConnectionCache:
             if hit is not None:
                 self._entries.move_to_end(slot)
                 LOOKUPS.labels(outcome="hit").inc()
-                return hit[1]
+                if hit.reload_at <= time.monotonic() and slot not in self._reloading:
+                    self._reload_soon(slot, load)
+                return hit.connection
+        connection = await self._load(slot, load)
+        LOOKUPS.labels(outcome="miss").inc()
+        return connection
+
+    async def _load(self, slot: Slot, load: Callable[[], Awaitable[Connection | None]]) -> Connection | None:
         generation = self._generation
         connection = await load()
-        LOOKUPS.labels(outcome="miss").inc()
+        # Kept only if no event was handled meanwhile: the answer may predate what the event announced.
         if connection is not None and self.live and self._generation == generation:
-            self._entries[slot] = (time.monotonic() + self._max_age, connection)
+            now = time.monotonic()
+            self._entries[slot] = _Entry(
+                expires_at=now + self._max_age, reload_at=now + self._max_age * RELOAD_AFTER, connection=connection
+            )
+            self._entries.move_to_end(slot)
             if len(self._entries) > self._max:
                 self._entries.popitem(last=False)
         return connection
+
+    def _reload_soon(self, slot: Slot, load: Callable[[], Awaitable[Connection | None]]) -> None:
+        self._reloading.add(slot)
+
+        async def reload() -> None:
+            try:
+                await self._load(slot, load)
+            except Exception as exc:  # the entry expires as usual; the next read after that loads it
+                log.debug("connection cache reload failed", error=exc.__class__.__name__)
+            finally:
+                self._reloading.discard(slot)
+
+        self._spawn(reload())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _fresh(self, slot: Slot) -> bool:
         entry = self._entries.get(slot)
         if entry is None:
             return False
-        if entry[0] <= time.monotonic():
+        if entry.expires_at <= time.monotonic():
             del self._entries[slot]
             return False
         return True
@@ -148,9 +197,7 @@ class ConnectionCache:
         self._go_live_soon()
 
     def _go_live_soon(self) -> None:
-        task = asyncio.create_task(self._go_live())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._go_live())
 
     async def _go_live(self) -> None:
         # Live only once a marker made the round trip: the queue is bound and consumed.
@@ -180,11 +227,14 @@ class ConnectionCache:
     async def _barrier(self) -> bool:
         """Every event enqueued before this call has been handled (True), or the cache is unusable."""
         if self._gathering is None:
-            # Reads arriving in this same turn of the loop share the marker sent at its end.
             self._gathering = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().call_soon(self._send_marker)
+            if not self._marker_out:
+                # Reads arriving in this same turn of the loop share the marker sent at its end.
+                asyncio.get_running_loop().call_soon(self._send_marker)
         try:
-            await asyncio.wait_for(asyncio.shield(self._gathering), timeout=self._barrier_timeout)
+            # The marker's own deadline (see _publish_marker) bounds this wait; shield keeps one
+            # cancelled read from cancelling the future the others share.
+            await asyncio.shield(self._gathering)
             return True
         except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
             LOOKUPS.labels(outcome="barrier_failed").inc()
@@ -194,13 +244,26 @@ class ConnectionCache:
         gathering, self._gathering = self._gathering, None
         if gathering is None:
             return
-        task = asyncio.create_task(self._publish_marker(gathering))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._marker_out = True
+        gathering.add_done_callback(self._marker_back)
+        self._spawn(self._publish_marker(gathering))
+
+    def _marker_back(self, _done: asyncio.Future[None]) -> None:
+        self._marker_out = False
+        if self._gathering is not None:  # reads waited for this one to come back: their turn
+            self._send_marker()
 
     async def _publish_marker(self, done: asyncio.Future[None]) -> None:
         marker = str(next(self._markers))
         self._waiting[marker] = done
+
+        def expire() -> None:  # a marker lost with its channel must not hold its readers forever
+            self._waiting.pop(marker, None)
+            if not done.done():
+                done.set_exception(TimeoutError("barrier marker did not come back"))
+
+        deadline = asyncio.get_running_loop().call_later(self._barrier_timeout, expire)
+        done.add_done_callback(lambda _f: deadline.cancel())
         try:
             if self._channel is None:
                 raise RuntimeError("no channel")

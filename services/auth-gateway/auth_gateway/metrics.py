@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 
@@ -17,6 +18,8 @@ LATENCY = Histogram(
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,5 +38,18 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        REQUESTS.labels(request.method, route, str(status)).inc()
-        LATENCY.labels(route).observe(time.perf_counter() - started)
+        method = request.method if request.method in _METHODS else "OTHER"  # clients choose the method
+        _counter(method, route, status).inc()
+        _latency(route).observe(time.perf_counter() - started)
+
+
+# ``labels()`` builds and locks on every call; the set of routes, methods and statuses is small and
+# fixed, so each child is looked up once and kept.
+@functools.cache
+def _counter(method: str, route: str, status: int) -> Counter:
+    return REQUESTS.labels(method, route, str(status))
+
+
+@functools.cache
+def _latency(route: str) -> Histogram:
+    return LATENCY.labels(route)
