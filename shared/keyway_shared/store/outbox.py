@@ -41,6 +41,31 @@ class OutboxStore:
         )
         return OutboxRow(event_id=event.id, routing_key=event.type, body=body, created_at=now)
 
+    async def add_many(
+        self, events: list[CloudEvent[Any]], *, session: AsyncClientSession | None = None
+    ) -> list[OutboxRow]:
+        """:meth:`add` for several events in one round trip."""
+        now = utcnow()
+        rows = [
+            OutboxRow(event_id=event.id, routing_key=event.type, body=encode_event(event), created_at=now)
+            for event in events
+        ]
+        if rows:
+            await self._col.insert_many(
+                [
+                    {
+                        "_id": r.event_id,
+                        "routing_key": r.routing_key,
+                        "body": r.body,
+                        "created_at": now,
+                        "lease_until": now,
+                    }
+                    for r in rows
+                ],
+                session=session,
+            )
+        return rows
+
     async def delete(self, event_ids: list[str]) -> None:
         if event_ids:
             await self._col.delete_many({"_id": {"$in": event_ids}})

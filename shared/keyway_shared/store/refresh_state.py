@@ -5,20 +5,30 @@ update that only matches when nobody holds it, or their lease ran out), and writ
 credentials only if the ciphertext is still the one it read — so a refresh racing a re-authorization,
 or a refresher that lost its lease while a provider was slow, can never overwrite newer credentials.
 Every new ciphertext has a fresh random nonce, which makes the ciphertext itself the version.
+
+Claims and credential writes are group-committed (:class:`~keyway_shared.group_commit.GroupCommit`):
+refreshes that claim or save at the same time share one round trip (claims: one ``update_many`` and
+one ``find`` by ``_id``; saves: one transaction with a ``bulk_write`` and an ``insert_many``), which
+on the embedded server costs about a quarter and a third of one each. Measured there on 10,000
+connections: 1,078 single claims/s against 3,100/s in batches of 32; 602 single saves/s against
+1,790/s.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from ..cipher import CredentialCipher
 from ..events import CloudEvent
+from ..group_commit import GroupCommit
 from .client import Database
 from .connections import Connection, ConnectionStore, credentials_ad
 from .outbox import OutboxRow, OutboxStore
@@ -26,8 +36,20 @@ from .outbox import OutboxRow, OutboxStore
 __all__ = ["EPOCH", "RefreshState", "RefreshStateStore"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_BATCH = 64  # connections a claim or save round trip takes at most
 UNREADABLE = "invalid_stored_credentials"  # the error type of a connection whose credentials cannot be decrypted
 ConnKey = dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Save:
+    filter: dict[str, Any]  # the connection's key and the ciphertext the refresh started from
+    fields: dict[str, Any]
+    event: CloudEvent[Any]
+
+
+class _CredentialsChangedError(Exception):
+    """A compare-and-swap in a batch did not match: someone wrote newer credentials meanwhile."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +73,9 @@ class RefreshStateStore:
         self._cipher = cipher
         self._connections = ConnectionStore(client, db, cipher)
         self._outbox = OutboxStore(db)
+        self._claims: GroupCommit[Any, dict[str, Any] | None] | None = None
+        self._claims_for: tuple[str, timedelta] | None = None
+        self._saves: GroupCommit[_Save, OutboxRow | None] = GroupCommit(self._save_batch, max_size=_MAX_BATCH)
 
     async def read(self, key: ConnKey) -> tuple[Connection, RefreshState] | None:
         """The connection and its refresh state; raises DecryptionError for unreadable credentials."""
@@ -86,15 +111,45 @@ class RefreshStateStore:
         return result.modified_count == 1
 
     async def claim_due(self, doc_id: Any, *, owner: str, lease: timedelta) -> dict[str, Any] | None:
-        """``acquire(due_only=True)``, then the document: the background refresh's claim and read.
+        """Take the lease of a connection that is still due, and read it: the background refresh's
+        claim. Concurrent claims are made together (:meth:`claim_due_many`)."""
+        if self._claims is None or self._claims_for != (owner, lease):
+            self._claims_for = (owner, lease)
+            self._claims = GroupCommit(
+                lambda ids: self._claimed_in_order(ids, owner=owner, lease=lease), max_size=_MAX_BATCH
+            )
+        return await self._claims.submit(doc_id)
 
-        Two point operations on purpose: a ``find_one_and_update`` would be one round trip, but the
-        embedded server plans it as a collection scan even by ``_id`` (measured: 3/s on 10,000
-        connections, against ~45/s for this pair under the same load).
+    async def _claimed_in_order(self, ids: list[Any], *, owner: str, lease: timedelta) -> list[dict[str, Any] | None]:
+        claimed = await self.claim_due_many(ids, owner=owner, lease=lease)
+        return [claimed.get(doc_id) for doc_id in ids]
+
+    async def claim_due_many(self, ids: list[Any], *, owner: str, lease: timedelta) -> dict[Any, dict[str, Any]]:
+        """``acquire(due_only=True)`` for many ids at once; the documents this call claimed, by ``_id``.
+
+        Two operations by ``_id`` on purpose: a ``find_one_and_update`` would be one round trip a
+        connection, but the embedded server plans it as a collection scan even by ``_id``. The claim
+        tag tells which of the ids this very call took (another replica's claim sets its own).
         """
-        if not await self.acquire({"_id": doc_id}, owner=owner, lease=lease, due_only=True):
-            return None
-        return await self._col.find_one({"_id": doc_id})
+        unique_ids = list(dict.fromkeys(ids))
+        now = datetime.now(UTC)
+        tag = uuid.uuid4().hex
+        await self._col.update_many(
+            {
+                "_id": {"$in": unique_ids},
+                "refresh_due_at": {"$lte": now},
+                "refresh_lease_until": {"$not": {"$gt": now}},  # free, or its lease ran out
+            },
+            {
+                "$set": {
+                    "refresh_lease_owner": owner,
+                    "refresh_lease_until": now + lease,
+                    "refresh_due_at": now + lease,  # out of every replica's candidate list meanwhile
+                    "refresh_claim": tag,
+                }
+            },
+        )
+        return {doc["_id"]: doc async for doc in self._col.find({"_id": {"$in": unique_ids}, "refresh_claim": tag})}
 
     async def release(self, key: ConnKey, *, owner: str) -> None:
         await self._col.update_one(
@@ -129,17 +184,38 @@ class RefreshStateStore:
             "refresh_lease_until": EPOCH,
             "refresh_lease_owner": None,
         }
+        return await self._saves.submit(
+            _Save(filter=key | {"credentials_enc": expected_ciphertext}, fields=fields, event=event)
+        )
 
+    async def _save_batch(self, saves: list[_Save]) -> list[OutboxRow | None]:
+        """All the batch's writes in one transaction when every compare-and-swap holds (the usual
+        case); otherwise each on its own, to learn which ones lost."""
+        if len(saves) == 1:
+            return [await self._save_one(saves[0])]
+
+        async def write(session: AsyncClientSession) -> list[OutboxRow | None]:
+            updates = [UpdateOne(save.filter, {"$set": save.fields}) for save in saves]
+            result = await self._col.bulk_write(updates, ordered=True, session=session)
+            if result.matched_count != len(saves):
+                raise _CredentialsChangedError  # aborts the transaction: nothing of it is kept
+            return list(await self._outbox.add_many([save.event for save in saves], session=session))
+
+        try:
+            async with self._client.start_session() as session:
+                return await session.with_transaction(write)
+        except _CredentialsChangedError:
+            return [await self._save_one(save) for save in saves]
+
+    async def _save_one(self, save: _Save) -> OutboxRow | None:
         # with_transaction retries a write conflict (a gateway read noting last_fetched_at on the
         # same document, say): by now the provider has rotated the refresh token, so giving up here
         # would lose the only copy of the new one.
         async def write(session: AsyncClientSession) -> OutboxRow | None:
-            result = await self._col.update_one(
-                key | {"credentials_enc": expected_ciphertext}, {"$set": fields}, session=session
-            )
+            result = await self._col.update_one(save.filter, {"$set": save.fields}, session=session)
             if result.matched_count == 0:
                 return None
-            return await self._outbox.add(event, session=session)
+            return await self._outbox.add(save.event, session=session)
 
         async with self._client.start_session() as session:
             return await session.with_transaction(write)
