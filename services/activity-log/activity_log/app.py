@@ -90,6 +90,8 @@ def ingest_context(settings: ActivityLogSettings) -> Callable[[web.Application],
             write=ActivityWriter(db).write,
             batch_size=settings.batch_size,
             batch_delay=settings.batch_delay_ms / 1000,
+            # The prefetch holds batches_in_flight batches: one fills while the others are written.
+            writes_at_once=max(1, settings.batches_in_flight - 1),
             queue_type=settings.queue_type,
             shutdown_grace=settings.shutdown_grace_seconds,
         )

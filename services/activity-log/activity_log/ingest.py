@@ -65,6 +65,7 @@ class IngestConsumer:
         write: Callable[[list[Entry]], Awaitable[None]],
         batch_size: int,
         batch_delay: float,
+        writes_at_once: int = 1,
         queue_type: str,
         shutdown_grace: float = 10.0,
     ) -> None:
@@ -73,6 +74,8 @@ class IngestConsumer:
         self._write = write
         self._size = batch_size
         self._delay = batch_delay
+        self._max_writes = writes_at_once
+        self._writing = 0  # batches whose write has started and not ended
         self._queue_type = queue_type
         self._grace = shutdown_grace
         self._publisher: EventPublisher | None = None
@@ -86,6 +89,7 @@ class IngestConsumer:
         # Channels where some delivery may be left unsettled: a multiple ack there could cover it.
         self._single_acks: set[Any] = set()
         self.stored = 0  # entries stored and acknowledged, for tests and metrics
+        self.batches = 0  # batches stored
 
     @property
     def consuming(self) -> bool:
@@ -113,7 +117,8 @@ class IngestConsumer:
                 await asyncio.wait_for(queue.cancel(tag), timeout=_BROKER_CALL_TIMEOUT)
             except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
                 log.warning("consumer cancel failed", queue=self._spec.queue)
-        self._flush()
+        while self._pending:
+            self._start_batch()  # whatever the room: they are stored before the channel closes
         if self._batches:
             _, late = await asyncio.wait(set(self._batches), timeout=self._grace)
             if late:
@@ -127,6 +132,7 @@ class IngestConsumer:
             except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
                 log.warning("channel close failed; the broker drops it with the connection")
         self._channel = self._queue = None
+        log.info("activity ingest stopped", stored=self.stored, batches=self.batches)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -138,18 +144,31 @@ class IngestConsumer:
             log.exception("could not make an entry of an event; dead-lettering it", message_id=message.message_id)
             entry = None
         self._pending.append(_Delivery(message, entry))
-        if len(self._pending) >= self._size:
-            self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._delay, self._flush)
+        self._pump(ripe=False)
 
-    def _flush(self) -> None:
+    def _pump(self, *, ripe: bool) -> None:
+        """Start writes while there is room: a full batch at once, a partial one once ``ripe``.
+
+        Group commit: a partial batch is ripe when the write before it ended (what arrived during
+        a write goes at once, however much) or, when nothing is being written, ``batch_delay``
+        after its first entry. So under load batches grow to ``batch_size`` by themselves and the
+        database always has the next one ready; when quiet, an entry waits at most the delay.
+        """
+        while self._pending and self._writing < self._max_writes and (ripe or len(self._pending) >= self._size):
+            self._start_batch()
+        if self._pending and self._timer is None and self._writing == 0:
+            self._timer = asyncio.get_running_loop().call_later(self._delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._pump(ripe=True)
+
+    def _start_batch(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._pending = self._pending, []
-        if not batch:
-            return
+        batch, self._pending = self._pending[: self._size], self._pending[self._size :]
+        self._writing += 1
         previous = self._last_settled
         settled = self._last_settled = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(self._store_and_settle(batch, previous), name="activity-batch")
@@ -177,11 +196,15 @@ class IngestConsumer:
         except Exception as exc:
             failure = exc
             log.exception("activity batch failed; dead-lettering its messages", size=len(batch))
+        finally:
+            self._writing -= 1
+        self._pump(ripe=True)  # the next batch goes while this one is acknowledged
         if previous is not None:
             await previous  # settle in delivery order: an ack of this batch covers lower tags
         await self._settle(batch, failure)
         if failure is None:
             self.stored += len(entries)
+            self.batches += 1
 
     async def _settle(self, batch: list[_Delivery], failure: BaseException | None) -> None:
         acks: list[AbstractIncomingMessage] = []
