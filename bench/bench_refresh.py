@@ -10,14 +10,14 @@ aiohttp token endpoint in its own process: it rotates refresh tokens and counts 
 
     provider alone   the ceiling: 64 concurrent refresh requests from this process, nothing else
     scheduling       the loop and its claims alone, in this process: RefreshLoop over 10,000 due
-                     connections with a refresh that only claims (conditional update) and releases
+                     connections with a refresh that only claims (as the service does)
     N refreshers     N token-refresher processes refresh them for real (provider call, compare-and-
                      swap write with the token.refreshed outbox row, publish with confirm)
 
 Scheduling CPU per refresh is measured in the scheduling run, as this process's CPU time
 (``time.process_time``) over the run divided by the connections claimed: finding due work (the due
-index query), claiming it (the conditional update; reading the claimed document is the refresh's
-own work, and the release rides on the credential write) and
+index query), claiming it (the service's own claim: the round's claims made together, one
+``update_many`` and one ``find`` by ``_id``; the release rides on the credential write) and
 the loop's own bookkeeping, and nothing of the provider call, the credential decryption and
 encryption or the write. The full runs report each refresher
 process's whole CPU per refresh beside it, from ``/proc``.
@@ -329,10 +329,11 @@ async def scheduling_run(mongo_url: str, opts: Options, provider_base: str, log_
     done = asyncio.Event()
 
     async def claim_only(doc_id: Any) -> Any:
-        # What a successful background refresh spends on scheduling: the claim. Its release is
-        # folded into the credential write (save_refreshed clears the lease), so none here.
+        # What a successful background refresh spends on scheduling: the claim, as the service
+        # makes it (group-committed with the round's other claims, reading the documents back).
+        # Its release is folded into the credential write (save_refreshed clears the lease).
         nonlocal claimed
-        if not await state.acquire({"_id": doc_id}, owner="bench", lease=timedelta(hours=1), due_only=True):
+        if await state.claim_due(doc_id, owner="bench", lease=timedelta(hours=1)) is None:
             return "not_claimed"
         claimed += 1
         if claimed == opts.connections:

@@ -3,7 +3,9 @@
 Each round takes as many due candidates as it has free slots (soonest first, from the due index
 through :class:`~.scan.DueScanner`) and hands each to :meth:`RefreshService.refresh_due`, which
 claims it with a conditional update on ``_id`` (infra-notes: candidates first, then compare-and-set;
-never a sorted ``find_one_and_update``, which collapses on the embedded server). A round reads
+never a sorted ``find_one_and_update``, which collapses on the embedded server). The refreshes a
+round starts claim together, in one ``update_many`` and one read (``RefreshStateStore.claim_due``),
+and their credential writes share transactions the same way. A round reads
 four times the candidates it starts and picks at random among them, so replicas reading the same
 window mostly try different ids (a lost claim costs the database a write; a candidate read, a
 fraction of one). Losing a claim is normal: the winner moved the due time forward, and the
