@@ -183,11 +183,30 @@ async def _wait_for(receiver: Receiver, http: aiohttp.ClientSession, count: int,
         await asyncio.sleep(0.5)
 
 
-def _figures(stats: dict[str, Any], started: float, events: int, cpu: dict[str, float], wall: float) -> dict[str, Any]:
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, from ``/proc/stat``, in clock ticks."""
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:9]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def _machine_busy(before: tuple[int, int]) -> float:
+    """Cores the whole machine kept busy since ``before`` (every process, not only ours)."""
+    busy, total = machine_jiffies()
+    if total == before[1]:
+        return float("nan")
+    return round((busy - before[0]) / (total - before[1]) * (os.cpu_count() or 1), 2)
+
+
+def _figures(
+    stats: dict[str, Any], started: float, events: int, cpu: dict[str, float], wall: float, machine: float
+) -> dict[str, Any]:
     count = stats["count"]
     elapsed = stats["last"] - started if count else float("nan")
     # CPU of every process involved, per webhook: steadier than a rate when other work shares the cores.
     per_delivery = round(sum(cpu.values()) * wall / count * 1000, 2) if count else float("nan")
+    by_process = {label: round(cores * wall / count * 1000, 3) for label, cores in cpu.items()} if count else {}
     return {
         "events": events,
         "delivered": count,
@@ -198,6 +217,9 @@ def _figures(stats: dict[str, Any], started: float, events: int, cpu: dict[str, 
         **latency_ms(stats["latencies"]),
         "cpu_cores": cpu,
         "cpu_ms_per_delivery": per_delivery,
+        "cpu_ms_per_delivery_by_process": by_process,
+        # Near os.cpu_count(): the machine is saturated, and the rate is bounded by the CPU per webhook.
+        "machine_busy_cores": machine,
     }
 
 
@@ -212,6 +234,7 @@ async def raw_posts(
     await receiver.reset(http)
     counter = iter(range(events))
     before = {label: cpu_seconds(pid) for label, pid in watch.items()}
+    machine = machine_jiffies()
     started = time.monotonic()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as client:
 
@@ -237,7 +260,7 @@ async def raw_posts(
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     stats = await receiver.stats(http, full=True)
     wall = time.monotonic() - started
-    return _figures(stats, started, events, _cpu(watch, before, wall), wall)
+    return _figures(stats, started, events, _cpu(watch, before, wall), wall, _machine_busy(machine))
 
 
 async def _publish_all(publisher: Any, events: int, *, rate: float | None, first_seq: int) -> None:
@@ -327,12 +350,13 @@ async def through_dispatcher(
         await receiver.reset(http)
         proc_watch = watch | {f"dispatcher{i + 1}": p.proc.pid if p.proc else None for i, p in enumerate(procs)}
         before = {label: cpu_seconds(pid) for label, pid in proc_watch.items()}
+        machine = machine_jiffies()
         started = time.monotonic()
         await _publish_all(publisher, events, rate=rate, first_seq=0)
         published = time.monotonic() - started
         stats = await _wait_for(receiver, http, events, opts.patience)
         wall = time.monotonic() - started
-        result = _figures(stats, started, events, _cpu(proc_watch, before, wall), wall)
+        result = _figures(stats, started, events, _cpu(proc_watch, before, wall), wall, _machine_busy(machine))
         result["publish_rate"] = round(events / published, 1)
         return result
     finally:
@@ -421,7 +445,8 @@ def _line(name: str, row: dict[str, Any]) -> None:
     print(
         f"  {name:<42} {row['rate']:>8,.0f} deliveries/s  p50 {row['p50_ms']:,.1f} ms  p99 {row['p99_ms']:,.1f} ms"
         f"  ({row['delivered']}/{row['events']} in {row['seconds']} s, {row['signature_failures']} bad signatures,"
-        f" {row['duplicates']} duplicates)  CPU cores {row['cpu_cores']}, {row['cpu_ms_per_delivery']} ms per webhook",
+        f" {row['duplicates']} duplicates)  CPU cores {row['cpu_cores']}, {row['cpu_ms_per_delivery']} ms per webhook,"
+        f" machine busy {row['machine_busy_cores']} cores",
         flush=True,
     )
 
@@ -446,14 +471,33 @@ def run(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict
             results[key]["p50_ms"],
             results[key]["p99_ms"],
             results[key]["cpu_ms_per_delivery"],
+            results[key]["machine_busy_cores"],
             results[key].get("ratio_over_raw", ""),
         ]
         for key, label in labels.items()
         if key in results
     ]
-    print_table(["(c) webhooks", "deliveries/s", "p50 ms", "p99 ms", "CPU ms/webhook", "this / raw"], rows)
+    print_table(
+        ["(c) webhooks", "deliveries/s", "p50 ms", "p99 ms", "CPU ms/webhook", "machine busy cores", "this / raw"],
+        rows,
+    )
+    print()
+    # Where the CPU goes: on a saturated machine the rate is about cores / (sum of these).
+    processes = ["dispatcher", "rabbitmq", "mongo", "bench", "receiver"]
+    split = [
+        [label, *(_process_ms(results[key], name) for name in processes)]
+        for key, label in labels.items()
+        if key in results
+    ]
+    print_table(["(c) CPU ms per webhook", *processes], split)
     print()
     return results
+
+
+def _process_ms(row: dict[str, Any], name: str) -> float | str:
+    """CPU ms per webhook of one kind of process (the dispatcher's summed over its processes)."""
+    spent = [ms for label, ms in row["cpu_ms_per_delivery_by_process"].items() if label.rstrip("0123456789") == name]
+    return round(sum(spent), 3) if spent else ""
 
 
 def main() -> None:

@@ -6,6 +6,9 @@ re-serialising the parsed body with ``JSON.stringify``, which keeps insertion or
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +21,12 @@ from keyway_shared.events import (
     TokenRefreshed,
     TokenRefreshFailed,
 )
+from keyway_shared.jsjson import js_stringify
 from keyway_shared.store import WebhookSettings
 
-__all__ = ["AuthWebhook", "auth_webhook", "should_send"]
+__all__ = ["AuthWebhook", "auth_webhook", "body_text", "should_send"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,4 +80,30 @@ def should_send(settings: WebhookSettings, operation: str) -> bool:
         return settings.on_auth_creation
     if operation == "refresh":
         return settings.on_auth_refresh_error
+    return True
+
+
+def body_text(body: Mapping[str, Any]) -> str:
+    """The body as ``JSON.stringify`` writes it, the way :func:`js_stringify` does, at a fraction of its cost.
+
+    An auth body holds only strings, booleans, nulls and a nested object, under keys that are not
+    integer-like: for those ``json.dumps`` (no spaces, no ASCII escaping) writes the same text as
+    JavaScript, a lone surrogate aside. Anything else takes the general path.
+    """
+    if _plain(body):
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        if not _SURROGATE.search(text):
+            return text
+    return js_stringify(body)
+
+
+def _plain(value: Mapping[str, Any]) -> bool:
+    for key, item in value.items():
+        if not isinstance(key, str) or key.isdigit():  # JS lists integer-like keys first
+            return False
+        if isinstance(item, Mapping):
+            if not _plain(item):
+                return False
+        elif item is not None and not isinstance(item, str | bool):
+            return False
     return True

@@ -23,11 +23,10 @@ from pymongo.errors import PyMongoError
 
 from keyway_shared.bus import DeadLetter, MessageContext, PublishError, Retry
 from keyway_shared.events import CloudEvent
-from keyway_shared.jsjson import js_stringify
 from keyway_shared.logging import get_logger
 
 from .attempts import Attempter
-from .body import AuthWebhook, auth_webhook, should_send
+from .body import AuthWebhook, auth_webhook, body_text, should_send
 from .caches import EnvironmentCache
 from .messages import WebhookDelivery, delivery_id, webhook_id
 from .queue import DeliveryQueue
@@ -66,7 +65,7 @@ class Dispatcher:
         if not should_send(settings, webhook.operation):
             log.debug("webhook not wanted by the environment's settings", operation=webhook.operation)
             return
-        body = js_stringify(webhook.body)
+        body = body_text(webhook.body)
         slots: list[tuple[Literal["primary", "secondary"], str | None]] = [
             ("primary", settings.primary_url),
             ("secondary", settings.secondary_url),
