@@ -3,11 +3,13 @@
 A hit saves a database round trip on the hottest path (``GET /connection``). A change made through
 any replica (settings, key rotation) drops the entry everywhere at once: the replica that made it
 broadcasts the environment's name on a fanout exchange every replica listens to. Entries also
-expire after a few seconds, which bounds staleness should a broadcast be lost.
+expire after a few seconds, which bounds staleness should a broadcast be lost; a key in steady use
+is reloaded in the background before that, and concurrent reads of a missing key share one load.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -29,6 +31,15 @@ from .settings import GatewaySettings
 __all__ = ["ENV_CACHE", "EnvironmentCache", "env_cache_context"]
 
 log = get_logger(__name__)
+# A read in the last quarter of an entry's life reloads it in the background, so a key in steady
+# use never expires under its readers.
+_RELOAD_WITHIN = 0.25
+
+
+def _retrieve_exception(task: asyncio.Task[Environment | None]) -> None:
+    # A background reload's failure is not an error: the entry expires as usual and a read loads it.
+    if not task.cancelled():
+        task.exception()
 
 
 class EnvironmentCache:
@@ -36,6 +47,8 @@ class EnvironmentCache:
         self._store = store
         self._ttl = ttl_seconds
         self._entries: dict[str, tuple[float, Environment]] = {}
+        self._loading: dict[str, asyncio.Task[Environment | None]] = {}
+        self._generation = 0  # bumped by every drop: a load that straddles one does not store
         self._exchange_name = exchange_name
         self._exchange: aio_pika.abc.AbstractExchange | None = None
 
@@ -49,13 +62,32 @@ class EnvironmentCache:
         hit = self._entries.get(slot)
         now = time.monotonic()
         if hit is not None and hit[0] > now:
+            if hit[0] - now < self._ttl * _RELOAD_WITHIN and slot not in self._loading:
+                self._load(kind, key, slot)  # in the background: this read keeps the entry it found
             return hit[1]
-        env = await (self._store.by_secret_key(key) if kind == "secret" else self._store.by_public_key(key))
-        if env is not None:
-            if len(self._entries) > 1000:
-                self._entries.clear()
-            self._entries[slot] = (now + self._ttl, env)
-        return env
+        loading = self._loading.get(slot) or self._load(kind, key, slot)
+        # Shared by every read of the key meanwhile: an expiry under load costs one database read,
+        # not one per request waiting. Shielded so one cancelled read does not cancel the others'.
+        return await asyncio.shield(loading)
+
+    def _load(self, kind: str, key: str, slot: str) -> asyncio.Task[Environment | None]:
+        generation = self._generation
+
+        async def load() -> Environment | None:
+            try:
+                env = await (self._store.by_secret_key(key) if kind == "secret" else self._store.by_public_key(key))
+                if env is not None and self._generation == generation:  # no change was announced meanwhile
+                    if len(self._entries) > 1000:
+                        self._entries.clear()
+                    self._entries[slot] = (time.monotonic() + self._ttl, env)
+                return env
+            finally:
+                self._loading.pop(slot, None)
+
+        task = asyncio.create_task(load())
+        self._loading[slot] = task
+        task.add_done_callback(_retrieve_exception)
+        return task
 
     async def by_secret_key(self, key: str) -> Environment | None:
         return await self._get("secret", key)
@@ -64,6 +96,7 @@ class EnvironmentCache:
         return await self._get("public", key)
 
     def drop(self, name: str) -> None:
+        self._generation += 1
         self._entries = {slot: entry for slot, entry in self._entries.items() if entry[1].name != name}
 
     async def changed(self, name: str) -> None:
