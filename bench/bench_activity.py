@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -34,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import uvloop
 from common import (
     BENCH,
@@ -159,21 +161,48 @@ async def raw_insert(mongo_url: str, events: list[CloudEvent[EventData]], watch:
         chunks = max(1, len(messages) // 500)
         cpu = {k: cpu_seconds(p) for k, p in watch.items()}
         started = time.perf_counter()
+        progress = [(0, 0.0)]
         for i in range(chunks):
             part = slice(i * len(messages) // chunks, (i + 1) * len(messages) // chunks)
             op_part = slice(i * len(operations) // chunks, (i + 1) * len(operations) // chunks)
             await asyncio.gather(msgs.insert_many(messages[part], ordered=False), ops.insert_many(operations[op_part]))
+            progress.append((part.stop, time.perf_counter() - started))
         seconds = time.perf_counter() - started
         return {
             "entries": len(messages),
             "operations": len(operations),
             "seconds": round(seconds, 1),
             "rate": round(len(messages) / seconds, 1),
+            "rate_by_quarter": _rate_by_quarter(progress, len(messages)),
             "cpu_cores": {k: round((cpu_seconds(p) - cpu[k]) / seconds, 2) for k, p in watch.items()},
         }
     finally:
         await client.drop_database(database)
         await client.close()
+
+
+async def stored_entries(http: aiohttp.ClientSession, port: int) -> int:
+    """``keyway_activity_entries_total{outcome="stored"}`` from the service's ``/metrics``."""
+    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith('keyway_activity_entries_total{outcome="stored"}'):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def _rate_by_quarter(progress: list[tuple[int, float]], total: int) -> list[float]:
+    """Entries/s over each quarter of the fill, from (entries stored, seconds) samples: the server
+    slows as its collections grow, so two runs compare fairly only at the same fill."""
+
+    def when(count: float) -> float:
+        for (n0, t0), (n1, t1) in itertools.pairwise(progress):
+            if n1 >= count:
+                return t0 + (t1 - t0) * (count - n0) / max(n1 - n0, 1)
+        return progress[-1][1]
+
+    marks = [when(total * q / 4) for q in range(5)]
+    return [round(total / 4 / max(b - a, 1e-9), 1) for a, b in itertools.pairwise(marks)]
 
 
 async def keyway_ingest(
@@ -199,6 +228,7 @@ async def keyway_ingest(
     client = open_client(mongo_url, app_name="bench-activity-watch")
     messages = client[database]["activity_messages"]
     publisher = EventPublisher(connection, exchange_name=f"{namespace}.events")
+    http = aiohttp.ClientSession()
     try:
         wait_for_port(port)
         watch = {**watch, "activity_log": service.proc.pid if service.proc else 0}
@@ -213,27 +243,32 @@ async def keyway_ingest(
         await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
         published = time.perf_counter() - started
         # Two phases: while the bench's own publisher competes for the CPU, and after it is done.
-        stored_when_published = await messages.estimated_document_count()
+        # Progress is the service's own counter: a count on the embedded server reads every
+        # document under its lock, so polling one would measure the probe.
+        stored_when_published = await stored_entries(http, port)
         cpu_when_published = {k: cpu_seconds(p) for k, p in watch.items()}
         stored, last = stored_when_published, time.perf_counter()
+        progress = [(0, 0.0), (stored, last - started)]
         while stored < len(events) and time.perf_counter() - started < opts.patience:
-            await asyncio.sleep(1.0)
-            stored, last = await messages.estimated_document_count(), time.perf_counter()
+            await asyncio.sleep(0.5)
+            stored, last = await stored_entries(http, port), time.perf_counter()
+            progress.append((stored, last - started))
         seconds = last - started
+        in_database = await messages.count_documents({"source": "/keyway/bench"})
         draining = max(last - started - published, 1e-9)
         result = {
             "entries": stored,
+            "entries_in_database": in_database,
             "seconds": round(seconds, 1),
             "rate": round(stored / seconds, 1),
             "publish_rate": round(len(events) / published, 1),
+            "rate_by_quarter": _rate_by_quarter(progress, len(events)),
             "queue_type": opts.queue_type,
             "cpu_cores": {k: round((cpu_seconds(p) - cpu[k]) / seconds, 2) for k, p in watch.items() if p},
             "while_publishing": {
                 "seconds": round(published, 1),
                 "rate": round(stored_when_published / published, 1),
-                "cpu_cores": {
-                    k: round((cpu_when_published[k] - cpu[k]) / published, 2) for k, p in watch.items() if p
-                },
+                "cpu_cores": {k: round((cpu_when_published[k] - cpu[k]) / published, 2) for k, p in watch.items() if p},
             },
             "after_publishing": {
                 "seconds": round(draining, 1),
@@ -245,6 +280,7 @@ async def keyway_ingest(
         }
         return result, database
     finally:
+        await http.close()
         service.stop()
         await publisher.close()
         await delete_consumer_queues(channel, spec)

@@ -29,6 +29,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
 from keyway_shared.bus import (
@@ -47,6 +48,11 @@ from .entries import Entry
 __all__ = ["IngestConsumer"]
 
 _BROKER_CALL_TIMEOUT = 5.0  # seconds a cancel or close may take during shutdown
+ENTRIES = Counter(
+    "keyway_activity_entries_total",
+    "Activity entries by how their message was settled",
+    ["outcome"],  # stored, retried (back through a delay queue), dead_lettered
+)
 log = get_logger(__name__)
 
 
@@ -88,8 +94,8 @@ class IngestConsumer:
         self._batches: set[asyncio.Task[None]] = set()
         # Channels where some delivery may be left unsettled: a multiple ack there could cover it.
         self._single_acks: set[Any] = set()
-        self.stored = 0  # entries stored and acknowledged, for tests and metrics
-        self.batches = 0  # batches stored
+        self.stored = 0  # entries stored and acknowledged
+        self.batches = 0  # batches settled
 
     @property
     def consuming(self) -> bool:
@@ -202,25 +208,30 @@ class IngestConsumer:
         if previous is not None:
             await previous  # settle in delivery order: an ack of this batch covers lower tags
         await self._settle(batch, failure)
-        if failure is None:
-            self.stored += len(entries)
-            self.batches += 1
 
     async def _settle(self, batch: list[_Delivery], failure: BaseException | None) -> None:
         acks: list[AbstractIncomingMessage] = []
         retries: list[AbstractIncomingMessage] = []
+        dead = 0
         for delivery in batch:
             message = delivery.message
             if delivery.entry is None or (failure is not None and not isinstance(failure, PyMongoError)):
                 await _quietly(message.reject(requeue=False))
+                dead += 1
             elif failure is not None:
                 retries.append(message)
             else:
                 acks.append(message)
+        stored = len(acks)
         if retries:
             parked = await asyncio.gather(*(self._park(m) for m in retries))
             acks.extend(m for m, ok in zip(retries, parked, strict=True) if ok)
+            ENTRIES.labels("retried").inc(sum(parked))
         await self._ack(acks)
+        ENTRIES.labels("stored").inc(stored)
+        ENTRIES.labels("dead_lettered").inc(dead)
+        self.stored += stored
+        self.batches += 1
 
     async def _park(self, message: AbstractIncomingMessage) -> bool:
         """Hand the message to its delay queue as the next attempt; False if it was settled otherwise."""
@@ -229,6 +240,7 @@ class IngestConsumer:
         if attempt >= spec.retry.max_attempts:
             log.error("retries exhausted; dead-lettering the event", message_id=message.message_id)
             await _quietly(message.reject(requeue=False))
+            ENTRIES.labels("dead_lettered").inc()
             return False
         headers = dict(message.headers or {})
         headers[ATTEMPT_HEADER] = attempt + 1
