@@ -16,8 +16,10 @@ from pymongo import AsyncMongoClient, monitoring
 
 from keyway_shared.cipher import CredentialCipher, generate_key
 from keyway_shared.events import utcnow
-from keyway_shared.store import ConnectionStore, RefreshStateStore
+from keyway_shared.store import Connection, ConnectionStore, RefreshStateStore
 from keyway_shared.store.client import Database
+from keyway_shared.store.outbox import OutboxRow
+from keyway_shared.store.refresh_state import RefreshState
 
 from .cli_seed import connection_event, oauth2
 
@@ -38,6 +40,23 @@ async def seed(client: AsyncMongoClient[dict[str, Any]], db: Database, cipher: C
         await store.save_with_event(conn, functools.partial(connection_event, conn))
     docs = await db["connections"].find({}, {"_id": 1, "connection_id": 1}).sort("connection_id", 1).to_list()
     return [doc["_id"] for doc in docs]
+
+
+async def save_new_token(
+    store: RefreshStateStore, key: dict[str, str], found: tuple[Connection, RefreshState] | None, token: str
+) -> OutboxRow | None:
+    """What a refresh that read ``found`` writes: a new access token, swapped against what it read."""
+    assert found is not None
+    conn, state = found
+    return await store.save_refreshed(
+        key,
+        conn,
+        expected_ciphertext=state.ciphertext,
+        credentials=conn.credentials | {"access_token": token},
+        expires_at=None,
+        due=None,
+        event=connection_event(conn, False),
+    )
 
 
 async def test_concurrent_claimers_split_the_due_connections_and_leave_the_rest(
@@ -84,21 +103,7 @@ async def test_a_batch_of_saves_keeps_each_compare_and_swap(
     )
     await db["outbox"].delete_many({})
 
-    async def save(i: int) -> Any:
-        found = read[i]
-        assert found is not None
-        conn, state = found
-        return await store.save_refreshed(
-            keys[i],
-            conn,
-            expected_ciphertext=state.ciphertext,
-            credentials=conn.credentials | {"access_token": f"refreshed-{i}"},
-            expires_at=None,
-            due=None,
-            event=connection_event(conn, False),
-        )
-
-    rows = await asyncio.gather(*(save(i) for i in range(6)))
+    rows = await asyncio.gather(*(save_new_token(store, keys[i], read[i], f"refreshed-{i}") for i in range(6)))
     assert [row is None for row in rows] == [False, False, False, True, False, False]
     connections = ConnectionStore(mongo_client, db, cipher)
     for i in range(6):
@@ -137,21 +142,7 @@ async def test_saves_that_all_hold_go_out_in_one_transaction_of_one_update_and_o
         await db["outbox"].delete_many({})
         commands.names.clear()
 
-        async def save(i: int) -> Any:
-            found = read[i]
-            assert found is not None
-            conn, state = found
-            return await store.save_refreshed(
-                keys[i],
-                conn,
-                expected_ciphertext=state.ciphertext,
-                credentials=conn.credentials | {"access_token": f"new-{i}"},
-                expires_at=None,
-                due=None,
-                event=connection_event(conn, False),
-            )
-
-        rows = await asyncio.gather(*(save(i) for i in range(8)))
+        rows = await asyncio.gather(*(save_new_token(store, keys[i], read[i], f"new-{i}") for i in range(8)))
     finally:
         await watched.close()
     assert all(row is not None for row in rows)
