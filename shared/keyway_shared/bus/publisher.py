@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from ..events import CloudEvent, encode_event
@@ -82,8 +83,12 @@ class EventPublisher:
             return
         try:
             exchange = await self._ensure_unconfirmed()
+            assert self._unconfirmed is not None  # opened by _ensure_unconfirmed
+            channel = await self._unconfirmed.get_underlay_channel()
             message = build_message(event)
-            channel = await exchange.channel.get_underlay_channel()
+            if not isinstance(channel, aiormq.Channel):  # not aiormq's own: publish the ordinary way
+                await exchange.publish(message, routing_key=event.type, mandatory=False)
+                return
             # wait=False: queued for the socket, not waited for. Waiting (what aio-pika's publish
             # does) holds the channel's lock until the connection's writer task has written the
             # frame, so concurrent notices queue behind each other for several loop turns apiece.
