@@ -20,13 +20,13 @@ class ActivityLogSettings(BaseServiceSettings):
     batch_size: int = Field(
         default=500,
         ge=1,
-        description="entries written per round trip at most; also the consumer's prefetch",
+        description="entries written per round trip at most (one insert per collection, one ack)",
         validation_alias=AliasChoices("KEYWAY_ACTIVITY_BATCH_SIZE", "batch_size"),
     )
     batches_in_flight: int = Field(
         default=2,
         ge=1,
-        description="batches held at once (prefetch = batch size x this): one fills while one is written",
+        description="batches held at once (prefetch = batch size x this): one fills while the others are written",
         validation_alias=AliasChoices("KEYWAY_ACTIVITY_BATCHES_IN_FLIGHT", "batches_in_flight"),
     )
     connect_timeout_seconds: float = Field(
@@ -44,6 +44,9 @@ class ActivityLogSettings(BaseServiceSettings):
     batch_delay_ms: float = Field(
         default=50.0,
         ge=0,
-        description="how long the first entry of a batch waits for company before it is written",
+        description=(
+            "when nothing is being written, how long a first entry waits for company; "
+            "under load a batch goes as soon as the write before it ends"
+        ),
         validation_alias=AliasChoices("KEYWAY_ACTIVITY_BATCH_DELAY_MS", "batch_delay_ms"),
     )
