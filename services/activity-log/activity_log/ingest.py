@@ -10,7 +10,7 @@ runner's policy for this queue, per batch:
     the database failed         → each message re-published to its delay queue as the next
                                   attempt, then acked; dead-lettered after the last attempt
     anything else failed        → dead-lettered, logged
-    not an event the models take → dead-lettered at once (it will never get better)
+    not an event the models take → dead-lettered when its batch settles (it will never get better)
 
 A ``multiple=True`` ack covers every unsettled delivery up to its tag, so batches are settled in
 delivery order (a batch waits for the one before it), a dead-letter or requeue is sent before the
