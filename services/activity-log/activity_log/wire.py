@@ -26,7 +26,9 @@ __all__ = ["WireEvent", "read_event", "wire_event"]
 
 Check = Callable[[Any], bool]
 # What pydantic certainly parses as an aware datetime and datetime.fromisoformat reads the same way.
-_AWARE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
+_AWARE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})", re.ASCII
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,8 @@ def _read_fast(raw: dict[str, Any], size: int) -> WireEvent | None:
     event_id, source, environment, time = raw.get("id"), raw.get("source"), raw.get("environment"), raw.get("time")
     if not (_nonempty(event_id) and _nonempty(source) and _nonempty(environment)):
         return None
-    if type(time) is not str or not _AWARE_TIME.fullmatch(time):
+    at = _aware_time(time)
+    if at is None:
         return None
     if raw.get("specversion", "1.0") != "1.0" or raw.get("datacontenttype", "application/json") != "application/json":
         return None
@@ -83,7 +86,7 @@ def _read_fast(raw: dict[str, Any], size: int) -> WireEvent | None:
         type=kind,
         source=str(source),
         environment=str(environment),
-        time=datetime.fromisoformat(time),
+        time=at,
         data=data,
         size=size,
     )
@@ -109,8 +112,17 @@ def _is_bool(value: Any) -> bool:
     return type(value) is bool
 
 
+def _aware_time(value: Any) -> datetime | None:
+    if type(value) is not str or _AWARE_TIME.fullmatch(value) is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)  # also rejects what the pattern lets by (month 13, +25:00)
+    except ValueError:
+        return None
+
+
 def _is_time(value: Any) -> bool:
-    return type(value) is str and _AWARE_TIME.fullmatch(value) is not None
+    return _aware_time(value) is not None
 
 
 def _is_object(value: Any) -> bool:
