@@ -12,6 +12,13 @@ from aiohttp import web
 
 __all__ = ["serve"]
 
+# Each request or message allocates a few hundred short-lived container objects (frames, futures,
+# dicts) that live for its few milliseconds in flight. At the default threshold (700) the youngest
+# generation is scanned every few of them while dozens are in flight, so most of what is scanned is
+# alive, gets promoted, and drives full collections of several milliseconds each (measured on the
+# gateway under 64 clients: ~30 full collections in 20 s); at 20,000 most of it has died first.
+YOUNG_GC_THRESHOLD = 20_000
+
 
 def serve(
     app: web.Application,
@@ -27,6 +34,8 @@ def serve(
     ``extra_ports``: more listening ports for the same application (the gateway's admin port).
     """
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
     app.on_startup.append(_freeze_startup_heap)
     web.run_app(
         app,
