@@ -416,6 +416,8 @@ async def run_async(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Opti
         if opts.fill:
             await top_up(mongo_url, database, opts.fill, rnd, minutes=opts.fill_minutes)
         queries = await query_latency(mongo_url, database, opts, rnd)
+        # Before the drop: dropping a large database can take minutes on the embedded server.
+        print_queries(queries)
     finally:
         await client.drop_database(database)
         await client.close()
@@ -442,7 +444,10 @@ def run(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict
             ],
         ],
     )
-    queries = results["queries"]
+    return results
+
+
+def print_queries(queries: dict[str, Any]) -> None:
     rows = [
         [name, row["first_page"]["p50_ms"], row["first_page"]["p99_ms"], row["next_page"]["p99_ms"]]
         for name, row in queries["by_filter"].items()
@@ -450,7 +455,7 @@ def run(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict
     rows.append(["all first pages", queries["all_first_pages"]["p50_ms"], queries["all_first_pages"]["p99_ms"], ""])
     print(f"\n  list queries on {queries['operations']:,} operations, limit 100:")
     print_table(["(c) GET /logs/operations", "p50 ms", "p99 ms", "next page p99 ms"], rows)
-    return results
+    print(flush=True)
 
 
 def main() -> None:
