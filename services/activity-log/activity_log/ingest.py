@@ -39,6 +39,7 @@ from keyway_shared.bus import (
     EventPublisher,
     PublishError,
     declare_consumer,
+    retry_copy,
 )
 from keyway_shared.events import EventDecodeError
 from keyway_shared.logging import get_logger
@@ -245,15 +246,7 @@ class IngestConsumer:
         headers = dict(message.headers or {})
         headers[ATTEMPT_HEADER] = attempt + 1
         headers.pop(RESUMED_HEADER, None)
-        copy = aio_pika.Message(
-            body=message.body,
-            content_type=message.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            type=message.type,
-            timestamp=message.timestamp,
-            headers=headers,
-        )
+        copy = retry_copy(message, headers)
         delay = spec.retry.delays[min(attempt, len(spec.retry.delays)) - 1]
         try:
             assert self._publisher is not None

@@ -18,6 +18,7 @@ from .consumer import (
     IdempotencyGuard,
     MessageContext,
     Retry,
+    retry_copy,
 )
 from .publisher import EventPublisher, PublishError, build_message
 from .registry import (
@@ -70,5 +71,6 @@ __all__ = [
     "declare_topology",
     "delete_consumer_queues",
     "environment_changes_exchange",
+    "retry_copy",
     "service_consumers",
 ]

@@ -48,6 +48,7 @@ __all__ = [
     "IdempotencyGuard",
     "MessageContext",
     "Retry",
+    "retry_copy",
 ]
 
 ATTEMPT_HEADER = "x-keyway-attempt"
@@ -316,15 +317,7 @@ class ConsumerRunner:
             headers.pop(RESUMED_HEADER, None)
         else:
             headers[RESUMED_HEADER] = True
-        copy = aio_pika.Message(
-            body=message.body,
-            content_type=message.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            type=message.type,
-            timestamp=message.timestamp,
-            headers=headers,
-        )
+        copy = retry_copy(message, headers)
         try:
             await self._publisher.publish_to_queue(copy, queue=delay_queue)
         except PublishError:
@@ -394,3 +387,17 @@ def _jittered(delay: float, fraction: float) -> float:
     # Quantised to 10 % steps of the delay so jitter creates at most a handful of delay queues.
     steps = max(1, int(fraction * 10))
     return delay * (1 + random.randint(-steps, steps) / 10)
+
+
+def retry_copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """The message to publish to a delay queue for another attempt: the same body and identity,
+    persistent, with the given headers (the attempt count)."""
+    return aio_pika.Message(
+        body=message.body,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        type=message.type,
+        timestamp=message.timestamp,
+        headers=headers,
+    )
