@@ -464,6 +464,11 @@ def main() -> None:
     parser.add_argument("--fill", type=int, default=Options.fill, help="top the queried collection up to N operations")
     parser.add_argument("--fill-minutes", type=float, default=Options.fill_minutes, help="stop the top-up after this")
     parser.add_argument("--queries", type=int, default=Options.queries)
+    parser.add_argument(
+        "--standalone-db",
+        action="store_true",
+        help="start the embedded server without its replica set (no oplog): how it holds 1,000,000 operations",
+    )
     parser.add_argument("--queue-type", choices=["classic", "quorum"], default=Options.queue_type)
     args = parser.parse_args()
     configure_logging(level="WARNING", json=False, service="bench")
@@ -476,7 +481,7 @@ def main() -> None:
         queries=args.queries,
         queue_type=args.queue_type,
     )
-    with mongo_server(ttl_sweep_seconds=TTL_SWEEP_SECONDS) as mongo:
+    with mongo_server(ttl_sweep_seconds=TTL_SWEEP_SECONDS, standalone=args.standalone_db) as mongo:
         results = run(amqp, mongo.url, mongo.pid, opts)
     results["options"] = {"entries": opts.entries, "fill": opts.fill, "queries": opts.queries}
     results["load_average"] = [round(x, 2) for x in os.getloadavg()]

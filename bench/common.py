@@ -70,7 +70,7 @@ class MongoServer:
 
 
 @contextlib.contextmanager
-def mongo_server(*, ttl_sweep_seconds: float = 60) -> Iterator[MongoServer]:
+def mongo_server(*, ttl_sweep_seconds: float = 60, standalone: bool = False) -> Iterator[MongoServer]:
     """``MONGODB_URL`` when set, else the embedded SecantusDB on a free port and a temporary data dir.
 
     The embedded server's TTL sweep reads every document of every collection with a TTL index
@@ -84,7 +84,7 @@ def mongo_server(*, ttl_sweep_seconds: float = 60) -> Iterator[MongoServer]:
     with tempfile.TemporaryDirectory(prefix="kwbench-mongo-") as tmp:
         data_dir = Path(tmp) / "data"
         data_dir.mkdir()
-        proc, url = start_mongo(data_dir, ttl_sweep_seconds=ttl_sweep_seconds)
+        proc, url = start_mongo(data_dir, ttl_sweep_seconds=ttl_sweep_seconds, standalone=standalone)
         try:
             yield MongoServer(url=url, pid=proc.pid, embedded=True)
         finally:

@@ -34,7 +34,7 @@ def wait_for_port(port: int, *, timeout: float = 30.0, proc: subprocess.Popen[by
 
 
 def start_mongo(
-    data_dir: Path, *, port: int | None = None, ttl_sweep_seconds: float = 60
+    data_dir: Path, *, port: int | None = None, ttl_sweep_seconds: float = 60, standalone: bool = False
 ) -> tuple[subprocess.Popen[bytes], str]:
     """The embedded server on ``port`` (a free one by default); its process and URL.
 
@@ -51,6 +51,7 @@ def start_mongo(
             str(port),
             str(data_dir),
             str(ttl_sweep_seconds),
+            *(["standalone"] if standalone else []),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
