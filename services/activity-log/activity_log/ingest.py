@@ -33,11 +33,10 @@ from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
 from keyway_shared.bus import (
-    ATTEMPT_HEADER,
-    RESUMED_HEADER,
     ConsumerSpec,
     EventPublisher,
     PublishError,
+    attempt_of,
     declare_consumer,
     retry_copy,
 )
@@ -237,17 +236,14 @@ class IngestConsumer:
     async def _park(self, message: AbstractIncomingMessage) -> bool:
         """Hand the message to its delay queue as the next attempt; False if it was settled otherwise."""
         spec = self._spec
-        attempt = _attempt_of(message)
+        attempt = attempt_of(message)
         if attempt >= spec.retry.max_attempts:
             log.error("retries exhausted; dead-lettering the event", message_id=message.message_id)
             await _quietly(message.reject(requeue=False))
             ENTRIES.labels("dead_lettered").inc()
             return False
-        headers = dict(message.headers or {})
-        headers[ATTEMPT_HEADER] = attempt + 1
-        headers.pop(RESUMED_HEADER, None)
-        copy = retry_copy(message, headers)
-        delay = spec.retry.delays[min(attempt, len(spec.retry.delays)) - 1]
+        copy = retry_copy(message, attempt=attempt + 1)
+        delay = spec.retry.delay_after(attempt)
         try:
             assert self._publisher is not None
             await self._publisher.publish_to_queue(copy, queue=spec.retry_queue(delay))
@@ -276,11 +272,3 @@ async def _quietly(settling: Awaitable[None]) -> None:
     """Settle one message; on a closed channel the broker has taken it back, which is fine."""
     with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
         await settling
-
-
-def _attempt_of(message: AbstractIncomingMessage) -> int:
-    value = (message.headers or {}).get(ATTEMPT_HEADER, 1)
-    try:
-        return max(1, int(value)) if isinstance(value, int | str) else 1
-    except ValueError:
-        return 1

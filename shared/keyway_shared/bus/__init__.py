@@ -18,6 +18,7 @@ from .consumer import (
     IdempotencyGuard,
     MessageContext,
     Retry,
+    attempt_of,
     retry_copy,
 )
 from .publisher import EventPublisher, PublishError, build_message
@@ -64,6 +65,7 @@ __all__ = [
     "PublishError",
     "Retry",
     "RetrySchedule",
+    "attempt_of",
     "build_message",
     "connect",
     "declare_consumer",

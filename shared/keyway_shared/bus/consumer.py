@@ -48,6 +48,7 @@ __all__ = [
     "IdempotencyGuard",
     "MessageContext",
     "Retry",
+    "attempt_of",
     "retry_copy",
 ]
 
@@ -220,7 +221,7 @@ class ConsumerRunner:
 
     async def _process(self, reg: _Registration, message: AbstractIncomingMessage) -> None:
         queue = reg.spec.queue
-        attempt = _attempt_of(message)
+        attempt = attempt_of(message)
         with structlog.contextvars.bound_contextvars(queue=queue, message_id=message.message_id, attempt=attempt):
             try:
                 event = _decode(reg.spec, message.body)
@@ -306,18 +307,12 @@ class ConsumerRunner:
             await message.reject(requeue=False)
             self._settled(queue, "exhausted")
             return
-        delay = retry.delay if retry.delay is not None else spec.retry.delays[min(attempt, len(spec.retry.delays)) - 1]
+        delay = retry.delay if retry.delay is not None else spec.retry.delay_after(attempt)
         if retry.delay is None and spec.retry.jitter:
             # Jitter picks a neighbouring delay queue rather than a per-message TTL, keeping FIFO = expiry.
             delay = _jittered(delay, spec.retry.jitter)
         delay_queue = await self._delay_queue(spec, delay)
-        headers = dict(message.headers or {})
-        headers[ATTEMPT_HEADER] = next_attempt
-        if count:
-            headers.pop(RESUMED_HEADER, None)
-        else:
-            headers[RESUMED_HEADER] = True
-        copy = retry_copy(message, headers)
+        copy = retry_copy(message, attempt=next_attempt, resumed=not count)
         try:
             await self._publisher.publish_to_queue(copy, queue=delay_queue)
         except PublishError:
@@ -373,7 +368,8 @@ def _decode(spec: ConsumerSpec, body: bytes) -> CloudEvent[Any]:
     return decode_event(body)
 
 
-def _attempt_of(message: AbstractIncomingMessage) -> int:
+def attempt_of(message: AbstractIncomingMessage) -> int:
+    """Which attempt this delivery is (1 for a first delivery or an unreadable header)."""
     value = (message.headers or {}).get(ATTEMPT_HEADER, 1)
     if isinstance(value, int | str):
         try:
@@ -389,9 +385,15 @@ def _jittered(delay: float, fraction: float) -> float:
     return delay * (1 + random.randint(-steps, steps) / 10)
 
 
-def retry_copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
-    """The message to publish to a delay queue for another attempt: the same body and identity,
-    persistent, with the given headers (the attempt count)."""
+def retry_copy(message: AbstractIncomingMessage, *, attempt: int, resumed: bool = False) -> aio_pika.Message:
+    """The message to publish to a delay queue: the same body and identity, persistent, marked as
+    ``attempt`` (and as the same attempt resumed after a hiccup when ``resumed``)."""
+    headers = dict(message.headers or {})
+    headers[ATTEMPT_HEADER] = attempt
+    if resumed:
+        headers[RESUMED_HEADER] = True
+    else:
+        headers.pop(RESUMED_HEADER, None)
     return aio_pika.Message(
         body=message.body,
         content_type=message.content_type,

@@ -54,6 +54,10 @@ class RetrySchedule:
     def max_attempts(self) -> int:
         return len(self.delays) + 1
 
+    def delay_after(self, attempt: int) -> float:
+        """The wait before the attempt after ``attempt`` (the last wait once past the schedule)."""
+        return self.delays[min(attempt, len(self.delays)) - 1]
+
     def scaled(self, factor: float) -> RetrySchedule:
         """The same shape, compressed (tests) or stretched."""
         return RetrySchedule(delays=tuple(d * factor for d in self.delays), jitter=self.jitter)
