@@ -24,33 +24,43 @@ R = TypeVar("R")
 
 
 class GroupCommit(Generic[T, R]):
-    def __init__(self, flush: Callable[[list[T]], Awaitable[list[R]]], *, max_size: int = 64) -> None:
+    """``linger``: how long a batch started while idle waits for company (0: to the end of the
+    current turn of the loop). A batch that reaches ``max_size`` goes at once."""
+
+    def __init__(
+        self, flush: Callable[[list[T]], Awaitable[list[R]]], *, max_size: int = 64, linger: float = 0.0
+    ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self._flush = flush
         self._max_size = max_size
+        self._linger = linger
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._busy = False  # a flush is running, or one is scheduled for the end of this turn
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._scheduled: asyncio.Handle | None = None  # a start waiting for the turn's end or the linger
+        self._running: asyncio.Task[None] | None = None  # the one flush at a time
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, done))
-        if not self._busy:
-            self._busy = True
-            loop.call_soon(self._start)
+        if self._running is None:  # else the running flush's end starts the next
+            if len(self._pending) >= self._max_size:
+                self._start()
+            elif self._scheduled is None:
+                self._scheduled = (
+                    loop.call_later(self._linger, self._start) if self._linger > 0 else loop.call_soon(self._start)
+                )
         # Shielded: a cancelled caller must not cancel the future; its write may still happen.
         return await asyncio.shield(done)
 
     def _start(self) -> None:
-        if not self._pending:
-            self._busy = False
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        if self._running is not None or not self._pending:
             return
         batch, self._pending = self._pending[: self._max_size], self._pending[self._max_size :]
-        task = asyncio.get_running_loop().create_task(self._run(batch), name="group-commit")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._running = asyncio.get_running_loop().create_task(self._run(batch), name="group-commit")
 
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
@@ -72,12 +82,14 @@ class GroupCommit(Generic[T, R]):
                 if not done.done():
                     done.set_result(result)
         finally:
+            self._running = None
             self._start()  # what arrived meanwhile goes now, in one batch
 
     async def close(self) -> None:
-        """Wait for the running flush (and what it leaves pending)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Start what waits, and wait for the flushes until nothing is left."""
+        self._start()
+        while self._running is not None:
+            await asyncio.gather(self._running, return_exceptions=True)
 
 
 def _consume_exception(future: asyncio.Future[R]) -> None:

@@ -102,3 +102,25 @@ def test_max_size_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="max_size"):
         GroupCommit(flush, max_size=0)
+
+
+async def test_a_lingering_batch_waits_for_company_unless_it_is_full() -> None:
+    flushes: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int]:
+        flushes.append(items)
+        return items
+
+    commit = GroupCommit(flush, max_size=3, linger=0.05)
+    first = asyncio.create_task(commit.submit(1))
+    await asyncio.sleep(0.01)
+    assert flushes == []  # lingering
+    second = asyncio.create_task(commit.submit(2))
+    assert [await first, await second] == [1, 2]
+    assert flushes == [[1, 2]]
+    full = [asyncio.create_task(commit.submit(i)) for i in (3, 4, 5)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert flushes == [[1, 2], [3, 4, 5]]  # full: gone without the linger
+    assert [await task for task in full] == [3, 4, 5]
+    await commit.close()

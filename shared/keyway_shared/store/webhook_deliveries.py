@@ -22,7 +22,6 @@ batch gathers, so a quiet dispatcher pays one round trip per write and a busy on
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +30,7 @@ from typing import Any
 from pymongo import DESCENDING, InsertOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from ..group_commit import GroupCommit
 from .client import Database, db_now
 
 __all__ = [
@@ -86,78 +86,37 @@ class Claim:
 class _BulkWriter:
     """Coalesces single inserts into ``bulk_write`` calls; answers each with inserted / duplicate key.
 
-    One ``bulk_write`` at a time: what arrives meanwhile waits for the next, and a batch lingers a
-    moment (``linger``) for company before it goes. A command costs the driver about as much CPU
-    as a few dozen documents, so under load this is most of what a write costs.
+    A :class:`~keyway_shared.group_commit.GroupCommit`: one ``bulk_write`` at a time, what arrives
+    meanwhile waits for the next, and a batch started while idle lingers a moment (``linger``) for
+    company before it goes. A command costs the driver about as much CPU as a few dozen documents,
+    so under load this is most of what a write costs.
     """
 
-    def __init__(
-        self, db: Database, collection: str, *, max_batch: int = 1000, max_in_flight: int = 1, linger: float = 0.002
-    ) -> None:
+    def __init__(self, db: Database, collection: str, *, max_batch: int = 1000, linger: float = 0.002) -> None:
         self._col = db[collection]
-        self._max_batch = max_batch
-        self._max_in_flight = max_in_flight
-        self._linger = linger
-        self._pending: list[tuple[InsertOne[Any], asyncio.Future[bool]]] = []
-        self._flushes: set[asyncio.Task[None]] = set()
-        self._timer: asyncio.TimerHandle | None = None
+        self._commit: GroupCommit[dict[str, Any], bool | PyMongoError] = GroupCommit(
+            self._flush, max_size=max_batch, linger=linger
+        )
 
     async def insert(self, doc: dict[str, Any]) -> bool:
         """True once inserted; False when its ``_id`` exists. Other failures raise."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((InsertOne(doc), future))
-        self._kick()
-        return await future
+        result = await self._commit.submit(doc)
+        if isinstance(result, PyMongoError):
+            raise result
+        return result
 
-    def _kick(self) -> None:
-        if len(self._pending) < self._max_batch and self._linger > 0:
-            if self._timer is None and self._pending:
-                self._timer = asyncio.get_running_loop().call_later(self._linger, self._lingered)
-            return
-        self._start()
-
-    def _lingered(self) -> None:
-        self._timer = None
-        self._start()
-
-    def _start(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._pending and len(self._flushes) < self._max_in_flight:
-            batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            task = asyncio.get_running_loop().create_task(self._flush(batch), name="webhook-deliveries-flush")
-            self._flushes.add(task)
-            task.add_done_callback(self._flush_done)
-
-    def _flush_done(self, task: asyncio.Task[None]) -> None:
-        self._flushes.discard(task)
-        self._start()  # what gathered while this one was in flight has waited long enough
-
-    async def _flush(self, batch: list[tuple[InsertOne[Any], asyncio.Future[bool]]]) -> None:
-        failed: dict[int, BaseException | None] = {}  # index -> error, None for a duplicate key
+    async def _flush(self, docs: list[dict[str, Any]]) -> list[bool | PyMongoError]:
+        results: list[bool | PyMongoError] = [True] * len(docs)
         try:
-            await self._col.bulk_write([op for op, _ in batch], ordered=False)
+            await self._col.bulk_write([InsertOne(doc) for doc in docs], ordered=False)
         except BulkWriteError as exc:
             for error in exc.details.get("writeErrors", []):
                 duplicate = error.get("code") == _DUPLICATE_KEY
-                failed[error["index"]] = None if duplicate else PyMongoError(str(error.get("errmsg", "write error")))
-        except Exception as exc:
-            failed = dict.fromkeys(range(len(batch)), exc)
-        for index, (_op, future) in enumerate(batch):
-            if future.done():  # its handler was cancelled meanwhile
-                continue
-            if index not in failed:
-                future.set_result(True)
-            elif (error := failed[index]) is None:
-                future.set_result(False)
-            else:
-                future.set_exception(error)
+                results[error["index"]] = False if duplicate else PyMongoError(str(error.get("errmsg", "write error")))
+        return results  # any other failure raises, to every caller of the batch
 
     async def close(self) -> None:
-        self._start()
-        while self._flushes:
-            await asyncio.gather(*list(self._flushes), return_exceptions=True)
+        await self._commit.close()
 
 
 class DeliveryLog:
