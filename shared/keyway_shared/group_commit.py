@@ -1,9 +1,9 @@
 """Group commit: concurrent callers' writes share one database round trip, each gets its own answer.
 
-Unlike :class:`keyway_shared.batching.Batcher`, nothing waits on a timer. The first call of an
-idle committer is flushed at the end of the current turn of the event loop (so calls made together,
-such as the refresh loop starting a round of refreshes, go together); calls arriving while a flush
-runs wait for it to end and then go together in the next. A lone caller therefore pays no delay,
+By default nothing waits on a timer. The first call of an idle committer is flushed at the end
+of the current turn of the event loop (so calls made together, such as the refresh loop starting a
+round of refreshes, go together); calls arriving while a flush runs wait for it to end and then go
+together in the next. A lone caller therefore pays no delay,
 and under load the batch grows by itself to what arrived during one round trip.
 
 ``flush`` gets the items in arrival order and returns one result per item, in the same order. When
