@@ -3,8 +3,9 @@
 By default nothing waits on a timer. The first call of an idle committer is flushed at the end
 of the current turn of the event loop (so calls made together, such as the refresh loop starting a
 round of refreshes, go together); calls arriving while a flush runs wait for it to end and then go
-together in the next. A lone caller therefore pays no delay,
-and under load the batch grows by itself to what arrived during one round trip.
+together in the next. A lone caller therefore pays no delay, and under load the batch grows by
+itself to what arrived during one round trip. ``linger`` trades a little latency for bigger
+batches when calls come in a trickle.
 
 ``flush`` gets the items in arrival order and returns one result per item, in the same order. When
 it raises, every caller of that batch gets the exception.
