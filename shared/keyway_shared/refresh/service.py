@@ -15,7 +15,9 @@ days is exhausted until the user reconnects.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -28,6 +30,7 @@ from ..events import CloudEvent, ErrorInfo, TokenRefreshed, TokenRefreshFailed, 
 from ..logging import get_logger
 from ..providers import ProviderCatalog
 from ..store import Connection, IntegrationStore, OutboxRow, RefreshState, RefreshStateStore
+from .lease import kept_lease
 from .policy import DEFAULT_MARGIN, EXHAUSTED_AFTER_DAYS, REFRESHABLE_TYPES, is_due, refresh_due_at, transient_backoff
 from .renew import renew
 
@@ -132,7 +135,8 @@ class RefreshService:
                 # A sibling refreshed (or the user reconnected) while we waited: use theirs. Compared
                 # decrypted, since `keyway keys rotate` changes the ciphertext and nothing else.
                 return RefreshOutcome(connection=conn, refreshed=False)
-            return await self._refresh_held(key, conn, state, raise_errors=True)
+            async with self._lease_kept(key, due_too=False):
+                return await self._refresh_held(key, conn, state, raise_errors=True)
         finally:
             await self._state.release(key, owner=self._owner)
 
@@ -165,7 +169,8 @@ class RefreshService:
                     event=None,
                 )
                 return "exhausted"
-            outcome = await self._refresh_held(key, conn, state, raise_errors=False)
+            async with self._lease_kept(key, due_too=True):
+                outcome = await self._refresh_held(key, conn, state, raise_errors=False)
             released = outcome.refreshed
             if outcome.failure is not None:
                 return outcome.failure
@@ -173,6 +178,12 @@ class RefreshService:
         finally:
             if not released:
                 await self._state.release(key, owner=self._owner)
+
+    def _lease_kept(self, key: dict[str, Any], *, due_too: bool) -> AbstractAsyncContextManager[None]:
+        return kept_lease(
+            functools.partial(self._state.extend_lease, key, owner=self._owner, lease=self._lease, due_too=due_too),
+            self._lease,
+        )
 
     async def _read(self, key: dict[str, Any]) -> tuple[Connection, RefreshState]:
         try:
@@ -229,6 +240,8 @@ class RefreshService:
             environment=conn.environment,
             subject=f"{conn.provider_config_key}/{conn.connection_id}",
         )
+        # The provider has rotated the refresh token: this write holds the only copy of the new one.
+        # The driver retries it through an outage for up to two minutes, and the lease is kept meanwhile.
         row = await self._state.save_refreshed(
             key,
             conn,

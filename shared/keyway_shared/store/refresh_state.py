@@ -110,6 +110,16 @@ class RefreshStateStore:
         result = await self._col.update_one(key | due | free, {"$set": update})
         return result.modified_count == 1
 
+    async def extend_lease(self, key: ConnKey, *, owner: str, lease: timedelta, due_too: bool) -> bool:
+        """Push our lease ``lease`` from now; False when it is no longer ours. ``due_too`` for a
+        background claim, whose due time rides on the lease to keep it off the candidate lists."""
+        until = datetime.now(UTC) + lease
+        update: dict[str, Any] = {"refresh_lease_until": until}
+        if due_too:
+            update["refresh_due_at"] = until
+        result = await self._col.update_one(key | {"refresh_lease_owner": owner}, {"$set": update})
+        return result.matched_count == 1
+
     async def claim_due(self, doc_id: Any, *, owner: str, lease: timedelta) -> dict[str, Any] | None:
         """Take the lease of a connection that is still due, and read it: the background refresh's
         claim. Concurrent claims are made together (:meth:`claim_due_many`)."""

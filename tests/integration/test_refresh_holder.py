@@ -1,0 +1,154 @@
+"""A refresh holding rotated tokens keeps them: a live holder slower than its lease is never
+overtaken, and a database outage while it stores the new tokens delays the write, never loses it.
+
+The refresh service here leases for one second and allows the provider five (the services' settings
+forbid that pairing; it stands for any holder slowed past its lease, such as a database write
+retried through a failover). The provider takes two. A rival replica tries to claim the connection
+and to take its lease all along: without the holder extending its lease the rival gets it after a
+second and spends the same rotating refresh token, and the strict provider revokes the grant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from pymongo import AsyncMongoClient
+
+from keyway_shared.cipher import CredentialCipher
+from keyway_shared.events import utcnow
+from keyway_shared.providers import load_catalog
+from keyway_shared.refresh.service import RefreshService
+from keyway_shared.store import RefreshStateStore
+from token_refresher.integrations import CachedIntegrations
+
+from ..support.polling import eventually
+from ..support.tcpproxy import TcpProxy
+from .test_token_refresher_loop import World, refresher_world
+
+pytestmark = [pytest.mark.broker, pytest.mark.mongo]
+
+LEASE = timedelta(seconds=1)
+
+
+@pytest.fixture
+async def quiet_world(
+    tmp_path: Path, mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
+) -> AsyncIterator[World]:
+    """The world with the refresher's own loop off: only the test's services refresh."""
+    async with refresher_world(
+        tmp_path=tmp_path,
+        mongo_url=mongo_url,
+        db_name=db_name,
+        db=db,
+        amqp_url=amqp_url,
+        namespace=namespace,
+        encryption_key=encryption_key,
+        refresh_loop=False,
+    ) as the_world:
+        yield the_world
+
+
+async def test_a_holder_slower_than_its_lease_is_not_overtaken(
+    quiet_world: World, mongo_client: Any, db: Any, encryption_key: str, tmp_path: Path
+) -> None:
+    world = quiet_world
+    await world.import_connection("slow", expires_in=3600)
+    doc = await world.doc("slow")
+    await db["connections"].update_one({"_id": doc["_id"]}, {"$set": {"refresh_due_at": utcnow()}})
+    world.provider.delay = 2.0
+
+    async with aiohttp.ClientSession() as http:
+        holder = refresh_service(mongo_client, db, encryption_key, tmp_path, http, lease=LEASE)
+        refresh = asyncio.create_task(holder.refresh_due(doc["_id"]))
+        rival = RefreshStateStore(mongo_client, db, CredentialCipher(current_key=encryption_key))
+        rival_took: list[str] = []
+        await asyncio.sleep(0.1)
+        while not refresh.done():
+            if await rival.claim_due(doc["_id"], owner="rival", lease=LEASE) is not None:
+                rival_took.append("claim")
+            if await rival.acquire({"_id": doc["_id"]}, owner="rival", lease=LEASE):
+                rival_took.append("lease")
+            await asyncio.sleep(0.1)
+        outcome = await refresh
+
+    assert outcome == "refreshed"
+    assert rival_took == []
+    assert world.refreshes_of("slow") == 1
+    assert world.provider.reuse_detected == 0
+    stored = await world.credentials("slow")
+    assert stored["refresh_token"] == world.provider.grants[world.grants["slow"]].refresh_tokens[-1]
+    after = await world.doc("slow")
+    assert after["refresh_lease_owner"] is None  # the save released it
+
+
+async def test_new_tokens_outlast_a_database_outage_while_they_are_stored(
+    quiet_world: World, mongo_url: str, db_name: str, db: Any, encryption_key: str, tmp_path: Path
+) -> None:
+    world = quiet_world
+    await world.import_connection("outage", expires_in=3600)
+    doc = await world.doc("outage")
+    await db["connections"].update_one({"_id": doc["_id"]}, {"$set": {"refresh_due_at": utcnow()}})
+    world.provider.delay = 0.5
+
+    server = urlsplit(mongo_url)
+    link = TcpProxy(server.hostname or "127.0.0.1", server.port or 27017)
+    await link.start()
+    # Quick to give up on an unreachable server, so the outage outlasts the driver's own waiting.
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{link.port}/?retryWrites=false&directConnection=true&serverSelectionTimeoutMS=300",
+        tz_aware=True,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            holder = refresh_service(
+                client, client[db_name], encryption_key, tmp_path, http, lease=timedelta(seconds=30)
+            )
+            refresh = asyncio.create_task(holder.refresh_due(doc["_id"]))
+
+            async def asked() -> bool:
+                return world.provider.delayed == 1
+
+            await eventually(asked, timeout=10, what="the token request to reach the provider")
+            await link.cut()  # the database goes away while the provider rotates the tokens
+
+            async def rotated() -> bool:
+                return world.refreshes_of("outage") == 1
+
+            await eventually(rotated, timeout=10, what="the provider to rotate the tokens")
+            await asyncio.sleep(1.5)  # several failed writes of the new tokens, each past the driver's patience
+            assert not refresh.done()
+            await link.start()
+            outcome = await asyncio.wait_for(refresh, timeout=20)
+    finally:
+        await client.close()
+        await link.cut()
+
+    assert outcome == "refreshed"
+    stored = await world.credentials("outage")
+    assert stored["refresh_token"] == world.provider.grants[world.grants["outage"]].refresh_tokens[-1]
+    assert world.provider.reuse_detected == 0
+
+
+def refresh_service(
+    client: Any, db: Any, encryption_key: str, tmp_path: Path, http: aiohttp.ClientSession, *, lease: timedelta
+) -> RefreshService:
+    """A refresh service of the test's own (the world's refresher has its loop off)."""
+    cipher = CredentialCipher(current_key=encryption_key)
+    return RefreshService(
+        state=RefreshStateStore(client, db, cipher),
+        integrations=CachedIntegrations(db, cipher),
+        catalog=load_catalog(str(tmp_path / "providers.yaml")),
+        http=http,
+        publish_soon=lambda rows: None,  # the rows stay in the outbox; not what this test is about
+        owner="holder",
+        source="/keyway/tests",
+        lease=lease,
+        timeout_seconds=5.0,
+    )
