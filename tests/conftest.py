@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +25,7 @@ from pymongo.errors import PyMongoError
 
 from keyway_shared.store import ensure_indexes
 
+from .integration.gateway_app import StartGateway, running_gateway
 from .support.oauth_provider import OAuthProvider
 from .support.procs import start_mongo
 
@@ -136,3 +138,28 @@ async def provider() -> AsyncIterator[OAuthProvider]:
     server = await OAuthProvider().start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+def start_gateway(
+    mongo_url: str,
+    db_name: str,
+    db: Any,
+    amqp_url: str,
+    namespace: str,
+    amqp: aio_pika.abc.AbstractRobustConnection,
+    encryption_key: str,
+) -> StartGateway:
+    """``start_gateway(**settings)``: an in-process gateway on this test's database and bus namespace.
+
+    Depends on ``db`` and ``amqp`` so that both are made ready before and cleaned after every
+    gateway the test starts (and closes).
+    """
+    return functools.partial(
+        running_gateway,
+        mongo_url=mongo_url,
+        db_name=db_name,
+        amqp_url=amqp_url,
+        namespace=namespace,
+        encryption_key=encryption_key,
+    )

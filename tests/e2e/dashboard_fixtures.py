@@ -8,17 +8,15 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from playwright.async_api import Browser, BrowserContext, Page
 
 from activity_log.app import create_app as create_activity_log
 from activity_log.settings import ActivityLogSettings
 from auth_gateway.dashboard.passwords import hash_password
 
-from ..integration.gateway_app import Gateway, running_gateway
+from ..integration.gateway_app import Gateway, StartGateway, providers_yaml
 from ..support.inproc import running
 from ..support.oauth_provider import OAuthProvider
 
@@ -42,15 +40,13 @@ PASSWORD_HASH = hash_password(PASSWORD)
 async def gw(
     provider: OAuthProvider,
     tmp_path: Path,
+    start_gateway: StartGateway,
     mongo_url: str,
     db_name: str,
-    db: Any,
     amqp_url: str,
     namespace: str,
-    amqp: Any,
     encryption_key: str,
 ) -> AsyncIterator[Gateway]:
-    providers_file = tmp_path / "providers.yaml"
     template = provider.template(display_name="Local Test OAuth", docs=f"{provider.base}/docs")
     api_key_template = {
         "display_name": "Local API key service",
@@ -63,9 +59,7 @@ async def gw(
         "auth_mode": "OAUTH2_CC",
         "token_url": f"{provider.base}/token",
     }
-    providers_file.write_text(
-        yaml.safe_dump({"local-test-oauth": template, "local-api-key": api_key_template, "local-cc": cc_template})
-    )
+    catalog = {"local-test-oauth": template, "local-api-key": api_key_template, "local-cc": cc_template}
     activity_settings = ActivityLogSettings(
         mongodb_url=mongo_url,
         mongodb_database=db_name,
@@ -77,13 +71,8 @@ async def gw(
     )
     async with (
         running(create_activity_log(activity_settings)),
-        running_gateway(
-            mongo_url=mongo_url,
-            db_name=db_name,
-            amqp_url=amqp_url,
-            namespace=namespace,
-            encryption_key=encryption_key,
-            providers_file=str(providers_file),
+        start_gateway(
+            providers_file=providers_yaml(tmp_path, catalog),
             egress_allowlist="127.0.0.0/8",
             provider_timeout_seconds=2.0,
             admin_user=ADMIN,

@@ -12,14 +12,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import yaml
 from aiohttp import web
 from playwright.async_api import Browser
 
 from auth_gateway.connect_links import OutcomeError, verify_outcome
 from keyway_shared.events import utcnow
 
-from ..integration.gateway_app import Gateway, running_gateway
+from ..integration.gateway_app import Gateway, StartGateway, providers_yaml
 from ..support.oauth_provider import OAuthProvider
 from ..support.procs import free_port
 
@@ -75,27 +74,14 @@ async def gw(
     provider: OAuthProvider,
     app: App,
     tmp_path: Path,
-    mongo_url: str,
-    db_name: str,
-    db: Any,
-    amqp_url: str,
-    namespace: str,
-    amqp: Any,
-    encryption_key: str,
+    start_gateway: StartGateway,
 ) -> AsyncIterator[Gateway]:
-    providers_file = tmp_path / "providers.yaml"
     templates = {
         "test-oauth2": provider.template(display_name="Test OAuth"),
         "test-apikey": {"display_name": "Test Key Service", "auth_mode": "API_KEY"},
     }
-    providers_file.write_text(yaml.safe_dump(templates))
-    async with running_gateway(
-        mongo_url=mongo_url,
-        db_name=db_name,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        encryption_key=encryption_key,
-        providers_file=str(providers_file),
+    async with start_gateway(
+        providers_file=providers_yaml(tmp_path, templates),
         egress_allowlist="127.0.0.0/8",
         provider_timeout_seconds=2.0,
     ) as gateway:

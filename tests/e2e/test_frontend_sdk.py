@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import web
 from playwright.async_api import Browser, Page
 
-from ..integration.gateway_app import Gateway, running_gateway
+from ..integration.gateway_app import Gateway, StartGateway, providers_yaml
 from ..support.oauth_provider import OAuthProvider
 from ..support.procs import free_port
 
@@ -48,26 +47,9 @@ async def app_page_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def gw(
-    provider: OAuthProvider,
-    tmp_path: Path,
-    mongo_url: str,
-    db_name: str,
-    db: Any,
-    amqp_url: str,
-    namespace: str,
-    amqp: Any,
-    encryption_key: str,
-) -> AsyncIterator[Gateway]:
-    providers_file = tmp_path / "providers.yaml"
-    providers_file.write_text(yaml.safe_dump({"test-oauth2": provider.template()}))
-    async with running_gateway(
-        mongo_url=mongo_url,
-        db_name=db_name,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        encryption_key=encryption_key,
-        providers_file=str(providers_file),
+async def gw(provider: OAuthProvider, tmp_path: Path, start_gateway: StartGateway) -> AsyncIterator[Gateway]:
+    async with start_gateway(
+        providers_file=providers_yaml(tmp_path, {"test-oauth2": provider.template()}),
         egress_allowlist="127.0.0.0/8",
         provider_timeout_seconds=2.0,
     ) as gateway:

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from keyway_shared.jsjson import js_stringify
 from keyway_shared.webhook_signing import nango_signature
 from webhook_dispatcher.app import create_app as create_dispatcher
 from webhook_dispatcher.settings import DispatcherSettings
 
-from ..integration.gateway_app import Gateway, running_gateway
+from ..integration.gateway_app import Gateway, StartGateway, providers_yaml
 from ..integration.test_oauth2_flow import run_flow
 from ..support.inproc import running
 from ..support.oauth_provider import OAuthProvider
@@ -60,21 +59,17 @@ class World:
 @pytest.fixture
 async def world(
     tmp_path: Path,
+    start_gateway: StartGateway,
     mongo_url: str,
     db_name: str,
-    db: Any,
     amqp_url: str,
     namespace: str,
-    amqp: Any,
     encryption_key: str,
 ) -> AsyncIterator[World]:
     provider = await OAuthProvider().start()
     upstream = await EchoUpstream().start()
     receiver = await WebhookReceiver().start()
-    providers_file = tmp_path / "providers.yaml"
-    providers_file.write_text(
-        yaml.safe_dump({"test-oauth2": provider.template(proxy={"base_url": f"{upstream.base}/v1"})})
-    )
+    catalog = {"test-oauth2": provider.template(proxy={"base_url": f"{upstream.base}/v1"})}
     dispatcher = DispatcherSettings(
         mongodb_url=mongo_url,
         mongodb_database=db_name,
@@ -86,13 +81,8 @@ async def world(
     )
     try:
         async with (
-            running_gateway(
-                mongo_url=mongo_url,
-                db_name=db_name,
-                amqp_url=amqp_url,
-                namespace=namespace,
-                encryption_key=encryption_key,
-                providers_file=str(providers_file),
+            start_gateway(
+                providers_file=providers_yaml(tmp_path, catalog),
                 egress_allowlist="127.0.0.0/8",
                 provider_timeout_seconds=2.0,
             ) as gw,

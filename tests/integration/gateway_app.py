@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from auth_gateway.app import create_app
@@ -65,3 +68,20 @@ async def running_gateway(
     app = create_app(settings)
     async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:
         yield Gateway(client=client, settings=settings, secret_key=secret_key, public_key=public_key)
+
+
+class StartGateway(Protocol):
+    """The ``start_gateway`` fixture: :func:`running_gateway` on this test's database, broker and namespace.
+
+    Keywords are the test's own settings (and ``keys_of``); one that names the infrastructure, such
+    as ``amqp_url`` through a proxy, replaces the test's.
+    """
+
+    def __call__(self, **settings: object) -> AbstractAsyncContextManager[Gateway]: ...
+
+
+def providers_yaml(tmp_path: Path, catalog: Mapping[str, object]) -> str:
+    """Write ``catalog`` as the test's ``providers.yaml`` and give its path, for ``providers_file=``."""
+    path = tmp_path / "providers.yaml"
+    path.write_text(yaml.safe_dump(dict(catalog)))
+    return str(path)

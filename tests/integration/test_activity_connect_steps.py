@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from activity_log.app import create_app
 from activity_log.settings import ActivityLogSettings
@@ -21,7 +20,7 @@ from ..support.inproc import running
 from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
 from .flow_helpers import run_popup
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -30,16 +29,12 @@ pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 async def gw(
     provider: OAuthProvider,
     tmp_path: Path,
+    start_gateway: StartGateway,
     mongo_url: str,
     db_name: str,
-    db: Any,
     amqp_url: str,
     namespace: str,
-    amqp: Any,
-    encryption_key: str,
 ) -> AsyncIterator[Gateway]:
-    providers_file = tmp_path / "providers.yaml"
-    providers_file.write_text(yaml.safe_dump({"test-oauth2": provider.template()}))
     settings = ActivityLogSettings(
         mongodb_url=mongo_url,
         mongodb_database=db_name,
@@ -50,13 +45,8 @@ async def gw(
         connect_timeout_seconds=1.5,
         timeout_sweep_seconds=0.25,
     )
-    async with running_gateway(
-        mongo_url=mongo_url,
-        db_name=db_name,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        encryption_key=encryption_key,
-        providers_file=str(providers_file),
+    async with start_gateway(
+        providers_file=providers_yaml(tmp_path, {"test-oauth2": provider.template()}),
         egress_allowlist="127.0.0.0/8",
         provider_timeout_seconds=2.0,
     ) as gateway:

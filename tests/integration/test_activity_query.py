@@ -20,7 +20,7 @@ from keyway_shared.activity import Cursor, OperationFilter, list_operations, wor
 from keyway_shared.events import ActivityMessage, CloudEvent, EventData, HttpExcerpt
 
 from ..support.inproc import event
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway
 
 pytestmark = [pytest.mark.mongo]
 
@@ -179,12 +179,8 @@ async def test_windows_follow_the_density_instead_of_reading_everything(db: Any)
 
 
 @pytest.fixture
-async def gw(
-    mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, encryption_key: str
-) -> AsyncIterator[Gateway]:
-    async with running_gateway(
-        mongo_url=mongo_url, db_name=db_name, amqp_url=amqp_url, namespace=namespace, encryption_key=encryption_key
-    ) as gateway:
+async def gw(start_gateway: StartGateway) -> AsyncIterator[Gateway]:
+    async with start_gateway() as gateway:
         yield gateway
 
 

@@ -16,13 +16,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import yaml
 
 from ..support.github_app_provider import AppStoreKey, GitHubApp, GitHubLikeProvider, ec_key_pem, rsa_key_pem
 from ..support.oauth1_provider import OAuth1Provider
 from ..support.oauth_provider import OAuthProvider
 from .flow_helpers import ANNOUNCED, EventWatch, create_integration, get_connection, run_popup
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -100,24 +99,11 @@ async def gw(
     providers: Providers,
     events: EventWatch,
     tmp_path: Path,
-    mongo_url: str,
-    db_name: str,
-    db: Any,
-    amqp_url: str,
-    namespace: str,
-    amqp: Any,
-    encryption_key: str,
+    start_gateway: StartGateway,
 ) -> AsyncIterator[Gateway]:
     p = providers
-    providers_file = tmp_path / "providers.yaml"
-    providers_file.write_text(yaml.safe_dump(_catalog(p)))
-    async with running_gateway(
-        mongo_url=mongo_url,
-        db_name=db_name,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        encryption_key=encryption_key,
-        providers_file=str(providers_file),
+    async with start_gateway(
+        providers_file=providers_yaml(tmp_path, _catalog(p)),
         egress_allowlist="127.0.0.0/8",
         provider_timeout_seconds=2.0,
     ) as gateway:

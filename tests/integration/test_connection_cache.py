@@ -17,14 +17,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 from auth_gateway.connection_cache import CONNECTION_CACHE, ConnectionCache
 
 from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
 from ..support.tcpproxy import TcpProxy
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -41,30 +40,21 @@ class Pair:
 
 
 @pytest.fixture
-async def pair(
-    tmp_path: Path, mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, encryption_key: str
-) -> AsyncIterator[Pair]:
+async def pair(tmp_path: Path, amqp_url: str, start_gateway: StartGateway) -> AsyncIterator[Pair]:
     provider = await OAuthProvider().start()
     broker = urlsplit(amqp_url)
     link = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
     await link.start()
-    providers_file = tmp_path / "providers.yaml"
-    providers_file.write_text(yaml.safe_dump({"test-oauth2": provider.template()}))
-    common: dict[str, Any] = {
-        "mongo_url": mongo_url,
-        "db_name": db_name,
-        "amqp_url": amqp_url,
-        "namespace": namespace,
-        "encryption_key": encryption_key,
-        "providers_file": str(providers_file),
+    settings: dict[str, Any] = {
+        "providers_file": providers_yaml(tmp_path, {"test-oauth2": provider.template()}),
         "egress_allowlist": "127.0.0.0/8",
         "provider_timeout_seconds": 2.0,
         "connection_cache_seconds": 2.0,
     }
     async with AsyncExitStack() as stack:
-        one = await stack.enter_async_context(running_gateway(**common))
+        one = await stack.enter_async_context(start_gateway(**settings))
         through_link = broker._replace(netloc=f"{broker.netloc.rsplit('@', 1)[0]}@127.0.0.1:{link.port}").geturl()
-        two = await stack.enter_async_context(running_gateway(**{**common, "amqp_url": through_link}, keys_of=one))
+        two = await stack.enter_async_context(start_gateway(**settings, amqp_url=through_link, keys_of=one))
         body = {
             "provider": "test-oauth2",
             "provider_config_key": "oauth",

@@ -4,42 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 from aiohttp import web
 
 from ..support.oauth_provider import OAuthProvider
 from ..support.procs import free_port
-from .gateway_app import running_gateway
+from .gateway_app import StartGateway, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
 
 async def test_custom_callback_url_through_a_308_redirect(
-    provider: OAuthProvider,
-    tmp_path: Path,
-    mongo_url: str,
-    db_name: str,
-    db: Any,
-    amqp_url: str,
-    namespace: str,
-    amqp: Any,
-    encryption_key: str,
+    provider: OAuthProvider, tmp_path: Path, start_gateway: StartGateway
 ) -> None:
-    providers_file = tmp_path / "providers.yaml"
-    providers_file.write_text(yaml.safe_dump({"test-oauth2": provider.template()}))
-    async with running_gateway(
-        mongo_url=mongo_url,
-        db_name=db_name,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        encryption_key=encryption_key,
-        providers_file=str(providers_file),
-        egress_allowlist="127.0.0.0/8",
-    ) as gw:
+    providers_file = providers_yaml(tmp_path, {"test-oauth2": provider.template()})
+    async with start_gateway(providers_file=providers_file, egress_allowlist="127.0.0.0/8") as gw:
         # The app's own domain: forwards the provider's redirect, query intact, with a 308.
         app_port = free_port()
 

@@ -10,18 +10,14 @@ from typing import Any
 import pytest
 
 from ..support.polling import eventually
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
 
 @pytest.fixture
-async def gw(
-    mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
-) -> AsyncIterator[Gateway]:
-    async with running_gateway(
-        mongo_url=mongo_url, db_name=db_name, amqp_url=amqp_url, namespace=namespace, encryption_key=encryption_key
-    ) as gateway:
+async def gw(start_gateway: StartGateway) -> AsyncIterator[Gateway]:
+    async with start_gateway() as gateway:
         yield gateway
 
 

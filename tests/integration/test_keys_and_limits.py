@@ -16,25 +16,23 @@ from keyway_shared.cipher import CredentialCipher
 from keyway_shared.store import EnvironmentStore
 
 from ..support.polling import eventually
-from .gateway_app import running_gateway
+from .gateway_app import StartGateway
 from .test_gateway_api import assert_envelope
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
 
 async def test_secret_and_public_key_rotation(
-    mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
+    start_gateway: StartGateway, mongo_url: str, db: Any, amqp_url: str, namespace: str, encryption_key: str
 ) -> None:
-    async with running_gateway(
-        mongo_url=mongo_url, db_name=db_name, amqp_url=amqp_url, namespace=namespace, encryption_key=encryption_key
-    ) as gw:
+    async with start_gateway() as gw:
         resp = await gw.client.post("/environment/rotate-key", json={"type": "secret"}, headers=gw.auth)
         assert resp.status == 409  # the test pins its keys like an operator would
         assert_envelope(await resp.json(), "key_pinned")
     # An unpinned environment rotates through the API.
     settings = GatewaySettings(
         mongodb_url=mongo_url,
-        mongodb_database=db_name,
+        mongodb_database=db.name,
         amqp_url=amqp_url,
         bus_namespace=namespace,
         queue_type="classic",
@@ -72,17 +70,8 @@ async def test_secret_and_public_key_rotation(
         assert_envelope(await resp.json(), "invalid_body")
 
 
-async def test_rate_limit_headers_and_429(
-    mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
-) -> None:
-    async with running_gateway(
-        mongo_url=mongo_url,
-        db_name=db_name,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        encryption_key=encryption_key,
-        rate_limit_per_minute=5,
-    ) as gw:
+async def test_rate_limit_headers_and_429(start_gateway: StartGateway) -> None:
+    async with start_gateway(rate_limit_per_minute=5) as gw:
         statuses = []
         for _ in range(7):
             resp = await gw.client.get("/config", headers=gw.auth)

@@ -18,7 +18,7 @@ from auth_gateway.routes import ROUTES
 from auth_gateway.settings import GatewaySettings
 
 from ..support.procs import free_port
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -114,13 +114,9 @@ async def test_operations_routes_answer_on_both(split: Split) -> None:
                 assert resp.status == 200, (base, path)
 
 
-async def test_one_port_by_default(
-    mongo_url: str, db_name: str, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
-) -> None:
+async def test_one_port_by_default(start_gateway: StartGateway) -> None:
     gw: Gateway
-    async with running_gateway(
-        mongo_url=mongo_url, db_name=db_name, amqp_url=amqp_url, namespace=namespace, encryption_key=encryption_key
-    ) as gw:
+    async with start_gateway() as gw:
         assert gw.settings.admin_port is None
         for path in ("/health", "/connection", "/openapi.json", "/sdk/keyway-connect.js"):
             resp = await gw.client.get(path, headers=gw.auth)

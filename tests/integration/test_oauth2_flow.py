@@ -9,49 +9,28 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import yaml
 
 from ..support.oauth_provider import OAuthProvider
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
 
 @pytest.fixture
-async def gw(
-    provider: OAuthProvider,
-    tmp_path: Path,
-    mongo_url: str,
-    db_name: str,
-    db: Any,
-    amqp_url: str,
-    namespace: str,
-    amqp: Any,
-    encryption_key: str,
-) -> AsyncIterator[Gateway]:
-    providers_file = tmp_path / "providers.yaml"
-    providers_file.write_text(
-        yaml.safe_dump(
-            {
-                "test-oauth2": provider.template(token_response_metadata=["team.id"], scope_separator=" "),
-                "test-tenant": provider.template(
-                    authorization_url=f"{provider.base}/t/${{connectionConfig.tenant}}/authorize",
-                    token_url=f"{provider.base}/t/${{connectionConfig.tenant}}/token",
-                    authorization_params={"prompt": "consent", "access_type": "offline"},
-                    connection_config={"tenant": {"type": "string"}},
-                ),
-                "test-basic-auth": provider.template(authorization_method="header", disable_pkce=True),
-                "test-slow": provider.template(),
-            }
-        )
-    )
-    async with running_gateway(
-        mongo_url=mongo_url,
-        db_name=db_name,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        encryption_key=encryption_key,
-        providers_file=str(providers_file),
+async def gw(provider: OAuthProvider, tmp_path: Path, start_gateway: StartGateway) -> AsyncIterator[Gateway]:
+    catalog = {
+        "test-oauth2": provider.template(token_response_metadata=["team.id"], scope_separator=" "),
+        "test-tenant": provider.template(
+            authorization_url=f"{provider.base}/t/${{connectionConfig.tenant}}/authorize",
+            token_url=f"{provider.base}/t/${{connectionConfig.tenant}}/token",
+            authorization_params={"prompt": "consent", "access_type": "offline"},
+            connection_config={"tenant": {"type": "string"}},
+        ),
+        "test-basic-auth": provider.template(authorization_method="header", disable_pkce=True),
+        "test-slow": provider.template(),
+    }
+    async with start_gateway(
+        providers_file=providers_yaml(tmp_path, catalog),
         egress_allowlist="127.0.0.0/8",
         provider_timeout_seconds=1.0,
     ) as gateway:

@@ -12,7 +12,7 @@ import pytest
 from ..support.polling import eventually
 from ..support.procs import free_port
 from ..support.tcpproxy import TcpProxy
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -42,7 +42,7 @@ async def _connect(gw: Gateway, connection_id: str) -> None:
 
 
 async def test_event_survives_a_broker_outage(
-    mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
+    start_gateway: StartGateway, db: Any, amqp_url: str, namespace: str, amqp: Any
 ) -> None:
     target = urlparse(amqp_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
@@ -51,15 +51,7 @@ async def test_event_survives_a_broker_outage(
     if proxied == amqp_url:
         proxied = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
     watch = await _watch(amqp, namespace)
-    async with running_gateway(
-        mongo_url=mongo_url,
-        db_name=db_name,
-        amqp_url=proxied,
-        namespace=namespace,
-        encryption_key=encryption_key,
-        outbox_sweep_seconds=0.3,
-        outbox_stale_seconds=0.5,
-    ) as gw:
+    async with start_gateway(amqp_url=proxied, outbox_sweep_seconds=0.3, outbox_stale_seconds=0.5) as gw:
 
         async def ready() -> bool:
             resp = await gw.client.get("/readyz")
@@ -88,18 +80,17 @@ async def test_event_survives_a_broker_outage(
 
 
 async def test_gateway_started_against_a_dead_broker_publishes_after_restart(
-    mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
+    start_gateway: StartGateway, db: Any, namespace: str, amqp: Any
 ) -> None:
     watch = await _watch(amqp, namespace)
     dead = f"amqp://guest:guest@127.0.0.1:{free_port()}/"
-    common = {"mongo_url": mongo_url, "db_name": db_name, "namespace": namespace, "encryption_key": encryption_key}
-    async with running_gateway(amqp_url=dead, **common) as gw:
+    async with start_gateway(amqp_url=dead) as gw:
         resp = await gw.client.get("/readyz")
         assert resp.status == 503
         assert (await resp.json())["checks"] == {"broker": False, "mongo": True}
         await _connect(gw, "while-dead")
     assert await db["outbox"].count_documents({}) == 1
-    async with running_gateway(amqp_url=amqp_url, outbox_sweep_seconds=0.3, outbox_stale_seconds=0.5, **common):
+    async with start_gateway(outbox_sweep_seconds=0.3, outbox_stale_seconds=0.5):
         seen: list[dict[str, Any]] = []
 
         async def delivered() -> bool:

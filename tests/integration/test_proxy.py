@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import ClientPayloadError
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
@@ -21,7 +20,7 @@ from structlog.testing import capture_logs
 from ..support.oauth_provider import OAuthProvider
 from ..support.procs import free_port
 from ..support.scripted_upstream import ScriptedUpstream, big_body
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway, providers_yaml
 from .proxy_setup import call, seed, templates
 from .test_gateway_api import assert_envelope
 from .test_oauth2_flow import run_flow
@@ -44,27 +43,9 @@ async def oauth() -> AsyncIterator[OAuthProvider]:
 
 
 @pytest.fixture
-def gateway_args(
-    upstream: ScriptedUpstream,
-    oauth: OAuthProvider,
-    tmp_path: Path,
-    mongo_url: str,
-    db_name: str,
-    db: Any,
-    amqp_url: str,
-    namespace: str,
-    amqp: Any,
-    encryption_key: str,
-) -> dict[str, Any]:
-    providers_file = tmp_path / "providers.yaml"
-    providers_file.write_text(yaml.safe_dump(templates(upstream, oauth)))
+def gateway_args(upstream: ScriptedUpstream, oauth: OAuthProvider, tmp_path: Path) -> dict[str, Any]:
     return {
-        "mongo_url": mongo_url,
-        "db_name": db_name,
-        "amqp_url": amqp_url,
-        "namespace": namespace,
-        "encryption_key": encryption_key,
-        "providers_file": str(providers_file),
+        "providers_file": providers_yaml(tmp_path, templates(upstream, oauth)),
         "provider_timeout_seconds": 2.0,
         "proxy_read_timeout_seconds": 2.0,
         "proxy_deadline_seconds": 6.0,
@@ -72,8 +53,8 @@ def gateway_args(
 
 
 @pytest.fixture
-async def gw(gateway_args: dict[str, Any], oauth: OAuthProvider) -> AsyncIterator[Gateway]:
-    async with running_gateway(**gateway_args, egress_allowlist="127.0.0.0/8") as gateway:
+async def gw(start_gateway: StartGateway, gateway_args: dict[str, Any], oauth: OAuthProvider) -> AsyncIterator[Gateway]:
+    async with start_gateway(**gateway_args, egress_allowlist="127.0.0.0/8") as gateway:
         await seed(gateway, oauth)
         yield gateway
 
@@ -333,8 +314,10 @@ async def test_connection_errors_timeouts_and_retries(gw: Gateway, upstream: Scr
     assert_envelope(await resp.json(), "upstream_timeout")
 
 
-async def test_egress_guard(gateway_args: dict[str, Any], oauth: OAuthProvider, upstream: ScriptedUpstream) -> None:
-    async with running_gateway(**gateway_args, egress_allowlist="") as gw:
+async def test_egress_guard(
+    start_gateway: StartGateway, gateway_args: dict[str, Any], oauth: OAuthProvider, upstream: ScriptedUpstream
+) -> None:
+    async with start_gateway(**gateway_args, egress_allowlist="") as gw:
         await seed(gw, oauth)
         for override in ("", upstream.base, f"http://localhost:{upstream.port}", f"http://[::1]:{upstream.port}"):
             with capture_logs() as logs:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from keyway_client import (
     ApiError,
@@ -50,7 +49,7 @@ from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
 from ..support.receiver import Received, WebhookReceiver, webhook_receiver
 from ..support.upstream import EchoUpstream
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway, providers_yaml
 from .test_oauth2_flow import run_flow
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
@@ -64,30 +63,13 @@ class World:
 
 
 @pytest.fixture
-async def world(
-    tmp_path: Path,
-    mongo_url: str,
-    db_name: str,
-    db: Any,
-    amqp_url: str,
-    namespace: str,
-    amqp: Any,
-    encryption_key: str,
-) -> AsyncIterator[World]:
+async def world(tmp_path: Path, start_gateway: StartGateway) -> AsyncIterator[World]:
     provider = await OAuthProvider().start()
     upstream = await EchoUpstream().start()
-    providers_file = tmp_path / "providers.yaml"
-    providers_file.write_text(
-        yaml.safe_dump({"test-oauth2": provider.template(proxy={"base_url": f"{upstream.base}/v1"})})
-    )
+    catalog = {"test-oauth2": provider.template(proxy={"base_url": f"{upstream.base}/v1"})}
     try:
-        async with running_gateway(
-            mongo_url=mongo_url,
-            db_name=db_name,
-            amqp_url=amqp_url,
-            namespace=namespace,
-            encryption_key=encryption_key,
-            providers_file=str(providers_file),
+        async with start_gateway(
+            providers_file=providers_yaml(tmp_path, catalog),
             egress_allowlist="127.0.0.0/8",
             provider_timeout_seconds=2.0,
         ) as gw:
@@ -394,18 +376,9 @@ async def test_authentication_errors(world: World) -> None:
     assert "not-a-uuid" not in repr(malformed)
 
 
-async def test_rate_limited(
-    mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
-) -> None:
+async def test_rate_limited(start_gateway: StartGateway) -> None:
     async with (
-        running_gateway(
-            mongo_url=mongo_url,
-            db_name=db_name,
-            amqp_url=amqp_url,
-            namespace=namespace,
-            encryption_key=encryption_key,
-            rate_limit_per_minute=2,
-        ) as gw,
+        start_gateway(rate_limit_per_minute=2) as gw,
         AsyncClient(host=gw.url, secret_key=gw.secret_key) as keyway,
     ):
         await keyway.list_integrations()

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import web
 
 from auth_gateway.dashboard.passwords import hash_password
@@ -19,7 +18,7 @@ from keyway_shared.events import CloudEvent
 
 from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -70,30 +69,13 @@ class World:
 
 
 @pytest.fixture
-async def world(
-    provider: RevokingProvider,
-    tmp_path: Path,
-    mongo_url: str,
-    db_name: str,
-    db: Any,
-    amqp_url: str,
-    namespace: str,
-    amqp: Any,
-    encryption_key: str,
-) -> AsyncIterator[World]:
-    providers_file = tmp_path / "providers.yaml"
+async def world(provider: RevokingProvider, tmp_path: Path, start_gateway: StartGateway) -> AsyncIterator[World]:
     catalog = {
         "revocable": provider.template(revocation_url=f"{provider.base}/revoke", authorization_method="header"),
         "plain": provider.template(),
     }
-    providers_file.write_text(yaml.safe_dump(catalog))
-    async with running_gateway(
-        mongo_url=mongo_url,
-        db_name=db_name,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        encryption_key=encryption_key,
-        providers_file=str(providers_file),
+    async with start_gateway(
+        providers_file=providers_yaml(tmp_path, catalog),
         egress_allowlist="127.0.0.0/8",
         provider_timeout_seconds=2.0,
         admin_user="admin",

@@ -29,7 +29,7 @@ from ..support.inproc import event, running
 from ..support.polling import eventually
 from ..support.scripted_receiver import scripted_receiver
 from ..support.webhooks import count_at_least, dispatcher_settings, running_dispatcher
-from .gateway_app import Gateway, running_gateway
+from .gateway_app import Gateway, StartGateway
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -49,18 +49,8 @@ def settings(mongo_url: str, db_name: str, amqp_url: str, namespace: str, encryp
 
 
 @pytest.fixture
-async def gw(
-    db: Any, mongo_url: str, db_name: str, amqp_url: str, namespace: str, encryption_key: str
-) -> AsyncIterator[Gateway]:
-    async with running_gateway(
-        mongo_url=mongo_url,
-        db_name=db_name,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        encryption_key=encryption_key,
-        outbox_sweep_seconds=0.5,
-        outbox_stale_seconds=1,
-    ) as gateway:
+async def gw(start_gateway: StartGateway) -> AsyncIterator[Gateway]:
+    async with start_gateway(outbox_sweep_seconds=0.5, outbox_stale_seconds=1) as gateway:
         yield gateway
 
 
