@@ -39,7 +39,10 @@ class RefresherSettings(BaseServiceSettings):
     refresh_lease_seconds: float = Field(
         default=60.0,
         gt=0,
-        description="how long a claim holds a connection unless renewed; a refresh renews it every third of this while it runs, so a replica that dies loses its claims after this",
+        description=(
+            "how long a claim holds a connection unless renewed; a refresh renews it every third of this"
+            " while it runs, so a replica that dies loses its claims after this"
+        ),
         validation_alias=AliasChoices("KEYWAY_REFRESH_LEASE_SECONDS", "refresh_lease_seconds"),
     )
     refresh_max_sleep_seconds: float = Field(
