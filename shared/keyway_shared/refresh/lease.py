@@ -61,7 +61,9 @@ async def _keep(extend: Callable[[], Awaitable[bool]], period: float, done: asyn
         else:
             if not held:
                 if not done.is_set():  # else our own write released it as the block ended
-                    log.warning("refresh lease lost to another holder; its write cannot overwrite theirs")
+                    # Taken over after it ran out (or, rarely, released by our own write a moment
+                    # ago); either way the compare-and-swap keeps our write from overwriting theirs.
+                    log.warning("refresh lease no longer held; renewal stopped")
                 return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), period)
