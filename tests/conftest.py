@@ -26,6 +26,7 @@ from pymongo.errors import PyMongoError
 from keyway_shared.store import ensure_indexes
 
 from .integration.gateway_app import StartGateway, running_gateway
+from .integration.refresher_world import StartRefresherWorld, refresher_world
 from .support.oauth_provider import OAuthProvider
 from .support.procs import start_mongo
 
@@ -99,6 +100,18 @@ def namespace() -> str:
 
 
 @pytest.fixture
+def service_settings(mongo_url: str, db_name: str, amqp_url: str, namespace: str) -> dict[str, Any]:
+    """The settings that put any of the services on this test's database and bus namespace (classic queues)."""
+    return {
+        "mongodb_url": mongo_url,
+        "mongodb_database": db_name,
+        "amqp_url": amqp_url,
+        "bus_namespace": namespace,
+        "queue_type": "classic",
+    }
+
+
+@pytest.fixture
 async def amqp(amqp_url: str, namespace: str) -> AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
     """A broker connection; every queue and exchange under this test's namespace is deleted afterwards."""
     connection = await aio_pika.connect_robust(amqp_url)
@@ -163,3 +176,14 @@ def start_gateway(
         namespace=namespace,
         encryption_key=encryption_key,
     )
+
+
+@pytest.fixture
+def start_refresher_world(
+    start_gateway: StartGateway, service_settings: dict[str, Any], encryption_key: str, db: Any, tmp_path: Path
+) -> StartRefresherWorld:
+    """``start_refresher_world(**settings)``: a gateway, token-refresher and (``consumers=True``) webhook
+    dispatcher and activity log on this test's database and bus namespace; see :func:`refresher_world`.
+    """
+    common = service_settings | {"encryption_key": encryption_key}
+    return functools.partial(refresher_world, start_gateway, common, tmp_path, db)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
@@ -41,10 +42,7 @@ async def gw(
     provider: OAuthProvider,
     tmp_path: Path,
     start_gateway: StartGateway,
-    mongo_url: str,
-    db_name: str,
-    amqp_url: str,
-    namespace: str,
+    service_settings: dict[str, Any],
     encryption_key: str,
 ) -> AsyncIterator[Gateway]:
     template = provider.template(display_name="Local Test OAuth", docs=f"{provider.base}/docs")
@@ -60,15 +58,7 @@ async def gw(
         "token_url": f"{provider.base}/token",
     }
     catalog = {"local-test-oauth": template, "local-api-key": api_key_template, "local-cc": cc_template}
-    activity_settings = ActivityLogSettings(
-        mongodb_url=mongo_url,
-        mongodb_database=db_name,
-        amqp_url=amqp_url,
-        bus_namespace=namespace,
-        encryption_key=encryption_key,
-        queue_type="classic",
-        batch_delay_ms=20,
-    )
+    activity_settings = ActivityLogSettings(**service_settings, encryption_key=encryption_key, batch_delay_ms=20)
     async with (
         running(create_activity_log(activity_settings)),
         start_gateway(

@@ -60,25 +60,14 @@ class World:
 async def world(
     tmp_path: Path,
     start_gateway: StartGateway,
-    mongo_url: str,
-    db_name: str,
-    amqp_url: str,
-    namespace: str,
+    service_settings: dict[str, Any],
     encryption_key: str,
 ) -> AsyncIterator[World]:
     provider = await OAuthProvider().start()
     upstream = await EchoUpstream().start()
     receiver = await WebhookReceiver().start()
     catalog = {"test-oauth2": provider.template(proxy={"base_url": f"{upstream.base}/v1"})}
-    dispatcher = DispatcherSettings(
-        mongodb_url=mongo_url,
-        mongodb_database=db_name,
-        amqp_url=amqp_url,
-        bus_namespace=namespace,
-        encryption_key=encryption_key,
-        egress_allowlist="127.0.0.0/8",
-        queue_type="classic",
-    )
+    dispatcher = DispatcherSettings(**service_settings, encryption_key=encryption_key, egress_allowlist="127.0.0.0/8")
     try:
         async with (
             start_gateway(

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 import yaml
 
-from ..integration.test_token_refresher_loop import RefreshProvider
+from ..integration.refresher_world import RefreshProvider
 from ..support.polling import eventually
 from ..support.stack import Stack
 from .conftest import wait_ready

@@ -29,7 +29,7 @@ import yaml
 from keyway_shared.cipher import CredentialCipher
 from keyway_shared.store import ConnectionStore
 
-from ..integration.test_token_refresher_loop import RefreshProvider
+from ..integration.refresher_world import RefreshProvider
 from ..support.stack import Stack
 from .conftest import wait_ready
 

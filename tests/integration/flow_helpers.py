@@ -101,10 +101,3 @@ async def get_connection(gw: Gateway, connection_id: str, key: str) -> dict[str,
     assert resp.status == 200, await resp.text()
     body: dict[str, Any] = await resp.json()
     return body
-
-
-async def create_integration(gw: Gateway, key: str, provider: str, **fields: Any) -> None:
-    resp = await gw.client.post(
-        "/config", json={"provider": provider, "provider_config_key": key, **fields}, headers=gw.auth
-    )
-    assert resp.status == 200, await resp.text()

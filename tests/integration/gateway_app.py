@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
@@ -78,6 +78,14 @@ class StartGateway(Protocol):
     """
 
     def __call__(self, **settings: object) -> AbstractAsyncContextManager[Gateway]: ...
+
+
+async def create_integration(gw: Gateway, provider: str, key: str, **fields: Any) -> None:
+    """``POST /config``: the integration ``key`` of the catalog's ``provider``, with ``fields`` such as its client."""
+    resp = await gw.client.post(
+        "/config", json={"provider": provider, "provider_config_key": key, **fields}, headers=gw.auth
+    )
+    assert resp.status == 200, await resp.text()
 
 
 def providers_yaml(tmp_path: Path, catalog: Mapping[str, object]) -> str:

@@ -9,8 +9,7 @@ from aiohttp import ClientResponse
 
 from ..support.oauth_provider import OAuthProvider
 from ..support.scripted_upstream import ScriptedUpstream
-from .gateway_app import Gateway
-from .test_gateway_api import create_integration
+from .gateway_app import Gateway, create_integration
 
 __all__ = ["CONNECTIONS", "call", "seed", "templates"]
 
@@ -64,9 +63,7 @@ async def seed(gw: Gateway, oauth: OAuthProvider) -> None:
             create_integration(gw, provider, key, oauth_client_id="id", oauth_client_secret="secret")
             for key, provider in integrations.items()
         ),
-        create_integration(
-            gw, "test-oauth2", "oauth", oauth_client_id=oauth.client_id, oauth_client_secret=oauth.client_secret
-        ),
+        create_integration(gw, "test-oauth2", "oauth", **oauth.integration_fields),
     )
 
     async def imported(key: str, connection_id: str, body: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from ..support.inproc import running
 from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
 from .flow_helpers import run_popup
-from .gateway_app import Gateway, StartGateway, providers_yaml
+from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -30,38 +30,19 @@ async def gw(
     provider: OAuthProvider,
     tmp_path: Path,
     start_gateway: StartGateway,
-    mongo_url: str,
-    db_name: str,
-    amqp_url: str,
-    namespace: str,
+    service_settings: dict[str, Any],
 ) -> AsyncIterator[Gateway]:
     settings = ActivityLogSettings(
-        mongodb_url=mongo_url,
-        mongodb_database=db_name,
-        amqp_url=amqp_url,
-        bus_namespace=namespace,
-        queue_type="classic",
-        batch_delay_ms=20,
-        connect_timeout_seconds=1.5,
-        timeout_sweep_seconds=0.25,
+        **service_settings, batch_delay_ms=20, connect_timeout_seconds=1.5, timeout_sweep_seconds=0.25
     )
     async with start_gateway(
         providers_file=providers_yaml(tmp_path, {"test-oauth2": provider.template()}),
         egress_allowlist="127.0.0.0/8",
         provider_timeout_seconds=2.0,
     ) as gateway:
-        resp = await gateway.client.post(
-            "/config",
-            json={
-                "provider": "test-oauth2",
-                "provider_config_key": "oauth",
-                "oauth_client_id": provider.client_id,
-                "oauth_client_secret": provider.client_secret,
-                "oauth_scopes": "read,write",
-            },
-            headers=gateway.auth,
+        await create_integration(
+            gateway, "test-oauth2", "oauth", **provider.integration_fields, oauth_scopes="read,write"
         )
-        assert resp.status == 200, await resp.text()
         async with running(create_app(settings)):
             yield gateway
 

@@ -49,16 +49,8 @@ def conn(**fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def settings(mongo_url: str, db_name: str, amqp_url: str, namespace: str, encryption_key: str) -> ActivityLogSettings:
-    return ActivityLogSettings(
-        mongodb_url=mongo_url,
-        mongodb_database=db_name,
-        amqp_url=amqp_url,
-        bus_namespace=namespace,
-        encryption_key=encryption_key,
-        queue_type="classic",
-        batch_delay_ms=20,
-    )
+def settings(service_settings: dict[str, Any], encryption_key: str) -> ActivityLogSettings:
+    return ActivityLogSettings(**service_settings, encryption_key=encryption_key, batch_delay_ms=20)
 
 
 @pytest.fixture

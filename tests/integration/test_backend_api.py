@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from ..support.polling import eventually
-from .gateway_app import Gateway, StartGateway
-from .test_gateway_api import assert_envelope, create_integration
+from .gateway_app import Gateway, StartGateway, create_integration
+from .test_gateway_api import assert_envelope
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 

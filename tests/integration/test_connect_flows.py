@@ -20,8 +20,8 @@ import pytest
 from ..support.github_app_provider import AppStoreKey, GitHubApp, GitHubLikeProvider, ec_key_pem, rsa_key_pem
 from ..support.oauth1_provider import OAuth1Provider
 from ..support.oauth_provider import OAuthProvider
-from .flow_helpers import ANNOUNCED, EventWatch, create_integration, get_connection, run_popup
-from .gateway_app import Gateway, StartGateway, providers_yaml
+from .flow_helpers import ANNOUNCED, EventWatch, get_connection, run_popup
+from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -113,45 +113,45 @@ async def gw(
         consumer = {"oauth_client_id": p.oauth1.consumer_key}
         await create_integration(
             gateway,
-            "oauth1",
             "test-oauth1",
+            "oauth1",
             **consumer,
             oauth_client_secret=p.oauth1.consumer_secret,
             oauth_scopes="read,write",
         )
-        await create_integration(gateway, "oauth1-wrong", "test-oauth1", **consumer, oauth_client_secret="not-it")
+        await create_integration(gateway, "test-oauth1", "oauth1-wrong", **consumer, oauth_client_secret="not-it")
         unused = {"oauth_client_id": "unused", "oauth_client_secret": "unused"}  # OAUTH2_CC clients come per connection
-        await create_integration(gateway, "cc", "test-cc", **unused, oauth_scopes="read,write")
-        await create_integration(gateway, "cc-basic", "test-cc-basic", **unused)
+        await create_integration(gateway, "test-cc", "cc", **unused, oauth_scopes="read,write")
+        await create_integration(gateway, "test-cc-basic", "cc-basic", **unused)
         app_key_b64 = base64.b64encode(p.app_key_pem.encode()).decode()  # stored as Nango stores it
         app_link = f"{p.github.base}/apps/keyway-plain"
         await create_integration(
             gateway,
-            "ghapp",
             "test-github-app",
+            "ghapp",
             oauth_client_id=APP_ID,
             oauth_client_secret=app_key_b64,
             app_link=app_link,
         )
         await create_integration(
             gateway,
-            "ghapp-badkey",
             "test-github-app",
+            "ghapp-badkey",
             oauth_client_id=APP_ID,
             oauth_client_secret="nope",
             app_link=app_link,
         )
         await create_integration(
             gateway,
-            "ghapp-oauth",
             "test-github-app-oauth",
+            "ghapp-oauth",
             oauth_client_id="Iv1.gh-client",
             oauth_client_secret="gh-client-secret",
             app_link=f"{p.github.base}/apps/keyway-oauth",
             custom={"app_id": OAUTH_APP_ID, "private_key": p.oauth_app_key_pem},
         )
-        await create_integration(gateway, "asc", "test-app-store")
-        await create_integration(gateway, "none", "unauthenticated")
+        await create_integration(gateway, "test-app-store", "asc")
+        await create_integration(gateway, "unauthenticated", "none")
         yield gateway
 
 

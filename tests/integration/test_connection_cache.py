@@ -23,7 +23,7 @@ from auth_gateway.connection_cache import CONNECTION_CACHE, ConnectionCache
 from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
 from ..support.tcpproxy import TcpProxy
-from .gateway_app import Gateway, StartGateway, providers_yaml
+from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -55,13 +55,7 @@ async def pair(tmp_path: Path, amqp_url: str, start_gateway: StartGateway) -> As
         one = await stack.enter_async_context(start_gateway(**settings))
         through_link = broker._replace(netloc=f"{broker.netloc.rsplit('@', 1)[0]}@127.0.0.1:{link.port}").geturl()
         two = await stack.enter_async_context(start_gateway(**settings, amqp_url=through_link, keys_of=one))
-        body = {
-            "provider": "test-oauth2",
-            "provider_config_key": "oauth",
-            "oauth_client_id": provider.client_id,
-            "oauth_client_secret": provider.client_secret,
-        }
-        assert (await one.client.post("/config", json=body, headers=one.auth)).status == 200
+        await create_integration(one, "test-oauth2", "oauth", **provider.integration_fields)
         result = Pair(one=one, two=two, provider=provider, link=link)
 
         async def both_live() -> bool:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..support.oauth_provider import OAuthProvider
 from ..support.procs import free_port
-from .gateway_app import StartGateway, providers_yaml
+from .gateway_app import StartGateway, create_integration, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -36,17 +36,7 @@ async def test_custom_callback_url_through_a_308_redirect(
         try:
             resp = await gw.client.patch("/environment", json={"callback_url": custom}, headers=gw.auth)
             assert resp.status == 200
-            resp = await gw.client.post(
-                "/config",
-                json={
-                    "provider": "test-oauth2",
-                    "provider_config_key": "oauth",
-                    "oauth_client_id": provider.client_id,
-                    "oauth_client_secret": provider.client_secret,
-                },
-                headers=gw.auth,
-            )
-            assert resp.status == 200
+            await create_integration(gw, "test-oauth2", "oauth", **provider.integration_fields)
             socket = await gw.client.ws_connect("/")
             ws_client_id = json.loads((await socket.receive()).data)["ws_client_id"]
             resp = await gw.client.get(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ..support.polling import eventually
-from .gateway_app import Gateway, StartGateway
+from .gateway_app import Gateway, StartGateway, create_integration
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -26,13 +26,6 @@ def assert_envelope(body: dict[str, Any], code: str) -> None:
     assert body["error"]["code"] == code, body
     assert body["type"] == code
     assert isinstance(body["error"].get("message", ""), str)
-
-
-async def create_integration(gw: Gateway, provider: str, key: str, **extra: Any) -> None:
-    resp = await gw.client.post(
-        "/config", json={"provider": provider, "provider_config_key": key, **extra}, headers=gw.auth
-    )
-    assert resp.status == 200, await resp.text()
 
 
 @pytest.mark.parametrize(

@@ -23,21 +23,14 @@ pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
 
 async def test_secret_and_public_key_rotation(
-    start_gateway: StartGateway, mongo_url: str, db: Any, amqp_url: str, namespace: str, encryption_key: str
+    start_gateway: StartGateway, service_settings: dict[str, Any], db: Any, encryption_key: str
 ) -> None:
     async with start_gateway() as gw:
         resp = await gw.client.post("/environment/rotate-key", json={"type": "secret"}, headers=gw.auth)
         assert resp.status == 409  # the test pins its keys like an operator would
         assert_envelope(await resp.json(), "key_pinned")
     # An unpinned environment rotates through the API.
-    settings = GatewaySettings(
-        mongodb_url=mongo_url,
-        mongodb_database=db.name,
-        amqp_url=amqp_url,
-        bus_namespace=namespace,
-        queue_type="classic",
-        encryption_key=encryption_key,
-    )
+    settings = GatewaySettings(**service_settings, encryption_key=encryption_key)
     async with TestClient(TestServer(create_app(settings))) as client:
         env = await EnvironmentStore(db, CredentialCipher(current_key=encryption_key)).get("dev")
         assert env is not None
@@ -98,18 +91,10 @@ def test_fixed_window_counts_and_resets() -> None:
 
 
 async def test_a_key_change_on_one_replica_reaches_the_others_cache(
-    mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
+    service_settings: dict[str, Any], db: Any, amqp: Any, encryption_key: str
 ) -> None:
     def settings() -> GatewaySettings:
-        return GatewaySettings(
-            mongodb_url=mongo_url,
-            mongodb_database=db_name,
-            amqp_url=amqp_url,
-            bus_namespace=namespace,
-            queue_type="classic",
-            encryption_key=encryption_key,
-            environment_cache_seconds=600,
-        )
+        return GatewaySettings(**service_settings, encryption_key=encryption_key, environment_cache_seconds=600)
 
     async with (
         TestClient(TestServer(create_app(settings()))) as one,

@@ -32,16 +32,10 @@ class Split:
 
 
 @pytest.fixture
-async def split(
-    mongo_url: str, db_name: str, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
-) -> AsyncIterator[Split]:
+async def split(service_settings: dict[str, Any], amqp: Any, encryption_key: str) -> AsyncIterator[Split]:
     public_port, admin_port, secret_key = free_port(), free_port(), str(uuid.uuid4())
     settings = GatewaySettings(
-        mongodb_url=mongo_url,
-        mongodb_database=db_name,
-        amqp_url=amqp_url,
-        bus_namespace=namespace,
-        queue_type="classic",
+        **service_settings,
         encryption_key=encryption_key,
         KEYWAY_SECRET_KEY_DEV=secret_key,
         port=public_port,

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from ..support.oauth_provider import OAuthProvider
-from .gateway_app import Gateway, StartGateway, providers_yaml
+from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -35,18 +35,7 @@ async def gw(provider: OAuthProvider, tmp_path: Path, start_gateway: StartGatewa
         provider_timeout_seconds=1.0,
     ) as gateway:
         for key, template in [("oauth", "test-oauth2"), ("tenant", "test-tenant"), ("basicauth", "test-basic-auth")]:
-            resp = await gateway.client.post(
-                "/config",
-                json={
-                    "provider": template,
-                    "provider_config_key": key,
-                    "oauth_client_id": provider.client_id,
-                    "oauth_client_secret": provider.client_secret,
-                    "oauth_scopes": "read,write",
-                },
-                headers=gateway.auth,
-            )
-            assert resp.status == 200, await resp.text()
+            await create_integration(gateway, template, key, **provider.integration_fields, oauth_scopes="read,write")
         yield gateway
 
 

@@ -452,22 +452,11 @@ async def test_verify_webhook_on_a_real_webhook(
     world: World,
     keyway: AsyncClient,
     db: Any,
-    mongo_url: str,
-    db_name: str,
-    amqp_url: str,
-    namespace: str,
+    service_settings: dict[str, Any],
     encryption_key: str,
 ) -> None:
     """A webhook the dispatcher really sent, checked by each of the three signatures it carries."""
-    settings = DispatcherSettings(
-        mongodb_url=mongo_url,
-        mongodb_database=db_name,
-        amqp_url=amqp_url,
-        bus_namespace=namespace,
-        encryption_key=encryption_key,
-        egress_allowlist="127.0.0.0/8",
-        queue_type="classic",
-    )
+    settings = DispatcherSettings(**service_settings, encryption_key=encryption_key, egress_allowlist="127.0.0.0/8")
     async with webhook_receiver() as receiver, running(create_dispatcher(settings)):
         resp = await world.gw.client.patch(
             "/environment", json={"webhook_settings": {"primary_url": receiver.url}}, headers=world.gw.auth

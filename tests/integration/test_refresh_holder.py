@@ -30,7 +30,7 @@ from token_refresher.integrations import CachedIntegrations
 
 from ..support.polling import eventually
 from ..support.tcpproxy import TcpProxy
-from .test_token_refresher_loop import World, refresher_world
+from .refresher_world import StartRefresherWorld, World
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -38,20 +38,9 @@ LEASE = timedelta(seconds=1)
 
 
 @pytest.fixture
-async def quiet_world(
-    tmp_path: Path, mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
-) -> AsyncIterator[World]:
+async def quiet_world(start_refresher_world: StartRefresherWorld) -> AsyncIterator[World]:
     """The world with the refresher's own loop off: only the test's services refresh."""
-    async with refresher_world(
-        tmp_path=tmp_path,
-        mongo_url=mongo_url,
-        db_name=db_name,
-        db=db,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        encryption_key=encryption_key,
-        refresh_loop=False,
-    ) as the_world:
+    async with start_refresher_world(refresh_loop=False) as the_world:
         yield the_world
 
 

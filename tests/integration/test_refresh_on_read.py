@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ..support.oauth_provider import OAuthProvider
-from .gateway_app import Gateway, StartGateway, providers_yaml
+from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 from .test_gateway_api import assert_envelope
 from .test_oauth2_flow import run_flow
 
@@ -30,17 +30,7 @@ async def gw(provider: OAuthProvider, tmp_path: Path, start_gateway: StartGatewa
         # effect), which no Keyway writer does: the connection cache would rightly not hear of it.
         connection_cache_entries=0,
     ) as gateway:
-        resp = await gateway.client.post(
-            "/config",
-            json={
-                "provider": "test-oauth2",
-                "provider_config_key": "oauth",
-                "oauth_client_id": provider.client_id,
-                "oauth_client_secret": provider.client_secret,
-            },
-            headers=gateway.auth,
-        )
-        assert resp.status == 200
+        await create_integration(gateway, "test-oauth2", "oauth", **provider.integration_fields)
         yield gateway
 
 

@@ -18,7 +18,7 @@ from keyway_shared.events import CloudEvent
 
 from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
-from .gateway_app import Gateway, StartGateway, providers_yaml
+from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -82,14 +82,7 @@ async def world(provider: RevokingProvider, tmp_path: Path, start_gateway: Start
         admin_password_hash=hash_password(DASHBOARD_PASSWORD),
     ) as gw:
         for name in catalog:
-            body = {
-                "provider": name,
-                "provider_config_key": name,
-                "oauth_client_id": provider.client_id,
-                "oauth_client_secret": provider.client_secret,
-            }
-            resp = await gw.client.post("/config", json=body, headers=gw.auth)
-            assert resp.status == 200, await resp.text()
+            await create_integration(gw, name, name, **provider.integration_fields)
         events: list[CloudEvent[Any]] = []
         outbox = gw.client.server.app[STORES].outbox
         add = outbox.add

@@ -32,14 +32,10 @@ MARGIN = timedelta(minutes=15)
 
 
 @pytest.fixture
-def settings(mongo_url: str, db_name: str, amqp_url: str, namespace: str, encryption_key: str) -> RefresherSettings:
+def settings(service_settings: dict[str, Any], encryption_key: str) -> RefresherSettings:
     return RefresherSettings(
-        mongodb_url=mongo_url,
-        mongodb_database=db_name,
-        amqp_url=amqp_url,
-        bus_namespace=namespace,
+        **service_settings,
         encryption_key=encryption_key,
-        queue_type="classic",
         refresh_loop=False,  # the scheduler alone: nothing may refresh these connections meanwhile
     )
 

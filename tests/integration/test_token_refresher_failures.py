@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,23 +22,14 @@ import pytest
 from keyway_shared.events import utcnow
 
 from ..support.polling import eventually
-from .test_token_refresher_loop import World, refresher_world
+from .refresher_world import StartRefresherWorld, World
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
 
 @pytest.fixture
-async def world(
-    tmp_path: Path, mongo_url: str, db_name: str, db: Any, amqp_url: str, namespace: str, amqp: Any, encryption_key: str
-) -> AsyncIterator[World]:
-    async with refresher_world(
-        tmp_path=tmp_path,
-        mongo_url=mongo_url,
-        db_name=db_name,
-        db=db,
-        amqp_url=amqp_url,
-        namespace=namespace,
-        encryption_key=encryption_key,
+async def world(start_refresher_world: StartRefresherWorld) -> AsyncIterator[World]:
+    async with start_refresher_world(
         consumers=True,
         refresh_max_sleep_seconds=1.0,
         templates={"no-token-url": {"auth_mode": "OAUTH2", "authorization_url": "http://127.0.0.1:9/authorize"}},

@@ -205,18 +205,9 @@ async def test_the_activity_log_shows_a_delivery_that_gave_up(
     db: Any,
     settings: DispatcherSettings,
     publisher: EventPublisher,
-    mongo_url: str,
-    db_name: str,
-    amqp_url: str,
-    namespace: str,
+    service_settings: dict[str, Any],
 ) -> None:
-    activity = ActivityLogSettings(
-        mongodb_url=mongo_url,
-        mongodb_database=db_name,
-        amqp_url=amqp_url,
-        bus_namespace=namespace,
-        queue_type="classic",
-    )
+    activity = ActivityLogSettings(**service_settings)
     async with scripted_receiver(status=503) as rec, running(create_activity_log(activity)):
         await set_urls(gw, primary_url=rec.url)
         async with running_dispatcher(create_dispatcher(settings)):

@@ -52,6 +52,11 @@ class OAuthProvider:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def integration_fields(self) -> dict[str, str]:
+        """What an integration needs to be this server's client: ``oauth_client_id`` and ``oauth_client_secret``."""
+        return {"oauth_client_id": self.client_id, "oauth_client_secret": self.client_secret}
+
     def template(self, **extra: Any) -> dict[str, Any]:
         """A provider-catalog entry pointing at this server."""
         return {
