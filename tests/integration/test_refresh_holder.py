@@ -48,9 +48,7 @@ async def test_a_holder_slower_than_its_lease_is_not_overtaken(
     quiet_world: World, mongo_client: Any, db: Any, encryption_key: str, tmp_path: Path
 ) -> None:
     world = quiet_world
-    await world.import_connection("slow", expires_in=3600)
-    doc = await world.doc("slow")
-    await db["connections"].update_one({"_id": doc["_id"]}, {"$set": {"refresh_due_at": utcnow()}})
+    doc = await due_now(world, db, "slow")
     world.provider.delay = 2.0
 
     async with aiohttp.ClientSession() as http:
@@ -81,9 +79,7 @@ async def test_new_tokens_outlast_a_database_outage_while_they_are_stored(
     quiet_world: World, mongo_url: str, db_name: str, db: Any, encryption_key: str, tmp_path: Path
 ) -> None:
     world = quiet_world
-    await world.import_connection("outage", expires_in=3600)
-    doc = await world.doc("outage")
-    await db["connections"].update_one({"_id": doc["_id"]}, {"$set": {"refresh_due_at": utcnow()}})
+    doc = await due_now(world, db, "outage")
     world.provider.delay = 0.5
 
     server = urlsplit(mongo_url)
@@ -123,6 +119,14 @@ async def test_new_tokens_outlast_a_database_outage_while_they_are_stored(
     stored = await world.credentials("outage")
     assert stored["refresh_token"] == world.provider.grants[world.grants["outage"]].refresh_tokens[-1]
     assert world.provider.reuse_detected == 0
+
+
+async def due_now(world: World, db: Any, connection_id: str) -> dict[str, Any]:
+    """A connection whose token lives an hour, marked due now: only the test's refresh takes it."""
+    await world.import_connection(connection_id, expires_in=3600)
+    doc = await world.doc(connection_id)
+    await db["connections"].update_one({"_id": doc["_id"]}, {"$set": {"refresh_due_at": utcnow()}})
+    return doc
 
 
 def refresh_service(
