@@ -60,7 +60,10 @@ async def test_a_holder_slower_than_its_lease_is_not_overtaken(
         while not refresh.done():
             if await rival.claim_due(doc["_id"], owner="rival", lease=LEASE) is not None:
                 rival_took.append("claim")
-            if await rival.acquire({"_id": doc["_id"]}, owner="rival", lease=LEASE):
+            # The lease of the connection as it was: once the holder's write has stored the new
+            # tokens (and released the lease) a sibling may take it, and would find them.
+            unrefreshed = {"_id": doc["_id"], "credentials_enc": doc["credentials_enc"]}
+            if await rival.acquire(unrefreshed, owner="rival", lease=LEASE):
                 rival_took.append("lease")
             await asyncio.sleep(0.1)
         outcome = await refresh
