@@ -28,42 +28,38 @@ class OutboxRow:
     created_at: datetime
 
 
+def _row(event: CloudEvent[Any], now: datetime) -> OutboxRow:
+    return OutboxRow(event_id=event.id, routing_key=event.type, body=encode_event(event), created_at=now)
+
+
+def _document(row: OutboxRow) -> dict[str, Any]:
+    # No lease: the sweep may take it once it is old enough, should its writer never publish it.
+    return {
+        "_id": row.event_id,
+        "routing_key": row.routing_key,
+        "body": row.body,
+        "created_at": row.created_at,
+        "lease_until": row.created_at,
+    }
+
+
 class OutboxStore:
     def __init__(self, db: Database) -> None:
         self._col = db["outbox"]
 
     async def add(self, event: CloudEvent[Any], *, session: AsyncClientSession | None = None) -> OutboxRow:
-        now = utcnow()
-        body = encode_event(event)
-        await self._col.insert_one(
-            {"_id": event.id, "routing_key": event.type, "body": body, "created_at": now, "lease_until": now},
-            session=session,
-        )
-        return OutboxRow(event_id=event.id, routing_key=event.type, body=body, created_at=now)
+        row = _row(event, utcnow())
+        await self._col.insert_one(_document(row), session=session)
+        return row
 
     async def add_many(
         self, events: list[CloudEvent[Any]], *, session: AsyncClientSession | None = None
     ) -> list[OutboxRow]:
         """:meth:`add` for several events in one round trip."""
         now = utcnow()
-        rows = [
-            OutboxRow(event_id=event.id, routing_key=event.type, body=encode_event(event), created_at=now)
-            for event in events
-        ]
+        rows = [_row(event, now) for event in events]
         if rows:
-            await self._col.insert_many(
-                [
-                    {
-                        "_id": r.event_id,
-                        "routing_key": r.routing_key,
-                        "body": r.body,
-                        "created_at": now,
-                        "lease_until": now,
-                    }
-                    for r in rows
-                ],
-                session=session,
-            )
+            await self._col.insert_many([_document(row) for row in rows], session=session)
         return rows
 
     async def delete(self, event_ids: list[str]) -> None:

@@ -48,6 +48,13 @@ class _Save:
     event: CloudEvent[Any]
 
 
+def _free(now: datetime) -> dict[str, Any]:
+    """Nobody holds the lease: ``$not: {$gt: now}`` matches a lease that ran out and a document that
+    never had one, without an ``$or`` (the embedded server scans a collection for ``$or`` beside
+    ``_id``) and without a second write, which every claim lost to another replica used to cost."""
+    return {"refresh_lease_until": {"$not": {"$gt": now}}}
+
+
 class _CredentialsChangedError(Exception):
     """A compare-and-swap in a batch did not match: someone wrote newer credentials meanwhile."""
 
@@ -73,8 +80,8 @@ class RefreshStateStore:
         self._cipher = cipher
         self._connections = ConnectionStore(client, db, cipher)
         self._outbox = OutboxStore(db)
-        self._claims: GroupCommit[Any, dict[str, Any] | None] | None = None
-        self._claims_for: tuple[str, timedelta] | None = None
+        # One committer per (owner, lease): each replica's service claims with just one.
+        self._claims: dict[tuple[str, timedelta], GroupCommit[Any, dict[str, Any] | None]] = {}
         self._saves: GroupCommit[_Save, OutboxRow | None] = GroupCommit(self._save_batch, max_size=_MAX_BATCH)
 
     async def read(self, key: ConnKey) -> tuple[Connection, RefreshState] | None:
@@ -96,18 +103,12 @@ class RefreshStateStore:
         )
         return self._connections.from_doc(doc), state
 
-    async def acquire(self, key: ConnKey, *, owner: str, lease: timedelta, due_only: bool = False) -> bool:
-        """Take the lease if nobody holds it: one conditional update. ``$not: {$gt: now}`` matches a
-        lease that ran out and a document that never had one, without an ``$or`` (the embedded
-        server scans a collection for ``$or`` beside ``_id``) and without a second write, which every
-        claim lost to another replica used to cost."""
+    async def acquire(self, key: ConnKey, *, owner: str, lease: timedelta) -> bool:
+        """Take the lease if nobody holds it (refresh on read): one conditional update."""
         now = datetime.now(UTC)
-        update: dict[str, Any] = {"refresh_lease_owner": owner, "refresh_lease_until": now + lease}
-        if due_only:
-            update["refresh_due_at"] = now + lease  # out of every replica's candidate list meanwhile
-        due: dict[str, Any] = {"refresh_due_at": {"$lte": now}} if due_only else {}
-        free = {"refresh_lease_until": {"$not": {"$gt": now}}}
-        result = await self._col.update_one(key | due | free, {"$set": update})
+        result = await self._col.update_one(
+            key | _free(now), {"$set": {"refresh_lease_owner": owner, "refresh_lease_until": now + lease}}
+        )
         return result.modified_count == 1
 
     async def extend_lease(self, key: ConnKey, *, owner: str, lease: timedelta, due_too: bool) -> bool:
@@ -123,19 +124,19 @@ class RefreshStateStore:
     async def claim_due(self, doc_id: Any, *, owner: str, lease: timedelta) -> dict[str, Any] | None:
         """Take the lease of a connection that is still due, and read it: the background refresh's
         claim. Concurrent claims are made together (:meth:`claim_due_many`)."""
-        if self._claims is None or self._claims_for != (owner, lease):
-            self._claims_for = (owner, lease)
-            self._claims = GroupCommit(
+        claims = self._claims.get((owner, lease))
+        if claims is None:
+            claims = self._claims[owner, lease] = GroupCommit(
                 lambda ids: self._claimed_in_order(ids, owner=owner, lease=lease), max_size=_MAX_BATCH
             )
-        return await self._claims.submit(doc_id)
+        return await claims.submit(doc_id)
 
     async def _claimed_in_order(self, ids: list[Any], *, owner: str, lease: timedelta) -> list[dict[str, Any] | None]:
         claimed = await self.claim_due_many(ids, owner=owner, lease=lease)
         return [claimed.get(doc_id) for doc_id in ids]
 
     async def claim_due_many(self, ids: list[Any], *, owner: str, lease: timedelta) -> dict[Any, dict[str, Any]]:
-        """``acquire(due_only=True)`` for many ids at once; the documents this call claimed, by ``_id``.
+        """Take the leases of those of ``ids`` still due and free; the documents this call claimed, by ``_id``.
 
         Two operations by ``_id`` on purpose: a ``find_one_and_update`` would be one round trip a
         connection, but the embedded server plans it as a collection scan even by ``_id``. The claim
@@ -145,11 +146,7 @@ class RefreshStateStore:
         now = datetime.now(UTC)
         tag = uuid.uuid4().hex
         await self._col.update_many(
-            {
-                "_id": {"$in": unique_ids},
-                "refresh_due_at": {"$lte": now},
-                "refresh_lease_until": {"$not": {"$gt": now}},  # free, or its lease ran out
-            },
+            {"_id": {"$in": unique_ids}, "refresh_due_at": {"$lte": now}} | _free(now),
             {
                 "$set": {
                     "refresh_lease_owner": owner,
