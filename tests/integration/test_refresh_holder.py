@@ -1,11 +1,13 @@
 """A refresh holding rotated tokens keeps them: a live holder slower than its lease is never
 overtaken, and a database outage while it stores the new tokens delays the write, never loses it.
 
-The refresh service here leases for one second and allows the provider five (the services' settings
-forbid that pairing; it stands for any holder slowed past its lease, such as a database write
-retried through a failover). The provider takes two. A rival replica tries to claim the connection
-and to take its lease all along: without the holder extending its lease the rival gets it after a
-second and spends the same rotating refresh token, and the strict provider revokes the grant.
+The refresh service here leases for three seconds and allows the provider ten (the services'
+settings forbid that pairing; it stands for any holder slowed past its lease, such as a database
+write retried through a failover). The provider takes five. A rival replica tries to claim the
+connection and to take its lease all along: without the holder extending its lease the rival gets
+it after three seconds and spends the same rotating refresh token, and the strict provider revokes
+the grant. (Three seconds, not one: the holder renews every second, so a test process stalled for
+well under a second on a busy machine cannot make it miss a renewal.)
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .refresher_world import StartRefresherWorld, World
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
-LEASE = timedelta(seconds=1)
+LEASE = timedelta(seconds=3)
 
 
 @pytest.fixture
@@ -49,22 +51,24 @@ async def test_a_holder_slower_than_its_lease_is_not_overtaken(
 ) -> None:
     world = quiet_world
     doc = await due_now(world, db, "slow")
-    world.provider.delay = 2.0
+    world.provider.delay = 5.0
+    world.provider.token_lifetime = 3600  # the new tokens are not due again while the rival looks
 
     async with aiohttp.ClientSession() as http:
         holder = refresh_service(mongo_client, db, encryption_key, tmp_path, http, lease=LEASE)
         refresh = asyncio.create_task(holder.refresh_due(doc["_id"]))
         rival = RefreshStateStore(mongo_client, db, CredentialCipher(current_key=encryption_key))
-        rival_took: list[str] = []
+        rival_took: list[str] = []  # what the rival got, and when (seconds after the holder started)
+        started = asyncio.get_running_loop().time()
         await asyncio.sleep(0.1)
         while not refresh.done():
             if await rival.claim_due(doc["_id"], owner="rival", lease=LEASE) is not None:
-                rival_took.append("claim")
+                rival_took.append(f"claim at {asyncio.get_running_loop().time() - started:.2f}")
             # The lease of the connection as it was: once the holder's write has stored the new
             # tokens (and released the lease) a sibling may take it, and would find them.
             unrefreshed = {"_id": doc["_id"], "credentials_enc": doc["credentials_enc"]}
             if await rival.acquire(unrefreshed, owner="rival", lease=LEASE):
-                rival_took.append("lease")
+                rival_took.append(f"lease at {asyncio.get_running_loop().time() - started:.2f}")
             await asyncio.sleep(0.1)
         outcome = await refresh
 
@@ -146,5 +150,5 @@ def refresh_service(
         owner="holder",
         source="/keyway/tests",
         lease=lease,
-        timeout_seconds=5.0,
+        timeout_seconds=10.0,
     )
