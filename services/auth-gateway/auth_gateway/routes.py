@@ -1,15 +1,34 @@
 """The route table: a new route is a view plus one line here.
 
 Each line also documents its route; ``openapi.py`` builds ``/openapi.json`` from this same table,
-so the document cannot miss a route or describe one that does not exist.
+so the document cannot miss a route or describe one that does not exist. Beyond method, path, view,
+summary, tag and credential, a line names only what differs from the defaults (``openapi_spec.py``):
+its query and header parameters, its body (the pydantic model its view validates with, or a schema
+from ``openapi_schemas.py``), its answer when not 200 JSON, and the errors its view adds to those of
+its credential and its body.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from . import openapi_schemas as schema
 from .dashboard.routes import DASHBOARD_ROUTES
-from .openapi_spec import Route
+from .openapi_spec import (
+    ERROR_REF,
+    NO_CONTENT,
+    Answer,
+    Body,
+    Param,
+    Route,
+    bracketed,
+    form,
+    header,
+    json_answer,
+    page,
+    query,
+    redirect,
+)
 from .views import (
     api_auth,
     app_auth,
@@ -32,22 +51,87 @@ from .views import (
     unauth,
     webhooks,
 )
+from .views.connect_links import CreateLinkBody
+from .views.connect_sessions import CreateSessionBody
+from .views.environment import EnvironmentPatch
+from .views.keys import KeyKind
+from .views.revocation import RevocationRequest
+from .views.webhooks import EndpointRef, ReplayRange, Rotation
 from .ws import websocket_or_index
 
 __all__ = ["ROUTES", "add_routes"]
 
 PUBLIC, SECRET, SESSION, NONE = "public_key", "secret_key", "connect_session", "none"
 
+# What the frontend SDK sends with every connect call (frontend.py), and with a popup's first step.
+CONNECT = (
+    query("connection_id", "The connection to create or replace; with a connect session the server may name it"),
+    bracketed("params", "Connection configuration, e.g. params[subdomain]=acme"),
+    query("hmac", "HMAC-SHA256 of '<providerConfigKey>:<connectionId>' when the environment requires one"),
+)
+POPUP = (
+    *CONNECT,
+    query("ws_client_id", "The WebSocket that hears the outcome (none: the legacy postMessage page)"),
+    query("user_scope", "Comma-separated user scopes (Slack)"),
+    query("redirect", "1: a connect link's redirect flow (the outcome goes to its return URL)"),
+    bracketed("authorization_params", "Extra query parameters for the provider's authorization URL"),
+    bracketed("credentials", "oauth_client_id_override / oauth_client_secret_override"),
+)
+CALLBACK = (
+    query("state", "The flow this callback finishes"),
+    query("code", "The authorization code"),
+    query("error", "The provider's refusal"),
+    query("error_description"),
+    query("installation_id", "A GitHub App installation"),
+    query("setup_action", "GitHub's install, update or request"),
+)
+TO_PROVIDER = redirect(302, "To the provider")
+TO_APP = redirect(303, "A connect link's flow: back to the app's return URL with the outcome")
+# The popup's closing page reports a failure (pages=True): 4xx for the request's fault, 500 for the
+# provider's or the gateway's (views/oauth.py, _page_status).
+POPUP_ERRORS = (400, 401, 403, 500)
+CONNECTED = json_answer(schema=schema.CONNECTED)
+SUCCESS = json_answer(schema=schema.SUCCESS)
+KEY = (
+    query("provider_config_key", "The integration (or the Provider-Config-Key header)"),
+    header("Provider-Config-Key", "The integration, when the query does not name it"),
+)
+LINK_FORBIDDEN = json_answer(403, ERROR_REF, "A form posted from another site")
+LINK_GONE = page(410, "The link expired or was used")
+PROXY = (
+    header("Connection-Id", required=True),
+    header("Provider-Config-Key", required=True),
+    header("Retries", "Retries on a network error or a retryable status (0 to 10)"),
+    header("Retry-On", "Comma-separated statuses to retry besides 429 and 5xx"),
+    header("Base-Url-Override", "Another base URL for this call"),
+    header("Decompress", "'true' to decompress the upstream's answer"),
+)
+PROXY_ANSWER = Answer("default", None, description="The upstream's answer: its status, headers and body")
+PROXY_BODY = Body({}, required=False)  # anything: forwarded as it came
+
+
+def flag(name: str, what: str) -> Param:
+    return query(name, f"'true' to {what}; anything else leaves it off")
+
+
 ROUTES: list[Route] = [
     Route(
         "GET",
         "/",
         websocket_or_index,
-        "WebSocket for the frontend SDK (connection_ack, then success or error)",
+        "WebSocket for the frontend SDK (connection_ack, then success or error); JSON without an Upgrade",
         "connect",
         NONE,
     ),
-    Route("GET", "/health", status.health, "Liveness, as Nango answers it", "operations", NONE),
+    Route(
+        "GET",
+        "/health",
+        status.health,
+        "Liveness, as Nango answers it",
+        "operations",
+        NONE,
+        ok=json_answer(schema=schema.HEALTH),
+    ),
     # the browser side (public key or connect session token)
     Route(
         "GET",
@@ -56,6 +140,10 @@ ROUTES: list[Route] = [
         "Start a popup flow (302 to the provider)",
         "connect",
         PUBLIC,
+        params=POPUP,
+        ok=(TO_PROVIDER, TO_APP),
+        errors=POPUP_ERRORS,
+        pages=True,
     ),
     Route(
         "GET",
@@ -64,8 +152,23 @@ ROUTES: list[Route] = [
         "The provider's redirect back; closes the popup",
         "connect",
         NONE,
+        params=CALLBACK,
+        ok=(page(200), redirect(302, "An installation started on github.com: back where it came from"), TO_APP),
+        errors=POPUP_ERRORS,
+        pages=True,
     ),
-    Route("GET", "/app-auth/connect", app_auth.app_auth_connect, "GitHub App installation callback", "connect", NONE),
+    Route(
+        "GET",
+        "/app-auth/connect",
+        app_auth.app_auth_connect,
+        "GitHub App installation callback",
+        "connect",
+        NONE,
+        params=CALLBACK,
+        ok=(page(200), redirect(302, "An installation started on github.com: back where it came from"), TO_APP),
+        errors=POPUP_ERRORS,
+        pages=True,
+    ),
     Route(
         "POST",
         "/api-auth/api-key/{providerConfigKey}",
@@ -73,6 +176,9 @@ ROUTES: list[Route] = [
         "Connect with an API key",
         "connect",
         PUBLIC,
+        params=CONNECT,
+        body=schema.API_KEY,
+        ok=CONNECTED,
     ),
     Route(
         "POST",
@@ -81,6 +187,9 @@ ROUTES: list[Route] = [
         "Connect with Basic credentials",
         "connect",
         PUBLIC,
+        params=CONNECT,
+        body=schema.BASIC,
+        ok=CONNECTED,
     ),
     Route(
         "POST",
@@ -89,6 +198,10 @@ ROUTES: list[Route] = [
         "Connect with OAuth 2 client credentials",
         "connect",
         PUBLIC,
+        params=CONNECT,
+        body=schema.CLIENT_CREDENTIALS,
+        ok=CONNECTED,
+        errors=(502,),
     ),
     Route(
         "POST",
@@ -97,9 +210,20 @@ ROUTES: list[Route] = [
         "Connect App Store Connect (ES256 JWT)",
         "connect",
         PUBLIC,
+        params=CONNECT,
+        body=schema.APP_STORE,
+        ok=CONNECTED,
+        errors=(502,),
     ),
     Route(
-        "POST", "/unauth/{providerConfigKey}", unauth.unauth, "Create an unauthenticated connection", "connect", PUBLIC
+        "POST",
+        "/unauth/{providerConfigKey}",
+        unauth.unauth,
+        "Create an unauthenticated connection",
+        "connect",
+        PUBLIC,
+        params=CONNECT,
+        ok=CONNECTED,
     ),
     Route(
         "POST",
@@ -108,6 +232,8 @@ ROUTES: list[Route] = [
         "Create an unauthenticated connection (id optional)",
         "connect",
         PUBLIC,
+        params=CONNECT,
+        ok=CONNECTED,
     ),
     Route(
         "GET",
@@ -116,6 +242,7 @@ ROUTES: list[Route] = [
         "Read a connect session",
         "connect-sessions",
         SESSION,
+        ok=json_answer(schema=schema.CONNECT_SESSION),
     ),
     Route(
         "DELETE",
@@ -124,9 +251,19 @@ ROUTES: list[Route] = [
         "End a connect session",
         "connect-sessions",
         SESSION,
+        ok=NO_CONTENT,
     ),
     # connect links: the hosted page a whole tab visits (the token in the path is the capability)
-    Route("GET", "/connect/link/{token}", connect_links.show_link, "A connect link's hosted page", "connect", NONE),
+    Route(
+        "GET",
+        "/connect/link/{token}",
+        connect_links.show_link,
+        "A connect link's hosted page",
+        "connect",
+        NONE,
+        ok=page(),
+        errors=(LINK_GONE,),
+    ),
     Route(
         "POST",
         "/connect/link/{token}/connect/{providerConfigKey}",
@@ -134,6 +271,9 @@ ROUTES: list[Route] = [
         "Connect an API key or Basic integration from a connect link's page (form; 303 to the return URL)",
         "connect",
         NONE,
+        body=form(schema.CONNECT_LINK_FORM),
+        ok=TO_APP,
+        errors=(page(400, "The page again, saying what was wrong"), LINK_FORBIDDEN, LINK_GONE),
     ),
     Route(
         "POST",
@@ -142,6 +282,8 @@ ROUTES: list[Route] = [
         "Leave a connect link's page (303 to the return URL with error_type=user_cancelled)",
         "connect",
         NONE,
+        ok=TO_APP,
+        errors=(LINK_FORBIDDEN, LINK_GONE),
     ),
     # the backend API (secret key)
     Route(
@@ -151,6 +293,8 @@ ROUTES: list[Route] = [
         "Mint a connect link (redirect mode: a hosted page, then back to return_url)",
         "connect-sessions",
         SECRET,
+        body=CreateLinkBody,
+        ok=json_answer(201, schema.CONNECT_LINK),
     ),
     Route(
         "POST",
@@ -159,11 +303,49 @@ ROUTES: list[Route] = [
         "Mint a connect session token",
         "connect-sessions",
         SECRET,
+        body=CreateSessionBody,
+        ok=json_answer(201, schema.SESSION_TOKEN),
     ),
-    Route("GET", "/config", config.list_integrations, "List integrations", "integrations", SECRET),
-    Route("POST", "/config", config.create_integration, "Create an integration", "integrations", SECRET),
-    Route("PUT", "/config", config.update_integration, "Update an integration", "integrations", SECRET),
-    Route("GET", "/config/{providerConfigKey}", config.get_integration, "Get an integration", "integrations", SECRET),
+    Route(
+        "GET",
+        "/config",
+        config.list_integrations,
+        "List integrations",
+        "integrations",
+        SECRET,
+        ok=json_answer(schema=schema.CONFIGS),
+    ),
+    Route(
+        "POST",
+        "/config",
+        config.create_integration,
+        "Create an integration",
+        "integrations",
+        SECRET,
+        body=schema.INTEGRATION,
+        ok=json_answer(schema=schema.CONFIG),
+        errors=(409,),
+    ),
+    Route(
+        "PUT",
+        "/config",
+        config.update_integration,
+        "Update an integration",
+        "integrations",
+        SECRET,
+        body=schema.INTEGRATION,
+        ok=json_answer(schema=schema.CONFIG),
+    ),
+    Route(
+        "GET",
+        "/config/{providerConfigKey}",
+        config.get_integration,
+        "Get an integration",
+        "integrations",
+        SECRET,
+        params=(flag("include_creds", "include the client, its secret and the connections"),),
+        errors=(400,),
+    ),
     Route(
         "DELETE",
         "/config/{providerConfigKey}",
@@ -171,6 +353,8 @@ ROUTES: list[Route] = [
         "Delete an integration",
         "integrations",
         SECRET,
+        ok=SUCCESS,
+        errors=(404,),
     ),
     Route(
         "POST",
@@ -179,6 +363,8 @@ ROUTES: list[Route] = [
         "Revoke every connection of an integration at the provider (a job; optionally delete them)",
         "integrations",
         SECRET,
+        body=Body(RevocationRequest, required=False),
+        ok=json_answer(202, schema.REVOCATION_JOB),
     ),
     Route(
         "GET",
@@ -187,12 +373,50 @@ ROUTES: list[Route] = [
         "Progress of the latest (or ?job_id=) bulk revocation job",
         "integrations",
         SECRET,
+        params=(query("job_id"),),
+        ok=json_answer(schema=schema.REVOCATION_JOB),
+        errors=(404,),
     ),
     Route("GET", "/provider", provider.list_providers, "The provider catalog", "providers", SECRET),
-    Route("GET", "/provider/{provider}", provider.get_provider, "One provider template", "providers", SECRET),
-    Route("GET", "/connection", connection.list_connections, "List connections (newest first)", "connections", SECRET),
-    Route("POST", "/connection", connection_import.import_connection, "Import a connection", "connections", SECRET),
-    Route("POST", "/connection/metadata", metadata.set_metadata, "Replace connection metadata", "connections", SECRET),
+    Route(
+        "GET",
+        "/provider/{provider}",
+        provider.get_provider,
+        "One provider template",
+        "providers",
+        SECRET,
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/connection",
+        connection.list_connections,
+        "List connections (newest first)",
+        "connections",
+        SECRET,
+        params=(query("connectionId", "Only this connection id"), query("connection_id", "Same as connectionId")),
+    ),
+    Route(
+        "POST",
+        "/connection",
+        connection_import.import_connection,
+        "Import a connection",
+        "connections",
+        SECRET,
+        body=schema.CONNECTION_IMPORT,
+        ok=json_answer(201, schema.CONNECTION_IMPORT, "The body, echoed"),
+    ),
+    Route(
+        "POST",
+        "/connection/metadata",
+        metadata.set_metadata,
+        "Replace connection metadata",
+        "connections",
+        SECRET,
+        body=schema.METADATA,
+        ok=json_answer(201, schema.METADATA, "The body, echoed"),
+        errors=(404,),
+    ),
     Route(
         "PATCH",
         "/connection/metadata",
@@ -200,6 +424,9 @@ ROUTES: list[Route] = [
         "Merge into connection metadata",
         "connections",
         SECRET,
+        body=schema.METADATA,
+        ok=json_answer(200, schema.METADATA, "The body, echoed"),
+        errors=(404,),
     ),
     Route(
         "GET",
@@ -208,6 +435,12 @@ ROUTES: list[Route] = [
         "A connection with its credentials (refreshed when due)",
         "connections",
         SECRET,
+        params=(
+            *KEY,
+            flag("force_refresh", "refresh the credentials now"),
+            flag("refresh_token", "include the refresh token"),
+        ),
+        errors=(400, 404),
     ),
     Route(
         "DELETE",
@@ -216,6 +449,9 @@ ROUTES: list[Route] = [
         "Delete a connection",
         "connections",
         SECRET,
+        params=(*KEY, query("revoke", "'false' to delete without revoking at the provider")),
+        ok=SUCCESS,
+        errors=(400, 404),
     ),
     Route(
         "POST",
@@ -224,6 +460,10 @@ ROUTES: list[Route] = [
         "Replace metadata (legacy form)",
         "connections",
         SECRET,
+        params=KEY,
+        body=schema.METADATA_OBJECT,
+        ok=json_answer(201, schema.METADATA_OBJECT, "The body, echoed"),
+        errors=(404,),
     ),
     Route(
         "PATCH",
@@ -232,8 +472,20 @@ ROUTES: list[Route] = [
         "Merge metadata (legacy form)",
         "connections",
         SECRET,
+        params=KEY,
+        body=schema.METADATA_OBJECT,
+        ok=json_answer(200, schema.METADATA_OBJECT, "The body, echoed"),
+        errors=(404,),
     ),
-    Route("GET", "/environment", environment.get_environment, "The environment's settings", "environment", SECRET),
+    Route(
+        "GET",
+        "/environment",
+        environment.get_environment,
+        "The environment's settings",
+        "environment",
+        SECRET,
+        ok=json_answer(schema=schema.ENVIRONMENT),
+    ),
     Route(
         "PATCH",
         "/environment",
@@ -241,6 +493,8 @@ ROUTES: list[Route] = [
         "Change webhook, callback and HMAC settings",
         "environment",
         SECRET,
+        body=EnvironmentPatch,
+        ok=json_answer(schema=schema.ENVIRONMENT),
     ),
     Route(
         "POST",
@@ -249,11 +503,31 @@ ROUTES: list[Route] = [
         "Start a key rotation (a pending key)",
         "environment",
         SECRET,
+        body=KeyKind,
+        errors=(409,),
     ),
     Route(
-        "POST", "/environment/activate-key", keys.activate_key, "Make the pending key the key", "environment", SECRET
+        "POST",
+        "/environment/activate-key",
+        keys.activate_key,
+        "Make the pending key the key",
+        "environment",
+        SECRET,
+        body=KeyKind,
+        ok=SUCCESS,
+        errors=(409,),
     ),
-    Route("POST", "/environment/revert-key", keys.revert_key, "Drop the pending key", "environment", SECRET),
+    Route(
+        "POST",
+        "/environment/revert-key",
+        keys.revert_key,
+        "Drop the pending key",
+        "environment",
+        SECRET,
+        body=KeyKind,
+        ok=SUCCESS,
+        errors=(409,),
+    ),
     # outgoing webhooks: attempts, replays (commands to the dispatcher), signing keys, endpoint health
     Route(
         "GET",
@@ -262,6 +536,15 @@ ROUTES: list[Route] = [
         "Webhook delivery attempts, newest first (filters, cursor pages)",
         "webhooks",
         SECRET,
+        params=(
+            *(query(name) for name in ("delivery_id", "event_id", "connection_id", "url", "webhook_id")),
+            query("state", enum=["sending", "succeeded", "failed", "discarded"]),
+            query("limit", "At most 250 a page", type="integer", minimum=1),
+            query("cursor", "next_cursor of the previous page"),
+            query("since", "ISO 8601 date-time with a time zone"),
+            query("until", "ISO 8601 date-time with a time zone"),
+        ),
+        errors=(400,),
     ),
     Route(
         "GET",
@@ -270,6 +553,7 @@ ROUTES: list[Route] = [
         "Every attempt of one delivery, replays included",
         "webhooks",
         SECRET,
+        errors=(404,),
     ),
     Route(
         "POST",
@@ -278,6 +562,8 @@ ROUTES: list[Route] = [
         "Send one delivery again (202; the dispatcher does it)",
         "webhooks",
         SECRET,
+        ok=json_answer(202),
+        errors=(404,),
     ),
     Route(
         "POST",
@@ -286,6 +572,8 @@ ROUTES: list[Route] = [
         "Send again every delivery that gave up since a time (202)",
         "webhooks",
         SECRET,
+        body=ReplayRange,
+        ok=json_answer(202),
     ),
     Route(
         "GET",
@@ -302,6 +590,7 @@ ROUTES: list[Route] = [
         "A new signing key; the old ones keep signing for a grace period (24 h)",
         "webhooks",
         SECRET,
+        body=Body(Rotation, required=False),
     ),
     Route(
         "GET",
@@ -318,6 +607,8 @@ ROUTES: list[Route] = [
         "Deliver to a disabled URL again",
         "webhooks",
         SECRET,
+        body=EndpointRef,
+        errors=(404,),
     ),
     # the activity log (read here; written by the activity-log service)
     Route(
@@ -327,6 +618,8 @@ ROUTES: list[Route] = [
         "Activity log operations, newest first (filters, free-text search, cursor pages)",
         "logs",
         SECRET,
+        params=logs.QUERY_PARAMS,
+        errors=(400,),
     ),
     Route(
         "GET",
@@ -335,9 +628,21 @@ ROUTES: list[Route] = [
         "One activity log operation with its messages",
         "logs",
         SECRET,
+        errors=(404,),
     ),
     *[
-        Route(method, "/proxy/{path:.*}", proxy.proxy, "Call the connection's API, credentials added", "proxy", SECRET)
+        Route(
+            method,
+            "/proxy/{path:.*}",
+            proxy.proxy,
+            "Call the connection's API, credentials added",
+            "proxy",
+            SECRET,
+            params=PROXY,
+            body=PROXY_BODY if method in {"POST", "PUT", "PATCH"} else None,
+            ok=PROXY_ANSWER,
+            errors=(400, 403, 404, 502, 504),  # the gateway's own: 403 is the egress guard refusing the upstream
+        )
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # GET brings HEAD
     ],
     *DASHBOARD_ROUTES,  # the dashboard's pages and /sdk/keyway-connect.js (auth_gateway/dashboard/routes.py)

@@ -3,21 +3,60 @@ served and documented in ``/openapi.json`` like every other route."""
 
 from __future__ import annotations
 
-from ..openapi_spec import Route
+from ..openapi_spec import Answer, Route, json_answer, page, redirect
 from .views import activity, assets, connections, integrations, settings, signin
 
 __all__ = ["DASHBOARD_ROUTES"]
 
 SESSION, NONE, TAG = "dashboard_session", "none", "dashboard"
 E = "/dashboard/{env}"
+SCRIPT, STYLES = Answer(200, "text/javascript"), Answer(200, "text/css")
+SIGN_IN = (page(), redirect(303, "Signed in already, or signed in now: to the dashboard"))
 CONNECTION = E + "/connections/{key}/{connection_id}"
 
 DASHBOARD_ROUTES: list[Route] = [
-    Route("GET", "/sdk/keyway-connect.js", assets.connect_script, "Keyway's browser connect script", "connect", NONE),
-    Route("GET", "/dashboard", signin.home, "The dashboard (redirects to Integrations)", TAG, NONE),
-    Route("GET", "/dashboard/static/{name}", assets.static_file, "Dashboard stylesheet and scripts", TAG, NONE),
-    Route("GET", "/dashboard/signin", signin.signin_form, "Dashboard: sign-in form", TAG, NONE),
-    Route("POST", "/dashboard/signin", signin.signin_submit, "Dashboard: sign in (form)", TAG, NONE),
+    Route(
+        "GET",
+        "/sdk/keyway-connect.js",
+        assets.connect_script,
+        "Keyway's browser connect script",
+        "connect",
+        NONE,
+        ok=SCRIPT,
+    ),
+    Route("GET", "/dashboard", signin.home, "The dashboard (redirects to Integrations)", TAG, NONE, ok=redirect(303)),
+    Route(
+        "GET",
+        "/dashboard/static/{name}",
+        assets.static_file,
+        "Dashboard stylesheet and scripts",
+        TAG,
+        NONE,
+        ok=(STYLES, SCRIPT),
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/dashboard/signin",
+        signin.signin_form,
+        "Dashboard: sign-in form",
+        TAG,
+        NONE,
+        ok=SIGN_IN,
+        pages=True,
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        "/dashboard/signin",
+        signin.signin_submit,
+        "Dashboard: sign in (form)",
+        TAG,
+        NONE,
+        ok=SIGN_IN,
+        errors=(401, 403, 404, 429),
+        pages=True,
+    ),
     Route("POST", "/dashboard/signout", signin.signout, "Dashboard: sign out", TAG, SESSION),
     Route("GET", E + "/integrations", integrations.integrations_page, "Dashboard: integrations", TAG, SESSION),
     Route(
@@ -59,6 +98,8 @@ DASHBOARD_ROUTES: list[Route] = [
         "Dashboard: a connect session for the Connect button (JSON, X-CSRF-Token)",
         TAG,
         SESSION,
+        ok=json_answer(),
+        errors=(json_answer(400), json_answer(404)),
     ),
     Route("GET", E + "/connections", connections.connections_page, "Dashboard: connections", TAG, SESSION),
     Route("GET", CONNECTION, connections.connection_page, "Dashboard: one connection", TAG, SESSION),

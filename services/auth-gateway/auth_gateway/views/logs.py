@@ -26,12 +26,28 @@ from keyway_shared.service import MONGO_DB
 
 from ..errors import ApiError
 from ..keys import environment_from_secret_key
+from ..openapi_spec import query
 from ..serialize import js_iso
 
-__all__ = ["get_log_operation", "list_log_operations"]
+__all__ = ["QUERY_PARAMS", "get_log_operation", "list_log_operations"]
 
 STATES = ("waiting", "running", "success", "failed", "timeout")
 MAX_SEARCH = 256
+_TIME = "ISO 8601, e.g. 2024-06-01T12:00:00Z"
+# The list's query, as the route table documents it (the module docstring says the same for people).
+QUERY_PARAMS = (
+    query("from", _TIME),
+    query("to", _TIME + " (exclusive)"),
+    query("type", "auth:create_connection, auth:refresh_token, webhook:outgoing, … (comma-separated or repeated)"),
+    query("state", f"{', '.join(STATES)} (comma-separated or repeated)"),
+    query("integration", "Provider config keys"),
+    query("provider_config_key", "Same as integration"),
+    query("connection", "Connection ids"),
+    query("connection_id", "Same as connection"),
+    query("search", "Words that must all appear in the operation's messages", maxLength=MAX_SEARCH),
+    query("limit", type="integer", minimum=1, maximum=MAX_PAGE),
+    query("cursor", "pagination.cursor of the previous page"),
+)
 
 
 def _invalid(message: str) -> ApiError:
@@ -62,7 +78,8 @@ def _time(request: web.Request, name: str) -> datetime | None:
 
 def _limit(request: web.Request) -> int:
     raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    # "²" is a digit to isdigit, and int() refuses 4,300 digits and more: both would be a 500
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= MAX_PAGE:
         raise _invalid(f"'limit' must be a whole number from 1 to {MAX_PAGE}.")
     return int(raw)
 

@@ -5,16 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ApiError
 from ..keys import environment_from_secret_key
+from ..requests import json_object, validated_body
 from ..resources import STORES
 from ..revocation_jobs import REVOCATION_JOBS
 from ..serialize import js_iso
 
-__all__ = ["get_revocation_job", "start_revocation_job"]
+__all__ = ["RevocationRequest", "get_revocation_job", "start_revocation_job"]
 
 DEFAULT_CONCURRENCY, MAX_CONCURRENCY = 8, 32
+
+
+class RevocationRequest(BaseModel):
+    """The optional body of ``POST /config/{key}/revoke`` (strict: ``"true"`` is not a boolean here)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    delete: bool = Field(default=False, description="Also delete each connection once revoked")
+    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=MAX_CONCURRENCY)
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        # JSON has one number type: 4.0 is the integer 4 to JSON Schema (and to JavaScript), so here too.
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def job_json(job: dict[str, Any]) -> dict[str, Any]:
@@ -38,20 +54,8 @@ async def start_revocation_job(request: web.Request) -> web.Response:
     key = request.match_info["providerConfigKey"]
     if await request.app[STORES].integrations.get(env.name, key) is None:
         raise ApiError("unknown_provider_config", f"There is no integration '{key}' in '{env.name}'.")
-    body: Any = {}
-    if request.can_read_body:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise ApiError("invalid_json", "The request body is not JSON.") from None
-    if not isinstance(body, dict):
-        raise ApiError("invalid_body", "The request body must be an object.")
-    delete, concurrency = body.get("delete", False), body.get("concurrency", DEFAULT_CONCURRENCY)
-    if not isinstance(delete, bool):
-        raise ApiError("invalid_body", "'delete' must be a boolean.")
-    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise ApiError("invalid_body", f"'concurrency' must be an integer from 1 to {MAX_CONCURRENCY}.")
-    job = await request.app[REVOCATION_JOBS].start(env.name, key, delete=delete, concurrency=concurrency)
+    body = validated_body(RevocationRequest, await json_object(request, required=False))
+    job = await request.app[REVOCATION_JOBS].start(env.name, key, delete=body.delete, concurrency=body.concurrency)
     return web.json_response(job_json(job), status=202)
 
 
