@@ -1,6 +1,9 @@
 """``GET /app-auth/connect``: where GitHub sends the browser after a GitHub App installation (its
 "Setup URL"). With our ``state`` it is the popup callback; without one the installation was started
 on github.com, not through the SDK, and the browser goes back where it came from (spec §2.4).
+
+Nothing in this query is trusted on its own: without the state of a live flow nothing is minted or
+stored, and with one the flow's finisher (``views.github_app``) has GitHub confirm the installation.
 """
 
 from __future__ import annotations
