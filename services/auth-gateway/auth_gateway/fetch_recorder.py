@@ -4,6 +4,11 @@ The value is bookkeeping (which connections are in use, for the daily keep-alive
 ones), so it is stored at minute granularity: a connection read a thousand times a minute costs one
 write a minute, not a thousand. Losing the last minute of it in a crash costs nothing; paying a
 write on the hottest path for it would (on the embedded server an update costs more than a read).
+
+A write the database refuses (not one it could not be reached for) is tried again a few times and
+then dropped with a log line: the embedded server refuses every update of a document nested
+hundreds of levels deep, and one such connection must neither be retried forever nor keep the
+others in its batch from being recorded.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
 from aiohttp import web
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
 from keyway_shared.events import utcnow
 from keyway_shared.logging import get_logger
@@ -26,16 +31,25 @@ __all__ = ["FETCH_RECORDER", "FetchRecorder", "fetch_recorder_context"]
 
 log = get_logger(__name__)
 
+Key = tuple[str, str, str]  # environment, provider_config_key, connection_id
+
 
 class FetchRecorder:
     def __init__(
-        self, connections: ConnectionStore, *, every: float = 1.0, granularity: timedelta = timedelta(minutes=1)
+        self,
+        connections: ConnectionStore,
+        *,
+        every: float = 1.0,
+        granularity: timedelta = timedelta(minutes=1),
+        max_refusals: int = 5,
     ) -> None:
         self._connections = connections
         self._every = every
         self._granularity = granularity
-        self._pending: dict[tuple[str, str, str], datetime] = {}
-        self._written: dict[tuple[str, str, str], datetime] = {}  # what this replica last stored
+        self._max_refusals = max_refusals
+        self._pending: dict[Key, datetime] = {}
+        self._written: dict[Key, datetime] = {}  # what this replica last stored (or gave up on)
+        self._refusals: dict[Key, int] = {}  # consecutive refused writes per connection
         self._task: asyncio.Task[None] | None = None
 
     def note(self, environment: str, provider_config_key: str, connection_id: str) -> datetime:
@@ -50,16 +64,66 @@ class FetchRecorder:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        latest = max(pending.values())
+        keys = list(pending)
         try:
-            await self._connections.touch_fetched(list(pending), latest)
-            if len(self._written) > 100_000:
-                self._written.clear()  # bounded memory; at worst one extra write per connection
-            self._written.update(pending)
+            await self._connections.touch_fetched(keys, max(pending.values()))
+        except BulkWriteError as exc:  # the others were written: only these were refused
+            refused = {keys[error["index"]] for error in exc.details.get("writeErrors", [])}
+            self._recorded({k: at for k, at in pending.items() if k not in refused})
+            self._refused({k: pending[k] for k in refused})
+        except OperationFailure:  # the whole batch refused: find the connections it was for
+            if len(pending) == 1:
+                self._refused(pending)
+            else:
+                await self._one_by_one(pending)
         except PyMongoError:
             log.warning("could not record last_fetched_at; will try again", count=len(pending))
-            for key, at in pending.items():
+            self._retry(pending)
+        else:
+            self._recorded(pending)
+
+    async def _one_by_one(self, pending: dict[Key, datetime]) -> None:
+        items = list(pending.items())
+        for index, (key, at) in enumerate(items):
+            try:
+                await self._connections.touch_fetched([key], at)
+            except OperationFailure:
+                self._refused({key: at})
+            except PyMongoError:
+                log.warning("could not record last_fetched_at; will try again", count=len(items) - index)
+                self._retry(dict(items[index:]))
+                return
+            else:
+                self._recorded({key: at})
+
+    def _recorded(self, written: dict[Key, datetime]) -> None:
+        if len(self._written) > 100_000:
+            self._written.clear()  # bounded memory; at worst one extra write per connection
+        self._written.update(written)
+        for key in written:
+            self._refusals.pop(key, None)
+
+    def _refused(self, refused: dict[Key, datetime]) -> None:
+        for key, at in refused.items():
+            count = self._refusals.get(key, 0) + 1
+            if count < self._max_refusals:
+                self._refusals[key] = count
                 self._pending.setdefault(key, at)
+                continue
+            self._refusals.pop(key, None)
+            self._written[key] = at  # not noted again before the granularity has passed
+            environment, provider_config_key, connection_id = key
+            log.warning(
+                "the database refuses to record last_fetched_at of a connection; dropped",
+                environment=environment,
+                provider_config_key=provider_config_key,
+                connection_id=connection_id,
+                attempts=count,
+            )
+
+    def _retry(self, pending: dict[Key, datetime]) -> None:
+        for key, at in pending.items():
+            self._pending.setdefault(key, at)
 
     async def _loop(self) -> None:
         while True:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pymongo.errors import OperationFailure
 
+from keyway_shared.service import MONGO_DB
 from keyway_shared.store import Environment
 
 from ..connection_cache import CONNECTION_CACHE
 from ..connection_removal import remove_connection
 from ..credentials_access import fresh_connection
+from ..deep_documents import json_without_deep_fields, shown, summaries_from_whole_documents
 from ..errors import ApiError
 from ..fetch_recorder import FETCH_RECORDER
 from ..keys import environment_from_secret_key
@@ -57,29 +60,37 @@ async def get_connection(request: web.Request) -> web.Response:
     )
     fetched_at = request.app[FETCH_RECORDER].note(env.name, provider_config_key, connection_id)
     include_refresh = request.query.get("refresh_token") == "true"
-    return web.json_response(connection_json(connection, include_refresh_token=include_refresh, fetched_at=fetched_at))
+    return json_without_deep_fields(
+        connection_json(connection, include_refresh_token=include_refresh, fetched_at=fetched_at),
+        fields=("metadata", "connection_config"),
+    )
 
 
 async def list_connections(request: web.Request) -> web.Response:
     """``GET /connection[?connectionId=]``: summaries, newest first (the node SDK's camelCase parameter)."""
     env = await environment_from_secret_key(request)
     connection_id = request.query.get("connectionId") or request.query.get("connection_id")
-    docs = await request.app[STORES].connections.summaries(env.name, connection_id=connection_id)
-    return web.json_response(
+    try:
+        docs = await request.app[STORES].connections.summaries(env.name, connection_id=connection_id)
+    except OperationFailure:  # one document the server cannot project fails it all (see deep_documents)
+        docs = await summaries_from_whole_documents(request.app[MONGO_DB], env.name, connection_id=connection_id)
+    items = [
         {
-            "connections": [
-                {
-                    "id": doc.get("id"),
-                    "connection_id": doc["connection_id"],
-                    "provider_config_key": doc["provider_config_key"],
-                    "provider": doc["provider"],
-                    "created": js_iso(doc.get("created_at")),
-                    "metadata": doc.get("metadata"),
-                }
-                for doc in docs
-            ]
+            "id": doc.get("id"),
+            "connection_id": doc["connection_id"],
+            "provider_config_key": doc["provider_config_key"],
+            "provider": doc["provider"],
+            "created": js_iso(doc.get("created_at")),
+            "metadata": doc.get("metadata"),
         }
-    )
+        for doc in docs
+    ]
+    try:
+        return web.json_response({"connections": items})
+    except RecursionError:
+        for item in items:
+            item["metadata"] = shown(item["metadata"], what="metadata", connection_id=item["connection_id"])
+        return web.json_response({"connections": items})
 
 
 async def delete_connection(request: web.Request) -> web.Response:

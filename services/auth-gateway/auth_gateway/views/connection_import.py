@@ -17,7 +17,7 @@ from keyway_shared.events import utcnow
 from ..connect import store_connection
 from ..errors import ApiError
 from ..keys import environment_from_secret_key
-from ..requests import json_object
+from ..requests import check_document_keys, json_object
 from ..resources import CATALOG, STORES
 
 __all__ = ["import_connection"]
@@ -121,6 +121,9 @@ async def import_connection(request: web.Request) -> web.Response:
     metadata = body.get("metadata")
     if not isinstance(config, dict) or (metadata is not None and not isinstance(metadata, dict)):
         raise ApiError("invalid_body", "'connection_config' and 'metadata' must be JSON objects.")
+    check_document_keys(config, "connection_config")  # both are stored as they are (credentials encrypted)
+    if metadata is not None:
+        check_document_keys(metadata, "metadata")
     if isinstance(config.get("oauth_scopes_override"), str):
         config = {**config, "oauth_scopes_override": [s for s in config["oauth_scopes_override"].split(",") if s]}
     if template.auth_mode == "TBA" and not config.get("accountId"):

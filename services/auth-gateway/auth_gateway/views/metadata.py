@@ -7,21 +7,25 @@ from typing import Any
 
 from aiohttp import web
 
+from keyway_shared.store import Environment
+
 from ..connection_events import metadata_event
 from ..errors import ApiError
 from ..keys import environment_from_secret_key
 from ..outbox_relay import RELAY
-from ..requests import json_object
+from ..requests import check_document_keys, json_object
 from ..resources import STORES
 from .connection import unknown_connection
 
 __all__ = ["legacy_set_metadata", "legacy_update_metadata", "set_metadata", "update_metadata"]
 
 
-async def _apply(request: web.Request, *, key: str, ids: list[str], metadata: Any, merge: bool) -> None:
-    env = await environment_from_secret_key(request)
+async def _apply(
+    request: web.Request, env: Environment, *, key: str, ids: list[str], metadata: Any, merge: bool
+) -> None:
     if not isinstance(metadata, dict):
         raise ApiError("invalid_body", "'metadata' must be a JSON object.")
+    check_document_keys(metadata, "metadata")
     if not ids or not all(isinstance(i, str) and i for i in ids):
         raise ApiError("missing_connection", "Missing param 'connection_id'.")
     missing, rows = await request.app[STORES].connections.set_metadata_with_events(
@@ -34,14 +38,14 @@ async def _apply(request: web.Request, *, key: str, ids: list[str], metadata: An
 
 
 async def _node_form(request: web.Request, *, merge: bool, status: int) -> web.Response:
+    env = await environment_from_secret_key(request)  # before the body: a stranger's body is never read
     body = await json_object(request)
     key = body.get("provider_config_key")
     if not isinstance(key, str) or not key:
-        await environment_from_secret_key(request)  # authentication errors come first
         raise ApiError("missing_provider_config", "Missing param 'provider_config_key'.")
     raw_ids = body.get("connection_id")
     ids = raw_ids if isinstance(raw_ids, list) else [raw_ids] if raw_ids else []
-    await _apply(request, key=key, ids=ids, metadata=body.get("metadata"), merge=merge)
+    await _apply(request, env, key=key, ids=ids, metadata=body.get("metadata"), merge=merge)
     return web.json_response(body, status=status)
 
 
@@ -54,13 +58,13 @@ async def update_metadata(request: web.Request) -> web.Response:
 
 
 async def _legacy_form(request: web.Request, *, merge: bool, status: int) -> web.Response:
+    env = await environment_from_secret_key(request)
     body = await json_object(request)
     key = request.query.get("provider_config_key") or request.headers.get("Provider-Config-Key") or ""
     connection_id = request.match_info.get("connectionId") or request.headers.get("Connection-Id") or ""
     if not key:
-        await environment_from_secret_key(request)
         raise ApiError("missing_provider_config", "Missing param 'provider_config_key'.")
-    await _apply(request, key=key, ids=[connection_id], metadata=body, merge=merge)
+    await _apply(request, env, key=key, ids=[connection_id], metadata=body, merge=merge)
     return web.json_response(body, status=status)
 
 
