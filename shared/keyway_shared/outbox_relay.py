@@ -19,7 +19,7 @@ import aio_pika
 from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
-from .bus import PublishError
+from .backoff import Backoff, is_cancellation
 from .logging import get_logger
 from .service.broker import BrokerLink
 from .store import OutboxRow, OutboxStore
@@ -106,15 +106,20 @@ class OutboxRelay:
 
     async def _publish(self, rows: list[OutboxRow], *, path: str) -> int:
         publisher = self._broker.publisher
-        if publisher is None or not self._broker.is_ready:
+        if publisher is None or not self._broker.is_connected:
             return 0
         done: list[str] = []
         for index, row in enumerate(rows):
             try:
                 await publisher.publish_message(_message(row), routing_key=row.routing_key)
-            except PublishError:
+            except Exception as exc:  # PublishError, or whatever else a broken link raised: the row waits
                 PUBLISH_FAILURES.inc()
-                log.warning("event left in the outbox for the sweep", event_id=row.event_id, type=row.routing_key)
+                log.warning(
+                    "event left in the outbox for the sweep",
+                    event_id=row.event_id,
+                    type=row.routing_key,
+                    error=exc.__class__.__name__,
+                )
                 # Keep order (later rows wait too) and hand the rows back for the next sweep right away.
                 with contextlib.suppress(PyMongoError):
                     await self._outbox.release([r.event_id for r in rows[index:]])
@@ -130,7 +135,7 @@ class OutboxRelay:
         return len(done)
 
     async def sweep_once(self, *, limit: int = 500) -> int:
-        if not self._broker.is_ready:
+        if not self._broker.is_connected:
             return 0
         rows = await self._outbox.claim_stale(
             older_than=self._stale_after, lease=self._sweep_lease, limit=limit, owner=self._owner
@@ -141,15 +146,26 @@ class OutboxRelay:
         return await self._publish(rows, path="sweep")
 
     async def _loop(self) -> None:
+        # Never ends but by cancellation: a sweep that fails is logged and tried again, later and
+        # later (capped) while it keeps failing.
+        backoff = Backoff(first=self._sweep_every, cap=max(self._sweep_every, 30.0))
+        delay = self._sweep_every
         while True:
-            await asyncio.sleep(self._sweep_every)
+            await asyncio.sleep(delay)
             try:
                 while await self.sweep_once() > 0:
                     pass
-            except PyMongoError:
-                log.warning("outbox sweep could not reach the database")
-            except Exception:
-                log.exception("outbox sweep failed")
+            except BaseException as exc:
+                if is_cancellation(exc):
+                    raise
+                delay = backoff.next()
+                if isinstance(exc, PyMongoError):
+                    log.warning("outbox sweep could not reach the database", retry_in=round(delay, 1))
+                else:
+                    log.exception("outbox sweep failed", retry_in=round(delay, 1))
+                continue
+            backoff.reset()
+            delay = self._sweep_every
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._loop(), name="outbox-sweep")

@@ -109,6 +109,13 @@ class BaseServiceSettings(BaseSettings):
         description="how long in-flight work may run after SIGTERM before resources close",
         validation_alias=AliasChoices("KEYWAY_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds"),
     )
+    broker_outage_bound_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="how long RabbitMQ may be unreachable before /readyz answers 503 (0: at once); "
+        "the link keeps reconnecting meanwhile, and the gateway keeps serving with its outbox",
+        validation_alias=AliasChoices("KEYWAY_BROKER_OUTAGE_BOUND_SECONDS", "broker_outage_bound_seconds"),
+    )
 
     @property
     def events_exchange(self) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from keyway_shared.activity import word_key
+from keyway_shared.backoff import Backoff, is_cancellation
 from keyway_shared.events import utcnow
 from keyway_shared.logging import get_logger
 from keyway_shared.store import Database
@@ -105,14 +106,24 @@ class TimeoutSweeper:
         return len(messages)
 
     async def _loop(self) -> None:
+        # Ends only by cancellation: a failed sweep is logged and tried again, later while it keeps failing.
+        backoff = Backoff(first=self._every, cap=max(self._every, 60.0))
+        delay = self._every
         while True:
-            await asyncio.sleep(self._every)
+            await asyncio.sleep(delay)
             try:
                 await self.sweep_once()
-            except PyMongoError as exc:
-                log.warning("timeout sweep could not reach the database", error=exc.__class__.__name__)
-            except Exception:
-                log.exception("timeout sweep failed")
+            except BaseException as exc:
+                if is_cancellation(exc):
+                    raise
+                delay = backoff.next()
+                if isinstance(exc, PyMongoError):
+                    log.warning("timeout sweep could not reach the database", error=exc.__class__.__name__)
+                else:
+                    log.exception("timeout sweep failed")
+                continue
+            backoff.reset()
+            delay = self._every
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="activity-timeout-sweep")

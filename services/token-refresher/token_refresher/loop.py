@@ -31,6 +31,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from pymongo.errors import PyMongoError
 
+from keyway_shared.backoff import Backoff, is_cancellation
 from keyway_shared.events import utcnow
 from keyway_shared.logging import get_logger
 from keyway_shared.refresh.service import DueOutcome
@@ -150,7 +151,9 @@ class RefreshLoop:
             await asyncio.wait(pending, timeout=5.0)
 
     async def _run(self) -> None:
-        failures = 0
+        # Ends only when stopped: whatever a round raises is logged and the round tried again after
+        # a capped, jittered backoff (a loop that died here would leave every token to expire).
+        backoff = Backoff(first=1.0, cap=self._max_sleep)
         while not self._stopping:
             free = self._concurrency - len(self._inflight)
             if free < self._low_water:
@@ -161,15 +164,21 @@ class RefreshLoop:
             self._blocked = False
             try:
                 started, blocked = await self._dispatch_once(min(free, self._batch))
-                failures = 0
+                backoff.reset()
                 if started:
                     continue  # more may be due already: look again at once
                 self._blocked = blocked
                 delay = await self._idle_delay(blocked=blocked)
-            except PyMongoError as exc:
-                failures += 1
-                delay = min(0.5 * 2**failures, self._max_sleep)
-                log.warning("cannot read the due connections", error=exc.__class__.__name__, retry_in=delay)
+            except BaseException as exc:
+                if is_cancellation(exc):
+                    raise
+                delay = backoff.next()
+                if isinstance(exc, PyMongoError):
+                    log.warning(
+                        "cannot read the due connections", error=exc.__class__.__name__, retry_in=round(delay, 2)
+                    )
+                else:
+                    log.exception("refresh round failed", retry_in=round(delay, 2))
             await self._sleep(delay)
 
     async def _dispatch_once(self, want: int) -> tuple[int, bool]:

@@ -10,6 +10,7 @@ broadcast be lost. Concurrent misses for one key share a single read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -133,9 +134,15 @@ def listen_for_changes(
 
     async def attach(connection: AbstractRobustConnection) -> None:
         channel = await connection.channel()
-        exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.FANOUT, durable=True)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(exchange)
-        await queue.consume(on_message, no_ack=True)
+        try:
+            exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.FANOUT, durable=True)
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(exchange)
+            await queue.consume(on_message, no_ack=True)
+        except BaseException:
+            # The broker link tries again: leave no half-made queue behind to fill up unread.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), timeout=5.0)
+            raise
 
     return attach

@@ -10,6 +10,8 @@ consumer has already handled, and then settles the message by what the handler d
     raised DeadLetter       → dead-letter now, logged as a warning (the handler gave up on purpose)
     bad envelope or payload → dead-letter at once (it will never get better)
     raised anything else    → dead-letter and log the exception
+    settling failed         → handed back to the broker (nack, requeue), logged; on a closed channel
+                              the broker has it back already
 
 ``publish_later`` lets a handler start a message on another consumer's schedule: it parks it in that
 consumer's delay queue as a given attempt, the way a retry is parked.
@@ -21,6 +23,7 @@ Whatever was not acknowledged by then is redelivered by the broker to another co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import Awaitable, Callable
@@ -33,6 +36,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from pydantic import ValidationError
 
+from ..backoff import is_cancellation
 from ..events import CloudEvent, EventDecodeError, decode_event
 from ..logging import get_logger
 from .publisher import EventPublisher, PublishError
@@ -166,15 +170,22 @@ class ConsumerRunner:
         return bool(self._consuming) and len(self._consuming) == len(self._registrations) and not self._stopping
 
     async def start(self) -> None:
-        for reg in self._registrations:
-            channel = await self._connection.channel()
-            await channel.set_qos(prefetch_count=reg.spec.prefetch)
-            queue = await declare_consumer(channel, reg.spec, queue_type=self._queue_type)
-            self._declared_delays.update(reg.spec.retry_queue(d) for d in reg.spec.retry.delays)
-            tag = await queue.consume(self._callback_for(reg))
-            self._channels.append(channel)
-            self._consuming.append((channel, queue, tag))
-            log.info("consuming", queue=reg.spec.queue, bindings=list(reg.spec.bindings))
+        """Consume every registered queue; on any failure, close what this call opened and raise,
+        so that starting again (the broker link retries) does not consume a queue twice."""
+        try:
+            for reg in self._registrations:
+                channel = await self._connection.channel()
+                self._channels.append(channel)
+                await channel.set_qos(prefetch_count=reg.spec.prefetch)
+                queue = await declare_consumer(channel, reg.spec, queue_type=self._queue_type)
+                self._declared_delays.update(reg.spec.retry_queue(d) for d in reg.spec.retry.delays)
+                tag = await queue.consume(self._callback_for(reg))
+                self._consuming.append((channel, queue, tag))
+                log.info("consuming", queue=reg.spec.queue, bindings=list(reg.spec.bindings))
+        except BaseException:
+            self._consuming.clear()
+            await self._close_channels()
+            raise
 
     async def stop(self) -> None:
         """Stop taking messages, let in-flight ones finish (bounded), then close the channels."""
@@ -196,13 +207,16 @@ class ConsumerRunner:
                 log.warning(
                     "shutdown grace over; unacknowledged messages go back to the broker", inflight=len(self._inflight)
                 )
-        for channel in self._channels:
+        await self._close_channels()
+
+    async def _close_channels(self) -> None:
+        channels, self._channels = self._channels, []
+        for channel in channels:
             if not channel.is_closed:
                 try:
                     await asyncio.wait_for(channel.close(), timeout=_BROKER_CALL_TIMEOUT)
-                except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+                except Exception:
                     log.warning("channel close failed; the broker drops it with the connection")
-        self._channels.clear()
 
     def _callback_for(self, reg: _Registration) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:
@@ -224,14 +238,29 @@ class ConsumerRunner:
         attempt = attempt_of(message)
         with structlog.contextvars.bound_contextvars(queue=queue, message_id=message.message_id, attempt=attempt):
             try:
-                event = _decode(reg.spec, message.body)
-            except EventDecodeError as exc:
-                log.error("dead-lettering an invalid event", reason=str(exc))
-                await message.reject(requeue=False)
-                self._settled(queue, "invalid")
-                return
-            with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type):
-                await self._handle(reg, message, event, attempt)
+                try:
+                    event = _decode(reg.spec, message.body)
+                except EventDecodeError as exc:
+                    log.error("dead-lettering an invalid event", reason=str(exc))
+                    await message.reject(requeue=False)
+                    self._settled(queue, "invalid")
+                    return
+                with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type):
+                    await self._handle(reg, message, event, attempt)
+            except BaseException as exc:
+                if is_cancellation(exc):
+                    raise
+                await self._unsettled(queue, message, exc)
+
+    async def _unsettled(self, queue: str, message: AbstractIncomingMessage, exc: BaseException) -> None:
+        """Settling failed (the channel closed under it, a retry could not be parked…): hand the
+        message back if the channel still can, so it never sits unacknowledged on an open channel.
+        On a closed channel the broker has it back already; either way it comes again, and the
+        idempotency guard (or the handler itself) skips what was done."""
+        log.warning("message not settled; the broker delivers it again", error=exc.__class__.__name__)
+        with contextlib.suppress(Exception):
+            await message.nack(requeue=True)
+        self._settled(queue, "requeued")
 
     async def _handle(
         self, reg: _Registration, message: AbstractIncomingMessage, event: CloudEvent[Any], attempt: int

@@ -1,5 +1,5 @@
 """What every consuming service does with the broker: subscribe its handlers once connected,
-stop them first on shutdown, and report readiness of the broker and the database.
+stop them first on shutdown, and report liveness and readiness of the broker and the database.
 
 A service lists its :class:`Subscription` objects; this module owns the runner's life cycle, so the
 three consumer services differ only in what they handle.
@@ -16,7 +16,8 @@ from aiohttp import web
 from ..bus import ConsumerRunner, ConsumerSpec, Handler
 from ..settings import BaseServiceSettings
 from ..store import MongoIdempotencyGuard
-from .health import add_health_routes, mongo_check
+from .broker import BrokerLink
+from .health import BrokerReadiness, add_health_routes, mongo_check
 from .resources import BROKER, MONGO_DB
 
 __all__ = ["CONSUMERS", "Consumers", "Subscription", "add_readiness_routes", "consumers_context"]
@@ -75,14 +76,23 @@ def consumers_context(
 
 
 def add_readiness_routes(app: web.Application, *, service: str) -> None:
-    """``/healthz``, ``/readyz`` (broker and database, looked up when asked) and ``/metrics``."""
+    """``/healthz`` (the broker link can still recover), ``/readyz`` (broker and database, looked up
+    when asked) and ``/metrics``."""
 
-    async def broker_ready() -> bool:
-        link = app.get(BROKER)
-        return link is not None and link.is_ready
+    def broker_link() -> BrokerLink | None:
+        return app.get(BROKER)
+
+    def broker_alive() -> bool:
+        link = broker_link()
+        return link is None or link.can_recover
 
     async def mongo_ready() -> bool:
         db = app.get(MONGO_DB)
         return db is not None and await mongo_check(db)()
 
-    add_health_routes(app, {"broker": broker_ready, "mongo": mongo_ready}, service=service)
+    add_health_routes(
+        app,
+        {"broker": BrokerReadiness(broker_link), "mongo": mongo_ready},
+        service=service,
+        liveness={"broker": broker_alive},
+    )

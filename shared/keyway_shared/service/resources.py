@@ -55,7 +55,12 @@ def broker_context(
     settings: BaseServiceSettings, *, name: str, exchange: str = "keyway.events"
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        link = BrokerLink(settings.amqp_url, name=name, exchange=settings.events_exchange)
+        link = BrokerLink(
+            settings.amqp_url,
+            name=name,
+            exchange=settings.events_exchange,
+            outage_bound=settings.broker_outage_bound_seconds,
+        )
         app[BROKER] = link
         link.start()
         yield
