@@ -14,9 +14,11 @@ runner's policy for this queue, per batch:
 
 A ``multiple=True`` ack covers every unsettled delivery up to its tag, so batches are settled in
 delivery order (a batch waits for the one before it), a dead-letter or requeue is sent before the
-ack that would otherwise cover it, and a channel where a batch was left unsettled (shutdown, a
-closed channel) gets single acks from then on. Only what is stored is acknowledged: a message
-still in hand when the process dies comes back from the broker, and its write is idempotent.
+ack that would otherwise cover it, and a channel where a batch was left unsettled (shutdown)
+gets single acks from then on. A batch whose channel closed under it (a broker reset) settles what
+it can and skips the rest: the broker has those deliveries back and redelivers them on the
+reopened channel, where later batches go on as before. Only what is stored is acknowledged: a
+message still in hand when the process dies comes back from the broker, and its write is idempotent.
 """
 
 from __future__ import annotations
@@ -106,12 +108,19 @@ class IngestConsumer:
         return len(self._pending) + len(self._batches)
 
     async def start(self, connection: AbstractRobustConnection, publisher: EventPublisher) -> None:
+        """Consume the queue; on a failure, close the channel this call opened and raise, so that
+        the broker link's next try does not consume twice."""
         self._publisher = publisher
         channel = await connection.channel()
-        await channel.set_qos(prefetch_count=self._spec.prefetch)
-        queue = await declare_consumer(channel, self._spec, queue_type=self._queue_type)
+        try:
+            await channel.set_qos(prefetch_count=self._spec.prefetch)
+            queue = await declare_consumer(channel, self._spec, queue_type=self._queue_type)
+            self._tag = await queue.consume(self._on_message)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), timeout=_BROKER_CALL_TIMEOUT)
+            raise
         self._channel, self._queue = channel, queue
-        self._tag = await queue.consume(self._on_message)
         log.info("consuming", queue=self._spec.queue, bindings=list(self._spec.bindings), prefetch=self._spec.prefetch)
 
     async def stop(self) -> None:
@@ -183,12 +192,16 @@ class IngestConsumer:
 
     def _batch_done(self, task: asyncio.Task[None], batch: list[_Delivery], settled: asyncio.Future[None]) -> None:
         self._batches.discard(task)
-        if task.cancelled() or task.exception() is not None:
-            # Some of its deliveries may be unsettled: no later multiple ack on their channels.
-            self._single_acks.update(d.message.channel for d in batch)
-            if not task.cancelled():
-                log.error("an activity batch was not settled", error=repr(task.exception()))
-        settled.set_result(None)  # after the marks above, so the next batch sees them
+        try:
+            if task.cancelled() or task.exception() is not None:
+                # Some of its deliveries may be unsettled: no later multiple ack on their channels
+                # (a closed one takes no more acks: the broker has its deliveries back already).
+                self._single_acks.update(c for d in batch if (c := _open_channel(d.message)) is not None)
+                if not task.cancelled():
+                    log.error("an activity batch was not settled", error=repr(task.exception()))
+        finally:
+            # Whatever happened above: the next batch waits for this future, and must never wait forever.
+            settled.set_result(None)  # after the marks above, so the next batch sees them
 
     async def _store_and_settle(self, batch: list[_Delivery], previous: asyncio.Future[None] | None) -> None:
         entries = [d.entry for d in batch if d.entry is not None]
@@ -257,15 +270,26 @@ class IngestConsumer:
         # Deliveries come in tag order per channel; after a reconnection a batch may span two.
         last: dict[Any, AbstractIncomingMessage] = {}
         for message in messages:
-            channel = message.channel
+            channel = _open_channel(message)
+            if channel is None:
+                continue  # the broker has it back already; its redelivery is written idempotently
             if channel in self._single_acks:
                 await _quietly(message.ack())
             else:
                 last[channel] = message
-        for channel, message in last.items():
-            if channel.is_closed:
-                continue  # the broker has them back already; their redelivery is written idempotently
-            await message.ack(multiple=True)
+        for message in last.values():
+            # The channel may close between the check above and here: same as closed before.
+            await _quietly(message.ack(multiple=True))
+
+
+def _open_channel(message: AbstractIncomingMessage) -> Any | None:
+    """The channel the message came on, or None once it closed (aio-pika raises on reading a closed
+    one; a batch that read it unguarded was never settled, and every later batch waited for it)."""
+    try:
+        channel = message.channel
+    except RuntimeError:  # aio-pika's ChannelInvalidStateError
+        return None
+    return None if channel.is_closed else channel
 
 
 async def _quietly(settling: Awaitable[None]) -> None:
