@@ -14,10 +14,19 @@ import re
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import structlog
 
-__all__ = ["REDACTED", "configure_logging", "get_logger", "is_secret_key", "redact", "redact_secrets"]
+__all__ = [
+    "REDACTED",
+    "configure_logging",
+    "get_logger",
+    "is_secret_key",
+    "redact",
+    "redact_secrets",
+    "redact_url",
+]
 
 REDACTED = "[REDACTED]"
 
@@ -42,7 +51,11 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"(?i)((?:{_SECRET_FIELD})=)[^&\s\"']+"), rf"\1{REDACTED}"),
     # "key": "value" or 'key': 'value', as in a JSON body or a dict's repr inside a message
     (re.compile(rf"(?i)([\"'](?:{_SECRET_FIELD})[\"']\s*:\s*[\"'])[^\"']+"), rf"\1{REDACTED}"),
+    # a URL's userinfo (https://user:password@host), as an HTTP client's error message may quote it
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]+@"), rf"\1{REDACTED}@"),
 )
+# Query parameters that carry a secret under a name is_secret_key does not know (signed URLs).
+_URL_SECRET_PARAMS = frozenset({"sig", "sign", "signed", "pass", "pwd", "apikey", "accesskey"})
 _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -74,6 +87,33 @@ def _redact_text(text: str) -> str:
     for pattern, replacement in _VALUE_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def redact_url(url: str) -> str:
+    """``url`` for a log line: its userinfo, and the values of secret-looking query (or fragment)
+    parameters (``token=``, ``sig=``, ``api_key=``, ``X-Amz-Signature=``, …), masked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparsable (an unbalanced IPv6 bracket): keep no query at all
+        head, query, _ = url.partition("?")
+        return _redact_text(head) + (f"?{REDACTED}" if query else "")
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, _redact_params(parts.query), _redact_params(parts.fragment)))
+
+
+def _redact_params(text: str) -> str:
+    if "=" not in text:
+        return text
+    pairs = []
+    for pair in text.split("&"):
+        name, sep, value = pair.partition("=")
+        plain = unquote_plus(name)
+        if sep and value and (is_secret_key(plain) or plain.lower().replace("-", "") in _URL_SECRET_PARAMS):
+            pair = f"{name}={REDACTED}"
+        pairs.append(pair)
+    return "&".join(pairs)
 
 
 def redact(value: Any, *, depth: int = 0) -> Any:

@@ -24,7 +24,7 @@ from prometheus_client import Counter, Histogram
 from pymongo.errors import PyMongoError
 
 from keyway_shared.events import ErrorInfo
-from keyway_shared.logging import get_logger, redact
+from keyway_shared.logging import get_logger, redact, redact_url
 from keyway_shared.store.client import db_now
 from keyway_shared.store.webhook_deliveries import Claim, DeliveryLog, attempt_key
 
@@ -175,7 +175,7 @@ class Attempter:
 
     async def _drop(self, attempt: _Attempt, error: ErrorInfo) -> Outcome:
         ATTEMPTS.labels(result="dropped").inc()
-        log.info("webhook delivery dropped", url=attempt.delivery.url, reason=error.type)
+        log.info("webhook delivery dropped", url=redact_url(attempt.delivery.url), reason=error.type)
         fields = {"state": "discarded", "success": False, "final": True, "error": error.model_dump(), "status": None}
         await self._record(attempt, fields)
         await self._announcer.failed(
@@ -201,7 +201,9 @@ class Attempter:
         if result.ok:
             assert result.status is not None
             ATTEMPTS.labels(result="delivered").inc()
-            log.debug("webhook delivered", url=delivery.url, status=result.status, duration_ms=result.duration_ms)
+            log.debug(
+                "webhook delivered", url=redact_url(delivery.url), status=result.status, duration_ms=result.duration_ms
+            )
             await self._record(attempt, fields | {"state": "succeeded", "success": True, "final": True})
             if failing is not None:
                 await self._quietly(self._endpoints.store.succeeded(environment, delivery.url))
@@ -231,7 +233,7 @@ class Attempter:
         ATTEMPTS.labels(result="failed" if final else "retry").inc()
         log.warning(
             "webhook attempt failed",
-            url=delivery.url,
+            url=redact_url(delivery.url),
             status=result.status,
             error_type=result.error.type,
             final=final,
@@ -278,11 +280,13 @@ class Attempter:
                     forget_after=self._limits.forget_after,
                 )
         except PyMongoError as exc:
-            log.error("could not update the endpoint's health", url=delivery.url, error=exc.__class__.__name__)
+            log.error(
+                "could not update the endpoint's health", url=redact_url(delivery.url), error=exc.__class__.__name__
+            )
             return
         self._endpoints.drop(environment)
         if state is not None:
-            log.warning("webhook endpoint disabled", url=delivery.url, reason=state.disabled_reason)
+            log.warning("webhook endpoint disabled", url=redact_url(delivery.url), reason=state.disabled_reason)
             self._endpoints.put(state)
             await self._announcer.endpoint_disabled(state, delivery=delivery)
 
