@@ -1,4 +1,8 @@
-"""Key rotation without downtime, and per-environment rate limiting with Nango's headers."""
+"""Key rotation without downtime, rate limiting with Nango's headers, and the limiters' bounds.
+
+The attacks on the limits (a public-key flood, many addresses, failed attempts) are in
+test_browser_limits.py.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from auth_gateway.app import create_app
+from auth_gateway.failure_announcements import TokenBuckets
 from auth_gateway.ratelimit import RateLimiter
 from auth_gateway.settings import GatewaySettings
 from keyway_shared.cipher import CredentialCipher
@@ -88,6 +93,28 @@ def test_fixed_window_counts_and_resets() -> None:
     assert not limiter.hit("env:dev", now=179.9).allowed
     assert limiter.hit("env:prod", now=179.9).allowed  # environments do not share a budget
     assert limiter.hit("env:dev", now=180.0).allowed  # a new window
+
+
+def test_a_limiter_keeps_a_bounded_number_of_keys() -> None:
+    limiter = RateLimiter(limit=1, max_keys=10)
+    assert limiter.hit("k0", now=0).allowed
+    assert not limiter.hit("k0", now=0).allowed
+    for n in range(1, 30):  # a flood spread over many addresses
+        limiter.hit(f"k{n}", now=0)
+    assert not limiter.hit("k29", now=0).allowed  # the latest are still counted
+    assert limiter.hit("k0", now=0).allowed  # the oldest were forgotten: memory stays bounded
+
+
+def test_announcement_buckets_refill_and_tell_the_first_refusal() -> None:
+    buckets = TokenBuckets(per_minute=2)
+    assert buckets.take("dev 203.0.113.1", now=0) == (True, False)
+    assert buckets.take("dev 203.0.113.1", now=0) == (True, False)
+    assert buckets.take("dev 203.0.113.1", now=0) == (False, True)  # the one that logs
+    assert buckets.take("dev 203.0.113.1", now=10) == (False, False)
+    assert buckets.take("dev 203.0.113.2", now=10) == (True, False)  # clients do not share a bucket
+    assert buckets.take("dev 203.0.113.1", now=30) == (True, False)  # one token per 30 s
+    assert buckets.take("dev 203.0.113.1", now=30) == (False, True)
+    assert TokenBuckets(per_minute=0).take("dev x", now=0) == (True, False)  # 0: no limit
 
 
 async def test_a_key_change_on_one_replica_reaches_the_others_cache(

@@ -21,13 +21,14 @@ from .cors import cors_middleware
 from .dashboard.resources import dashboard_context
 from .env_cache import env_cache_context
 from .errors import error_middleware
+from .failure_announcements import FAILURE_ANNOUNCEMENTS, FailureAnnouncements
 from .fetch_recorder import fetch_recorder_context
 from .listeners import listener_middleware
 from .metrics import metrics_middleware
 from .openapi import openapi_json
 from .outbox_relay import relay_context
 from .proxy.session import proxy_http_context
-from .ratelimit import RATE_LIMITER, RateLimiter, rate_headers_middleware
+from .ratelimit import RATE_LIMITS, RateLimits, client_rate_middleware, rate_headers_middleware
 from .resources import SETTINGS, http_client_context, refresh_context, stores_context
 from .revocation_jobs import revocation_jobs_context
 from .routes import ROUTES, add_routes
@@ -44,9 +45,11 @@ def create_app(settings: GatewaySettings) -> web.Application:
     middlewares: list[Middleware] = [metrics_middleware, cors_middleware, rate_headers_middleware, error_middleware]
     if settings.admin_port is not None:  # inside the error middleware: a wrong-side route is a plain 404
         middlewares.append(listener_middleware(ROUTES, admin_port=settings.admin_port))
+    middlewares.append(client_rate_middleware(ROUTES))  # a browser over its budget: 429 before any database work
     app = web.Application(middlewares=middlewares, client_max_size=75 * 1024 * 1024)  # Nango's body limit
     app[SETTINGS] = settings
-    app[RATE_LIMITER] = RateLimiter(limit=settings.rate_limit_per_minute)
+    app[RATE_LIMITS] = RateLimits.from_settings(settings)
+    app[FAILURE_ANNOUNCEMENTS] = FailureAnnouncements.from_settings(settings)
     app[CIPHER] = build_cipher(settings)
     # Opened in this order, closed in reverse: the relay and recorder flush before the database closes.
     app.cleanup_ctx.extend(

@@ -30,6 +30,7 @@ from keyway_shared.logging import get_logger, redact
 from keyway_shared.refresh.policy import DEFAULT_MARGIN
 from keyway_shared.store import Connection
 
+from .failure_announcements import FAILURE_ANNOUNCEMENTS
 from .outbox_relay import RELAY
 from .resources import CATALOG, STORES
 
@@ -116,7 +117,13 @@ async def record_auth_failure(
     connection_id: str | None = None,
     operation_id: str | None = None,
 ) -> None:
-    """Announce a failed attempt (auth.failed): the auth webhook and the activity log follow from it."""
+    """Announce a failed attempt (auth.failed): the auth webhook and the activity log follow from it.
+
+    Within a budget per environment and client address (``failure_announcements``): past it the
+    attempt is still answered, but a flood of failures is not multiplied into webhooks.
+    """
+    if not app[FAILURE_ANNOUNCEMENTS].admit(environment):
+        return
     data = AuthFailed(
         connection_id=connection_id,
         provider_config_key=provider_config_key,

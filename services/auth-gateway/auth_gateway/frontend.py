@@ -15,6 +15,7 @@ from .connect import new_operation_id
 from .connect_sessions import ConnectSession
 from .errors import ApiError
 from .keys import environment_from_public_key
+from .ratelimit import check_rate
 from .requests import bracket_params
 from .resources import STORES
 
@@ -67,6 +68,7 @@ async def frontend_request(request: web.Request) -> tuple[Environment, FrontendR
                 "unknown_connect_session_token", "The connect session is unknown, spent or expired.", status=401
             )
         env = found
+        check_rate(request, env.name, "public")  # a session is a browser's credential: the public budget
         connection_id = connection_id or str(uuid.uuid4())  # sessions may let the server name the connection
     else:
         env = await environment_from_public_key(request)

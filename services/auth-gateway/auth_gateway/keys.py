@@ -1,4 +1,8 @@
-"""Authenticating callers: the secret key (backends) and the public key (browsers), as spec §1.1."""
+"""Authenticating callers: the secret key (backends) and the public key (browsers), as spec §1.1.
+
+Each kind of caller is counted against its own budget of its environment (``ratelimit``): what
+browsers send with the public key never uses up what the backend may send with the secret key.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ async def environment_from_secret_key(request: web.Request) -> Environment:
     environment = await request.app[ENV_CACHE].by_secret_key(key)
     if environment is None:
         raise ApiError("unknown_user_account", "Authentication failed. The provided secret key is unknown.")
-    check_rate(request, environment.name)
+    check_rate(request, environment.name, "secret")
     return environment
 
 
@@ -45,5 +49,5 @@ async def environment_from_public_key(request: web.Request) -> Environment:
     environment = await request.app[ENV_CACHE].by_public_key(key)
     if environment is None:
         raise ApiError("unknown_user_account", "Authentication failed. The provided public key is unknown.")
-    check_rate(request, environment.name)
+    check_rate(request, environment.name, "public")
     return environment

@@ -1,4 +1,5 @@
-"""Request metrics for ``/metrics``: counts and latency per route template (not per raw path)."""
+"""Request metrics for ``/metrics``: counts and latency per route template (not per raw path), and what
+the gateway's limits refused or held back."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-__all__ = ["metrics_middleware"]
+__all__ = ["AUTH_FAILED_SUPPRESSED", "RATE_LIMITED", "metrics_middleware"]
 
 REQUESTS = Counter("keyway_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -17,6 +18,16 @@ LATENCY = Histogram(
     "HTTP request latency",
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+RATE_LIMITED = Counter(
+    "keyway_rate_limited_requests_total",
+    "Requests answered 429 by a rate limit",
+    ["bucket"],  # secret (per environment), public (per environment), client (per address)
+)
+AUTH_FAILED_SUPPRESSED = Counter(
+    "keyway_auth_failed_suppressed_total",
+    "Failed connect attempts answered but not announced (no auth.failed event): over the announcement budget",
+    ["scope"],  # client (per environment and address) or environment
 )
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -1,23 +1,57 @@
-"""Per-environment rate limiting with Nango's headers (spec §1.3): ``X-RateLimit-Limit``,
-``-Remaining``, ``-Reset`` (epoch seconds) on every authenticated answer, 429 + ``Retry-After`` past it.
+"""Rate limiting with Nango's headers (spec §1.3): ``X-RateLimit-Limit``, ``-Remaining``, ``-Reset``
+(epoch seconds) on every authenticated answer, 429 + ``Retry-After`` past it.
+
+Three budgets, so that no caller can spend another's:
+
+- ``secret``: secret-key calls, per environment (the app's backend);
+- ``public``: public-key and connect-session calls, per environment (browsers), apart from the
+  backend's, so a flood of ``/oauth/connect`` never answers the backend 429;
+- ``client``: every request to a browser route (connect flows, callbacks, connect sessions and
+  links, the WebSocket), per client address (``client_address``), checked by a middleware before
+  the route does any database work, so one address cannot use up its environment's public budget.
 
 Counting is a fixed one-minute window in each replica's memory: no database write on the hot path.
-With N replicas behind a load balancer an environment gets up to N times the limit; set the limit
-per replica accordingly (the README says so).
+With N replicas behind a load balancer a budget is up to N times its limit; set the limits per
+replica accordingly (the README says so).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from .errors import ApiError
+from .client_address import CURRENT_CLIENT, client_address, client_key
+from .errors import ApiError, Handler
+from .listeners import route_sides
+from .metrics import RATE_LIMITED
+from .openapi_spec import Route
+from .resources import SETTINGS
+from .settings import GatewaySettings
 
-__all__ = ["RATE_DECISION", "RATE_LIMITER", "RateDecision", "RateLimiter", "check_rate", "rate_headers_middleware"]
+__all__ = [
+    "RATE_DECISION",
+    "RATE_LIMITS",
+    "CallerKind",
+    "RateDecision",
+    "RateLimiter",
+    "RateLimits",
+    "check_rate",
+    "client_rate_middleware",
+    "rate_headers_middleware",
+]
+
+CallerKind = Literal["secret", "public"]
+Clock = Callable[[], float]
+
+# Keys seen in one window, past which the oldest are forgotten: a client that spreads a flood over
+# more addresses than this gets a fresh count for some of them, but never grows the replica's memory.
+MAX_KEYS = 100_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,23 +70,27 @@ class RateDecision:
 
 
 class RateLimiter:
-    def __init__(self, *, limit: int, window_seconds: float = 60.0) -> None:
+    def __init__(
+        self, *, limit: int, window_seconds: float = 60.0, clock: Clock = time.time, max_keys: int = MAX_KEYS
+    ) -> None:
         self._limit = limit
         self._window = window_seconds
+        self._max_keys = max_keys
         self._counts: dict[str, tuple[int, int]] = {}  # key -> (window index, count)
+        self.clock = clock  # epoch seconds; tests replace it
 
     @property
     def enabled(self) -> bool:
         return self._limit > 0
 
     def hit(self, key: str, *, now: float | None = None) -> RateDecision:
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         window = int(now // self._window)
         index, count = self._counts.get(key, (window, 0))
         if index != window:
             count = 0
-            if len(self._counts) > 10_000:  # forget keys from finished windows
-                self._counts = {k: v for k, v in self._counts.items() if v[0] == window}
+        if key not in self._counts and len(self._counts) >= self._max_keys:
+            self._forget(window)
         count += 1
         self._counts[key] = (window, count)
         reset_at = math.ceil((window + 1) * self._window)
@@ -60,28 +98,82 @@ class RateLimiter:
             limit=self._limit, remaining=max(self._limit - count, 0), reset_at=reset_at, allowed=count <= self._limit
         )
 
+    def _forget(self, window: int) -> None:
+        """Keys from finished windows first; still full, the oldest tenth of this window's."""
+        self._counts = {k: v for k, v in self._counts.items() if v[0] == window}
+        if len(self._counts) >= self._max_keys:
+            keep = list(self._counts.items())[self._max_keys // 10 :]
+            self._counts = dict(keep)
 
-RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+
+@dataclass(frozen=True, kw_only=True)
+class RateLimits:
+    secret: RateLimiter
+    public: RateLimiter
+    client: RateLimiter
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> RateLimits:
+        return cls(
+            secret=RateLimiter(limit=settings.rate_limit_per_minute),
+            public=RateLimiter(limit=settings.public_rate_limit_per_minute),
+            client=RateLimiter(limit=settings.client_rate_limit_per_minute),
+        )
+
+
+RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
 RATE_DECISION = web.RequestKey("rate_decision", RateDecision)
 
 
-def check_rate(request: web.Request, environment: str) -> None:
-    limiter = request.app.get(RATE_LIMITER)
-    if limiter is None or not limiter.enabled:
-        return
-    decision = limiter.hit(f"env:{environment}")
-    request[RATE_DECISION] = decision
+def _apply(request: web.Request, limiter: RateLimiter, key: str, *, bucket: str, what: str) -> None:
+    decision = limiter.hit(key)
+    previous = request.get(RATE_DECISION)
+    # One set of headers per answer: the budget closest to running out is the one the caller must heed.
+    if previous is None or decision.remaining <= previous.remaining:
+        request[RATE_DECISION] = decision
     if not decision.allowed:
-        retry_after = max(decision.reset_at - int(time.time()), 1)
+        RATE_LIMITED.labels(bucket).inc()
+        retry_after = max(decision.reset_at - int(limiter.clock()), 1)
         raise ApiError(
             "too_many_request",
-            "Too many requests for this environment; retry after the reset time.",
+            f"Too many requests {what}; retry after the reset time.",
             status=429,
             headers={**decision.headers(), "Retry-After": str(retry_after)},
         )
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+def check_rate(request: web.Request, environment: str, kind: CallerKind) -> None:
+    """Count an authenticated call against its environment's budget for its kind of caller."""
+    limits = request.app.get(RATE_LIMITS)
+    limiter = None if limits is None else limits.secret if kind == "secret" else limits.public
+    if limiter is None or not limiter.enabled:
+        return
+    what = "for this environment" if kind == "secret" else "from browsers for this environment"
+    _apply(request, limiter, f"{kind}:{environment}", bucket=kind, what=what)
+
+
+def client_rate_middleware(routes: Iterable[Route]) -> Middleware:
+    """The per-client budget of the browser routes (the public side of the route table, but ``/health``)."""
+    public, _ = route_sides(routes)
+    browser_routes = public - {("GET", "/health")}
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        method = "GET" if request.method == "HEAD" else request.method
+        if resource is None or (method, resource.canonical) not in browser_routes:
+            return await handler(request)
+        address = client_key(client_address(request, request.app[SETTINGS].trusted_proxies))
+        limits = request.app.get(RATE_LIMITS)
+        if limits is not None and limits.client.enabled:
+            _apply(request, limits.client, address, bucket="client", what="from this address")
+        token = CURRENT_CLIENT.set(address)
+        try:
+            return await handler(request)
+        finally:
+            CURRENT_CLIENT.reset(token)
+
+    return middleware
 
 
 @web.middleware

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+import ipaddress
+from typing import Annotated
 
-from keyway_shared.settings import BaseServiceSettings
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+from keyway_shared.settings import BaseServiceSettings, parse_cidrs
 
 __all__ = ["GatewaySettings"]
 
@@ -64,8 +68,46 @@ class GatewaySettings(BaseServiceSettings):
     rate_limit_per_minute: int = Field(
         default=2400,
         ge=0,
-        description="requests per minute per environment on each replica (Nango's default); 0 disables",
+        description="secret-key requests per minute per environment on each replica (Nango's default); 0 disables",
         validation_alias=AliasChoices("KEYWAY_RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute"),
+    )
+    public_rate_limit_per_minute: int = Field(
+        default=2400,
+        ge=0,
+        description="public-key and connect-session requests per minute per environment on each replica, "
+        "a budget apart from the secret key's so browsers never use up the backend's; 0 disables",
+        validation_alias=AliasChoices("KEYWAY_PUBLIC_RATE_LIMIT_PER_MINUTE", "public_rate_limit_per_minute"),
+    )
+    client_rate_limit_per_minute: int = Field(
+        default=300,
+        ge=0,
+        description="requests per minute per client address (IPv6: per /64) on each replica to the browser "
+        "routes (connect flows, callbacks, connect sessions and links, the WebSocket); 0 disables",
+        validation_alias=AliasChoices("KEYWAY_CLIENT_RATE_LIMIT_PER_MINUTE", "client_rate_limit_per_minute"),
+    )
+    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated CIDRs of the proxies in front of the gateway (the Ingress controller, a "
+        "load balancer) whose X-Forwarded-For names the client; empty: the header is ignored and the "
+        "socket's peer is the client (per-client limits, dashboard lockout)",
+        validation_alias=AliasChoices("KEYWAY_TRUSTED_PROXIES", "trusted_proxies"),
+    )
+    auth_failed_events_per_client_per_minute: int = Field(
+        default=10,
+        ge=0,
+        description="failed connect attempts from one client address announced (auth.failed, its webhook "
+        "and activity entry) per minute per environment on each replica; past it the attempt is answered "
+        "but not announced; 0: no limit",
+        validation_alias=AliasChoices(
+            "KEYWAY_AUTH_FAILED_EVENTS_PER_CLIENT_PER_MINUTE", "auth_failed_events_per_client_per_minute"
+        ),
+    )
+    auth_failed_events_per_minute: int = Field(
+        default=600,
+        ge=0,
+        description="failed connect attempts announced (auth.failed) per minute per environment on each "
+        "replica, from all clients together; 0: no limit",
+        validation_alias=AliasChoices("KEYWAY_AUTH_FAILED_EVENTS_PER_MINUTE", "auth_failed_events_per_minute"),
     )
     environment_cache_seconds: float = Field(
         default=5.0,
@@ -122,15 +164,22 @@ class GatewaySettings(BaseServiceSettings):
     dashboard_lockout_failures: int = Field(
         default=5,
         ge=1,
-        description="failed sign-ins (per user name, and per client address) before a lockout",
+        description="failed sign-ins from one client address before that address is locked out; past as "
+        "many for one user name, each further try from an address that has failed waits longer (1 s, "
+        "doubling, up to a minute), while an address without failures is always heard",
         validation_alias=AliasChoices("KEYWAY_DASHBOARD_LOCKOUT_FAILURES", "dashboard_lockout_failures"),
     )
     dashboard_lockout_minutes: float = Field(
         default=15.0,
         gt=0,
-        description="how long a dashboard lockout lasts",
+        description="how long a dashboard lockout lasts, and the window failures are counted in",
         validation_alias=AliasChoices("KEYWAY_DASHBOARD_LOCKOUT_MINUTES", "dashboard_lockout_minutes"),
     )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: object) -> object:
+        return parse_cidrs(value)
 
     @property
     def dashboard_enabled(self) -> bool:

@@ -1,4 +1,5 @@
-"""Signing in and out: the admin account from settings, a lockout after repeated failures."""
+"""Signing in and out: the admin account from settings; repeated failures lock the client's address
+out and slow tries at the user name down (``sessions.LockoutStore``)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from aiohttp import web
 from keyway_shared.events import utcnow
 from keyway_shared.logging import get_logger
 
+from ...client_address import client_address
 from ...resources import SETTINGS
 from ..pages import COOKIE, PREFIX, Page, cookie_options, html_message, page, redirect, safe_next
 from ..passwords import verify_password
 from ..render import harden, render
 from ..resources import DASHBOARD
+from ..sessions import Refusal
 
 __all__ = ["home", "signin_form", "signin_submit", "signout"]
 
@@ -69,8 +72,17 @@ async def signin_form(request: web.Request) -> web.StreamResponse:
     return _form(request)
 
 
-def _minutes(seconds: float) -> int:
-    return max(1, math.ceil(seconds / 60))
+def _refused(request: web.Request, refusal: Refusal, *, user: str) -> web.Response:
+    """429 with the wait: this address is locked out, or this user name is being slowed down."""
+    now = request.app[DASHBOARD].lockouts.clock()
+    seconds = max(1, math.ceil((refusal.until - now).total_seconds()))
+    if refusal.reason == "address_locked":
+        error = f"Too many failed sign-ins. Try again in {max(1, math.ceil(seconds / 60))} min."
+    else:
+        error = f"Too many failed sign-ins for this user name. Try again in {seconds} s."
+    response = _form(request, error=error, status=429, user=user)
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 async def signin_submit(request: web.Request) -> web.StreamResponse:
@@ -90,25 +102,23 @@ async def signin_submit(request: web.Request) -> web.StreamResponse:
             "Reload the sign-in page and try again.",
             status=403,
         )
-    keys = dashboard.lockouts.keys(user, request.remote or "unknown")
-    lockout = await dashboard.lockouts.check(keys)
-    if lockout.locked and lockout.until is not None:
-        wait = _minutes((lockout.until - utcnow()).total_seconds())
-        return _form(request, error=f"Too many failed sign-ins. Try again in {wait} min.", status=429, user=user)
+    address = client_address(request, settings.trusted_proxies)
+    refusal = await dashboard.lockouts.admit(user, address)
+    if refusal is not None:
+        return _refused(request, refusal, user=user)
     configured = settings.admin_password_hash.get_secret_value() if settings.admin_password_hash else None
     # scrypt takes a fraction of a second of CPU: off the event loop, so other requests keep flowing.
     password_ok = await asyncio.to_thread(verify_password, password, configured)
     user_ok = hmac.compare_digest(user.encode(), (settings.admin_user or "").encode())
     if not (password_ok and user_ok):
-        lockout = await dashboard.lockouts.failed(keys)
-        log.warning("dashboard sign-in failed", remote=request.remote, locked=lockout.locked)
-        if lockout.locked:
-            minutes = _minutes(settings.dashboard_lockout_minutes * 60)
-            return _form(request, error=f"Too many failed sign-ins. Try again in {minutes} min.", status=429, user=user)
+        refusal = await dashboard.lockouts.failed(user, address)
+        log.warning("dashboard sign-in failed", remote=address, locked=refusal is not None)
+        if refusal is not None:
+            return _refused(request, refusal, user=user)
         return _form(request, error="Wrong user name or password.", status=401, user=user)
-    await dashboard.lockouts.succeeded(keys)
+    await dashboard.lockouts.succeeded(address)
     token, session = await dashboard.sessions.create(user)
-    log.info("dashboard sign-in", user=user, remote=request.remote)
+    log.info("dashboard sign-in", user=user, remote=address)
     response = redirect(safe_next(str(form.get("next", "")), HOME))
     options = cookie_options(settings)
     max_age = int((session.expires_at - utcnow()).total_seconds())
