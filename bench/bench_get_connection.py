@@ -95,6 +95,7 @@ def _gateway(mongo_url: str, amqp: str, port: int) -> Gateway:
         "KEYWAY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
         "KEYWAY_SECRET_KEY_DEV": secret_key,
         "KEYWAY_PUBLIC_KEY_DEV": public_key,
+        "KEYWAY_PUBLIC_KEY_CONNECT": "allowed",  # the seeding connects with the public key (2024 protocol)
         "KEYWAY_GATEWAY_PORT": str(port),
         "KEYWAY_HOST": "127.0.0.1",
         "KEYWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",

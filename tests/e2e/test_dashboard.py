@@ -241,15 +241,15 @@ async def test_integration_connect_activity_and_key_rotation(
     await page.click("text=Save webhooks")
     await page.wait_for_load_state("load")
     await page.fill("#hmac_key", "hmac-secret-1")
-    await page.check("#hmac_enabled")
-    await page.click("text=Save HMAC")
+    await page.select_option("#public_key_connect", "hmac")
+    await page.click("text=Save public key settings")
     await page.wait_for_load_state("load")
     await visits.check("settings-saved")
     resp = await gw.client.get("/environment", headers={"Authorization": f"Bearer {new_key}"})
     environment = (await resp.json())["environment"]
     assert environment["webhook_settings"]["primary_url"] == "https://hooks.example.com/keyway"
     assert environment["webhook_settings"]["on_auth_refresh_error"] is False
-    assert environment["hmac_enabled"] is True
+    assert (environment["public_key_connect"], environment["hmac_enabled"]) == ("hmac", True)
     assert environment["hmac_key"] == "hmac-secret-1"
 
     # Webhook signing keys: rotation keeps the old key signing for its grace period; reveal shows both.

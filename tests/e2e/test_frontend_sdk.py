@@ -52,6 +52,7 @@ async def gw(provider: OAuthProvider, tmp_path: Path, start_gateway: StartGatewa
         providers_file=providers_yaml(tmp_path, {"test-oauth2": provider.template()}),
         egress_allowlist="127.0.0.0/8",
         provider_timeout_seconds=2.0,
+        public_key_connect="allowed",  # these SDKs (2024) connect with the public key
     ) as gateway:
         integrations = [
             {

@@ -74,6 +74,7 @@ async def world(
                 providers_file=providers_yaml(tmp_path, catalog),
                 egress_allowlist="127.0.0.0/8",
                 provider_timeout_seconds=2.0,
+                public_key_connect="allowed",  # the popup flow below connects with the public key, as in 2024
             ) as gw,
             running(create_dispatcher(dispatcher)),
         ):

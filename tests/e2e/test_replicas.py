@@ -224,6 +224,7 @@ async def test_two_replicas_of_everything_lose_nothing_when_one_of_each_is_kille
         "KEYWAY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
         "KEYWAY_SECRET_KEY_DEV": secret_key,
         "KEYWAY_PUBLIC_KEY_DEV": public_key,
+        "KEYWAY_PUBLIC_KEY_CONNECT": "allowed",  # connects below use the public key (2024 protocol)
         "KEYWAY_PROVIDERS_FILE": with_test_providers(str(providers_file)),
         "KEYWAY_EGRESS_ALLOWLIST": "127.0.0.0/8",
         "KEYWAY_LOG_JSON": "true",

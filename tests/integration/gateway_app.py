@@ -53,6 +53,8 @@ async def running_gateway(
         secret_key, public_key = str(uuid.uuid4()), str(uuid.uuid4())
     port = free_port()
     extra.setdefault("public_url", f"http://127.0.0.1:{port}")
+    # Most tests exercise the 2024 public-key protocol on purpose; the secure default has its own tests.
+    extra.setdefault("public_key_connect", "allowed")
     extra["providers_file"] = providers_file(extra.get("providers_file"))  # type: ignore[arg-type]
     settings = GatewaySettings(
         mongodb_url=mongo_url,

@@ -45,30 +45,22 @@ async def test_session_token_replaces_the_public_key_once(gw: Gateway, db: Any) 
     assert await db["connections"].count_documents({"connection_id": body["connectionId"]}) == 1
     stored = await db["connect_sessions"].find_one({})
     assert token not in str(stored)  # only its hash is kept
-    resp = await gw.client.post(
-        f"/api-auth/api-key/ph?connect_session_token={token}&connection_id=again", json={"apiKey": "k1"}
-    )
+    resp = await gw.client.post(f"/api-auth/api-key/ph?connect_session_token={token}", json={"apiKey": "k1"})
     assert resp.status == 401
     assert_envelope(await resp.json(), "unknown_connect_session_token")
 
 
 async def test_failed_attempt_keeps_the_session_usable(gw: Gateway) -> None:
     token = await mint(gw)
-    resp = await gw.client.post(
-        f"/api-auth/api-key/ph?connect_session_token={token}&connection_id=c1", json={"apiKey": ""}
-    )
+    resp = await gw.client.post(f"/api-auth/api-key/ph?connect_session_token={token}", json={"apiKey": ""})
     assert_envelope(await resp.json(), "missing_api_key")
-    resp = await gw.client.post(
-        f"/api-auth/api-key/ph?connect_session_token={token}&connection_id=c1", json={"apiKey": "ok"}
-    )
+    resp = await gw.client.post(f"/api-auth/api-key/ph?connect_session_token={token}", json={"apiKey": "ok"})
     assert resp.status == 200
 
 
 async def test_allowed_integrations_and_session_endpoints(gw: Gateway) -> None:
     token = await mint(gw, allowed_integrations=["fd"])
-    resp = await gw.client.post(
-        f"/api-auth/api-key/ph?connect_session_token={token}&connection_id=c1", json={"apiKey": "k"}
-    )
+    resp = await gw.client.post(f"/api-auth/api-key/ph?connect_session_token={token}", json={"apiKey": "k"})
     assert resp.status == 403
     assert_envelope(await resp.json(), "integration_not_allowed")
     resp = await gw.client.get("/connect/session", headers={"Authorization": f"Bearer {token}"})
@@ -80,7 +72,7 @@ async def test_allowed_integrations_and_session_endpoints(gw: Gateway) -> None:
     resp = await gw.client.get("/connect/session", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 401
     resp = await gw.client.post(
-        f"/api-auth/basic/fd?connect_session_token={token}&connection_id=c1", json={"username": "u", "password": "p"}
+        f"/api-auth/basic/fd?connect_session_token={token}", json={"username": "u", "password": "p"}
     )
     assert_envelope(await resp.json(), "unknown_connect_session_token")
 
@@ -113,7 +105,5 @@ async def test_session_skips_hmac_that_public_key_needs(gw: Gateway) -> None:
     )
     assert resp.status == 200
     token = await mint(gw)
-    resp = await gw.client.post(
-        f"/api-auth/api-key/ph?connect_session_token={token}&connection_id=c2", json={"apiKey": "k"}
-    )
+    resp = await gw.client.post(f"/api-auth/api-key/ph?connect_session_token={token}", json={"apiKey": "k"})
     assert resp.status == 200

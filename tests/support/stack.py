@@ -43,6 +43,7 @@ class Stack:
             "KEYWAY_ENCRYPTION_KEY": self.encryption_key,
             "KEYWAY_SECRET_KEY_DEV": self.secret_key,
             "KEYWAY_PUBLIC_KEY_DEV": self.public_key,
+            "KEYWAY_PUBLIC_KEY_CONNECT": "allowed",  # the stack tests connect with the public key (2024 protocol)
             "KEYWAY_EGRESS_ALLOWLIST": "127.0.0.0/8",
             "KEYWAY_OUTBOX_SWEEP_SECONDS": "0.5",
             "KEYWAY_OUTBOX_STALE_SECONDS": "1",

@@ -2,6 +2,10 @@
 
 Both go through the outbox, in the same transaction as the connection when there is one, so an
 event is never lost to a broker outage and never sent for a write that did not happen.
+
+A connect session is spent before the write (an atomic claim: of parallel attempts with one token,
+one writes and the others are refused) and given back if the write fails; the connection then
+belongs to the session's end user, and a session never writes over another end user's connection.
 """
 
 from __future__ import annotations
@@ -29,12 +33,24 @@ from keyway_shared.events import (
 from keyway_shared.logging import get_logger, redact
 from keyway_shared.refresh.policy import DEFAULT_MARGIN
 from keyway_shared.store import Connection
+from keyway_shared.store.connections import ConnectionOwnedError
 
+from .connect_sessions import SessionClaim
+from .errors import ApiError
 from .failure_announcements import FAILURE_ANNOUNCEMENTS
+from .oauth.flow_errors import FlowError
 from .outbox_relay import RELAY
 from .resources import CATALOG, STORES
 
-__all__ = ["SOURCE", "new_operation_id", "record_auth_failure", "record_step", "store_connection"]
+__all__ = [
+    "SOURCE",
+    "ConnectRefusedError",
+    "new_operation_id",
+    "record_auth_failure",
+    "record_step",
+    "require_unspent_session",
+    "store_connection",
+]
 
 SOURCE = "/keyway/auth-gateway"
 log = get_logger(__name__)
@@ -42,6 +58,45 @@ log = get_logger(__name__)
 
 def new_operation_id() -> str:
     return uuid.uuid4().hex
+
+
+class ConnectRefusedError(ApiError, FlowError):
+    """A connection its connect session may not write: the JSON routes answer it as their error
+    envelope (ApiError), the popup callbacks as the SDK's error frame and page (FlowError)."""
+
+    message: str
+
+    def __init__(self, code: str, message: str, *, status: int) -> None:
+        Exception.__init__(self, message)
+        self.code = self.ws_type = code
+        self.message = message
+        self.status = status
+        self.payload = None
+        self.errors = None
+        self.headers = {}
+
+
+def _session_gone() -> ConnectRefusedError:
+    return ConnectRefusedError(
+        "unknown_connect_session_token", "The connect session is unknown, spent or expired.", status=401
+    )
+
+
+async def require_unspent_session(app: web.Application, session_id: str | None) -> None:
+    """A flow a connect session started goes on only while the session is neither deleted nor spent."""
+    if session_id is not None and not await app[STORES].connect_sessions.unspent(session_id):
+        raise _session_gone()
+
+
+async def _claim(app: web.Application, session_id: str | None, connection: Connection) -> SessionClaim | None:
+    """Spend the session (before the write), and make the connection its end user's."""
+    if session_id is None:
+        return None
+    claim = await app[STORES].connect_sessions.claim(session_id)
+    if claim is None:
+        raise _session_gone()
+    connection.end_user = claim.session.owner()
+    return claim
 
 
 async def store_connection(
@@ -90,11 +145,23 @@ async def store_connection(
     template = app[CATALOG].get(provider)
     buffer = template.token_expiration_buffer if template else None
     margin = timedelta(seconds=buffer) if buffer else DEFAULT_MARGIN
-    saved, created, row = await app[STORES].connections.save_with_event(connection, make, refresh_margin=margin)
+    claim = await _claim(app, connect_session_id, connection)
+    try:
+        saved, created, row = await app[STORES].connections.save_with_event(
+            connection, make, refresh_margin=margin, for_session=claim is not None
+        )
+    except BaseException as exc:
+        if claim is not None:
+            await app[STORES].connect_sessions.release(claim)  # nothing was written: the user may try again
+        if isinstance(exc, ConnectionOwnedError):
+            raise ConnectRefusedError(
+                "connection_owned_elsewhere",
+                "This connect session cannot write over a connection that belongs to another end user.",
+                status=403,
+            ) from None
+        raise
     app[RELAY].publish_soon([row])
     await app[RELAY].drained()  # acknowledged only once every replica's connection cache will hear of it
-    if connect_session_id is not None:
-        await app[STORES].connect_sessions.spend(connect_session_id)
     log.info(
         "connection stored",
         environment=environment,

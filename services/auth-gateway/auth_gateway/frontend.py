@@ -1,4 +1,9 @@
-"""What every frontend-SDK request carries: public key, connection id, params, HMAC (spec §2.2, §7)."""
+"""What every frontend-SDK request carries: public key, connection id, params, HMAC (spec §2.2, §7).
+
+The environment's ``public_key_connect`` decides what the public key may do (refused, only with a
+valid HMAC, or allowed); a connect session token always works, and then the browser names no
+connection.
+"""
 
 from __future__ import annotations
 
@@ -69,9 +74,10 @@ async def frontend_request(request: web.Request) -> tuple[Environment, FrontendR
             )
         env = found
         check_rate(request, env.name, "public")  # a session is a browser's credential: the public budget
-        connection_id = connection_id or str(uuid.uuid4())  # sessions may let the server name the connection
+        connection_id = _session_connection_id(session, connection_id)
     else:
         env = await environment_from_public_key(request)
+        _check_public_key_allowed(env)
     params = {k: v for k, v in bracket_params(request.query, "params").items() if v != "undefined"}
     return env, FrontendRequest(
         provider_config_key=provider_config_key,
@@ -82,13 +88,44 @@ async def frontend_request(request: web.Request) -> tuple[Environment, FrontendR
     )
 
 
+def _session_connection_id(session: ConnectSession, from_browser: str) -> str:
+    """With a session the gateway names the connection (or the backend did, minting a reconnect
+    session): a browser naming one could write over another end user's connection. Refused, as Nango does."""
+    if from_browser:
+        raise ApiError(
+            "invalid_query_params",
+            "connection_id is forbidden when using a connect session token: the gateway names the connection.",
+            errors=[
+                {
+                    "code": "custom",
+                    "message": "connection_id is forbidden when using session token",
+                    "path": ["connection_id"],
+                }
+            ],
+        )
+    return session.connection_id or str(uuid.uuid4())
+
+
+def _check_public_key_allowed(env: Environment) -> None:
+    """``refused``: only connect sessions may connect, answered as Nango answers accounts created
+    since it deprecated public-key authentication."""
+    if env.public_key_connect == "refused":
+        raise ApiError(
+            "deprecated_authentication",
+            "Public key authentication is deprecated. Please use connect session authentication instead.",
+            status=401,
+        )
+
+
 def expected_hmac(key: str, provider_config_key: str, connection_id: str) -> str:
     return hmac.new(key.encode(), f"{provider_config_key}:{connection_id}".encode(), hashlib.sha256).hexdigest()
 
 
 def check_hmac(env: Environment, front: FrontendRequest) -> None:
-    if not env.hmac_enabled or front.connect_session is not None:
+    if env.public_key_connect != "hmac" or front.connect_session is not None:
         return  # a connect session was minted with the secret key: it already proves the backend agreed
+    if not env.hmac_key:  # anyone could compute an HMAC under an empty key
+        raise ApiError("invalid_hmac", "The environment requires HMAC but has no HMAC key; its admin must set one.")
     if not front.hmac:
         raise ApiError("missing_hmac", "The environment requires an 'hmac' parameter.")
     expected = expected_hmac(env.hmac_key, front.provider_config_key, front.connection_id)

@@ -69,9 +69,12 @@ def stores_context(settings: GatewaySettings) -> Callable[[web.Application], Asy
         )
         await stores.oauth_sessions.ensure_indexes()
         await stores.connect_sessions.ensure_indexes()
+        await stores.environments.bind_legacy_secrets()
         for name in DEFAULT_ENVIRONMENTS:
             public_key, secret_key = settings.pinned_keys(name)
-            await stores.environments.ensure(name, public_key=public_key, secret_key=secret_key)
+            await stores.environments.ensure(
+                name, public_key=public_key, secret_key=secret_key, public_key_connect=settings.public_key_connect
+            )
         app[STORES] = stores
         app[CATALOG] = load_catalog(settings.providers_file)
         yield

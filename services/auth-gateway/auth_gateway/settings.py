@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from keyway_shared.settings import BaseServiceSettings, parse_cidrs
+from keyway_shared.store.environments import PublicKeyConnect
 
 __all__ = ["GatewaySettings"]
 
@@ -49,6 +50,14 @@ class GatewaySettings(BaseServiceSettings):
         default=None,
         description="pin the prod environment's public key (a UUID v4), like Nango's self-hosted variables",
         validation_alias=AliasChoices("KEYWAY_PUBLIC_KEY_PROD"),
+    )
+    public_key_connect: PublicKeyConnect = Field(
+        default="refused",
+        description="what the public key may do in the connect routes of an environment created at this start "
+        "(then its own public_key_connect, PATCH /environment or the dashboard, decides): refused (connect "
+        "sessions only, Nango's deprecated_authentication), hmac (with a valid hmac parameter; a random HMAC "
+        "key is made) or allowed (the 2024 SDKs' public-key protocol, anyone with the key may connect)",
+        validation_alias=AliasChoices("KEYWAY_PUBLIC_KEY_CONNECT", "public_key_connect"),
     )
     outbox_sweep_seconds: float = Field(
         default=2.0,

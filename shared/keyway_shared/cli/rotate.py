@@ -192,13 +192,13 @@ class Rotator:
         col = self._db[spec.name]
         current = self._cipher.current_key_id
         for _ in range(attempts):
-            ad = spec.ad(doc)
             swap: dict[str, Any] = {"_id": doc["_id"]}
             update: dict[str, Any] = {}
             try:
                 for location, token in spec.locations(doc):
                     swap[location] = token  # every ciphertext as read: the swap is on all of them
                     if self._cipher.key_id_of(token) != current:
+                        ad = spec.ad(doc, location)
                         plaintext = self._cipher.decrypt(token, associated_data=ad)
                         update[location] = self._cipher.encrypt(plaintext, associated_data=ad)
             except DecryptionError as exc:

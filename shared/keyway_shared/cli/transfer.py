@@ -34,8 +34,8 @@ def _identity(spec: EncryptedCollection, doc: dict[str, Any]) -> str:
 
 
 def _rekey(spec: EncryptedCollection, doc: dict[str, Any], source: CredentialCipher, target: CredentialCipher) -> None:
-    ad = spec.ad(doc)
     for location, token in spec.locations(doc):
+        ad = spec.ad(doc, location)
         set_path(doc, location, target.encrypt(source.decrypt(token, associated_data=ad), associated_data=ad))
 
 
@@ -82,10 +82,9 @@ def _verify(reader: ArchiveReader) -> tuple[Counter[str], set[str], int]:
             raise ArchiveError(f"the archive holds an unknown collection {name!r}")
         if any(field not in doc for field in spec.identity):
             raise ArchiveError(f"a document of {name} lacks its identity ({', '.join(spec.identity)})")
-        ad = spec.ad(doc)
         for location, token in spec.locations(doc):
             try:
-                reader.key.cipher.decrypt(token, associated_data=ad)
+                reader.key.cipher.decrypt(token, associated_data=spec.ad(doc, location))
             except DecryptionError:
                 raise ArchiveError(f"{name} {_identity(spec, doc)}: {location} is damaged") from None
         counts[name] += 1

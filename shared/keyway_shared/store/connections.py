@@ -3,6 +3,9 @@
 The credentials are one AES-GCM ciphertext bound (as associated data) to the connection's identity,
 so a ciphertext copied onto another connection fails to decrypt instead of leaking across.
 A connection and the event announcing it are written in one transaction with the outbox.
+
+A connection made through a connect session keeps that session's end user (``end_user``: id, email,
+display name, organization); a later session of another end user may not write over it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ..refresh.policy import DEFAULT_MARGIN, REFRESHABLE_TYPES, refresh_due_at
 from .client import Database, db_now
 from .outbox import OutboxRow, OutboxStore
 
-__all__ = ["Connection", "ConnectionStore", "credentials_ad"]
+__all__ = ["Connection", "ConnectionOwnedError", "ConnectionStore", "credentials_ad"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRANSACTION_ATTEMPTS = 5
@@ -45,8 +48,18 @@ async def _retrying_conflicts(transaction: Callable[[], Awaitable[T]]) -> T:
     raise RuntimeError("unreachable")  # pragma: no cover - the last attempt raises
 
 
+class ConnectionOwnedError(Exception):
+    """The connection belongs to another end user than the one a connect session writes for."""
+
+
 def credentials_ad(environment: str, provider_config_key: str, connection_id: str) -> bytes:
     return f"connection:{environment}:{provider_config_key}:{connection_id}".encode()
+
+
+def _check_owner(existing: dict[str, Any], end_user: dict[str, Any] | None) -> None:
+    owner = (existing.get("end_user") or {}).get("id")
+    if owner is not None and owner != (end_user or {}).get("id"):
+        raise ConnectionOwnedError("the connection belongs to another end user")
 
 
 def _key_of(connection: Connection) -> dict[str, str]:
@@ -73,6 +86,7 @@ class Connection:
     updated_at: datetime | None = None
     last_fetched_at: datetime | None = None
     refresh_due_at: datetime | None = None
+    end_user: dict[str, Any] | None = None  # the connect session's end user it belongs to, if any
 
     def event_identity(self) -> dict[str, Any]:
         """The fields every ``connection.*`` and ``token.*`` event names its connection by."""
@@ -110,6 +124,7 @@ class ConnectionStore:
             updated_at=doc.get("updated_at"),
             last_fetched_at=doc.get("last_fetched_at"),
             refresh_due_at=doc.get("refresh_due_at"),
+            end_user=doc.get("end_user"),
         )
 
     def _write_fields(self, connection: Connection, *, now: datetime, refresh_margin: timedelta) -> dict[str, Any]:
@@ -160,19 +175,27 @@ class ConnectionStore:
         make_event: Callable[[bool], CloudEvent[Any]],
         *,
         refresh_margin: timedelta = DEFAULT_MARGIN,
+        for_session: bool = False,
     ) -> tuple[Connection, bool, OutboxRow]:
         """Insert or update the connection and add its event to the outbox, atomically.
 
         ``make_event(created)`` builds the event once we know whether this was a first authorization.
+        ``for_session``: a connect session writes for ``connection.end_user`` (None: an end user it
+        did not name); the connection then belongs to them, and one that belongs to another end
+        user is left as it is (``ConnectionOwnedError``).
         """
         key = _key_of(connection)
         now = db_now()
         fields = self._write_fields(connection, now=now, refresh_margin=refresh_margin)
+        if for_session and connection.end_user is not None:
+            fields["end_user"] = connection.end_user
         new_id = await self._next_id()  # an unused number when this turns out to be an update: harmless
         for _ in range(3):
             try:
                 async with self._client.start_session() as session, await session.start_transaction():
-                    existing = await self._col.find_one(key, {"id": 1, "created_at": 1}, session=session)
+                    existing = await self._col.find_one(key, {"id": 1, "created_at": 1, "end_user": 1}, session=session)
+                    if for_session and existing is not None:
+                        _check_owner(existing, connection.end_user)
                     created = existing is None
                     if existing is None:
                         doc = (

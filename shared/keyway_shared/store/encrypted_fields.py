@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .connections import credentials_ad
-from .environments import ENVIRONMENT_SECRET_AD
+from .environments import SECRET_FIELDS, secret_ad_of
 from .integrations import integration_ad
 from .webhook_keys import _ad as webhook_key_ad  # the store's own binding, so the two cannot drift
 
@@ -24,16 +24,17 @@ __all__ = ["ENCRYPTED_COLLECTIONS", "EncryptedCollection", "get_path", "set_path
 class EncryptedCollection:
     name: str
     identity: tuple[str, ...]  # the fields that name a document (its natural key)
-    ad: Callable[[dict[str, Any]], bytes]  # the associated data every ciphertext of a document is bound to
+    ad: Callable[[dict[str, Any], str], bytes]  # the associated data of a document's ciphertext at a location
     fields: tuple[str, ...] = ()  # top-level fields holding one ciphertext (or nothing)
     array: tuple[str, str] | None = None  # (list field, item field) for a list of encrypted items
     key_id_field: str | None = None  # an indexed field naming the key of the ciphertext
     leased: bool = False  # refreshers lease these documents: a rotation leaves a leased one for later
+    ad_fields: tuple[str, ...] = ()  # other fields ``ad`` reads (besides the identity)
     environment_field: str = "environment"  # the field naming the document's environment
     exported: bool = True  # part of `keyway export` (short-lived state is not)
 
     def projection(self) -> dict[str, int]:
-        names = {*self.identity, *self.fields}
+        names = {*self.identity, *self.fields, *self.ad_fields}
         if self.array:
             names.add(self.array[0])
         if self.key_id_field:
@@ -77,14 +78,15 @@ ENCRYPTED_COLLECTIONS: tuple[EncryptedCollection, ...] = (
         name="environments",
         identity=("_id",),
         environment_field="_id",
-        fields=("secret_key_enc", "hmac_key_enc", "pending_secret_key_enc"),
-        ad=lambda doc: ENVIRONMENT_SECRET_AD,
+        fields=SECRET_FIELDS,
+        ad_fields=("secrets_ad",),  # a legacy document (no mark) is under one constant, until the gateway binds it
+        ad=secret_ad_of,
     ),
     EncryptedCollection(
         name="integrations",
         identity=("environment", "unique_key"),
         fields=("secrets_enc",),
-        ad=lambda doc: integration_ad(doc["environment"], doc["unique_key"]),
+        ad=lambda doc, _at: integration_ad(doc["environment"], doc["unique_key"]),
     ),
     EncryptedCollection(
         name="connections",
@@ -92,14 +94,14 @@ ENCRYPTED_COLLECTIONS: tuple[EncryptedCollection, ...] = (
         fields=("credentials_enc",),
         key_id_field="credentials_key_id",
         leased=True,
-        ad=lambda doc: credentials_ad(doc["environment"], doc["provider_config_key"], doc["connection_id"]),
+        ad=lambda doc, _at: credentials_ad(doc["environment"], doc["provider_config_key"], doc["connection_id"]),
     ),
     EncryptedCollection(
         name="webhook_signing_keys",
         identity=("_id",),
         environment_field="_id",
         array=("keys", "key_enc"),
-        ad=lambda doc: webhook_key_ad(doc["_id"]),
+        ad=lambda doc, _at: webhook_key_ad(doc["_id"]),
     ),
     # The gateway's OAuth sessions (auth_gateway/oauth/sessions.py): bound to the session id, gone
     # after ten minutes, so never exported, but re-encrypted so that no flow in progress breaks.
@@ -107,7 +109,7 @@ ENCRYPTED_COLLECTIONS: tuple[EncryptedCollection, ...] = (
         name="oauth_sessions",
         identity=("_id",),
         fields=("secrets_enc",),
-        ad=lambda doc: str(doc["_id"]).encode(),
+        ad=lambda doc, _at: str(doc["_id"]).encode(),
         exported=False,
     ),
 )

@@ -25,10 +25,9 @@ from ..connection_removal import Removal, remove_connection
 from ..env_cache import ENV_CACHE
 from ..errors import ApiError
 from ..outbox_relay import RELAY
-from ..requests import validated_body
 from ..resources import CATALOG, SETTINGS, STORES
 from ..views.config import IntegrationBody, check_integration_fields, normalise_scopes
-from ..views.environment import EnvironmentPatch, merged_webhooks
+from ..views.environment import apply_environment_patch
 
 __all__ = [
     "PUBLIC_EQUIVALENT",
@@ -126,17 +125,7 @@ async def delete_connection(request: web.Request, env: Environment, key: str, co
 
 
 async def update_environment(request: web.Request, env: Environment, raw: dict[str, Any]) -> Environment:
-    patch = validated_body(EnvironmentPatch, raw)
-    webhooks = merged_webhooks(env.webhooks, patch.webhook_settings) if patch.webhook_settings else None
-    callback: str | object | None = ...
-    if "callback_url" in patch.model_fields_set:
-        callback = str(patch.callback_url) if patch.callback_url else None
-    updated = await request.app[STORES].environments.update_settings(
-        env.name, callback_url=callback, hmac_enabled=patch.hmac_enabled, hmac_key=patch.hmac_key, webhooks=webhooks
-    )
-    assert updated is not None
-    await request.app[ENV_CACHE].changed(env.name)
-    return updated
+    return await apply_environment_patch(request, env, raw)
 
 
 def key_pinned(request: web.Request, env: Environment, kind: str) -> bool:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from keyway_shared.events import AuthMode, utcnow
 from keyway_shared.store import Environment
 
-from ..connect import store_connection
+from ..connect import ConnectRefusedError, store_connection
 from ..connect_link_page import LinkChoice, gone_page, link_page
 from ..connect_links import outcome_redirect, return_url_allowed, return_url_problem
 from ..connect_sessions import SESSION_LIFETIME, ConnectSession
@@ -151,7 +151,7 @@ async def submit_link(request: web.Request) -> web.StreamResponse:
     key = request.match_info["providerConfigKey"]
     front = FrontendRequest(
         provider_config_key=key,
-        connection_id=str(uuid.uuid4()),  # the server names connections made from a link
+        connection_id=session.connection_id or str(uuid.uuid4()),  # the server names connections made from a link
         connection_config=bracket_params(MultiDict(fields), "params"),
         hmac=None,
         connect_session=session,
@@ -174,18 +174,23 @@ async def submit_link(request: web.Request) -> web.StreamResponse:
         # A mistyped key should be fixable without a new link: show the page again, the link still unspent.
         choices = await _choices(request, env, session)
         return link_page(token, choices, error=err.message or err.code, status=400)
-    await store_connection(
-        request.app,
-        environment=env.name,
-        provider_config_key=key,
-        provider=integration.provider,
-        auth_mode=template_mode,
-        connection_id=front.connection_id,
-        credentials=credentials,
-        connection_config=front.connection_config,
-        operation_id=front.operation_id,
-        connect_session_id=session.id,
-    )
+    try:
+        await store_connection(
+            request.app,
+            environment=env.name,
+            provider_config_key=key,
+            provider=integration.provider,
+            auth_mode=template_mode,
+            connection_id=front.connection_id,
+            credentials=credentials,
+            connection_config=front.connection_config,
+            operation_id=front.operation_id,
+            connect_session_id=session.id,
+        )
+    except ConnectRefusedError as refused:
+        if refused.status == 401:  # spent meanwhile (by a parallel submission) or deleted by the app
+            return gone_page()
+        return link_page(token, await _choices(request, env, session), error=refused.message, status=refused.status)
     return outcome_redirect(env, session.return_url, provider_config_key=key, connection_id=front.connection_id)
 
 

@@ -1,4 +1,11 @@
-"""``GET``/``PATCH /environment``: an environment's settings, for automation as well as the dashboard."""
+"""``GET``/``PATCH /environment``: an environment's settings, for automation as well as the dashboard.
+
+``public_key_connect`` (``allowed``, ``hmac``, ``refused``) says what the public key may do in the
+connect routes. ``hmac_enabled`` stays for clients written before it: it reads as
+``public_key_connect == "hmac"``; ``true`` sets ``hmac``; ``false`` turns ``hmac`` into ``allowed``
+(what turning HMAC off meant) and leaves ``refused`` refused, so an old client never opens an
+environment that was closed. Given together, the two must agree. ``hmac`` needs a non-empty key.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +15,17 @@ from aiohttp import web
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from keyway_shared.store import Environment, WebhookSettings
+from keyway_shared.store.environments import PublicKeyConnect
 
 from ..connect_links import return_url_problem
 from ..env_cache import ENV_CACHE
+from ..errors import ApiError
 from ..keys import environment_from_secret_key
 from ..requests import json_object, validated_body
 from ..resources import SETTINGS, STORES
 from ..serialize import js_iso
 
-__all__ = ["EnvironmentPatch", "get_environment", "merged_webhooks", "patch_environment"]
+__all__ = ["EnvironmentPatch", "apply_environment_patch", "get_environment", "merged_webhooks", "patch_environment"]
 
 
 class WebhookSettingsPatch(BaseModel):
@@ -30,6 +39,7 @@ class WebhookSettingsPatch(BaseModel):
 class EnvironmentPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     callback_url: AnyHttpUrl | None = None
+    public_key_connect: PublicKeyConnect | None = None
     hmac_enabled: bool | None = None
     hmac_key: str | None = None
     webhook_settings: WebhookSettingsPatch | None = None
@@ -58,6 +68,7 @@ def environment_json(request: web.Request, env: Environment) -> dict[str, Any]:
             "callback_url": env.callback_url,
             "effective_callback_url": env.callback_url or settings.callback_url,
             "websockets_path": "/",
+            "public_key_connect": env.public_key_connect,
             "hmac_enabled": env.hmac_enabled,
             "hmac_key": env.hmac_key,
             "webhook_settings": env.webhooks.to_doc(),
@@ -93,10 +104,34 @@ async def get_environment(request: web.Request) -> web.Response:
     return web.json_response(environment_json(request, env))
 
 
-async def patch_environment(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
-    raw = await json_object(request)
+def _invalid(field_name: str, message: str) -> ApiError:
+    return ApiError(
+        "invalid_body",
+        "The request body is invalid.",
+        errors=[{"code": "custom", "message": message, "path": [field_name]}],
+    )
+
+
+def public_key_connect_of(env: Environment, patch: EnvironmentPatch) -> PublicKeyConnect | None:
+    """The mode the patch asks for (None: unchanged), ``hmac_enabled`` read as the module says."""
+    mode = patch.public_key_connect
+    if patch.hmac_enabled is not None:
+        implied: PublicKeyConnect = (
+            "hmac" if patch.hmac_enabled else "allowed" if env.public_key_connect == "hmac" else env.public_key_connect
+        )
+        if mode is not None and (mode == "hmac") != patch.hmac_enabled:
+            raise _invalid("hmac_enabled", f"hmac_enabled {patch.hmac_enabled} contradicts public_key_connect '{mode}'")
+        mode = mode or implied
+    hmac_key = env.hmac_key if patch.hmac_key is None else patch.hmac_key
+    if (mode or env.public_key_connect) == "hmac" and not hmac_key.strip():
+        raise _invalid("hmac_key", "HMAC needs a key: give a non-empty hmac_key (anyone could sign with an empty one)")
+    return mode
+
+
+async def apply_environment_patch(request: web.Request, env: Environment, raw: dict[str, Any]) -> Environment:
+    """``PATCH /environment``'s work, which the dashboard does too."""
     patch = validated_body(EnvironmentPatch, raw)
+    public_key_connect = public_key_connect_of(env, patch)
     webhooks = merged_webhooks(env.webhooks, patch.webhook_settings) if patch.webhook_settings else None
     callback: str | object | None = ...  # Ellipsis: leave unchanged; None: clear
     if "callback_url" in patch.model_fields_set:
@@ -104,11 +139,17 @@ async def patch_environment(request: web.Request) -> web.Response:
     updated = await request.app[STORES].environments.update_settings(
         env.name,
         callback_url=callback,
-        hmac_enabled=patch.hmac_enabled,
+        public_key_connect=public_key_connect,
         hmac_key=patch.hmac_key,
         webhooks=webhooks,
         allowed_return_urls=None if patch.allowed_return_urls is None else [str(u) for u in patch.allowed_return_urls],
     )
     assert updated is not None
     await request.app[ENV_CACHE].changed(env.name)
+    return updated
+
+
+async def patch_environment(request: web.Request) -> web.Response:
+    env = await environment_from_secret_key(request)
+    updated = await apply_environment_patch(request, env, await json_object(request))
     return web.json_response(environment_json(request, updated))

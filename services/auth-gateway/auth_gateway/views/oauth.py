@@ -19,7 +19,7 @@ from keyway_shared.events import utcnow
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
-from ..connect import record_auth_failure, record_step, store_connection
+from ..connect import record_auth_failure, record_step, require_unspent_session, store_connection
 from ..connect_links import outcome_redirect
 from ..errors import ApiError
 from ..frontend import FrontendRequest, check_hmac, frontend_request
@@ -295,6 +295,8 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
             raise FlowError("state_err", "This authorization took longer than 10 minutes. Please start again.")
         if env is None:
             raise FlowError("account_or_environment_retrieval_err", "The environment of this flow no longer exists.")
+        # A connect session's flow: refused once that session is deleted or spent (by another flow).
+        await require_unspent_session(request.app, session.secrets.get("connect_session"))
         error = request.query.get("error")
         if error:
             description = request.query.get("error_description") or error

@@ -1,5 +1,6 @@
 """Environment Settings: API keys (reveal, copy, rotation), callback URL, webhooks (URLs, toggles,
-signing keys), HMAC, and the webhook delivery attempts with replay."""
+signing keys), what the public key may do (refused, HMAC, allowed) with the HMAC key, and the webhook
+delivery attempts with replay."""
 
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def _patch_of(page: Page, section: str) -> dict[str, Any]:
                 "on_auth_refresh_error": page.field("on_auth_refresh_error") == "on",
             }
         }
-    body: dict[str, Any] = {"hmac_enabled": page.field("hmac_enabled") == "on"}
+    body: dict[str, Any] = {"public_key_connect": page.field("public_key_connect")}
     if page.field("hmac_key"):
         body["hmac_key"] = page.field("hmac_key")
     return body
@@ -121,8 +122,6 @@ async def save_settings(page: Page) -> web.StreamResponse:
     if section not in _SECTIONS:
         return await _view(page, status=400)
     body = _patch_of(page, section)
-    if section == "hmac" and body["hmac_enabled"] and not page.env.hmac_key and "hmac_key" not in body:
-        return await _view(page, errors={"hmac": "Set an HMAC key before turning HMAC on."}, status=400)
     try:
         await api.update_environment(page.request, page.env, body)
     except ApiError as err:
