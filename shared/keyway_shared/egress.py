@@ -20,7 +20,15 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-__all__ = ["EgressRefusedError", "GuardedResolver", "Network", "guarded_session", "is_allowed", "refusal_for_host"]
+__all__ = [
+    "EgressRefusedError",
+    "GuardedResolver",
+    "Network",
+    "failure_reason",
+    "guarded_session",
+    "is_allowed",
+    "refusal_for_host",
+]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -31,7 +39,13 @@ _COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated IPv4-compatible (:: an
 
 
 class EgressRefusedError(aiohttp.ClientConnectionError):
-    """The target is private, loopback, link-local or otherwise not public, and not allowlisted."""
+    """The target is private, loopback, link-local or otherwise not public, and not allowlisted.
+
+    Its message is for the log: told to whoever chose the URL (a browser with the public key), "resolves
+    to non-public addresses" next to "could not be reached" would tell which internal names exist.
+    Callers give one answer ("could not be reached") for every kind of failure and log
+    :func:`failure_reason`.
+    """
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -65,6 +79,14 @@ def refusal_for_host(host: str, allowlist: Sequence[Network]) -> str | None:
     if is_allowed(address, allowlist):
         return None
     return f"the address {address} is private, loopback or otherwise not public"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why a call failed, for a log line: the guard's refusal or the connector's error (host and port
+    only), else the exception's class; never the text of other errors, which may quote a whole URL."""
+    if isinstance(exc, EgressRefusedError | aiohttp.ClientConnectorError):
+        return f"{exc.__class__.__name__}: {exc}"
+    return exc.__class__.__name__
 
 
 class GuardedResolver(AbstractResolver):

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from keyway_shared.credentials.revoke import TokenRevocation, TokenTypeHint, revoke_token
 from keyway_shared.events import ActivityMessage, make_event
-from keyway_shared.providers.interpolation import MissingParamError, interpolate
+from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.store import Connection
 
 from .connect import SOURCE
@@ -48,9 +48,15 @@ async def revoke_connection(app: web.Application, connection: Connection) -> Rev
         return None
     operation_id = uuid.uuid4().hex
     try:
-        url = interpolate(template.revocation_url, connection.connection_config)
-    except MissingParamError as exc:
-        outcome = Revocation(status="failed", detail=f"The revocation URL needs {', '.join(exc.names)}.")
+        url = template.render_url(template.revocation_url, connection.connection_config, stored=True)
+    except (MissingParamError, UnsafeParamError) as exc:
+        # A stored value that would move the URL fails closed: the tokens and client secret stay here.
+        detail = (
+            f"The revocation URL needs {', '.join(exc.names)}."
+            if isinstance(exc, MissingParamError)
+            else f"The revocation URL cannot use connectionConfig.{exc.name}: it {exc.reason}."
+        )
+        outcome = Revocation(status="failed", detail=detail)
         await _record(app, connection, operation_id, ok=False, message=outcome.detail)
         return outcome
     integration = await app[STORES].integrations.get(connection.environment, connection.provider_config_key)

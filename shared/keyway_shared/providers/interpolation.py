@@ -1,4 +1,14 @@
-"""``${connectionConfig.x}`` in template URLs, filled from the connection configuration (spec §5.3)."""
+"""``${connectionConfig.x}`` in template strings, filled from the connection configuration (spec §5.3).
+
+:func:`interpolate` is the bare substitution; URLs and header values go through
+:mod:`keyway_shared.providers.rendering`, which refuses values that would change where a request
+goes. Why a template string could not be filled:
+
+    TemplateParamError
+    ├── MissingParamError   a value the template needs was not given
+    └── UnsafeParamError    a value would change the URL's scheme, host, port or path structure,
+                            does not match the catalog's pattern, or would break a header
+"""
 
 from __future__ import annotations
 
@@ -7,30 +17,63 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["MissingParamError", "interpolate", "origin_and_path"]
+__all__ = [
+    "PLACEHOLDER",
+    "MissingParamError",
+    "TemplateParamError",
+    "UnsafeParamError",
+    "interpolate",
+    "origin_and_path",
+    "param_text",
+]
 
-_PLACEHOLDER = re.compile(r"\$\{(?:connectionConfig\.)?([A-Za-z0-9_.-]+)\}")
+PLACEHOLDER = re.compile(r"\$\{(?:connectionConfig\.)?([A-Za-z0-9_.-]+)\}")
 
 
-class MissingParamError(ValueError):
-    """A template URL needs a connection-configuration value the request did not give."""
+class TemplateParamError(ValueError):
+    """A template string cannot be filled from the values given; ``names`` are the culprits."""
 
-    def __init__(self, names: list[str]) -> None:
-        super().__init__(", ".join(names))
+    def __init__(self, names: list[str], message: str) -> None:
+        super().__init__(message)
         self.names = names
 
 
+class MissingParamError(TemplateParamError):
+    """A template URL needs a connection-configuration value the request did not give."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(names, ", ".join(names))
+
+
+class UnsafeParamError(TemplateParamError):
+    """A value may not go where the template puts it. ``reason`` is for people and never quotes the
+    value itself (it came from a browser, and may be made to look like anything)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__([name], f"{name} {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def param_text(value: Any) -> str | None:
+    """The text a configuration value stands for in a template; None when it cannot stand for one."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
+        return None
+    return str(value)
+
+
 def interpolate(template: str, values: Mapping[str, Any]) -> str:
+    """Bare substitution, for text that is encoded afterwards (proxy query values). Not for URLs."""
     missing: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
-        value = values.get(match.group(1))
-        if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
+        text = param_text(values.get(match.group(1)))
+        if text is None:
             missing.append(match.group(1))
             return match.group(0)
-        return str(value)
+        return text
 
-    result = _PLACEHOLDER.sub(replace, template)
+    result = PLACEHOLDER.sub(replace, template)
     if missing:
         raise MissingParamError(missing)
     return result

@@ -7,9 +7,14 @@ Unknown keys are kept (the catalog format grows), and the few known misspellings
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .interpolation import MissingParamError
+from .rendering import render_header, render_url
 
 __all__ = [
     "AUTH_MODES",
@@ -104,22 +109,29 @@ class ProviderTemplate(BaseModel):
             return self.token_url.get(mode or self.auth_mode) or next(iter(self.token_url.values()), None)
         return self.token_url
 
-    def template_strings(self) -> list[str]:
-        """Every URL and header value that may carry ``${...}`` interpolations."""
-        values: list[str] = []
-        for url in (self.authorization_url, self.request_url, self.refresh_url, self.revocation_url):
-            if url:
-                values.append(url)
+    def template_urls(self) -> list[str]:
+        """Every URL that may carry ``${...}`` interpolations (the verification's base URL included)."""
+        urls = [url for url in (self.authorization_url, self.request_url, self.refresh_url, self.revocation_url) if url]
         if isinstance(self.token_url, dict):
-            values.extend(self.token_url.values())
+            urls.extend(self.token_url.values())
         elif self.token_url:
-            values.append(self.token_url)
-        if self.proxy:
-            if self.proxy.base_url:
-                values.append(self.proxy.base_url)
-            values.extend(self.proxy.headers.values())
-            values.extend(self.proxy.query.values())
-        return values
+            urls.append(self.token_url)
+        if self.proxy and self.proxy.base_url:
+            urls.append(self.proxy.base_url)
+        if self.proxy and self.proxy.verification and self.proxy.verification.base_url_override:
+            urls.append(self.proxy.verification.base_url_override)
+        return urls
+
+    def template_headers(self) -> list[str]:
+        """Every header value that may carry ``${...}`` interpolations."""
+        if not self.proxy:
+            return []
+        check = self.proxy.verification
+        return [*self.proxy.headers.values(), *(check.headers.values() if check else ())]
+
+    def template_strings(self) -> list[str]:
+        """Every URL, header value and proxy query value that may carry ``${...}`` interpolations."""
+        return [*self.template_urls(), *self.template_headers(), *(self.proxy.query.values() if self.proxy else ())]
 
     def connection_config_variables(self) -> set[str]:
         """``${connectionConfig.x}`` names used anywhere in the template (credentials excluded)."""
@@ -127,3 +139,37 @@ class ProviderTemplate(BaseModel):
         for text in self.template_strings():
             names |= {n for n in interpolation_variables(text) if n not in {"apiKey", "accessToken"}}
         return names
+
+    def field_patterns(self) -> dict[str, str]:
+        """The ``pattern`` each ``connection_config`` field declares, by field name."""
+        return {
+            name: field["pattern"]
+            for name, field in self.connection_config.items()
+            if isinstance(field, dict) and isinstance(field.get("pattern"), str) and field["pattern"]
+        }
+
+    def render_url(self, url: str, values: Mapping[str, Any], *, stored: bool = False) -> str:
+        """One of this template's URLs filled from ``values`` (see :mod:`.rendering`); ``stored`` when
+        the values are a stored connection's, whose token-response fields may fill a whole origin."""
+        origin_fields = self.token_response_metadata if stored else ()
+        return render_url(url, values, patterns=self.field_patterns(), origin_fields=origin_fields)
+
+    def render_header(self, text: str, values: Mapping[str, Any]) -> str:
+        return render_header(text, values, patterns=self.field_patterns())
+
+    def check_connection_config(self, values: Mapping[str, Any]) -> None:
+        """Refuse, before anything is sent, a connect-time value that some URL or header of this
+        template could not take. Fields the token response fills are left out: the OAuth flow does
+        not store a browser's value for them. Absent values are for the caller to require."""
+        given = {name: value for name, value in values.items() if name not in self.token_response_metadata}
+        for url in self.template_urls():
+            self._check_with(url, given, self.render_url)
+        for header in self.template_headers():
+            self._check_with(header, given, self.render_header)
+
+    @staticmethod
+    def _check_with(text: str, given: Mapping[str, Any], render: Callable[[str, Mapping[str, Any]], str]) -> None:
+        # Checked with the values there are: requiring the others is the caller's business.
+        if interpolation_variables(text) & set(given):
+            with suppress(MissingParamError):
+                render(text, given)

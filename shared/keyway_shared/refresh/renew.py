@@ -17,19 +17,24 @@ from ..credentials.app_store import app_store_token
 from ..credentials.client_credentials import client_credentials_token
 from ..credentials.github_app import installation_token
 from ..providers import ProviderTemplate
-from ..providers.interpolation import MissingParamError, interpolate
+from ..providers.interpolation import MissingParamError, UnsafeParamError
 from ..store import Connection, Integration
 
 __all__ = ["renew"]
 
 
-def _url(template_url: str | None, config: dict[str, Any], what: str) -> str:
+def _url(template: ProviderTemplate, template_url: str | None, config: dict[str, Any], what: str) -> str:
+    """The URL from the stored configuration, checked as at connect time: a value stored before the
+    checks existed, or that should not steer a URL, fails the refresh instead of sending the secret."""
     if not template_url:
         raise PermanentTokenError("missing_token_url", f"The provider template has no {what}.")
     try:
-        return interpolate(template_url, config)
+        return template.render_url(template_url, config, stored=True)
     except MissingParamError as exc:
         raise PermanentTokenError("missing_connection_config", f"The {what} needs {', '.join(exc.names)}.") from None
+    except UnsafeParamError as exc:
+        message = f"The {what} cannot use connectionConfig.{exc.name}: it {exc.reason}."
+        raise PermanentTokenError("invalid_connection_config", message) from None
 
 
 def _scopes(conn: Connection, integration: Integration) -> list[str]:
@@ -61,7 +66,9 @@ async def _oauth2(
     params = {**extra, "grant_type": "refresh_token", "refresh_token": refresh_token}
     raw = await request_token(
         http,
-        token_url=_url(template.refresh_url or template.token_url_for("OAUTH2"), conn.connection_config, "token URL"),
+        token_url=_url(
+            template, template.refresh_url or template.token_url_for("OAUTH2"), conn.connection_config, "token URL"
+        ),
         template=template,
         params=params,
         client_id=client_id,
@@ -92,7 +99,7 @@ async def renew(
         return await client_credentials_token(
             http,
             template=template,
-            token_url=_url(template.token_url_for("OAUTH2_CC"), config, "token URL"),
+            token_url=_url(template, template.token_url_for("OAUTH2_CC"), config, "token URL"),
             client_id=str(connection.credentials.get("client_id") or integration.oauth_client_id or ""),
             client_secret=str(connection.credentials.get("client_secret") or integration.oauth_client_secret or ""),
             scopes=_scopes(connection, integration),
@@ -105,7 +112,7 @@ async def renew(
         private_key = custom.get("private_key") or integration.oauth_client_secret or ""
         return await installation_token(
             http,
-            token_url=_url(template.token_url_for("APP"), config, "installation token URL"),
+            token_url=_url(template, template.token_url_for("APP"), config, "installation token URL"),
             app_id=app_id,
             private_key=private_key,
             now=now,
@@ -115,7 +122,7 @@ async def renew(
         pem = base64.b64decode(str(connection.credentials.get("private_key", ""))).decode()
         return await app_store_token(
             http,
-            token_url=_url(template.token_url_for("APP_STORE"), config, "token URL"),
+            token_url=_url(template, template.token_url_for("APP_STORE"), config, "token URL"),
             private_key=pem,
             private_key_id=str(config.get("privateKeyId", "")),
             issuer_id=str(config.get("issuerId", "")),

@@ -12,25 +12,58 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from keyway_shared.credentials import oauth2_credentials, request_token
 from keyway_shared.providers import ProviderTemplate
-from keyway_shared.providers.interpolation import MissingParamError, interpolate
+from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
+from keyway_shared.providers.rendering import render_url
 
 from .flow_errors import FlowError
 
-__all__ = ["authorization_url", "exchange_code", "new_code_verifier", "pick_metadata", "resolve_url"]
+__all__ = [
+    "authorization_url",
+    "config_to_store",
+    "exchange_code",
+    "new_code_verifier",
+    "pick_metadata",
+    "resolve_url",
+]
 
 
 def new_code_verifier() -> str:
     return str(generate_token(48))
 
 
-def resolve_url(template_url: str | None, connection_config: dict[str, Any], *, what: str) -> str:
+def _unsafe(exc: UnsafeParamError, what: str) -> FlowError:
+    return FlowError("url_param_err", f"The {what} cannot use params[{exc.name}]: it {exc.reason}.")
+
+
+def resolve_url(
+    template_url: str | None,
+    connection_config: dict[str, Any],
+    *,
+    what: str,
+    template: ProviderTemplate | None = None,
+) -> str:
+    """A flow's URL from the configuration given at connect time, checked so that no value can move
+    it (``template`` adds the patterns its catalog entry declares)."""
     if not template_url:
         raise FlowError("provider_config_err", f"The provider template has no {what}.")
     try:
-        return interpolate(template_url, connection_config)
+        if template is not None:
+            return template.render_url(template_url, connection_config)
+        return render_url(template_url, connection_config)
     except MissingParamError as exc:
         names = ", ".join(f"params[{n}]" for n in exc.names)
         raise FlowError("url_param_err", f"The {what} needs {names}, which the request did not give.") from None
+    except UnsafeParamError as exc:
+        raise _unsafe(exc, what) from None
+
+
+def check_connection_config(template: ProviderTemplate, connection_config: dict[str, Any]) -> None:
+    """Every URL and header the connection will use must take these values: refuse them now, before
+    the user consents, rather than at the first refresh or proxy call."""
+    try:
+        template.check_connection_config(connection_config)
+    except UnsafeParamError as exc:
+        raise _unsafe(exc, "provider's URLs and headers") from None
 
 
 def _with_params(url: str, params: dict[str, str]) -> str:
@@ -54,6 +87,7 @@ def authorization_url(
     user_scope: str | None,
 ) -> str:
     """Parameters in Nango's order; later ones win, and a request value of ``undefined`` removes one."""
+    check_connection_config(template, connection_config)
     params: dict[str, str] = {
         "response_type": "code",
         "client_id": client_id,
@@ -72,10 +106,35 @@ def authorization_url(
             params.pop(key, None)
         else:
             params[key] = value
-    url = _with_params(resolve_url(template.authorization_url, connection_config, what="authorization URL"), params)
+    base = resolve_url(template.authorization_url, connection_config, what="authorization URL", template=template)
+    url = _with_params(base, params)
     for old, new in template.authorization_url_replacements.items():
         url = url.replace(old, new)
     return url
+
+
+def config_to_store(
+    template: ProviderTemplate,
+    connect_config: dict[str, Any],
+    *,
+    callback_query: dict[str, Any],
+    token_response: dict[str, Any],
+) -> dict[str, Any]:
+    """The connection configuration an authorization ends with.
+
+    What the browser gave at connect time, except the fields the provider's token response fills
+    (only the provider names those: they may later fill a whole proxy origin); the callback's
+    ``redirect_uri_metadata``, except fields some URL or header of the template uses (a callback's
+    query is the browser's to write, and must never steer a URL, now or at a later refresh or proxy
+    call); then the token response's ``token_response_metadata``.
+    """
+    provider_owned = set(template.token_response_metadata)
+    steering = template.connection_config_variables()
+    config = {name: value for name, value in connect_config.items() if name not in provider_owned}
+    from_callback = pick_metadata(callback_query, template.redirect_uri_metadata)
+    config |= {name: value for name, value in from_callback.items() if name not in steering}
+    config |= pick_metadata(token_response, template.token_response_metadata)
+    return config
 
 
 def pick_metadata(source: dict[str, Any], paths: list[str]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ headers (as Nango merges them). Nothing else the client sent goes upstream: not 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from keyway_shared.providers.interpolation import MissingParamError, interpolate
+from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError, interpolate
+from keyway_shared.providers.rendering import render_header, render_url
 from keyway_shared.providers.template import ProviderTemplate
 from keyway_shared.store import Connection
 
@@ -43,6 +44,7 @@ _NEVER_SET = HOP_BY_HOP | {"host", "content-length"}  # framing is ours to decid
 _CLIENT_HEADERS = ("Content-Type", "Accept")
 _PREFIX = "nango-proxy-"
 _BEARER_TYPES = frozenset({"OAUTH2", "APP", "APP_STORE"})
+_CREDENTIAL_NAMES = frozenset({"accessToken", "apiKey"})  # the variables credential_variables gives
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,14 +86,31 @@ def _auth_header(credentials: Mapping[str, Any], variables: Mapping[str, str]) -
     return None  # API_KEY (template headers or query only) and NONE
 
 
-def _interpolated(text: str, values: Mapping[str, Any], what: str) -> str:
+def _interpolated(
+    render: Callable[[str, Mapping[str, Any]], str], text: str, values: Mapping[str, Any], what: str
+) -> str:
+    """``render`` checks that no stored value moves the URL or splits a header: one stored before
+    these checks, or from a callback, fails closed here with a 400 and nothing is sent."""
     try:
-        return interpolate(text, values)
+        return render(text, values)
     except MissingParamError as exc:
         names = ", ".join(f"connectionConfig.{name}" for name in exc.names)
         raise ApiError(
             "missing_connection_config", f"The {what} needs {names}, which this connection does not have."
         ) from None
+    except UnsafeParamError as exc:
+        name = f"the connection's {exc.name}" if exc.name in _CREDENTIAL_NAMES else f"connectionConfig.{exc.name}"
+        raise ApiError("invalid_connection_config", f"The {what} cannot use {name}: it {exc.reason}.") from None
+
+
+def _url_renderer(template: ProviderTemplate | None) -> Callable[[str, Mapping[str, Any]], str]:
+    if template is None:
+        return render_url
+    return lambda text, values: template.render_url(text, values, stored=True)
+
+
+def _header_renderer(template: ProviderTemplate | None) -> Callable[[str, Mapping[str, Any]], str]:
+    return template.render_header if template is not None else render_header
 
 
 def _upstream_url(base: str, raw_endpoint: str, raw_query: str, extra_query: dict[str, str]) -> URL:
@@ -127,9 +146,10 @@ def build_target(
             "missing_base_api_url",
             f"The provider '{connection.provider}' has no proxy base URL: send a Base-Url-Override header.",
         )
-    base = _interpolated(base, config, "base URL")
+    base = _interpolated(_url_renderer(template), base, config, "base URL")
     template_query = proxy.query if proxy else {}
-    query = {name: _interpolated(value, values, "proxy query") for name, value in template_query.items()}
+    # Query values are percent-encoded when the URL is built: any text is safe there.
+    query = {name: _interpolated(interpolate, value, values, "proxy query") for name, value in template_query.items()}
     url = _upstream_url(base, raw_endpoint, raw_query, query)
 
     headers: CIMultiDict[str] = CIMultiDict()
@@ -141,7 +161,7 @@ def build_target(
         headers["Authorization"] = authorization
     for name, value in (proxy.headers if proxy else {}).items():
         if name.lower() not in _NEVER_SET:
-            headers[name] = _interpolated(value, values, f"proxy header '{name}'")
+            headers[name] = _interpolated(_header_renderer(template), value, values, f"proxy header '{name}'")
     forwarded: set[str] = set()
     for name, value in client_headers.items():
         if name.lower().startswith(_PREFIX):

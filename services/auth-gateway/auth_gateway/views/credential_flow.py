@@ -13,7 +13,7 @@ from aiohttp import web
 from keyway_shared.credentials import PermanentTokenError, TokenRequestError
 from keyway_shared.events import AuthMode
 from keyway_shared.providers import ProviderTemplate
-from keyway_shared.providers.interpolation import MissingParamError, interpolate
+from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.store import Environment, Integration
 
 from ..connect import record_auth_failure
@@ -57,10 +57,14 @@ def token_url(template: ProviderTemplate, mode: str, connection_config: dict[str
     if not url:
         raise ApiError("invalid_provider_template", "The provider template has no token URL.")
     try:
-        return interpolate(url, connection_config)
+        template.check_connection_config(connection_config)
+        return template.render_url(url, connection_config)
     except MissingParamError as exc:
         names = ", ".join(f"params[{n}]" for n in exc.names)
         raise ApiError("url_param_err", f"The token URL needs {names}, which the request did not give.") from None
+    except UnsafeParamError as exc:
+        message = f"The provider's URLs and headers cannot use params[{exc.name}]: it {exc.reason}."
+        raise ApiError("invalid_connection_config", message) from None
 
 
 def token_api_error(exc: TokenRequestError) -> ApiError:

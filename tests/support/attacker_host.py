@@ -1,0 +1,128 @@
+"""A host an attacker controls, on another loopback address (127.0.0.2), for tests of where Keyway sends things.
+
+It counts every TCP connection before anything else (a refused TLS handshake still counts: the
+gateway was steered there) and keeps what it was sent. With ``tls=True`` it speaks HTTPS with its
+own self-signed certificate, as a real attacker's host would (with a certificate the gateway does
+not know, so a handshake may fail; the connection already proves the leak). It answers every
+request with a token, so a flow steered here goes on as far as it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import ssl
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+__all__ = ["ATTACKER_ADDRESS", "AttackerHost", "attacker_host"]
+
+ATTACKER_ADDRESS = "127.0.0.2"
+_TOKEN = json.dumps({"access_token": "at-issued-by-the-attacker", "token_type": "bearer", "expires_in": 3600})
+
+
+def _self_signed_context(directory: Path) -> ssl.SSLContext:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "attacker.example")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("attacker.example"), x509.IPAddress(ipaddress.ip_address(ATTACKER_ADDRESS))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "attacker.crt", directory / "attacker.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+@dataclass
+class AttackerHost:
+    tls: bool = False
+    connections: int = 0
+    received: list[bytes] = field(default_factory=list)  # what each connection sent, up to its body
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _context: ssl.SSLContext | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{ATTACKER_ADDRESS}:{self.port}"
+
+    @property
+    def everything_received(self) -> bytes:
+        return b"\n".join(self.received)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            if self._context is not None:
+                await writer.start_tls(self._context)
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":", 1)[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                body = await reader.readexactly(length) if length else b""
+            self.received.append(head + body)
+            answer = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(_TOKEN)}\r\n"
+            writer.write((answer + "Connection: close\r\n\r\n" + _TOKEN).encode())
+            await writer.drain()
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            pass  # a refused handshake or a torn request: the connection is what counts
+        finally:
+            writer.close()
+            with suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+    async def start(self) -> AttackerHost:
+        if self.tls:
+            with tempfile.TemporaryDirectory() as directory:
+                self._context = _self_signed_context(Path(directory))
+        self._server = await asyncio.start_server(self._serve, ATTACKER_ADDRESS, 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@asynccontextmanager
+async def attacker_host(*, tls: bool = False) -> AsyncIterator[AttackerHost]:
+    host = await AttackerHost(tls=tls).start()
+    try:
+        yield host
+    finally:
+        await host.stop()
