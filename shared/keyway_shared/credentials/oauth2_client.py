@@ -10,17 +10,21 @@ import asyncio
 import json
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from authlib.oauth2.auth import ClientAuth
 
-from ..egress import EgressRefusedError
+from ..egress import failure_reason
+from ..logging import get_logger
 from ..providers import ProviderTemplate
+from .bounded_body import MAX_TOKEN_RESPONSE_BYTES, ResponseTooLargeError, read_bounded
 from .errors import PermanentTokenError, TransientTokenError
 from .tokens import parse_token_body
 
-__all__ = ["client_request", "request_token"]
+__all__ = ["client_request", "request_token", "too_large", "unreachable"]
+
+log = get_logger(__name__)
 
 _PERMANENT_OAUTH_ERRORS = {
     "invalid_grant",
@@ -72,6 +76,21 @@ def client_request(
     return headers, data
 
 
+def unreachable(url: str, exc: BaseException) -> TransientTokenError:
+    """One answer for a refused address (the egress guard), an unknown name or a silent host: which
+    one it was is logged, never told, so a browser choosing the URL cannot map internal names."""
+    log.warning("token endpoint unreachable", host=urlsplit(url).hostname, reason=failure_reason(exc))
+    return TransientTokenError("token_network_error", "The token endpoint could not be reached.")
+
+
+def too_large(url: str) -> PermanentTokenError:
+    log.warning("token endpoint answer too large", host=urlsplit(url).hostname, limit=MAX_TOKEN_RESPONSE_BYTES)
+    return PermanentTokenError(
+        "token_response_too_large",
+        f"The token endpoint's answer is larger than {MAX_TOKEN_RESPONSE_BYTES // 1024} KiB; it was not read.",
+    )
+
+
 async def request_token(
     session: aiohttp.ClientSession,
     *,
@@ -89,19 +108,17 @@ async def request_token(
     try:
         async with asyncio.timeout(timeout_seconds):
             async with session.post(token_url, data=data, headers=headers, allow_redirects=False) as response:
-                body = await response.read()
+                body = await read_bounded(response, MAX_TOKEN_RESPONSE_BYTES)
                 status = response.status
                 content_type = response.headers.get("Content-Type", "")
                 retry_after = _retry_after(response.headers.get("Retry-After"))
-    except EgressRefusedError as exc:
-        raise PermanentTokenError("token_url_refused", f"The token URL is not reachable from here: {exc}") from None
+    except ResponseTooLargeError:
+        raise too_large(token_url) from None
     except TimeoutError:
         message = f"The token endpoint did not answer within {timeout_seconds:g}s."
         raise TransientTokenError("token_timeout", message) from None
     except aiohttp.ClientError as exc:
-        raise TransientTokenError(
-            "token_network_error", f"The token endpoint could not be reached ({exc.__class__.__name__})."
-        ) from None
+        raise unreachable(token_url, exc) from None
     if status >= 500 or status == 429:
         raise TransientTokenError(
             "token_provider_unavailable",

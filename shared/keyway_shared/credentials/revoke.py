@@ -10,16 +10,22 @@ import asyncio
 import json
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from ..egress import EgressRefusedError
+from ..egress import failure_reason
+from ..logging import get_logger
 from ..providers import ProviderTemplate
+from .bounded_body import ResponseTooLargeError, read_bounded
 from .oauth2_client import client_request
 
 __all__ = ["TokenRevocation", "revoke_token"]
 
 TokenTypeHint = Literal["refresh_token", "access_token"]
+
+log = get_logger(__name__)
+_MAX_ERROR_BODY_BYTES = 64 * 1024  # only a short ``error`` code is kept from it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,13 +74,15 @@ async def revoke_token(
         async with asyncio.timeout(timeout_seconds):
             async with session.post(url, data=data, headers=headers, allow_redirects=False) as response:
                 status = response.status
-                body = await response.read() if status >= 400 else b""
-    except EgressRefusedError:
-        return outcome(False, "The revocation URL is not reachable from here (egress policy).")
+                body = await read_bounded(response, _MAX_ERROR_BODY_BYTES) if status >= 400 else b""
+    except ResponseTooLargeError:
+        body = b""  # the status says enough
     except TimeoutError:
         return outcome(False, f"The revocation endpoint did not answer within {timeout_seconds:g}s.")
     except aiohttp.ClientError as exc:
-        return outcome(False, f"The revocation endpoint could not be reached ({exc.__class__.__name__}).")
+        # The same answer for a refused address, an unknown name or a silent host (see egress).
+        log.warning("revocation endpoint unreachable", host=urlsplit(url).hostname, reason=failure_reason(exc))
+        return outcome(False, "The revocation endpoint could not be reached.")
     if 200 <= status < 300:
         return outcome(True, f"The provider revoked the {token_type_hint}.")
     code = _provider_error(body)

@@ -12,8 +12,9 @@ from typing import Any
 
 import aiohttp
 
-from ..egress import EgressRefusedError
+from .bounded_body import MAX_TOKEN_RESPONSE_BYTES, ResponseTooLargeError, read_bounded
 from .errors import PermanentTokenError, TransientTokenError
+from .oauth2_client import too_large, unreachable
 from .tokens import parse_token_body
 
 __all__ = ["call_token_endpoint"]
@@ -49,19 +50,17 @@ async def call_token_endpoint(
     try:
         async with asyncio.timeout(timeout_seconds):
             async with session.request(method, url, data=data, headers=headers, allow_redirects=False) as response:
-                body = await response.read()
+                body = await read_bounded(response, MAX_TOKEN_RESPONSE_BYTES)
                 status = response.status
                 content_type = response.headers.get("Content-Type", "")
                 retry_after = response.headers.get("Retry-After")
-    except EgressRefusedError as exc:
-        raise PermanentTokenError("token_url_refused", f"The token URL is not reachable from here: {exc}") from None
+    except ResponseTooLargeError:
+        raise too_large(url) from None
     except TimeoutError:
         message = f"The token endpoint did not answer within {timeout_seconds:g}s."
         raise TransientTokenError("token_timeout", message) from None
     except aiohttp.ClientError as exc:
-        raise TransientTokenError(
-            "token_network_error", f"The token endpoint could not be reached ({exc.__class__.__name__})."
-        ) from None
+        raise unreachable(url, exc) from None
     if status >= 500 or status == 429:
         seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
         raise TransientTokenError(
