@@ -154,6 +154,8 @@ _CREDENTIAL_ERRORS: dict[str, tuple[int | Answer, ...]] = {
 }
 _DEFAULT_OK: dict[str, Sequence[Answer]] = {"dashboard_session": (page(), redirect(303, "Done: to the next page"))}
 _BODY_ERRORS = (400, 413)
+# A request line or header past aiohttp's 8190 bytes is refused by its HTTP parser, before the application.
+_TOO_LONG = Answer(400, "text/plain", description="Bad request, or a request line or header too long to read")
 # Routes every service answers (keyway_shared.service.add_health_routes), documented beside the table.
 _OPERATIONAL: list[tuple[str, str, str, Sequence[Answer]]] = [
     ("GET", "/healthz", "Alive", [json_answer()]),
@@ -264,6 +266,8 @@ def _operation(route: Route, components: _Components) -> dict[str, Any]:
     body = route.body if isinstance(route.body, Body) or route.body is None else Body(route.body)
     for error in [*route.errors, *_CREDENTIAL_ERRORS[route.auth], *(_BODY_ERRORS if body else ())]:
         _add(responses, *_error(error, route.pages, components))
+    if route.params:
+        _add(responses, "400", _answer(_TOO_LONG, components))
     operation: dict[str, Any] = {
         "operationId": _operation_id(route.method, route.path),
         "summary": route.summary,
