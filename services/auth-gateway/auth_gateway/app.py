@@ -46,7 +46,14 @@ def create_app(settings: GatewaySettings) -> web.Application:
     if settings.admin_port is not None:  # inside the error middleware: a wrong-side route is a plain 404
         middlewares.append(listener_middleware(ROUTES, admin_port=settings.admin_port))
     middlewares.append(client_rate_middleware(ROUTES))  # a browser over its budget: 429 before any database work
-    app = web.Application(middlewares=middlewares, client_max_size=75 * 1024 * 1024)  # Nango's body limit
+    app = web.Application(
+        middlewares=middlewares,
+        client_max_size=75 * 1024 * 1024,  # Nango's body limit
+        # aiohttp arms this timer when a connection opens and again after each answer, and closes the
+        # connection if no complete request head has arrived when it fires: it is the header-read
+        # timeout (slowloris) as well as the idle one. Set here, it holds under any runner, tests' too.
+        handler_args={"keepalive_timeout": settings.http_idle_timeout_seconds},
+    )
     app[SETTINGS] = settings
     app[RATE_LIMITS] = RateLimits.from_settings(settings)
     app[FAILURE_ANNOUNCEMENTS] = FailureAnnouncements.from_settings(settings)

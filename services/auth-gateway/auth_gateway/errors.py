@@ -105,8 +105,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error_response(
                 ApiError("not_found", f"No route matches {request.method} {request.path}", status=404)
             )
-        if exc.status == 405:
-            return error_response(ApiError("method_not_allowed", f"{request.method} is not allowed here", status=405))
+        if exc.status == 405:  # RFC 9110: a 405 lists the methods the resource has
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+            return error_response(
+                ApiError("method_not_allowed", f"{request.method} is not allowed here", status=405, headers=allow)
+            )
         if exc.status == 413:
             return error_response(ApiError("payload_too_big", "The request body is too large", status=413))
         return error_response(ApiError(f"http_{exc.status}", exc.reason, status=exc.status))

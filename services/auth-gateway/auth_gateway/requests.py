@@ -2,11 +2,11 @@
 
 Every JSON body goes through :func:`json_object`, which refuses what the rest of the gateway could
 not hold or store, each with a 4xx naming the problem instead of a 500 further in: a body over
-:data:`MAX_BODY_BYTES` (413), nesting over :data:`MAX_DEPTH`, ``NaN``/``Infinity`` and numbers that
-overflow a float, integers outside MongoDB's 64 bits, and lone UTF-16 surrogates (no UTF-8 for them,
-so neither BSON nor a JSON answer can carry them). Views call :func:`check_document_keys` on the
-objects they store as document fields (metadata, connection configuration), and read the body only
-once the caller is authenticated.
+:data:`MAX_BODY_BYTES` (413) or slower than ``KEYWAY_HTTP_BODY_TIMEOUT_SECONDS`` (408), nesting over
+:data:`MAX_DEPTH`, ``NaN``/``Infinity`` and numbers that overflow a float, integers outside
+MongoDB's 64 bits, and lone UTF-16 surrogates (no UTF-8 for them, so neither BSON nor a JSON answer
+can carry them). Views call :func:`check_document_keys` on the objects they store as document fields
+(metadata, connection configuration), and read the body only once the caller is authenticated.
 
 The checks cost little on the usual body: numbers go through small hooks, and the walk over the
 parsed value runs only when the raw bytes hold more brackets than the depth limit or a surrogate
@@ -16,6 +16,7 @@ escape, which a typical body does not (measured with timeit: a 200-byte metadata
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -27,6 +28,7 @@ from multidict import MultiMapping
 from pydantic import BaseModel, ValidationError
 
 from .errors import ApiError
+from .resources import SETTINGS
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -101,7 +103,11 @@ async def json_object(request: web.Request, *, required: bool = True) -> dict[st
     """The request's body as a JSON object, within the limits above (read it after authenticating)."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise _too_large()
-    raw = await request.read()
+    try:  # the head's timeout (app.py) ends when the head is in: a body sent byte by byte is bounded here
+        async with asyncio.timeout(request.app[SETTINGS].http_body_timeout_seconds):
+            raw = await request.read()
+    except TimeoutError:
+        raise ApiError("request_timeout", "The request body did not arrive in time.", status=408) from None
     if len(raw) > MAX_BODY_BYTES:  # a chunked body states no length
         raise _too_large()
     return parse_json_object(raw, required=required)

@@ -153,6 +153,33 @@ class GatewaySettings(BaseServiceSettings):
         description="the most one /proxy call may take until the upstream answers, retries and waits included",
         validation_alias=AliasChoices("KEYWAY_PROXY_DEADLINE_SECONDS", "proxy_deadline_seconds"),
     )
+    http_idle_timeout_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        description="how long a connection may go without a complete request head, counted from its opening or "
+        "from the previous answer: idle keep-alive connections and clients sending their headers slowly "
+        "(slowloris) are closed after it; keep it above the idle timeout of a proxy in front (60 s for nginx)",
+        validation_alias=AliasChoices("KEYWAY_HTTP_IDLE_TIMEOUT_SECONDS", "http_idle_timeout_seconds"),
+    )
+    http_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long a JSON request body may take to arrive once its head has (408 after it)",
+        validation_alias=AliasChoices("KEYWAY_HTTP_BODY_TIMEOUT_SECONDS", "http_body_timeout_seconds"),
+    )
+    websockets_per_client: int = Field(
+        default=50,
+        ge=0,
+        description="frontend SDK WebSockets one client address (IPv6: its /64) may hold open on each replica "
+        "(429 past it; behind a proxy set KEYWAY_TRUSTED_PROXIES, or every client counts as the proxy); 0: no cap",
+        validation_alias=AliasChoices("KEYWAY_WEBSOCKETS_PER_CLIENT", "websockets_per_client"),
+    )
+    websocket_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated origins (https://app.example.com) whose pages may open the frontend SDK's "
+        "WebSocket (403 for a browser on another page); empty: any origin, as Nango allows",
+        validation_alias=AliasChoices("KEYWAY_WEBSOCKET_ALLOWED_ORIGINS", "websocket_allowed_origins"),
+    )
 
     admin_user: str | None = Field(
         default=None,
@@ -189,6 +216,12 @@ class GatewaySettings(BaseServiceSettings):
     @classmethod
     def _parse_trusted_proxies(cls, value: object) -> object:
         return parse_cidrs(value)
+
+    @field_validator("websocket_allowed_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        items = value.split(",") if isinstance(value, str) else list(value or [])  # type: ignore[call-overload]
+        return [str(item).strip().rstrip("/").lower() for item in items if str(item).strip()]
 
     @property
     def dashboard_enabled(self) -> bool:

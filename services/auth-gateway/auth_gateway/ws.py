@@ -4,6 +4,13 @@ A socket gets ``connection_ack`` with its ``ws_client_id`` at once, then exactly
 ``error`` frame. With several gateway replicas the callback often lands on a replica that does not
 hold the socket, so results also travel through a fanout exchange every replica listens to; the
 one holding the socket delivers the frame, the others drop it.
+
+The socket needs no key (the SDK opens it before anything else), so each replica holds at most
+``KEYWAY_WEBSOCKETS_PER_CLIENT`` of them per client address (429 past it), and when
+``KEYWAY_WEBSOCKET_ALLOWED_ORIGINS`` names the frontend's origins a browser on any other page is
+refused (403). Without that setting any origin may connect, as before: apps on the SDK serve their
+pages from origins the gateway cannot know. A client that sends no ``Origin`` is not a browser
+(browsers always send one on a WebSocket handshake) and is let through.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from prometheus_client import Gauge
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
 
+from .client_address import client_address, client_key
+from .errors import ApiError
+from .resources import SETTINGS
 from .settings import GatewaySettings
 
 __all__ = ["WS_HUB", "WsHub", "websocket_or_index", "ws_context"]
@@ -31,9 +41,11 @@ OPEN_SOCKETS = Gauge("keyway_gateway_websockets", "Frontend SDK sockets open on 
 
 
 class WsHub:
-    def __init__(self, *, exchange_name: str) -> None:
+    def __init__(self, *, exchange_name: str, per_client: int = 0) -> None:
         self._exchange_name = exchange_name
+        self._per_client = per_client  # 0: no cap
         self._sockets: dict[str, web.WebSocketResponse] = {}
+        self._open_by_client: dict[str, int] = {}
         self._exchange: aio_pika.abc.AbstractExchange | None = None
 
     async def attach(self, connection: AbstractRobustConnection) -> None:
@@ -74,9 +86,27 @@ class WsHub:
         except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
             log.warning("could not route a websocket result", ws_client_id=ws_client_id)
 
-    async def serve(self, request: web.Request) -> web.WebSocketResponse:
-        socket = web.WebSocketResponse(heartbeat=30)
-        await socket.prepare(request)
+    async def serve(self, request: web.Request, *, client: str) -> web.WebSocketResponse:
+        """Hold one SDK socket until it closes; ``client`` is the key its address is counted under."""
+        open_now = self._open_by_client.get(client, 0)
+        if self._per_client and open_now >= self._per_client:
+            raise ApiError(
+                "too_many_websockets",
+                f"This address already holds {open_now} open WebSockets; close one first.",
+                status=429,
+            )
+        self._open_by_client[client] = open_now + 1  # counted before the first await: no race past the cap
+        try:
+            socket = web.WebSocketResponse(heartbeat=30)
+            await socket.prepare(request)
+            await self._hold(socket)
+        finally:
+            left = self._open_by_client.pop(client, 1) - 1
+            if left:
+                self._open_by_client[client] = left
+        return socket
+
+    async def _hold(self, socket: web.WebSocketResponse) -> None:
         ws_client_id = str(uuid.uuid4())
         self._sockets[ws_client_id] = socket
         OPEN_SOCKETS.inc()
@@ -88,7 +118,6 @@ class WsHub:
         finally:
             OPEN_SOCKETS.dec()
             self._sockets.pop(ws_client_id, None)
-        return socket
 
     async def close_all(self) -> None:
         for socket in list(self._sockets.values()):
@@ -103,7 +132,7 @@ WS_HUB = web.AppKey("ws_hub", WsHub)
 def ws_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         prefix = "keyway" if settings.bus_namespace == "keyway" else settings.bus_namespace
-        hub = WsHub(exchange_name=f"{prefix}.auth-gateway.ws-results")
+        hub = WsHub(exchange_name=f"{prefix}.auth-gateway.ws-results", per_client=settings.websockets_per_client)
         app[WS_HUB] = hub
         app[BROKER].on_connect(hub.attach)
         yield
@@ -112,7 +141,16 @@ def ws_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIt
     return ctx
 
 
+def _check_origin(request: web.Request, allowed: list[str]) -> None:
+    origin = request.headers.get("Origin")
+    if allowed and origin is not None and origin.rstrip("/").lower() not in allowed:
+        raise ApiError("origin_not_allowed", "This page's origin may not open the gateway's WebSocket.", status=403)
+
+
 async def websocket_or_index(request: web.Request) -> web.StreamResponse:
     if request.headers.get("Upgrade", "").lower() == "websocket":
-        return await request.app[WS_HUB].serve(request)
+        settings = request.app[SETTINGS]
+        _check_origin(request, settings.websocket_allowed_origins)
+        client = client_key(client_address(request, settings.trusted_proxies))
+        return await request.app[WS_HUB].serve(request, client=client)
     return web.json_response({"service": "keyway auth-gateway", "websocket": "connect here with the frontend SDK"})
