@@ -157,8 +157,14 @@ async def revert_key(request: web.Request, env: Environment, kind: str) -> None:
     await request.app[ENV_CACHE].changed(env.name)
 
 
-async def mint_connect_session(request: web.Request, env: Environment, integration: str) -> str:
-    """A connect session for one integration: the Connect button needs neither the public key nor HMAC."""
+async def mint_connect_session(
+    request: web.Request, env: Environment, integration: str, connection_id: str | None = None
+) -> str:
+    """A connect session for one integration: the Connect button needs neither the public key nor HMAC.
+
+    The browser names no connection with a session: the admin's connection id is fixed in the session
+    here, as a reconnect session (``POST /connect/sessions/reconnect``, issue 17) fixes one.
+    """
     stores = request.app[STORES]
     if await stores.integrations.get(env.name, integration) is None:
         raise ApiError("unknown_provider_config", f"There is no integration '{integration}' in '{env.name}'.")
@@ -167,6 +173,7 @@ async def mint_connect_session(request: web.Request, env: Environment, integrati
         environment=env.name,
         end_user=dict(DASHBOARD_END_USER),
         allowed_integrations=[integration],
+        connection_id=connection_id,
         expires_at=utcnow() + SESSION_LIFETIME,
     )
     return await stores.connect_sessions.create(session)

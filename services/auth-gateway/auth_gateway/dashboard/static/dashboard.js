@@ -48,12 +48,13 @@
     });
   }
 
-  async function connectSession(url) {
+  // The session fixes the connection id: with a session token the browser may not name one.
+  async function connectSession(url, connectionId) {
     const response = await fetch(url, {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": main.dataset.csrf },
-      body: "{}",
+      body: JSON.stringify({ connection_id: connectionId }),
     });
     const data = await response.json();
     if (!response.ok) {
@@ -97,13 +98,13 @@
       const keyway = new KeywayConnect({
         // The gateway's public side: the same origin, unless the dashboard is on the admin port.
         host: main.dataset.publicUrl || window.location.origin,
-        connectSessionToken: () => connectSession(form.dataset.sessionUrl),
+        connectSessionToken: () => connectSession(form.dataset.sessionUrl, connectionId),
       });
       // Called synchronously inside the submit: the popup opens within the user's gesture.
       let flow;
-      if (form.dataset.kind === "popup") flow = keyway.auth(key, connectionId, { params });
-      else if (form.dataset.kind === "none") flow = keyway.create(key, connectionId, { params });
-      else flow = keyway.auth(key, connectionId, { params, credentials });
+      if (form.dataset.kind === "popup") flow = keyway.auth(key, null, { params });
+      else if (form.dataset.kind === "none") flow = keyway.create(key, null, { params });
+      else flow = keyway.auth(key, null, { params, credentials });
       running = true;
       form.setAttribute("aria-busy", "true");
       say(form.dataset.kind === "popup" ? "Waiting for the provider's window…" : "Connecting…");

@@ -3,7 +3,8 @@
  *
  *   <script src="https://<your gateway>/sdk/keyway-connect.js"></script>
  *   const keyway = new KeywayConnect({ host: "https://<your gateway>", publicKey: "<public key>" });
- *   // or { host, connectSessionToken: "<token>" }, or a function returning a token (or a promise of one)
+ *   // or { host, connectSessionToken: "<token>" }, or a function returning a token (or a promise of one);
+ *   // with a session, give no connection id: the gateway names the connection (or the session fixes it)
  *   keyway.auth("github", "customer-1").then(
  *     ({ providerConfigKey, connectionId }) => …,
  *     (error) => console.warn(error.type, error.message));             // error is a KeywayConnect.AuthError

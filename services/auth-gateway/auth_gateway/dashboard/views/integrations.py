@@ -12,6 +12,7 @@ from keyway_shared.service import MONGO_DB
 from keyway_shared.store import Integration
 
 from ...errors import ApiError
+from ...requests import json_object
 from ...resources import CATALOG, STORES
 from ...views.popup_common import callback_url
 from .. import api
@@ -205,9 +206,16 @@ async def delete_integration(page: Page) -> web.StreamResponse:
 
 @page
 async def connect_session(page: Page) -> web.StreamResponse:
-    """``POST .../connect-session`` (JSON, CSRF header): a token for one Connect button press."""
+    """``POST .../connect-session`` (JSON ``{"connection_id"}``, CSRF header): a token for one Connect
+    button press, fixed to the connection id the admin typed."""
     try:
-        token = await api.mint_connect_session(page.request, page.env, page.request.match_info["key"])
+        body = await json_object(page.request, required=False)
+        connection_id = body.get("connection_id")
+        if not isinstance(connection_id, str) or not 0 < len(connection_id.strip()) <= 255:
+            raise ApiError("invalid_body", "Give the connection id (1 to 255 characters).")
+        token = await api.mint_connect_session(
+            page.request, page.env, page.request.match_info["key"], connection_id.strip()
+        )
     except ApiError as err:
         return web.json_response({"error": {"code": err.code, "message": err.message}}, status=err.status)
     return web.json_response({"token": token})
