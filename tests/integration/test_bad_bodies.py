@@ -2,10 +2,11 @@
 
 Each attack goes over HTTP to a real gateway: JSON nested thousands deep (once a RecursionError),
 integers of thousands of digits (Python's int conversion limit) or past 64 bits (BSON's), lone
-UTF-16 surrogates in strings and keys, ``NaN``/``Infinity``/``1e400``, and ``$``/``.`` keys in
-objects stored as documents. A stranger's body is never read: no key, a 401, whatever the body.
-A connection stored with metadata nested hundreds deep before bodies were limited (put in the
-database directly here) no longer takes down the listing, nor keeps ``last_fetched_at`` retrying.
+UTF-16 surrogates in strings and keys, ``NaN``/``Infinity``/``1e400``, and ``$``/``.``/NUL keys in
+objects stored as documents, from the body or the query's ``params[...]``. A stranger's body is
+never read: no key, a 401, whatever the body. A connection stored with metadata nested hundreds deep
+before bodies were limited (put in the database directly here) no longer takes down the listing, nor
+keeps ``last_fetched_at`` retrying.
 """
 
 from __future__ import annotations
@@ -138,6 +139,17 @@ async def test_keys_mongodb_refuses_are_refused_in_stored_objects(gw: Gateway, d
             assert "may not start with '$'" in answer["error"]["message"]
     assert (await db["connections"].find_one({"connection_id": "c1"})).get("metadata") is None
     assert await db["connections"].count_documents({"connection_id": "c2"}) == 0
+
+
+async def test_connection_config_keys_from_the_query_are_refused_the_same_way(gw: Gateway, db: Any) -> None:
+    for query in ("params[$where]=1", "params[a.b]=1", "params[x%00y]=1"):
+        resp = await gw.client.post(
+            f"/api-auth/api-key/ph?connection_id=c1&public_key={gw.public_key}&{query}", json={"apiKey": "k"}
+        )
+        answer = await resp.json()
+        assert resp.status == 400, (query, answer)
+        assert_envelope(answer, "invalid_query_params")
+    assert await db["connections"].count_documents({}) == 0
 
 
 async def test_credentials_are_one_encrypted_value_so_their_keys_are_free(gw: Gateway) -> None:

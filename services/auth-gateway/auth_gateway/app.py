@@ -49,9 +49,10 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app = web.Application(
         middlewares=middlewares,
         client_max_size=75 * 1024 * 1024,  # Nango's body limit
-        # aiohttp arms this timer when a connection opens and again after each answer, and closes the
-        # connection if no complete request head has arrived when it fires: it is the header-read
-        # timeout (slowloris) as well as the idle one. Set here, it holds under any runner, tests' too.
+        # aiohttp (3.14, its PR #13681) arms this timer when a connection opens and again after each
+        # answer, and closes the connection if no complete request head has arrived when it fires: it
+        # is the header-read timeout (slowloris) as well as the idle one; test_http_limits checks it.
+        # Set here, it holds under any runner, tests' too.
         handler_args={"keepalive_timeout": settings.http_idle_timeout_seconds},
     )
     app[SETTINGS] = settings

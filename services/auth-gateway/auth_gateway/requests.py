@@ -90,13 +90,26 @@ def bracket_params(query: MultiMapping[str], name: str) -> dict[str, str]:
 
     The SDK sends the literal ``undefined`` for a JS undefined value; it means "unset", so it is kept
     here as is and callers that care (authorization params) drop the key.
+
+    The keys become keys of stored documents (connection configuration, the OAuth session), so one
+    MongoDB would refuse (``$`` first, ``.`` or NUL anywhere) is a 400 here rather than a 500 there.
     """
     prefix = name + "["
     result: dict[str, str] = {}
     for key, value in query.items():
         if key.startswith(prefix) and key.endswith("]") and len(key) > len(prefix) + 1:
-            result[key[len(prefix) : -1]] = value
+            inner = key[len(prefix) : -1]
+            if not _storable_key(inner):
+                raise ApiError(
+                    "invalid_query_params",
+                    f"{name}[{json.dumps(inner)[1:-1][:80]}]: keys may not start with '$' or contain '.' (or NUL).",
+                )
+            result[inner] = value
     return result
+
+
+def _storable_key(key: str) -> bool:
+    return not key.startswith("$") and "." not in key and "\x00" not in key
 
 
 async def json_object(request: web.Request, *, required: bool = True) -> dict[str, Any]:
@@ -198,7 +211,7 @@ def check_document_keys(value: dict[str, Any], field: str) -> None:
         if not isinstance(node, dict):
             continue
         for key in node:
-            if key.startswith("$") or "." in key or "\x00" in key:
+            if not _storable_key(key):
                 raise ApiError(
                     "invalid_body",
                     f"'{field}' has the key {json.dumps(key)[:80]}: keys may not start with '$' "
