@@ -33,7 +33,9 @@ async def cleanup_stack(stack: Stack, mongo_client: object) -> AsyncIterator[Sta
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+    # As a browser's, its jar keeps cookies from 127.0.0.1 (aiohttp's default refuses IP hosts): an
+    # OAuth flow's callback needs the cookie its connect request set.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         yield session
 
 

@@ -255,7 +255,7 @@ async def test_two_replicas_of_everything_lose_nothing_when_one_of_each_is_kille
     stack.start()
     try:
         await stack.wait_ready()
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:  # flow cookies too
             # ---- before the kill ------------------------------------------------------------
             async with http.patch(
                 f"{gw0}/environment", json={"webhook_settings": {"primary_url": receiver.url}}, headers=auth

@@ -1,12 +1,20 @@
-"""Driving connect flows the way the frontend SDK does, and watching what they announce on the bus."""
+"""Driving connect flows the way the frontend SDK does, and watching what they announce on the bus.
+
+A flow needs a browser: the callback must bring back the cookie ``/oauth/connect`` set. ``gw.client``
+is one (its jar keeps cookies of 127.0.0.1, and the provider is visited through the same session);
+:func:`browser` opens another, with a jar of its own, for a second person.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from aio_pika.abc import AbstractQueue
 
 from ..support.polling import eventually
@@ -58,6 +66,14 @@ class EventWatch:
         )
 
 
+@asynccontextmanager
+async def browser() -> AsyncIterator[aiohttp.ClientSession]:
+    """A browser of its own: its cookies, kept as a browser keeps them (also for 127.0.0.1, which
+    aiohttp's default jar refuses), and sent back to the host that set them."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
 async def open_socket(gw: Gateway) -> tuple[Any, str]:
     socket = await gw.client.ws_connect("/")
     ack = json.loads((await socket.receive()).data)
@@ -71,10 +87,15 @@ class PopupResult:
     html: str
     frame: dict[str, Any]
     provider_redirect: str | None  # where the gateway sent the browser first, if anywhere
+    callback: str | None = None  # the gateway URL the provider sent the browser back to (path and query)
 
 
 async def run_popup(gw: Gateway, key: str, query: str) -> PopupResult:
-    """connect → the provider's page → back to the gateway, with the WebSocket the SDK would hold open."""
+    """connect → the provider's page → back to the gateway, with the WebSocket the SDK would hold open.
+
+    The browser is ``gw.client``: the provider's page is visited through its session, so the callback
+    carries the cookie the connect request set.
+    """
     socket, ws_client_id = await open_socket(gw)
     try:
         resp = await gw.client.get(
@@ -89,9 +110,10 @@ async def run_popup(gw: Gateway, key: str, query: str) -> PopupResult:
         async with gw.client.session.get(location, allow_redirects=False) as provider_page:
             assert provider_page.status == 302, await provider_page.text()
             back = urlsplit(provider_page.headers["Location"])
-        resp = await gw.client.get(f"{back.path}?{back.query}", allow_redirects=False)
+        callback = f"{back.path}?{back.query}"
+        resp = await gw.client.get(callback, allow_redirects=False)
         frame = json.loads((await socket.receive(timeout=10)).data)
-        return PopupResult(resp.status, await resp.text(), frame, location)
+        return PopupResult(resp.status, await resp.text(), frame, location, callback)
     finally:
         await socket.close()
 

@@ -215,7 +215,7 @@ async def test_oauth1_callback_without_verifier(
 ) -> None:
     providers.oauth1.authorize_mode = mode
     result = await run_popup(gw, "oauth1", "connection_id=tw-2")
-    assert result.status == 500
+    assert result.status == 400  # the callback's fault, not the gateway's
     assert result.frame["message_type"] == "error"
     assert result.frame["error_type"] == "callback_err"
     assert "oauth_verifier" in result.frame["error_desc"]
@@ -388,11 +388,11 @@ async def test_github_app_install_end_to_end(gw: Gateway, providers: Providers, 
 
 
 @pytest.mark.parametrize(
-    ("key", "install_mode", "token_mode", "error_type"),
+    ("key", "install_mode", "token_mode", "error_type", "status"),
     [
-        ("ghapp", "request", "ok", "wrong_auth_mode"),  # an organization owner must approve first
-        ("ghapp", "install", "error_500", "token_err"),
-        ("ghapp-badkey", "install", "ok", "provider_config_err"),  # caught before the user installs
+        ("ghapp", "request", "ok", "wrong_auth_mode", 400),  # an organization owner must approve first
+        ("ghapp", "install", "error_500", "token_err", 500),  # GitHub failed
+        ("ghapp-badkey", "install", "ok", "provider_config_err", 400),  # caught before the user installs
     ],
 )
 async def test_github_app_failures(
@@ -404,11 +404,12 @@ async def test_github_app_failures(
     install_mode: str,
     token_mode: str,
     error_type: str,
+    status: int,
 ) -> None:
     providers.github.install_mode = install_mode
     providers.github.token_mode = token_mode
     result = await run_popup(gw, key, "connection_id=gh-2")
-    assert result.status == 500
+    assert result.status == status
     assert result.frame["message_type"] == "error"
     assert result.frame["error_type"] == error_type, result.frame
     await assert_failed(events, db, "gh-2", error_type, "APP")

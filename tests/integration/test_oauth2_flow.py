@@ -33,6 +33,7 @@ async def gw(provider: OAuthProvider, tmp_path: Path, start_gateway: StartGatewa
         providers_file=providers_yaml(tmp_path, catalog),
         egress_allowlist="127.0.0.0/8",
         provider_timeout_seconds=1.0,
+        public_key_connect="allowed",
     ) as gateway:
         for key, template in [("oauth", "test-oauth2"), ("tenant", "test-tenant"), ("basicauth", "test-basic-auth")]:
             await create_integration(gateway, template, key, **provider.integration_fields, oauth_scopes="read,write")
@@ -138,26 +139,48 @@ async def test_interpolated_urls_params_and_basic_client_auth(gw: Gateway, provi
 
 
 async def test_client_overrides_are_used_and_stored(gw: Gateway, provider: OAuthProvider) -> None:
-    query = "connection_id=o-1&credentials[oauth_client_id_override]=override-id&credentials[oauth_client_secret_override]=override-secret"
-    resp, _html, frame = await run_flow(gw, provider, "oauth", query)
+    # The backend lets this session's browser bring its own client id and fixes the secret itself.
+    defaults = {
+        "oauth": {"connection_config": {"oauth_client_id_override": "", "oauth_client_secret_override": "override-s3"}}
+    }
+    resp = await gw.client.post(
+        "/connect/sessions",
+        json={"end_user": {"id": "u-1"}, "integrations_config_defaults": defaults},
+        headers=gw.auth,
+    )
+    assert resp.status == 201, await resp.text()
+    token = (await resp.json())["data"]["token"]
+    query = (
+        f"connect_session_token={token}&credentials[oauth_client_id_override]=override-id"
+        "&credentials[oauth_client_secret_override]=the-browsers-secret"
+    )
+    socket, ws_client_id = await open_socket(gw)
+    resp = await gw.client.get(f"/oauth/connect/oauth?{query}&ws_client_id={ws_client_id}", allow_redirects=False)
+    assert resp.status == 302, await resp.text()
+    async with gw.client.session.get(resp.headers["Location"], allow_redirects=False) as authorized:
+        callback = urlsplit(authorized.headers["Location"])
+    resp = await gw.client.get(f"{callback.path}?{callback.query}", allow_redirects=False)
+    frame = json.loads((await socket.receive(timeout=10)).data)
+    await socket.close()
     assert frame["message_type"] == "success", frame
     assert provider.authorize_requests[-1]["client_id"] == "override-id"
-    resp = await gw.client.get("/connection/o-1?provider_config_key=oauth", headers=gw.auth)
+    assert provider.token_requests[-1]["client_secret"] == "override-s3"  # the session's value, not the browser's
+    resp = await gw.client.get(f"/connection/{frame['connection_id']}?provider_config_key=oauth", headers=gw.auth)
     credentials = (await resp.json())["credentials"]
-    assert credentials["config_override"] == {"client_id": "override-id", "client_secret": "override-secret"}
+    assert credentials["config_override"] == {"client_id": "override-id", "client_secret": "override-s3"}
 
 
 @pytest.mark.parametrize(
-    ("query", "key", "error_type"),
+    ("query", "key", "error_type", "status"),
     [
-        ("public_key_missing", "oauth", "missing_public_key"),
-        ("", "oauth", "missing_connection_id"),
-        ("connection_id=c", "nope", "provider_config_err"),
-        ("connection_id=c", "tenant", "url_param_err"),
+        ("public_key_missing", "oauth", "missing_public_key", 401),
+        ("", "oauth", "missing_connection_id", 400),
+        ("connection_id=c", "nope", "provider_config_err", 400),
+        ("connection_id=c", "tenant", "url_param_err", 400),
     ],
 )
 async def test_connect_errors_reach_the_socket(
-    gw: Gateway, provider: OAuthProvider, db: Any, query: str, key: str, error_type: str
+    gw: Gateway, provider: OAuthProvider, db: Any, query: str, key: str, error_type: str, status: int
 ) -> None:
     socket, ws_client_id = await open_socket(gw)
     public = "" if query == "public_key_missing" else f"&public_key={gw.public_key}"
@@ -165,7 +188,7 @@ async def test_connect_errors_reach_the_socket(
     resp = await gw.client.get(
         f"/oauth/connect/{key}?{query}{public}&ws_client_id={ws_client_id}", allow_redirects=False
     )
-    assert resp.status == 500
+    assert resp.status == status  # the request's fault: 4xx (a 500 says the gateway failed)
     assert resp.content_type == "text/html"
     frame = json.loads((await socket.receive(timeout=10)).data)
     assert frame["message_type"] == "error"
@@ -207,7 +230,7 @@ async def test_access_denied_reused_and_unknown_state(gw: Gateway, provider: OAu
     assert first.status == 200
     assert json.loads((await socket.receive(timeout=10)).data)["message_type"] == "success"
     replay = await gw.client.get(f"{callback.path}?{callback.query}")
-    assert replay.status == 500
+    assert replay.status == 400
     assert "already completed" in await replay.text()
 
     state = parse_qs(callback.query)["state"][0]

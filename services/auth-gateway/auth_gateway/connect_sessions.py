@@ -20,6 +20,7 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 
+from keyway_shared.cipher import CredentialCipher
 from keyway_shared.events import utcnow
 from keyway_shared.store import Database
 
@@ -42,6 +43,9 @@ class ConnectSession:
     allowed_integrations: list[str] | None = None
     return_url: str | None = None  # set for a connect link: the flow ends by redirecting there
     connection_id: str | None = None  # set by the backend for a reconnect: the connection this session re-authorizes
+    # Nango's per-integration defaults (authorization_params, connection_config with client overrides,
+    # user_scopes): what the backend fixes or lets the browser choose in an OAuth flow. Stored encrypted.
+    integrations_config_defaults: dict[str, dict[str, Any]] | None = None
     expires_at: datetime
     created_at: datetime = field(default_factory=utcnow)
 
@@ -63,7 +67,8 @@ class SessionClaim:
     claimed_at: datetime
 
 
-def _from_doc(doc: dict[str, Any]) -> ConnectSession:
+def _from_doc(doc: dict[str, Any], cipher: CredentialCipher) -> ConnectSession:
+    defaults_enc = doc.get("integrations_config_defaults_enc")
     return ConnectSession(
         id=doc["_id"],
         environment=doc["environment"],
@@ -72,14 +77,18 @@ def _from_doc(doc: dict[str, Any]) -> ConnectSession:
         allowed_integrations=doc.get("allowed_integrations"),
         return_url=doc.get("return_url"),
         connection_id=doc.get("connection_id"),
+        integrations_config_defaults=cipher.decrypt_json(defaults_enc, associated_data=doc["_id"].encode())
+        if defaults_enc
+        else None,
         expires_at=doc["expires_at"],
         created_at=doc["created_at"],
     )
 
 
 class ConnectSessionStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cipher: CredentialCipher) -> None:
         self._col = db["connect_sessions"]
+        self._cipher = cipher
 
     async def ensure_indexes(self) -> None:
         await self._col.create_indexes([IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl")])
@@ -95,6 +104,11 @@ class ConnectSessionStore:
                 "allowed_integrations": session.allowed_integrations,
                 "return_url": session.return_url,
                 "connection_id": session.connection_id,
+                "integrations_config_defaults_enc": self._cipher.encrypt_json(
+                    session.integrations_config_defaults, associated_data=_hash(token).encode()
+                )
+                if session.integrations_config_defaults
+                else None,
                 "created_at": session.created_at,
                 "expires_at": session.expires_at,
                 "used_at": None,
@@ -108,7 +122,7 @@ class ConnectSessionStore:
         doc = await self._col.find_one({"_id": _hash(token.strip()), "used_at": None})
         if doc is None or doc["expires_at"] <= utcnow():
             return None
-        return _from_doc(doc)
+        return _from_doc(doc, self._cipher)
 
     async def unspent(self, session_id: str) -> bool:
         """Whether the session still exists and no connection has spent it.
@@ -128,7 +142,7 @@ class ConnectSessionStore:
         )
         if doc is None:
             return None
-        return SessionClaim(session=_from_doc(doc), claimed_at=doc["used_at"])
+        return SessionClaim(session=_from_doc(doc, self._cipher), claimed_at=doc["used_at"])
 
     async def release(self, claim: SessionClaim) -> None:
         """Give a claim back (its write failed): the session is usable again, unless deleted meanwhile."""

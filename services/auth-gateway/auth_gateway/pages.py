@@ -47,12 +47,14 @@ def success_page(*, legacy: bool, provider_config_key: str, connection_id: str) 
     return _page("Authorization succeeded", "Authorization succeeded. You can close this window.", script, 200)
 
 
-def error_page(*, legacy: bool, error_type: str, message: str) -> web.Response:
+def error_page(*, legacy: bool, error_type: str, message: str, status: int) -> web.Response:
+    """``status``: 4xx when the request (or the integration's setup) is at fault, 5xx when the provider
+    or the gateway is; the SDK reads the WebSocket frame or the postMessage, never the status."""
     script = _CLOSE_SCRIPT
     if legacy:
         payload = {"eventType": "AUTHORIZATION_FAILED", "data": {"error": {"type": error_type, "message": message}}}
         script = f"if (window.opener) {{ window.opener.postMessage({_json_for_script(payload)}, '*'); }}" + script
-    return _page("Authorization failed", f"Authorization failed: {message}", script, 500)
+    return _page("Authorization failed", f"Authorization failed: {message}", script, status)
 
 
 def plain_error_page(message: str, *, status: int = 400) -> web.Response:

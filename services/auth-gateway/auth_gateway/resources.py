@@ -65,7 +65,7 @@ def stores_context(settings: GatewaySettings) -> Callable[[web.Application], Asy
             connections=ConnectionStore(app[MONGO_CLIENT], db, cipher),
             outbox=OutboxStore(db),
             oauth_sessions=OAuthSessionStore(db, cipher),
-            connect_sessions=ConnectSessionStore(db),
+            connect_sessions=ConnectSessionStore(db, cipher),
         )
         await stores.oauth_sessions.ensure_indexes()
         await stores.connect_sessions.ensure_indexes()

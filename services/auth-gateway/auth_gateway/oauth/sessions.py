@@ -2,7 +2,9 @@
 
 The session id is the ``state`` parameter: 256 random bits, single use (the callback claims it
 atomically), valid for ten minutes, then removed by a TTL index. Secrets it
-holds — the PKCE verifier, client overrides, an OAuth 1 request-token secret — are encrypted.
+holds — the PKCE verifier, client overrides, an OAuth 1 request-token secret — are encrypted. It
+keeps the digest of the nonce given to the browser that started the flow (``browser_binding``), so
+only that browser can finish it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class OAuthSession:
     ws_client_id: str | None = None
     return_url: str | None = None  # a redirect flow (connect link) ends there instead of closing a popup
     secrets: dict[str, str] = field(default_factory=dict)  # code_verifier, client overrides, token secret
+    browser_binding: str | None = None  # SHA-256 of the starting browser's cookie nonce
     id: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     created_at: datetime = field(default_factory=utcnow)
 
@@ -63,6 +66,7 @@ class OAuthSessionStore:
                 "connection_config": session.connection_config,
                 "ws_client_id": session.ws_client_id,
                 "return_url": session.return_url,
+                "browser_binding": session.browser_binding,
                 "secrets_enc": self._cipher.encrypt_json(session.secrets, associated_data=session.id.encode()),
                 "created_at": session.created_at,
                 "expires_at": session.created_at + SESSION_TTL,
@@ -103,6 +107,7 @@ class OAuthSessionStore:
             connection_config=doc.get("connection_config") or {},
             ws_client_id=doc.get("ws_client_id"),
             return_url=doc.get("return_url"),
+            browser_binding=doc.get("browser_binding"),
             secrets=self._cipher.decrypt_json(doc["secrets_enc"], associated_data=doc["_id"].encode())
             if with_secrets
             else {},

@@ -30,11 +30,21 @@ class Organization(BaseModel):
     display_name: str | None = None
 
 
+class IntegrationDefaults(BaseModel):
+    """Nango's per-integration defaults: what the OAuth flow uses whatever the browser sends."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_scopes: str | None = None
+    authorization_params: dict[str, str] | None = None
+    connection_config: dict[str, str] | None = None  # oauth_client_*_override: "" lets the browser give it
+
+
 class CreateSessionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     end_user: EndUser
     organization: Organization | None = None
     allowed_integrations: list[str] | None = Field(default=None, min_length=1)
+    integrations_config_defaults: dict[str, IntegrationDefaults] | None = None
 
 
 async def create_connect_session(request: web.Request) -> web.Response:
@@ -51,6 +61,9 @@ async def create_connect_session(request: web.Request) -> web.Response:
         end_user=body.end_user.model_dump(exclude_none=True),
         organization=body.organization.model_dump(exclude_none=True) if body.organization else None,
         allowed_integrations=body.allowed_integrations,
+        integrations_config_defaults={k: v.model_dump(exclude_none=True) for k, v in defaults.items()}
+        if (defaults := body.integrations_config_defaults)
+        else None,
         expires_at=utcnow() + SESSION_LIFETIME,
     )
     token = await stores.connect_sessions.create(session)

@@ -87,6 +87,7 @@ async def start_app(start: PopupStart) -> web.StreamResponse:
         connection_config=dict(front.connection_config),
         ws_client_id=start.ws_client_id,
         return_url=start.return_url,
+        browser_binding=start.browser_binding.digest,
     )
     if front.connect_session_id:
         session.secrets["connect_session"] = front.connect_session_id

@@ -1,13 +1,17 @@
 """The popup flows: ``GET /oauth/connect/{key}`` sends the browser to the provider, ``GET
 /oauth/callback`` finishes (spec §2.4, §5.1 to §5.5). Every outcome reaches the SDK (WebSocket frame, or
 the legacy postMessage page), the auth webhook and the activity log (connection.* or auth.failed).
+
+Only the browser that started a flow can finish it (``oauth.browser_binding``), and a browser changes
+only what ``oauth.flow_overrides`` lets it. A callback whose state was already used is answered but
+not announced: its flow has ended, and was announced, once.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,15 +27,17 @@ from ..connect import record_auth_failure, record_step, require_unspent_session,
 from ..connect_links import outcome_redirect
 from ..errors import ApiError
 from ..frontend import FrontendRequest, check_hmac, frontend_request
+from ..oauth.browser_binding import BrowserBinding, forget_browser, is_same_browser
 from ..oauth.flow_errors import FlowError
-from ..oauth.oauth2 import authorization_url, exchange_code, new_code_verifier, pick_metadata, resolve_url
+from ..oauth.flow_overrides import RESERVED_OAUTH2, authorization_params, client_override
+from ..oauth.oauth2 import authorization_url, config_to_store, exchange_code, new_code_verifier, resolve_url
 from ..oauth.sessions import OAuthSession
 from ..pages import error_page, plain_error_page, success_page
-from ..requests import bracket_params
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
 from ..ws import WS_HUB
 from .github_app import finish_app, finish_custom, start_app
 from .oauth1_flow import finish_oauth1, start_oauth1
+from .popup_common import flow_config
 
 __all__ = ["FINISHERS", "STARTERS", "PopupStart", "oauth_callback", "oauth_connect", "report_success"]
 
@@ -39,6 +45,25 @@ _WS_TYPE_OF_API_CODE = {
     "missing_connection": "missing_connection_id",
     "missing_provider_config": "no_provider_config_key",
 }
+# The popup's page status: a flow that failed at the provider or inside the gateway is a 500; the rest
+# are the request's own faults (or the integration's configuration), 4xx. The page is the same either
+# way: the SDK reads the WebSocket frame (or, legacy, the postMessage), not the status.
+_SERVER_SIDE = frozenset({"token_err", "unknown_err"})
+_STATUS_OF_WS_TYPE = {"state_cookie_err": 403, "override_not_allowed": 403}
+
+
+class _RequestError(FlowError):
+    """An ApiError of the request's authentication or parameters, on its way to the popup's page."""
+
+    def __init__(self, err: ApiError) -> None:
+        super().__init__(_WS_TYPE_OF_API_CODE.get(err.code, err.code), err.message or err.code)
+        self.status = err.status if 400 <= err.status < 500 else 400
+
+
+def _page_status(err: FlowError) -> int:
+    if isinstance(err, (_RequestError, ApiError)):  # an ApiError may be a FlowError too (a refused connect)
+        return err.status
+    return 500 if err.ws_type in _SERVER_SIDE else _STATUS_OF_WS_TYPE.get(err.ws_type, 400)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +77,8 @@ class PopupStart:
     template: ProviderTemplate
     ws_client_id: str | None
     return_url: str | None = None  # a connect link's redirect flow (``redirect=1``)
+    # The starting browser's nonce: the starter keeps its digest in the flow's session.
+    browser_binding: BrowserBinding = field(default_factory=BrowserBinding.new)
 
 
 # Popup flows by auth mode: a starter answers /oauth/connect (a redirect), a finisher the callback.
@@ -107,7 +134,9 @@ async def _fail(
             error_type=err.ws_type,
             error_description=err.message,
         )
-    return error_page(legacy=ws_client_id is None, error_type=err.ws_type, message=err.message)
+    return error_page(
+        legacy=ws_client_id is None, error_type=err.ws_type, message=err.message, status=_page_status(err)
+    )
 
 
 async def _integration(request: web.Request, env: Environment, key: str) -> tuple[Integration, ProviderTemplate]:
@@ -118,16 +147,6 @@ async def _integration(request: web.Request, env: Environment, key: str) -> tupl
     if template is None:
         raise FlowError("unknown_config_key", f"The provider '{integration.provider}' is not in the catalog.")
     return integration, template
-
-
-def _session_config(request: web.Request, front: FrontendRequest) -> dict[str, Any]:
-    config: dict[str, Any] = dict(front.connection_config)
-    if "oauth_scopes_override" in config:
-        config["oauth_scopes_override"] = [s for s in str(config["oauth_scopes_override"]).split(",") if s]
-    user_scope = request.query.get("user_scope")
-    if user_scope:
-        config["user_scope"] = [s for s in user_scope.split(",") if s]
-    return config
 
 
 async def oauth_connect(request: web.Request) -> web.StreamResponse:
@@ -147,7 +166,7 @@ async def oauth_connect(request: web.Request) -> web.StreamResponse:
             front.require_ids()
             check_hmac(env, front)
         except ApiError as err:
-            raise FlowError(_WS_TYPE_OF_API_CODE.get(err.code, err.code), err.message or err.code) from None
+            raise _RequestError(err) from None
         integration, template = await _integration(request, env, front.provider_config_key)
         starter = STARTERS.get(template.auth_mode)
         if starter is None:
@@ -164,6 +183,7 @@ async def oauth_connect(request: web.Request) -> web.StreamResponse:
         try:
             return await starter(start)
         except web.HTTPFound as redirect:
+            start.browser_binding.give_to(request, redirect)
             await record_step(
                 request.app,
                 environment=env.name,
@@ -204,18 +224,18 @@ async def start_oauth2(start: PopupStart) -> web.StreamResponse:
     grant_type = template.token_params.get("grant_type", "authorization_code")
     if grant_type != "authorization_code":
         raise FlowError("grant_type_err", f"The provider's grant type {grant_type} has no authorization step.")
-    overrides = bracket_params(request.query, "credentials")
-    client_id = overrides.get("oauth_client_id_override") or integration.oauth_client_id
-    client_secret = overrides.get("oauth_client_secret_override") or integration.oauth_client_secret
+    override = client_override(request, front)
+    client_id = override.client_id or integration.oauth_client_id
+    client_secret = override.client_secret or integration.oauth_client_secret
     if not client_id or not client_secret:
         raise FlowError("provider_config_err", "The integration has no OAuth client id or client secret.")
-    config = _session_config(request, front)
+    config = flow_config(request, front)
     scopes = config.get("oauth_scopes_override") or [s for s in (integration.oauth_scopes or "").split(",") if s]
     verifier = None if template.disable_pkce else new_code_verifier()
     secrets = {"client_id": client_id, "client_secret": client_secret}
     if verifier is not None:
         secrets["code_verifier"] = verifier
-    if "oauth_client_id_override" in overrides or "oauth_client_secret_override" in overrides:
+    if override.given:
         secrets["overridden"] = "true"
     if front.connect_session_id:
         secrets["connect_session"] = front.connect_session_id
@@ -231,6 +251,7 @@ async def start_oauth2(start: PopupStart) -> web.StreamResponse:
         ws_client_id=ws_client_id,
         return_url=start.return_url,
         secrets=secrets,
+        browser_binding=start.browser_binding.digest,
     )
     url = authorization_url(
         template=template,
@@ -241,11 +262,11 @@ async def start_oauth2(start: PopupStart) -> web.StreamResponse:
         state=session.id,
         code_verifier=verifier,
         connection_config=config,
-        request_params=bracket_params(request.query, "authorization_params"),
-        user_scope=request.query.get("user_scope"),
+        request_params=authorization_params(request, front, reserved=RESERVED_OAUTH2),
+        user_scope=",".join(config["user_scope"]) if config.get("user_scope") else None,
     )
     # The token URL must interpolate too; failing now beats failing after the user consented.
-    resolve_url(template.token_url_for("OAUTH2"), config, what="token URL")
+    resolve_url(template.token_url_for("OAUTH2"), config, what="token URL", template=template)
     await request.app[STORES].oauth_sessions.create(session)
     raise web.HTTPFound(url)
 
@@ -266,6 +287,20 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
     session, status = await request.app[STORES].oauth_sessions.take(state)
     if session is None:
         return plain_error_page("This authorization has expired or is unknown. Please start again.")
+    if status == "used":
+        # A replay (a reload, or anyone holding the URL): the flow has ended and was announced once;
+        # announcing a failure now would contradict it, so the answer is all there is.
+        return plain_error_page("This authorization was already completed. You can close this window.")
+    try:
+        response = await _finish_callback(request, session, status)
+    except web.HTTPException as answer:
+        forget_browser(request, answer, session.browser_binding)
+        raise
+    forget_browser(request, response, session.browser_binding)
+    return response
+
+
+async def _finish_callback(request: web.Request, session: OAuthSession, status: str) -> web.StreamResponse:
     env = await request.app[STORES].environments.get(session.environment)
     await record_step(
         request.app,
@@ -289,12 +324,17 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
         "return_url": session.return_url,
     }
     try:
-        if status == "used":
-            raise FlowError("state_err", "This authorization was already completed; the callback was replayed.")
         if status == "expired":
             raise FlowError("state_err", "This authorization took longer than 10 minutes. Please start again.")
         if env is None:
             raise FlowError("account_or_environment_retrieval_err", "The environment of this flow no longer exists.")
+        if not is_same_browser(request, session.browser_binding):
+            raise FlowError(
+                "state_cookie_err",
+                "This authorization can only be completed in the browser that started it, and this one does "
+                "not hold its cookie (another browser, cookies blocked, or a callback forwarded by a server). "
+                "Please start again.",
+            )
         # A connect session's flow: refused once that session is deleted or spent (by another flow).
         await require_unspent_session(request.app, session.secrets.get("connect_session"))
         error = request.query.get("error")
@@ -317,9 +357,9 @@ async def finish_oauth2(request: web.Request, session: OAuthSession, env: Enviro
     template = request.app[CATALOG].get(session.provider)
     if integration is None or template is None:
         raise FlowError("provider_config_err", "The integration was deleted during the authorization.")
-    config = dict(session.connection_config)
-    config |= pick_metadata(dict(request.query), template.redirect_uri_metadata)
-    token_url = resolve_url(template.token_url_for("OAUTH2"), config, what="token URL")
+    # From the configuration given at connect time: a callback's query never steers a URL.
+    config = session.connection_config
+    token_url = resolve_url(template.token_url_for("OAUTH2"), config, what="token URL", template=template)
     settings = request.app[SETTINGS]
     step: dict[str, Any] = {
         "environment": env.name,
@@ -360,7 +400,7 @@ async def finish_oauth2(request: web.Request, session: OAuthSession, env: Enviro
         request=http_excerpt("POST", token_url, duration_ms=took, body=raw),
         **step,
     )
-    config |= pick_metadata(raw, template.token_response_metadata)
+    config = config_to_store(template, config, callback_query=dict(request.query), token_response=raw)
     if session.secrets.get("overridden"):
         credentials["config_override"] = {
             "client_id": session.secrets["client_id"],

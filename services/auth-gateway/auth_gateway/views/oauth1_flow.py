@@ -18,12 +18,12 @@ from keyway_shared.store import Environment
 
 from ..connect import store_connection
 from ..oauth.flow_errors import FlowError
+from ..oauth.flow_overrides import RESERVED_OAUTH1, authorization_params, client_override
 from ..oauth.oauth1 import OAuth1Client, authorization_url, with_query
 from ..oauth.oauth2 import resolve_url
 from ..oauth.sessions import OAuthSession
-from ..requests import bracket_params
 from ..resources import HTTP, SETTINGS, STORES
-from .popup_common import callback_url, reload_integration, report_success
+from .popup_common import callback_url, flow_config, reload_integration, report_success
 
 if TYPE_CHECKING:
     from .oauth import PopupStart
@@ -49,18 +49,17 @@ async def start_oauth1(start: PopupStart) -> web.StreamResponse:
         start.integration,
         start.template,
     )
-    overrides = bracket_params(request.query, "credentials")
-    consumer_key = overrides.get("oauth_client_id_override") or integration.oauth_client_id
-    consumer_secret = overrides.get("oauth_client_secret_override") or integration.oauth_client_secret
+    override = client_override(request, front)
+    consumer_key = override.client_id or integration.oauth_client_id
+    consumer_secret = override.client_secret or integration.oauth_client_secret
     if not consumer_key or not consumer_secret:
         raise FlowError("provider_config_err", "The integration has no OAuth consumer key or consumer secret.")
-    config: dict[str, Any] = dict(front.connection_config)
-    if "oauth_scopes_override" in config:
-        config["oauth_scopes_override"] = [s for s in str(config["oauth_scopes_override"]).split(",") if s]
+    config = flow_config(request, front)
     scopes = config.get("oauth_scopes_override") or [s for s in (integration.oauth_scopes or "").split(",") if s]
-    request_url = resolve_url(template.request_url, config, what="request token URL")
-    authorize_url = resolve_url(template.authorization_url, config, what="authorization URL")
-    resolve_url(template.token_url_for("OAUTH1"), config, what="token URL")  # fail before the user consents
+    request_url = resolve_url(template.request_url, config, what="request token URL", template=template)
+    authorize_url = resolve_url(template.authorization_url, config, what="authorization URL", template=template)
+    # Fail before the user consents.
+    resolve_url(template.token_url_for("OAUTH1"), config, what="token URL", template=template)
     session = OAuthSession(
         environment=env.name,
         provider_config_key=front.provider_config_key,
@@ -72,6 +71,7 @@ async def start_oauth1(start: PopupStart) -> web.StreamResponse:
         connection_config=config,
         ws_client_id=start.ws_client_id,
         return_url=start.return_url,
+        browser_binding=start.browser_binding.digest,
     )
     client = _client(request, template, consumer_key, consumer_secret)
     try:
@@ -86,7 +86,7 @@ async def start_oauth1(start: PopupStart) -> web.StreamResponse:
         "request_token": token,
         "request_token_secret": token_secret,
     }
-    if "oauth_client_id_override" in overrides or "oauth_client_secret_override" in overrides:
+    if override.given:
         session.secrets["overridden"] = "true"
     if front.connect_session_id:
         session.secrets["connect_session"] = front.connect_session_id
@@ -97,7 +97,7 @@ async def start_oauth1(start: PopupStart) -> web.StreamResponse:
             request_token=token,
             template=template,
             scopes=scopes,
-            request_params=bracket_params(request.query, "authorization_params"),
+            request_params=authorization_params(request, front, reserved=RESERVED_OAUTH1),
         )
     )
 
@@ -110,7 +110,9 @@ async def finish_oauth1(request: web.Request, session: OAuthSession, env: Enviro
     if not hmac.compare_digest(oauth_token.encode(), session.secrets.get("request_token", "").encode()):
         raise FlowError("callback_err", "The provider's callback names a request token this flow was not given.")
     integration, template = await reload_integration(request, env, session)
-    token_url = resolve_url(template.token_url_for("OAUTH1"), session.connection_config, what="token URL")
+    token_url = resolve_url(
+        template.token_url_for("OAUTH1"), session.connection_config, what="token URL", template=template
+    )
     client = _client(request, template, session.secrets["client_id"], session.secrets["client_secret"])
     try:
         raw = await client.access_token(
