@@ -122,6 +122,12 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) ->
     return False
 
 
+# Nango's 2024 SDKs connect with the bare public key, which a new environment refuses: say how to allow it.
+_PUBLIC_KEY_HINT = {
+    "refused": ' (connect sessions only; PATCH /environment {"public_key_connect": "allowed"} for 2024 SDKs)',
+}
+
+
 def print_keys(env: dict[str, str]) -> None:
     from keyway_shared.cipher import CredentialCipher
     from keyway_shared.store import EnvironmentStore, open_client
@@ -138,6 +144,8 @@ def print_keys(env: dict[str, str]) -> None:
                 if found:
                     print(f"  {name:<5} public key  {found.public_key}")
                     print(f"  {name:<5} secret key  {found.secret_key}")
+                    mode = found.public_key_connect
+                    print(f"  {name:<5} public-key connect: {mode}{_PUBLIC_KEY_HINT.get(mode, '')}")
         finally:
             await client.close()
 
