@@ -14,6 +14,8 @@ import hmac
 import os
 from collections.abc import Iterable
 
+from .compare import secrets_equal
+
 __all__ = [
     "generate_signing_key",
     "nango_hmac_signature",
@@ -33,11 +35,11 @@ def nango_hmac_signature(secret_key: str, body: bytes) -> str:
 
 
 def verify_nango_signature(secret_key: str, body: bytes, signature: str) -> bool:
-    return hmac.compare_digest(nango_signature(secret_key, body), signature.strip().lower())
+    return secrets_equal(nango_signature(secret_key, body), signature.strip().lower())
 
 
 def verify_nango_hmac(secret_key: str, body: bytes, signature: str) -> bool:
-    return hmac.compare_digest(nango_hmac_signature(secret_key, body), signature.strip().lower())
+    return secrets_equal(nango_hmac_signature(secret_key, body), signature.strip().lower())
 
 
 def generate_signing_key() -> str:

@@ -303,6 +303,9 @@ async def test_hmac_mode_needs_a_valid_hmac(start_gateway: StartGateway) -> None
         assert_envelope(await resp.json(), "invalid_hmac")
         resp = await connect_api_key(gw, f"{public}&hmac={signed(key, 'c2')}", "k")  # signed for another id
         assert_envelope(await resp.json(), "invalid_hmac")
+        resp = await connect_api_key(gw, f"{public}&hmac=M%C2%B1E%C3%92v", "k")  # non-ASCII: once a 500
+        assert resp.status == 400
+        assert_envelope(await resp.json(), "invalid_hmac")
         resp = await connect_api_key(gw, f"{public}&hmac={signed(key, 'c1')}", "k")
         assert resp.status == 200, await resp.text()
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
+from keyway_shared.compare import secrets_equal
 from keyway_shared.store import Environment
 
 from .pages import plain_error_page
@@ -118,7 +119,7 @@ def verify_outcome(
     """The outcome in a return URL's raw query string, once its signature and age check out."""
     pairs = parse_qsl(query, keep_blank_values=True)
     given = dict(pairs).get("signature", "")
-    if not hmac.compare_digest(sign_query(pairs, secret_key), given):
+    if not secrets_equal(sign_query(pairs, secret_key), given):
         raise OutcomeError("The signature does not match.")
     params = dict(pairs)
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from keyway_shared.compare import secrets_equal
 from keyway_shared.store import Environment
 
 from .connect import new_operation_id
@@ -129,5 +130,5 @@ def check_hmac(env: Environment, front: FrontendRequest) -> None:
     if not front.hmac:
         raise ApiError("missing_hmac", "The environment requires an 'hmac' parameter.")
     expected = expected_hmac(env.hmac_key, front.provider_config_key, front.connection_id)
-    if not hmac.compare_digest(expected, front.hmac.strip().lower()):
+    if not secrets_equal(expected, front.hmac.strip().lower()):
         raise ApiError("invalid_hmac", "The 'hmac' parameter does not match.")

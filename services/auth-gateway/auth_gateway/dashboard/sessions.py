@@ -14,7 +14,6 @@ from elsewhere never lock the admin out.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any, Literal
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from keyway_shared.compare import secrets_equal
 from keyway_shared.events import utcnow
 from keyway_shared.store import Database
 
@@ -44,7 +44,7 @@ class DashboardSession:
     expires_at: datetime
 
     def csrf_ok(self, presented: str | None) -> bool:
-        return bool(presented) and hmac.compare_digest(self.csrf_token, str(presented))
+        return bool(presented) and secrets_equal(self.csrf_token, str(presented))
 
 
 class SessionStore:

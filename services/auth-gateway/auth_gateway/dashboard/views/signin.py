@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from keyway_shared.compare import secrets_equal
 from keyway_shared.events import utcnow
 from keyway_shared.logging import get_logger
 
@@ -94,7 +95,7 @@ async def signin_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     user, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
     presented, expected = str(form.get("csrf_token", "")), request.cookies.get(PRE_COOKIE, "")
-    if not presented or not expected or not hmac.compare_digest(presented, expected):
+    if not presented or not expected or not secrets_equal(expected, presented):
         return html_message(
             request,
             "Refused",
