@@ -40,3 +40,20 @@ async def test_a_revocation_body_is_read_as_json_schema_reads_it(gw: Gateway) ->
     resp = await gw.client.post("/config/ph/revoke", json={"delete": False, "concurrency": 4.0}, headers=gw.auth)
     assert resp.status == 202, await resp.text()
     assert (await resp.json())["delete"] is False
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/webhooks/replay", {"since": 0}),  # lax mode read 0 as 1970-01-01
+        ("POST", "/webhooks/replay", {"since": "2026-01-01T00:00:00Z", "until": -617932295}),
+        ("POST", "/webhooks/signing-keys/rotate", {"grace_seconds": False}),  # lax mode read false as 0
+        ("PATCH", "/environment", {"webhook_settings": {"on_auth_refresh_error": "yes"}}),
+    ],
+)
+async def test_a_body_value_of_the_wrong_json_type_is_a_400(
+    gw: Gateway, method: str, path: str, body: dict[str, object]
+) -> None:
+    resp = await gw.client.request(method, path, json=body, headers=gw.auth)
+    assert resp.status == 400, await resp.text()
+    assert_envelope(await resp.json(), "invalid_body")

@@ -220,8 +220,13 @@ def check_document_keys(value: dict[str, Any], field: str) -> None:
 
 
 def validated_body(model: type[ModelT], body: dict[str, Any]) -> ModelT:
+    """``body`` as ``model``, strictly as JSON types go: no ``0`` for a time, no ``false`` for a number.
+
+    Pydantic's lax mode would turn ``{"since": 0}`` into 1970 and ``{"grace_seconds": false}`` into
+    0; the body is validated in JSON mode (where a time is its ISO text) with coercion off.
+    """
     try:
-        return model.model_validate(body)
+        return model.model_validate_json(json.dumps(body), strict=True)
     except ValidationError as exc:
         errors = [
             {"code": err["type"], "message": err["msg"], "path": [str(p) for p in err["loc"]]}
