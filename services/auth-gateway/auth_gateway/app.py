@@ -23,6 +23,7 @@ from .env_cache import env_cache_context
 from .errors import error_middleware
 from .failure_announcements import FAILURE_ANNOUNCEMENTS, FailureAnnouncements
 from .fetch_recorder import fetch_recorder_context
+from .idempotency import idempotency_middleware
 from .listeners import listener_middleware
 from .metrics import metrics_middleware
 from .openapi import openapi_json
@@ -46,6 +47,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     if settings.admin_port is not None:  # inside the error middleware: a wrong-side route is a plain 404
         middlewares.append(listener_middleware(ROUTES, admin_port=settings.admin_port))
     middlewares.append(client_rate_middleware(ROUTES))  # a browser over its budget: 429 before any database work
+    middlewares.append(idempotency_middleware(ROUTES))  # innermost: it stores what the view answered
     app = web.Application(
         middlewares=middlewares,
         client_max_size=75 * 1024 * 1024,  # Nango's body limit

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .connection_events import deleted_event
+from .idempotency import removal_claim
 from .outbox_relay import RELAY
 from .resources import STORES
 from .revocation import Revocation, revoke_connection
@@ -29,6 +30,11 @@ async def remove_connection(
     app: web.Application, environment: str, provider_config_key: str, connection_id: str, *, revoke: bool = True
 ) -> Removal | None:
     """Revoke (unless told not to), then delete; None when there is no such connection."""
+    claim = removal_claim(environment, connection_id)
+    if claim is not None and claim.removed_before(provider_config_key):
+        # This request's Idempotency-Key removed it already, and that attempt's answer was lost.
+        before = claim.revocation_before
+        return Removal(revocation=None if before is None else Revocation(**before))
     revocation = None
     if revoke:
         existing = await app[STORES].connections.get(environment, provider_config_key, connection_id)
@@ -36,7 +42,11 @@ async def remove_connection(
             return None
         revocation = await revoke_connection(app, existing)
     result = await app[STORES].connections.delete_with_event(
-        environment, provider_config_key, connection_id, deleted_event
+        environment,
+        provider_config_key,
+        connection_id,
+        deleted_event,
+        also=None if claim is None else claim.marker(provider_config_key, revocation.as_json() if revocation else None),
     )
     if result is None:
         return None

@@ -48,6 +48,9 @@ _STATUS_BY_CODE: dict[str, int] = {
     "method_not_allowed": 405,
     "too_many_request": 429,
     "payload_too_big": 413,
+    "invalid_idempotency_key": 400,
+    "idempotency_key_in_use": 409,
+    "idempotency_key_mismatch": 422,
 }
 
 

@@ -8,12 +8,14 @@ from .indexes import COLLECTION_INDEXES, ensure_indexes
 from .integrations import DuplicateIntegrationError, Integration, IntegrationStore
 from .outbox import OutboxRow, OutboxStore
 from .refresh_state import EPOCH, RefreshState, RefreshStateStore
+from .request_outcomes import ClaimResult, KeyClaim, RequestOutcomeStore, StoredAnswer
 from .webhook_keys import WebhookKeyStore
 
 __all__ = [
     "COLLECTION_INDEXES",
     "DEFAULT_ENVIRONMENTS",
     "EPOCH",
+    "ClaimResult",
     "Connection",
     "ConnectionStore",
     "Database",
@@ -22,11 +24,14 @@ __all__ = [
     "EnvironmentStore",
     "Integration",
     "IntegrationStore",
+    "KeyClaim",
     "MongoIdempotencyGuard",
     "OutboxRow",
     "OutboxStore",
     "RefreshState",
     "RefreshStateStore",
+    "RequestOutcomeStore",
+    "StoredAnswer",
     "WebhookKeyStore",
     "WebhookSettings",
     "credentials_ad",

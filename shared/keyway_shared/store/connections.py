@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pymongo import ReturnDocument, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -281,8 +282,13 @@ class ConnectionStore:
         provider_config_key: str,
         connection_id: str,
         make_event: Callable[[Connection], CloudEvent[Any]],
+        *,
+        also: Callable[[AsyncClientSession], Awaitable[None]] | None = None,
     ) -> tuple[Connection, OutboxRow] | None:
-        """Delete the connection and add its event to the outbox, atomically; None when there is none."""
+        """Delete the connection and add its event to the outbox, atomically; None when there is none.
+
+        ``also`` writes in the same transaction (the Idempotency-Key that asked for the deletion).
+        """
         key = {"environment": environment, "provider_config_key": provider_config_key, "connection_id": connection_id}
 
         async def delete_once() -> tuple[Connection, OutboxRow] | None:
@@ -292,6 +298,8 @@ class ConnectionStore:
                     return None
                 connection = self.from_doc(doc)
                 row = await self._outbox.add(make_event(connection), session=session)
+                if also is not None:
+                    await also(session)
             return connection, row
 
         return await _retrying_conflicts(delete_once)

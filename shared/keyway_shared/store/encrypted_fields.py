@@ -15,6 +15,7 @@ from typing import Any
 from .connections import credentials_ad
 from .environments import SECRET_FIELDS, secret_ad_of
 from .integrations import integration_ad
+from .request_outcomes import outcome_ad
 from .webhook_keys import _ad as webhook_key_ad  # the store's own binding, so the two cannot drift
 
 __all__ = ["ENCRYPTED_COLLECTIONS", "EncryptedCollection", "get_path", "set_path"]
@@ -110,6 +111,16 @@ ENCRYPTED_COLLECTIONS: tuple[EncryptedCollection, ...] = (
         identity=("_id",),
         fields=("secrets_enc",),
         ad=lambda doc, _at: str(doc["_id"]).encode(),
+        exported=False,
+    ),
+    # What a request with an Idempotency-Key answered (request_outcomes.py): kept 24 h, never
+    # exported, but re-encrypted so that a retry after a rotation still reads its first answer.
+    EncryptedCollection(
+        name="request_outcomes",
+        identity=("_id",),
+        fields=("fingerprint_enc", "answer_enc"),
+        ad_fields=("environment", "key"),
+        ad=lambda doc, at: outcome_ad(doc["environment"], doc["key"], at),
         exported=False,
     ),
 )

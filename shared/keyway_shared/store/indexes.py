@@ -70,6 +70,10 @@ COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
     "webhook_endpoints": [
         IndexModel([("environment", ASCENDING)], name="environment"),
     ],
+    # Idempotency-Key outcomes (request_outcomes.py): read by _id only; gone 24 h after their answer.
+    "request_outcomes": [
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl"),
+    ],
 }
 
 
