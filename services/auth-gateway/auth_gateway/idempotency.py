@@ -67,21 +67,18 @@ log = get_logger(__name__)
 IDEMPOTENCY_KEY = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"  # Stripe's name; the draft names none
 MAX_KEY_LENGTH = 255  # Stripe's bound
-METHODS = frozenset({"POST", "PATCH", "DELETE"})
 _STORED_HEADERS = ("Content-Type", "Location", "Content-Location")
 _TRANSIENT = frozenset({408, 429})  # "try again later": a retry must not be told it forever
-_PROXY_PREFIX = "/proxy/"
 _RELEASE_WAIT_SECONDS = 1.0  # a retry sent as soon as a 5xx arrives finds the key free (a healthy write: ms)
 _BOOKKEEPING_SECONDS = 10.0  # a release or a late store gives up after this; the lease is the last resort
 
 
 def idempotent_routes(routes: Iterable[Route]) -> frozenset[tuple[str, str]]:
-    """(method, path as the router spells it) of the routes that take the header: the secret key's writes."""
-    return frozenset(
-        (r.method, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", r.path))
-        for r in routes
-        if r.auth == "secret_key" and r.method in METHODS and not r.path.startswith(_PROXY_PREFIX)
-    )
+    """(method, path as the router spells it) of the routes that take the header: the secret key's writes.
+
+    ``Route.takes_idempotency_key`` says which, so the OpenAPI document names the same routes.
+    """
+    return frozenset((r.method, re.sub(r"\{(\w+):[^}]*\}", r"{\1}", r.path)) for r in routes if r.takes_idempotency_key)
 
 
 def _invalid(message: str) -> ApiError:

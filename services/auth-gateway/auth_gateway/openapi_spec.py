@@ -8,6 +8,8 @@ new route stays one short line:
   public-key route also 400 (missing connection id, HMAC) and 403 (an integration its connect
   session does not allow);
 - a body brings 400 (not JSON, or not the schema) and 413;
+- a backend write (a secret-key POST, PATCH or DELETE, but the proxy's) takes the ``Idempotency-Key``
+  header and brings its 400, 409 and 422 (``idempotency.py``, which reads the same property);
 - the answer is 200 with JSON unless ``ok`` says otherwise;
 - ``errors`` lists the other statuses the view itself answers, in the protocol's envelope
   (``components.schemas.Error``), or as HTML pages on a route a browser tab opens (``pages=True``).
@@ -133,6 +135,10 @@ class Route:
     errors: Sequence[int | Answer] = ()  # beyond those of the credential and the body
     pages: bool = False  # errors are HTML pages: a browser tab opened the route, not an SDK
 
+    @property
+    def takes_idempotency_key(self) -> bool:
+        return self.auth == "secret_key" and self.method in _KEYED_METHODS and not self.path.startswith("/proxy/")
+
 
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "secret_key": [{"secretKey": []}],
@@ -152,6 +158,19 @@ _CREDENTIAL_ERRORS: dict[str, tuple[int | Answer, ...]] = {
     "dashboard_session": (redirect(303, "Not signed in: to the sign-in form"), page(403), page(404)),
     "none": (json_answer(429, ERROR_REF),),
 }
+_KEYED_METHODS = frozenset({"POST", "PATCH", "DELETE"})
+_IDEMPOTENCY_KEY = header(
+    "Idempotency-Key",
+    "A unique key (1 to 255 printable ASCII characters) per operation, sent again with its retries: for "
+    "24 h a retry gets the first answer (below 500) again, with Idempotent-Replayed: true",
+    minLength=1,
+    maxLength=255,
+)
+_IDEMPOTENCY_ERRORS = (
+    json_answer(400, ERROR_REF, "invalid_idempotency_key, or the request's own"),
+    json_answer(409, ERROR_REF, "idempotency_key_in_use: a request with this key is still being answered"),
+    json_answer(422, ERROR_REF, "idempotency_key_mismatch: this key was used with another request"),
+)
 _DEFAULT_OK: dict[str, Sequence[Answer]] = {"dashboard_session": (page(), redirect(303, "Done: to the next page"))}
 _BODY_ERRORS = (400, 413)
 # A request line or header past aiohttp's 8190 bytes is refused by its HTTP parser, before the application.
@@ -264,9 +283,16 @@ def _operation(route: Route, components: _Components) -> dict[str, Any]:
     for answer in [ok] if isinstance(ok, Answer) else ok:
         _add(responses, str(answer.status), _answer(answer, components))
     body = route.body if isinstance(route.body, Body) or route.body is None else Body(route.body)
-    for error in [*route.errors, *_CREDENTIAL_ERRORS[route.auth], *(_BODY_ERRORS if body else ())]:
+    keyed = route.takes_idempotency_key
+    params = [*route.params, _IDEMPOTENCY_KEY] if keyed else list(route.params)
+    for error in [
+        *route.errors,
+        *_CREDENTIAL_ERRORS[route.auth],
+        *(_BODY_ERRORS if body else ()),
+        *(_IDEMPOTENCY_ERRORS if keyed else ()),
+    ]:
         _add(responses, *_error(error, route.pages, components))
-    if route.params:
+    if params:
         _add(responses, "400", _answer(_TOO_LONG, components))
     operation: dict[str, Any] = {
         "operationId": _operation_id(route.method, route.path),
@@ -274,7 +300,7 @@ def _operation(route: Route, components: _Components) -> dict[str, Any]:
         "tags": [route.tag],
         "security": _SECURITY[route.auth],
     }
-    if parameters := path_params + [_parameter(p) for p in route.params]:
+    if parameters := path_params + [_parameter(p) for p in params]:
         operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = {
