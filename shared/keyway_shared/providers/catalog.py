@@ -17,9 +17,14 @@ class CatalogError(ValueError):
     """The catalog file could not be read or an entry is invalid."""
 
 
+# libyaml's safe loader reads the catalog about six times faster than the pure-Python one (30 ms
+# against 175 ms here), paid at every service start and every test gateway; same result either way.
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=_SAFE_LOADER) or {}  # noqa: S506 - a safe loader (libyaml's when present)
     except yaml.YAMLError as exc:
         raise CatalogError(f"{origin}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
