@@ -44,6 +44,10 @@ test-deps: install tests/sdk/node_modules/.package-lock.json tests/deploy/node_m
 test: test-deps ## run the whole test suite against the real RabbitMQ and MongoDB-wire server
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
+.PHONY: test-fast
+test-fast: install ## the inner loop: unit and integration tests, without e2e, browser or deploy tests
+	@$(UV) run --frozen pytest -m "not e2e and not browser and not deploy" $(PYTEST_ARGS)
+
 .PHONY: validate-deploy
 validate-deploy: install tests/deploy/node_modules/.package-lock.json ## check deploy/: kustomize render, Kubernetes schemas, checkov, the Compose schema, an image rehearsal
 	@command -v kubectl >/dev/null || { echo "installing Debian's kubernetes-client (kubectl)"; \
