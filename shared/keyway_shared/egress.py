@@ -116,11 +116,13 @@ def guarded_session(
     timeout: aiohttp.ClientTimeout | None = None,
     resolver: AbstractResolver | None = None,
     limit: int = 200,
+    trace_configs: Sequence[aiohttp.TraceConfig] = (),
     **kwargs: Any,
 ) -> aiohttp.ClientSession:
     """A client session that refuses non-public targets; redirects are judged hop by hop.
 
-    ``resolver`` is the one the guard asks (tests give a fake one); ``limit`` caps open connections.
+    ``resolver`` is the one the guard asks (tests give a fake one); ``limit`` caps open connections;
+    ``trace_configs`` are traced after the guard's own.
     """
     allow = list(allowlist)
 
@@ -150,6 +152,6 @@ def guarded_session(
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout or aiohttp.ClientTimeout(total=15, connect=5),
-        trace_configs=[trace],
+        trace_configs=[trace, *trace_configs],
         **kwargs,
     )

@@ -20,6 +20,7 @@ from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
 from .backoff import Backoff, is_cancellation
+from .deadline import remaining, spawn_detached
 from .logging import get_logger
 from .service.broker import BrokerLink
 from .store import OutboxRow, OutboxStore
@@ -66,6 +67,8 @@ class OutboxRelay:
         self._buffer: list[OutboxRow] = []
         self._publishing = 0
         self._flusher: asyncio.Task[int] | None = None
+        self._left_behind = 0  # rows a direct publish could not send (for ``drained``)
+        self._batch_since: float | None = None  # loop time the batch being published was started
         self._loop_task: asyncio.Task[None] | None = None
 
     @property
@@ -78,35 +81,47 @@ class OutboxRelay:
         round trip, so under load many refreshes share a delete instead of paying one each."""
         self._buffer.extend(rows)
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+            # Not under the deadline of the request that happens to start it: it serves later ones too.
+            self._flusher = spawn_detached(self._flush(), name="outbox-flush")
             self._tasks.add(self._flusher)
             self._flusher.add_done_callback(self._tasks.discard)
 
-    async def drained(self, *, patience: float = 5.0) -> None:
-        """Wait until every row handed over so far is confirmed by the broker (or given back).
+    async def drained(self, *, patience: float = 5.0) -> bool:
+        """Wait until every row handed over so far is published (True), or given back to the sweep.
 
         A writer that must not acknowledge before its event is in every subscriber's queue (the
-        gateway's connection cache) waits here; a broker that does not answer in ``patience`` seconds
-        leaves the rows to the sweep, as always.
+        gateway's connection cache) waits here, up to the request's deadline (``keyway_shared.deadline``).
+        A batch the broker has not confirmed in ``patience`` seconds (blackholed: nothing says it is
+        gone) keeps no writer waiting any longer: its rows are left to the sweep, as always (False).
         """
+        left_before = self._left_behind
         if self._flusher is not None and not self._flusher.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._flusher), timeout=patience)
+            since = self._batch_since
+            if since is not None:
+                patience = max(0.0, patience - (asyncio.get_running_loop().time() - since))
+            try:
+                await asyncio.wait_for(asyncio.shield(self._flusher), timeout=remaining(patience))
+            except TimeoutError:
+                return False
+        return self._left_behind == left_before  # else some rows (maybe another writer's) wait for the sweep
 
     async def _flush(self) -> int:
         published = 0
         while self._buffer:
             rows, self._buffer = self._buffer, []
             self._publishing = len(rows)
+            self._batch_since = asyncio.get_running_loop().time()
             try:
                 published += await self._publish(rows, path="direct")
             finally:
                 self._publishing = 0
+                self._batch_since = None
         return published
 
     async def _publish(self, rows: list[OutboxRow], *, path: str) -> int:
         publisher = self._broker.publisher
         if publisher is None or not self._broker.is_connected:
+            self._left_behind += len(rows)
             return 0
         done: list[str] = []
         for index, row in enumerate(rows):
@@ -120,6 +135,7 @@ class OutboxRelay:
                     type=row.routing_key,
                     error=exc.__class__.__name__,
                 )
+                self._left_behind += len(rows) - index
                 # Keep order (later rows wait too) and hand the rows back for the next sweep right away.
                 with contextlib.suppress(PyMongoError):
                     await self._outbox.release([r.event_id for r in rows[index:]])

@@ -19,12 +19,14 @@ from keyway_shared.service import (
 from .connection_cache import connection_cache_context
 from .cors import cors_middleware
 from .dashboard.resources import dashboard_context
+from .deadlines import deadline_middleware
 from .env_cache import env_cache_context
-from .errors import error_middleware
+from .errors import RETRY_AFTER_SECONDS, error_middleware
 from .failure_announcements import FAILURE_ANNOUNCEMENTS, FailureAnnouncements
 from .fetch_recorder import fetch_recorder_context
 from .idempotency import idempotency_middleware
 from .listeners import listener_middleware
+from .load_shedding import DatabaseSlots, load_shedding_middleware
 from .metrics import metrics_middleware
 from .openapi import openapi_json
 from .outbox_relay import relay_context
@@ -47,6 +49,11 @@ def create_app(settings: GatewaySettings) -> web.Application:
     if settings.admin_port is not None:  # inside the error middleware: a wrong-side route is a plain 404
         middlewares.append(listener_middleware(ROUTES, admin_port=settings.admin_port))
     middlewares.append(client_rate_middleware(ROUTES))  # a browser over its budget: 429 before any database work
+    # Database and broker waits end by the deadline (503 then), and past the cap on concurrent
+    # database work a request is refused before it queues: both before anything touches the database.
+    middlewares.append(deadline_middleware(settings.request_deadline_seconds))
+    slots = DatabaseSlots(settings.database_concurrency, retry_after=settings.retry_after_seconds)
+    middlewares.append(load_shedding_middleware(ROUTES, slots))
     middlewares.append(idempotency_middleware(ROUTES))  # innermost: it stores what the view answered
     app = web.Application(
         middlewares=middlewares,
@@ -58,6 +65,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         handler_args={"keepalive_timeout": settings.http_idle_timeout_seconds},
     )
     app[SETTINGS] = settings
+    app[RETRY_AFTER_SECONDS] = settings.retry_after_seconds
     app[RATE_LIMITS] = RateLimits.from_settings(settings)
     app[FAILURE_ANNOUNCEMENTS] = FailureAnnouncements.from_settings(settings)
     app[CIPHER] = build_cipher(settings)

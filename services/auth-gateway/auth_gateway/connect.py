@@ -6,18 +6,33 @@ event is never lost to a broker outage and never sent for a write that did not h
 A connect session is spent before the write (an atomic claim: of parallel attempts with one token,
 one writes and the others are refused) and given back if the write fails; the connection then
 belongs to the session's end user, and a session never writes over another end user's connection.
+
+A write is answered once the broker confirmed its event, so every replica's connection cache hears
+of it first, or once the request's deadline (``KEYWAY_REQUEST_DEADLINE_SECONDS``) comes without that
+confirmation: the broker is away, the write is durable all the same and its event waits in the
+outbox for the relay or any replica's sweep. The answer is then the write's (it happened; a 503
+would invite a retry of something done), and the cache's promise is bounded instead of kept: this
+replica drops its entry at once, a replica whose own broker link is down too has no working
+barrier and reads the database, and only a replica that still reaches the broker while this one
+does not may serve the previous credentials, for at most ``KEYWAY_CONNECTION_CACHE_SECONDS`` after
+the answer (plus a database read that was already in flight). Such answers are counted
+(``keyway_gateway_unconfirmed_writes_total``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
 from keyway_shared.activity import redacted_text
+from keyway_shared.backoff import Backoff
+from keyway_shared.deadline import spawn_detached
 from keyway_shared.events import (
     ActivityMessage,
     AuthFailed,
@@ -32,10 +47,12 @@ from keyway_shared.events import (
 )
 from keyway_shared.logging import get_logger, redact
 from keyway_shared.refresh.policy import DEFAULT_MARGIN
-from keyway_shared.store import Connection
+from keyway_shared.store import Connection, OutboxRow
 from keyway_shared.store.connections import ConnectionOwnedError
+from keyway_shared.unavailability import is_unavailability
 
 from .connect_sessions import SessionClaim
+from .connection_cache import CONNECTION_CACHE
 from .errors import ApiError
 from .failure_announcements import FAILURE_ANNOUNCEMENTS
 from .oauth.flow_errors import FlowError
@@ -50,10 +67,15 @@ __all__ = [
     "record_step",
     "require_unspent_session",
     "store_connection",
+    "written_and_announced",
 ]
 
 SOURCE = "/keyway/auth-gateway"
 log = get_logger(__name__)
+UNCONFIRMED = Counter(
+    "keyway_gateway_unconfirmed_writes_total",
+    "Connection writes answered before the broker confirmed their event (broker away past the request deadline)",
+)
 
 
 def new_operation_id() -> str:
@@ -86,6 +108,43 @@ async def require_unspent_session(app: web.Application, session_id: str | None) 
     """A flow a connect session started goes on only while the session is neither deleted nor spent."""
     if session_id is not None and not await app[STORES].connect_sessions.unspent(session_id):
         raise _session_gone()
+
+
+async def written_and_announced(app: web.Application, row: OutboxRow, slot: tuple[str, str, str]) -> None:
+    """After a connection write committed: drop this replica's entry, publish its event, and wait
+    (within the request's deadline) for the broker's confirmation; see the module's docstring."""
+    app[CONNECTION_CACHE].drop(*slot)
+    app[RELAY].publish_soon([row])
+    if not await app[RELAY].drained():
+        UNCONFIRMED.inc()
+        environment, provider_config_key, connection_id = slot
+        log.warning(
+            "write answered before the broker confirmed its event; it waits in the outbox",
+            environment=environment,
+            provider_config_key=provider_config_key,
+            connection_id=connection_id,
+        )
+
+
+def _release_soon(app: web.Application, claim: SessionClaim) -> None:
+    """Give the session back outside the request, whose deadline the database already outlasted."""
+
+    async def release() -> None:
+        backoff = Backoff(first=0.5, cap=5.0)
+        for _ in range(5):
+            try:
+                await app[STORES].connect_sessions.release(claim)
+                return
+            except PyMongoError:
+                await asyncio.sleep(backoff.next())
+        log.warning("a connect session stays spent: the database did not come back to give it back")
+
+    task = spawn_detached(release(), name="connect-session-release")
+    _RELEASES.add(task)
+    task.add_done_callback(_RELEASES.discard)
+
+
+_RELEASES: set[asyncio.Task[None]] = set()
 
 
 async def _claim(app: web.Application, session_id: str | None, connection: Connection) -> SessionClaim | None:
@@ -151,8 +210,11 @@ async def store_connection(
             connection, make, refresh_margin=margin, for_session=claim is not None
         )
     except BaseException as exc:
-        if claim is not None:
-            await app[STORES].connect_sessions.release(claim)  # nothing was written: the user may try again
+        if claim is not None:  # nothing was written: the user may try again
+            if is_unavailability(exc) or isinstance(exc, asyncio.CancelledError):
+                _release_soon(app, claim)
+            else:
+                await app[STORES].connect_sessions.release(claim)
         if isinstance(exc, ConnectionOwnedError):
             raise ConnectRefusedError(
                 "connection_owned_elsewhere",
@@ -160,8 +222,7 @@ async def store_connection(
                 status=403,
             ) from None
         raise
-    app[RELAY].publish_soon([row])
-    await app[RELAY].drained()  # acknowledged only once every replica's connection cache will hear of it
+    await written_and_announced(app, row, (environment, provider_config_key, connection_id))
     log.info(
         "connection stored",
         environment=environment,

@@ -27,7 +27,12 @@ How it stays coherent across replicas:
   request a database round trip, and entries filled together do not all miss together later.
 - At most one barrier marker is in flight: reads that arrive while one is out share the next,
   sent the moment it returns. A read waits two broker round trips at worst, and the broker sees
-  one marker per round trip however busy the replica is.
+  one marker per round trip however busy the replica is. It never waits past its request's
+  deadline either (``KEYWAY_REQUEST_DEADLINE_SECONDS``): a barrier that has not come back by then
+  has failed, and the read goes to the database.
+- A hit takes none of the replica's database slots (``load_shedding``); a miss takes one for its read.
+- A write whose event the broker did not confirm before its request's deadline is answered all the
+  same (``connect.written_and_announced``): then this promise is bounded instead of kept; see there.
 
 Callers must not mutate the connection they get: it is shared with later reads.
 """
@@ -51,10 +56,12 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from keyway_shared.bus import declare_events_exchange
+from keyway_shared.deadline import remaining
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
 from keyway_shared.store import Connection
 
+from .load_shedding import database_work
 from .settings import GatewaySettings
 
 __all__ = ["CONNECTION_CACHE", "ConnectionCache", "connection_cache_context"]
@@ -114,7 +121,8 @@ class ConnectionCache:
                 if hit.reload_at <= time.monotonic() and slot not in self._reloading:
                     self._reload_soon(slot, load)
                 return hit.connection
-        connection = await self._load(slot, load)
+        async with database_work():
+            connection = await self._load(slot, load)
         LOOKUPS.labels(outcome="miss").inc()
         return connection
 
@@ -170,17 +178,27 @@ class ConnectionCache:
     # -- the queue -----------------------------------------------------------------------------
 
     async def attach(self, connection: AbstractRobustConnection, *, events_exchange: str, prefix: str) -> None:
-        """Declare this replica's queue and start consuming; called once the broker is reachable."""
+        """Declare this replica's queue and start consuming; called once the broker is reachable.
+
+        The broker link runs it again if it fails: a failed try closes its channel, so no
+        half-declared one is left open (and restored by every reconnection).
+        """
         channel = await connection.channel(publisher_confirms=False)
+        try:
+            queue_name = f"{prefix}.auth-gateway.connection-cache.{uuid.uuid4().hex[:12]}"
+            exchange = await declare_events_exchange(channel, events_exchange)
+            queue: AbstractQueue = await channel.declare_queue(
+                queue_name, exclusive=True, auto_delete=True, arguments={"x-queue-type": "classic"}
+            )
+            for routing_key in ROUTING_KEYS:
+                await queue.bind(exchange, routing_key=routing_key)
+            await queue.consume(self._on_message, no_ack=True)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise
         self._channel = channel
-        self._queue_name = f"{prefix}.auth-gateway.connection-cache.{uuid.uuid4().hex[:12]}"
-        exchange = await declare_events_exchange(channel, events_exchange)
-        queue: AbstractQueue = await channel.declare_queue(
-            self._queue_name, exclusive=True, auto_delete=True, arguments={"x-queue-type": "classic"}
-        )
-        for routing_key in ROUTING_KEYS:
-            await queue.bind(exchange, routing_key=routing_key)
-        await queue.consume(self._on_message, no_ack=True)
+        self._queue_name = queue_name
         channel.close_callbacks.add(self._on_lost)
         connection.close_callbacks.add(self._on_lost)
         connection.reconnect_callbacks.add(self._on_reconnect)
@@ -231,10 +249,16 @@ class ConnectionCache:
             if not self._marker_out:
                 # Reads arriving in this same turn of the loop share the marker sent at its end.
                 asyncio.get_running_loop().call_soon(self._send_marker)
+        gathering = self._gathering
+        # The markers' own deadlines (see _publish_marker) bound this wait to two of them; shield
+        # keeps one cancelled read from cancelling the future the others share.
+        worst = 2 * self._barrier_timeout
+        patience = remaining(worst)
         try:
-            # The marker's own deadline (see _publish_marker) bounds this wait; shield keeps one
-            # cancelled read from cancelling the future the others share.
-            await asyncio.shield(self._gathering)
+            if patience < worst:  # the request's deadline comes first (no timer on the usual path)
+                await asyncio.wait_for(asyncio.shield(gathering), timeout=patience)
+            else:
+                await asyncio.shield(gathering)
             return True
         except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
             LOOKUPS.labels(outcome="barrier_failed").inc()

@@ -4,6 +4,10 @@ The provider's grant is revoked first (when its template says how), then the con
 here whatever the provider answered, with its ``connection.deleted`` event in the same transaction.
 One function, so a connection deleted from the dashboard leaves no more behind than one deleted
 with the secret key.
+
+A deletion that keeps losing write conflicts is tried again after a capped, jittered backoff while
+the request's deadline allows (``ConnectionStore.delete_with_event``), then answers 503; it is
+acknowledged like any connection write (``connect.written_and_announced``).
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .connect import written_and_announced
 from .connection_events import deleted_event
 from .idempotency import removal_claim
-from .outbox_relay import RELAY
 from .resources import STORES
 from .revocation import Revocation, revoke_connection
 
@@ -50,6 +54,5 @@ async def remove_connection(
     )
     if result is None:
         return None
-    app[RELAY].publish_soon([result[1]])
-    await app[RELAY].drained()  # acknowledged only once every replica's connection cache will hear of it
+    await written_and_announced(app, result[1], (environment, provider_config_key, connection_id))
     return Removal(revocation=revocation)

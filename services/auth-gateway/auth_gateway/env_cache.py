@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 
 from keyway_shared.bus import environment_changes_exchange
+from keyway_shared.deadline import remaining
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
 from keyway_shared.store import Environment, EnvironmentStore
@@ -34,6 +35,7 @@ log = get_logger(__name__)
 # A read in the last quarter of an entry's life reloads it in the background, so a key in steady
 # use never expires under its readers.
 _RELOAD_WITHIN = 0.25
+_BROADCAST_PATIENCE = 2.0  # seconds a change's broadcast may wait for the broker
 
 
 def _retrieve_exception(task: asyncio.Task[Environment | None]) -> None:
@@ -104,16 +106,26 @@ class EnvironmentCache:
         self.drop(name)
         if self._exchange is None:
             return
-        with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
+        # Within the request's deadline: a blackholed broker would hold the confirmation for minutes,
+        # and the entries expire by themselves in seconds anyway.
+        with contextlib.suppress(aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
             body = json.dumps({"environment": name}).encode()
-            await self._exchange.publish(aio_pika.Message(body, expiration=60), routing_key="")
+            async with asyncio.timeout(remaining(_BROADCAST_PATIENCE)):
+                await self._exchange.publish(aio_pika.Message(body, expiration=60), routing_key="")
 
     async def attach(self, connection: AbstractRobustConnection) -> None:
+        """Listen for other replicas' changes; a failed try closes its channel (the broker link tries again)."""
         channel = await connection.channel()
-        self._exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.FANOUT, durable=True)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(self._exchange)
-        await queue.consume(self._on_broadcast, no_ack=True)
+        try:
+            exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.FANOUT, durable=True)
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(exchange)
+            await queue.consume(self._on_broadcast, no_ack=True)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise
+        self._exchange = exchange
 
     async def _on_broadcast(self, message: AbstractIncomingMessage) -> None:
         try:

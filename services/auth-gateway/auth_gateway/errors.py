@@ -5,6 +5,10 @@ Nango's frontend SDK read errors two ways over its history: up to 0.42.8 as
 body.error.code)``. The body we send serves both: the object envelope plus a top-level ``type``.
 Nothing unexpected ever leaves as a stack trace: it becomes ``generic_error_support`` with an id
 that is also in the log line.
+
+The database or the broker being away, or too slow for the request's deadline, is not a defect but
+a moment: it answers ``503`` ``service_unavailable`` with ``Retry-After`` (header, and ``payload``),
+never a 500 and never the driver's words (``keyway_shared.unavailability`` says which failures).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from typing import Any
 from aiohttp import web
 
 from keyway_shared.logging import get_logger
+from keyway_shared.unavailability import is_unavailability
 
-__all__ = ["ApiError", "error_middleware", "error_response"]
+__all__ = ["RETRY_AFTER_SECONDS", "ApiError", "error_middleware", "error_response", "service_unavailable"]
 
 log = get_logger(__name__)
 
@@ -48,10 +53,15 @@ _STATUS_BY_CODE: dict[str, int] = {
     "method_not_allowed": 405,
     "too_many_request": 429,
     "payload_too_big": 413,
+    "service_unavailable": 503,
     "invalid_idempotency_key": 400,
     "idempotency_key_in_use": 409,
     "idempotency_key_mismatch": 422,
 }
+
+
+RETRY_AFTER_SECONDS = web.AppKey("retry_after_seconds", int)  # KEYWAY_RETRY_AFTER_SECONDS, set by create_app
+_DEFAULT_RETRY_AFTER = 2
 
 
 class ApiError(Exception):
@@ -92,6 +102,24 @@ def error_response(err: ApiError) -> web.Response:
     return web.Response(status=err.status, body=json.dumps(body), content_type="application/json", headers=err.headers)
 
 
+def service_unavailable(retry_after: int, *, nothing_done: bool = False) -> ApiError:
+    """The 503 for a database or broker that is away or overloaded; ``nothing_done``: refused before any work."""
+    if nothing_done:
+        message = f"Too many requests are waiting on the database; nothing was done. Retry in {retry_after} s."
+    else:
+        message = (
+            "The database or the message broker did not answer in time; a write this request made may or "
+            f"may not have been applied. Retry in {retry_after} s."
+        )
+    return ApiError(
+        "service_unavailable",
+        message,
+        status=503,
+        payload={"retry_after": retry_after},
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -116,7 +144,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status == 413:
             return error_response(ApiError("payload_too_big", "The request body is too large", status=413))
         return error_response(ApiError(f"http_{exc.status}", exc.reason, status=exc.status))
-    except Exception:
+    except Exception as exc:
+        if is_unavailability(exc):
+            log.warning(
+                "answered 503: database or broker unavailable",
+                path=request.path,
+                method=request.method,
+                error=exc.__class__.__name__,
+            )
+            return error_response(service_unavailable(request.app.get(RETRY_AFTER_SECONDS, _DEFAULT_RETRY_AFTER)))
         error_id = str(uuid.uuid4())
         log.exception("unhandled error", error_id=error_id, path=request.path, method=request.method)
         return error_response(

@@ -9,6 +9,9 @@ A write the database refuses (not one it could not be reached for) is tried agai
 then dropped with a log line: the embedded server refuses every update of a document nested
 hundreds of levels deep, and one such connection must neither be retried forever nor keep the
 others in its batch from being recorded.
+
+The flush loop never ends but by cancellation: a flush that fails, whatever the exception, is
+logged and the next one waits longer (capped, jittered) while they keep failing.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from datetime import datetime, timedelta
 from aiohttp import web
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 
+from keyway_shared.backoff import Backoff, is_cancellation
 from keyway_shared.events import utcnow
 from keyway_shared.logging import get_logger
 from keyway_shared.store import ConnectionStore
+from keyway_shared.unavailability import is_unavailability
 
 from .resources import STORES
 
@@ -60,9 +65,10 @@ class FetchRecorder:
             self._pending[key] = now
         return now
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Write what was noted; False when the database could not be reached (it is kept for later)."""
         if not self._pending:
-            return
+            return True
         pending, self._pending = self._pending, {}
         keys = list(pending)
         try:
@@ -71,30 +77,33 @@ class FetchRecorder:
             refused = {keys[error["index"]] for error in exc.details.get("writeErrors", [])}
             self._recorded({k: at for k, at in pending.items() if k not in refused})
             self._refused({k: pending[k] for k in refused})
-        except OperationFailure:  # the whole batch refused: find the connections it was for
-            if len(pending) == 1:
+        except PyMongoError as exc:
+            if not _refusal(exc):
+                log.warning("could not record last_fetched_at; will try again", count=len(pending))
+                self._retry(pending)
+                return False
+            if len(pending) == 1:  # the whole batch refused: find the connections it was for
                 self._refused(pending)
             else:
-                await self._one_by_one(pending)
-        except PyMongoError:
-            log.warning("could not record last_fetched_at; will try again", count=len(pending))
-            self._retry(pending)
+                return await self._one_by_one(pending)
         else:
             self._recorded(pending)
+        return True
 
-    async def _one_by_one(self, pending: dict[Key, datetime]) -> None:
+    async def _one_by_one(self, pending: dict[Key, datetime]) -> bool:
         items = list(pending.items())
         for index, (key, at) in enumerate(items):
             try:
                 await self._connections.touch_fetched([key], at)
-            except OperationFailure:
+            except PyMongoError as exc:
+                if not _refusal(exc):
+                    log.warning("could not record last_fetched_at; will try again", count=len(items) - index)
+                    self._retry(dict(items[index:]))
+                    return False
                 self._refused({key: at})
-            except PyMongoError:
-                log.warning("could not record last_fetched_at; will try again", count=len(items) - index)
-                self._retry(dict(items[index:]))
-                return
             else:
                 self._recorded({key: at})
+        return True
 
     def _recorded(self, written: dict[Key, datetime]) -> None:
         if len(self._written) > 100_000:
@@ -126,9 +135,23 @@ class FetchRecorder:
             self._pending.setdefault(key, at)
 
     async def _loop(self) -> None:
+        backoff = Backoff(first=self._every, cap=max(self._every, 30.0))
+        delay = self._every
         while True:
-            await asyncio.sleep(self._every)
-            await self.flush()
+            await asyncio.sleep(delay)
+            try:
+                reached = await self.flush()
+            except BaseException as exc:
+                if is_cancellation(exc):
+                    raise
+                delay = backoff.next()
+                log.exception("last_fetched_at flush failed", retry_in=round(delay, 1))
+                continue
+            if reached:
+                backoff.reset()
+                delay = self._every
+            else:
+                delay = backoff.next()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="last-fetched-flush")
@@ -139,6 +162,11 @@ class FetchRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
+
+
+def _refusal(exc: PyMongoError) -> bool:
+    """The database answered and refused the write (not: could not be reached, or not in time)."""
+    return isinstance(exc, OperationFailure) and not is_unavailability(exc)
 
 
 FETCH_RECORDER = web.AppKey("fetch_recorder", FetchRecorder)

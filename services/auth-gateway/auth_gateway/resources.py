@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from keyway_shared.deadline import restart_after_third_parties
 from keyway_shared.egress import guarded_session
 from keyway_shared.providers import ProviderCatalog, load_catalog
 from keyway_shared.refresh.service import RefreshService
@@ -90,7 +91,10 @@ def http_client_context(settings: GatewaySettings) -> Callable[[web.Application]
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=settings.provider_timeout_seconds, connect=5)
-        session = guarded_session(settings.egress_allowlist, timeout=timeout)
+        # A provider's answer restarts the request's database deadline (keyway_shared.deadline).
+        session = guarded_session(
+            settings.egress_allowlist, timeout=timeout, trace_configs=[restart_after_third_parties()]
+        )
         app[HTTP] = session
         yield
         await session.close()

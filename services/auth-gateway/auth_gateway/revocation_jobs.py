@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from keyway_shared.deadline import spawn_detached
 from keyway_shared.events.envelope import utcnow
 from keyway_shared.logging import get_logger
 from keyway_shared.service import MONGO_DB
@@ -59,7 +60,8 @@ class RevocationJobs:
             "finished_at": None,
         }
         await self._col.insert_one(job)
-        task = asyncio.create_task(self._run(job_id, environment, provider_config_key, ids, delete, concurrency))
+        # Outside the deadline of the request that starts it (keyway_shared.deadline): the job outlives it.
+        task = spawn_detached(self._run(job_id, environment, provider_config_key, ids, delete, concurrency))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job

@@ -138,6 +138,28 @@ class GatewaySettings(BaseServiceSettings):
         "(a bound on staleness should anything bypass the event stream)",
         validation_alias=AliasChoices("KEYWAY_CONNECTION_CACHE_SECONDS", "connection_cache_seconds"),
     )
+    request_deadline_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long one request may wait on MongoDB and RabbitMQ (counted again after each call to a "
+        "provider) before it answers 503 with Retry-After, instead of hanging while the database is away; keep it "
+        "well under your clients' own timeout",
+        validation_alias=AliasChoices("KEYWAY_REQUEST_DEADLINE_SECONDS", "request_deadline_seconds"),
+    )
+    database_concurrency: int = Field(
+        default=64,
+        ge=0,
+        description="backend API requests each replica lets work on MongoDB at once; past it a request answers "
+        "503 with Retry-After at once instead of queueing behind a database that does not keep up (the proxy "
+        "and the browser's routes take no slot, nor a GET /connection served from memory); 0: no cap",
+        validation_alias=AliasChoices("KEYWAY_DATABASE_CONCURRENCY", "database_concurrency"),
+    )
+    retry_after_seconds: int = Field(
+        default=2,
+        ge=1,
+        description="the Retry-After of a 503 (database or broker unavailable, or every database slot taken)",
+        validation_alias=AliasChoices("KEYWAY_RETRY_AFTER_SECONDS", "retry_after_seconds"),
+    )
     reuse_port: bool = Field(
         default=False,
         description="SO_REUSEPORT: several gateway processes share the port (make up REPLICAS=n)",

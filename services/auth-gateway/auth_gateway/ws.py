@@ -15,6 +15,7 @@ pages from origins the gateway cannot know. A client that sends no ``Origin`` is
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -26,6 +27,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import WSMsgType, web
 from prometheus_client import Gauge
 
+from keyway_shared.deadline import remaining
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
 
@@ -38,6 +40,7 @@ __all__ = ["WS_HUB", "WsHub", "websocket_or_index", "ws_context"]
 
 log = get_logger(__name__)
 OPEN_SOCKETS = Gauge("keyway_gateway_websockets", "Frontend SDK sockets open on this replica")
+_ROUTE_PATIENCE = 5.0  # seconds a result routed to another replica may wait for the broker
 
 
 class WsHub:
@@ -49,12 +52,22 @@ class WsHub:
         self._exchange: aio_pika.abc.AbstractExchange | None = None
 
     async def attach(self, connection: AbstractRobustConnection) -> None:
-        """Listen for results routed by other replicas (a server-named queue per replica)."""
+        """Listen for results routed by other replicas (a server-named queue per replica).
+
+        A failed try closes its channel: the broker link tries again, and a half-declared channel
+        left open would be restored by every reconnection.
+        """
         channel = await connection.channel()
-        self._exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.FANOUT, durable=True)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(self._exchange)
-        await queue.consume(self._on_routed, no_ack=True)
+        try:
+            exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.FANOUT, durable=True)
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(exchange)
+            await queue.consume(self._on_routed, no_ack=True)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise
+        self._exchange = exchange
 
     async def _on_routed(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -82,8 +95,10 @@ class WsHub:
             return
         body = json.dumps({"ws_client_id": ws_client_id, "message": message}).encode()
         try:
-            await self._exchange.publish(aio_pika.Message(body, expiration=600), routing_key="")
-        except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
+            # Within the request's deadline: a blackholed broker would hold the confirmation for minutes.
+            async with asyncio.timeout(remaining(_ROUTE_PATIENCE)):
+                await self._exchange.publish(aio_pika.Message(body, expiration=600), routing_key="")
+        except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
             log.warning("could not route a websocket result", ws_client_id=ws_client_id)
 
     async def serve(self, request: web.Request, *, client: str) -> web.WebSocketResponse:

@@ -26,6 +26,7 @@ import aiohttp
 
 from ..cipher import DecryptionError
 from ..credentials import PermanentTokenError, TokenRequestError, TransientTokenError
+from ..deadline import beyond_deadline
 from ..events import CloudEvent, ErrorInfo, TokenRefreshed, TokenRefreshFailed, make_event
 from ..logging import get_logger
 from ..providers import ProviderCatalog
@@ -129,6 +130,13 @@ class RefreshService:
                     "refresh_lock_timeout", "Another refresh of this connection is taking too long.", transient=True
                 )
             await asyncio.sleep(0.05)
+        # Held, the refresh runs outside the calling request's deadline (keyway_shared.deadline):
+        # once the provider rotated the refresh token, the write of the new one holds its only copy
+        # and must get the driver's whole patience, and the lease must be released, whatever the
+        # request's remaining seconds; it runs on to its end if the request goes away.
+        return await beyond_deadline(self._refresh_holding(key, first_read))
+
+    async def _refresh_holding(self, key: dict[str, Any], first_read: dict[str, Any]) -> RefreshOutcome:
         try:
             conn, state = await self._read(key)
             if conn.credentials != first_read:

@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+import pymongo
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pymongo.errors import PyMongoError
@@ -45,9 +46,16 @@ log = get_logger(__name__)
 
 
 def mongo_check(db: Database, *, timeout: float = 2.0) -> ReadinessCheck:
+    """A ping answered within ``timeout`` seconds, whatever the link: cut (refused at once), blackholed
+    (the driver's own deadline, CSOT, ends the wait and closes the connection it waited on) or back
+    (the ping's server selection asks the driver's monitor to check the server again at once, so
+    readiness returns within a second of the database)."""
+
     async def check() -> bool:
         try:
-            await asyncio.wait_for(db.command("ping"), timeout=timeout)
+            with pymongo.timeout(timeout):
+                # The driver's deadline ends the wait; this one only guards against a driver that does not.
+                await asyncio.wait_for(db.command("ping"), timeout=timeout + 1.0)
         except (PyMongoError, TimeoutError, OSError):
             return False
         return True

@@ -1,4 +1,17 @@
-"""Opening MongoDB through PyMongo's async API (``AsyncMongoClient``, Motor's official successor)."""
+"""Opening MongoDB through PyMongo's async API (``AsyncMongoClient``, Motor's official successor).
+
+How long anything waits on a database that is away:
+
+- A gateway request: its deadline (``KEYWAY_REQUEST_DEADLINE_SECONDS``, ``keyway_shared.deadline``),
+  PyMongo's client-side operation timeout, which also ends a wait on a blackholed socket.
+- Anything else (background loops, the other services, the CLI): server selection gives up after
+  ``timeout_ms`` (5 s) when no server answers; a new connection after ``timeout_ms`` too; an
+  operation already sent on a socket that went silent is interrupted when the driver's monitor
+  misses the server (measured: about 20 s with the 10 s heartbeat), and the loop that made it backs
+  off and tries again. No socket timeout is set: an index build or a large query may take longer.
+- Back: the first operation (or readiness ping) that selects a server makes the monitor check it at
+  once instead of at its next heartbeat.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +29,8 @@ Database = AsyncDatabase[dict[str, Any]]
 
 
 def open_client(url: str, *, app_name: str, timeout_ms: int = 5000) -> AsyncMongoClient[dict[str, Any]]:
-    """A client whose datetimes come back timezone-aware (UTC), failing fast when the server is gone."""
+    """A client whose datetimes come back timezone-aware (UTC), failing fast when the server is gone
+    (``serverSelectionTimeoutMS`` and ``connectTimeoutMS``: PyMongo's default selection waits 30 s)."""
     return AsyncMongoClient(
         url,
         tz_aware=True,

@@ -10,6 +10,8 @@ display name, organization); a later session of another end user may not write o
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from ..backoff import Backoff
 from ..cipher import CredentialCipher
+from ..deadline import remaining
 from ..events import CloudEvent
 from ..refresh.policy import DEFAULT_MARGIN, REFRESHABLE_TYPES, refresh_due_at
 from .client import Database, db_now
@@ -29,24 +33,64 @@ from .outbox import OutboxRow, OutboxStore
 __all__ = ["Connection", "ConnectionOwnedError", "ConnectionStore", "credentials_ad"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TRANSACTION_ATTEMPTS = 5
+_TRANSACTION_ATTEMPTS = 5  # outside a request, which has its deadline to stop at instead
+_LEAST_TRY = 0.05  # seconds a try needs at least: none is started with less of the deadline left
 T = TypeVar("T")
 
 
-def _transient(exc: PyMongoError, attempt: int) -> bool:
-    """A write conflict between two transactions: the loser may simply run again."""
-    return exc.has_error_label("TransientTransactionError") and attempt < _TRANSACTION_ATTEMPTS - 1
+def _conflict_backoff() -> Backoff:
+    # Writers that collided wait apart (jittered) and longer each time: at once again, they collide again.
+    return Backoff(first=0.02, cap=1.0)
 
 
-async def _retrying_conflicts(transaction: Callable[[], Awaitable[T]]) -> T:
-    """Run a whole transaction again when it lost a write conflict, up to ``_TRANSACTION_ATTEMPTS``."""
-    for attempt in range(_TRANSACTION_ATTEMPTS):
+async def _backed_off(backoff: Backoff, attempt: int) -> bool:
+    """Sleep before another try; False when none is left: in a request, when its deadline
+    (``keyway_shared.deadline``) is too near for the sleep and a try; elsewhere after a few tries."""
+    delay = backoff.next()
+    left = remaining(math.inf)
+    if math.isinf(left):
+        if attempt >= _TRANSACTION_ATTEMPTS - 1:
+            return False
+    elif left <= delay + _LEAST_TRY:
+        return False
+    await asyncio.sleep(delay)
+    return True
+
+
+async def _retrying_conflicts(transaction: Callable[[], Awaitable[T]], *, duplicates_too: bool = False) -> T:
+    """Run a whole transaction again when the server says it did not apply and may go through on
+    another try (``TransientTransactionError``: a write conflict, a connection lost mid-way), after
+    a capped, jittered backoff; the last error is raised when no try is left (a 503 in a request).
+
+    ``duplicates_too``: a duplicate key means a concurrent first insert won; go round again at once.
+    """
+    backoff = _conflict_backoff()
+    attempt = 0
+    while True:
         try:
             return await transaction()
-        except PyMongoError as exc:
-            if not _transient(exc, attempt):
+        except DuplicateKeyError:
+            if not duplicates_too or attempt >= _TRANSACTION_ATTEMPTS - 1:  # a race lost this often: give up
                 raise
-    raise RuntimeError("unreachable")  # pragma: no cover - the last attempt raises
+        except PyMongoError as exc:
+            if not exc.has_error_label("TransientTransactionError") or not await _backed_off(backoff, attempt):
+                raise
+        attempt += 1
+
+
+async def _commit(session: AsyncClientSession) -> None:
+    """Commit, and commit again while the server's answer was lost (a commit is safe to repeat), so
+    that a write's outcome is known whenever the database answers again before the deadline."""
+    backoff = _conflict_backoff()
+    attempt = 0
+    while True:
+        try:
+            await session.commit_transaction()
+            return
+        except PyMongoError as exc:
+            if not exc.has_error_label("UnknownTransactionCommitResult") or not await _backed_off(backoff, attempt):
+                raise
+        attempt += 1
 
 
 class ConnectionOwnedError(Exception):
@@ -191,39 +235,36 @@ class ConnectionStore:
         if for_session and connection.end_user is not None:
             fields["end_user"] = connection.end_user
         new_id = await self._next_id()  # an unused number when this turns out to be an update: harmless
-        for _ in range(3):
-            try:
-                async with self._client.start_session() as session, await session.start_transaction():
-                    existing = await self._col.find_one(key, {"id": 1, "created_at": 1, "end_user": 1}, session=session)
-                    if for_session and existing is not None:
-                        _check_owner(existing, connection.end_user)
-                    created = existing is None
-                    if existing is None:
-                        doc = (
-                            key
-                            | fields
-                            | {
-                                "id": new_id,
-                                "created_at": now,
-                                "metadata": connection.metadata,
-                                "refresh_lease_until": _EPOCH,
-                            }
-                        )
-                        await self._col.insert_one(doc, session=session)
-                    else:
-                        await self._col.update_one(key, {"$set": fields}, session=session)
-                    row = await self._outbox.add(make_event(created), session=session)
-            except DuplicateKeyError:
-                continue  # a concurrent first authorization won: go round again as an update
-            except PyMongoError as exc:
-                if not _transient(exc, 0):
-                    raise
-                continue
-            connection.id = new_id if existing is None else existing["id"]
-            connection.created_at = now if existing is None else existing.get("created_at")
-            connection.updated_at = now
-            return connection, created, row
-        raise RuntimeError("connection write kept colliding")  # pragma: no cover - three races in a row
+
+        async def save_once() -> tuple[dict[str, Any] | None, OutboxRow]:
+            async with self._client.start_session() as session, await session.start_transaction():
+                existing = await self._col.find_one(key, {"id": 1, "created_at": 1, "end_user": 1}, session=session)
+                if for_session and existing is not None:
+                    _check_owner(existing, connection.end_user)
+                if existing is None:
+                    doc = (
+                        key
+                        | fields
+                        | {
+                            "id": new_id,
+                            "created_at": now,
+                            "metadata": connection.metadata,
+                            "refresh_lease_until": _EPOCH,
+                        }
+                    )
+                    await self._col.insert_one(doc, session=session)
+                else:
+                    await self._col.update_one(key, {"$set": fields}, session=session)
+                row = await self._outbox.add(make_event(existing is None), session=session)
+                await _commit(session)
+            return existing, row
+
+        # A duplicate key: a concurrent first authorization won, go round again as an update.
+        existing, row = await _retrying_conflicts(save_once, duplicates_too=True)
+        connection.id = new_id if existing is None else existing["id"]
+        connection.created_at = now if existing is None else existing.get("created_at")
+        connection.updated_at = now
+        return connection, existing is None, row
 
     async def put_imported(self, connection: Connection, *, refresh_margin: timedelta = DEFAULT_MARGIN) -> bool:
         """Store a connection brought from another system, without an event; True when it was new.
@@ -300,6 +341,7 @@ class ConnectionStore:
                 row = await self._outbox.add(make_event(connection), session=session)
                 if also is not None:
                     await also(session)
+                await _commit(session)
             return connection, row
 
         return await _retrying_conflicts(delete_once)
@@ -352,6 +394,7 @@ class ConnectionStore:
                 )
                 doc["metadata"] = merged
                 rows.append(await self._outbox.add(make_event(self.from_doc(doc)), session=session))
+            await _commit(session)
         return [], rows
 
     async def get(self, environment: str, provider_config_key: str, connection_id: str) -> Connection | None:
