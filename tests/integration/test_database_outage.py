@@ -152,3 +152,25 @@ async def test_a_database_outage_answers_503_in_time_and_heals_by_itself(
     for name, (call, ok) in CALLS.items():
         resp = await call(gw)
         assert resp.status == ok, f"{name} after the heal: {resp.status} {await resp.text()}"
+
+
+async def test_a_keyed_write_refused_in_an_outage_can_be_retried_soon_after_the_heal(
+    gw: Gateway, link: FaultyLink
+) -> None:
+    """The claim of an ``Idempotency-Key`` sent into a blackholed link may land only after the heal, once
+    the request's own release has failed: the key must still be free again within seconds, not be
+    answered 409 "in flight" until its 60 s lease runs out."""
+    keyed = {**gw.auth, "Idempotency-Key": "delete-doomed-1"}
+    link.blackhole()
+    resp = await answered(
+        gw.client.delete("/connection/doomed?provider_config_key=ph&revoke=false", headers=keyed), "keyed DELETE"
+    )
+    await assert_unavailable(resp)
+    await link.heal()
+
+    async def retried() -> int | None:
+        again = await gw.client.delete("/connection/doomed?provider_config_key=ph&revoke=false", headers=keyed)
+        return again.status if again.status != 409 else None
+
+    status = await eventually(retried, timeout=15, interval=0.5, what="the key free again after the heal")
+    assert status == 200

@@ -30,6 +30,8 @@ import asyncio
 import contextvars
 import hashlib
 import re
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -40,9 +42,11 @@ from aiohttp.typedefs import Middleware
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import PyMongoError
 
+from keyway_shared.backoff import Backoff
 from keyway_shared.logging import get_logger
 from keyway_shared.service import CIPHER, MONGO_DB
 from keyway_shared.store import ClaimResult, Environment, KeyClaim, RequestOutcomeStore, StoredAnswer
+from keyway_shared.store.request_outcomes import DEFAULT_LEASE
 
 from .env_cache import ENV_CACHE
 from .errors import ApiError, Handler, error_response
@@ -125,7 +129,7 @@ def _sf_string(text: str) -> str:
     raise _invalid(f"The {IDEMPOTENCY_KEY} string has no closing quote.")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class ActiveClaim:
     """This request's claim on its key (the connection deletion it runs reads it too)."""
 
@@ -258,10 +262,17 @@ class _Outcomes:
             self._store = RequestOutcomeStore(app[MONGO_DB], app[CIPHER])
         return self._store
 
-    def _detached(self, work: Callable[[], Awaitable[object]], failure: str, environment: str) -> asyncio.Task[None]:
+    def _detached(
+        self,
+        work: Callable[[], Awaitable[object]],
+        failure: str,
+        environment: str,
+        *,
+        seconds: float = _BOOKKEEPING_SECONDS,
+    ) -> asyncio.Task[None]:
         async def run() -> None:
             try:
-                async with asyncio.timeout(_BOOKKEEPING_SECONDS):
+                async with asyncio.timeout(seconds):
                     await work()
             except (PyMongoError, TimeoutError) as exc:  # the lease frees the key in the end
                 log.warning(failure, environment=environment, error=type(exc).__name__)
@@ -277,9 +288,10 @@ class _Outcomes:
 
     def release_soon(self, claim: ActiveClaim) -> asyncio.Task[None]:
         return self._detached(
-            lambda: claim.store.release(claim.environment, claim.key, claim.holder),
+            lambda: _release_until_lease_ends(claim),
             "could not release an idempotency claim",
             claim.environment,
+            seconds=DEFAULT_LEASE.total_seconds(),
         )
 
     async def complete(self, claim: ActiveClaim, answer: StoredAnswer) -> None:
@@ -291,6 +303,29 @@ class _Outcomes:
                 "could not store an idempotent answer",
                 claim.environment,
             )
+
+
+async def _release_until_lease_ends(claim: ActiveClaim) -> None:
+    """Release the claim, trying again until it is released or its lease would free the key anyway.
+
+    A claim sent while the database link was blackholed may land only once the link heals, after a
+    first release failed or found nothing to release: without more tries, every retry of the
+    request would be told 409 "in flight" for the rest of the lease. A claim that never lands costs
+    a few no-op updates.
+    """
+    backoff = Backoff(first=0.2, cap=2.0)
+    give_up_at = time.monotonic() + DEFAULT_LEASE.total_seconds()
+    while True:
+        try:
+            async with asyncio.timeout(_BOOKKEEPING_SECONDS):
+                if await claim.store.release(claim.environment, claim.key, claim.holder):
+                    return
+        except (PyMongoError, TimeoutError):
+            if time.monotonic() + backoff.cap >= give_up_at:
+                raise
+        if time.monotonic() + backoff.cap >= give_up_at:
+            return
+        await asyncio.sleep(backoff.next())
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -357,19 +392,25 @@ def idempotency_middleware(routes: Iterable[Route]) -> Middleware:
         key = parse_idempotency_key(values)
         fingerprint = _fingerprint(request, await _body(request))
         store = outcomes.store(request.app)
-        taken = await store.claim(environment.name, key, fingerprint)
-        if (settled := _refusal_or_replay(taken)) is not None:
-            return settled
-        assert taken.holder is not None  # claimed
         claim = ActiveClaim(
             store=store,
             environment=environment.name,
             key=key,
-            holder=taken.holder,
+            holder=uuid.uuid4().hex,
             method=request.method,
             connection_id=request.match_info.get("connectionId"),
-            removal=taken.removal,
+            removal=None,
         )
+        try:
+            taken = await store.claim(environment.name, key, fingerprint, holder=claim.holder)
+        except BaseException:
+            # No answer to the claim (a deadline, a blackholed link): its insert may still land, even
+            # after the link heals, and would hold the key "in flight" for a whole lease.
+            outcomes.release_soon(claim)
+            raise
+        if (settled := _refusal_or_replay(taken)) is not None:
+            return settled
+        claim.removal = taken.removal
         return await run(request, handler, claim)
 
     return middleware

@@ -105,12 +105,16 @@ class RequestOutcomeStore:
         self._lease = lease
         self._retention = retention
 
-    async def claim(self, environment: str, key: str, fingerprint: str) -> KeyClaim:
-        """Claim ``key`` for the request ``fingerprint`` names, or say why not."""
+    async def claim(self, environment: str, key: str, fingerprint: str, *, holder: str | None = None) -> KeyClaim:
+        """Claim ``key`` for the request ``fingerprint`` names, or say why not.
+
+        ``holder`` names the claim in advance, so a caller whose claim failed without an answer (a
+        timeout: the insert may still land) can release whatever of it lands.
+        """
         doc_id = _doc_id(environment, key)
+        holder = holder or uuid.uuid4().hex
         for _ in range(_ATTEMPTS):
             now = db_now()
-            holder = uuid.uuid4().hex
             try:
                 await self._col.insert_one(
                     {
@@ -174,15 +178,17 @@ class RequestOutcomeStore:
         )
         return result.matched_count == 1
 
-    async def release(self, environment: str, key: str, holder: str) -> None:
+    async def release(self, environment: str, key: str, holder: str) -> bool:
         """Give the claim up without an answer: the next attempt with the same request runs at once.
 
         The document stays (fingerprint and any deletion marker): the key still names this request.
+        False when no running claim of ``holder`` was found (not written, or not yet: see the caller).
         """
-        await self._col.update_one(
+        result = await self._col.update_one(
             {"_id": _doc_id(environment, key), "state": "running", "holder": holder},
             {"$set": {"lease_until": db_now()}},
         )
+        return result.matched_count == 1
 
     async def mark_removal(
         self, environment: str, key: str, marker: dict[str, Any], *, session: AsyncClientSession
