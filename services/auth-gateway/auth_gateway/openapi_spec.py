@@ -172,7 +172,11 @@ _IDEMPOTENCY_ERRORS = (
     json_answer(422, ERROR_REF, "idempotency_key_mismatch: this key was used with another request"),
 )
 _DEFAULT_OK: dict[str, Sequence[Answer]] = {"dashboard_session": (page(), redirect(303, "Done: to the next page"))}
-_BODY_ERRORS = (400, 413)
+# A JSON body that does not arrive in time (KEYWAY_HTTP_BODY_TIMEOUT_SECONDS, requests.py).
+_BODY_ERRORS = (400, 408, 413)
+# Any route may find the database or the broker away: 503 with Retry-After within the request's
+# deadline (deadlines.py, load_shedding.py, errors.py), never a 500.
+_UNAVAILABLE = json_answer(503, ERROR_REF, "service_unavailable: the database or the broker is away, or busy")
 # A request line or header past aiohttp's 8190 bytes is refused by its HTTP parser, before the application.
 _TOO_LONG = Answer(400, "text/plain", description="Bad request, or a request line or header too long to read")
 # Routes every service answers (keyway_shared.service.add_health_routes), documented beside the table.
@@ -205,7 +209,7 @@ _ERROR_SCHEMA: dict[str, Any] = {
         "type": {"type": "string"},
     },
 }
-_RETRY_AFTER = {"Retry-After": {"description": "Seconds until the limit resets", "schema": {"type": "string"}}}
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "string"}}}
 
 
 class _Components:
@@ -244,13 +248,15 @@ def _answer(answer: Answer, components: _Components) -> dict[str, Any]:
 
 def _error(status: int | Answer, pages: bool, components: _Components) -> tuple[str, dict[str, Any]]:
     if isinstance(status, Answer):
-        return str(status.status), _answer(status, components)
-    if pages:
-        return str(status), _answer(page(status), components)
-    documented = _answer(json_answer(status, ERROR_REF), components)
-    if status == 429:
-        documented["headers"] = dict(_RETRY_AFTER)
-    return str(status), documented
+        documented = _answer(status, components)
+    elif pages:
+        documented = _answer(page(status), components)
+    else:
+        documented = _answer(json_answer(status, ERROR_REF), components)
+    code = status.status if isinstance(status, Answer) else status
+    if code in (429, 503):
+        documented.setdefault("headers", {}).update(_RETRY_AFTER)
+    return str(code), documented
 
 
 def _add(responses: dict[str, dict[str, Any]], status: str, documented: dict[str, Any]) -> None:
@@ -290,6 +296,7 @@ def _operation(route: Route, components: _Components) -> dict[str, Any]:
         *_CREDENTIAL_ERRORS[route.auth],
         *(_BODY_ERRORS if body else ()),
         *(_IDEMPOTENCY_ERRORS if keyed else ()),
+        _UNAVAILABLE,
     ]:
         _add(responses, *_error(error, route.pages, components))
     if params:
