@@ -13,7 +13,7 @@ help: ## list the verbs
 $(UV):
 	@python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
 
-.venv/.synced: $(UV) pyproject.toml uv.lock $(wildcard services/*/pyproject.toml) shared/pyproject.toml sdks/python/pyproject.toml
+.venv/.synced: $(UV) pyproject.toml uv.lock $(wildcard services/*/pyproject.toml) shared/pyproject.toml sdks/python/pyproject.toml tools/keyway-cli/pyproject.toml
 	@$(UV) sync --frozen --quiet
 	@touch $@
 
@@ -82,7 +82,7 @@ openapi: install ## regenerate docs/openapi.json from the gateway's route table
 
 .PHONY: config-doc
 config-doc: install ## regenerate docs/configuration.md from the services' settings classes
-	@$(UV) run --frozen python -m keyway_shared.config_reference write
+	@$(UV) run --frozen python -m keyway_cli.config_reference write
 
 .PHONY: bench
 bench: install ## run the benchmarks under bench/ and print their figures

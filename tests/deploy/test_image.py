@@ -161,6 +161,11 @@ def test_image_rehearsal_starts_answers_its_healthcheck_and_stops(
     assert all(path.startswith(str(venv)) for path in installed), "installed as wheels, not editable from the tree"
     for dev_tool in ("pytest", "ruff", "mypy", "secantus"):
         assert subprocess.run([python, "-c", f"import {dev_tool}"], capture_output=True, check=False).returncode != 0
+    # The operator tools (tools/keyway-cli: the `keyway` command, its psycopg, the doc generators) are
+    # not part of any service's runtime.
+    for tool in ("keyway_cli", "psycopg"):
+        assert subprocess.run([python, "-c", f"import {tool}"], capture_output=True, check=False).returncode != 0
+    assert not (venv / "bin" / "keyway").exists()
 
     stages = dockerfile_stages()
     chain = stage_chain(stages, svc.name)

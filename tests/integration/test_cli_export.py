@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
+from keyway_cli.main import run_cli
+from keyway_cli.rotate import key_usage
 from keyway_shared.cipher import CredentialCipher, generate_key
-from keyway_shared.cli.main import run_cli
-from keyway_shared.cli.rotate import key_usage
 from keyway_shared.store import (
     ConnectionStore,
     Database,
@@ -238,7 +238,7 @@ async def test_wrong_key_damage_and_a_full_target_write_nothing(
 
 
 def test_a_short_passphrase_is_refused(tmp_path: Path) -> None:
-    from keyway_shared.cli.archive import ArchiveError, key_from_passphrase
+    from keyway_cli.archive import ArchiveError, key_from_passphrase
 
     with pytest.raises(ArchiveError, match="at least 12"):
         key_from_passphrase("short")

@@ -22,8 +22,8 @@ from psycopg import sql
 from pymongo import AsyncMongoClient
 
 from auth_gateway.serialize import connection_json
+from keyway_cli.main import run_cli
 from keyway_shared.cipher import CredentialCipher, generate_key
-from keyway_shared.cli.main import run_cli
 from keyway_shared.store import ConnectionStore, Database, EnvironmentStore, IntegrationStore, WebhookSettings
 
 from .cli_seed import settings_for

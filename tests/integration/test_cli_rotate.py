@@ -17,9 +17,9 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from auth_gateway.oauth.sessions import OAuthSessionStore
+from keyway_cli.main import run_cli
+from keyway_cli.rotate import Rotator, key_usage
 from keyway_shared.cipher import CredentialCipher, DecryptionError, generate_key
-from keyway_shared.cli.main import run_cli
-from keyway_shared.cli.rotate import Rotator, key_usage
 from keyway_shared.store import (
     ConnectionStore,
     Database,

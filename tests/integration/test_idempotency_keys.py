@@ -21,8 +21,8 @@ from pymongo.errors import AutoReconnect
 
 from auth_gateway.outbox_relay import RELAY
 from auth_gateway.resources import STORES
+from keyway_cli.rotate import Rotator
 from keyway_shared.cipher import CredentialCipher, generate_key
-from keyway_shared.cli.rotate import Rotator
 from keyway_shared.store import ClaimResult, RequestOutcomeStore, StoredAnswer
 
 from .gateway_app import Gateway, StartGateway, create_integration

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from keyway_shared.config_reference import DOC, SERVICES, render, undocumented
+from keyway_cli.config_reference import DOC, SERVICES, render, undocumented
 
 
 def test_the_checked_in_reference_matches_the_settings_classes() -> None:
-    assert DOC.read_text() == render(), "run: uv run python -m keyway_shared.config_reference write"
+    assert DOC.read_text() == render(), "run: uv run python -m keyway_cli.config_reference write"
 
 
 def test_every_variable_has_a_description() -> None:

@@ -15,12 +15,13 @@ from typing import Any, TextIO
 
 from pymongo import AsyncMongoClient
 
-from ..cipher import CredentialCipher
-from ..credentials import parse_expires_at
-from ..providers import ProviderCatalog
-from ..refresh.policy import DEFAULT_MARGIN, REFRESHABLE_TYPES
-from ..store import Connection, ConnectionStore, Database, EnvironmentStore, Integration, IntegrationStore
-from ..store.integrations import DuplicateIntegrationError
+from keyway_shared.cipher import CredentialCipher
+from keyway_shared.credentials import parse_expires_at
+from keyway_shared.providers import ProviderCatalog
+from keyway_shared.refresh.policy import DEFAULT_MARGIN, REFRESHABLE_TYPES
+from keyway_shared.store import Connection, ConnectionStore, Database, EnvironmentStore, Integration, IntegrationStore
+from keyway_shared.store.integrations import DuplicateIntegrationError
+
 from .nango import NangoConnection, NangoEnvironment, NangoError, NangoIntegration, NangoReader
 from .transfer import occupied
 

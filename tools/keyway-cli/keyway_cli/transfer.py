@@ -16,9 +16,10 @@ from typing import Any, TextIO
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from ..cipher import CredentialCipher, DecryptionError
-from ..store import EPOCH, Database
-from ..store.encrypted_fields import ENCRYPTED_COLLECTIONS, EncryptedCollection, set_path
+from keyway_shared.cipher import CredentialCipher, DecryptionError
+from keyway_shared.store import EPOCH, Database
+from keyway_shared.store.encrypted_fields import ENCRYPTED_COLLECTIONS, EncryptedCollection, set_path
+
 from .archive import ArchiveError, ArchiveKey, ArchiveReader, ArchiveWriter
 
 __all__ = ["export_deployment", "import_deployment", "occupied"]

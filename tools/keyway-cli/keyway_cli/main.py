@@ -24,11 +24,12 @@ from typing import Any, TextIO
 
 from pymongo import AsyncMongoClient
 
-from ..cipher import CredentialCipher
-from ..providers import load_catalog
-from ..service.resources import build_cipher
-from ..settings import BaseServiceSettings
-from ..store import Database, ensure_indexes, open_client
+from keyway_shared.cipher import CredentialCipher
+from keyway_shared.providers import load_catalog
+from keyway_shared.service.resources import build_cipher
+from keyway_shared.settings import BaseServiceSettings
+from keyway_shared.store import Database, ensure_indexes, open_client
+
 from .archive import ArchiveError, ArchiveKey, ArchiveReader, key_from_base64, key_from_passphrase
 from .nango import NangoError, NangoReader
 from .nango_import import NangoImport

@@ -30,7 +30,7 @@ from bson import json_util
 from bson.json_util import JSONOptions
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from ..cipher import CredentialCipher, DecryptionError
+from keyway_shared.cipher import CredentialCipher, DecryptionError
 
 __all__ = [
     "FORMAT",

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
-from ..cipher import CredentialCipher, DecryptionError
-from ..store import Database
-from ..store.encrypted_fields import ENCRYPTED_COLLECTIONS, EncryptedCollection
+from keyway_shared.cipher import CredentialCipher, DecryptionError
+from keyway_shared.store import Database
+from keyway_shared.store.encrypted_fields import ENCRYPTED_COLLECTIONS, EncryptedCollection
 
 __all__ = ["KeyUsage", "Rotator", "key_usage", "print_usage"]
 

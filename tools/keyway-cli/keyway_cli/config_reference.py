@@ -4,7 +4,7 @@ The settings classes are the only place a variable is defined; this renders them
 cannot drift from the code (a test compares the file with a fresh rendering). Every field must
 carry a description: a knob without one fails the test instead of going undocumented.
 
-    uv run python -m keyway_shared.config_reference write    # after changing a settings class
+    uv run python -m keyway_cli.config_reference write    # after changing a settings class
 """
 
 from __future__ import annotations
@@ -19,24 +19,26 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
-from .settings import BaseServiceSettings
+from keyway_shared.settings import BaseServiceSettings
 
 __all__ = ["SERVICES", "render", "undocumented"]
 
-# Service name -> "module:Class". Imported when rendering only: shared never imports a service.
+# Service name -> "module:Class", imported when rendering only. This generator lives in the tools
+# member because it needs every service: the shared library imports none, and no service image holds
+# the tools (`make config-doc` runs it in the workspace, where all of them are installed).
 SERVICES = {
     "auth-gateway": "auth_gateway.settings:GatewaySettings",
     "token-refresher": "token_refresher.settings:RefresherSettings",
     "webhook-dispatcher": "webhook_dispatcher.settings:DispatcherSettings",
     "activity-log": "activity_log.settings:ActivityLogSettings",
 }
-DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 
 HEADER = """# Configuration reference
 
 Every Keyway service reads its configuration from environment variables only (the images need
 nothing else). This file is generated from the services' settings classes by
-`uv run python -m keyway_shared.config_reference write`; a test fails when it is out of date. The
+`uv run python -m keyway_cli.config_reference write`; a test fails when it is out of date. The
 README's Configuration section explains the ones most deployments set.
 
 Lists are comma-separated. Durations are seconds unless the name says otherwise. Names in

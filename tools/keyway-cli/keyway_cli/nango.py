@@ -22,9 +22,9 @@ from typing import Any, LiteralString
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..store import WebhookSettings
+from keyway_shared.store import WebhookSettings
 
-try:  # the `nango` extra of keyway-shared; only this command needs it
+try:  # the `nango` extra of keyway-cli; only this command needs it
     import psycopg
     from psycopg import sql
     from psycopg.rows import dict_row
@@ -124,7 +124,7 @@ class NangoReader:
     @classmethod
     async def connect(cls, url: str, *, schema: str, key_b64: str | None) -> NangoReader:
         if psycopg is None:
-            raise NangoError("reading PostgreSQL needs psycopg: install keyway-shared[nango]")
+            raise NangoError("reading PostgreSQL needs psycopg: install keyway-cli[nango]")
         try:
             conn = await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True)
         except psycopg.Error as exc:

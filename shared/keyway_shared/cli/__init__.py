@@ -1,1 +1,0 @@
-"""The ``keyway`` operator command (``keyway keys rotate``, ``export``, ``import``, ``import-nango``)."""
