@@ -1,9 +1,10 @@
 """Every action the dashboard takes, each the in-process twin of one public API route.
 
-The dashboard never gets a power automation lacks: each function below does what the route named
-in ``PUBLIC_EQUIVALENT`` does, through the same validation models, stores and events (a unit test
-checks that every named route is in the route table). They raise ``ApiError`` like the routes do;
-the views show its message beside the form.
+The dashboard never gets a power automation lacks: each function below calls the operation that
+the route named in ``PUBLIC_EQUIVALENT`` calls (``operations/``), so the two cannot drift (a unit
+test checks that every named route is in the route table; an integration test posts the same input
+through both and compares what is stored). They raise ``ApiError`` like the routes do; the views
+show its message beside the form.
 """
 
 from __future__ import annotations
@@ -13,20 +14,18 @@ from typing import Any
 
 from aiohttp import web
 
-from keyway_shared.events import ActivityMessage, WebhookReplayRequested, make_event, utcnow
-from keyway_shared.service import CIPHER, MONGO_DB
-from keyway_shared.store import DuplicateIntegrationError, Environment, Integration, WebhookKeyStore
-from keyway_shared.store.webhook_deliveries import DeliveryLog
-from keyway_shared.store.webhook_endpoints import EndpointStore
+from keyway_shared.events import ActivityMessage, make_event, utcnow
+from keyway_shared.store import Environment
 
 from ..connect import SOURCE
 from ..connect_sessions import SESSION_LIFETIME, ConnectSession
 from ..connection_removal import Removal, remove_connection
-from ..env_cache import ENV_CACHE
 from ..errors import ApiError
+from ..operations import environment_keys, integrations, outgoing_webhooks
+from ..operations.environment_keys import KeyType
+from ..operations.integrations import IntegrationBody
 from ..outbox_relay import RELAY
-from ..resources import CATALOG, SETTINGS, STORES
-from ..views.config import IntegrationBody, check_integration_fields, normalise_scopes
+from ..resources import STORES
 from ..views.environment import apply_environment_patch
 
 __all__ = [
@@ -66,6 +65,7 @@ DASHBOARD_END_USER = {"id": "keyway-dashboard", "display_name": "Dashboard test 
 
 
 def _integration_body(fields: dict[str, Any]) -> IntegrationBody:
+    """The form's fields as ``POST``/``PUT /config`` read their body (only the key can be malformed here)."""
     try:
         return IntegrationBody.model_validate(fields)
     except ValueError as exc:
@@ -77,46 +77,16 @@ def _integration_body(fields: dict[str, Any]) -> IntegrationBody:
 
 
 async def create_integration(request: web.Request, env: Environment, fields: dict[str, Any]) -> str:
-    body = _integration_body(fields)
-    provider, key = check_integration_fields(request, body)
-    integration = Integration(
-        environment=env.name,
-        unique_key=key,
-        provider=provider,
-        oauth_client_id=body.oauth_client_id,
-        oauth_client_secret=body.oauth_client_secret,
-        oauth_scopes=normalise_scopes(body.oauth_scopes),
-        app_link=body.app_link,
-        custom=body.custom or {},
-    )
-    try:
-        await request.app[STORES].integrations.create(integration)
-    except DuplicateIntegrationError:
-        raise ApiError(
-            "duplicate_provider_config", f"An integration '{key}' already exists in '{env.name}'.", status=409
-        ) from None
-    return key
+    created = await integrations.create_integration(request.app, env, _integration_body(fields))
+    return created.unique_key
 
 
 async def update_integration(request: web.Request, env: Environment, fields: dict[str, Any]) -> None:
-    body = _integration_body(fields)
-    provider, key = check_integration_fields(request, body)
-    template = request.app[CATALOG].get(provider)
-    if template is not None and template.auth_mode in {"API_KEY", "BASIC"}:
-        raise ApiError("provider_config_edit_not_allowed", "API key and Basic integrations have nothing to edit.")
-    existing = await request.app[STORES].integrations.get(env.name, key)
-    if existing is None:
-        raise ApiError("unknown_provider_config", f"There is no integration '{key}' in '{env.name}'.")
-    existing.oauth_client_id = body.oauth_client_id
-    existing.oauth_client_secret = body.oauth_client_secret
-    existing.oauth_scopes = normalise_scopes(body.oauth_scopes)
-    existing.app_link = body.app_link
-    existing.custom = body.custom or {}
-    await request.app[STORES].integrations.replace(existing)
+    await integrations.update_integration(request.app, env, _integration_body(fields))
 
 
 async def delete_integration(request: web.Request, env: Environment, key: str) -> bool:
-    return await request.app[STORES].integrations.delete(env.name, key)
+    return await integrations.delete_integration(request.app, env, key)
 
 
 async def delete_connection(request: web.Request, env: Environment, key: str, connection_id: str) -> Removal | None:
@@ -128,33 +98,24 @@ async def update_environment(request: web.Request, env: Environment, raw: dict[s
     return await apply_environment_patch(request, env, raw)
 
 
-def key_pinned(request: web.Request, env: Environment, kind: str) -> bool:
-    public_pin, secret_pin = request.app[SETTINGS].pinned_keys(env.name)
-    return bool(secret_pin if kind == "secret" else public_pin)
+def _key_type(kind: str) -> KeyType:
+    if kind == "secret":
+        return "secret"
+    if kind == "public":
+        return "public"
+    raise ApiError("invalid_body", "A key is the 'secret' or the 'public' one.")
 
 
 async def rotate_key(request: web.Request, env: Environment, kind: str) -> str:
-    if key_pinned(request, env, kind):
-        raise ApiError(
-            "key_pinned",
-            f"The {kind} key of '{env.name}' is pinned by settings; rotate it by changing the setting.",
-            status=409,
-        )
-    key = await request.app[STORES].environments.start_rotation(env.name, kind)
-    await request.app[ENV_CACHE].changed(env.name)
-    return key
+    return await environment_keys.rotate_key(request.app, env, _key_type(kind))
 
 
 async def activate_key(request: web.Request, env: Environment, kind: str) -> None:
-    if not await request.app[STORES].environments.activate_rotation(env.name, kind):
-        raise ApiError("no_pending_key", f"There is no pending {kind} key to activate.", status=409)
-    await request.app[ENV_CACHE].changed(env.name)
+    await environment_keys.activate_key(request.app, env, _key_type(kind))
 
 
 async def revert_key(request: web.Request, env: Environment, kind: str) -> None:
-    if not await request.app[STORES].environments.revert_rotation(env.name, kind):
-        raise ApiError("no_pending_key", f"There is no pending {kind} key to revert.", status=409)
-    await request.app[ENV_CACHE].changed(env.name)
+    await environment_keys.revert_key(request.app, env, _key_type(kind))
 
 
 async def mint_connect_session(
@@ -210,22 +171,13 @@ async def log_activity(
 
 async def rotate_webhook_key(request: web.Request, env: Environment) -> None:
     """A new signing key at once; the current ones keep signing for the default grace period."""
-    await WebhookKeyStore(request.app[MONGO_DB], request.app[CIPHER]).rotate(env.name)
-    await request.app[ENV_CACHE].changed(env.name)  # the dispatcher's caches drop the old keys
+    await outgoing_webhooks.rotate_signing_key(request.app, env)
 
 
 async def replay_delivery(request: web.Request, env: Environment, delivery_id: str) -> None:
     """Ask the webhook dispatcher to send one delivery again: a command through the outbox."""
-    if await DeliveryLog(request.app[MONGO_DB]).latest(env.name, delivery_id) is None:
-        raise ApiError("unknown_delivery", f"No webhook delivery '{delivery_id}' in this environment.", status=404)
-    data = WebhookReplayRequested(delivery_id=delivery_id)
-    event = make_event(data, type="webhook.replay_requested", source=SOURCE, environment=env.name)
-    row = await request.app[STORES].outbox.add(event)
-    request.app[RELAY].publish_soon([row])
+    await outgoing_webhooks.replay_delivery(request.app, env, delivery_id)
 
 
 async def enable_endpoint(request: web.Request, env: Environment, url: str) -> None:
-    if url not in env.webhooks.urls():
-        raise ApiError("unknown_endpoint", "That URL is not in the environment's webhook settings.", status=404)
-    await EndpointStore(request.app[MONGO_DB]).enable(env.name, url)
-    await request.app[ENV_CACHE].changed(env.name)
+    await outgoing_webhooks.enable_endpoint(request.app, env, url)

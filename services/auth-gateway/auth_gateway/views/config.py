@@ -5,47 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from keyway_shared.store import DuplicateIntegrationError, Integration
 
 from ..errors import ApiError
 from ..keys import environment_from_secret_key
+from ..operations import integrations as operation
+from ..operations.integrations import IntegrationBody
 from ..requests import json_object
 from ..resources import CATALOG, STORES
 from ..serialize import js_iso
 
 __all__ = [
-    "IntegrationBody",
-    "check_integration_fields",
     "create_integration",
     "delete_integration",
     "get_integration",
     "list_integrations",
-    "normalise_scopes",
     "update_integration",
 ]
-
-_OAUTH_MODES = {"OAUTH1", "OAUTH2", "OAUTH2_CC", "CUSTOM", "TBA"}
-
-
-class IntegrationBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    provider: str | None = None
-    provider_config_key: str | None = Field(default=None, max_length=255, pattern=r"^[a-zA-Z0-9~:.@ _-]+$")
-    oauth_client_id: str | None = None
-    oauth_client_secret: str | None = None
-    oauth_scopes: str | None = None
-    app_link: str | None = None
-    custom: dict[str, str] | None = None
-
-    @field_validator("oauth_scopes", mode="before")
-    @classmethod
-    def _scopes_string(cls, value: Any) -> Any:
-        if value is not None and not isinstance(value, str):
-            raise ApiError("invalid_oauth_scopes", "'oauth_scopes' must be a comma-separated string.")
-        return value
 
 
 async def _read_body(request: web.Request) -> IntegrationBody:
@@ -58,70 +33,16 @@ async def _read_body(request: web.Request) -> IntegrationBody:
         raise ApiError("invalid_body", f"The request body is invalid: {exc.__class__.__name__}") from None
 
 
-def normalise_scopes(scopes: str | None) -> str | None:
-    if scopes is None:
-        return None
-    parts = [part for chunk in scopes.split(",") for part in chunk.split()]
-    return ",".join(p for p in parts if p)
-
-
-def check_integration_fields(request: web.Request, body: IntegrationBody) -> tuple[str, str]:
-    if not body.provider:
-        raise ApiError("missing_provider_template", "Missing param 'provider'.")
-    if not body.provider_config_key:
-        raise ApiError("missing_provider_config", "Missing param 'provider_config_key'.")
-    template = request.app[CATALOG].get(body.provider)
-    if template is None:
-        raise ApiError("unknown_provider_template", f"The provider '{body.provider}' is not in the catalog.")
-    if template.auth_mode in _OAUTH_MODES:
-        if not body.oauth_client_id:
-            raise ApiError("missing_client_id", "Missing param 'oauth_client_id'.")
-        if not body.oauth_client_secret:
-            raise ApiError("missing_client_secret", "Missing param 'oauth_client_secret'.")
-    return body.provider, body.provider_config_key
-
-
 async def create_integration(request: web.Request) -> web.Response:
     env = await environment_from_secret_key(request)
-    body = await _read_body(request)
-    provider, key = check_integration_fields(request, body)
-    integration = Integration(
-        environment=env.name,
-        unique_key=key,
-        provider=provider,
-        oauth_client_id=body.oauth_client_id,
-        oauth_client_secret=body.oauth_client_secret,
-        oauth_scopes=normalise_scopes(body.oauth_scopes),
-        app_link=body.app_link,
-        custom=body.custom or {},
-    )
-    try:
-        await request.app[STORES].integrations.create(integration)
-    except DuplicateIntegrationError:
-        raise ApiError(
-            "duplicate_provider_config", f"An integration '{key}' already exists in '{env.name}'.", status=409
-        ) from None
-    return web.json_response({"config": {"unique_key": key, "provider": provider}})
+    created = await operation.create_integration(request.app, env, await _read_body(request))
+    return web.json_response({"config": {"unique_key": created.unique_key, "provider": created.provider}})
 
 
 async def update_integration(request: web.Request) -> web.Response:
     env = await environment_from_secret_key(request)
-    body = await _read_body(request)
-    provider, key = check_integration_fields(request, body)
-    template = request.app[CATALOG].get(provider)
-    if template is not None and template.auth_mode in {"API_KEY", "BASIC"}:
-        raise ApiError("provider_config_edit_not_allowed", "API key and Basic integrations have nothing to edit.")
-    existing = await request.app[STORES].integrations.get(env.name, key)
-    if existing is None:
-        raise ApiError("unknown_provider_config", f"There is no integration '{key}' in '{env.name}'.")
-    existing.provider = provider
-    existing.oauth_client_id = body.oauth_client_id
-    existing.oauth_client_secret = body.oauth_client_secret
-    existing.oauth_scopes = normalise_scopes(body.oauth_scopes)
-    existing.app_link = body.app_link
-    existing.custom = body.custom or {}
-    await request.app[STORES].integrations.replace(existing)
-    return web.json_response({"config": {"unique_key": key, "provider": provider}})
+    updated = await operation.update_integration(request.app, env, await _read_body(request))
+    return web.json_response({"config": {"unique_key": updated.unique_key, "provider": updated.provider}})
 
 
 async def list_integrations(request: web.Request) -> web.Response:
@@ -170,6 +91,6 @@ async def get_integration(request: web.Request) -> web.Response:
 async def delete_integration(request: web.Request) -> web.Response:
     env = await environment_from_secret_key(request)
     key = request.match_info["providerConfigKey"]
-    if not await request.app[STORES].integrations.delete(env.name, key):
+    if not await operation.delete_integration(request.app, env, key):
         raise ApiError("not_found", f"There is no integration '{key}' in '{env.name}'.", status=404)
     return web.json_response({"success": True})

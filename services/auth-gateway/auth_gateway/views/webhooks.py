@@ -1,10 +1,9 @@
 """Outgoing webhooks over the API (secret key): every delivery attempt, replays, signing keys, endpoints.
 
-The gateway never sends a webhook itself. A replay is a ``webhook.replay_requested`` event written
-to the outbox (so it survives the broker being down) that the dispatcher consumes; the answer is
-202 with the request's id, and the attempts appear in ``GET /webhooks/deliveries`` as they happen.
-A signing-key rotation or an endpoint enabled again is broadcast like any environment change, so
-the dispatcher's caches drop the old state at once.
+The gateway never sends a webhook itself: a replay is a command to the dispatcher, answered 202
+with the request's id, and the attempts appear in ``GET /webhooks/deliveries`` as they happen. The
+changes (replays, signing-key rotation, endpoints enabled) are ``operations.outgoing_webhooks``,
+which the dashboard's buttons call too.
 """
 
 from __future__ import annotations
@@ -17,20 +16,17 @@ from typing import Any
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from keyway_shared.events import WebhookReplayRequested, make_event
-from keyway_shared.service import CIPHER, MONGO_DB
-from keyway_shared.store import Environment, WebhookKeyStore
+from keyway_shared.events import WebhookReplayRequested
+from keyway_shared.service import MONGO_DB
 from keyway_shared.store.client import db_now
 from keyway_shared.store.webhook_deliveries import DeliveryLog, public_attempt
 from keyway_shared.store.webhook_endpoints import EndpointStore
+from keyway_shared.store.webhook_keys import DEFAULT_ROTATION_GRACE
 
-from ..connect import SOURCE
-from ..env_cache import ENV_CACHE
 from ..errors import ApiError
 from ..keys import environment_from_secret_key
-from ..outbox_relay import RELAY
+from ..operations import outgoing_webhooks as operation
 from ..requests import json_object, validated_body
-from ..resources import STORES
 from ..serialize import js_iso
 
 __all__ = [
@@ -134,29 +130,16 @@ async def get_delivery(request: web.Request) -> web.Response:
     delivery = request.match_info["deliveryId"]
     docs = await _log(request).attempts(env.name, filters={"delivery_id": delivery}, limit=_MAX_PAGE)
     if not docs:
-        raise _unknown_delivery(delivery)
+        raise operation.unknown_delivery(delivery)
     docs.reverse()
     return web.json_response({"delivery_id": delivery, "attempts": [_attempt_json(d) for d in docs]})
-
-
-def _unknown_delivery(delivery: str) -> ApiError:
-    return ApiError("unknown_delivery", f"No webhook delivery '{delivery}' in this environment.", status=404)
-
-
-async def _request_replay(request: web.Request, env: Environment, data: WebhookReplayRequested) -> str:
-    event = make_event(data, type="webhook.replay_requested", source=SOURCE, environment=env.name)
-    row = await request.app[STORES].outbox.add(event)
-    request.app[RELAY].publish_soon([row])
-    return event.id
 
 
 async def replay_delivery(request: web.Request) -> web.Response:
     """Send one delivery again (to the URL now in its slot), with a fresh retry schedule."""
     env = await environment_from_secret_key(request)
     delivery = request.match_info["deliveryId"]
-    if await _log(request).latest(env.name, delivery) is None:
-        raise _unknown_delivery(delivery)
-    replay_id = await _request_replay(request, env, WebhookReplayRequested(delivery_id=delivery))
+    replay_id = await operation.replay_delivery(request.app, env, delivery)
     return web.json_response({"replay_id": replay_id, "delivery_id": delivery}, status=202)
 
 
@@ -173,18 +156,16 @@ async def replay_failed(request: web.Request) -> web.Response:
     body = validated_body(ReplayRange, await json_object(request))
     if body.until is not None and body.until < body.since:
         raise ApiError("invalid_body", "'until' is before 'since'.")
-    replay_id = await _request_replay(request, env, WebhookReplayRequested(since=body.since, until=body.until))
+    replay_id = await operation.request_replay(
+        request.app, env, WebhookReplayRequested(since=body.since, until=body.until)
+    )
     return web.json_response({"replay_id": replay_id, "since": js_iso(body.since)}, status=202)
-
-
-def _keys(request: web.Request) -> WebhookKeyStore:
-    return WebhookKeyStore(request.app[MONGO_DB], request.app[CIPHER])
 
 
 async def list_signing_keys(request: web.Request) -> web.Response:
     """The ``whsec_`` keys that sign now, newest first (two during a rotation's grace period)."""
     env = await environment_from_secret_key(request)
-    keys = await _keys(request).keys(env.name)
+    keys = await operation.signing_keys(request.app).keys(env.name)
     return web.json_response(
         {"keys": [{"key": k.key, "created_at": js_iso(k.created_at), "expires_at": js_iso(k.expires_at)} for k in keys]}
     )
@@ -192,17 +173,15 @@ async def list_signing_keys(request: web.Request) -> web.Response:
 
 class Rotation(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    grace_seconds: int = Field(default=24 * 3600, ge=0, le=7 * 24 * 3600)
+    grace_seconds: int = Field(default=int(DEFAULT_ROTATION_GRACE.total_seconds()), ge=0, le=7 * 24 * 3600)
 
 
 async def rotate_signing_key(request: web.Request) -> web.Response:
     """A new signing key, signing at once; the current keys keep signing beside it for the grace period."""
     env = await environment_from_secret_key(request)
     body = validated_body(Rotation, await json_object(request, required=False))
-    store = _keys(request)
-    new = await store.rotate(env.name, grace=timedelta(seconds=body.grace_seconds))
-    await request.app[ENV_CACHE].changed(env.name)
-    live = await store.keys(env.name)
+    new = await operation.rotate_signing_key(request.app, env, grace=timedelta(seconds=body.grace_seconds))
+    live = await operation.signing_keys(request.app).keys(env.name)
     return web.json_response(
         {
             "key": new.key,
@@ -235,8 +214,5 @@ async def enable_endpoint(request: web.Request) -> web.Response:
     """Deliver to a disabled URL again (deliveries dropped meanwhile can be replayed)."""
     env = await environment_from_secret_key(request)
     body = validated_body(EndpointRef, await json_object(request))
-    if body.url not in env.webhooks.urls():
-        raise ApiError("unknown_endpoint", "That URL is not in the environment's webhook settings.", status=404)
-    enabled = await EndpointStore(request.app[MONGO_DB]).enable(env.name, body.url)
-    await request.app[ENV_CACHE].changed(env.name)
+    enabled = await operation.enable_endpoint(request.app, env, body.url)
     return web.json_response({"url": body.url, "enabled": True, "was_disabled": enabled, "at": js_iso(db_now())})
