@@ -16,12 +16,11 @@ from aiohttp import web
 from keyway_shared.outbox_relay import OutboxRelay
 from keyway_shared.service import BROKER
 
-from .resources import STORES
+from .resources import RELAY, STORES
 from .settings import GatewaySettings
 
+# RELAY is kept in ``resources`` with the other keys (refresh-on-read needs it); re-exported for callers.
 __all__ = ["RELAY", "OutboxRelay", "relay_context"]
-
-RELAY = web.AppKey("outbox_relay", OutboxRelay)
 
 
 def relay_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from keyway_shared.deadline import restart_after_third_parties
 from keyway_shared.egress import guarded_session
+from keyway_shared.outbox_relay import OutboxRelay
 from keyway_shared.providers import ProviderCatalog, load_catalog
 from keyway_shared.refresh.service import RefreshService
 from keyway_shared.service import CIPHER, MONGO_CLIENT, MONGO_DB
@@ -32,6 +33,7 @@ __all__ = [
     "CATALOG",
     "HTTP",
     "REFRESH",
+    "RELAY",
     "SETTINGS",
     "STORES",
     "Stores",
@@ -102,15 +104,16 @@ def http_client_context(settings: GatewaySettings) -> Callable[[web.Application]
     return ctx
 
 
+# Opened by ``outbox_relay.relay_context``; the key lives here so refresh-on-read can reach it.
+RELAY = web.AppKey("outbox_relay", OutboxRelay)
 REFRESH = web.AppKey("refresh_service", RefreshService)
 
 
 def refresh_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Refresh-on-read, sharing the token-refresher's single-flight lease (the outbox relay publishes)."""
+    """Refresh-on-read, sharing the token-refresher's single-flight lease (the outbox relay publishes,
+    so its context opens before this one)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        from .outbox_relay import RELAY  # the relay context opens before this one
-
         app[REFRESH] = RefreshService(
             state=RefreshStateStore(app[MONGO_CLIENT], app[MONGO_DB], app[CIPHER]),
             integrations=app[STORES].integrations,

@@ -15,7 +15,7 @@ that GitHub shows as created or changed since this flow (the ``state`` of a live
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -38,10 +38,7 @@ from ..oauth.flow_errors import FlowError
 from ..oauth.oauth2 import exchange_code, resolve_url
 from ..oauth.sessions import OAuthSession
 from ..resources import HTTP, SETTINGS, STORES
-from .popup_common import callback_url, reload_integration, report_success
-
-if TYPE_CHECKING:
-    from .oauth import PopupStart
+from .popup_common import PopupStart, callback_url, reload_integration, report_success
 
 __all__ = ["finish_app", "finish_custom", "start_app"]
 

@@ -10,8 +10,6 @@ not announced: its flow has ended, and was announced, once.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,19 +25,19 @@ from ..connect import record_auth_failure, record_step, require_unspent_session,
 from ..connect_links import outcome_redirect
 from ..errors import ApiError
 from ..frontend import FrontendRequest, check_hmac, frontend_request
-from ..oauth.browser_binding import BrowserBinding, forget_browser, is_same_browser
+from ..oauth.browser_binding import forget_browser, is_same_browser
 from ..oauth.flow_errors import FlowError
 from ..oauth.flow_overrides import RESERVED_OAUTH2, authorization_params, client_override
 from ..oauth.oauth2 import authorization_url, config_to_store, exchange_code, new_code_verifier, resolve_url
 from ..oauth.sessions import OAuthSession
-from ..pages import error_page, plain_error_page, success_page
+from ..pages import error_page, plain_error_page
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
 from ..ws import WS_HUB
 from .github_app import finish_app, finish_custom, start_app
 from .oauth1_flow import finish_oauth1, start_oauth1
-from .popup_common import flow_config
+from .popup_common import Finisher, PopupStart, Starter, callback_url, flow_config, report_success
 
-__all__ = ["FINISHERS", "STARTERS", "PopupStart", "oauth_callback", "oauth_connect", "report_success"]
+__all__ = ["FINISHERS", "STARTERS", "oauth_callback", "oauth_connect"]
 
 _WS_TYPE_OF_API_CODE = {
     "missing_connection": "missing_connection_id",
@@ -64,30 +62,6 @@ def _page_status(err: FlowError) -> int:
     if isinstance(err, (_RequestError, ApiError)):  # an ApiError may be a FlowError too (a refused connect)
         return err.status
     return 500 if err.ws_type in _SERVER_SIDE else _STATUS_OF_WS_TYPE.get(err.ws_type, 400)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PopupStart:
-    """What a popup flow's first step gets: the authenticated request and what it names."""
-
-    request: web.Request
-    env: Environment
-    front: FrontendRequest
-    integration: Integration
-    template: ProviderTemplate
-    ws_client_id: str | None
-    return_url: str | None = None  # a connect link's redirect flow (``redirect=1``)
-    # The starting browser's nonce: the starter keeps its digest in the flow's session.
-    browser_binding: BrowserBinding = field(default_factory=BrowserBinding.new)
-
-
-# Popup flows by auth mode: a starter answers /oauth/connect (a redirect), a finisher the callback.
-Starter = Callable[[PopupStart], Awaitable[web.StreamResponse]]
-Finisher = Callable[[web.Request, OAuthSession, Environment], Awaitable[web.StreamResponse]]
-
-
-def _callback_url(request: web.Request, env: Environment) -> str:
-    return env.callback_url or request.app[SETTINGS].callback_url
 
 
 async def _fail(
@@ -245,7 +219,7 @@ async def start_oauth2(start: PopupStart) -> web.StreamResponse:
         provider=integration.provider,
         auth_mode=template.auth_mode,
         connection_id=front.connection_id,
-        callback_url=_callback_url(request, env),
+        callback_url=callback_url(request, env),
         operation_id=front.operation_id,
         connection_config=config,
         ws_client_id=ws_client_id,
@@ -420,33 +394,6 @@ async def finish_oauth2(request: web.Request, session: OAuthSession, env: Enviro
         connect_session_id=session.secrets.get("connect_session"),
     )
     return await report_success(request, session)
-
-
-async def report_success(request: web.Request, session: OAuthSession, *, pending: bool = False) -> web.StreamResponse:
-    """Tell the SDK the flow succeeded: a WebSocket frame, and the page the popup closes itself with
-    (or, for a connect link, the redirect back to the app)."""
-    env = await request.app[STORES].environments.get(session.environment) if session.return_url else None
-    if env is not None and session.return_url is not None:
-        return outcome_redirect(
-            env,
-            session.return_url,
-            provider_config_key=session.provider_config_key,
-            connection_id=session.connection_id,
-        )
-    await request.app[WS_HUB].notify(
-        session.ws_client_id,
-        {
-            "message_type": "success",
-            "provider_config_key": session.provider_config_key,
-            "connection_id": session.connection_id,
-            "is_pending": pending,
-        },
-    )
-    return success_page(
-        legacy=session.ws_client_id is None,
-        provider_config_key=session.provider_config_key,
-        connection_id=session.connection_id,
-    )
 
 
 STARTERS: dict[str, Starter] = {

@@ -8,7 +8,7 @@ The request-token secret waits, encrypted, in the session.
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -23,10 +23,7 @@ from ..oauth.oauth1 import OAuth1Client, authorization_url, with_query
 from ..oauth.oauth2 import resolve_url
 from ..oauth.sessions import OAuthSession
 from ..resources import HTTP, SETTINGS, STORES
-from .popup_common import callback_url, flow_config, reload_integration, report_success
-
-if TYPE_CHECKING:
-    from .oauth import PopupStart
+from .popup_common import PopupStart, callback_url, flow_config, reload_integration, report_success
 
 __all__ = ["finish_oauth1", "start_oauth1"]
 

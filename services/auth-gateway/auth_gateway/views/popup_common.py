@@ -1,7 +1,12 @@
-"""What the popup flows registered in ``views.oauth`` (OAUTH1, APP, CUSTOM) share."""
+"""What the popup flows share: the starter's input, the starter and finisher signatures, and the
+success report. ``views.oauth`` imports the flows to register them and each flow imports this module,
+which imports no flow, so neither side has to import the other back.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -9,13 +14,45 @@ from aiohttp import web
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
+from ..connect_links import outcome_redirect
 from ..frontend import FrontendRequest
+from ..oauth.browser_binding import BrowserBinding
 from ..oauth.flow_errors import FlowError
 from ..oauth.flow_overrides import session_scopes
 from ..oauth.sessions import OAuthSession
+from ..pages import success_page
 from ..resources import CATALOG, SETTINGS, STORES
+from ..ws import WS_HUB
 
-__all__ = ["callback_url", "flow_config", "reload_integration", "report_success"]
+__all__ = [
+    "Finisher",
+    "PopupStart",
+    "Starter",
+    "callback_url",
+    "flow_config",
+    "reload_integration",
+    "report_success",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PopupStart:
+    """What a popup flow's first step gets: the authenticated request and what it names."""
+
+    request: web.Request
+    env: Environment
+    front: FrontendRequest
+    integration: Integration
+    template: ProviderTemplate
+    ws_client_id: str | None
+    return_url: str | None = None  # a connect link's redirect flow (``redirect=1``)
+    # The starting browser's nonce: the starter keeps its digest in the flow's session.
+    browser_binding: BrowserBinding = field(default_factory=BrowserBinding.new)
+
+
+# Popup flows by auth mode: a starter answers /oauth/connect (a redirect), a finisher the callback.
+Starter = Callable[[PopupStart], Awaitable[web.StreamResponse]]
+Finisher = Callable[[web.Request, OAuthSession, Environment], Awaitable[web.StreamResponse]]
 
 
 def callback_url(request: web.Request, env: Environment) -> str:
@@ -53,7 +90,27 @@ async def reload_integration(
 
 
 async def report_success(request: web.Request, session: OAuthSession, *, pending: bool = False) -> web.StreamResponse:
-    # views.oauth imports the flows to register them, so its own names are imported when called.
-    from .oauth import report_success as report
-
-    return await report(request, session, pending=pending)
+    """Tell the SDK the flow succeeded: a WebSocket frame, and the page the popup closes itself with
+    (or, for a connect link, the redirect back to the app)."""
+    env = await request.app[STORES].environments.get(session.environment) if session.return_url else None
+    if env is not None and session.return_url is not None:
+        return outcome_redirect(
+            env,
+            session.return_url,
+            provider_config_key=session.provider_config_key,
+            connection_id=session.connection_id,
+        )
+    await request.app[WS_HUB].notify(
+        session.ws_client_id,
+        {
+            "message_type": "success",
+            "provider_config_key": session.provider_config_key,
+            "connection_id": session.connection_id,
+            "is_pending": pending,
+        },
+    )
+    return success_page(
+        legacy=session.ws_client_id is None,
+        provider_config_key=session.provider_config_key,
+        connection_id=session.connection_id,
+    )
