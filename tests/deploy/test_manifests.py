@@ -29,7 +29,7 @@ pytestmark = pytest.mark.deploy
 
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")  # autoscaling/v2 and policy/v1 are GA in both
 CUSTOM_KINDS = {"ScaledObject", "TriggerAuthentication", "RabbitmqCluster", "MongoDBCommunity"}
-# Every Secret the manifests reference; README's Deploy section tells how to create each.
+# Every Secret the manifests reference; docs/deploy.md tells how to create each.
 SECRETS = {"keyway-encryption", "keyway-amqp", "keyway-mongodb", "keyway-environment-keys", "keyway-dashboard"}
 # Names that carry a credential: they must come from a Secret, never a literal or a ConfigMap.
 SENSITIVE = re.compile(r"_(KEYS?|SECRET|PASSWORD)(_|$)|_URL$")
@@ -171,9 +171,9 @@ def test_every_variable_set_is_one_the_code_reads_and_secrets_are_referenced(obj
                 problems.append(f"{svc.name}: {required} must come from a required Secret")
     assert not problems, "\n".join(problems)
     assert referenced == SECRETS
-    readme = (ROOT / "README.md").read_text()
+    deploy_doc = (ROOT / "docs" / "deploy.md").read_text()
     for name in SECRETS:
-        assert name in readme, f"README's Deploy section should say how to create the Secret {name}"
+        assert name in deploy_doc, f"docs/deploy.md should say how to create the Secret {name}"
 
 
 def test_services_and_disruption_budgets_select_their_pods(objects: list[dict[str, Any]]) -> None:
