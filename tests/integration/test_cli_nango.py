@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import sql
 from pymongo import AsyncMongoClient
 
-from auth_gateway.serialize import connection_json
+from auth_gateway.http.serialize import connection_json
 from keyway_cli.main import run_cli
 from keyway_shared.cipher import CredentialCipher, generate_key
 from keyway_shared.store import ConnectionStore, Database, EnvironmentStore, IntegrationStore, WebhookSettings

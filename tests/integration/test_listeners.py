@@ -13,7 +13,7 @@ from aiohttp import web
 
 from auth_gateway.app import create_app
 from auth_gateway.dashboard.passwords import hash_password
-from auth_gateway.listeners import route_sides
+from auth_gateway.http.listeners import route_sides
 from auth_gateway.routes import ROUTES
 from auth_gateway.settings import GatewaySettings
 

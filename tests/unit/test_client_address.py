@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from auth_gateway.client_address import client_address, client_key
+from auth_gateway.http.client_address import client_address, client_key
 from keyway_shared.settings import parse_cidrs
 
 PROXIES = parse_cidrs("10.0.0.0/8, fd00::/8")

@@ -7,7 +7,7 @@ from email.utils import formatdate
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from auth_gateway.errors import ApiError
+from auth_gateway.http.errors import ApiError
 from auth_gateway.proxy.retry import RetryPolicy, header_delay, parse_retries, parse_retry_on
 from auth_gateway.proxy.target import build_target
 from keyway_shared.providers.template import ProviderTemplate, ProxyRetry

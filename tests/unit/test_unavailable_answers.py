@@ -23,7 +23,7 @@ from pymongo.errors import (
     WaitQueueTimeoutError,
 )
 
-from auth_gateway.errors import RETRY_AFTER_SECONDS, error_middleware
+from auth_gateway.http.errors import RETRY_AFTER_SECONDS, error_middleware
 from keyway_shared.bus import PublishError
 
 

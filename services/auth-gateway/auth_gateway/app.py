@@ -17,17 +17,17 @@ from keyway_shared.service import (
 )
 
 from .connection_cache import connection_cache_context
-from .cors import cors_middleware
 from .dashboard.resources import dashboard_context
-from .deadlines import deadline_middleware
 from .env_cache import env_cache_context
-from .errors import RETRY_AFTER_SECONDS, error_middleware
 from .failure_announcements import FAILURE_ANNOUNCEMENTS, FailureAnnouncements
 from .fetch_recorder import fetch_recorder_context
+from .http.cors import cors_middleware
+from .http.deadlines import deadline_middleware
+from .http.errors import RETRY_AFTER_SECONDS, error_middleware
+from .http.listeners import listener_middleware
+from .http.load_shedding import DatabaseSlots, load_shedding_middleware
+from .http.metrics import metrics_middleware
 from .idempotency import idempotency_middleware
-from .listeners import listener_middleware
-from .load_shedding import DatabaseSlots, load_shedding_middleware
-from .metrics import metrics_middleware
 from .openapi import openapi_json
 from .outbox_relay import relay_context
 from .proxy.session import proxy_http_context

@@ -53,8 +53,8 @@ from keyway_shared.unavailability import is_unavailability
 
 from .connect_sessions import SessionClaim
 from .connection_cache import CONNECTION_CACHE
-from .errors import ApiError
 from .failure_announcements import FAILURE_ANNOUNCEMENTS
+from .http.errors import ApiError
 from .oauth.flow_errors import FlowError
 from .outbox_relay import RELAY
 from .resources import CATALOG, STORES

@@ -30,7 +30,7 @@ How it stays coherent across replicas:
   one marker per round trip however busy the replica is. It never waits past its request's
   deadline either (``KEYWAY_REQUEST_DEADLINE_SECONDS``): a barrier that has not come back by then
   has failed, and the read goes to the database.
-- A hit takes none of the replica's database slots (``load_shedding``); a miss takes one for its read.
+- A hit takes none of the replica's database slots (``http/load_shedding``); a miss takes one for its read.
 - A write whose event the broker did not confirm before its request's deadline is answered all the
   same (``connect.written_and_announced``): then this promise is bounded instead of kept; see there.
 
@@ -61,7 +61,7 @@ from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
 from keyway_shared.store import Connection
 
-from .load_shedding import database_work
+from .http.load_shedding import database_work
 from .settings import GatewaySettings
 
 __all__ = ["CONNECTION_CACHE", "ConnectionCache", "connection_cache_context"]

@@ -13,7 +13,7 @@ from keyway_shared.refresh.policy import is_due
 from keyway_shared.refresh.service import RefreshError, connection_key
 from keyway_shared.store import Connection, Environment
 
-from .errors import ApiError
+from .http.errors import ApiError
 from .outbox_relay import RELAY
 from .resources import REFRESH
 

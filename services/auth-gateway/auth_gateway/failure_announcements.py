@@ -20,8 +20,8 @@ from aiohttp import web
 
 from keyway_shared.logging import get_logger
 
-from .client_address import CURRENT_CLIENT
-from .metrics import AUTH_FAILED_SUPPRESSED
+from .http.client_address import CURRENT_CLIENT
+from .http.metrics import AUTH_FAILED_SUPPRESSED
 from .settings import GatewaySettings
 
 __all__ = ["FAILURE_ANNOUNCEMENTS", "FailureAnnouncements", "TokenBuckets"]

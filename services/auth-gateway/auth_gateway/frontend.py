@@ -19,7 +19,7 @@ from keyway_shared.store import Environment
 
 from .connect import new_operation_id
 from .connect_sessions import ConnectSession
-from .errors import ApiError
+from .http.errors import ApiError
 from .keys import environment_from_public_key
 from .ratelimit import check_rate
 from .requests import bracket_params

@@ -49,7 +49,7 @@ from keyway_shared.store import ClaimResult, Environment, KeyClaim, RequestOutco
 from keyway_shared.store.request_outcomes import DEFAULT_LEASE
 
 from .env_cache import ENV_CACHE
-from .errors import ApiError, Handler, error_response
+from .http.errors import ApiError, Handler, error_response
 from .keys import UUID_V4
 from .openapi_spec import Route
 from .requests import MAX_BODY_BYTES

@@ -13,7 +13,7 @@ from aiohttp import web
 from keyway_shared.store import Environment
 
 from .env_cache import ENV_CACHE
-from .errors import ApiError
+from .http.errors import ApiError
 from .ratelimit import check_rate
 
 __all__ = ["UUID_V4", "environment_from_public_key", "environment_from_secret_key"]

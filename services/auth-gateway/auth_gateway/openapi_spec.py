@@ -175,7 +175,7 @@ _DEFAULT_OK: dict[str, Sequence[Answer]] = {"dashboard_session": (page(), redire
 # A JSON body that does not arrive in time (KEYWAY_HTTP_BODY_TIMEOUT_SECONDS, requests.py).
 _BODY_ERRORS = (400, 408, 413)
 # Any route may find the database or the broker away: 503 with Retry-After within the request's
-# deadline (deadlines.py, load_shedding.py, errors.py), never a 500.
+# deadline (http/deadlines.py, http/load_shedding.py, http/errors.py), never a 500.
 _UNAVAILABLE = json_answer(503, ERROR_REF, "service_unavailable: the database or the broker is away, or busy")
 # A request line or header past aiohttp's 8190 bytes is refused by its HTTP parser, before the application.
 _TOO_LONG = Answer(400, "text/plain", description="Bad request, or a request line or header too long to read")

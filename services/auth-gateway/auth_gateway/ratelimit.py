@@ -7,7 +7,7 @@ Three budgets, so that no caller can spend another's:
 - ``public``: public-key and connect-session calls, per environment (browsers), apart from the
   backend's, so a flood of ``/oauth/connect`` never answers the backend 429;
 - ``client``: every request to a browser route (connect flows, callbacks, connect sessions and
-  links, the WebSocket), per client address (``client_address``), checked by a middleware before
+  links, the WebSocket), per client address (``http/client_address``), checked by a middleware before
   the route does any database work, so one address cannot use up its environment's public budget.
 
 Counting is a fixed one-minute window in each replica's memory: no database write on the hot path.
@@ -26,10 +26,10 @@ from typing import Literal
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from .client_address import CURRENT_CLIENT, client_address, client_key
-from .errors import ApiError, Handler
-from .listeners import route_sides
-from .metrics import RATE_LIMITED
+from .http.client_address import CURRENT_CLIENT, client_address, client_key
+from .http.errors import ApiError, Handler
+from .http.listeners import route_sides
+from .http.metrics import RATE_LIMITED
 from .openapi_spec import Route
 from .resources import SETTINGS
 from .settings import GatewaySettings

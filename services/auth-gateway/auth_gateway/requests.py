@@ -27,7 +27,7 @@ from aiohttp import web
 from multidict import MultiMapping
 from pydantic import BaseModel, ValidationError
 
-from .errors import ApiError
+from .http.errors import ApiError
 from .resources import SETTINGS
 
 __all__ = [

@@ -31,8 +31,8 @@ from keyway_shared.deadline import remaining
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
 
-from .client_address import client_address, client_key
-from .errors import ApiError
+from .http.client_address import client_address, client_key
+from .http.errors import ApiError
 from .resources import SETTINGS
 from .settings import GatewaySettings
 

@@ -20,7 +20,7 @@ from keyway_shared.store import Environment
 from ..connect import SOURCE
 from ..connect_sessions import SESSION_LIFETIME, ConnectSession
 from ..connection_removal import Removal, remove_connection
-from ..errors import ApiError
+from ..http.errors import ApiError
 from ..operations import environment_keys, integrations, outgoing_webhooks
 from ..operations.environment_keys import KeyType
 from ..operations.integrations import IntegrationBody

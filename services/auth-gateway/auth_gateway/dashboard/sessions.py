@@ -27,7 +27,7 @@ from keyway_shared.compare import secrets_equal
 from keyway_shared.events import utcnow
 from keyway_shared.store import Database
 
-from ..client_address import client_key
+from ..http.client_address import client_key
 
 __all__ = ["DashboardSession", "LockoutStore", "Refusal", "SessionStore"]
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from keyway_shared.store import Environment
 
 from ..env_cache import ENV_CACHE
-from ..errors import ApiError
+from ..http.errors import ApiError
 from ..resources import SETTINGS, STORES
 
 __all__ = ["KeyType", "activate_key", "key_pinned", "revert_key", "rotate_key"]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from keyway_shared.store import DuplicateIntegrationError, Environment, Integration
 
-from ..errors import ApiError
+from ..http.errors import ApiError
 from ..resources import CATALOG, STORES
 
 __all__ = [

@@ -21,7 +21,7 @@ from keyway_shared.store.webhook_keys import DEFAULT_ROTATION_GRACE, SigningKey
 
 from ..connect import SOURCE
 from ..env_cache import ENV_CACHE
-from ..errors import ApiError
+from ..http.errors import ApiError
 from ..outbox_relay import RELAY
 from ..resources import STORES
 

@@ -22,7 +22,7 @@ from keyway_shared.providers.rendering import render_header, render_url
 from keyway_shared.providers.template import ProviderTemplate
 from keyway_shared.store import Connection
 
-from ..errors import ApiError
+from ..http.errors import ApiError
 
 __all__ = ["HOP_BY_HOP", "Target", "build_target", "credential_variables"]
 

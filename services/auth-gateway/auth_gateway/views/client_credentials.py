@@ -11,8 +11,8 @@ from keyway_shared.credentials.client_credentials import client_credentials_toke
 from keyway_shared.events import utcnow
 
 from ..connect import store_connection
-from ..errors import ApiError
 from ..frontend import check_hmac, frontend_request
+from ..http.errors import ApiError
 from ..requests import json_object
 from ..resources import HTTP, SETTINGS
 from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode, token_url

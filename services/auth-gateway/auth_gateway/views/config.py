@@ -6,13 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ApiError
+from ..http.errors import ApiError
+from ..http.serialize import js_iso
 from ..keys import environment_from_secret_key
 from ..operations import integrations as operation
 from ..operations.integrations import IntegrationBody
 from ..requests import json_object
 from ..resources import CATALOG, STORES
-from ..serialize import js_iso
 
 __all__ = [
     "create_integration",

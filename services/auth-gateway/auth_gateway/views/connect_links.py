@@ -23,12 +23,12 @@ from ..connect import ConnectRefusedError, store_connection
 from ..connect_link_page import LinkChoice, gone_page, link_page
 from ..connect_links import outcome_redirect, return_url_allowed, return_url_problem
 from ..connect_sessions import SESSION_LIFETIME, ConnectSession
-from ..errors import ApiError
 from ..frontend import FrontendRequest
+from ..http.errors import ApiError
+from ..http.serialize import js_iso
 from ..keys import environment_from_secret_key
 from ..requests import bracket_params, json_object, validated_body
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
-from ..serialize import js_iso
 from ..verification import verify_credentials
 from .connect_sessions import EndUser, Organization
 from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode

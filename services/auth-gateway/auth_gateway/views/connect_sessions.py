@@ -8,11 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from keyway_shared.events import utcnow
 
 from ..connect_sessions import SESSION_LIFETIME, TOKEN_PREFIX, ConnectSession
-from ..errors import ApiError
+from ..http.errors import ApiError
+from ..http.serialize import js_iso
 from ..keys import environment_from_secret_key
 from ..requests import json_object, validated_body
 from ..resources import STORES
-from ..serialize import js_iso
 
 __all__ = ["create_connect_session", "delete_connect_session", "get_connect_session"]
 

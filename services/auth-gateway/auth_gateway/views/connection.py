@@ -14,11 +14,11 @@ from ..connection_cache import CONNECTION_CACHE
 from ..connection_removal import remove_connection
 from ..credentials_access import fresh_connection
 from ..deep_documents import json_without_deep_fields, shown, summaries_from_whole_documents
-from ..errors import ApiError
 from ..fetch_recorder import FETCH_RECORDER
+from ..http.errors import ApiError
+from ..http.serialize import connection_json, js_iso
 from ..keys import environment_from_secret_key
 from ..resources import STORES
-from ..serialize import connection_json, js_iso
 
 __all__ = [
     "delete_connection",

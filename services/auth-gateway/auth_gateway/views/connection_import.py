@@ -15,7 +15,7 @@ from keyway_shared.credentials import js_iso
 from keyway_shared.events import utcnow
 
 from ..connect import store_connection
-from ..errors import ApiError
+from ..http.errors import ApiError
 from ..keys import environment_from_secret_key
 from ..requests import check_document_keys, json_object
 from ..resources import CATALOG, STORES

@@ -17,8 +17,8 @@ from keyway_shared.providers.interpolation import MissingParamError, UnsafeParam
 from keyway_shared.store import Environment, Integration
 
 from ..connect import record_auth_failure
-from ..errors import ApiError
 from ..frontend import FrontendRequest
+from ..http.errors import ApiError
 from ..resources import CATALOG, STORES
 
 __all__ = ["CredentialAttempt", "announce_failures", "integration_in_mode", "token_api_error", "token_url"]

@@ -19,11 +19,11 @@ from keyway_shared.store.environments import PublicKeyConnect
 
 from ..connect_links import return_url_problem
 from ..env_cache import ENV_CACHE
-from ..errors import ApiError
+from ..http.errors import ApiError
+from ..http.serialize import js_iso
 from ..keys import environment_from_secret_key
 from ..requests import json_object, validated_body
 from ..resources import SETTINGS, STORES
-from ..serialize import js_iso
 
 __all__ = ["EnvironmentPatch", "apply_environment_patch", "get_environment", "merged_webhooks", "patch_environment"]
 

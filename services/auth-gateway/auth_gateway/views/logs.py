@@ -24,10 +24,10 @@ from aiohttp import web
 from keyway_shared.activity import MAX_PAGE, MAX_VALUES, Cursor, OperationFilter, get_operation, list_operations, words
 from keyway_shared.service import MONGO_DB
 
-from ..errors import ApiError
+from ..http.errors import ApiError
+from ..http.serialize import js_iso
 from ..keys import environment_from_secret_key
 from ..openapi_spec import query
-from ..serialize import js_iso
 
 __all__ = ["QUERY_PARAMS", "get_log_operation", "list_log_operations"]
 

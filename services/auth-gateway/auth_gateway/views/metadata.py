@@ -10,7 +10,7 @@ from aiohttp import web
 from keyway_shared.store import Environment
 
 from ..connection_events import metadata_event
-from ..errors import ApiError
+from ..http.errors import ApiError
 from ..keys import environment_from_secret_key
 from ..outbox_relay import RELAY
 from ..requests import check_document_keys, json_object

@@ -23,8 +23,8 @@ from keyway_shared.store import Environment, Integration
 
 from ..connect import record_auth_failure, record_step, require_unspent_session, store_connection
 from ..connect_links import outcome_redirect
-from ..errors import ApiError
 from ..frontend import FrontendRequest, check_hmac, frontend_request
+from ..http.errors import ApiError
 from ..oauth.browser_binding import forget_browser, is_same_browser
 from ..oauth.flow_errors import FlowError
 from ..oauth.flow_overrides import RESERVED_OAUTH2, authorization_params, client_override

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..errors import ApiError
+from ..http.errors import ApiError
 from ..keys import environment_from_secret_key
 from ..resources import CATALOG
 

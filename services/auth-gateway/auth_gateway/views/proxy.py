@@ -18,10 +18,10 @@ from yarl import URL
 
 from keyway_shared.logging import get_logger
 
-from ..cors import add_cors_headers
 from ..credentials_access import fresh_connection
-from ..errors import ApiError
 from ..fetch_recorder import FETCH_RECORDER
+from ..http.cors import add_cors_headers
+from ..http.errors import ApiError
 from ..keys import environment_from_secret_key
 from ..proxy.metrics import PROXY_CALLS, PROXY_RETRIES, PROXY_UPSTREAM_SECONDS, status_class
 from ..proxy.retry import RetryPolicy, parse_retries, parse_retry_on

@@ -7,12 +7,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import ApiError
+from ..http.errors import ApiError
+from ..http.serialize import js_iso
 from ..keys import environment_from_secret_key
 from ..requests import json_object, validated_body
 from ..resources import STORES
 from ..revocation_jobs import REVOCATION_JOBS
-from ..serialize import js_iso
 
 __all__ = ["RevocationRequest", "get_revocation_job", "start_revocation_job"]
 

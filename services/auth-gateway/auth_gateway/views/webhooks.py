@@ -23,11 +23,11 @@ from keyway_shared.store.webhook_deliveries import DeliveryLog, public_attempt
 from keyway_shared.store.webhook_endpoints import EndpointStore
 from keyway_shared.store.webhook_keys import DEFAULT_ROTATION_GRACE
 
-from ..errors import ApiError
+from ..http.errors import ApiError
+from ..http.serialize import js_iso
 from ..keys import environment_from_secret_key
 from ..operations import outgoing_webhooks as operation
 from ..requests import json_object, validated_body
-from ..serialize import js_iso
 
 __all__ = [
     "enable_endpoint",

@@ -11,7 +11,7 @@ from aiohttp import web
 from keyway_shared.service import MONGO_DB
 from keyway_shared.store import Integration
 
-from ...errors import ApiError
+from ...http.errors import ApiError
 from ...requests import json_object
 from ...resources import CATALOG, STORES
 from ...views.popup_common import callback_url

@@ -12,7 +12,7 @@ from keyway_shared.service import MONGO_DB
 from keyway_shared.store.webhook_deliveries import DeliveryLog, public_attempt
 from keyway_shared.store.webhook_endpoints import EndpointStore
 
-from ...errors import ApiError
+from ...http.errors import ApiError
 from ...resources import SETTINGS
 from ...views.popup_common import callback_url
 from .. import api

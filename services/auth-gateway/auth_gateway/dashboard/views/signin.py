@@ -15,7 +15,7 @@ from keyway_shared.compare import secrets_equal
 from keyway_shared.events import utcnow
 from keyway_shared.logging import get_logger
 
-from ...client_address import client_address
+from ...http.client_address import client_address
 from ...resources import SETTINGS
 from ..pages import COOKIE, PREFIX, Page, cookie_options, html_message, page, redirect, safe_next
 from ..passwords import verify_password

@@ -28,7 +28,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import Counter
 
 from .errors import ApiError, Handler, service_unavailable
-from .openapi_spec import Route
+from .route_line import RouteLine
 
 __all__ = ["QUEUE_WAIT", "DatabaseSlots", "database_work", "load_shedding_middleware"]
 
@@ -100,7 +100,7 @@ def _router_path(path: str) -> str:
     return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)  # "/proxy/{path:.*}" is the router's "/proxy/{path}"
 
 
-def counted_routes(routes: Iterable[Route]) -> frozenset[tuple[str, str]]:
+def counted_routes(routes: Iterable[RouteLine]) -> frozenset[tuple[str, str]]:
     """(method, router path) of the routes that take a slot for their whole run."""
     return (
         frozenset(
@@ -112,7 +112,7 @@ def counted_routes(routes: Iterable[Route]) -> frozenset[tuple[str, str]]:
     )
 
 
-def load_shedding_middleware(routes: Iterable[Route], slots: DatabaseSlots) -> Middleware:
+def load_shedding_middleware(routes: Iterable[RouteLine], slots: DatabaseSlots) -> Middleware:
     counted = counted_routes(routes)
 
     @web.middleware

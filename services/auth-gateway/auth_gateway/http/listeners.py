@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .errors import Handler
-from .openapi_spec import Route
+from .route_line import RouteLine
 
 __all__ = ["listener_middleware", "route_sides"]
 
@@ -33,12 +33,12 @@ def _canonical(path: str) -> str:
     return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
 
 
-def _is_public(route: Route) -> bool:
+def _is_public(route: RouteLine) -> bool:
     in_dashboard = route.path == DASHBOARD_PREFIX or route.path.startswith(DASHBOARD_PREFIX + "/")
     return route.auth in PUBLIC_AUTHS and not in_dashboard
 
 
-def route_sides(routes: Iterable[Route]) -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]]:
+def route_sides(routes: Iterable[RouteLine]) -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]]:
     """(public, admin) sets of (method, path) from the route table."""
     public = {(r.method, _canonical(r.path)) for r in routes if _is_public(r)}
     admin = {(r.method, _canonical(r.path)) for r in routes if not _is_public(r)} | ADMIN_EXTRA
@@ -52,7 +52,7 @@ def _local_port(request: web.Request) -> int | None:
     return None
 
 
-def listener_middleware(routes: Iterable[Route], *, admin_port: int) -> Middleware:
+def listener_middleware(routes: Iterable[RouteLine], *, admin_port: int) -> Middleware:
     public, admin = route_sides(routes)
 
     @web.middleware
