@@ -32,7 +32,7 @@ How it stays coherent across replicas:
   has failed, and the read goes to the database.
 - A hit takes none of the replica's database slots (``http/load_shedding``); a miss takes one for its read.
 - A write whose event the broker did not confirm before its request's deadline is answered all the
-  same (``connect.written_and_announced``): then this promise is bounded instead of kept; see there.
+  same (``operations.connections.written_and_announced``): then this promise is bounded instead of kept; see there.
 
 Callers must not mutate the connection they get: it is shared with later reads.
 """

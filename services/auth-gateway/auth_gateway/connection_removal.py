@@ -7,7 +7,7 @@ with the secret key.
 
 A deletion that keeps losing write conflicts is tried again after a capped, jittered backoff while
 the request's deadline allows (``ConnectionStore.delete_with_event``), then answers 503; it is
-acknowledged like any connection write (``connect.written_and_announced``).
+acknowledged like any connection write (``operations.connections.written_and_announced``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .connect import written_and_announced
 from .connection_events import deleted_event
 from .idempotency import removal_claim
+from .operations.connections import written_and_announced
 from .resources import STORES
 from .revocation import Revocation, revoke_connection
 

@@ -17,10 +17,10 @@ from aiohttp import web
 from keyway_shared.compare import secrets_equal
 from keyway_shared.store import Environment
 
-from .connect import new_operation_id
 from .connect_sessions import ConnectSession
 from .http.errors import ApiError
 from .keys import environment_from_public_key
+from .operations.connections import new_operation_id
 from .ratelimit import check_rate
 from .requests import bracket_params
 from .resources import STORES

@@ -43,7 +43,7 @@ def _object(required: dict[str, JsonSchema], optional: dict[str, JsonSchema] | N
     return {"type": "object", "required": list(required), "properties": required | (optional or {})}
 
 
-# requests: the connect endpoints (views/api_auth.py, client_credentials.py, app_store.py)
+# requests: the connect endpoints (connect/api_auth.py, client_credentials.py, app_store.py)
 API_KEY = _object({"apiKey": _TEXT})
 BASIC = _object({}, {"username": _STRING, "password": _STRING})
 CLIENT_CREDENTIALS = _object({"client_id": _TEXT, "client_secret": _TEXT})
@@ -51,10 +51,10 @@ APP_STORE = _object(
     {"privateKeyId": _TEXT, "issuerId": _TEXT, "privateKey": _TEXT},
     {"scope": {"type": ["string", "null"]}},
 )
-# The hosted connect link's form (views/connect_links.py): API key or Basic fields, params[...] beside them.
+# The hosted connect link's form (connect/links.py): API key or Basic fields, params[...] beside them.
 CONNECT_LINK_FORM = _object({}, {"apiKey": _STRING, "username": _STRING, "password": _STRING})
 
-# views/config.py reads IntegrationBody itself: both names are required there, the client for OAuth modes.
+# api/config.py reads IntegrationBody itself: both names are required there, the client for OAuth modes.
 INTEGRATION = _object(
     {
         "provider": _TEXT,
@@ -68,7 +68,7 @@ INTEGRATION = _object(
         "custom": {"type": ["object", "null"], "additionalProperties": _STRING},
     },
 )
-# views/connection_import.py: which credential fields count depends on the integration's auth mode.
+# api/connection_import.py: which credential fields count depends on the integration's auth mode.
 CONNECTION_IMPORT = _object(
     {"connection_id": _TEXT, "provider_config_key": _TEXT},
     {
@@ -91,7 +91,7 @@ CONNECTION_IMPORT = _object(
         "token_secret": _STRING,
     },
 )
-# views/metadata.py, node SDK form: one connection id or several.
+# api/metadata.py, node SDK form: one connection id or several.
 METADATA = _object(
     {
         "provider_config_key": _TEXT,

@@ -17,7 +17,7 @@ from keyway_shared.events import ActivityMessage, make_event
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.store import Connection
 
-from .connect import SOURCE
+from .operations.connections import SOURCE
 from .outbox_relay import RELAY
 from .resources import CATALOG, HTTP, SETTINGS, STORES
 

@@ -13,6 +13,25 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import openapi_schemas as schema
+from .api import (
+    config,
+    connection,
+    connection_import,
+    environment,
+    keys,
+    logs,
+    metadata,
+    provider,
+    revocation,
+    status,
+    webhooks,
+)
+from .api.keys import KeyKind
+from .api.revocation import RevocationRequest
+from .api.webhooks import EndpointRef, ReplayRange, Rotation
+from .connect import api_auth, app_auth, app_store, client_credentials, links, oauth, sessions, unauth
+from .connect.links import CreateLinkBody
+from .connect.sessions import CreateSessionBody
 from .dashboard.routes import DASHBOARD_ROUTES
 from .openapi_spec import (
     ERROR_REF,
@@ -29,34 +48,8 @@ from .openapi_spec import (
     query,
     redirect,
 )
-from .views import (
-    api_auth,
-    app_auth,
-    app_store,
-    client_credentials,
-    config,
-    connect_links,
-    connect_sessions,
-    connection,
-    connection_import,
-    environment,
-    keys,
-    logs,
-    metadata,
-    oauth,
-    provider,
-    proxy,
-    revocation,
-    status,
-    unauth,
-    webhooks,
-)
-from .views.connect_links import CreateLinkBody
-from .views.connect_sessions import CreateSessionBody
-from .views.environment import EnvironmentPatch
-from .views.keys import KeyKind
-from .views.revocation import RevocationRequest
-from .views.webhooks import EndpointRef, ReplayRange, Rotation
+from .operations.environment import EnvironmentPatch
+from .proxy.view import proxy
 from .ws import websocket_or_index
 
 __all__ = ["ROUTES", "add_routes"]
@@ -88,7 +81,7 @@ CALLBACK = (
 TO_PROVIDER = redirect(302, "To the provider")
 TO_APP = redirect(303, "A connect link's flow: back to the app's return URL with the outcome")
 # The popup's closing page reports a failure (pages=True): 4xx for the request's fault, 500 for the
-# provider's or the gateway's (views/oauth.py, _page_status).
+# provider's or the gateway's (connect/oauth.py, _page_status).
 POPUP_ERRORS = (400, 401, 403, 500)
 CONNECTED = json_answer(schema=schema.CONNECTED)
 SUCCESS = json_answer(schema=schema.SUCCESS)
@@ -238,7 +231,7 @@ ROUTES: list[Route] = [
     Route(
         "GET",
         "/connect/session",
-        connect_sessions.get_connect_session,
+        sessions.get_connect_session,
         "Read a connect session",
         "connect-sessions",
         SESSION,
@@ -247,7 +240,7 @@ ROUTES: list[Route] = [
     Route(
         "DELETE",
         "/connect/session",
-        connect_sessions.delete_connect_session,
+        sessions.delete_connect_session,
         "End a connect session",
         "connect-sessions",
         SESSION,
@@ -257,7 +250,7 @@ ROUTES: list[Route] = [
     Route(
         "GET",
         "/connect/link/{token}",
-        connect_links.show_link,
+        links.show_link,
         "A connect link's hosted page",
         "connect",
         NONE,
@@ -267,7 +260,7 @@ ROUTES: list[Route] = [
     Route(
         "POST",
         "/connect/link/{token}/connect/{providerConfigKey}",
-        connect_links.submit_link,
+        links.submit_link,
         "Connect an API key or Basic integration from a connect link's page (form; 303 to the return URL)",
         "connect",
         NONE,
@@ -278,7 +271,7 @@ ROUTES: list[Route] = [
     Route(
         "POST",
         "/connect/link/{token}/cancel",
-        connect_links.cancel_link,
+        links.cancel_link,
         "Leave a connect link's page (303 to the return URL with error_type=user_cancelled)",
         "connect",
         NONE,
@@ -289,7 +282,7 @@ ROUTES: list[Route] = [
     Route(
         "POST",
         "/connect/links",
-        connect_links.create_connect_link,
+        links.create_connect_link,
         "Mint a connect link (redirect mode: a hosted page, then back to return_url)",
         "connect-sessions",
         SECRET,
@@ -299,7 +292,7 @@ ROUTES: list[Route] = [
     Route(
         "POST",
         "/connect/sessions",
-        connect_sessions.create_connect_session,
+        sessions.create_connect_session,
         "Mint a connect session token",
         "connect-sessions",
         SECRET,
@@ -634,7 +627,7 @@ ROUTES: list[Route] = [
         Route(
             method,
             "/proxy/{path:.*}",
-            proxy.proxy,
+            proxy,
             "Call the connection's API, credentials added",
             "proxy",
             SECRET,

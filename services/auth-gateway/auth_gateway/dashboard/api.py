@@ -17,16 +17,16 @@ from aiohttp import web
 from keyway_shared.events import ActivityMessage, make_event, utcnow
 from keyway_shared.store import Environment
 
-from ..connect import SOURCE
 from ..connect_sessions import SESSION_LIFETIME, ConnectSession
 from ..connection_removal import Removal, remove_connection
 from ..http.errors import ApiError
 from ..operations import environment_keys, integrations, outgoing_webhooks
+from ..operations.connections import SOURCE
+from ..operations.environment import apply_environment_patch
 from ..operations.environment_keys import KeyType
 from ..operations.integrations import IntegrationBody
 from ..outbox_relay import RELAY
 from ..resources import STORES
-from ..views.environment import apply_environment_patch
 
 __all__ = [
     "PUBLIC_EQUIVALENT",
@@ -95,7 +95,7 @@ async def delete_connection(request: web.Request, env: Environment, key: str, co
 
 
 async def update_environment(request: web.Request, env: Environment, raw: dict[str, Any]) -> Environment:
-    return await apply_environment_patch(request, env, raw)
+    return await apply_environment_patch(request.app, env, raw)
 
 
 def _key_type(kind: str) -> KeyType:

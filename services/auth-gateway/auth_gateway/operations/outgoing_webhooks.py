@@ -19,11 +19,11 @@ from keyway_shared.store.webhook_deliveries import DeliveryLog
 from keyway_shared.store.webhook_endpoints import EndpointStore
 from keyway_shared.store.webhook_keys import DEFAULT_ROTATION_GRACE, SigningKey
 
-from ..connect import SOURCE
 from ..env_cache import ENV_CACHE
 from ..http.errors import ApiError
 from ..outbox_relay import RELAY
 from ..resources import STORES
+from .connections import SOURCE
 
 __all__ = [
     "enable_endpoint",

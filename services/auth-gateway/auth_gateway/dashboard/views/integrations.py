@@ -12,9 +12,9 @@ from keyway_shared.service import MONGO_DB
 from keyway_shared.store import Integration
 
 from ...http.errors import ApiError
+from ...operations.environment import callback_url
 from ...requests import json_object
 from ...resources import CATALOG, STORES
-from ...views.popup_common import callback_url
 from .. import api
 from ..catalog import CONNECT_KIND, CREDENTIAL_FIELDS, integration_needs, param_fields, search
 from ..pages import Page, page
@@ -88,7 +88,7 @@ def _new_form(page: Page, provider: str, *, values: dict[str, str], error: str |
         provider=provider,
         template=template,
         needs=integration_needs(template),
-        callback_url=callback_url(page.request, page.env),
+        callback_url=callback_url(page.request.app, page.env),
         values=values,
         error=error,
         status=status,
@@ -140,7 +140,7 @@ async def _integration_view(
         integration=integration,
         template=template,
         needs=integration_needs(template) if template else None,
-        callback_url=callback_url(page.request, page.env),
+        callback_url=callback_url(page.request.app, page.env),
         connect_kind=CONNECT_KIND.get(mode),
         credential_fields=CREDENTIAL_FIELDS.get(mode, []),
         params=param_fields(template) if template else [],

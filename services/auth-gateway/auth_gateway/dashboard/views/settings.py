@@ -13,8 +13,8 @@ from keyway_shared.store.webhook_deliveries import DeliveryLog, public_attempt
 from keyway_shared.store.webhook_endpoints import EndpointStore
 
 from ...http.errors import ApiError
+from ...operations.environment import callback_url
 from ...resources import SETTINGS
-from ...views.popup_common import callback_url
 from .. import api
 from ..pages import Page, page
 
@@ -68,7 +68,7 @@ async def _view(
         public_pinned=bool(public_pin),
         secret_pinned=bool(secret_pin),
         default_callback_url=settings.callback_url,
-        effective_callback_url=callback_url(page.request, page.env),
+        effective_callback_url=callback_url(page.request.app, page.env),
         signing_keys=signing_keys,
         deliveries=await _deliveries(page),
         endpoints=await _endpoints(page),

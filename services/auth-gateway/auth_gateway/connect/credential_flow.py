@@ -16,9 +16,9 @@ from keyway_shared.providers import ProviderTemplate
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.store import Environment, Integration
 
-from ..connect import record_auth_failure
 from ..frontend import FrontendRequest
 from ..http.errors import ApiError
+from ..operations.connections import record_auth_failure
 from ..resources import CATALOG, STORES
 
 __all__ = ["CredentialAttempt", "announce_failures", "integration_in_mode", "token_api_error", "token_url"]

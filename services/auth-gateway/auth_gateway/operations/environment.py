@@ -1,4 +1,4 @@
-"""``GET``/``PATCH /environment``: an environment's settings, for automation as well as the dashboard.
+"""Changing an environment's settings (``PATCH /environment`` and the dashboard's settings form).
 
 ``public_key_connect`` (``allowed``, ``hmac``, ``refused``) says what the public key may do in the
 connect routes. ``hmac_enabled`` stays for clients written before it: it reads as
@@ -20,12 +20,21 @@ from keyway_shared.store.environments import PublicKeyConnect
 from ..connect_links import return_url_problem
 from ..env_cache import ENV_CACHE
 from ..http.errors import ApiError
-from ..http.serialize import js_iso
-from ..keys import environment_from_secret_key
-from ..requests import json_object, validated_body
+from ..requests import validated_body
 from ..resources import SETTINGS, STORES
 
-__all__ = ["EnvironmentPatch", "apply_environment_patch", "get_environment", "merged_webhooks", "patch_environment"]
+__all__ = [
+    "EnvironmentPatch",
+    "apply_environment_patch",
+    "callback_url",
+    "merged_webhooks",
+    "public_key_connect_of",
+]
+
+
+def callback_url(app: web.Application, env: Environment) -> str:
+    """The environment's own callback URL if it set one, else the gateway's ``/oauth/callback``."""
+    return env.callback_url or app[SETTINGS].callback_url
 
 
 class WebhookSettingsPatch(BaseModel):
@@ -57,28 +66,6 @@ class EnvironmentPatch(BaseModel):
         return urls
 
 
-def environment_json(request: web.Request, env: Environment) -> dict[str, Any]:
-    settings = request.app[SETTINGS]
-    return {
-        "environment": {
-            "name": env.name,
-            "public_key": env.public_key,
-            "pending_public_key": env.pending_public_key,
-            "pending_secret_key": env.pending_secret_key,
-            "callback_url": env.callback_url,
-            "effective_callback_url": env.callback_url or settings.callback_url,
-            "websockets_path": "/",
-            "public_key_connect": env.public_key_connect,
-            "hmac_enabled": env.hmac_enabled,
-            "hmac_key": env.hmac_key,
-            "webhook_settings": env.webhooks.to_doc(),
-            "allowed_return_urls": env.allowed_return_urls,
-            "created_at": js_iso(env.created_at),
-            "updated_at": js_iso(env.updated_at),
-        }
-    }
-
-
 def merged_webhooks(current: WebhookSettings, patch: WebhookSettingsPatch) -> WebhookSettings:
     """Fields absent from the patch keep their value; a URL given as null is cleared."""
     given = patch.model_fields_set
@@ -97,11 +84,6 @@ def merged_webhooks(current: WebhookSettings, patch: WebhookSettingsPatch) -> We
         if patch.on_auth_refresh_error is None
         else patch.on_auth_refresh_error,
     )
-
-
-async def get_environment(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
-    return web.json_response(environment_json(request, env))
 
 
 def _invalid(field_name: str, message: str) -> ApiError:
@@ -128,7 +110,7 @@ def public_key_connect_of(env: Environment, patch: EnvironmentPatch) -> PublicKe
     return mode
 
 
-async def apply_environment_patch(request: web.Request, env: Environment, raw: dict[str, Any]) -> Environment:
+async def apply_environment_patch(app: web.Application, env: Environment, raw: dict[str, Any]) -> Environment:
     """``PATCH /environment``'s work, which the dashboard does too."""
     patch = validated_body(EnvironmentPatch, raw)
     public_key_connect = public_key_connect_of(env, patch)
@@ -136,7 +118,7 @@ async def apply_environment_patch(request: web.Request, env: Environment, raw: d
     callback: str | object | None = ...  # Ellipsis: leave unchanged; None: clear
     if "callback_url" in patch.model_fields_set:
         callback = str(patch.callback_url) if patch.callback_url else None
-    updated = await request.app[STORES].environments.update_settings(
+    updated = await app[STORES].environments.update_settings(
         env.name,
         callback_url=callback,
         public_key_connect=public_key_connect,
@@ -145,11 +127,5 @@ async def apply_environment_patch(request: web.Request, env: Environment, raw: d
         allowed_return_urls=None if patch.allowed_return_urls is None else [str(u) for u in patch.allowed_return_urls],
     )
     assert updated is not None
-    await request.app[ENV_CACHE].changed(env.name)
+    await app[ENV_CACHE].changed(env.name)
     return updated
-
-
-async def patch_environment(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
-    updated = await apply_environment_patch(request, env, await json_object(request))
-    return web.json_response(environment_json(request, updated))

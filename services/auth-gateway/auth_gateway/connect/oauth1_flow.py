@@ -1,4 +1,4 @@
-"""The OAuth 1.0a popup flow (spec §2.4, §5.9), registered in ``views.oauth`` under ``OAUTH1``.
+"""The OAuth 1.0a popup flow (spec §2.4, §5.9), registered in ``connect.oauth`` under ``OAUTH1``.
 
 The starter fetches a request token (its callback carries the session id as ``state``) and sends
 the browser to the provider; the finisher trades the request token and verifier for an access token.
@@ -16,14 +16,15 @@ from keyway_shared.credentials import TokenRequestError
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment
 
-from ..connect import store_connection
 from ..oauth.flow_errors import FlowError
 from ..oauth.flow_overrides import RESERVED_OAUTH1, authorization_params, client_override
 from ..oauth.oauth1 import OAuth1Client, authorization_url, with_query
 from ..oauth.oauth2 import resolve_url
 from ..oauth.sessions import OAuthSession
+from ..operations.connections import store_connection
+from ..operations.environment import callback_url
 from ..resources import HTTP, SETTINGS, STORES
-from .popup_common import PopupStart, callback_url, flow_config, reload_integration, report_success
+from .popup_common import PopupStart, flow_config, reload_integration, report_success
 
 __all__ = ["finish_oauth1", "start_oauth1"]
 
@@ -63,7 +64,7 @@ async def start_oauth1(start: PopupStart) -> web.StreamResponse:
         provider=integration.provider,
         auth_mode="OAUTH1",
         connection_id=front.connection_id,
-        callback_url=callback_url(request, env),
+        callback_url=callback_url(request.app, env),
         operation_id=front.operation_id,
         connection_config=config,
         ws_client_id=start.ws_client_id,

@@ -18,18 +18,18 @@ from yarl import URL
 
 from keyway_shared.logging import get_logger
 
+from ..api.connection import unknown_connection
 from ..credentials_access import fresh_connection
 from ..fetch_recorder import FETCH_RECORDER
 from ..http.cors import add_cors_headers
 from ..http.errors import ApiError
 from ..keys import environment_from_secret_key
-from ..proxy.metrics import PROXY_CALLS, PROXY_RETRIES, PROXY_UPSTREAM_SECONDS, status_class
-from ..proxy.retry import RetryPolicy, parse_retries, parse_retry_on
-from ..proxy.session import PROXY_HTTP
-from ..proxy.target import HOP_BY_HOP, Target, build_target
-from ..proxy.upstream import Body, UpstreamError, call_upstream
 from ..resources import CATALOG, SETTINGS, STORES
-from .connection import unknown_connection
+from .metrics import PROXY_CALLS, PROXY_RETRIES, PROXY_UPSTREAM_SECONDS, status_class
+from .retry import RetryPolicy, parse_retries, parse_retry_on
+from .session import PROXY_HTTP
+from .target import HOP_BY_HOP, Target, build_target
+from .upstream import Body, UpstreamError, call_upstream
 
 __all__ = ["proxy"]
 

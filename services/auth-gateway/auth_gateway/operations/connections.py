@@ -51,13 +51,13 @@ from keyway_shared.store import Connection, OutboxRow
 from keyway_shared.store.connections import ConnectionOwnedError
 from keyway_shared.unavailability import is_unavailability
 
-from .connect_sessions import SessionClaim
-from .connection_cache import CONNECTION_CACHE
-from .failure_announcements import FAILURE_ANNOUNCEMENTS
-from .http.errors import ApiError
-from .oauth.flow_errors import FlowError
-from .outbox_relay import RELAY
-from .resources import CATALOG, STORES
+from ..connect_sessions import SessionClaim
+from ..connection_cache import CONNECTION_CACHE
+from ..failure_announcements import FAILURE_ANNOUNCEMENTS
+from ..http.errors import ApiError
+from ..oauth.flow_errors import FlowError
+from ..outbox_relay import RELAY
+from ..resources import CATALOG, STORES
 
 __all__ = [
     "SOURCE",

@@ -1,5 +1,5 @@
 """What the popup flows share: the starter's input, the starter and finisher signatures, and the
-success report. ``views.oauth`` imports the flows to register them and each flow imports this module,
+success report. ``connect.oauth`` imports the flows to register them and each flow imports this module,
 which imports no flow, so neither side has to import the other back.
 """
 
@@ -21,14 +21,13 @@ from ..oauth.flow_errors import FlowError
 from ..oauth.flow_overrides import session_scopes
 from ..oauth.sessions import OAuthSession
 from ..pages import success_page
-from ..resources import CATALOG, SETTINGS, STORES
+from ..resources import CATALOG, STORES
 from ..ws import WS_HUB
 
 __all__ = [
     "Finisher",
     "PopupStart",
     "Starter",
-    "callback_url",
     "flow_config",
     "reload_integration",
     "report_success",
@@ -53,11 +52,6 @@ class PopupStart:
 # Popup flows by auth mode: a starter answers /oauth/connect (a redirect), a finisher the callback.
 Starter = Callable[[PopupStart], Awaitable[web.StreamResponse]]
 Finisher = Callable[[web.Request, OAuthSession, Environment], Awaitable[web.StreamResponse]]
-
-
-def callback_url(request: web.Request, env: Environment) -> str:
-    """The environment's own callback URL if it set one, else the gateway's ``/oauth/callback``."""
-    return env.callback_url or request.app[SETTINGS].callback_url
 
 
 def _scope_list(value: object) -> list[str]:

@@ -14,9 +14,9 @@ from aiohttp import web
 from keyway_shared.credentials import js_iso
 from keyway_shared.events import utcnow
 
-from ..connect import store_connection
 from ..http.errors import ApiError
 from ..keys import environment_from_secret_key
+from ..operations.connections import store_connection
 from ..requests import check_document_keys, json_object
 from ..resources import CATALOG, STORES
 

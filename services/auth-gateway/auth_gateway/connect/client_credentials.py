@@ -10,9 +10,9 @@ from aiohttp import web
 from keyway_shared.credentials.client_credentials import client_credentials_token
 from keyway_shared.events import utcnow
 
-from ..connect import store_connection
 from ..frontend import check_hmac, frontend_request
 from ..http.errors import ApiError
+from ..operations.connections import store_connection
 from ..requests import json_object
 from ..resources import HTTP, SETTINGS
 from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode, token_url

@@ -8,9 +8,9 @@ from aiohttp import web
 
 from keyway_shared.events import AuthMode
 
-from ..connect import store_connection
 from ..frontend import check_hmac, frontend_request
 from ..http.errors import ApiError
+from ..operations.connections import store_connection
 from ..requests import json_object
 from ..resources import HTTP, SETTINGS
 from ..verification import verify_credentials

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from keyway_shared.events import AuthMode, utcnow
 from keyway_shared.store import Environment
 
-from ..connect import ConnectRefusedError, store_connection
 from ..connect_link_page import LinkChoice, gone_page, link_page
 from ..connect_links import outcome_redirect, return_url_allowed, return_url_problem
 from ..connect_sessions import SESSION_LIFETIME, ConnectSession
@@ -27,12 +26,13 @@ from ..frontend import FrontendRequest
 from ..http.errors import ApiError
 from ..http.serialize import js_iso
 from ..keys import environment_from_secret_key
+from ..operations.connections import ConnectRefusedError, store_connection
 from ..requests import bracket_params, json_object, validated_body
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
 from ..verification import verify_credentials
-from .connect_sessions import EndUser, Organization
 from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode
 from .oauth import STARTERS
+from .sessions import EndUser, Organization
 
 __all__ = ["cancel_link", "create_connect_link", "show_link", "submit_link"]
 

@@ -21,7 +21,6 @@ from keyway_shared.events import utcnow
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
-from ..connect import record_auth_failure, record_step, require_unspent_session, store_connection
 from ..connect_links import outcome_redirect
 from ..frontend import FrontendRequest, check_hmac, frontend_request
 from ..http.errors import ApiError
@@ -30,12 +29,14 @@ from ..oauth.flow_errors import FlowError
 from ..oauth.flow_overrides import RESERVED_OAUTH2, authorization_params, client_override
 from ..oauth.oauth2 import authorization_url, config_to_store, exchange_code, new_code_verifier, resolve_url
 from ..oauth.sessions import OAuthSession
+from ..operations.connections import record_auth_failure, record_step, require_unspent_session, store_connection
+from ..operations.environment import callback_url
 from ..pages import error_page, plain_error_page
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
 from ..ws import WS_HUB
 from .github_app import finish_app, finish_custom, start_app
 from .oauth1_flow import finish_oauth1, start_oauth1
-from .popup_common import Finisher, PopupStart, Starter, callback_url, flow_config, report_success
+from .popup_common import Finisher, PopupStart, Starter, flow_config, report_success
 
 __all__ = ["FINISHERS", "STARTERS", "oauth_callback", "oauth_connect"]
 
@@ -219,7 +220,7 @@ async def start_oauth2(start: PopupStart) -> web.StreamResponse:
         provider=integration.provider,
         auth_mode=template.auth_mode,
         connection_id=front.connection_id,
-        callback_url=callback_url(request, env),
+        callback_url=callback_url(request.app, env),
         operation_id=front.operation_id,
         connection_config=config,
         ws_client_id=ws_client_id,

@@ -1,4 +1,4 @@
-"""GitHub App popup flows (spec §2.4, §5.9), registered in ``views.oauth``: ``APP`` (installation,
+"""GitHub App popup flows (spec §2.4, §5.9), registered in ``connect.oauth``: ``APP`` (installation,
 then an installation token) and ``CUSTOM`` (github-app-oauth: installation with user authorization,
 so the callback also brings an OAuth code).
 
@@ -33,12 +33,13 @@ from keyway_shared.events import utcnow
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
-from ..connect import store_connection
 from ..oauth.flow_errors import FlowError
 from ..oauth.oauth2 import exchange_code, resolve_url
 from ..oauth.sessions import OAuthSession
+from ..operations.connections import store_connection
+from ..operations.environment import callback_url
 from ..resources import HTTP, SETTINGS, STORES
-from .popup_common import PopupStart, callback_url, reload_integration, report_success
+from .popup_common import PopupStart, reload_integration, report_success
 
 __all__ = ["finish_app", "finish_custom", "start_app"]
 
@@ -79,7 +80,7 @@ async def start_app(start: PopupStart) -> web.StreamResponse:
         provider=integration.provider,
         auth_mode=template.auth_mode,
         connection_id=front.connection_id,
-        callback_url=callback_url(request, env),
+        callback_url=callback_url(request.app, env),
         operation_id=front.operation_id,
         connection_config=dict(front.connection_config),
         ws_client_id=start.ws_client_id,

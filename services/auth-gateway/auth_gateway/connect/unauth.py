@@ -9,8 +9,8 @@ import uuid
 
 from aiohttp import web
 
-from ..connect import store_connection
 from ..frontend import check_hmac, frontend_request
+from ..operations.connections import store_connection
 from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode
 
 __all__ = ["unauth", "unauthenticated"]
