@@ -105,6 +105,20 @@ async def start_world(stack: Stack, tmp_path: Path, http: aiohttp.ClientSession,
     return provider, base, auth
 
 
+async def import_one(http: aiohttp.ClientSession, url: str, body: dict[str, Any], auth: dict[str, str]) -> None:
+    """As a backend should: a 503 (the database slower than the request deadline on a loaded machine)
+    is retried after its Retry-After with the same Idempotency-Key; a write that landed anyway then
+    answers 200 (an update of what it created) instead of 201."""
+    headers = {**auth, "Idempotency-Key": f"import-{body['connection_id']}"}
+    for _ in range(10):
+        async with http.post(url, json=body, headers=headers) as resp:
+            if resp.status not in (409, 503):  # 409: the same key's first try still running
+                assert resp.status in (200, 201), await resp.text()
+                return
+            await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+    pytest.fail(f"{body['connection_id']}: still 503 or 409 after 10 tries")
+
+
 async def import_all(
     http: aiohttp.ClientSession, base: str, auth: dict[str, str], provider: RefreshProvider, ids: list[str]
 ) -> None:
@@ -121,8 +135,7 @@ async def import_all(
                 "refresh_token": refresh,
                 "expires_in": TOKEN_SECONDS,
             }
-            async with http.post(f"{base}/connection", json=body, headers=auth) as resp:
-                assert resp.status == 201, await resp.text()
+            await import_one(http, f"{base}/connection", body, auth)
 
     await asyncio.gather(*(worker() for _ in range(8)))
 
