@@ -1,0 +1,232 @@
+"""The connect lines of the route table (``auth_gateway.routes`` splices them in): what a browser or a
+frontend SDK calls, and the backend's calls that mint connect sessions and links.
+"""
+
+from __future__ import annotations
+
+from .. import openapi_schemas as schema
+from ..openapi_spec import ERROR_REF, NO_CONTENT, Route, bracketed, form, json_answer, page, query, redirect
+from ..ws import websocket_or_index
+from . import api_auth, app_auth, app_store, client_credentials, links, oauth, sessions, unauth
+from .links import CreateLinkBody
+from .sessions import CreateSessionBody
+
+__all__ = ["CONNECT_ROUTES"]
+
+PUBLIC, SECRET, SESSION, NONE = "public_key", "secret_key", "connect_session", "none"
+
+# What the frontend SDK sends with every connect call (frontend.py), and with a popup's first step.
+CONNECT = (
+    query("connection_id", "The connection to create or replace; with a connect session the server may name it"),
+    bracketed("params", "Connection configuration, e.g. params[subdomain]=acme"),
+    query("hmac", "HMAC-SHA256 of '<providerConfigKey>:<connectionId>' when the environment requires one"),
+)
+POPUP = (
+    *CONNECT,
+    query("ws_client_id", "The WebSocket that hears the outcome (none: the legacy postMessage page)"),
+    query("user_scope", "Comma-separated user scopes (Slack)"),
+    query("redirect", "1: a connect link's redirect flow (the outcome goes to its return URL)"),
+    bracketed("authorization_params", "Extra query parameters for the provider's authorization URL"),
+    bracketed("credentials", "oauth_client_id_override / oauth_client_secret_override"),
+)
+CALLBACK = (
+    query("state", "The flow this callback finishes"),
+    query("code", "The authorization code"),
+    query("error", "The provider's refusal"),
+    query("error_description"),
+    query("installation_id", "A GitHub App installation"),
+    query("setup_action", "GitHub's install, update or request"),
+)
+TO_PROVIDER = redirect(302, "To the provider")
+TO_APP = redirect(303, "A connect link's flow: back to the app's return URL with the outcome")
+# The popup's closing page reports a failure (pages=True): 4xx for the request's fault, 500 for the
+# provider's or the gateway's (connect/oauth.py, _page_status).
+POPUP_ERRORS = (400, 401, 403, 500)
+CONNECTED = json_answer(schema=schema.CONNECTED)
+LINK_FORBIDDEN = json_answer(403, ERROR_REF, "A form posted from another site")
+LINK_GONE = page(410, "The link expired or was used")
+
+CONNECT_ROUTES: list[Route] = [
+    Route(
+        "GET",
+        "/",
+        websocket_or_index,
+        "WebSocket for the frontend SDK (connection_ack, then success or error); JSON without an Upgrade",
+        "connect",
+        NONE,
+    ),
+    # the browser side (public key or connect session token)
+    Route(
+        "GET",
+        "/oauth/connect/{providerConfigKey}",
+        oauth.oauth_connect,
+        "Start a popup flow (302 to the provider)",
+        "connect",
+        PUBLIC,
+        params=POPUP,
+        ok=(TO_PROVIDER, TO_APP),
+        errors=POPUP_ERRORS,
+        pages=True,
+    ),
+    Route(
+        "GET",
+        "/oauth/callback",
+        oauth.oauth_callback,
+        "The provider's redirect back; closes the popup",
+        "connect",
+        NONE,
+        params=CALLBACK,
+        ok=(page(200), redirect(302, "An installation started on github.com: back where it came from"), TO_APP),
+        errors=POPUP_ERRORS,
+        pages=True,
+    ),
+    Route(
+        "GET",
+        "/app-auth/connect",
+        app_auth.app_auth_connect,
+        "GitHub App installation callback",
+        "connect",
+        NONE,
+        params=CALLBACK,
+        ok=(page(200), redirect(302, "An installation started on github.com: back where it came from"), TO_APP),
+        errors=POPUP_ERRORS,
+        pages=True,
+    ),
+    Route(
+        "POST",
+        "/api-auth/api-key/{providerConfigKey}",
+        api_auth.api_key_auth,
+        "Connect with an API key",
+        "connect",
+        PUBLIC,
+        params=CONNECT,
+        body=schema.API_KEY,
+        ok=CONNECTED,
+    ),
+    Route(
+        "POST",
+        "/api-auth/basic/{providerConfigKey}",
+        api_auth.basic_auth,
+        "Connect with Basic credentials",
+        "connect",
+        PUBLIC,
+        params=CONNECT,
+        body=schema.BASIC,
+        ok=CONNECTED,
+    ),
+    Route(
+        "POST",
+        "/oauth2/auth/{providerConfigKey}",
+        client_credentials.client_credentials_auth,
+        "Connect with OAuth 2 client credentials",
+        "connect",
+        PUBLIC,
+        params=CONNECT,
+        body=schema.CLIENT_CREDENTIALS,
+        ok=CONNECTED,
+        errors=(502,),
+    ),
+    Route(
+        "POST",
+        "/app-store-auth/{providerConfigKey}",
+        app_store.app_store_auth,
+        "Connect App Store Connect (ES256 JWT)",
+        "connect",
+        PUBLIC,
+        params=CONNECT,
+        body=schema.APP_STORE,
+        ok=CONNECTED,
+        errors=(502,),
+    ),
+    Route(
+        "POST",
+        "/unauth/{providerConfigKey}",
+        unauth.unauth,
+        "Create an unauthenticated connection",
+        "connect",
+        PUBLIC,
+        params=CONNECT,
+        ok=CONNECTED,
+    ),
+    Route(
+        "POST",
+        "/auth/unauthenticated/{providerConfigKey}",
+        unauth.unauthenticated,
+        "Create an unauthenticated connection (id optional)",
+        "connect",
+        PUBLIC,
+        params=CONNECT,
+        ok=CONNECTED,
+    ),
+    Route(
+        "GET",
+        "/connect/session",
+        sessions.get_connect_session,
+        "Read a connect session",
+        "connect-sessions",
+        SESSION,
+        ok=json_answer(schema=schema.CONNECT_SESSION),
+    ),
+    Route(
+        "DELETE",
+        "/connect/session",
+        sessions.delete_connect_session,
+        "End a connect session",
+        "connect-sessions",
+        SESSION,
+        ok=NO_CONTENT,
+    ),
+    # connect links: the hosted page a whole tab visits (the token in the path is the capability)
+    Route(
+        "GET",
+        "/connect/link/{token}",
+        links.show_link,
+        "A connect link's hosted page",
+        "connect",
+        NONE,
+        ok=page(),
+        errors=(LINK_GONE,),
+    ),
+    Route(
+        "POST",
+        "/connect/link/{token}/connect/{providerConfigKey}",
+        links.submit_link,
+        "Connect an API key or Basic integration from a connect link's page (form; 303 to the return URL)",
+        "connect",
+        NONE,
+        body=form(schema.CONNECT_LINK_FORM),
+        ok=TO_APP,
+        errors=(page(400, "The page again, saying what was wrong"), LINK_FORBIDDEN, LINK_GONE),
+    ),
+    Route(
+        "POST",
+        "/connect/link/{token}/cancel",
+        links.cancel_link,
+        "Leave a connect link's page (303 to the return URL with error_type=user_cancelled)",
+        "connect",
+        NONE,
+        ok=TO_APP,
+        errors=(LINK_FORBIDDEN, LINK_GONE),
+    ),
+    # connect sessions and links: minted by the backend (secret key)
+    Route(
+        "POST",
+        "/connect/links",
+        links.create_connect_link,
+        "Mint a connect link (redirect mode: a hosted page, then back to return_url)",
+        "connect-sessions",
+        SECRET,
+        body=CreateLinkBody,
+        ok=json_answer(201, schema.CONNECT_LINK),
+    ),
+    Route(
+        "POST",
+        "/connect/sessions",
+        sessions.create_connect_session,
+        "Mint a connect session token",
+        "connect-sessions",
+        SECRET,
+        body=CreateSessionBody,
+        ok=json_answer(201, schema.SESSION_TOKEN),
+    ),
+]
