@@ -16,10 +16,10 @@ from typing import Any
 import aio_pika
 import pytest
 
+from auth_gateway.connect.ws import WsHub
 from auth_gateway.connection_cache import ConnectionCache
 from auth_gateway.env_cache import EnvironmentCache
 from auth_gateway.fetch_recorder import FetchRecorder
-from auth_gateway.ws import WsHub
 from keyway_shared.deadline import request_deadline
 from keyway_shared.outbox_relay import OutboxRelay
 from keyway_shared.store import OutboxRow

@@ -16,6 +16,7 @@ from keyway_shared.service import (
     mongo_context,
 )
 
+from .connect.ws import ws_context
 from .connection_cache import connection_cache_context
 from .dashboard.resources import dashboard_context
 from .env_cache import env_cache_context
@@ -36,7 +37,6 @@ from .resources import SETTINGS, http_client_context, refresh_context, stores_co
 from .revocation_jobs import revocation_jobs_context
 from .routes import ROUTES, add_routes
 from .settings import GatewaySettings
-from .ws import ws_context
 
 __all__ = ["create_app"]
 

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from keyway_shared.events import AuthMode, utcnow
 from keyway_shared.store import Environment
 
-from ..connect_link_page import LinkChoice, gone_page, link_page
 from ..connect_links import outcome_redirect, return_url_allowed, return_url_problem
 from ..connect_sessions import SESSION_LIFETIME, ConnectSession
 from ..frontend import FrontendRequest
@@ -31,6 +30,7 @@ from ..requests import bracket_params, json_object, validated_body
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
 from ..verification import verify_credentials
 from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode
+from .link_page import LinkChoice, gone_page, link_page
 from .oauth import STARTERS
 from .sessions import EndUser, Organization
 

@@ -33,10 +33,10 @@ from ..operations.connections import record_auth_failure, record_step, require_u
 from ..operations.environment import callback_url
 from ..pages import error_page, plain_error_page
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
-from ..ws import WS_HUB
 from .github_app import finish_app, finish_custom, start_app
 from .oauth1_flow import finish_oauth1, start_oauth1
 from .popup_common import Finisher, PopupStart, Starter, flow_config, report_success
+from .ws import WS_HUB
 
 __all__ = ["FINISHERS", "STARTERS", "oauth_callback", "oauth_connect"]
 

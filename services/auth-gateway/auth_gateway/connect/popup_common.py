@@ -22,7 +22,7 @@ from ..oauth.flow_overrides import session_scopes
 from ..oauth.sessions import OAuthSession
 from ..pages import success_page
 from ..resources import CATALOG, STORES
-from ..ws import WS_HUB
+from .ws import WS_HUB
 
 __all__ = [
     "Finisher",

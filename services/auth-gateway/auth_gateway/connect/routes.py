@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from .. import openapi_schemas as schema
 from ..openapi_spec import ERROR_REF, NO_CONTENT, Route, bracketed, form, json_answer, page, query, redirect
-from ..ws import websocket_or_index
 from . import api_auth, app_auth, app_store, client_credentials, links, oauth, sessions, unauth
 from .links import CreateLinkBody
 from .sessions import CreateSessionBody
+from .ws import websocket_or_index
 
 __all__ = ["CONNECT_ROUTES"]
 

@@ -31,10 +31,10 @@ from keyway_shared.deadline import remaining
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
 
-from .http.client_address import client_address, client_key
-from .http.errors import ApiError
-from .resources import SETTINGS
-from .settings import GatewaySettings
+from ..http.client_address import client_address, client_key
+from ..http.errors import ApiError
+from ..resources import SETTINGS
+from ..settings import GatewaySettings
 
 __all__ = ["WS_HUB", "WsHub", "websocket_or_index", "ws_context"]
 
