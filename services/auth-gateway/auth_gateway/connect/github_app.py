@@ -36,10 +36,9 @@ from keyway_shared.store import Environment, Integration
 from ..oauth.flow_errors import FlowError
 from ..oauth.oauth2 import exchange_code, resolve_url
 from ..oauth.sessions import OAuthSession
-from ..operations.connections import store_connection
 from ..operations.environment import callback_url
 from ..resources import HTTP, SETTINGS, STORES
-from .popup_common import PopupStart, reload_integration, report_success
+from .popup_common import PopupStart, finish_with_connection, reload_integration
 
 __all__ = ["finish_app", "finish_custom", "start_app"]
 
@@ -213,20 +212,15 @@ async def finish_app(request: web.Request, session: OAuthSession, env: Environme
     token_url = _installation_token_url(template, config)
     await _prove_installed_by_flow(request, session, token_url, installation_id, app_id, private_key)
     credentials, expires_at = await _installation_credentials(request, token_url, app_id, private_key)
-    await store_connection(
-        request.app,
-        environment=env.name,
-        provider_config_key=session.provider_config_key,
+    return await finish_with_connection(
+        request,
+        session,
         provider=integration.provider,
         auth_mode="APP",
-        connection_id=session.connection_id,
         credentials=credentials,
         connection_config=config,
         expires_at=expires_at,
-        operation_id=session.operation_id,
-        connect_session_id=session.secrets.get("connect_session"),
     )
-    return await report_success(request, session)
 
 
 async def finish_custom(request: web.Request, session: OAuthSession, env: Environment) -> web.StreamResponse:
@@ -269,17 +263,13 @@ async def finish_custom(request: web.Request, session: OAuthSession, env: Enviro
         token_url = _installation_token_url(template, config)
         await _prove_user_installation(request, token_url, installation_id, app_id, user_credentials["access_token"])
         credentials, expires_at = await _installation_credentials(request, token_url, app_id, private_key)
-    await store_connection(
-        request.app,
-        environment=env.name,
-        provider_config_key=session.provider_config_key,
+    return await finish_with_connection(
+        request,
+        session,
         provider=integration.provider,
         auth_mode="CUSTOM",
-        connection_id=session.connection_id,
         credentials=credentials,
         connection_config=config,
         expires_at=expires_at,
-        operation_id=session.operation_id,
-        connect_session_id=session.secrets.get("connect_session"),
+        pending=installation_id is None,
     )
-    return await report_success(request, session, pending=installation_id is None)

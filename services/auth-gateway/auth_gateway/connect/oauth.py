@@ -29,13 +29,13 @@ from ..oauth.flow_errors import FlowError
 from ..oauth.flow_overrides import RESERVED_OAUTH2, authorization_params, client_override
 from ..oauth.oauth2 import authorization_url, config_to_store, exchange_code, new_code_verifier, resolve_url
 from ..oauth.sessions import OAuthSession
-from ..operations.connections import record_auth_failure, record_step, require_unspent_session, store_connection
+from ..operations.connections import record_auth_failure, record_step, require_unspent_session
 from ..operations.environment import callback_url
 from ..pages import error_page, plain_error_page
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
 from .github_app import finish_app, finish_custom, start_app
 from .oauth1_flow import finish_oauth1, start_oauth1
-from .popup_common import Finisher, PopupStart, Starter, flow_config, report_success
+from .popup_common import Finisher, PopupStart, Starter, finish_with_connection, flow_config
 from .ws import WS_HUB
 
 __all__ = ["FINISHERS", "STARTERS", "oauth_callback", "oauth_connect"]
@@ -381,20 +381,15 @@ async def finish_oauth2(request: web.Request, session: OAuthSession, env: Enviro
             "client_id": session.secrets["client_id"],
             "client_secret": session.secrets["client_secret"],
         }
-    await store_connection(
-        request.app,
-        environment=env.name,
-        provider_config_key=session.provider_config_key,
+    return await finish_with_connection(
+        request,
+        session,
         provider=session.provider,
         auth_mode=session.auth_mode,  # type: ignore[arg-type]
-        connection_id=session.connection_id,
         credentials=credentials,
         connection_config=config,
         expires_at=expires_at,
-        operation_id=session.operation_id,
-        connect_session_id=session.secrets.get("connect_session"),
     )
-    return await report_success(request, session)
 
 
 STARTERS: dict[str, Starter] = {

@@ -21,10 +21,9 @@ from ..oauth.flow_overrides import RESERVED_OAUTH1, authorization_params, client
 from ..oauth.oauth1 import OAuth1Client, authorization_url, with_query
 from ..oauth.oauth2 import resolve_url
 from ..oauth.sessions import OAuthSession
-from ..operations.connections import store_connection
 from ..operations.environment import callback_url
 from ..resources import HTTP, SETTINGS, STORES
-from .popup_common import PopupStart, flow_config, reload_integration, report_success
+from .popup_common import PopupStart, finish_with_connection, flow_config, reload_integration
 
 __all__ = ["finish_oauth1", "start_oauth1"]
 
@@ -132,16 +131,11 @@ async def finish_oauth1(request: web.Request, session: OAuthSession, env: Enviro
             "client_id": session.secrets["client_id"],
             "client_secret": session.secrets["client_secret"],
         }
-    await store_connection(
-        request.app,
-        environment=env.name,
-        provider_config_key=session.provider_config_key,
+    return await finish_with_connection(
+        request,
+        session,
         provider=integration.provider,
         auth_mode="OAUTH1",
-        connection_id=session.connection_id,
         credentials=credentials,
         connection_config=session.connection_config,
-        operation_id=session.operation_id,
-        connect_session_id=session.secrets.get("connect_session"),
     )
-    return await report_success(request, session)

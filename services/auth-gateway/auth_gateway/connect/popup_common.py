@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from keyway_shared.events import AuthMode
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
@@ -20,6 +22,7 @@ from ..oauth.browser_binding import BrowserBinding
 from ..oauth.flow_errors import FlowError
 from ..oauth.flow_overrides import session_scopes
 from ..oauth.sessions import OAuthSession
+from ..operations.connections import store_connection
 from ..pages import success_page
 from ..resources import CATALOG, STORES
 from .ws import WS_HUB
@@ -28,6 +31,7 @@ __all__ = [
     "Finisher",
     "PopupStart",
     "Starter",
+    "finish_with_connection",
     "flow_config",
     "reload_integration",
     "report_success",
@@ -108,3 +112,32 @@ async def report_success(request: web.Request, session: OAuthSession, *, pending
         provider_config_key=session.provider_config_key,
         connection_id=session.connection_id,
     )
+
+
+async def finish_with_connection(
+    request: web.Request,
+    session: OAuthSession,
+    *,
+    provider: str,
+    auth_mode: AuthMode,
+    credentials: dict[str, Any],
+    connection_config: dict[str, Any],
+    expires_at: datetime | None = None,
+    pending: bool = False,
+) -> web.StreamResponse:
+    """A popup flow's last step: store what the provider gave under the connection the flow's session
+    names (spending its connect session), then tell the SDK."""
+    await store_connection(
+        request.app,
+        environment=session.environment,
+        provider_config_key=session.provider_config_key,
+        provider=provider,
+        auth_mode=auth_mode,
+        connection_id=session.connection_id,
+        credentials=credentials,
+        connection_config=connection_config,
+        expires_at=expires_at,
+        operation_id=session.operation_id,
+        connect_session_id=session.secrets.get("connect_session"),
+    )
+    return await report_success(request, session, pending=pending)
