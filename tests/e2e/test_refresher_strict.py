@@ -86,6 +86,10 @@ async def start_world(stack: Stack, tmp_path: Path, http: aiohttp.ClientSession,
             "KEYWAY_PROVIDERS_FILE": str(providers_file),
             "KEYWAY_RATE_LIMIT_PER_MINUTE": "0",  # the test is the only client; it must not be throttled
             "KEYWAY_PROVIDER_TIMEOUT_SECONDS": "8",
+            # The embedded database serves three refreshers, eight importers and forced reads here, on
+            # two cores shared with whatever else runs: slower than production's 5 s request deadline
+            # at times. This test is about refresh tokens; deadlines have tests of their own.
+            "KEYWAY_REQUEST_DEADLINE_SECONDS": "30",
             "KEYWAY_LOG_LEVEL": "WARNING",
         }
     )
