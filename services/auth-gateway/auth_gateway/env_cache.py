@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
 
 from keyway_shared.bus import environment_changes_exchange
+from keyway_shared.bus.fanout import listen_to_fanout
 from keyway_shared.deadline import remaining
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
@@ -115,17 +116,7 @@ class EnvironmentCache:
 
     async def attach(self, connection: AbstractRobustConnection) -> None:
         """Listen for other replicas' changes; a failed try closes its channel (the broker link tries again)."""
-        channel = await connection.channel()
-        try:
-            exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.FANOUT, durable=True)
-            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-            await queue.bind(exchange)
-            await queue.consume(self._on_broadcast, no_ack=True)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await channel.close()
-            raise
-        self._exchange = exchange
+        self._exchange = await listen_to_fanout(connection, self._exchange_name, self._on_broadcast)
 
     async def _on_broadcast(self, message: AbstractIncomingMessage) -> None:
         try:

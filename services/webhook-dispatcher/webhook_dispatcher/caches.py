@@ -10,16 +10,15 @@ broadcast be lost. Concurrent misses for one key share a single read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from keyway_shared.bus.fanout import listen_to_fanout
 from keyway_shared.logging import get_logger
 from keyway_shared.store import Environment, EnvironmentStore, WebhookKeyStore
 from keyway_shared.store.webhook_endpoints import EndpointState, EndpointStore
@@ -133,16 +132,6 @@ def listen_for_changes(
             drop(name)
 
     async def attach(connection: AbstractRobustConnection) -> None:
-        channel = await connection.channel()
-        try:
-            exchange = await channel.declare_exchange(exchange_name, aio_pika.ExchangeType.FANOUT, durable=True)
-            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-            await queue.bind(exchange)
-            await queue.consume(on_message, no_ack=True)
-        except BaseException:
-            # The broker link tries again: leave no half-made queue behind to fill up unread.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(channel.close(), timeout=5.0)
-            raise
+        await listen_to_fanout(connection, exchange_name, on_message)
 
     return attach

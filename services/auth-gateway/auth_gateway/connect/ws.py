@@ -27,6 +27,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import WSMsgType, web
 from prometheus_client import Gauge
 
+from keyway_shared.bus.fanout import listen_to_fanout
 from keyway_shared.deadline import remaining
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
@@ -57,17 +58,7 @@ class WsHub:
         A failed try closes its channel: the broker link tries again, and a half-declared channel
         left open would be restored by every reconnection.
         """
-        channel = await connection.channel()
-        try:
-            exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.FANOUT, durable=True)
-            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-            await queue.bind(exchange)
-            await queue.consume(self._on_routed, no_ack=True)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await channel.close()
-            raise
-        self._exchange = exchange
+        self._exchange = await listen_to_fanout(connection, self._exchange_name, self._on_routed)
 
     async def _on_routed(self, message: AbstractIncomingMessage) -> None:
         try:
