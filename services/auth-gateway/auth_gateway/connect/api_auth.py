@@ -10,11 +10,10 @@ from keyway_shared.events import AuthMode
 
 from ..frontend import check_hmac, frontend_request
 from ..http.errors import ApiError
-from ..operations.connections import store_connection
 from ..requests import json_object
 from ..resources import HTTP, SETTINGS
 from ..verification import verify_credentials
-from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode
+from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
 
 __all__ = ["api_key_auth", "basic_auth"]
 
@@ -49,19 +48,15 @@ async def _connect(request: web.Request, mode: AuthMode) -> web.Response:
             front.connection_config,
             timeout_seconds=request.app[SETTINGS].provider_timeout_seconds,
         )
-    await store_connection(
-        request.app,
-        environment=env.name,
-        provider_config_key=front.provider_config_key,
+    return await connected(
+        request,
+        env,
+        front,
         provider=integration.provider,
         auth_mode=mode,
-        connection_id=front.connection_id,
         credentials=credentials,
         connection_config=front.connection_config,
-        operation_id=front.operation_id,
-        connect_session_id=front.connect_session_id,
     )
-    return web.json_response({"providerConfigKey": front.provider_config_key, "connectionId": front.connection_id})
 
 
 async def api_key_auth(request: web.Request) -> web.Response:

@@ -14,10 +14,9 @@ from keyway_shared.events import utcnow
 
 from ..frontend import check_hmac, frontend_request
 from ..http.errors import ApiError
-from ..operations.connections import store_connection
 from ..requests import json_object
 from ..resources import HTTP, SETTINGS
-from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode, token_url
+from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode, token_url
 
 __all__ = ["app_store_auth"]
 
@@ -63,17 +62,13 @@ async def app_store_auth(request: web.Request) -> web.Response:
     config: dict[str, Any] = {**front.connection_config, "privateKeyId": private_key_id, "issuerId": issuer_id}
     if scope is not None:
         config["scope"] = scope
-    await store_connection(
-        request.app,
-        environment=env.name,
-        provider_config_key=front.provider_config_key,
+    return await connected(
+        request,
+        env,
+        front,
         provider=integration.provider,
         auth_mode="APP_STORE",
-        connection_id=front.connection_id,
         credentials=credentials,
         connection_config=config,
         expires_at=expires_at,
-        operation_id=front.operation_id,
-        connect_session_id=front.connect_session_id,
     )
-    return web.json_response({"providerConfigKey": front.provider_config_key, "connectionId": front.connection_id})

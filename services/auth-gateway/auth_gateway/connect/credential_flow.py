@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -18,10 +20,17 @@ from keyway_shared.store import Environment, Integration
 
 from ..frontend import FrontendRequest
 from ..http.errors import ApiError
-from ..operations.connections import record_auth_failure
+from ..operations.connections import record_auth_failure, store_connection
 from ..resources import CATALOG, STORES
 
-__all__ = ["CredentialAttempt", "announce_failures", "integration_in_mode", "token_api_error", "token_url"]
+__all__ = [
+    "CredentialAttempt",
+    "announce_failures",
+    "connected",
+    "integration_in_mode",
+    "token_api_error",
+    "token_url",
+]
 
 
 @dataclass(kw_only=True)
@@ -93,3 +102,32 @@ async def announce_failures(request: web.Request, attempt: CredentialAttempt) ->
             operation_id=attempt.front.operation_id,
         )
         raise
+
+
+async def connected(
+    request: web.Request,
+    env: Environment,
+    front: FrontendRequest,
+    *,
+    provider: str,
+    auth_mode: AuthMode,
+    credentials: dict[str, Any],
+    connection_config: dict[str, Any],
+    expires_at: datetime | None = None,
+) -> web.Response:
+    """A form flow's last step: store the connection the request names (spending its connect
+    session), and answer as the frontend SDK expects."""
+    await store_connection(
+        request.app,
+        environment=env.name,
+        provider_config_key=front.provider_config_key,
+        provider=provider,
+        auth_mode=auth_mode,
+        connection_id=front.connection_id,
+        credentials=credentials,
+        connection_config=connection_config,
+        expires_at=expires_at,
+        operation_id=front.operation_id,
+        connect_session_id=front.connect_session_id,
+    )
+    return web.json_response({"providerConfigKey": front.provider_config_key, "connectionId": front.connection_id})

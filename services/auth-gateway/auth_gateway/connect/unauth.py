@@ -10,8 +10,7 @@ import uuid
 from aiohttp import web
 
 from ..frontend import check_hmac, frontend_request
-from ..operations.connections import store_connection
-from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode
+from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
 
 __all__ = ["unauth", "unauthenticated"]
 
@@ -28,19 +27,15 @@ async def _connect(request: web.Request, *, generate_id: bool) -> web.Response:
             front.connection_id = str(uuid.uuid4())
         front.require_ids()
         integration, _template = await integration_in_mode(request, attempt)
-    await store_connection(
-        request.app,
-        environment=env.name,
-        provider_config_key=front.provider_config_key,
+    return await connected(
+        request,
+        env,
+        front,
         provider=integration.provider,
         auth_mode="NONE",
-        connection_id=front.connection_id,
         credentials={},
         connection_config=front.connection_config,
-        operation_id=front.operation_id,
-        connect_session_id=front.connect_session_id,
     )
-    return web.json_response({"providerConfigKey": front.provider_config_key, "connectionId": front.connection_id})
 
 
 async def unauth(request: web.Request) -> web.Response:
