@@ -12,6 +12,7 @@ code imports it. Its CLI ignores the TTL sweep interval, hence this launcher.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -25,7 +26,12 @@ def main() -> None:
     sweep = float(sys.argv[3]) if len(sys.argv) > 3 else 60.0
     replica_set = None if sys.argv[4:] == ["standalone"] else "secantus"
     server = SecantusDBServer(
-        host="127.0.0.1", port=port, storage_path=data_dir, ttl_sweep_seconds=sweep, replica_set_name=replica_set
+        host="127.0.0.1",
+        port=port,
+        storage_path=data_dir,
+        ttl_sweep_seconds=sweep,
+        replica_set_name=replica_set,
+        sync_on_commit=os.environ.get("KEYWAY_EMBEDDED_DB_SYNC", "1") != "0",
     )
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

