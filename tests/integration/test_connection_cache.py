@@ -3,12 +3,12 @@ credentials older than a write that was acknowledged, on whichever replica or se
 
 Two gateway replicas run in this process on the real broker and database; the second reaches the
 broker through a proxy that can slow down what the broker sends it, so its events arrive late.
-Every check reads right after a change was acknowledged: no waiting, no retry.
+Every check reads right after a change was acknowledged: no waiting, no retry. Entries' ages are
+read from a stepped clock on the second replica, so expiry and refresh ahead need no sleeping.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ import pytest
 
 from auth_gateway.connection_cache import CONNECTION_CACHE, ConnectionCache
 
+from ..support.clock import SteppedClock
 from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
 from ..support.tcpproxy import TcpProxy
@@ -94,36 +95,44 @@ async def token(gw: Gateway, connection_id: str) -> str:
 
 
 async def test_reads_are_served_from_memory(pair: Pair, db: Any) -> None:
+    cache = pair.cache(pair.two)
+    cache.clock = clock = SteppedClock()
     await put(pair.one, "c-1", "at-1")
     assert await token(pair.two, "c-1") == "at-1"  # a miss fills the entry
-    cache = pair.cache(pair.two)
     assert len(cache) == 1
     # Change the stored document behind the cache's back (no event): the entry still answers, which
     # shows reads really skip the database. No Keyway writer ever does this.
     await db["connections"].update_one({"connection_id": "c-1"}, {"$set": {"metadata": {"behind": "the back"}}})
     _status, body = await read(pair.two, "c-1")
     assert body["metadata"] != {"behind": "the back"}
+    await clock.step(1.9)
+    _status, body = await read(pair.two, "c-1")
+    assert body["metadata"] != {"behind": "the back"}
     # However it got there, no entry outlives KEYWAY_CONNECTION_CACHE_SECONDS (2 s here).
-    await asyncio.sleep(2.1)
+    await clock.step(0.1)
     _status, body = await read(pair.two, "c-1")
     assert body["metadata"] == {"behind": "the back"}
 
 
 async def test_an_entry_in_steady_use_is_reloaded_before_it_expires(pair: Pair, db: Any) -> None:
+    clock = pair.cache(pair.two).clock = SteppedClock()
     await put(pair.one, "c-6", "at-6")
     assert await token(pair.two, "c-6") == "at-6"  # filled at t0; expires at t0 + 2 s
     behind_the_back = db["connections"].update_one
     await behind_the_back({"connection_id": "c-6"}, {"$set": {"metadata": {"v": 1}}})
-    await asyncio.sleep(1.6)  # past three quarters of its life
+    await clock.step(1.4)  # before three quarters of its life: a plain hit
+    _status, body = await read(pair.two, "c-6")
+    assert body["metadata"] != {"v": 1}
+    await clock.step(0.2)  # past three quarters of its life
     _status, body = await read(pair.two, "c-6")
     assert body["metadata"] != {"v": 1}  # still answered from memory, and a reload started
 
     async def reloaded() -> bool:
         return (await read(pair.two, "c-6"))[1]["metadata"] == {"v": 1}
 
-    await eventually(reloaded, timeout=0.3, interval=0.02, what="the background reload")
+    await eventually(reloaded, timeout=5, interval=0.02, what="the background reload")
     await behind_the_back({"connection_id": "c-6"}, {"$set": {"metadata": {"v": 2}}})
-    await asyncio.sleep(0.7)  # now past the first fill's expiry
+    await clock.step(0.5)  # now past the first fill's expiry
     _status, body = await read(pair.two, "c-6")
     # The reloaded entry answers: the connection never missed, and its life started again.
     assert body["metadata"] == {"v": 1}

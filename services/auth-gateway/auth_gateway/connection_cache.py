@@ -15,8 +15,9 @@ How it stays coherent across replicas:
   before the read began has been handled. Reads arriving together share one marker, so the cost is
   one broker round trip per batch, not per read.
 - A read that misses goes to the database, which is current, and keeps the answer only if no
-  event was handled meanwhile (a generation counter), so a slow read cannot store what an event
-  just dropped.
+  event about that connection was handled meanwhile (``keyway_shared.ttl_cache``'s generation
+  check), so a slow read cannot store what an event just dropped. Misses are never shared: each
+  reads the database after it arrived.
 - Without a working queue (broker down, channel closed, reconnecting) events may be missed: the
   cache empties itself and every read goes to the database until a barrier succeeds again.
 - Entries also expire after ``max_age`` seconds whatever happens, so a path nobody foresaw (a
@@ -43,11 +44,8 @@ import asyncio
 import contextlib
 import itertools
 import json
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -56,10 +54,12 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from keyway_shared.bus import declare_events_exchange
+from keyway_shared.clock import SYSTEM_CLOCK, Clock
 from keyway_shared.deadline import remaining
 from keyway_shared.logging import get_logger
 from keyway_shared.service import BROKER
 from keyway_shared.store import Connection
+from keyway_shared.ttl_cache import TtlCache
 
 from .http.load_shedding import database_work
 from .settings import GatewaySettings
@@ -78,21 +78,23 @@ RELOAD_AFTER = 0.75
 Slot = tuple[str, str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    expires_at: float  # time.monotonic(): not served after this
-    reload_at: float  # read after this → reloaded in the background
-    connection: Connection
-
-
 class ConnectionCache:
-    def __init__(self, *, max_entries: int, max_age: float = 5.0, barrier_timeout: float = 1.0) -> None:
+    def __init__(
+        self, *, max_entries: int, max_age: float = 5.0, barrier_timeout: float = 1.0, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._max = max_entries
-        self._max_age = max_age
         self._barrier_timeout = barrier_timeout
-        self._entries: OrderedDict[Slot, _Entry] = OrderedDict()
-        self._reloading: set[Slot] = set()
-        self._generation = 0
+        # Misses are not shared: a miss waits for no barrier, so the event of a write acknowledged
+        # just before it arrived may not have been handled yet, and a load that started earlier
+        # (which that event would overtake) could answer with what preceded the write.
+        self._entries: TtlCache[Slot, Connection | None] = TtlCache(
+            ttl=max_age,
+            max_entries=max_entries,
+            refresh_ahead=RELOAD_AFTER,
+            share_loads=False,
+            keep=lambda connection: connection is not None and self.live,
+            clock=clock,
+        )
         self._live = False
         self._channel: AbstractChannel | None = None
         self._queue_name = ""
@@ -106,6 +108,15 @@ class ConnectionCache:
     def live(self) -> bool:
         return self._live and self._max > 0
 
+    @property
+    def clock(self) -> Clock:
+        """What entries' ages are read from (the barrier's timers are the event loop's own)."""
+        return self._entries.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._entries.clock = clock
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -113,66 +124,29 @@ class ConnectionCache:
         self, environment: str, key: str, connection_id: str, load: Callable[[], Awaitable[Connection | None]]
     ) -> Connection | None:
         slot = (environment, key, connection_id)
-        if self.live and self._fresh(slot) and await self._barrier():
-            hit = self._entries.get(slot)  # an event handled during the barrier may have dropped it
+        if self.live and slot in self._entries and await self._barrier():
+            # Looked up again: an event handled during the barrier may have dropped it. A hit late in
+            # its life is reloaded in the background (no database slot taken: nobody waits for it).
+            hit = self._entries.lookup(slot, reload=load)
             if hit is not None:
-                self._entries.move_to_end(slot)
                 LOOKUPS.labels(outcome="hit").inc()
-                if hit.reload_at <= time.monotonic() and slot not in self._reloading:
-                    self._reload_soon(slot, load)
-                return hit.connection
+                return hit.value
         async with database_work():
-            connection = await self._load(slot, load)
+            # Kept only if no event about it was handled meanwhile: the answer may predate what the
+            # event announced.
+            connection = await self._entries.load(slot, load)
         LOOKUPS.labels(outcome="miss").inc()
         return connection
-
-    async def _load(self, slot: Slot, load: Callable[[], Awaitable[Connection | None]]) -> Connection | None:
-        generation = self._generation
-        connection = await load()
-        # Kept only if no event was handled meanwhile: the answer may predate what the event announced.
-        if connection is not None and self.live and self._generation == generation:
-            now = time.monotonic()
-            self._entries[slot] = _Entry(
-                expires_at=now + self._max_age, reload_at=now + self._max_age * RELOAD_AFTER, connection=connection
-            )
-            self._entries.move_to_end(slot)
-            if len(self._entries) > self._max:
-                self._entries.popitem(last=False)
-        return connection
-
-    def _reload_soon(self, slot: Slot, load: Callable[[], Awaitable[Connection | None]]) -> None:
-        self._reloading.add(slot)
-
-        async def reload() -> None:
-            try:
-                await self._load(slot, load)
-            except Exception as exc:  # the entry expires as usual; the next read after that loads it
-                log.debug("connection cache reload failed", error=exc.__class__.__name__)
-            finally:
-                self._reloading.discard(slot)
-
-        self._spawn(reload())
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _fresh(self, slot: Slot) -> bool:
-        entry = self._entries.get(slot)
-        if entry is None:
-            return False
-        if entry.expires_at <= time.monotonic():
-            del self._entries[slot]
-            return False
-        return True
-
     def drop(self, environment: str, key: str, connection_id: str) -> None:
-        self._generation += 1
-        self._entries.pop((environment, key, connection_id), None)
+        self._entries.drop((environment, key, connection_id))
 
     def clear(self) -> None:
-        self._generation += 1
         self._entries.clear()
 
     # -- the queue -----------------------------------------------------------------------------
@@ -309,6 +283,7 @@ class ConnectionCache:
 
     async def close(self) -> None:
         self._live = False
+        self._entries.close()
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):
