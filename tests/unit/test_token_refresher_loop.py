@@ -10,6 +10,8 @@ from typing import Any
 from keyway_shared.refresh.service import DueOutcome
 from token_refresher.loop import RefreshLoop, idle_delay
 
+from ..support.clock import SteppedClock
+
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -96,24 +98,25 @@ async def test_runs_at_most_concurrency_refreshes_and_each_due_id_once() -> None
 
 
 async def test_an_id_it_could_not_claim_is_skipped_for_a_while_not_asked_for_in_a_tight_loop() -> None:
+    clock = SteppedClock()
     index = FakeIndex()
-    index.due["held"] = utc() - timedelta(seconds=1)  # a gateway read holds its lease: never claimable
-    attempts = 0
+    index.due["held"] = clock.now() - timedelta(seconds=1)  # a gateway read holds its lease: never claimable
+    attempts: list[float] = []
 
     async def refresh(doc_id: Any) -> DueOutcome:
-        nonlocal attempts
-        attempts += 1
+        attempts.append(round(clock.monotonic() - 1000.0, 3))
         return "not_claimed"
 
-    loop = RefreshLoop(state=index, refresh=refresh, concurrency=4, batch=8, max_sleep=5, skip_seconds=0.2)
+    loop = RefreshLoop(state=index, refresh=refresh, concurrency=4, batch=8, max_sleep=5, skip_seconds=0.2, clock=clock)
     loop.start()
-    await asyncio.sleep(0.5)
+    await clock.step(0.5)
     await loop.stop(grace=1)
-    assert 2 <= attempts <= 4  # once per skip period, not once per round
-    assert index.batches <= 10
+    assert attempts == [0, 0.2, 0.4]  # once per skip period, not once per round
+    assert index.batches <= 4 * len(attempts)  # a few looks per attempt, not a tight loop
 
 
 async def test_sleeps_until_woken_by_an_earlier_due_time() -> None:
+    clock = SteppedClock()
     index = FakeIndex()
     done = asyncio.Event()
 
@@ -122,18 +125,25 @@ async def test_sleeps_until_woken_by_an_earlier_due_time() -> None:
         done.set()
         return "refreshed"
 
-    loop = RefreshLoop(state=index, refresh=refresh, concurrency=4, batch=8, max_sleep=30)
+    loop = RefreshLoop(state=index, refresh=refresh, concurrency=4, batch=8, max_sleep=30, clock=clock)
     loop.start()
-    await asyncio.sleep(0.1)
+    await clock.step(0)
     looks = index.batches
-    await asyncio.sleep(0.3)
+    assert looks == 1
+    await clock.step(29.9)
     assert index.batches == looks  # nothing due: asleep, not polling
-    index.due["new"] = utc()
+    index.due["new"] = clock.now()
     loop.wake(index.due["new"] + timedelta(seconds=60))  # later than the sleep ends: no need to wake
-    await asyncio.sleep(0.1)
+    await clock.step(0)
     assert index.batches == looks
     loop.wake(index.due["new"])
-    await asyncio.wait_for(done.wait(), timeout=2)
+    await clock.step(0)
+    assert done.is_set()
+    looks = index.batches
+    await clock.step(29.9)  # nothing due again: the capped sleep, one look per max_sleep
+    assert index.batches == looks
+    await clock.step(0.1)
+    assert index.batches == looks + 1
     await loop.stop(grace=1)
 
 

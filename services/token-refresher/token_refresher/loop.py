@@ -16,6 +16,9 @@ When nothing is due the loop sleeps until the next due time (capped), or until w
 ``connection.*`` event due earlier than that, or by one of its own refreshes finishing while due
 work was waiting for it. Ids it could not claim although due (a gateway read holds the lease) are
 skipped for a moment instead of being asked for again at once.
+
+Its times (now, the skips, its sleeps, the scanner's full scans) come from an injected clock
+(``keyway_shared.clock``), which its tests step.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +34,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from pymongo.errors import PyMongoError
 
 from keyway_shared.backoff import Backoff, is_cancellation
-from keyway_shared.events import utcnow
+from keyway_shared.clock import SYSTEM_CLOCK, Clock, wait_for_event
 from keyway_shared.logging import get_logger
 from keyway_shared.refresh.service import DueOutcome
 
@@ -90,7 +92,7 @@ class RefreshLoop:
         batch: int,
         max_sleep: float,
         skip_seconds: float = 0.5,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._state = state
         self._refresh = refresh
@@ -100,7 +102,7 @@ class RefreshLoop:
         self._clock = clock
         self._concurrency = concurrency
         self._low_water = max(1, concurrency // 4)
-        self._scanner = DueScanner(state)
+        self._scanner = DueScanner(state, clock=clock)
         self._progress = asyncio.Event()  # set whenever a refresh finishes
         self._inflight: dict[Any, asyncio.Task[None]] = {}
         self._skipped: dict[Any, float] = {}  # id -> monotonic time until which it is not tried again
@@ -184,8 +186,8 @@ class RefreshLoop:
     async def _dispatch_once(self, want: int) -> tuple[int, bool]:
         """Start up to ``want`` refreshes of due candidates; (how many, whether any were held back)."""
         self.rounds += 1
-        batch = await self._scanner.next_batch(now=self._clock(), limit=4 * want)
-        mono = time.monotonic()
+        batch = await self._scanner.next_batch(now=self._clock.now(), limit=4 * want)
+        mono = self._clock.monotonic()
         self._skipped = {doc_id: until for doc_id, until in self._skipped.items() if until > mono}
         fresh = [(doc_id, due) for doc_id, due in batch if doc_id not in self._inflight and doc_id not in self._skipped]
         for doc_id, due in random.sample(fresh, min(want, len(fresh))):
@@ -195,14 +197,14 @@ class RefreshLoop:
         return min(want, len(fresh)), len(fresh) < len(batch)
 
     async def _idle_delay(self, *, blocked: bool) -> float:
-        now = self._clock()
+        now = self._clock.now()
         horizon = timedelta(seconds=self._max_sleep)
         next_due = None if blocked else await self._state.next_due(now=now, horizon=horizon)
         return idle_delay(
             now=now,
             next_due=next_due,
             skipped_until=min(self._skipped.values(), default=None),
-            mono=time.monotonic(),
+            mono=self._clock.monotonic(),
             max_sleep=self._max_sleep,
             blocked=blocked,
             blocked_poll=self._skip_seconds,
@@ -211,10 +213,9 @@ class RefreshLoop:
     async def _sleep(self, delay: float) -> None:
         if delay <= 0:
             return
-        self._sleeping_until = self._clock() + timedelta(seconds=delay)
+        self._sleeping_until = self._clock.now() + timedelta(seconds=delay)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            await wait_for_event(self._clock, self._wake, delay)
         finally:
             self._sleeping_until = None
 
@@ -233,7 +234,7 @@ class RefreshLoop:
         task.add_done_callback(done)
 
     async def _refresh_one(self, doc_id: Any, due: datetime) -> None:
-        claimed_at = self._clock()
+        claimed_at = self._clock.now()
         outcome: str
         try:
             outcome = await self._refresh(doc_id)
@@ -247,6 +248,6 @@ class RefreshLoop:
         if outcome in ("not_claimed", "error"):
             # Due but not ours now (a gateway read holds it) or the database hiccuped: try it again
             # shortly, not in the very next round.
-            self._skipped[doc_id] = time.monotonic() + self._skip_seconds
+            self._skipped[doc_id] = self._clock.monotonic() + self._skip_seconds
         else:
             LAG.observe(max((claimed_at - due).total_seconds(), 0.0))

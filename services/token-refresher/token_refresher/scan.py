@@ -12,9 +12,10 @@ it comes back full and widening it when it comes back short. Due times written b
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+
+from keyway_shared.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["DueIndex", "DueScanner"]
 
@@ -38,8 +39,10 @@ class DueScanner:
         slack: timedelta = timedelta(seconds=2),
         min_step: float = 0.05,
         max_step: float = 3600.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._index = index
+        self._clock = clock
         self._full_scan_every = full_scan_every
         self._slack = slack
         self._min_step = min_step
@@ -55,7 +58,7 @@ class DueScanner:
             self._floor = None
 
     async def next_batch(self, *, now: datetime, limit: int) -> list[tuple[Any, datetime]]:
-        mono = time.monotonic()
+        mono = self._clock.monotonic()
         if self._floor is None or mono >= self._next_full:
             self._next_full = mono + self._full_scan_every
             batch = await self._query(now=now, limit=limit, since=None)

@@ -9,6 +9,10 @@ died, or cannot reach the database) is overtaken.
 
 Nothing is written for refreshes shorter than a third of the lease, which is nearly all of them
 (60 s lease, 15 s provider timeout by default): the first extension is a timer, not a task.
+
+The periods are counted on an injected clock (tests step it). The lease's end itself is a time
+stored on the connection and compared with each replica's ``now`` in the claims
+(``store/refresh_state.py``): a time every replica must agree on, so it stays the wall clock.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from datetime import timedelta
 
 from pymongo.errors import PyMongoError
 
+from ..clock import SYSTEM_CLOCK, Clock, wait_for_event
 from ..logging import get_logger
 
 __all__ = ["kept_lease"]
@@ -28,7 +33,9 @@ log = get_logger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def kept_lease(extend: Callable[[], Awaitable[bool]], lease: timedelta) -> AsyncIterator[None]:
+async def kept_lease(
+    extend: Callable[[], Awaitable[bool]], lease: timedelta, *, clock: Clock = SYSTEM_CLOCK
+) -> AsyncIterator[None]:
     """Call ``extend`` every third of ``lease`` while the block runs; it answers whether we still hold it."""
     period = lease.total_seconds() / 3
     loop = asyncio.get_running_loop()
@@ -37,9 +44,9 @@ async def kept_lease(extend: Callable[[], Awaitable[bool]], lease: timedelta) ->
 
     def start() -> None:
         nonlocal keeper
-        keeper = loop.create_task(_keep(extend, period, done), name="refresh-lease-keeper")
+        keeper = loop.create_task(_keep(extend, period, done, clock), name="refresh-lease-keeper")
 
-    timer = loop.call_later(period, start)
+    timer = clock.call_later(period, start)
     try:
         yield
     finally:
@@ -51,7 +58,7 @@ async def kept_lease(extend: Callable[[], Awaitable[bool]], lease: timedelta) ->
             await keeper
 
 
-async def _keep(extend: Callable[[], Awaitable[bool]], period: float, done: asyncio.Event) -> None:
+async def _keep(extend: Callable[[], Awaitable[bool]], period: float, done: asyncio.Event, clock: Clock) -> None:
     while not done.is_set():
         try:
             held = await extend()
@@ -65,5 +72,4 @@ async def _keep(extend: Callable[[], Awaitable[bool]], period: float, done: asyn
                     # ago); either way the compare-and-swap keeps our write from overwriting theirs.
                     log.warning("refresh lease no longer held; renewal stopped")
                 return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), period)
+        await wait_for_event(clock, done, period)
