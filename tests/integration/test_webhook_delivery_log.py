@@ -26,7 +26,7 @@ from webhook_dispatcher.announce import Announcer
 from webhook_dispatcher.app import retry_policy, specs
 from webhook_dispatcher.attempts import Attempter, Limits
 from webhook_dispatcher.breaker import CircuitBreaker
-from webhook_dispatcher.caches import EndpointCache, EnvironmentCache
+from webhook_dispatcher.caches import EndpointCache, SnapshotCache
 from webhook_dispatcher.dispatcher import Sender
 from webhook_dispatcher.messages import DELIVERY_TYPE, SOURCE, WebhookDelivery, delivery_id, webhook_id
 from webhook_dispatcher.sender import WebhookSender
@@ -141,7 +141,7 @@ async def test_a_claim_that_cannot_be_written_brings_the_same_attempt_back_unsen
             announced.append(event)
 
         attempter = Attempter(
-            environments=EnvironmentCache(environments, WebhookKeyStore(db, cipher), ttl=0),
+            environments=SnapshotCache(environments, WebhookKeyStore(db, cipher), ttl=0),
             endpoints=EndpointCache(EndpointStore(db), ttl=0),
             log=DeliveryLog(unreachable),  # settings and endpoints read fine; the claim cannot be written
             sender=WebhookSender(session, timeout=2.0),

@@ -27,6 +27,7 @@ from keyway_shared.bus import (
     environment_changes_exchange,
     service_consumers,
 )
+from keyway_shared.bus.environment_changes import EnvironmentChanges
 from keyway_shared.egress import guarded_session
 from keyway_shared.events import CloudEvent
 from keyway_shared.service import (
@@ -48,7 +49,7 @@ from keyway_shared.store.webhook_endpoints import EndpointStore
 from .announce import Announcer
 from .attempts import Attempter, Limits
 from .breaker import CircuitBreaker
-from .caches import EndpointCache, EnvironmentCache, listen_for_changes
+from .caches import EndpointCache, SnapshotCache
 from .dispatcher import Dispatcher, Sender
 from .messages import DELIVERY_TYPE, WebhookDelivery
 from .policy import RetryPolicy
@@ -78,7 +79,7 @@ class Parts:
     specs: Specs
     policy: RetryPolicy
     log: DeliveryLog
-    environments: EnvironmentCache
+    environments: SnapshotCache
     endpoints: EndpointCache
     breaker: CircuitBreaker
     dispatcher: Dispatcher
@@ -152,7 +153,7 @@ def parts_context(settings: DispatcherSettings) -> Callable[[web.Application], A
             consumers = app.get(CONSUMERS)
             return consumers.runner if consumers is not None else None
 
-        environments = EnvironmentCache(
+        environments = SnapshotCache(
             EnvironmentStore(db, app[CIPHER]), WebhookKeyStore(db, app[CIPHER]), ttl=settings.cache_seconds
         )
         endpoints = EndpointCache(EndpointStore(db), ttl=settings.cache_seconds)
@@ -191,9 +192,10 @@ def parts_context(settings: DispatcherSettings) -> Callable[[web.Application], A
             sender=Sender(attempter=attempter, hiccup_delay=hiccup),
             replayer=Replayer(environments=EnvironmentStore(db, app[CIPHER]), log=log, queue=queue),
         )
-        link.on_connect(
-            listen_for_changes(environment_changes_exchange(settings.bus_namespace), environments.drop, endpoints.drop)
-        )
+        changes = EnvironmentChanges(environment_changes_exchange(settings.bus_namespace))
+        changes.subscribe(environments.drop)
+        changes.subscribe(endpoints.drop)
+        link.on_connect(changes.attach)
         yield
         await log.close()
 

@@ -30,7 +30,7 @@ from keyway_shared.store.webhook_deliveries import Claim, DeliveryLog, attempt_k
 
 from .announce import Announcer
 from .breaker import CircuitBreaker
-from .caches import EndpointCache, EnvironmentCache
+from .caches import EndpointCache, SnapshotCache
 from .messages import WebhookDelivery
 from .policy import RetryPolicy, parse_retry_after
 from .sender import Attempt, WebhookSender, signed_headers
@@ -79,7 +79,7 @@ class Attempter:
     def __init__(
         self,
         *,
-        environments: EnvironmentCache,
+        environments: SnapshotCache,
         endpoints: EndpointCache,
         log: DeliveryLog,
         sender: WebhookSender,

@@ -27,7 +27,7 @@ from keyway_shared.logging import get_logger
 
 from .attempts import Attempter
 from .body import AuthWebhook, auth_webhook, body_text, should_send
-from .caches import EnvironmentCache
+from .caches import SnapshotCache
 from .messages import WebhookDelivery, delivery_id, webhook_id
 from .queue import DeliveryQueue
 
@@ -41,7 +41,7 @@ class Dispatcher:
     """Handles the auth events: the first attempt of each delivery."""
 
     def __init__(
-        self, *, environments: EnvironmentCache, attempter: Attempter, queue: DeliveryQueue, hiccup_delay: float
+        self, *, environments: SnapshotCache, attempter: Attempter, queue: DeliveryQueue, hiccup_delay: float
     ) -> None:
         self._environments = environments
         self._attempter = attempter

@@ -1,8 +1,9 @@
 """Hearing a fanout broadcast in every replica: a server-named queue of this replica's own, bound to it.
 
-The gateway's connect results, the environment-changed broadcast and the dispatcher's caches all
-listen this way. A failed try closes its channel: the broker link tries again, and a half-declared
-channel left open would leave a queue behind to fill up unread (and be restored at every reconnection).
+The gateway's connect results and the environment-changed broadcast (``environment_changes.py``:
+one listener per process, in the gateway and the webhook dispatcher) are heard this way. A failed
+try closes its channel: the broker link tries again, and a half-declared channel left open would
+leave a queue behind to fill up unread (and be restored at every reconnection).
 """
 
 from __future__ import annotations
