@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser
 
-from auth_gateway.connect_links import OutcomeError, verify_outcome
+from auth_gateway.connect.link_outcome import OutcomeError, verify_outcome
 from keyway_shared.events import utcnow
 
 from ..integration.gateway_app import Gateway, StartGateway, providers_yaml

@@ -8,7 +8,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from auth_gateway.oauth.sessions import OAuthSession, OAuthSessionStore
+from auth_gateway.operations.flow_sessions import OAuthSession, OAuthSessionStore
 from keyway_shared.cipher import CredentialCipher
 from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionUpdated, EventData, make_event, utcnow
 from keyway_shared.settings import BaseServiceSettings

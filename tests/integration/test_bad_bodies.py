@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from auth_gateway.fetch_recorder import FETCH_RECORDER
+from auth_gateway.operations.fetch_recorder import FETCH_RECORDER
 
 from ..support.polling import eventually
 from .gateway_app import Gateway, StartGateway, create_integration

@@ -25,8 +25,8 @@ import pytest
 from aio_pika.abc import AbstractQueue
 from prometheus_client import REGISTRY
 
-from auth_gateway.failure_announcements import FAILURE_ANNOUNCEMENTS
-from auth_gateway.ratelimit import RATE_LIMITS
+from auth_gateway.http.ratelimit import RATE_LIMITS
+from auth_gateway.operations.failure_announcements import FAILURE_ANNOUNCEMENTS
 
 from ..support.polling import eventually
 from .gateway_app import Gateway, StartGateway, create_integration

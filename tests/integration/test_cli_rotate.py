@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from auth_gateway.oauth.sessions import OAuthSessionStore
+from auth_gateway.operations.flow_sessions import OAuthSessionStore
 from keyway_cli.main import run_cli
 from keyway_cli.rotate import Rotator, key_usage
 from keyway_shared.cipher import CredentialCipher, DecryptionError, generate_key

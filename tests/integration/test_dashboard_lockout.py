@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from auth_gateway.dashboard.passwords import hash_password
-from auth_gateway.dashboard.resources import DASHBOARD
+from auth_gateway.dashboard.state import DASHBOARD
 from keyway_shared.events import utcnow
 
 from .gateway_app import Gateway, StartGateway

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pymongo.errors import AutoReconnect
 
-from auth_gateway.outbox_relay import RELAY
+from auth_gateway.operations.outbox_relay import RELAY
 from auth_gateway.resources import STORES
 from keyway_cli.rotate import Rotator
 from keyway_shared.cipher import CredentialCipher, generate_key

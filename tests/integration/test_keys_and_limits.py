@@ -14,8 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from auth_gateway.app import create_app
-from auth_gateway.failure_announcements import TokenBuckets
-from auth_gateway.ratelimit import RateLimiter
+from auth_gateway.http.ratelimit import RateLimiter
+from auth_gateway.operations.failure_announcements import TokenBuckets
 from auth_gateway.settings import GatewaySettings
 from keyway_shared.cipher import CredentialCipher
 from keyway_shared.store import EnvironmentStore

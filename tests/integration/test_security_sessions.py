@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp import ClientResponse
 
-from auth_gateway.connect_links import verify_outcome
-from auth_gateway.connect_sessions import SESSION_LIFETIME, ConnectSession
+from auth_gateway.connect.link_outcome import verify_outcome
+from auth_gateway.operations.connect_sessions import SESSION_LIFETIME, ConnectSession
 from auth_gateway.resources import STORES
 from auth_gateway.settings import GatewaySettings
 from keyway_shared.events import utcnow

@@ -1,4 +1,4 @@
-"""The connect-link outcome signature and return-URL matching (auth_gateway.connect_links)."""
+"""Connect links: the outcome signature (connect.link_outcome), return-URL matching (operations.return_urls)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from auth_gateway.connect_links import OutcomeError, outcome_url, return_url_allowed, verify_outcome
+from auth_gateway.connect.link_outcome import OutcomeError, outcome_url, verify_outcome
+from auth_gateway.operations.return_urls import return_url_allowed
 
 ALLOWED = ["https://app.example.com/integrations"]
 

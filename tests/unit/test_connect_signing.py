@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from auth_gateway.oauth.oauth1 import OAuth1Client, authorization_url
+from auth_gateway.connect.protocol.oauth1 import OAuth1Client, authorization_url
 from keyway_shared.credentials.app_store import app_store_jwt
 from keyway_shared.credentials.github_app import app_jwt
 from keyway_shared.credentials.jwt_signing import InvalidPrivateKeyError, load_pem, sign_jwt

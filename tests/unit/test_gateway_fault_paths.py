@@ -19,7 +19,7 @@ import pytest
 from auth_gateway.connect.ws import WsHub
 from auth_gateway.connection_cache import ConnectionCache
 from auth_gateway.env_cache import EnvironmentCache
-from auth_gateway.fetch_recorder import FetchRecorder
+from auth_gateway.operations.fetch_recorder import FetchRecorder
 from keyway_shared.deadline import request_deadline
 from keyway_shared.outbox_relay import OutboxRelay
 from keyway_shared.store import OutboxRow

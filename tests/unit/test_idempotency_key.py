@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from auth_gateway.http.errors import ApiError
-from auth_gateway.idempotency import MAX_KEY_LENGTH, idempotent_routes, parse_idempotency_key
+from auth_gateway.http.idempotency.header import MAX_KEY_LENGTH, idempotent_routes, parse_idempotency_key
 from auth_gateway.routes import ROUTES
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from auth_gateway.oauth.oauth2 import config_to_store
+from auth_gateway.connect.protocol.oauth2 import config_to_store
 from keyway_shared.providers import ProviderTemplate, load_catalog
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.providers.rendering import render_header, render_url

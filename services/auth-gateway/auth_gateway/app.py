@@ -18,23 +18,25 @@ from keyway_shared.service import (
 
 from .connect.ws import ws_context
 from .connection_cache import connection_cache_context
-from .dashboard.resources import dashboard_context
+from .dashboard.state import dashboard_context
 from .env_cache import env_cache_context
-from .failure_announcements import FAILURE_ANNOUNCEMENTS, FailureAnnouncements
-from .fetch_recorder import fetch_recorder_context
 from .http.cors import cors_middleware
 from .http.deadlines import deadline_middleware
 from .http.errors import RETRY_AFTER_SECONDS, error_middleware
+from .http.idempotency.middleware import idempotency_middleware
 from .http.listeners import listener_middleware
 from .http.load_shedding import DatabaseSlots, load_shedding_middleware
 from .http.metrics import metrics_middleware
-from .idempotency import idempotency_middleware
+from .http.ratelimit import RATE_LIMITS, RateLimits, client_rate_middleware, rate_headers_middleware
+from .http.requests import BODY_TIMEOUT_SECONDS
 from .openapi import openapi_json
-from .outbox_relay import relay_context
+from .operations.callers import secret_key_owner
+from .operations.failure_announcements import FAILURE_ANNOUNCEMENTS, FailureAnnouncements
+from .operations.fetch_recorder import fetch_recorder_context
+from .operations.outbox_relay import relay_context
+from .operations.revocation_jobs import revocation_jobs_context
 from .proxy.session import proxy_http_context
-from .ratelimit import RATE_LIMITS, RateLimits, client_rate_middleware, rate_headers_middleware
 from .resources import SETTINGS, http_client_context, refresh_context, stores_context
-from .revocation_jobs import revocation_jobs_context
 from .routes import ROUTES, add_routes
 from .settings import GatewaySettings
 
@@ -48,13 +50,15 @@ def create_app(settings: GatewaySettings) -> web.Application:
     middlewares: list[Middleware] = [metrics_middleware, cors_middleware, rate_headers_middleware, error_middleware]
     if settings.admin_port is not None:  # inside the error middleware: a wrong-side route is a plain 404
         middlewares.append(listener_middleware(ROUTES, admin_port=settings.admin_port))
-    middlewares.append(client_rate_middleware(ROUTES))  # a browser over its budget: 429 before any database work
+    # A browser over its budget: 429 before any database work.
+    middlewares.append(client_rate_middleware(ROUTES, trusted_proxies=settings.trusted_proxies))
     # Database and broker waits end by the deadline (503 then), and past the cap on concurrent
     # database work a request is refused before it queues: both before anything touches the database.
     middlewares.append(deadline_middleware(settings.request_deadline_seconds))
     slots = DatabaseSlots(settings.database_concurrency, retry_after=settings.retry_after_seconds)
     middlewares.append(load_shedding_middleware(ROUTES, slots))
-    middlewares.append(idempotency_middleware(ROUTES))  # innermost: it stores what the view answered
+    # Innermost: it stores what the view answered.
+    middlewares.append(idempotency_middleware(ROUTES, key_owner=secret_key_owner))
     app = web.Application(
         middlewares=middlewares,
         client_max_size=75 * 1024 * 1024,  # Nango's body limit
@@ -66,7 +70,12 @@ def create_app(settings: GatewaySettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[RETRY_AFTER_SECONDS] = settings.retry_after_seconds
-    app[RATE_LIMITS] = RateLimits.from_settings(settings)
+    app[BODY_TIMEOUT_SECONDS] = settings.http_body_timeout_seconds
+    app[RATE_LIMITS] = RateLimits.per_minute(
+        secret=settings.rate_limit_per_minute,
+        public=settings.public_rate_limit_per_minute,
+        client=settings.client_rate_limit_per_minute,
+    )
     app[FAILURE_ANNOUNCEMENTS] = FailureAnnouncements.from_settings(settings)
     app[CIPHER] = build_cipher(settings)
     # Opened in this order, closed in reverse: the relay and recorder flush before the database closes.

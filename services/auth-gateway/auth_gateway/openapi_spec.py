@@ -9,7 +9,7 @@ new route stays one short line:
   session does not allow);
 - a body brings 400 (not JSON, or not the schema) and 413;
 - a backend write (a secret-key POST, PATCH or DELETE, but the proxy's) takes the ``Idempotency-Key``
-  header and brings its 400, 409 and 422 (``idempotency.py``, which reads the same property);
+  header and brings its 400, 409 and 422 (``http/idempotency/``, which reads the same property);
 - the answer is 200 with JSON unless ``ok`` says otherwise;
 - ``errors`` lists the other statuses the view itself answers, in the protocol's envelope
   (``components.schemas.Error``), or as HTML pages on a route a browser tab opens (``pages=True``).
@@ -147,8 +147,9 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "dashboard_session": [{"dashboardSession": []}],
     "none": [],
 }
-# What every route of a credential may answer before its view runs (keys.py, frontend.py, ratelimit.py,
-# dashboard/pages.py): a bad or unknown credential, a rate limit, a session that does not allow the integration.
+# What every route of a credential may answer before its view runs (operations/callers.py,
+# connect/frontend_request.py, http/ratelimit.py, dashboard/pages.py): a bad or unknown credential,
+# a rate limit, a session that does not allow the integration.
 # 429 on a browser route (public key, connect session, none) is also its caller's address over its budget,
 # always in the envelope: the rate-limit middleware answers before any view (/health is spared, the dashboard too).
 _CREDENTIAL_ERRORS: dict[str, tuple[int | Answer, ...]] = {
@@ -172,7 +173,7 @@ _IDEMPOTENCY_ERRORS = (
     json_answer(422, ERROR_REF, "idempotency_key_mismatch: this key was used with another request"),
 )
 _DEFAULT_OK: dict[str, Sequence[Answer]] = {"dashboard_session": (page(), redirect(303, "Done: to the next page"))}
-# A JSON body that does not arrive in time (KEYWAY_HTTP_BODY_TIMEOUT_SECONDS, requests.py).
+# A JSON body that does not arrive in time (KEYWAY_HTTP_BODY_TIMEOUT_SECONDS, http/requests.py).
 _BODY_ERRORS = (400, 408, 413)
 # Any route may find the database or the broker away: 503 with Retry-After within the request's
 # deadline (http/deadlines.py, http/load_shedding.py, http/errors.py), never a 500.

@@ -25,8 +25,8 @@ from keyway_shared.store import (
     RefreshStateStore,
 )
 
-from .connect_sessions import ConnectSessionStore
-from .oauth.sessions import OAuthSessionStore
+from .operations.connect_sessions import ConnectSessionStore
+from .operations.flow_sessions import OAuthSessionStore
 from .settings import GatewaySettings
 
 __all__ = [
@@ -104,7 +104,7 @@ def http_client_context(settings: GatewaySettings) -> Callable[[web.Application]
     return ctx
 
 
-# Opened by ``outbox_relay.relay_context``; the key lives here so refresh-on-read can reach it.
+# Opened by ``operations.outbox_relay.relay_context``; the key lives here so refresh-on-read can reach it.
 RELAY = web.AppKey("outbox_relay", OutboxRelay)
 REFRESH = web.AppKey("refresh_service", RefreshService)
 

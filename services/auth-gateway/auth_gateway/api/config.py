@@ -7,11 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from ..http.errors import ApiError
+from ..http.requests import json_object
 from ..http.serialize import js_iso
-from ..keys import environment_from_secret_key
 from ..operations import integrations as operation
+from ..operations.callers import environment_from_secret_key
 from ..operations.integrations import IntegrationBody
-from ..requests import json_object
 from ..resources import CATALOG, STORES
 
 __all__ = [

@@ -8,32 +8,23 @@ from aiohttp import web
 from pymongo.errors import OperationFailure
 
 from keyway_shared.service import MONGO_DB
-from keyway_shared.store import Environment
 
 from ..connection_cache import CONNECTION_CACHE
-from ..connection_removal import remove_connection
-from ..credentials_access import fresh_connection
-from ..deep_documents import json_without_deep_fields, shown, summaries_from_whole_documents
-from ..fetch_recorder import FETCH_RECORDER
 from ..http.errors import ApiError
 from ..http.serialize import connection_json, js_iso
-from ..keys import environment_from_secret_key
+from ..operations.callers import environment_from_secret_key
+from ..operations.connection_removal import remove_connection
+from ..operations.connections import unknown_connection
+from ..operations.deep_documents import json_without_deep_fields, shown, summaries_from_whole_documents
+from ..operations.fetch_recorder import FETCH_RECORDER
+from ..operations.refresh_on_read import fresh_connection
 from ..resources import STORES
 
 __all__ = [
     "delete_connection",
     "get_connection",
     "list_connections",
-    "unknown_connection",
 ]
-
-
-def unknown_connection(env: Environment, connection_id: str, provider_config_key: str) -> ApiError:
-    return ApiError(
-        "unknown_connection",
-        "No connection matching the provided params of 'connection_id' and 'provider_config_key'.",
-        payload={"connectionId": connection_id, "providerConfigKey": provider_config_key, "environmentName": env.name},
-    )
 
 
 def provider_config_key_of(request: web.Request) -> str:

@@ -15,9 +15,9 @@ from keyway_shared.credentials import js_iso
 from keyway_shared.events import utcnow
 
 from ..http.errors import ApiError
-from ..keys import environment_from_secret_key
+from ..http.requests import check_document_keys, json_object
+from ..operations.callers import environment_from_secret_key
 from ..operations.connections import store_connection
-from ..requests import check_document_keys, json_object
 from ..resources import CATALOG, STORES
 
 __all__ = ["import_connection"]

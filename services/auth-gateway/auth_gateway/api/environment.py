@@ -12,10 +12,10 @@ from aiohttp import web
 
 from keyway_shared.store import Environment
 
+from ..http.requests import json_object
 from ..http.serialize import js_iso
-from ..keys import environment_from_secret_key
+from ..operations.callers import environment_from_secret_key
 from ..operations.environment import apply_environment_patch
-from ..requests import json_object
 from ..resources import SETTINGS
 
 __all__ = ["get_environment", "patch_environment"]

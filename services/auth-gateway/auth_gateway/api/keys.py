@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict
 
 from keyway_shared.store import Environment
 
-from ..keys import environment_from_secret_key
+from ..http.requests import json_object, validated_body
 from ..operations import environment_keys as operation
+from ..operations.callers import environment_from_secret_key
 from ..operations.environment_keys import KeyType
-from ..requests import json_object, validated_body
 
 __all__ = ["KeyKind", "activate_key", "revert_key", "rotate_key"]
 

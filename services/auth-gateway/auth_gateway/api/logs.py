@@ -26,8 +26,8 @@ from keyway_shared.service import MONGO_DB
 
 from ..http.errors import ApiError
 from ..http.serialize import js_iso
-from ..keys import environment_from_secret_key
 from ..openapi_spec import query
+from ..operations.callers import environment_from_secret_key
 
 __all__ = ["QUERY_PARAMS", "get_log_operation", "list_log_operations"]
 

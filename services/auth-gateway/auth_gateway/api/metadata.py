@@ -9,13 +9,13 @@ from aiohttp import web
 
 from keyway_shared.store import Environment
 
-from ..connection_events import metadata_event
 from ..http.errors import ApiError
-from ..keys import environment_from_secret_key
-from ..outbox_relay import RELAY
-from ..requests import check_document_keys, json_object
+from ..http.requests import check_document_keys, json_object
+from ..operations.callers import environment_from_secret_key
+from ..operations.connection_events import metadata_event
+from ..operations.connections import unknown_connection
+from ..operations.outbox_relay import RELAY
 from ..resources import STORES
-from .connection import unknown_connection
 
 __all__ = ["legacy_set_metadata", "legacy_update_metadata", "set_metadata", "update_metadata"]
 

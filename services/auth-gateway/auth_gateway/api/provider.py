@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..http.errors import ApiError
-from ..keys import environment_from_secret_key
+from ..operations.callers import environment_from_secret_key
 from ..resources import CATALOG
 
 __all__ = ["get_provider", "list_providers"]

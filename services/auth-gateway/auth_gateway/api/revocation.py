@@ -8,11 +8,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..http.errors import ApiError
+from ..http.requests import json_object, validated_body
 from ..http.serialize import js_iso
-from ..keys import environment_from_secret_key
-from ..requests import json_object, validated_body
+from ..operations.callers import environment_from_secret_key
+from ..operations.revocation_jobs import REVOCATION_JOBS
 from ..resources import STORES
-from ..revocation_jobs import REVOCATION_JOBS
 
 __all__ = ["RevocationRequest", "get_revocation_job", "start_revocation_job"]
 

@@ -24,10 +24,10 @@ from keyway_shared.store.webhook_endpoints import EndpointStore
 from keyway_shared.store.webhook_keys import DEFAULT_ROTATION_GRACE
 
 from ..http.errors import ApiError
+from ..http.requests import json_object, validated_body
 from ..http.serialize import js_iso
-from ..keys import environment_from_secret_key
 from ..operations import outgoing_webhooks as operation
-from ..requests import json_object, validated_body
+from ..operations.callers import environment_from_secret_key
 
 __all__ = [
     "enable_endpoint",

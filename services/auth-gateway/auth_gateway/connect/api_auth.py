@@ -8,12 +8,12 @@ from aiohttp import web
 
 from keyway_shared.events import AuthMode
 
-from ..frontend import check_hmac, frontend_request
 from ..http.errors import ApiError
-from ..requests import json_object
+from ..http.requests import json_object
 from ..resources import HTTP, SETTINGS
-from ..verification import verify_credentials
 from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
+from .frontend_request import check_hmac, frontend_request
+from .verification import verify_credentials
 
 __all__ = ["api_key_auth", "basic_auth"]
 

@@ -12,11 +12,11 @@ from aiohttp import web
 from keyway_shared.credentials.app_store import app_store_token
 from keyway_shared.events import utcnow
 
-from ..frontend import check_hmac, frontend_request
 from ..http.errors import ApiError
-from ..requests import json_object
+from ..http.requests import json_object
 from ..resources import HTTP, SETTINGS
 from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode, token_url
+from .frontend_request import check_hmac, frontend_request
 
 __all__ = ["app_store_auth"]
 

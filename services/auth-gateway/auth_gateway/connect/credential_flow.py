@@ -18,10 +18,10 @@ from keyway_shared.providers import ProviderTemplate
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.store import Environment, Integration
 
-from ..frontend import FrontendRequest
 from ..http.errors import ApiError
 from ..operations.connections import record_auth_failure, store_connection
 from ..resources import CATALOG, STORES
+from .frontend_request import FrontendRequest
 
 __all__ = [
     "CredentialAttempt",

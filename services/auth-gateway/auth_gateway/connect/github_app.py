@@ -33,12 +33,12 @@ from keyway_shared.events import utcnow
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
-from ..oauth.flow_errors import FlowError
-from ..oauth.oauth2 import exchange_code, resolve_url
-from ..oauth.sessions import OAuthSession
 from ..operations.environment import callback_url
+from ..operations.flow_errors import FlowError
+from ..operations.flow_sessions import OAuthSession
 from ..resources import HTTP, SETTINGS, STORES
 from .popup_common import PopupStart, finish_with_connection, reload_integration
+from .protocol.oauth2 import exchange_code, resolve_url
 
 __all__ = ["finish_app", "finish_custom", "start_app"]
 

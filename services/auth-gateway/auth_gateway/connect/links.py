@@ -1,6 +1,6 @@
 """Connect links (redirect mode): ``POST /connect/links`` mints one (secret key); the user's whole tab
 opens ``GET /connect/link/{token}``, connects there, and is sent back to the app's ``return_url`` with
-a signed outcome (``auth_gateway.connect_links``).
+a signed outcome (``auth_gateway.connect.link_outcome``).
 
 The token in the path is the capability (a connect session token); the form posts carry no cookie,
 and are refused unless the browser says they come from the gateway's own page (Origin and
@@ -19,20 +19,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from keyway_shared.events import AuthMode, utcnow
 from keyway_shared.store import Environment
 
-from ..connect_links import outcome_redirect, return_url_allowed, return_url_problem
-from ..connect_sessions import SESSION_LIFETIME, ConnectSession
-from ..frontend import FrontendRequest
 from ..http.errors import ApiError
+from ..http.requests import bracket_params, json_object, validated_body
 from ..http.serialize import js_iso
-from ..keys import environment_from_secret_key
+from ..operations.callers import environment_from_secret_key
+from ..operations.connect_sessions import SESSION_LIFETIME, ConnectSession
 from ..operations.connections import ConnectRefusedError, store_connection
-from ..requests import bracket_params, json_object, validated_body
+from ..operations.return_urls import return_url_allowed, return_url_problem
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
-from ..verification import verify_credentials
 from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode
+from .frontend_request import FrontendRequest
+from .link_outcome import outcome_redirect
 from .link_page import LinkChoice, gone_page, link_page
 from .oauth import STARTERS
 from .sessions import EndUser, Organization
+from .verification import verify_credentials
 
 __all__ = ["cancel_link", "create_connect_link", "show_link", "submit_link"]
 

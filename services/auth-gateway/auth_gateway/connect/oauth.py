@@ -2,8 +2,8 @@
 /oauth/callback`` finishes (spec §2.4, §5.1 to §5.5). Every outcome reaches the SDK (WebSocket frame, or
 the legacy postMessage page), the auth webhook and the activity log (connection.* or auth.failed).
 
-Only the browser that started a flow can finish it (``oauth.browser_binding``), and a browser changes
-only what ``oauth.flow_overrides`` lets it. A callback whose state was already used is answered but
+Only the browser that started a flow can finish it (``protocol/browser_binding``), and a browser changes
+only what ``protocol/flow_overrides`` lets it. A callback whose state was already used is answered but
 not announced: its flow has ended, and was announced, once.
 """
 
@@ -21,21 +21,21 @@ from keyway_shared.events import utcnow
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
-from ..connect_links import outcome_redirect
-from ..frontend import FrontendRequest, check_hmac, frontend_request
 from ..http.errors import ApiError
-from ..oauth.browser_binding import forget_browser, is_same_browser
-from ..oauth.flow_errors import FlowError
-from ..oauth.flow_overrides import RESERVED_OAUTH2, authorization_params, client_override
-from ..oauth.oauth2 import authorization_url, config_to_store, exchange_code, new_code_verifier, resolve_url
-from ..oauth.sessions import OAuthSession
 from ..operations.connections import record_auth_failure, record_step, require_unspent_session
 from ..operations.environment import callback_url
-from ..pages import error_page, plain_error_page
+from ..operations.flow_errors import FlowError
+from ..operations.flow_sessions import OAuthSession
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
+from .flow_pages import error_page, plain_error_page
+from .frontend_request import FrontendRequest, check_hmac, frontend_request
 from .github_app import finish_app, finish_custom, start_app
+from .link_outcome import outcome_redirect
 from .oauth1_flow import finish_oauth1, start_oauth1
 from .popup_common import Finisher, PopupStart, Starter, finish_with_connection, flow_config
+from .protocol.browser_binding import forget_browser, is_same_browser
+from .protocol.flow_overrides import RESERVED_OAUTH2, authorization_params, client_override
+from .protocol.oauth2 import authorization_url, config_to_store, exchange_code, new_code_verifier, resolve_url
 from .ws import WS_HUB
 
 __all__ = ["FINISHERS", "STARTERS", "oauth_callback", "oauth_connect"]

@@ -16,14 +16,14 @@ from keyway_shared.credentials import TokenRequestError
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment
 
-from ..oauth.flow_errors import FlowError
-from ..oauth.flow_overrides import RESERVED_OAUTH1, authorization_params, client_override
-from ..oauth.oauth1 import OAuth1Client, authorization_url, with_query
-from ..oauth.oauth2 import resolve_url
-from ..oauth.sessions import OAuthSession
 from ..operations.environment import callback_url
+from ..operations.flow_errors import FlowError
+from ..operations.flow_sessions import OAuthSession
 from ..resources import HTTP, SETTINGS, STORES
 from .popup_common import PopupStart, finish_with_connection, flow_config, reload_integration
+from .protocol.flow_overrides import RESERVED_OAUTH1, authorization_params, client_override
+from .protocol.oauth1 import OAuth1Client, authorization_url, with_query
+from .protocol.oauth2 import resolve_url
 
 __all__ = ["finish_oauth1", "start_oauth1"]
 

@@ -16,15 +16,15 @@ from keyway_shared.events import AuthMode
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
-from ..connect_links import outcome_redirect
-from ..frontend import FrontendRequest
-from ..oauth.browser_binding import BrowserBinding
-from ..oauth.flow_errors import FlowError
-from ..oauth.flow_overrides import session_scopes
-from ..oauth.sessions import OAuthSession
 from ..operations.connections import store_connection
-from ..pages import success_page
+from ..operations.flow_errors import FlowError
+from ..operations.flow_sessions import OAuthSession
 from ..resources import CATALOG, STORES
+from .flow_pages import success_page
+from .frontend_request import FrontendRequest
+from .link_outcome import outcome_redirect
+from .protocol.browser_binding import BrowserBinding
+from .protocol.flow_overrides import session_scopes
 from .ws import WS_HUB
 
 __all__ = [

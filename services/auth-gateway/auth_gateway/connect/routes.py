@@ -15,7 +15,7 @@ __all__ = ["CONNECT_ROUTES"]
 
 PUBLIC, SECRET, SESSION, NONE = "public_key", "secret_key", "connect_session", "none"
 
-# What the frontend SDK sends with every connect call (frontend.py), and with a popup's first step.
+# What the frontend SDK sends with every connect call (frontend_request.py), and with a popup's first step.
 CONNECT = (
     query("connection_id", "The connection to create or replace; with a connect session the server may name it"),
     bracketed("params", "Connection configuration, e.g. params[subdomain]=acme"),

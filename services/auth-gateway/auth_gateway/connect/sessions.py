@@ -7,11 +7,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from keyway_shared.events import utcnow
 
-from ..connect_sessions import SESSION_LIFETIME, TOKEN_PREFIX, ConnectSession
 from ..http.errors import ApiError
+from ..http.requests import json_object, validated_body
 from ..http.serialize import js_iso
-from ..keys import environment_from_secret_key
-from ..requests import json_object, validated_body
+from ..operations.callers import environment_from_secret_key
+from ..operations.connect_sessions import SESSION_LIFETIME, TOKEN_PREFIX, ConnectSession
 from ..resources import STORES
 
 __all__ = ["create_connect_session", "delete_connect_session", "get_connect_session"]

@@ -9,8 +9,8 @@ import uuid
 
 from aiohttp import web
 
-from ..frontend import check_hmac, frontend_request
 from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
+from .frontend_request import check_hmac, frontend_request
 
 __all__ = ["unauth", "unauthenticated"]
 

@@ -17,15 +17,15 @@ from aiohttp import web
 from keyway_shared.events import ActivityMessage, make_event, utcnow
 from keyway_shared.store import Environment
 
-from ..connect_sessions import SESSION_LIFETIME, ConnectSession
-from ..connection_removal import Removal, remove_connection
 from ..http.errors import ApiError
 from ..operations import environment_keys, integrations, outgoing_webhooks
+from ..operations.connect_sessions import SESSION_LIFETIME, ConnectSession
+from ..operations.connection_removal import Removal, remove_connection
 from ..operations.connections import SOURCE
 from ..operations.environment import apply_environment_patch
 from ..operations.environment_keys import KeyType
 from ..operations.integrations import IntegrationBody
-from ..outbox_relay import RELAY
+from ..operations.outbox_relay import RELAY
 from ..resources import STORES
 
 __all__ = [

@@ -21,8 +21,8 @@ from keyway_shared.store import DEFAULT_ENVIRONMENTS, Environment
 from ..resources import SETTINGS, STORES
 from ..settings import GatewaySettings
 from .render import harden, render
-from .resources import DASHBOARD, Dashboard
 from .sessions import DashboardSession
+from .state import DASHBOARD, Dashboard
 
 __all__ = [
     "COOKIE",

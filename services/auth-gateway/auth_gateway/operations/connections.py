@@ -47,17 +47,17 @@ from keyway_shared.events import (
 )
 from keyway_shared.logging import get_logger, redact
 from keyway_shared.refresh.policy import DEFAULT_MARGIN
-from keyway_shared.store import Connection, OutboxRow
+from keyway_shared.store import Connection, Environment, OutboxRow
 from keyway_shared.store.connections import ConnectionOwnedError
 from keyway_shared.unavailability import is_unavailability
 
-from ..connect_sessions import SessionClaim
 from ..connection_cache import CONNECTION_CACHE
-from ..failure_announcements import FAILURE_ANNOUNCEMENTS
 from ..http.errors import ApiError
-from ..oauth.flow_errors import FlowError
-from ..outbox_relay import RELAY
 from ..resources import CATALOG, STORES
+from .connect_sessions import SessionClaim
+from .failure_announcements import FAILURE_ANNOUNCEMENTS
+from .flow_errors import FlowError
+from .outbox_relay import RELAY
 
 __all__ = [
     "SOURCE",
@@ -67,6 +67,7 @@ __all__ = [
     "record_step",
     "require_unspent_session",
     "store_connection",
+    "unknown_connection",
     "written_and_announced",
 ]
 
@@ -80,6 +81,15 @@ UNCONFIRMED = Counter(
 
 def new_operation_id() -> str:
     return uuid.uuid4().hex
+
+
+def unknown_connection(env: Environment, connection_id: str, provider_config_key: str) -> ApiError:
+    """The 404 of a connection that is not there, as the backend API and the proxy both answer it."""
+    return ApiError(
+        "unknown_connection",
+        "No connection matching the provided params of 'connection_id' and 'provider_config_key'.",
+        payload={"connectionId": connection_id, "providerConfigKey": provider_config_key, "environmentName": env.name},
+    )
 
 
 class ConnectRefusedError(ApiError, FlowError):

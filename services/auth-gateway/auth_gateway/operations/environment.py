@@ -17,11 +17,11 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 from keyway_shared.store import Environment, WebhookSettings
 from keyway_shared.store.environments import PublicKeyConnect
 
-from ..connect_links import return_url_problem
 from ..env_cache import ENV_CACHE
 from ..http.errors import ApiError
-from ..requests import validated_body
+from ..http.requests import validated_body
 from ..resources import SETTINGS, STORES
+from .return_urls import return_url_problem
 
 __all__ = [
     "EnvironmentPatch",

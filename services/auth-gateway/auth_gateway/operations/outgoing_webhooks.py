@@ -21,9 +21,9 @@ from keyway_shared.store.webhook_keys import DEFAULT_ROTATION_GRACE, SigningKey
 
 from ..env_cache import ENV_CACHE
 from ..http.errors import ApiError
-from ..outbox_relay import RELAY
 from ..resources import STORES
 from .connections import SOURCE
+from .outbox_relay import RELAY
 
 __all__ = [
     "enable_endpoint",

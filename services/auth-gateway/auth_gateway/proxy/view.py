@@ -18,12 +18,12 @@ from yarl import URL
 
 from keyway_shared.logging import get_logger
 
-from ..api.connection import unknown_connection
-from ..credentials_access import fresh_connection
-from ..fetch_recorder import FETCH_RECORDER
 from ..http.cors import add_cors_headers
 from ..http.errors import ApiError
-from ..keys import environment_from_secret_key
+from ..operations.callers import environment_from_secret_key
+from ..operations.connections import unknown_connection
+from ..operations.fetch_recorder import FETCH_RECORDER
+from ..operations.refresh_on_read import fresh_connection
 from ..resources import CATALOG, SETTINGS, STORES
 from .metrics import PROXY_CALLS, PROXY_RETRIES, PROXY_UPSTREAM_SECONDS, status_class
 from .retry import RetryPolicy, parse_retries, parse_retry_on

@@ -12,8 +12,8 @@ from keyway_shared.service import MONGO_DB
 from keyway_shared.store import Integration
 
 from ...http.errors import ApiError
+from ...http.requests import json_object
 from ...operations.environment import callback_url
-from ...requests import json_object
 from ...resources import CATALOG, STORES
 from .. import api
 from ..catalog import CONNECT_KIND, CREDENTIAL_FIELDS, integration_needs, param_fields, search

@@ -20,8 +20,8 @@ from ...resources import SETTINGS
 from ..pages import COOKIE, PREFIX, Page, cookie_options, html_message, page, redirect, safe_next
 from ..passwords import verify_password
 from ..render import harden, render
-from ..resources import DASHBOARD
 from ..sessions import Refusal
+from ..state import DASHBOARD
 
 __all__ = ["home", "signin_form", "signin_submit", "signout"]
 

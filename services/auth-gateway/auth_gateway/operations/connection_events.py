@@ -7,7 +7,7 @@ from typing import Any
 from keyway_shared.events import CloudEvent, ConnectionDeleted, ConnectionUpdated, EventData, make_event
 from keyway_shared.store import Connection
 
-from .operations.connections import SOURCE
+from .connections import SOURCE
 
 __all__ = ["connection_event", "deleted_event", "metadata_event"]
 

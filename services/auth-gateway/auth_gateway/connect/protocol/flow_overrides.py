@@ -27,9 +27,9 @@ from aiohttp import web
 
 from keyway_shared.logging import get_logger
 
-from ..frontend import FrontendRequest
-from ..requests import bracket_params
-from .flow_errors import FlowError
+from ...http.requests import bracket_params
+from ...operations.flow_errors import FlowError
+from ..frontend_request import FrontendRequest
 
 __all__ = [
     "RESERVED_OAUTH1",

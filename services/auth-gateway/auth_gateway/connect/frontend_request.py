@@ -17,13 +17,13 @@ from aiohttp import web
 from keyway_shared.compare import secrets_equal
 from keyway_shared.store import Environment
 
-from .connect_sessions import ConnectSession
-from .http.errors import ApiError
-from .keys import environment_from_public_key
-from .operations.connections import new_operation_id
-from .ratelimit import check_rate
-from .requests import bracket_params
-from .resources import STORES
+from ..http.errors import ApiError
+from ..http.ratelimit import check_rate
+from ..http.requests import bracket_params
+from ..operations.callers import environment_from_public_key
+from ..operations.connect_sessions import ConnectSession
+from ..operations.connections import new_operation_id
+from ..resources import STORES
 
 __all__ = ["FrontendRequest", "check_hmac", "expected_hmac", "frontend_request"]
 

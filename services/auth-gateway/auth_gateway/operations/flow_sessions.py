@@ -3,7 +3,7 @@
 The session id is the ``state`` parameter: 256 random bits, single use (the callback claims it
 atomically), valid for ten minutes, then removed by a TTL index. Secrets it
 holds — the PKCE verifier, client overrides, an OAuth 1 request-token secret — are encrypted. It
-keeps the digest of the nonce given to the browser that started the flow (``browser_binding``), so
+keeps the digest of the nonce given to the browser that started the flow (``connect/protocol/browser_binding``), so
 only that browser can finish it.
 """
 

@@ -20,9 +20,9 @@ from aiohttp import web
 
 from keyway_shared.logging import get_logger
 
-from .http.client_address import CURRENT_CLIENT
-from .http.metrics import AUTH_FAILED_SUPPRESSED
-from .settings import GatewaySettings
+from ..http.client_address import CURRENT_CLIENT
+from ..http.metrics import AUTH_FAILED_SUPPRESSED
+from ..settings import GatewaySettings
 
 __all__ = ["FAILURE_ANNOUNCEMENTS", "FailureAnnouncements", "TokenBuckets"]
 

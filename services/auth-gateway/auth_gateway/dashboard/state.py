@@ -1,4 +1,7 @@
-"""The dashboard's resources, opened in one cleanup context and kept under one AppKey."""
+"""The dashboard's state: its stores and templates, opened in one cleanup context and kept under one AppKey.
+
+(The gateway's own resources, which the dashboard reads too, are ``auth_gateway/resources.py``.)
+"""
 
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ from keyway_shared.refresh.policy import is_due
 from keyway_shared.refresh.service import RefreshError, connection_key
 from keyway_shared.store import Connection, Environment
 
-from .http.errors import ApiError
+from ..http.errors import ApiError
+from ..resources import REFRESH
 from .outbox_relay import RELAY
-from .resources import REFRESH
 
 __all__ = ["fresh_connection"]
 

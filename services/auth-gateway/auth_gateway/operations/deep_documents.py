@@ -1,7 +1,7 @@
 """Answering about connections stored before request bodies were limited in depth.
 
 Metadata nested hundreds of levels deep could be stored until bodies were capped at
-:data:`~auth_gateway.requests.MAX_DEPTH`. MongoDB itself refuses documents nested over 100 levels, but
+:data:`~auth_gateway.http.requests.MAX_DEPTH`. MongoDB itself refuses documents nested over 100 levels, but
 the embedded server stores them and then fails (an internal error) any projection of such a
 document, which is what the connection listing asks for, and a JSON encoder can run out of stack on
 them. One old document must not take down the listing of a whole environment: the listing falls
@@ -18,7 +18,7 @@ from aiohttp import web
 from keyway_shared.logging import get_logger
 from keyway_shared.store import Database
 
-from .requests import depth_exceeds
+from ..http.requests import depth_exceeds
 
 __all__ = ["SHOWN_DEPTH", "json_without_deep_fields", "shown", "summaries_from_whole_documents"]
 

@@ -16,8 +16,8 @@ from aiohttp import web
 from keyway_shared.outbox_relay import OutboxRelay
 from keyway_shared.service import BROKER
 
-from .resources import RELAY, STORES
-from .settings import GatewaySettings
+from ..resources import RELAY, STORES
+from ..settings import GatewaySettings
 
 # RELAY is kept in ``resources`` with the other keys (refresh-on-read needs it); re-exported for callers.
 __all__ = ["RELAY", "OutboxRelay", "relay_context"]

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ..resources import SETTINGS
-from .sessions import SESSION_TTL
+from ...operations.flow_sessions import SESSION_TTL
+from ...resources import SETTINGS
 
 __all__ = ["BrowserBinding", "forget_browser", "is_same_browser"]
 

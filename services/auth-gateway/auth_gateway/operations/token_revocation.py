@@ -17,9 +17,9 @@ from keyway_shared.events import ActivityMessage, make_event
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.store import Connection
 
-from .operations.connections import SOURCE
+from ..resources import CATALOG, HTTP, SETTINGS, STORES
+from .connections import SOURCE
 from .outbox_relay import RELAY
-from .resources import CATALOG, HTTP, SETTINGS, STORES
 
 __all__ = ["Revocation", "revoke_connection"]
 

@@ -1,11 +1,11 @@
-"""Connect links (redirect mode): which return URLs an environment accepts, and the signed outcome
-the browser carries back to one.
+"""Connect links (redirect mode): the signed outcome the browser carries back to the app's return URL.
 
 The outcome travels in the return URL's query; the app trusts it because of ``signature``:
 HMAC-SHA256, keyed by the environment's secret key, over the canonical query — every parameter of
 the final URL except ``signature``, as ``key=value`` pairs, each side percent-encoded per RFC 3986
 (only ``A-Z a-z 0-9 - _ . ~`` left bare), sorted, joined with ``&``. ``timestamp`` (Unix seconds)
-is signed too, so a verifier can refuse an old outcome replayed later.
+is signed too, so a verifier can refuse an old outcome replayed later. Which return URLs an
+environment accepts is ``operations/return_urls`` (the environment's settings check them too).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from aiohttp import web
 from keyway_shared.compare import secrets_equal
 from keyway_shared.store import Environment
 
-from .pages import plain_error_page
+from ..operations.return_urls import return_url_allowed
+from .flow_pages import plain_error_page
 
 __all__ = [
     "OUTCOME_PARAMS",
@@ -29,8 +30,6 @@ __all__ = [
     "canonical_query",
     "outcome_redirect",
     "outcome_url",
-    "return_url_allowed",
-    "return_url_problem",
     "sign_query",
     "verify_outcome",
 ]
@@ -61,44 +60,6 @@ def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
 
 def sign_query(pairs: Iterable[tuple[str, str]], secret_key: str) -> str:
     return hmac.new(secret_key.encode(), canonical_query(pairs).encode(), hashlib.sha256).hexdigest()
-
-
-def return_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a return URL at all (before the allowed list is consulted), or None."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        return "it is not a valid URL"
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        return "it must be an absolute http(s) URL"
-    if parts.username or parts.password:
-        return "it must not carry credentials"
-    if parts.fragment:
-        return "it must not have a fragment"
-    if "\\" in url or any(seg in {".", ".."} for seg in parts.path.split("/")) or "%2e" in parts.path.lower():
-        return "its path must not contain dot segments or backslashes"
-    return None
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
-
-
-def return_url_allowed(url: str, allowed: Iterable[str]) -> bool:
-    """Same origin as an allowed URL, and a path equal to its path or under it (segment-wise)."""
-    if return_url_problem(url) is not None:
-        return False
-    path = urlsplit(url).path or "/"
-    for candidate in allowed:
-        if return_url_problem(candidate) is not None or _origin(candidate) != _origin(url):
-            continue
-        prefix = urlsplit(candidate).path or "/"
-        if path == prefix or path.startswith(prefix if prefix.endswith("/") else prefix + "/"):
-            return True
-    return False
 
 
 def outcome_url(

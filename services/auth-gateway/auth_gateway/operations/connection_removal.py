@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ..http.idempotency.claims import removal_claim
+from ..resources import STORES
 from .connection_events import deleted_event
-from .idempotency import removal_claim
-from .operations.connections import written_and_announced
-from .resources import STORES
-from .revocation import Revocation, revoke_connection
+from .connections import written_and_announced
+from .token_revocation import Revocation, revoke_connection
 
 __all__ = ["Removal", "remove_connection"]
 

@@ -26,13 +26,11 @@ from typing import Literal
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from .http.client_address import CURRENT_CLIENT, client_address, client_key
-from .http.errors import ApiError, Handler
-from .http.listeners import route_sides
-from .http.metrics import RATE_LIMITED
-from .openapi_spec import Route
-from .resources import SETTINGS
-from .settings import GatewaySettings
+from .client_address import CURRENT_CLIENT, Networks, client_address, client_key
+from .errors import ApiError, Handler
+from .listeners import route_sides
+from .metrics import RATE_LIMITED
+from .route_line import RouteLine
 
 __all__ = [
     "RATE_DECISION",
@@ -113,11 +111,12 @@ class RateLimits:
     client: RateLimiter
 
     @classmethod
-    def from_settings(cls, settings: GatewaySettings) -> RateLimits:
+    def per_minute(cls, *, secret: int, public: int, client: int) -> RateLimits:
+        """The three budgets from their per-minute limits (0 disables one): the gateway's settings."""
         return cls(
-            secret=RateLimiter(limit=settings.rate_limit_per_minute),
-            public=RateLimiter(limit=settings.public_rate_limit_per_minute),
-            client=RateLimiter(limit=settings.client_rate_limit_per_minute),
+            secret=RateLimiter(limit=secret),
+            public=RateLimiter(limit=public),
+            client=RateLimiter(limit=client),
         )
 
 
@@ -152,8 +151,11 @@ def check_rate(request: web.Request, environment: str, kind: CallerKind) -> None
     _apply(request, limiter, f"{kind}:{environment}", bucket=kind, what=what)
 
 
-def client_rate_middleware(routes: Iterable[Route]) -> Middleware:
-    """The per-client budget of the browser routes (the public side of the route table, but ``/health``)."""
+def client_rate_middleware(routes: Iterable[RouteLine], *, trusted_proxies: Networks) -> Middleware:
+    """The per-client budget of the browser routes (the public side of the route table, but ``/health``).
+
+    ``trusted_proxies`` (``KEYWAY_TRUSTED_PROXIES``) say whose ``X-Forwarded-For`` names the client.
+    """
     public, _ = route_sides(routes)
     browser_routes = public - {("GET", "/health")}
 
@@ -163,7 +165,7 @@ def client_rate_middleware(routes: Iterable[Route]) -> Middleware:
         method = "GET" if request.method == "HEAD" else request.method
         if resource is None or (method, resource.canonical) not in browser_routes:
             return await handler(request)
-        address = client_key(client_address(request, request.app[SETTINGS].trusted_proxies))
+        address = client_key(client_address(request, trusted_proxies))
         limits = request.app.get(RATE_LIMITS)
         if limits is not None and limits.client.enabled:
             _apply(request, limits.client, address, bucket="client", what="from this address")

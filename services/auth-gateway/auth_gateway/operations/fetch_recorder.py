@@ -30,7 +30,7 @@ from keyway_shared.logging import get_logger
 from keyway_shared.store import ConnectionStore
 from keyway_shared.unavailability import is_unavailability
 
-from .resources import STORES
+from ..resources import STORES
 
 __all__ = ["FETCH_RECORDER", "FetchRecorder", "fetch_recorder_context"]
 

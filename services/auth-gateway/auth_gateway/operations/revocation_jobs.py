@@ -18,9 +18,9 @@ from keyway_shared.events.envelope import utcnow
 from keyway_shared.logging import get_logger
 from keyway_shared.service import MONGO_DB
 
+from ..resources import STORES
 from .connection_removal import remove_connection
-from .resources import STORES
-from .revocation import revoke_connection
+from .token_revocation import revoke_connection
 
 __all__ = ["REVOCATION_JOBS", "RevocationJobs", "revocation_jobs_context"]
 

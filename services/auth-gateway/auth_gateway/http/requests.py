@@ -7,6 +7,8 @@ not hold or store, each with a 4xx naming the problem instead of a 500 further i
 MongoDB's 64 bits, and lone UTF-16 surrogates (no UTF-8 for them, so neither BSON nor a JSON answer
 can carry them). Views call :func:`check_document_keys` on the objects they store as document fields
 (metadata, connection configuration), and read the body only once the caller is authenticated.
+The body's timeout is the application's :data:`BODY_TIMEOUT_SECONDS`, which ``create_app`` sets from
+the gateway's settings (this module reads no settings of its own).
 
 The checks cost little on the usual body: numbers go through small hooks, and the walk over the
 parsed value runs only when the raw bytes hold more brackets than the depth limit or a surrogate
@@ -27,10 +29,10 @@ from aiohttp import web
 from multidict import MultiMapping
 from pydantic import BaseModel, ValidationError
 
-from .http.errors import ApiError
-from .resources import SETTINGS
+from .errors import ApiError
 
 __all__ = [
+    "BODY_TIMEOUT_SECONDS",
     "MAX_BODY_BYTES",
     "MAX_DEPTH",
     "bracket_params",
@@ -38,6 +40,7 @@ __all__ = [
     "depth_exceeds",
     "json_object",
     "parse_json_object",
+    "read_body",
     "validated_body",
 ]
 
@@ -45,6 +48,8 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # half a MongoDB document: a larger body could not be stored anyway
 MAX_DEPTH = 20  # objects and arrays, the body itself being 1
+# KEYWAY_HTTP_BODY_TIMEOUT_SECONDS, set by create_app: how long a body may take once its head is in.
+BODY_TIMEOUT_SECONDS = web.AppKey("body_timeout_seconds", float)
 _INT64 = 2**63  # BSON's widest integer; a larger one fails the write
 _INT_DIGITS = 20  # no int64 has more digits (with its sign): longer text is refused before int() runs
 
@@ -114,16 +119,21 @@ def _storable_key(key: str) -> bool:
 
 async def json_object(request: web.Request, *, required: bool = True) -> dict[str, Any]:
     """The request's body as a JSON object, within the limits above (read it after authenticating)."""
+    return parse_json_object(await read_body(request), required=required)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request's raw body: 413 past :data:`MAX_BODY_BYTES`, 408 past :data:`BODY_TIMEOUT_SECONDS`."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise _too_large()
     try:  # the head's timeout (app.py) ends when the head is in: a body sent byte by byte is bounded here
-        async with asyncio.timeout(request.app[SETTINGS].http_body_timeout_seconds):
+        async with asyncio.timeout(request.app[BODY_TIMEOUT_SECONDS]):
             raw = await request.read()
     except TimeoutError:
         raise ApiError("request_timeout", "The request body did not arrive in time.", status=408) from None
     if len(raw) > MAX_BODY_BYTES:  # a chunked body states no length
         raise _too_large()
-    return parse_json_object(raw, required=required)
+    return raw
 
 
 def _too_large() -> ApiError:

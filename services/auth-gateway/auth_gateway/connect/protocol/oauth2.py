@@ -15,7 +15,7 @@ from keyway_shared.providers import ProviderTemplate
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.providers.rendering import render_url
 
-from .flow_errors import FlowError
+from ...operations.flow_errors import FlowError
 
 __all__ = [
     "authorization_url",

@@ -16,7 +16,7 @@ from keyway_shared.logging import get_logger
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError, interpolate
 
-from .http.errors import ApiError
+from ..http.errors import ApiError
 
 __all__ = ["verify_credentials"]
 

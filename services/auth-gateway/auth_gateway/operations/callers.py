@@ -1,6 +1,6 @@
-"""Authenticating callers: the secret key (backends) and the public key (browsers), as spec §1.1.
+"""Who is calling: the secret key (backends) and the public key (browsers), as spec §1.1.
 
-Each kind of caller is counted against its own budget of its environment (``ratelimit``): what
+Each kind of caller is counted against its own budget of its environment (``http/ratelimit``): what
 browsers send with the public key never uses up what the backend may send with the secret key.
 """
 
@@ -12,11 +12,11 @@ from aiohttp import web
 
 from keyway_shared.store import Environment
 
-from .env_cache import ENV_CACHE
-from .http.errors import ApiError
-from .ratelimit import check_rate
+from ..env_cache import ENV_CACHE
+from ..http.errors import ApiError
+from ..http.ratelimit import check_rate
 
-__all__ = ["UUID_V4", "environment_from_public_key", "environment_from_secret_key"]
+__all__ = ["UUID_V4", "environment_from_public_key", "environment_from_secret_key", "secret_key_owner"]
 
 UUID_V4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE)
 
@@ -51,3 +51,17 @@ async def environment_from_public_key(request: web.Request) -> Environment:
         raise ApiError("unknown_user_account", "Authentication failed. The provided public key is unknown.")
     check_rate(request, environment.name, "public")
     return environment
+
+
+async def secret_key_owner(request: web.Request) -> str | None:
+    """The name of the secret key's environment, or None: whose ``Idempotency-Key`` the request carries.
+
+    Not ``environment_from_secret_key``: the view calls that one, and the call counts against the
+    rate limit; a lookup here is the environment cache's, a dictionary read when the key is warm.
+    """
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not UUID_V4.match(secret):
+        return None
+    environment = await request.app[ENV_CACHE].by_secret_key(secret)
+    return None if environment is None else environment.name

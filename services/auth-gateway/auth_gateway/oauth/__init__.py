@@ -1,1 +1,0 @@
-"""The browser-facing authorization flows: sessions, authorization URLs, callbacks."""
