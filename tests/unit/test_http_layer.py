@@ -2,8 +2,10 @@
 
 ``auth_gateway/http/`` is plumbing under every feature: it imports no other gateway module. The
 features sit side by side over ``operations/``: ``api/`` (the secret-key backend API), ``connect/``
-(what a browser or frontend SDK touches) and ``dashboard/`` never reach one another, not even through
-a module in between, and ``operations/`` reaches none of them.
+(what a browser or frontend SDK touches), ``dashboard/`` and ``proxy/`` never reach one another, not
+even through a module in between, and ``operations/`` reaches none of them. At the top level sit only
+the application and its route table (which put the features together), its settings and resources,
+the OpenAPI builders and the two caches; none of them but the first reaches a feature.
 
 Read from the source with the import graph of ``test_import_cycles`` (every ``import`` counts, at
 module level, under ``if TYPE_CHECKING:`` or inside a function). The shared library is fine; a
@@ -22,11 +24,25 @@ from .test_import_cycles import PACKAGES, import_graph
 HTTP = "auth_gateway.http"
 
 # Each feature layer, and the layers it must never reach.
+FEATURES = ("api", "connect", "dashboard", "proxy")
 UNREACHABLE = {
-    "api": ("connect", "dashboard"),
-    "connect": ("api", "dashboard"),
-    "dashboard": ("api", "connect"),
-    "operations": ("api", "connect", "dashboard"),
+    "api": ("connect", "dashboard", "proxy"),
+    "connect": ("api", "dashboard", "proxy"),
+    "dashboard": ("api", "connect", "proxy"),
+    "proxy": ("api", "connect", "dashboard"),
+    "operations": FEATURES,
+}
+LAYERS = frozenset({*FEATURES, "http", "operations"})
+# Every module of the gateway's top level; the first four put the features together.
+COMPOSITION = frozenset({"__main__", "app", "routes", "openapi"})
+TOP_LEVEL = COMPOSITION | {
+    "__init__",
+    "settings",
+    "resources",
+    "openapi_spec",
+    "openapi_schemas",
+    "env_cache",
+    "connection_cache",
 }
 
 
@@ -43,7 +59,8 @@ def outside_imports(package_dir: Path, layer: str) -> dict[str, set[str]]:
 
 def test_http_imports_nothing_else_of_the_gateway() -> None:
     graph = import_graph(PACKAGES["auth_gateway"])
-    assert {f"{HTTP}.errors", f"{HTTP}.listeners", f"{HTTP}.metrics"} <= set(graph)
+    assert {f"{HTTP}.errors", f"{HTTP}.listeners", f"{HTTP}.ratelimit", f"{HTTP}.requests"} <= set(graph)
+    assert f"{HTTP}.idempotency.middleware" in graph
     assert outside_imports(PACKAGES["auth_gateway"], HTTP) == {}
 
 
@@ -110,3 +127,38 @@ def test_the_check_sees_a_feature_reached_through_a_module_in_between(tmp_path: 
         "pkg.api.config": ["pkg.api.config", "pkg.helpers", "pkg.connect.oauth"]
     }
     assert reached_from(graph, "pkg", "connect", ("api",)) == {}
+
+
+def test_the_top_level_holds_only_the_app_its_settings_resources_and_openapi() -> None:
+    """A new module goes into a layer: ``operations/`` if a feature and ``operations/`` need it, ``http/`` if
+    it has no domain, else the one feature that uses it."""
+    package = PACKAGES["auth_gateway"]
+    modules = {path.stem for path in package.glob("*.py")}
+    packages = {path.name for path in package.iterdir() if path.is_dir() and any(path.rglob("*.py"))}
+    assert {"app", "routes", "settings", "resources"} <= modules
+    assert modules - TOP_LEVEL == set()
+    assert packages == LAYERS
+
+
+def test_below_the_composition_no_top_level_module_reaches_a_feature() -> None:
+    graph = import_graph(PACKAGES["auth_gateway"])
+    top = {module.removeprefix("auth_gateway.") for module in graph if module.count(".") == 1}
+    below = sorted(top - LAYERS - COMPOSITION)
+    assert {"resources", "settings", "openapi_spec"} <= set(below)
+    reached = {}
+    for module in below:
+        reached |= reached_from(graph, "auth_gateway", module, FEATURES)
+    assert reached == {}
+
+
+def test_the_check_sees_a_top_level_module_reaching_a_feature(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "connect").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "connect" / "__init__.py").write_text("")
+    (package / "connect" / "sessions.py").write_text("")
+    (package / "resources.py").write_text("from .connect.sessions import Store\n")
+    graph = import_graph(package)
+    assert reached_from(graph, "pkg", "resources", ("connect",)) == {
+        "pkg.resources": ["pkg.resources", "pkg.connect.sessions"]
+    }

@@ -1,4 +1,5 @@
-"""``operations/`` sits under the API views, the connect flows and the dashboard: it never imports them, even indirectly.
+"""``operations/`` sits under the API views, the connect flows, the dashboard and the proxy: it never imports them,
+even indirectly.
 
 Checked in a fresh interpreter, so a module some other test imported first cannot hide an import.
 """
@@ -15,7 +16,8 @@ _PROBE = """
 import importlib, sys
 for name in sys.argv[1:]:
     importlib.import_module(name)
-above = sorted(m for m in sys.modules if m.split(".")[:2] in (["auth_gateway", "api"], ["auth_gateway", "connect"], ["auth_gateway", "dashboard"]))
+features = {"api", "connect", "dashboard", "proxy"}
+above = sorted(m for m in sys.modules if m.startswith("auth_gateway.") and m.split(".")[1] in features)
 print("\\n".join(above))
 """
 
