@@ -18,8 +18,8 @@ import pytest
 
 from auth_gateway.connect.ws import WsHub
 from auth_gateway.connection_cache import ConnectionCache
-from auth_gateway.env_cache import EnvironmentCache
 from auth_gateway.operations.fetch_recorder import FetchRecorder
+from keyway_shared.bus.environment_changes import EnvironmentChanges
 from keyway_shared.deadline import request_deadline
 from keyway_shared.outbox_relay import OutboxRelay
 from keyway_shared.store import OutboxRow
@@ -156,12 +156,11 @@ class Connection:
 
 
 def attaches() -> dict[str, Any]:
-    fake_store: Any = None
-    env_cache = EnvironmentCache(fake_store, ttl_seconds=5, exchange_name="x")
+    changes = EnvironmentChanges(exchange_name="x")
     hub = WsHub(exchange_name="x")
     cache = ConnectionCache(max_entries=10)
     return {
-        "environment cache": env_cache.attach,
+        "environment changes": changes.attach,
         "websocket hub": hub.attach,
         "connection cache": lambda connection: cache.attach(connection, events_exchange="x", prefix="t"),
     }
