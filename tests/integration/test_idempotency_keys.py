@@ -138,6 +138,27 @@ async def test_a_retry_while_the_first_runs_is_a_409(gw: Gateway, db: Any) -> No
     assert doc["updated_at"] == doc["created_at"]  # written once
 
 
+async def test_a_retry_waits_a_moment_for_an_attempt_about_to_end(gw: Gateway, db: Any) -> None:
+    # The first attempt ends while the retry waits: the retry is its answer, not a 409. (So is a
+    # claim whose release lands just after the database came back, the fault run's case.)
+    key = str(uuid.uuid4())
+    entered, release = hold_first_save(gw)
+    first = asyncio.create_task(gw.client.post("/connection", json=imported("idem-wait"), headers=keyed(gw, key)))
+    try:
+        await asyncio.wait_for(entered.wait(), 10)
+        retry = asyncio.create_task(gw.client.post("/connection", json=imported("idem-wait"), headers=keyed(gw, key)))
+        await asyncio.sleep(0.3)  # the retry is waiting on the claim by now
+        assert not retry.done()
+    finally:
+        release.set()
+    assert (await first).status == 201
+    waited = await retry
+    assert (waited.status, waited.headers.get(REPLAYED)) == (201, "true"), await waited.text()
+    doc = await stored_connection(db, "idem-wait")
+    assert doc is not None
+    assert doc["updated_at"] == doc["created_at"]  # written once
+
+
 async def test_two_replicas_racing_on_one_key_run_it_once(gw: Gateway, start_gateway: StartGateway, db: Any) -> None:
     key = str(uuid.uuid4())
     async with start_gateway(keys_of=gw) as other:

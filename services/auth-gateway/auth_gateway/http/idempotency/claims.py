@@ -31,6 +31,7 @@ log = get_logger(__name__)
 
 _RELEASE_WAIT_SECONDS = 1.0  # a retry sent as soon as a 5xx arrives finds the key free (a healthy write: ms)
 _BOOKKEEPING_SECONDS = 10.0  # a release or a late store gives up after this; the lease is the last resort
+_RELEASE_TRY_SECONDS = 3.0  # one release try: a healthy update takes milliseconds, a dead socket is left behind
 
 
 @dataclass(kw_only=True)
@@ -154,13 +155,15 @@ async def _release_until_lease_ends(claim: ActiveClaim) -> None:
     A claim sent while the database link was blackholed may land only once the link heals, after a
     first release failed or found nothing to release: without more tries, every retry of the
     request would be told 409 "in flight" for the rest of the lease. A claim that never lands costs
-    a few no-op updates.
+    a few no-op updates. The tries are short and close together: a retry the client sends after
+    its 503 waits for this release (``middleware.IN_FLIGHT_WAIT_SECONDS``), so it should land
+    within a second of the database answering again.
     """
-    backoff = Backoff(first=0.2, cap=2.0)
+    backoff = Backoff(first=0.2, cap=0.5)
     give_up_at = time.monotonic() + DEFAULT_LEASE.total_seconds()
     while True:
         try:
-            async with asyncio.timeout(_BOOKKEEPING_SECONDS):
+            async with asyncio.timeout(_RELEASE_TRY_SECONDS):
                 if await claim.store.release(claim.environment, claim.key, claim.holder):
                     return
         except (PyMongoError, TimeoutError):

@@ -9,6 +9,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from keyway_shared.backoff import Backoff
+from keyway_shared.deadline import remaining
+from keyway_shared.store import ClaimResult, KeyClaim
+
 from ..errors import ApiError, Handler, error_response
 from ..requests import read_body
 from .claims import CURRENT_CLAIM, ActiveClaim, Outcomes
@@ -20,6 +24,28 @@ __all__ = ["KeyOwner", "idempotency_middleware"]
 # The environment whose keys the request's key is one of, or None: the view then answers the 401 as
 # it always does. Not the view's own authentication: that one counts against the rate limit.
 KeyOwner = Callable[[web.Request], Awaitable[str | None]]
+
+# How long a retry waits for an attempt that holds its key before answering 409: at most this, and
+# at most half of what is left of its own deadline (the other half is for running the request).
+# A claim outlives its attempt when the attempt ended while the database was away (its release
+# lands only when the database is back): the retry a client sends after that 503 then waits a
+# moment and runs, instead of being told "in flight" about an attempt that has already answered.
+IN_FLIGHT_WAIT_SECONDS = 3.0
+
+
+async def _claim_waiting_for_holder(claim_once: Callable[[], Awaitable[KeyClaim]]) -> KeyClaim:
+    taken = await claim_once()
+    budget = remaining(IN_FLIGHT_WAIT_SECONDS) / 2
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + budget
+    backoff = Backoff(first=0.05, cap=0.25)
+    while taken.result is ClaimResult.IN_FLIGHT:
+        pause = backoff.next()
+        if loop.time() + pause >= give_up_at:
+            break
+        await asyncio.sleep(pause)
+        taken = await claim_once()
+    return taken
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -77,7 +103,9 @@ def idempotency_middleware(routes: Iterable[IdempotentRouteLine], *, key_owner: 
             removal=None,
         )
         try:
-            taken = await store.claim(environment, key, request_fingerprint, holder=claim.holder)
+            taken = await _claim_waiting_for_holder(
+                lambda: store.claim(environment, key, request_fingerprint, holder=claim.holder)
+            )
         except BaseException:
             # No answer to the claim (a deadline, a blackholed link): its insert may still land, even
             # after the link heals, and would hold the key "in flight" for a whole lease.
