@@ -60,16 +60,7 @@ from ..support.procs import ServiceProcess
 from ..support.stack import PACKAGES, Stack
 from .fault_run import INTEGRATION, PROVIDER, REPLICAS, SERVICE_ENV, FaultRun, holds, through
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.broker, pytest.mark.mongo, pytest.mark.timeout(480)]
-
-
-@pytest.fixture(autouse=True)
-def only_when_asked(request: pytest.FixtureRequest) -> None:
-    # Not in `make test` for now: one run in seven, on a machine loaded by other suites, found a
-    # connection stored again after its deletion had been answered (issue 15, under investigation).
-    # Until that is understood and fixed, CI would fail at random on it; run it with -m slow.
-    if "slow" not in (request.config.option.markexpr or ""):
-        pytest.skip("slow: run with -m slow")
+pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.timeout(480)]
 
 
 async def test_every_fault_heals_without_a_restart_and_no_write_is_lost_or_doubled(
