@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ..auth_modes import AuthMode
 from .envelope import EventData
 
 __all__ = [
@@ -31,8 +32,6 @@ __all__ = [
     "WebhookFailed",
     "WebhookReplayRequested",
 ]
-
-AuthMode = Literal["OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA"]
 
 
 class ErrorInfo(EventData):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..auth_modes import AUTH_MODES, AuthMode
 from .interpolation import MissingParamError
 from .rendering import render_header, render_url
 
@@ -23,9 +24,6 @@ __all__ = [
     "ProxyVerification",
     "interpolation_variables",
 ]
-
-AUTH_MODES = ("OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA")
-AuthModeName = Literal["OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA"]
 
 _VARIABLE = re.compile(r"\$\{(?:connectionConfig\.)?([A-Za-z0-9_.-]+)\}")
 
@@ -63,7 +61,7 @@ class ProxyConfig(BaseModel):
 class ProviderTemplate(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    auth_mode: AuthModeName
+    auth_mode: AuthMode
     display_name: str | None = None
     alias: str | None = None
     authorization_url: str | None = None

@@ -1,0 +1,101 @@
+"""The auth modes, written once: their names, and what every service may need to know of each.
+
+A provider template names one auth mode (``auth_mode`` in providers.yaml). This module is the one
+list of them (``AuthMode``, ``AUTH_MODES``) and, in ``MODE_FACTS``, what can be said of a mode without
+running its flow: how a browser connects, what the integration must hold, what a person types, and
+as which credentials an import stores it. Everything that keeps a set of modes derives it from here
+(``modes_where``); the gateway's ``connect/modes`` adds each mode's flow, and the credentials a mode
+stores say themselves how they are refreshed and sent upstream (``keyway_shared.credentials.shapes``).
+
+It imports nothing of the library, so that anything (the template schema, the event models) can
+import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+__all__ = [
+    "AUTH_MODES",
+    "MODE_FACTS",
+    "AuthMode",
+    "BrowserFlow",
+    "ModeFacts",
+    "TypedField",
+    "modes_where",
+]
+
+# The order is the published one (event schemas list it as their enum).
+AuthMode = Literal["OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA"]
+AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
+
+# How a browser connects: a popup to the provider and back through the callback, a form whose
+# fields are posted to the gateway, or a call that asks for nothing ("none": NONE's connection).
+BrowserFlow = Literal["popup", "form", "none"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TypedField:
+    """A credential a person types, named as the frontend SDK's ``credentials`` option names it."""
+
+    name: str
+    label: str
+    kind: Literal["text", "password", "textarea"] = "text"
+    required: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModeFacts:
+    browser: BrowserFlow | None  # None: no browser flow; such connections are imported (POST /connection)
+    client: bool = False  # the integration holds an OAuth client id and secret, which /config requires
+    scopes: bool = False  # the integration's scopes are asked for (its form offers them)
+    github_app: bool = False  # the integration names a GitHub App: its link, id and private key
+    editable: bool = True  # False: the credentials come with each connection, PUT /config has nothing to change
+    typed: tuple[TypedField, ...] = ()  # what a person types on the form (browser "form")
+    imported_as: AuthMode | None = None  # the credentials type POST /connection stores; None: not importable
+
+
+_CLIENT_FIELDS = (
+    TypedField(name="client_id", label="Client id"),
+    TypedField(name="client_secret", label="Client secret", kind="password"),
+)
+_APP_STORE_FIELDS = (
+    TypedField(name="privateKeyId", label="Private key id"),
+    TypedField(name="issuerId", label="Issuer id"),
+    TypedField(name="privateKey", label="Private key (PEM)", kind="textarea"),
+)
+
+MODE_FACTS: dict[AuthMode, ModeFacts] = {
+    "OAUTH1": ModeFacts(browser="popup", client=True, imported_as="OAUTH1"),
+    "OAUTH2": ModeFacts(browser="popup", client=True, scopes=True, imported_as="OAUTH2"),
+    "OAUTH2_CC": ModeFacts(browser="form", client=True, scopes=True, typed=_CLIENT_FIELDS),
+    "BASIC": ModeFacts(
+        browser="form",
+        editable=False,
+        typed=(
+            TypedField(name="username", label="User name"),
+            TypedField(name="password", label="Password", kind="password", required=False),
+        ),
+        imported_as="BASIC",
+    ),
+    "API_KEY": ModeFacts(
+        browser="form",
+        editable=False,
+        typed=(TypedField(name="apiKey", label="API key", kind="password"),),
+        imported_as="API_KEY",
+    ),
+    "APP_STORE": ModeFacts(browser="form", typed=_APP_STORE_FIELDS),
+    # github-app-oauth: an installation with the user's authorization; it stores OAuth 2 or App credentials.
+    "CUSTOM": ModeFacts(browser="popup", client=True, scopes=True, github_app=True, imported_as="OAUTH2"),
+    "APP": ModeFacts(browser="popup", github_app=True),
+    "NONE": ModeFacts(browser="none", imported_as="NONE"),
+    # NetSuite token-based auth: imported, then used through the SDK; Keyway has no connect flow for it yet.
+    "TBA": ModeFacts(browser=None, client=True, imported_as="TBA"),
+}
+
+
+def modes_where(fact: Callable[[ModeFacts], bool]) -> frozenset[AuthMode]:
+    """The modes of which ``fact`` holds, e.g. ``modes_where(lambda f: f.browser == "popup")``."""
+    return frozenset(mode for mode in AUTH_MODES if fact(MODE_FACTS[mode]))
