@@ -16,6 +16,12 @@ new route stays one short line:
 
 A body is a pydantic model (the one the view validates with, so the document cannot drift from it)
 or a JSON schema written beside the line where the view reads the JSON itself.
+
+The credential column is enforced, not only documented: a view is wrapped in the decorator of its
+credential (``operations/callers.py``'s ``@secret_key``, ``connect/frontend_request.py``'s
+``@public_key``, ``connect/sessions.py``'s ``@connect_session``, the dashboard's ``@page``, or
+``@no_credential`` here), which checks it before the view runs and marks the view with it; a line
+whose column is not its view's mark fails when the table is built.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -34,20 +40,26 @@ __all__ = [
     "ERROR_REF",
     "NO_CONTENT",
     "Answer",
+    "AuthKind",
     "Body",
+    "Handler",
     "Param",
     "Route",
     "bracketed",
     "build_document",
+    "declare_auth",
+    "declared_auth",
     "form",
     "header",
     "json_answer",
+    "no_credential",
     "page",
     "query",
     "redirect",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+AuthKind = Literal["secret_key", "public_key", "connect_session", "dashboard_session", "none"]
 JsonSchema = Mapping[str, Any]
 Schema = JsonSchema | type[BaseModel]
 
@@ -120,6 +132,32 @@ def redirect(status: int = 302, description: str = "") -> Answer:
 OK = json_answer()
 NO_CONTENT = Answer(204, None)
 
+# Set on the view's handler by the wrapper that checks its credential. An attribute, not a table:
+# ``functools.wraps`` copies it onto an outer wrapper, so a view wrapped twice is caught below.
+_AUTH_MARK = "__route_auth__"
+
+
+def declare_auth(kind: AuthKind, handler: Handler) -> Handler:
+    """Mark ``handler`` as checking the credential ``kind``: the wrapper that checks it calls this."""
+    if (already := declared_auth(handler)) is not None:
+        raise TypeError(f"{handler.__qualname__} already checks the credential {already!r}: one wrapper a view")
+    setattr(handler, _AUTH_MARK, kind)
+    return handler
+
+
+def declared_auth(handler: Handler) -> str | None:
+    """The credential ``handler``'s wrapper checks, or None: a function no wrapper made a route's view."""
+    mark = getattr(handler, _AUTH_MARK, None)
+    return mark if isinstance(mark, str) else None
+
+
+def no_credential(view: Handler) -> Handler:
+    """The view of an ``auth="none"`` route: it takes no key or session, and says so.
+
+    What such a view does check is its own (a flow's state and browser, a link's token, a sign-in form).
+    """
+    return declare_auth("none", view)
+
 
 @dataclass(frozen=True)
 class Route:
@@ -128,19 +166,27 @@ class Route:
     handler: Handler
     summary: str
     tag: str
-    auth: str  # public_key | secret_key | connect_session | dashboard_session | none
+    auth: AuthKind  # what the view's wrapper checks (declare_auth); public_key also takes a connect session token
     params: Sequence[Param] = ()
     body: Schema | Body | None = None  # a model or a schema: a required JSON body
     ok: Answer | Sequence[Answer] | None = None  # None: 200 JSON (a dashboard page: 200 HTML or 303)
     errors: Sequence[int | Answer] = ()  # beyond those of the credential and the body
     pages: bool = False  # errors are HTML pages: a browser tab opened the route, not an SDK
 
+    def __post_init__(self) -> None:
+        declared = declared_auth(self.handler)
+        if declared != self.auth:
+            raise TypeError(
+                f"{self.method} {self.path}: the line's auth is {self.auth!r}, but its view "
+                f"{self.handler.__qualname__} checks {declared!r}: wrap the view in the decorator of its credential"
+            )
+
     @property
     def takes_idempotency_key(self) -> bool:
         return self.auth == "secret_key" and self.method in _KEYED_METHODS and not self.path.startswith("/proxy/")
 
 
-_SECURITY: dict[str, list[dict[str, list[str]]]] = {
+_SECURITY: dict[AuthKind, list[dict[str, list[str]]]] = {
     "secret_key": [{"secretKey": []}],
     "public_key": [{"publicKey": []}, {"connectSession": []}],
     "connect_session": [{"connectSessionBearer": []}],
@@ -152,7 +198,7 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
 # a rate limit, a session that does not allow the integration.
 # 429 on a browser route (public key, connect session, none) is also its caller's address over its budget,
 # always in the envelope: the rate-limit middleware answers before any view (/health is spared, the dashboard too).
-_CREDENTIAL_ERRORS: dict[str, tuple[int | Answer, ...]] = {
+_CREDENTIAL_ERRORS: dict[AuthKind, tuple[int | Answer, ...]] = {
     "secret_key": (401, 429),
     "public_key": (400, 401, 403, 429, json_answer(429, ERROR_REF)),
     "connect_session": (401, 429),
@@ -172,7 +218,7 @@ _IDEMPOTENCY_ERRORS = (
     json_answer(409, ERROR_REF, "idempotency_key_in_use: a request with this key is still being answered"),
     json_answer(422, ERROR_REF, "idempotency_key_mismatch: this key was used with another request"),
 )
-_DEFAULT_OK: dict[str, Sequence[Answer]] = {"dashboard_session": (page(), redirect(303, "Done: to the next page"))}
+_DEFAULT_OK: dict[AuthKind, Sequence[Answer]] = {"dashboard_session": (page(), redirect(303, "Done: to the next page"))}
 # A JSON body that does not arrive in time (KEYWAY_HTTP_BODY_TIMEOUT_SECONDS, http/requests.py).
 _BODY_ERRORS = (400, 408, 413)
 # Any route may find the database or the broker away: 503 with Retry-After within the request's

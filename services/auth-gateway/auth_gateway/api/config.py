@@ -6,11 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
+from keyway_shared.store import Environment
+
 from ..http.errors import ApiError
 from ..http.requests import json_object
 from ..http.serialize import js_iso
 from ..operations import integrations as operation
-from ..operations.callers import environment_from_secret_key
+from ..operations.callers import secret_key
 from ..operations.integrations import IntegrationBody
 from ..resources import CATALOG, STORES
 
@@ -33,26 +35,26 @@ async def _read_body(request: web.Request) -> IntegrationBody:
         raise ApiError("invalid_body", f"The request body is invalid: {exc.__class__.__name__}") from None
 
 
-async def create_integration(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def create_integration(request: web.Request, env: Environment) -> web.Response:
     created = await operation.create_integration(request.app, env, await _read_body(request))
     return web.json_response({"config": {"unique_key": created.unique_key, "provider": created.provider}})
 
 
-async def update_integration(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def update_integration(request: web.Request, env: Environment) -> web.Response:
     updated = await operation.update_integration(request.app, env, await _read_body(request))
     return web.json_response({"config": {"unique_key": updated.unique_key, "provider": updated.provider}})
 
 
-async def list_integrations(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def list_integrations(request: web.Request, env: Environment) -> web.Response:
     integrations = await request.app[STORES].integrations.list(env.name)
     return web.json_response({"configs": [{"unique_key": i.unique_key, "provider": i.provider} for i in integrations]})
 
 
-async def get_integration(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def get_integration(request: web.Request, env: Environment) -> web.Response:
     key = request.match_info["providerConfigKey"]
     integration = await request.app[STORES].integrations.get(env.name, key)
     if integration is None:
@@ -88,8 +90,8 @@ async def get_integration(request: web.Request) -> web.Response:
     return web.json_response({"config": config})
 
 
-async def delete_integration(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def delete_integration(request: web.Request, env: Environment) -> web.Response:
     key = request.match_info["providerConfigKey"]
     if not await operation.delete_integration(request.app, env, key):
         raise ApiError("not_found", f"There is no integration '{key}' in '{env.name}'.", status=404)

@@ -8,11 +8,12 @@ from aiohttp import web
 from pymongo.errors import OperationFailure
 
 from keyway_shared.service import MONGO_DB
+from keyway_shared.store import Environment
 
 from ..connection_cache import CONNECTION_CACHE
 from ..http.errors import ApiError
 from ..http.serialize import connection_json, js_iso
-from ..operations.callers import environment_from_secret_key
+from ..operations.callers import secret_key
 from ..operations.connection_removal import remove_connection
 from ..operations.connections import unknown_connection
 from ..operations.deep_documents import json_without_deep_fields, shown, summaries_from_whole_documents
@@ -34,8 +35,8 @@ def provider_config_key_of(request: web.Request) -> str:
     return key
 
 
-async def get_connection(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def get_connection(request: web.Request, env: Environment) -> web.Response:
     connection_id = request.match_info["connectionId"]
     provider_config_key = provider_config_key_of(request)
     connection = await request.app[CONNECTION_CACHE].get(
@@ -57,9 +58,9 @@ async def get_connection(request: web.Request) -> web.Response:
     )
 
 
-async def list_connections(request: web.Request) -> web.Response:
+@secret_key
+async def list_connections(request: web.Request, env: Environment) -> web.Response:
     """``GET /connection[?connectionId=]``: summaries, newest first (the node SDK's camelCase parameter)."""
-    env = await environment_from_secret_key(request)
     connection_id = request.query.get("connectionId") or request.query.get("connection_id")
     try:
         docs = await request.app[STORES].connections.summaries(env.name, connection_id=connection_id)
@@ -84,8 +85,8 @@ async def list_connections(request: web.Request) -> web.Response:
         return web.json_response({"connections": items})
 
 
-async def delete_connection(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def delete_connection(request: web.Request, env: Environment) -> web.Response:
     connection_id = request.match_info["connectionId"]
     provider_config_key = provider_config_key_of(request)
     # Revoke at the provider first, then delete whatever happened there.

@@ -13,10 +13,11 @@ from aiohttp import web
 
 from keyway_shared.credentials import js_iso
 from keyway_shared.events import utcnow
+from keyway_shared.store import Environment
 
 from ..http.errors import ApiError
 from ..http.requests import check_document_keys, json_object
-from ..operations.callers import environment_from_secret_key
+from ..operations.callers import secret_key
 from ..operations.connections import store_connection
 from ..resources import CATALOG, STORES
 
@@ -102,8 +103,8 @@ def _credentials(mode: str, body: dict[str, Any]) -> tuple[dict[str, Any], datet
     raise ApiError("invalid_auth_mode", f"Connections of auth mode {mode} cannot be imported; connect them instead.")
 
 
-async def import_connection(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def import_connection(request: web.Request, env: Environment) -> web.Response:
     body = await json_object(request)
     connection_id = _string(body, "connection_id", required=False)
     key = _string(body, "provider_config_key", required=False)

@@ -14,7 +14,7 @@ from keyway_shared.store import Environment
 
 from ..http.requests import json_object
 from ..http.serialize import js_iso
-from ..operations.callers import environment_from_secret_key
+from ..operations.callers import secret_key
 from ..operations.environment import apply_environment_patch
 from ..resources import SETTINGS
 
@@ -43,12 +43,12 @@ def environment_json(request: web.Request, env: Environment) -> dict[str, Any]:
     }
 
 
-async def get_environment(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def get_environment(request: web.Request, env: Environment) -> web.Response:
     return web.json_response(environment_json(request, env))
 
 
-async def patch_environment(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def patch_environment(request: web.Request, env: Environment) -> web.Response:
     updated = await apply_environment_patch(request.app, env, await json_object(request))
     return web.json_response(environment_json(request, updated))

@@ -14,7 +14,7 @@ from keyway_shared.store import Environment
 
 from ..http.requests import json_object, validated_body
 from ..operations import environment_keys as operation
-from ..operations.callers import environment_from_secret_key
+from ..operations.callers import secret_key
 from ..operations.environment_keys import KeyType
 
 __all__ = ["KeyKind", "activate_key", "revert_key", "rotate_key"]
@@ -25,23 +25,25 @@ class KeyKind(BaseModel):
     type: KeyType
 
 
-async def _kind(request: web.Request) -> tuple[Environment, KeyType]:
-    env = await environment_from_secret_key(request)
-    return env, validated_body(KeyKind, await json_object(request)).type
+async def _kind(request: web.Request) -> KeyType:
+    return validated_body(KeyKind, await json_object(request)).type
 
 
-async def rotate_key(request: web.Request) -> web.Response:
-    env, kind = await _kind(request)
+@secret_key
+async def rotate_key(request: web.Request, env: Environment) -> web.Response:
+    kind = await _kind(request)
     return web.json_response({"key": await operation.rotate_key(request.app, env, kind)})
 
 
-async def activate_key(request: web.Request) -> web.Response:
-    env, kind = await _kind(request)
+@secret_key
+async def activate_key(request: web.Request, env: Environment) -> web.Response:
+    kind = await _kind(request)
     await operation.activate_key(request.app, env, kind)
     return web.json_response({"success": True})
 
 
-async def revert_key(request: web.Request) -> web.Response:
-    env, kind = await _kind(request)
+@secret_key
+async def revert_key(request: web.Request, env: Environment) -> web.Response:
+    kind = await _kind(request)
     await operation.revert_key(request.app, env, kind)
     return web.json_response({"success": True})

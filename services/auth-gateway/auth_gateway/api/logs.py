@@ -23,11 +23,12 @@ from aiohttp import web
 
 from keyway_shared.activity import MAX_PAGE, MAX_VALUES, Cursor, OperationFilter, get_operation, list_operations, words
 from keyway_shared.service import MONGO_DB
+from keyway_shared.store import Environment
 
 from ..http.errors import ApiError
 from ..http.serialize import js_iso
 from ..openapi_spec import query
-from ..operations.callers import environment_from_secret_key
+from ..operations.callers import secret_key
 
 __all__ = ["QUERY_PARAMS", "get_log_operation", "list_log_operations"]
 
@@ -144,8 +145,8 @@ def message_json(doc: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-async def list_log_operations(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def list_log_operations(request: web.Request, env: Environment) -> web.Response:
     query = operation_filter(request, env.name)
     limit = _limit(request)
     raw_cursor = request.query.get("cursor")
@@ -162,8 +163,8 @@ async def list_log_operations(request: web.Request) -> web.Response:
     )
 
 
-async def get_log_operation(request: web.Request) -> web.Response:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def get_log_operation(request: web.Request, env: Environment) -> web.Response:
     operation_id = request.match_info["operationId"]
     found = await get_operation(request.app[MONGO_DB], env.name, operation_id)
     if found is None:

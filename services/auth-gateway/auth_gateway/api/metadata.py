@@ -11,7 +11,7 @@ from keyway_shared.store import Environment
 
 from ..http.errors import ApiError
 from ..http.requests import check_document_keys, json_object
-from ..operations.callers import environment_from_secret_key
+from ..operations.callers import secret_key
 from ..operations.connection_events import metadata_event
 from ..operations.connections import unknown_connection
 from ..operations.outbox_relay import RELAY
@@ -37,8 +37,7 @@ async def _apply(
     await request.app[RELAY].drained()  # every replica's connection cache hears of it before the answer
 
 
-async def _node_form(request: web.Request, *, merge: bool, status: int) -> web.Response:
-    env = await environment_from_secret_key(request)  # before the body: a stranger's body is never read
+async def _node_form(request: web.Request, env: Environment, *, merge: bool, status: int) -> web.Response:
     body = await json_object(request)
     key = body.get("provider_config_key")
     if not isinstance(key, str) or not key:
@@ -49,16 +48,17 @@ async def _node_form(request: web.Request, *, merge: bool, status: int) -> web.R
     return web.json_response(body, status=status)
 
 
-async def set_metadata(request: web.Request) -> web.Response:
-    return await _node_form(request, merge=False, status=201)
+@secret_key
+async def set_metadata(request: web.Request, env: Environment) -> web.Response:
+    return await _node_form(request, env, merge=False, status=201)
 
 
-async def update_metadata(request: web.Request) -> web.Response:
-    return await _node_form(request, merge=True, status=200)
+@secret_key
+async def update_metadata(request: web.Request, env: Environment) -> web.Response:
+    return await _node_form(request, env, merge=True, status=200)
 
 
-async def _legacy_form(request: web.Request, *, merge: bool, status: int) -> web.Response:
-    env = await environment_from_secret_key(request)
+async def _legacy_form(request: web.Request, env: Environment, *, merge: bool, status: int) -> web.Response:
     body = await json_object(request)
     key = request.query.get("provider_config_key") or request.headers.get("Provider-Config-Key") or ""
     connection_id = request.match_info.get("connectionId") or request.headers.get("Connection-Id") or ""
@@ -68,9 +68,11 @@ async def _legacy_form(request: web.Request, *, merge: bool, status: int) -> web
     return web.json_response(body, status=status)
 
 
-async def legacy_set_metadata(request: web.Request) -> web.Response:
-    return await _legacy_form(request, merge=False, status=201)
+@secret_key
+async def legacy_set_metadata(request: web.Request, env: Environment) -> web.Response:
+    return await _legacy_form(request, env, merge=False, status=201)
 
 
-async def legacy_update_metadata(request: web.Request) -> web.Response:
-    return await _legacy_form(request, merge=True, status=200)
+@secret_key
+async def legacy_update_metadata(request: web.Request, env: Environment) -> web.Response:
+    return await _legacy_form(request, env, merge=True, status=200)

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from keyway_shared.store import Environment
+
 from ..http.errors import ApiError
-from ..operations.callers import environment_from_secret_key
+from ..operations.callers import secret_key
 from ..resources import CATALOG
 
 __all__ = ["get_provider", "list_providers"]
 
 
-async def list_providers(request: web.Request) -> web.Response:
-    await environment_from_secret_key(request)
+@secret_key
+async def list_providers(request: web.Request, _env: Environment) -> web.Response:
     catalog = request.app[CATALOG]
     return web.json_response({"providers": {name: catalog.raw(name) for name in catalog.names()}})
 
 
-async def get_provider(request: web.Request) -> web.Response:
-    await environment_from_secret_key(request)
+@secret_key
+async def get_provider(request: web.Request, _env: Environment) -> web.Response:
     name = request.match_info["provider"]
     raw = request.app[CATALOG].raw(name)
     if raw is None:

@@ -7,10 +7,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from keyway_shared.store import Environment
+
 from ..http.errors import ApiError
 from ..http.requests import json_object, validated_body
 from ..http.serialize import js_iso
-from ..operations.callers import environment_from_secret_key
+from ..operations.callers import secret_key
 from ..operations.revocation_jobs import REVOCATION_JOBS
 from ..resources import STORES
 
@@ -48,9 +50,9 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def start_revocation_job(request: web.Request) -> web.Response:
+@secret_key
+async def start_revocation_job(request: web.Request, env: Environment) -> web.Response:
     """``POST /config/{key}/revoke`` ``{"delete": bool, "concurrency": int}``: 202 with the new job."""
-    env = await environment_from_secret_key(request)
     key = request.match_info["providerConfigKey"]
     if await request.app[STORES].integrations.get(env.name, key) is None:
         raise ApiError("unknown_provider_config", f"There is no integration '{key}' in '{env.name}'.")
@@ -59,9 +61,9 @@ async def start_revocation_job(request: web.Request) -> web.Response:
     return web.json_response(job_json(job), status=202)
 
 
-async def get_revocation_job(request: web.Request) -> web.Response:
+@secret_key
+async def get_revocation_job(request: web.Request, env: Environment) -> web.Response:
     """``GET /config/{key}/revoke[?job_id=]``: the progress of that job, or of the latest one."""
-    env = await environment_from_secret_key(request)
     key = request.match_info["providerConfigKey"]
     job = await request.app[REVOCATION_JOBS].find(env.name, key, request.query.get("job_id"))
     if job is None:

@@ -5,7 +5,7 @@ with ``/health``.
 from __future__ import annotations
 
 from .. import openapi_schemas as schema
-from ..openapi_spec import Body, Param, Route, header, json_answer, query
+from ..openapi_spec import AuthKind, Body, Param, Route, header, json_answer, query
 from ..operations.environment import EnvironmentPatch
 from . import (
     config,
@@ -26,7 +26,8 @@ from .webhooks import EndpointRef, ReplayRange, Rotation
 
 __all__ = ["API_ROUTES"]
 
-SECRET, NONE = "secret_key", "none"
+SECRET: AuthKind = "secret_key"  # noqa: S105 - a credential kind, not a secret
+NONE: AuthKind = "none"
 
 SUCCESS = json_answer(schema=schema.SUCCESS)
 KEY = (

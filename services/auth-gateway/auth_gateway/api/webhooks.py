@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from keyway_shared.events import WebhookReplayRequested
 from keyway_shared.service import MONGO_DB
+from keyway_shared.store import Environment
 from keyway_shared.store.client import db_now
 from keyway_shared.store.webhook_deliveries import DeliveryLog, public_attempt
 from keyway_shared.store.webhook_endpoints import EndpointStore
@@ -27,7 +28,7 @@ from ..http.errors import ApiError
 from ..http.requests import json_object, validated_body
 from ..http.serialize import js_iso
 from ..operations import outgoing_webhooks as operation
-from ..operations.callers import environment_from_secret_key
+from ..operations.callers import secret_key
 
 __all__ = [
     "enable_endpoint",
@@ -92,9 +93,9 @@ def _log(request: web.Request) -> DeliveryLog:
     return DeliveryLog(request.app[MONGO_DB])
 
 
-async def list_deliveries(request: web.Request) -> web.Response:
+@secret_key
+async def list_deliveries(request: web.Request, env: Environment) -> web.Response:
     """Attempts newest first, filtered by the query; ``next_cursor`` pages on."""
-    env = await environment_from_secret_key(request)
     filters: dict[str, Any] = {name: request.query[name] for name in _FILTERS if request.query.get(name)}
     state = request.query.get("state")
     if state:
@@ -124,9 +125,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
     )
 
 
-async def get_delivery(request: web.Request) -> web.Response:
+@secret_key
+async def get_delivery(request: web.Request, env: Environment) -> web.Response:
     """Every attempt of one delivery, its replays included, oldest first."""
-    env = await environment_from_secret_key(request)
     delivery = request.match_info["deliveryId"]
     docs = await _log(request).attempts(env.name, filters={"delivery_id": delivery}, limit=_MAX_PAGE)
     if not docs:
@@ -135,9 +136,9 @@ async def get_delivery(request: web.Request) -> web.Response:
     return web.json_response({"delivery_id": delivery, "attempts": [_attempt_json(d) for d in docs]})
 
 
-async def replay_delivery(request: web.Request) -> web.Response:
+@secret_key
+async def replay_delivery(request: web.Request, env: Environment) -> web.Response:
     """Send one delivery again (to the URL now in its slot), with a fresh retry schedule."""
-    env = await environment_from_secret_key(request)
     delivery = request.match_info["deliveryId"]
     replay_id = await operation.replay_delivery(request.app, env, delivery)
     return web.json_response({"replay_id": replay_id, "delivery_id": delivery}, status=202)
@@ -149,10 +150,10 @@ class ReplayRange(BaseModel):
     until: AwareDatetime | None = None
 
 
-async def replay_failed(request: web.Request) -> web.Response:
+@secret_key
+async def replay_failed(request: web.Request, env: Environment) -> web.Response:
     """Send again every delivery that gave up since a time (at most 10,000; the ones that later succeeded
     are left alone)."""
-    env = await environment_from_secret_key(request)
     body = validated_body(ReplayRange, await json_object(request))
     if body.until is not None and body.until < body.since:
         raise ApiError("invalid_body", "'until' is before 'since'.")
@@ -162,9 +163,9 @@ async def replay_failed(request: web.Request) -> web.Response:
     return web.json_response({"replay_id": replay_id, "since": js_iso(body.since)}, status=202)
 
 
-async def list_signing_keys(request: web.Request) -> web.Response:
+@secret_key
+async def list_signing_keys(request: web.Request, env: Environment) -> web.Response:
     """The ``whsec_`` keys that sign now, newest first (two during a rotation's grace period)."""
-    env = await environment_from_secret_key(request)
     keys = await operation.signing_keys(request.app).keys(env.name)
     return web.json_response(
         {"keys": [{"key": k.key, "created_at": js_iso(k.created_at), "expires_at": js_iso(k.expires_at)} for k in keys]}
@@ -176,9 +177,9 @@ class Rotation(BaseModel):
     grace_seconds: int = Field(default=int(DEFAULT_ROTATION_GRACE.total_seconds()), ge=0, le=7 * 24 * 3600)
 
 
-async def rotate_signing_key(request: web.Request) -> web.Response:
+@secret_key
+async def rotate_signing_key(request: web.Request, env: Environment) -> web.Response:
     """A new signing key, signing at once; the current keys keep signing beside it for the grace period."""
-    env = await environment_from_secret_key(request)
     body = validated_body(Rotation, await json_object(request, required=False))
     new = await operation.rotate_signing_key(request.app, env, grace=timedelta(seconds=body.grace_seconds))
     live = await operation.signing_keys(request.app).keys(env.name)
@@ -191,9 +192,9 @@ async def rotate_signing_key(request: web.Request) -> web.Response:
     )
 
 
-async def list_endpoints(request: web.Request) -> web.Response:
+@secret_key
+async def list_endpoints(request: web.Request, env: Environment) -> web.Response:
     """The configured URLs and their health: disabled (410, or failing for days) or not."""
-    env = await environment_from_secret_key(request)
     states = await EndpointStore(request.app[MONGO_DB]).in_environment(env.name)
     endpoints = []
     for slot, url in (("primary", env.webhooks.primary_url), ("secondary", env.webhooks.secondary_url)):
@@ -210,9 +211,9 @@ class EndpointRef(BaseModel):
     url: str
 
 
-async def enable_endpoint(request: web.Request) -> web.Response:
+@secret_key
+async def enable_endpoint(request: web.Request, env: Environment) -> web.Response:
     """Deliver to a disabled URL again (deliveries dropped meanwhile can be replayed)."""
-    env = await environment_from_secret_key(request)
     body = validated_body(EndpointRef, await json_object(request))
     enabled = await operation.enable_endpoint(request.app, env, body.url)
     return web.json_response({"url": body.url, "enabled": True, "was_disabled": enabled, "at": js_iso(db_now())})

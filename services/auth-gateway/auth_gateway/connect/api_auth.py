@@ -7,12 +7,13 @@ from typing import Any
 from aiohttp import web
 
 from keyway_shared.events import AuthMode
+from keyway_shared.store import Environment
 
 from ..http.errors import ApiError
 from ..http.requests import json_object
 from ..resources import HTTP, SETTINGS
 from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
-from .frontend_request import check_hmac, frontend_request
+from .frontend_request import FrontendRequest, check_hmac, public_key
 from .verification import verify_credentials
 
 __all__ = ["api_key_auth", "basic_auth"]
@@ -32,8 +33,7 @@ def _basic(body: dict[str, Any]) -> dict[str, Any]:
     return {"type": "BASIC", "username": username, "password": password}
 
 
-async def _connect(request: web.Request, mode: AuthMode) -> web.Response:
-    env, front = await frontend_request(request)
+async def _connect(request: web.Request, env: Environment, front: FrontendRequest, mode: AuthMode) -> web.Response:
     attempt = CredentialAttempt(env=env, front=front, mode=mode)
     async with announce_failures(request, attempt):
         front.require_ids()
@@ -59,9 +59,11 @@ async def _connect(request: web.Request, mode: AuthMode) -> web.Response:
     )
 
 
-async def api_key_auth(request: web.Request) -> web.Response:
-    return await _connect(request, "API_KEY")
+@public_key
+async def api_key_auth(request: web.Request, env: Environment, front: FrontendRequest) -> web.Response:
+    return await _connect(request, env, front, "API_KEY")
 
 
-async def basic_auth(request: web.Request) -> web.Response:
-    return await _connect(request, "BASIC")
+@public_key
+async def basic_auth(request: web.Request, env: Environment, front: FrontendRequest) -> web.Response:
+    return await _connect(request, env, front, "BASIC")

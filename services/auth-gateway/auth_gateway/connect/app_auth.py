@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..openapi_spec import no_credential
 from .oauth import oauth_callback
 
 __all__ = ["app_auth_connect"]
 
 
+@no_credential  # the flow's state and the browser that started it, as at /oauth/callback
 async def app_auth_connect(request: web.Request) -> web.StreamResponse:
     return await oauth_callback(request)  # which also sends installations started on github.com back

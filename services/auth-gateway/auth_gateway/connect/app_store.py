@@ -11,12 +11,13 @@ from aiohttp import web
 
 from keyway_shared.credentials.app_store import app_store_token
 from keyway_shared.events import utcnow
+from keyway_shared.store import Environment
 
 from ..http.errors import ApiError
 from ..http.requests import json_object
 from ..resources import HTTP, SETTINGS
 from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode, token_url
-from .frontend_request import check_hmac, frontend_request
+from .frontend_request import FrontendRequest, check_hmac, public_key
 
 __all__ = ["app_store_auth"]
 
@@ -40,8 +41,8 @@ def _fields(body: dict[str, Any]) -> tuple[str, str, str, str | None]:
     return values["privateKeyId"], values["issuerId"], values["privateKey"], scope or None
 
 
-async def app_store_auth(request: web.Request) -> web.Response:
-    env, front = await frontend_request(request)
+@public_key
+async def app_store_auth(request: web.Request, env: Environment, front: FrontendRequest) -> web.Response:
     attempt = CredentialAttempt(env=env, front=front, mode="APP_STORE")
     async with announce_failures(request, attempt):
         front.require_ids()

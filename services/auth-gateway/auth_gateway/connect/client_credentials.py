@@ -9,12 +9,13 @@ from aiohttp import web
 
 from keyway_shared.credentials.client_credentials import client_credentials_token
 from keyway_shared.events import utcnow
+from keyway_shared.store import Environment
 
 from ..http.errors import ApiError
 from ..http.requests import json_object
 from ..resources import HTTP, SETTINGS
 from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode, token_url
-from .frontend_request import check_hmac, frontend_request
+from .frontend_request import FrontendRequest, check_hmac, public_key
 
 __all__ = ["client_credentials_auth"]
 
@@ -26,8 +27,8 @@ def _required(body: dict[str, object], name: str) -> str:
     return value
 
 
-async def client_credentials_auth(request: web.Request) -> web.Response:
-    env, front = await frontend_request(request)
+@public_key
+async def client_credentials_auth(request: web.Request, env: Environment, front: FrontendRequest) -> web.Response:
     attempt = CredentialAttempt(env=env, front=front, mode="OAUTH2_CC")
     async with announce_failures(request, attempt):
         front.require_ids()

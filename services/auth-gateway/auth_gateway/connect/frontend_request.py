@@ -3,13 +3,19 @@
 The environment's ``public_key_connect`` decides what the public key may do (refused, only with a
 valid HMAC, or allowed); a connect session token always works, and then the browser names no
 connection.
+
+The view of a ``public_key`` route is wrapped in ``@public_key`` (or, when a browser tab rather than
+an SDK reads the answer, ``@public_key_refusing_with``): the caller is authenticated before the view
+runs, which is handed the environment and the request's common parameters.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -20,12 +26,22 @@ from keyway_shared.store import Environment
 from ..http.errors import ApiError
 from ..http.ratelimit import check_rate
 from ..http.requests import bracket_params
+from ..openapi_spec import Handler, declare_auth
 from ..operations.callers import environment_from_public_key
 from ..operations.connect_sessions import ConnectSession
 from ..operations.connections import new_operation_id
 from ..resources import STORES
 
-__all__ = ["FrontendRequest", "check_hmac", "expected_hmac", "frontend_request"]
+__all__ = [
+    "FrontendRequest",
+    "PublicKeyView",
+    "Refusal",
+    "check_hmac",
+    "expected_hmac",
+    "frontend_request",
+    "public_key",
+    "public_key_refusing_with",
+]
 
 
 @dataclass(kw_only=True)
@@ -87,6 +103,36 @@ async def frontend_request(request: web.Request) -> tuple[Environment, FrontendR
         hmac=request.query.get("hmac"),
         connect_session=session,
     )
+
+
+PublicKeyView = Callable[[web.Request, Environment, FrontendRequest], Awaitable[web.StreamResponse]]
+Refusal = Callable[[web.Request, ApiError], Awaitable[web.StreamResponse]]
+
+
+def public_key(view: PublicKeyView) -> Handler:
+    """The view of a ``public_key`` route: called as ``view(request, environment, front)`` once
+    ``frontend_request`` has authenticated the caller; a refusal is the protocol's error envelope."""
+    return _public_key_handler(view, refused=None)
+
+
+def public_key_refusing_with(refused: Refusal) -> Callable[[PublicKeyView], Handler]:
+    """``@public_key`` for a route a browser tab opens: ``refused(request, error)`` answers a refused
+    credential (the popup's page, which also tells the SDK), instead of the JSON envelope."""
+    return functools.partial(_public_key_handler, refused=refused)
+
+
+def _public_key_handler(view: PublicKeyView, *, refused: Refusal | None) -> Handler:
+    @functools.wraps(view)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            env, front = await frontend_request(request)
+        except ApiError as err:
+            if refused is None:
+                raise
+            return await refused(request, err)
+        return await view(request, env, front)
+
+    return declare_auth("public_key", handler)
 
 
 def _session_connection_id(session: ConnectSession, from_browser: str) -> str:

@@ -22,7 +22,8 @@ from keyway_shared.store import Environment
 from ..http.errors import ApiError
 from ..http.requests import bracket_params, json_object, validated_body
 from ..http.serialize import js_iso
-from ..operations.callers import environment_from_secret_key
+from ..openapi_spec import no_credential
+from ..operations.callers import secret_key
 from ..operations.connect_sessions import SESSION_LIFETIME, ConnectSession
 from ..operations.connections import ConnectRefusedError, store_connection
 from ..operations.return_urls import return_url_allowed, return_url_problem
@@ -48,9 +49,9 @@ class CreateLinkBody(BaseModel):
     allowed_integrations: list[str] | None = Field(default=None, min_length=1)
 
 
-async def create_connect_link(request: web.Request) -> web.Response:
+@secret_key
+async def create_connect_link(request: web.Request, env: Environment) -> web.Response:
     """``POST /connect/links`` (secret key) → ``{"data": {"token", "url", "expires_at"}}``."""
-    env = await environment_from_secret_key(request)
     body = validated_body(CreateLinkBody, await json_object(request))
     problem = return_url_problem(body.return_url)
     if problem is not None:
@@ -115,6 +116,7 @@ async def _choices(request: web.Request, env: Environment, session: ConnectSessi
     return choices
 
 
+@no_credential  # the token in the path is the capability
 async def show_link(request: web.Request) -> web.StreamResponse:
     """``GET /connect/link/{token}``: the hosted page, or a clear page when the link is spent or expired."""
     found = await _link(request)
@@ -139,6 +141,7 @@ def _check_same_origin(request: web.Request) -> None:
             raise web.HTTPForbidden(text="Cross-origin form submissions are refused.")
 
 
+@no_credential  # the token in the path, and a post from the gateway's own page
 async def submit_link(request: web.Request) -> web.StreamResponse:
     """``POST /connect/link/{token}/connect/{providerConfigKey}`` (form): API key or Basic credentials."""
     _check_same_origin(request)
@@ -195,6 +198,7 @@ async def submit_link(request: web.Request) -> web.StreamResponse:
     return outcome_redirect(env, session.return_url, provider_config_key=key, connection_id=front.connection_id)
 
 
+@no_credential  # the token in the path, and a post from the gateway's own page
 async def cancel_link(request: web.Request) -> web.StreamResponse:
     """``POST /connect/link/{token}/cancel``: back to the app with ``error_type=user_cancelled``."""
     _check_same_origin(request)

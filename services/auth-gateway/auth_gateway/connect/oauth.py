@@ -22,13 +22,14 @@ from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
 from ..http.errors import ApiError
+from ..openapi_spec import no_credential
 from ..operations.connections import record_auth_failure, record_step, require_unspent_session
 from ..operations.environment import callback_url
 from ..operations.flow_errors import FlowError
 from ..operations.flow_sessions import OAuthSession
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
 from .flow_pages import error_page, plain_error_page
-from .frontend_request import FrontendRequest, check_hmac, frontend_request
+from .frontend_request import FrontendRequest, check_hmac, public_key_refusing_with
 from .github_app import finish_app, finish_custom, start_app
 from .link_outcome import outcome_redirect
 from .oauth1_flow import finish_oauth1, start_oauth1
@@ -124,16 +125,27 @@ async def _integration(request: web.Request, env: Environment, key: str) -> tupl
     return integration, template
 
 
-async def oauth_connect(request: web.Request) -> web.StreamResponse:
+async def _refused(request: web.Request, err: ApiError) -> web.StreamResponse:
+    """A refused public key or connect session token: the popup's page and the SDK hear of it; no
+    environment is known to log it in."""
+    return await _fail(
+        request,
+        _RequestError(err),
+        ws_client_id=request.query.get("ws_client_id") or None,
+        env=None,
+        provider_config_key=request.match_info.get("providerConfigKey"),
+        connection_id=request.query.get("connection_id"),
+    )
+
+
+@public_key_refusing_with(_refused)
+async def oauth_connect(request: web.Request, env: Environment, front: FrontendRequest) -> web.StreamResponse:
     ws_client_id = request.query.get("ws_client_id") or None
-    env: Environment | None = None
-    front: FrontendRequest | None = None
     template: ProviderTemplate | None = None
     integration: Integration | None = None
     return_url: str | None = None
     try:
         try:
-            env, front = await frontend_request(request)
             if request.query.get("redirect") == "1":
                 return_url = front.connect_session.return_url if front.connect_session else None
                 if return_url is None:
@@ -178,11 +190,11 @@ async def oauth_connect(request: web.Request) -> web.StreamResponse:
             err,
             ws_client_id=ws_client_id,
             env=env,
-            provider_config_key=front.provider_config_key if front else request.match_info.get("providerConfigKey"),
-            connection_id=front.connection_id if front else request.query.get("connection_id"),
+            provider_config_key=front.provider_config_key,
+            connection_id=front.connection_id,
             provider=integration.provider if integration else None,
             auth_mode=template.auth_mode if template else None,
-            operation_id=front.operation_id if front else None,
+            operation_id=front.operation_id,
             return_url=return_url,
         )
 
@@ -254,6 +266,7 @@ def back_from_github_install(request: web.Request) -> None:
         raise web.HTTPFound(referer if urlsplit(referer).scheme in {"http", "https"} else "https://github.com")
 
 
+@no_credential  # the flow's state, and the browser that started the flow (protocol/browser_binding)
 async def oauth_callback(request: web.Request) -> web.StreamResponse:
     back_from_github_install(request)
     state = request.query.get("state", "")

@@ -5,7 +5,7 @@ frontend SDK calls, and the backend's calls that mint connect sessions and links
 from __future__ import annotations
 
 from .. import openapi_schemas as schema
-from ..openapi_spec import ERROR_REF, NO_CONTENT, Route, bracketed, form, json_answer, page, query, redirect
+from ..openapi_spec import ERROR_REF, NO_CONTENT, AuthKind, Route, bracketed, form, json_answer, page, query, redirect
 from . import api_auth, app_auth, app_store, client_credentials, links, oauth, sessions, unauth
 from .links import CreateLinkBody
 from .sessions import CreateSessionBody
@@ -13,7 +13,10 @@ from .ws import websocket_or_index
 
 __all__ = ["CONNECT_ROUTES"]
 
-PUBLIC, SECRET, SESSION, NONE = "public_key", "secret_key", "connect_session", "none"
+PUBLIC: AuthKind = "public_key"  # or a connect session token in the query
+SECRET: AuthKind = "secret_key"  # noqa: S105 - a credential kind, not a secret
+SESSION: AuthKind = "connect_session"
+NONE: AuthKind = "none"
 
 # What the frontend SDK sends with every connect call (frontend_request.py), and with a popup's first step.
 CONNECT = (

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from keyway_shared.events import utcnow
+from keyway_shared.store import Environment
 
 from ..http.errors import ApiError
 from ..http.requests import json_object, validated_body
 from ..http.serialize import js_iso
-from ..operations.callers import environment_from_secret_key
+from ..openapi_spec import Handler, declare_auth
+from ..operations.callers import secret_key
 from ..operations.connect_sessions import SESSION_LIFETIME, TOKEN_PREFIX, ConnectSession
 from ..resources import STORES
 
-__all__ = ["create_connect_session", "delete_connect_session", "get_connect_session"]
+__all__ = ["connect_session", "create_connect_session", "delete_connect_session", "get_connect_session"]
 
 
 class EndUser(BaseModel):
@@ -47,9 +52,9 @@ class CreateSessionBody(BaseModel):
     integrations_config_defaults: dict[str, IntegrationDefaults] | None = None
 
 
-async def create_connect_session(request: web.Request) -> web.Response:
+@secret_key
+async def create_connect_session(request: web.Request, env: Environment) -> web.Response:
     """``POST /connect/sessions`` (secret key) → ``{"data": {"token", "expires_at"}}``."""
-    env = await environment_from_secret_key(request)
     body = validated_body(CreateSessionBody, await json_object(request))
     stores = request.app[STORES]
     for key in body.allowed_integrations or []:
@@ -82,9 +87,23 @@ async def _session_from_header(request: web.Request) -> tuple[str, ConnectSessio
     return token, session
 
 
-async def get_connect_session(request: web.Request) -> web.Response:
+ConnectSessionView = Callable[[web.Request, str, ConnectSession], Awaitable[web.StreamResponse]]
+
+
+def connect_session(view: ConnectSessionView) -> Handler:
+    """The view of a ``connect_session`` route: called as ``view(request, token, session)`` once the
+    ``Authorization: Bearer <token>`` header names a live connect session."""
+
+    @functools.wraps(view)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await view(request, *await _session_from_header(request))
+
+    return declare_auth("connect_session", handler)
+
+
+@connect_session
+async def get_connect_session(request: web.Request, _token: str, session: ConnectSession) -> web.Response:
     """``GET /connect/session`` (connect session token): what the session allows."""
-    _token, session = await _session_from_header(request)
     return web.json_response(
         {
             "data": {
@@ -97,8 +116,8 @@ async def get_connect_session(request: web.Request) -> web.Response:
     )
 
 
-async def delete_connect_session(request: web.Request) -> web.Response:
+@connect_session
+async def delete_connect_session(request: web.Request, token: str, _session: ConnectSession) -> web.Response:
     """``DELETE /connect/session``: end the session early."""
-    token, _session = await _session_from_header(request)
     await request.app[STORES].connect_sessions.delete(token)
     return web.Response(status=204)

@@ -9,14 +9,17 @@ import uuid
 
 from aiohttp import web
 
+from keyway_shared.store import Environment
+
 from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
-from .frontend_request import check_hmac, frontend_request
+from .frontend_request import FrontendRequest, check_hmac, public_key
 
 __all__ = ["unauth", "unauthenticated"]
 
 
-async def _connect(request: web.Request, *, generate_id: bool) -> web.Response:
-    env, front = await frontend_request(request)
+async def _connect(
+    request: web.Request, env: Environment, front: FrontendRequest, *, generate_id: bool
+) -> web.Response:
     attempt = CredentialAttempt(env=env, front=front, mode="NONE")
     async with announce_failures(request, attempt):
         if not generate_id:
@@ -38,9 +41,11 @@ async def _connect(request: web.Request, *, generate_id: bool) -> web.Response:
     )
 
 
-async def unauth(request: web.Request) -> web.Response:
-    return await _connect(request, generate_id=False)
+@public_key
+async def unauth(request: web.Request, env: Environment, front: FrontendRequest) -> web.Response:
+    return await _connect(request, env, front, generate_id=False)
 
 
-async def unauthenticated(request: web.Request) -> web.Response:
-    return await _connect(request, generate_id=True)
+@public_key
+async def unauthenticated(request: web.Request, env: Environment, front: FrontendRequest) -> web.Response:
+    return await _connect(request, env, front, generate_id=True)

@@ -34,6 +34,7 @@ from keyway_shared.service import BROKER
 
 from ..http.client_address import client_address, client_key
 from ..http.errors import ApiError
+from ..openapi_spec import no_credential
 from ..resources import SETTINGS
 from ..settings import GatewaySettings
 
@@ -153,6 +154,7 @@ def _check_origin(request: web.Request, allowed: list[str]) -> None:
         raise ApiError("origin_not_allowed", "This page's origin may not open the gateway's WebSocket.", status=403)
 
 
+@no_credential  # the SDK opens it before anything else: bounded per client address and origin instead
 async def websocket_or_index(request: web.Request) -> web.StreamResponse:
     if request.headers.get("Upgrade", "").lower() == "websocket":
         settings = request.app[SETTINGS]

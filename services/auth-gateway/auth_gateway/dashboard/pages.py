@@ -3,6 +3,7 @@
 A view is ``async def view(page: Page) -> web.StreamResponse`` wrapped in ``@page``: the wrapper
 signs the visitor in or sends them to the sign-in form, reads the environment from the path,
 refuses any POST whose CSRF token does not match the session's, and sets the security headers.
+It marks the view as checking ``dashboard_session``, the auth column of its route-table line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from multidict import MultiDict, MultiDictProxy
 
 from keyway_shared.store import DEFAULT_ENVIRONMENTS, Environment
 
+from ..openapi_spec import declare_auth
 from ..resources import SETTINGS, STORES
 from ..settings import GatewaySettings
 from .render import harden, render
@@ -173,7 +175,7 @@ def page(view: Callable[[Page], Awaitable[web.StreamResponse]]) -> Handler:
         built = Page(request=request, session=session, env=env, **({"form": form} if form is not None else {}))
         return harden(await view(built), request)
 
-    return handler
+    return declare_auth("dashboard_session", handler)
 
 
 def form_values(form: Mapping[str, Any], *names: str) -> dict[str, str]:

@@ -3,12 +3,14 @@ served and documented in ``/openapi.json`` like every other route."""
 
 from __future__ import annotations
 
-from ..openapi_spec import Answer, Route, json_answer, page, redirect
+from ..openapi_spec import Answer, AuthKind, Route, json_answer, page, redirect
 from .views import activity, assets, connections, integrations, settings, signin
 
 __all__ = ["DASHBOARD_ROUTES"]
 
-SESSION, NONE, TAG = "dashboard_session", "none", "dashboard"
+SESSION: AuthKind = "dashboard_session"
+NONE: AuthKind = "none"
+TAG = "dashboard"
 E = "/dashboard/{env}"
 SCRIPT, STYLES = Answer(200, "text/javascript"), Answer(200, "text/css")
 SIGN_IN = (page(), redirect(303, "Signed in already, or signed in now: to the dashboard"))

@@ -2,11 +2,19 @@
 
 Each kind of caller is counted against its own budget of its environment (``http/ratelimit``): what
 browsers send with the public key never uses up what the backend may send with the secret key.
+
+A view of a ``secret_key`` route is wrapped in ``@secret_key``, which authenticates the caller before
+the view runs and hands it the environment: a view cannot forget the key, and the route table checks
+that its line says ``secret_key`` too (``openapi_spec.declare_auth``). The browser's credential (the
+public key or a connect session token) has its wrapper beside what else it reads, in
+``connect/frontend_request.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -15,8 +23,18 @@ from keyway_shared.store import Environment
 from ..env_cache import ENV_CACHE
 from ..http.errors import ApiError
 from ..http.ratelimit import check_rate
+from ..openapi_spec import Handler, declare_auth
 
-__all__ = ["UUID_V4", "environment_from_public_key", "environment_from_secret_key", "secret_key_owner"]
+__all__ = [
+    "UUID_V4",
+    "SecretKeyView",
+    "environment_from_public_key",
+    "environment_from_secret_key",
+    "secret_key",
+    "secret_key_owner",
+]
+
+SecretKeyView = Callable[[web.Request, Environment], Awaitable[web.StreamResponse]]
 
 UUID_V4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE)
 
@@ -40,6 +58,20 @@ async def environment_from_secret_key(request: web.Request) -> Environment:
     return environment
 
 
+def secret_key(view: SecretKeyView) -> Handler:
+    """The view of a ``secret_key`` route: called as ``view(request, environment)`` once the key is known.
+
+    The key is checked first, before the body is read: a stranger's body is never read, and a caller
+    without a key learns nothing of what the route would have said of its body.
+    """
+
+    @functools.wraps(view)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await view(request, await environment_from_secret_key(request))
+
+    return declare_auth("secret_key", handler)
+
+
 async def environment_from_public_key(request: web.Request) -> Environment:
     key = request.query.get("public_key", "").strip()
     if not key:
@@ -56,8 +88,8 @@ async def environment_from_public_key(request: web.Request) -> Environment:
 async def secret_key_owner(request: web.Request) -> str | None:
     """The name of the secret key's environment, or None: whose ``Idempotency-Key`` the request carries.
 
-    Not ``environment_from_secret_key``: the view calls that one, and the call counts against the
-    rate limit; a lookup here is the environment cache's, a dictionary read when the key is warm.
+    Not ``environment_from_secret_key``: the view's ``@secret_key`` calls that one, and the call counts
+    against the rate limit; a lookup here is the environment cache's, a dictionary read when the key is warm.
     """
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     secret = secret.strip()

@@ -17,10 +17,11 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from keyway_shared.logging import get_logger
+from keyway_shared.store import Environment
 
 from ..http.cors import add_cors_headers
 from ..http.errors import ApiError
-from ..operations.callers import environment_from_secret_key
+from ..operations.callers import secret_key
 from ..operations.connections import unknown_connection
 from ..operations.fetch_recorder import FETCH_RECORDER
 from ..operations.refresh_on_read import fresh_connection
@@ -74,8 +75,8 @@ def _response_headers(upstream: CIMultiDictProxy[str], target: Target) -> list[t
     return headers
 
 
-async def proxy(request: web.Request) -> web.StreamResponse:
-    env = await environment_from_secret_key(request)
+@secret_key
+async def proxy(request: web.Request, env: Environment) -> web.StreamResponse:
     connection_id = request.headers.get("Connection-Id", "").strip()
     provider_config_key = request.headers.get("Provider-Config-Key", "").strip()
     if not connection_id:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ...openapi_spec import no_credential
+
 __all__ = ["STATIC_DIR", "connect_script", "static_file"]
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -21,6 +23,7 @@ def _serve(path: Path, *, max_age: int) -> web.Response:
     return response
 
 
+@no_credential
 async def static_file(request: web.Request) -> web.StreamResponse:
     path = _FILES.get(request.match_info["name"])
     if path is None:
@@ -28,6 +31,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     return _serve(path, max_age=300)
 
 
+@no_credential
 async def connect_script(_request: web.Request) -> web.StreamResponse:
     """A stable path apps can put in a ``<script>`` tag: short caching, so fixes reach pages soon."""
     return _serve(_FILES["keyway-connect.js"], max_age=300)

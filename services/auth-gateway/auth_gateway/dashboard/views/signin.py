@@ -16,6 +16,7 @@ from keyway_shared.events import utcnow
 from keyway_shared.logging import get_logger
 
 from ...http.client_address import client_address
+from ...openapi_spec import no_credential
 from ...resources import SETTINGS
 from ..pages import COOKIE, PREFIX, Page, cookie_options, html_message, page, redirect, safe_next
 from ..passwords import verify_password
@@ -60,10 +61,12 @@ def _form(request: web.Request, *, error: str | None = None, status: int = 200, 
     return response
 
 
+@no_credential
 async def home(request: web.Request) -> web.StreamResponse:
     return harden(redirect(HOME), request)
 
 
+@no_credential
 async def signin_form(request: web.Request) -> web.StreamResponse:
     disabled = _disabled(request)
     if disabled is not None:
@@ -86,6 +89,7 @@ def _refused(request: web.Request, refusal: Refusal, *, user: str) -> web.Respon
     return response
 
 
+@no_credential
 async def signin_submit(request: web.Request) -> web.StreamResponse:
     disabled = _disabled(request)
     if disabled is not None:
