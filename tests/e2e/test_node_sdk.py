@@ -1,9 +1,13 @@
-"""The unmodified Nango node SDK (@nangohq/node 0.40.8 and 0.42.11, from npm) against Keyway.
+"""The unmodified Nango node SDK (@nangohq/node 0.40.8, 0.42.11 and 0.71.10, from npm) against Keyway.
 
 ``tests/sdk/node_sdk_check.mjs`` calls every backend method the issue names through the real SDK
 and prints each answer; this test prepares the world (a gateway and a webhook dispatcher in this
 process on the real broker and database, an OAuth 2 server, a third-party API stand-in and a webhook
 receiver on 127.0.0.1), runs the script with Node, and checks every answer against spec §3.
+
+0.71.10 is Nango's current SDK: most of its methods call the current API generation (``/integrations``,
+``/connections``, ``/connect/sessions/reconnect``…), which issue 17 adds slice by slice. It runs here
+for what Keyway serves in that generation today: the providers, the proxy and the webhook checks.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo]
 
 SDK_DIR = Path(__file__).resolve().parents[1] / "sdk"
 SCRIPT = SDK_DIR / "node_sdk_check.mjs"
-VERSIONS = {"0.40.8": "nango-node-0408", "0.42.11": "nango-node-04211"}
+VERSIONS = {"0.40.8": "nango-node-0408", "0.42.11": "nango-node-04211", "0.71.10": "nango-node-07110"}
+LEGACY = ["0.40.8", "0.42.11"]  # the 2024 generation: /config, /connection, … (spec §3)
+CURRENT = ["0.71.10"]
 NODE = shutil.which("node")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -130,7 +136,14 @@ def _config(upstream: EchoUpstream, webhooks: list[Received]) -> dict[str, Any]:
         "basic": {"key": "fd", "connectionId": "node-fd", "otherConnectionId": "node-fd-2"},
         "oauth1": {"key": "tr", "connectionId": "node-tr"},
         "integration": {"provider": "github", "key": "gh-node"},
-        "webhooks": [{"body": h.body.decode(), "signature": h.headers["X-Nango-Signature"]} for h in webhooks],
+        "webhooks": [
+            {
+                "body": h.body.decode(),
+                "signature": h.headers["X-Nango-Signature"],
+                "hmac": h.headers["X-Nango-Hmac-Sha256"],
+            }
+            for h in webhooks
+        ],
         "proxy": {"base": upstream.base},
     }
 
@@ -195,7 +208,7 @@ def connection_shape(conn: dict[str, Any]) -> None:
     assert (conn["deleted"], conn["deleted_at"], conn["environment"]) == (False, None, "dev")
 
 
-@pytest.mark.parametrize("sdk", list(VERSIONS))
+@pytest.mark.parametrize("sdk", LEGACY)
 async def test_backend_api_through_node_sdk(world: World, sdk: str) -> None:
     answers = await run_script(world, sdk, "integrations", "connections", "metadata", "webhooks", "auth", "delete")
     secret = world.gw.secret_key
@@ -345,6 +358,45 @@ async def test_backend_api_through_node_sdk(world: World, sdk: str) -> None:
     assert ok(answers, "listConnections.afterDelete") == {"connections": []}
     resp = await world.gw.client.get("/connection/node-ph?provider_config_key=ph", headers=world.gw.auth)
     assert resp.status == 404
+
+
+@pytest.mark.parametrize("sdk", CURRENT)
+async def test_current_sdk_providers_and_webhooks(world: World, sdk: str) -> None:
+    answers = await run_script(world, sdk, "providers", "webhooks", "webhooks.hmac")
+
+    # listProviders / getProvider hand back Nango's current answer: {"data": …}, each provider with its name
+    listed = ok(answers, "listProviders")["data"]
+    names = [p["name"] for p in listed]
+    assert "test-oauth2" in names  # the operator's file is in the catalog too
+    assert names == sorted(names)
+    github = ok(answers, "getProvider")["data"]
+    assert github == next(p for p in listed if p["name"] == "github")
+    assert (github["auth_mode"], github["display_name"]) == ("OAUTH2", "GitHub")
+    alias = ok(answers, "getProvider.alias")["data"]
+    assert (alias["name"], alias["auth_mode"], alias["proxy"]["base_url"]) == (
+        "github-app",
+        "APP",
+        "https://api.github.com",
+    )
+    assert "alias" not in alias
+    found = [p["name"] for p in ok(answers, "listProviders.search")["data"]]
+    assert found == [name for name in names if "git" in name]
+    assert "github" in found
+    assert ok(answers, "listProviders.searchNothing") == {"data": []}
+    bad = failed(answers, "listProviders.badSearch", 400)["data"]["error"]
+    assert bad["code"] == "invalid_query_params"
+    assert [(e["code"], e["path"]) for e in bad["errors"]] == [("invalid_format", ["search"])]
+    unknown = failed(answers, "getProvider.unknown", 404)["data"]["error"]
+    assert unknown == {"code": "not_found", "message": "Unknown provider no-such-provider"}
+    failed(answers, "listProviders.unknownKey", 401, "unknown_user_account")
+
+    # both signature checks, on the webhooks the dispatcher really sent
+    assert world.webhooks
+    for i in range(len(world.webhooks)):
+        assert ok(answers, f"verifyWebhookSignature.{i}") is True
+        assert ok(answers, f"verifyWebhookSignature.{i}.tampered") is False
+        assert ok(answers, f"verifyIncomingWebhookRequest.{i}") is True
+        assert ok(answers, f"verifyIncomingWebhookRequest.{i}.tampered") is False
 
 
 @pytest.mark.parametrize("sdk", list(VERSIONS))

@@ -3,8 +3,9 @@
 // tests/e2e/test_node_sdk.py runs it and checks every answer; this script only calls and reports.
 //
 // usage: KEYWAY_SECRET_KEY=<secret> KEYWAY_CHECK_CONFIG='<json>' node node_sdk_check.mjs <sdk package> <gateway url>
-// The package is one of the npm aliases in package.json (nango-node-0408, nango-node-04211).
-// The config names the integrations and connections the test prepared, and which sections to run.
+// The package is one of the npm aliases in package.json (nango-node-0408, nango-node-04211, nango-node-07110).
+// The config names the integrations and connections the test prepared, and which sections to run: each
+// SDK generation calls its own routes, so the test picks the sections its version's methods reach.
 
 const [, , sdkPackage, host] = process.argv;
 const secretKey = process.env.KEYWAY_SECRET_KEY;
@@ -123,6 +124,27 @@ if (sections.has('webhooks')) {
             nango.verifyWebhookSignature(hook.signature, { ...payload, connectionId: payload.connectionId + 'x' })
         );
     }
+}
+
+if (sections.has('webhooks.hmac')) {
+    // verifyIncomingWebhookRequest (0.71): the raw body and the headers, X-Nango-Hmac-Sha256 among them
+    for (const [i, hook] of (config.webhooks || []).entries()) {
+        const headers = { 'Content-Type': 'application/json', 'X-Nango-Hmac-Sha256': hook.hmac };
+        await call(`verifyIncomingWebhookRequest.${i}`, () => nango.verifyIncomingWebhookRequest(hook.body, headers));
+        await call(`verifyIncomingWebhookRequest.${i}.tampered`, () => nango.verifyIncomingWebhookRequest(hook.body + ' ', headers));
+    }
+}
+
+if (sections.has('providers')) {
+    await call('listProviders', () => nango.listProviders({}));
+    await call('listProviders.search', () => nango.listProviders({ search: 'GIT' }));
+    await call('listProviders.searchNothing', () => nango.listProviders({ search: 'no-provider-is-called-this' }));
+    await call('listProviders.badSearch', () => nango.listProviders({ search: 'git*' }));
+    await call('getProvider', () => nango.getProvider({ provider: 'github' }));
+    await call('getProvider.alias', () => nango.getProvider({ provider: 'github-app' }));
+    await call('getProvider.unknown', () => nango.getProvider({ provider: 'no-such-provider' }));
+    const unknown = new Nango({ host, secretKey: '00000000-0000-4000-8000-000000000000' });
+    await call('listProviders.unknownKey', () => unknown.listProviders({}));
 }
 
 if (sections.has('auth')) {
