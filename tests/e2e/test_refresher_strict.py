@@ -222,7 +222,7 @@ async def test_three_refreshers_and_forced_reads_spend_each_refresh_token_once(
         async def check(connection_id: str) -> tuple[str, int, bool]:
             conn = await store.get("dev", "oauth", connection_id)
             assert conn is not None
-            credentials = conn.credentials
+            credentials = conn.credentials.dump()
             async with http.get(
                 f"{provider.base}/api/me", headers={"Authorization": f"Bearer {credentials['access_token']}"}
             ) as me:

@@ -10,6 +10,7 @@ from pymongo import AsyncMongoClient
 
 from auth_gateway.operations.flow_sessions import OAuthSession, OAuthSessionStore
 from keyway_shared.cipher import CredentialCipher
+from keyway_shared.credentials.shapes import OAuth2Credentials
 from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionUpdated, EventData, make_event, utcnow
 from keyway_shared.settings import BaseServiceSettings
 from keyway_shared.store import (
@@ -55,13 +56,12 @@ def oauth2(connection_id: str, token: str, *, env: str = "dev") -> Connection:
         connection_id=connection_id,
         provider="github",
         auth_mode="OAUTH2",
-        credentials={
-            "type": "OAUTH2",
-            "access_token": token,
-            "refresh_token": f"ghr_{connection_id}",
-            "expires_at": expires.isoformat(),
-            "raw": {"access_token": token, "scope": "repo"},
-        },
+        credentials=OAuth2Credentials(
+            access_token=token,
+            refresh_token=f"ghr_{connection_id}",
+            expires_at=expires.isoformat(),
+            raw={"access_token": token, "scope": "repo"},
+        ),
         connection_config={"subdomain": f"sub-{connection_id}"},
         metadata={"customer": connection_id, "plan": "pro"},
         credentials_expires_at=expires,

@@ -91,7 +91,7 @@ async def _assert_same_deployment(
     for (env_name, pck, cid), expected_conn in seeded.connections.items():
         got_conn = await store.get(env_name, pck, cid)
         assert got_conn is not None
-        assert got_conn.credentials == expected_conn.credentials
+        assert got_conn.credentials.dump() == expected_conn.credentials.dump()
         assert got_conn.connection_config == expected_conn.connection_config
         assert got_conn.metadata == expected_conn.metadata
         assert got_conn.provider == expected_conn.provider
@@ -136,8 +136,8 @@ async def test_round_trip_through_a_passphrase_archive(
     assert manifest["encryption"]["n"] >= 2**15
     # Never a secret in clear: not in the archive bytes, not in its decompressed text.
     text = _archive_text(archive)
-    secrets = [c.credentials["access_token"] for c in seeded.connections.values()]
-    secrets += [c.credentials["refresh_token"] for c in seeded.connections.values()]
+    secrets = [c.credentials.dump()["access_token"] for c in seeded.connections.values()]
+    secrets += [c.credentials.dump()["refresh_token"] for c in seeded.connections.values()]
     secrets += [i.oauth_client_secret or "" for i in seeded.integrations.values()]
     secrets += [e["secret_key"] for e in seeded.environments.values()] + [
         e["hmac_key"] for e in seeded.environments.values()

@@ -290,7 +290,7 @@ async def test_a_nango_deployment_moves_across(
     assert await db["connections"].count_documents({}) == 4  # not the deleted one, not the orphan
     user1 = await store.get("dev", "github", "user-1")
     assert user1 is not None
-    assert user1.credentials == OAUTH2  # exactly Nango's shape
+    assert user1.credentials.dump() == OAUTH2  # exactly Nango's shape
     assert (user1.provider, user1.auth_mode, user1.metadata, user1.connection_config) == (
         "github", "OAUTH2", {"plan": "pro"}, {"org": "acme"},
     )  # fmt: skip
@@ -308,19 +308,19 @@ async def test_a_nango_deployment_moves_across(
     assert body["metadata"] == {"plan": "pro"}
     user2 = await store.get("dev", "posthog", "user-2")
     assert user2 is not None
-    assert user2.credentials == API_KEY
+    assert user2.credentials.dump() == API_KEY
     assert user2.auth_mode == "API_KEY"
     assert user2.connection_config == {"subdomain": "eu"}
     assert user2.metadata is None
     assert user2.refresh_due_at is None
     user3 = await store.get("dev", "github-app-oauth", "user-3")
     assert user3 is not None
-    assert user3.credentials == APP
+    assert user3.credentials.dump() == APP
     assert user3.auth_mode == "CUSTOM"
     assert user3.credentials_expires_at == FUTURE
     prod1 = await store.get("prod", "github", "prod-1")
     assert prod1 is not None
-    assert prod1.credentials == PLAIN_OAUTH2
+    assert prod1.credentials.dump() == PLAIN_OAUTH2
     assert prod1.credentials_expires_at is None
     assert await store.get("dev", "github", "user-deleted") is None
     assert await store.get("dev", "old", "orphan") is None
@@ -359,7 +359,7 @@ async def test_one_environment_and_a_tolerant_reader(
     assert sorted([d["connection_id"] async for d in db["connections"].find({})]) == ["user-1", "user-2", "user-3"]
     user3 = await store.get("dev", "github-app-oauth", "user-3")
     assert user3 is not None
-    assert user3.credentials == APP
+    assert user3.credentials.dump() == APP
 
     code, text = await _import(settings_for(mongo_url, db_name, key), schema, "--environment", "staging")
     assert code == 2

@@ -72,7 +72,7 @@ async def _assert_everything_reads_with_only(
     for (env_name, pck, cid), credentials in latest.items():
         conn = await store.get(env_name, pck, cid)
         assert conn is not None, cid
-        assert conn.credentials == credentials, cid
+        assert conn.credentials.dump() == credentials, cid
     session, state = await OAuthSessionStore(db, only_new).take(seeded.oauth_session_id)
     assert state == "ok"
     assert session is not None
@@ -86,7 +86,9 @@ async def test_rotation_under_load_loses_nothing(
     every secret reads with the new key alone and equals its last written value."""
     before = CredentialCipher(current_key=old_key)
     seeded = await seed(mongo_client, db, before, connections=240)
-    latest: dict[tuple[str, str, str], dict[str, Any]] = {k: c.credentials for k, c in seeded.connections.items()}
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {
+        k: c.credentials.dump() for k, c in seeded.connections.items()
+    }
     # The services were restarted with the new key first: they write with it and still read the old one.
     during = CredentialCipher(current_key=new_key, old_keys=[old_key])
     store = ConnectionStore(mongo_client, db, during)
@@ -108,7 +110,7 @@ async def test_rotation_under_load_loses_nothing(
                 conn = oauth2(cid, f"gho_reauth_{n}", env=env_name)
                 work["reauthorized"] += 1
             await store.save_with_event(conn, lambda created, c=conn: connection_event(c, created))
-            latest[(conn.environment, conn.provider_config_key, conn.connection_id)] = conn.credentials
+            latest[(conn.environment, conn.provider_config_key, conn.connection_id)] = conn.credentials.dump()
             await asyncio.sleep(0)
 
     async def refresher() -> None:
@@ -124,7 +126,7 @@ async def test_rotation_under_load_loses_nothing(
                 assert found is not None
                 conn, state = found
                 await asyncio.sleep(0.005)  # the provider's token endpoint
-                credentials = conn.credentials | {"access_token": f"gho_refreshed_{n}"}
+                credentials = conn.credentials.with_fields(access_token=f"gho_refreshed_{n}")
                 row = await refresh_state.save_refreshed(
                     key,
                     conn,
@@ -137,7 +139,7 @@ async def test_rotation_under_load_loses_nothing(
                 if row is None:
                     work["refresh_lost"] += 1
                 else:
-                    latest[(env_name, pck, cid)] = credentials
+                    latest[(env_name, pck, cid)] = credentials.dump()
                     work["refreshed"] += 1
             finally:
                 await refresh_state.release(key, owner="test-refresher")
@@ -147,7 +149,7 @@ async def test_rotation_under_load_loses_nothing(
             env_name, pck, cid = random.choice(keys)
             conn = await store.get(env_name, pck, cid)  # raises if a ciphertext were ever unreadable
             assert conn is not None
-            assert conn.credentials["type"] == "OAUTH2"
+            assert conn.credentials.dump()["type"] == "OAUTH2"
             work["read"] += 1
             await asyncio.sleep(0)
 
@@ -187,7 +189,7 @@ async def test_a_write_underneath_is_read_again_not_overwritten(
     assert rotator.retries == 1
     conn = await ConnectionStore(mongo_client, db, CredentialCipher(current_key=new_key)).get("dev", "github", "user-1")
     assert conn is not None
-    assert conn.credentials["access_token"] == "gho_second"
+    assert conn.credentials.dump()["access_token"] == "gho_second"
 
 
 async def test_a_leased_connection_waits_for_its_refresh(
@@ -209,7 +211,7 @@ async def test_a_leased_connection_waits_for_its_refresh(
     assert doc is not None
     assert await rotator.rotate_document(CONNECTIONS, doc) == "busy"
     # The refresher's swap, against what it read before the rotation looked, still wins.
-    refreshed = read_conn.credentials | {"access_token": "gho_after"}
+    refreshed = read_conn.credentials.with_fields(access_token="gho_after")
     row = await state_store.save_refreshed(
         key,
         read_conn,
@@ -225,7 +227,7 @@ async def test_a_leased_connection_waits_for_its_refresh(
     only_new = ConnectionStore(mongo_client, db, CredentialCipher(current_key=new_key))
     got = await only_new.get("dev", "github", "user-1")
     assert got is not None
-    assert got.credentials["access_token"] == "gho_after"
+    assert got.credentials.dump()["access_token"] == "gho_after"
 
 
 async def test_rotation_resumes_and_status_reports_per_key(

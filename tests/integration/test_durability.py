@@ -24,6 +24,7 @@ import pytest
 from pymongo.errors import PyMongoError
 
 from keyway_shared.cipher import CredentialCipher
+from keyway_shared.credentials.shapes import ApiKeyCredentials
 from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionDeleted, EventData, make_event
 from keyway_shared.store import Connection, ConnectionStore, ensure_indexes, open_client
 
@@ -41,7 +42,7 @@ def _connection(connection_id: str) -> Connection:
         connection_id=connection_id,
         provider="github",
         auth_mode="API_KEY",
-        credentials={"type": "API_KEY", "apiKey": "k"},
+        credentials=ApiKeyCredentials(api_key="k"),
         connection_config={},
     )
 

@@ -52,7 +52,7 @@ async def save_new_token(
         key,
         conn,
         expected_ciphertext=state.ciphertext,
-        credentials=conn.credentials | {"access_token": token},
+        credentials=conn.credentials.with_fields(access_token=token),
         expires_at=None,
         due=None,
         event=connection_event(conn, False),
@@ -110,7 +110,7 @@ async def test_a_batch_of_saves_keeps_each_compare_and_swap(
         got = await connections.get("dev", "github", f"u-{i}")
         assert got is not None
         expected = "at-reconnected" if i == 3 else f"refreshed-{i}"
-        assert got.credentials["access_token"] == expected
+        assert got.credentials.dump()["access_token"] == expected
     outbox_ids = {doc["_id"] for doc in await db["outbox"].find({}, {"_id": 1}).to_list()}
     assert outbox_ids == {row.event_id for row in rows if row is not None}
 
@@ -152,4 +152,4 @@ async def test_saves_that_all_hold_go_out_in_one_transaction_of_one_update_and_o
     for i in range(8):
         got = await connections.get("dev", "github", f"u-{i}")
         assert got is not None
-        assert got.credentials["access_token"] == f"new-{i}"
+        assert got.credentials.dump()["access_token"] == f"new-{i}"

@@ -12,6 +12,7 @@ from pymongo import AsyncMongoClient
 
 from keyway_shared.bus import Claim
 from keyway_shared.cipher import CredentialCipher, DecryptionError, generate_key
+from keyway_shared.credentials.shapes import OAuth2Credentials
 from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionUpdated, EventData, encode_event, make_event
 from keyway_shared.store import (
     Connection,
@@ -52,7 +53,7 @@ def _connection(connection_id: str = "user-1", token: str = ACCESS_TOKEN) -> Con
         connection_id=connection_id,
         provider="github",
         auth_mode="OAUTH2",
-        credentials={"type": "OAUTH2", "access_token": token, "refresh_token": REFRESH_TOKEN},
+        credentials=OAuth2Credentials(access_token=token, refresh_token=REFRESH_TOKEN),
         connection_config={"subdomain": "acme"},
     )
 
@@ -104,7 +105,7 @@ async def test_save_writes_the_connection_encrypted_and_its_event(
 
     loaded = await connections.get("dev", "github-dev", "user-1")
     assert loaded is not None
-    assert loaded.credentials == _connection().credentials
+    assert loaded.credentials.dump() == _connection().credentials.dump()
     assert loaded.connection_config == {"subdomain": "acme"}
     assert loaded.id == saved.id
     assert await connections.get("prod", "github-dev", "user-1") is None
@@ -126,7 +127,7 @@ async def test_second_save_is_an_update(connections: ConnectionStore, db: Databa
     assert await db["connections"].count_documents({}) == 2
     loaded = await connections.get("dev", "github-dev", "user-1")
     assert loaded is not None
-    assert loaded.credentials["access_token"] == "gho_rotated0123456789"
+    assert loaded.credentials.dump()["access_token"] == "gho_rotated0123456789"
     assert loaded.updated_at is not None
     assert loaded.created_at is not None
     assert loaded.updated_at > loaded.created_at
@@ -168,7 +169,7 @@ async def test_rotated_key_still_reads_old_connections(
     rotated = ConnectionStore(mongo_client, db, rotated_cipher)
     loaded = await rotated.get("dev", "github-dev", "user-1")
     assert loaded is not None
-    assert loaded.credentials["access_token"] == ACCESS_TOKEN
+    assert loaded.credentials.dump()["access_token"] == ACCESS_TOKEN
     await rotated.save_with_event(loaded, lambda c: _event_for(loaded, c))
     raw = await db["connections"].find_one({"connection_id": "user-1"})
     assert raw is not None

@@ -17,6 +17,7 @@ import pytest
 
 from keyway_shared.bus import EventPublisher
 from keyway_shared.cipher import CredentialCipher
+from keyway_shared.credentials.shapes import OAuth2Credentials
 from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionDeleted, ConnectionUpdated, EventData, utcnow
 from keyway_shared.store import Connection, ConnectionStore
 from token_refresher.app import CONSUMERS, create_app, schedule_spec
@@ -74,7 +75,7 @@ async def save(connections: ConnectionStore, expires_at: datetime | None) -> Clo
         connection_id=KEY["connection_id"],
         provider="github",
         auth_mode="OAUTH2",
-        credentials={"type": "OAUTH2", "access_token": "at-secret"},
+        credentials=OAuth2Credentials(access_token="at-secret"),
         credentials_expires_at=expires_at,
     )
     await connections.save_with_event(connection, make)

@@ -10,6 +10,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from auth_gateway.http.errors import ApiError
 from auth_gateway.proxy.retry import RetryPolicy, header_delay, parse_retries, parse_retry_on
 from auth_gateway.proxy.target import build_target
+from keyway_shared.credentials import parse_credentials
 from keyway_shared.providers.template import ProviderTemplate, ProxyRetry
 from keyway_shared.store import Connection
 
@@ -61,7 +62,7 @@ def connection(credentials: dict[str, object], config: dict[str, object] | None 
         connection_id="c",
         provider="p",
         auth_mode=str(credentials.get("type", "NONE")),
-        credentials=credentials,
+        credentials=parse_credentials(credentials),
         connection_config=config or {},
     )
 

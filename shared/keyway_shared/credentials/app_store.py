@@ -15,6 +15,7 @@ import aiohttp
 
 from .errors import PermanentTokenError
 from .jwt_signing import load_pem, sign_jwt
+from .shapes import AppStoreCredentials
 from .token_http import call_token_endpoint
 from .tokens import js_iso, parse_expires_at
 
@@ -49,7 +50,7 @@ async def app_store_token(
     scope: str | None,
     now: datetime,
     timeout_seconds: float = 15.0,
-) -> tuple[dict[str, Any], datetime]:
+) -> tuple[AppStoreCredentials, datetime]:
     """``{type: "APP_STORE", access_token, private_key: base64(PEM), expires_at, raw}``."""
     jwt = app_store_jwt(
         private_key=private_key,
@@ -72,11 +73,10 @@ async def app_store_token(
     if not isinstance(token, str) or not token:
         raise PermanentTokenError("invalid_token_response", "The token endpoint's answer has no token.")
     expires_at = parse_expires_at(raw, now) or now + _LIFETIME
-    credentials: dict[str, Any] = {
-        "type": "APP_STORE",
-        "access_token": token,
-        "private_key": base64.b64encode(load_pem(private_key).encode()).decode("ascii"),
-        "expires_at": js_iso(expires_at),
-        "raw": raw,
-    }
+    credentials = AppStoreCredentials(
+        access_token=token,
+        private_key=base64.b64encode(load_pem(private_key).encode()).decode("ascii"),
+        expires_at=js_iso(expires_at),
+        raw=raw,
+    )
     return credentials, expires_at

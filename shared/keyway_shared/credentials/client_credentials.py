@@ -12,6 +12,7 @@ import aiohttp
 from ..providers import ProviderTemplate
 from .errors import PermanentTokenError
 from .oauth2_client import request_token
+from .shapes import ClientCredentials
 from .tokens import js_iso, parse_expires_at
 
 __all__ = ["client_credentials_token"]
@@ -40,7 +41,7 @@ async def client_credentials_token(
     scopes: list[str],
     now: datetime,
     timeout_seconds: float = 15.0,
-) -> tuple[dict[str, Any], datetime | None]:
+) -> tuple[ClientCredentials, datetime | None]:
     """Nango's OAUTH2_CC credentials ``{type, token, client_id, client_secret, expires_at?, raw}``.
 
     ``token_url`` is already interpolated. The client authenticates in the body (form or JSON, as
@@ -64,13 +65,11 @@ async def client_credentials_token(
         timeout_seconds=timeout_seconds,
     )
     token, expires_at = _token_and_expiry(raw, now)
-    credentials: dict[str, Any] = {
-        "type": "OAUTH2_CC",
-        "token": token,
-        "client_id": client_id,
-        "client_secret": client_secret,
-    }
-    if expires_at is not None:
-        credentials["expires_at"] = js_iso(expires_at)
-    credentials["raw"] = raw
+    credentials = ClientCredentials(
+        token=token,
+        client_id=client_id,
+        client_secret=client_secret,
+        expires_at=js_iso(expires_at) if expires_at is not None else None,
+        raw=raw,
+    )
     return credentials, expires_at

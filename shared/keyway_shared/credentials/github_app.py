@@ -19,6 +19,7 @@ import aiohttp
 
 from .errors import PermanentTokenError
 from .jwt_signing import sign_jwt
+from .shapes import AppCredentials
 from .token_http import call_token_endpoint
 from .tokens import js_iso, parse_expires_at
 
@@ -59,7 +60,7 @@ async def installation_token(
     private_key: str,
     now: datetime,
     timeout_seconds: float = 15.0,
-) -> tuple[dict[str, Any], datetime | None]:
+) -> tuple[AppCredentials, datetime | None]:
     """``{type: "APP", access_token, expires_at, raw}`` for the installation ``token_url`` names."""
     headers = {
         "Authorization": f"Bearer {app_jwt(app_id=app_id, private_key=private_key, now=now)}",
@@ -71,10 +72,9 @@ async def installation_token(
     if not isinstance(token, str) or not token:
         raise PermanentTokenError("invalid_token_response", "GitHub's answer has no installation token.")
     expires_at = parse_expires_at(raw, now)
-    credentials: dict[str, Any] = {"type": "APP", "access_token": token}
-    if expires_at is not None:
-        credentials["expires_at"] = js_iso(expires_at)
-    credentials["raw"] = raw
+    credentials = AppCredentials(
+        access_token=token, expires_at=js_iso(expires_at) if expires_at is not None else None, raw=raw
+    )
     return credentials, expires_at
 
 

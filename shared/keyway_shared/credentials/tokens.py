@@ -1,4 +1,5 @@
-"""Token responses → Nango-shaped credentials, with ``expires_at`` computed as Nango does (spec §5.5)."""
+"""Token responses: their body parsed, and ``expires_at`` computed as Nango does (spec §5.5); the
+credentials made of them are in :mod:`.shapes`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from urllib.parse import parse_qsl
 
 from .errors import PermanentTokenError
 
-__all__ = ["js_iso", "oauth2_credentials", "parse_expires_at", "parse_token_body"]
+__all__ = ["js_iso", "parse_expires_at", "parse_token_body"]
 
 
 def js_iso(value: datetime) -> str:
@@ -58,23 +59,3 @@ def parse_expires_at(raw: dict[str, Any], now: datetime) -> datetime | None:
     except (TypeError, ValueError):
         return None
     return None
-
-
-def oauth2_credentials(
-    raw: dict[str, Any], *, now: datetime, previous_refresh_token: str | None = None
-) -> tuple[dict[str, Any], datetime | None]:
-    """Nango's OAUTH2 credentials; the old refresh token is kept when the provider sends none."""
-    access_token = raw.get("access_token")
-    if not isinstance(access_token, str) or not access_token:
-        raise PermanentTokenError("invalid_token_response", "The token response has no access_token.")
-    expires_at = parse_expires_at(raw, now)
-    stored_raw = dict(raw)
-    credentials: dict[str, Any] = {"type": "OAUTH2", "access_token": access_token}
-    refresh_token = raw.get("refresh_token") or previous_refresh_token
-    if refresh_token:
-        credentials["refresh_token"] = refresh_token
-    if expires_at is not None:
-        credentials["expires_at"] = js_iso(expires_at)
-        stored_raw["expires_at"] = js_iso(expires_at)
-    credentials["raw"] = stored_raw
-    return credentials, expires_at

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from ..credentials.shapes import CREDENTIAL_SHAPES
+
 __all__ = [
     "DEFAULT_MARGIN",
     "EXHAUSTED_AFTER_DAYS",
@@ -24,8 +26,9 @@ __all__ = [
 
 DEFAULT_MARGIN = timedelta(minutes=15)
 EXHAUSTED_AFTER_DAYS = 4
-# Credential types a refresh can renew; API keys, Basic, OAuth 1 and NONE never expire by time.
-REFRESHABLE_TYPES = frozenset({"OAUTH2", "OAUTH2_CC", "APP", "APP_STORE"})
+# Credential types a refresh can renew, as each type says of itself (``refreshable``); API keys, Basic,
+# OAuth 1 and NONE never expire by time.
+REFRESHABLE_TYPES = frozenset(kind for kind, shape in CREDENTIAL_SHAPES.items() if shape.refreshable)
 
 
 def refresh_due_at(expires_at: datetime, *, issued_at: datetime, margin: timedelta = DEFAULT_MARGIN) -> datetime:

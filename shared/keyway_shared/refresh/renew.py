@@ -6,7 +6,6 @@ only knows *how*. Every failure is a :class:`~keyway_shared.credentials.TokenReq
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +15,13 @@ from ..credentials import PermanentTokenError, oauth2_credentials, request_token
 from ..credentials.app_store import app_store_token
 from ..credentials.client_credentials import client_credentials_token
 from ..credentials.github_app import installation_token
+from ..credentials.shapes import (
+    AppCredentials,
+    AppStoreCredentials,
+    ClientCredentials,
+    Credentials,
+    OAuth2Credentials,
+)
 from ..providers import ProviderTemplate
 from ..providers.interpolation import MissingParamError, UnsafeParamError
 from ..store import Connection, Integration
@@ -49,15 +55,16 @@ def _scopes(conn: Connection, integration: Integration) -> list[str]:
 async def _oauth2(
     http: aiohttp.ClientSession,
     conn: Connection,
+    credentials: OAuth2Credentials,
     template: ProviderTemplate,
     integration: Integration,
     now: datetime,
     timeout_seconds: float,
-) -> tuple[dict[str, Any], datetime | None]:
-    refresh_token = conn.credentials.get("refresh_token")
+) -> tuple[Credentials, datetime | None]:
+    refresh_token = credentials.refresh_token
     if not refresh_token:
         raise PermanentTokenError("missing_refresh_token", "The connection has no refresh token to refresh with.")
-    override = conn.credentials.get("config_override") or {}
+    override = credentials.config_override or {}
     client_id = override.get("client_id") or integration.oauth_client_id
     client_secret = override.get("client_secret") or integration.oauth_client_secret
     if not client_id or not client_secret:
@@ -75,10 +82,10 @@ async def _oauth2(
         client_secret=client_secret,
         timeout_seconds=timeout_seconds,
     )
-    credentials, expires_at = oauth2_credentials(raw, now=now, previous_refresh_token=refresh_token)
+    renewed, expires_at = oauth2_credentials(raw, now=now, previous_refresh_token=refresh_token)
     if override:
-        credentials["config_override"] = override
-    return credentials, expires_at
+        renewed = renewed.with_fields(config_override=override)
+    return renewed, expires_at
 
 
 async def renew(
@@ -89,24 +96,24 @@ async def renew(
     integration: Integration,
     now: datetime,
     timeout_seconds: float = 15.0,
-) -> tuple[dict[str, Any], datetime | None]:
+) -> tuple[Credentials, datetime | None]:
     """New credentials for ``connection``, in the same shape as the ones it has."""
-    kind = connection.credentials.get("type")
+    credentials = connection.credentials
     config = connection.connection_config
-    if kind == "OAUTH2":
-        return await _oauth2(http, connection, template, integration, now, timeout_seconds)
-    if kind == "OAUTH2_CC":
+    if isinstance(credentials, OAuth2Credentials):
+        return await _oauth2(http, connection, credentials, template, integration, now, timeout_seconds)
+    if isinstance(credentials, ClientCredentials):
         return await client_credentials_token(
             http,
             template=template,
             token_url=_url(template, template.token_url_for("OAUTH2_CC"), config, "token URL"),
-            client_id=str(connection.credentials.get("client_id") or integration.oauth_client_id or ""),
-            client_secret=str(connection.credentials.get("client_secret") or integration.oauth_client_secret or ""),
+            client_id=str(credentials.client_id or integration.oauth_client_id or ""),
+            client_secret=str(credentials.client_secret or integration.oauth_client_secret or ""),
             scopes=_scopes(connection, integration),
             now=now,
             timeout_seconds=timeout_seconds,
         )
-    if kind == "APP":
+    if isinstance(credentials, AppCredentials):
         custom = integration.custom or {}
         app_id = str(config.get("app_id") or custom.get("app_id") or integration.oauth_client_id or "")
         private_key = custom.get("private_key") or integration.oauth_client_secret or ""
@@ -118,12 +125,11 @@ async def renew(
             now=now,
             timeout_seconds=timeout_seconds,
         )
-    if kind == "APP_STORE":
-        pem = base64.b64decode(str(connection.credentials.get("private_key", ""))).decode()
+    if isinstance(credentials, AppStoreCredentials):
         return await app_store_token(
             http,
             token_url=_url(template, template.token_url_for("APP_STORE"), config, "token URL"),
-            private_key=pem,
+            private_key=credentials.private_key_pem(),
             private_key_id=str(config.get("privateKeyId", "")),
             issuer_id=str(config.get("issuerId", "")),
             audience=template.authorization_params.get("audience"),
@@ -131,4 +137,5 @@ async def renew(
             now=now,
             timeout_seconds=timeout_seconds,
         )
+    kind = credentials.dump().get("type")
     raise PermanentTokenError("not_refreshable", f"Credentials of type {kind} are not refreshed.")

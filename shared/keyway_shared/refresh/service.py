@@ -32,7 +32,7 @@ from ..logging import get_logger
 from ..providers import ProviderCatalog
 from ..store import Connection, IntegrationStore, OutboxRow, RefreshState, RefreshStateStore
 from .lease import kept_lease
-from .policy import DEFAULT_MARGIN, EXHAUSTED_AFTER_DAYS, REFRESHABLE_TYPES, is_due, refresh_due_at, transient_backoff
+from .policy import DEFAULT_MARGIN, EXHAUSTED_AFTER_DAYS, is_due, refresh_due_at, transient_backoff
 from .renew import renew
 
 __all__ = ["DueOutcome", "RefreshError", "RefreshOutcome", "RefreshService", "connection_key"]
@@ -107,7 +107,7 @@ class RefreshService:
         """Refresh-on-read: only when forced or due; waits (bounded) for a sibling's lease."""
         conn, state = await self._read(key)
         now = datetime.now(UTC)
-        if conn.credentials.get("type") not in REFRESHABLE_TYPES:
+        if not conn.credentials.refreshable:
             return RefreshOutcome(connection=conn, refreshed=False)
         if not force and not is_due(conn.refresh_due_at, conn.credentials_expires_at, now=now):
             return RefreshOutcome(connection=conn, refreshed=False)
@@ -119,7 +119,7 @@ class RefreshService:
             # Refused earlier and not due for another try yet: report that, don't spend a call on it.
             error = state.error or {}
             raise RefreshError("refresh_token_external_error", error.get("description", "The last refresh failed."))
-        first_read = conn.credentials
+        first_read = conn.credentials.dump()
         # From here on by ``_id``: the embedded server plans the connection key plus any other
         # condition (lease, ciphertext) as a collection scan, ``_id`` plus conditions as a lookup.
         key = {"_id": state.doc_id}
@@ -139,7 +139,7 @@ class RefreshService:
     async def _refresh_holding(self, key: dict[str, Any], first_read: dict[str, Any]) -> RefreshOutcome:
         try:
             conn, state = await self._read(key)
-            if conn.credentials != first_read:
+            if conn.credentials.dump() != first_read:
                 # A sibling refreshed (or the user reconnected) while we waited: use theirs. Compared
                 # decrypted, since `keyway keys rotate` changes the ciphertext and nothing else.
                 return RefreshOutcome(connection=conn, refreshed=False)

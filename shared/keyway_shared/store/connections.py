@@ -24,9 +24,10 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from ..backoff import Backoff
 from ..cipher import CredentialCipher
+from ..credentials.shapes import Credentials, parse_credentials
 from ..deadline import remaining
 from ..events import CloudEvent
-from ..refresh.policy import DEFAULT_MARGIN, REFRESHABLE_TYPES, refresh_due_at
+from ..refresh.policy import DEFAULT_MARGIN, refresh_due_at
 from .client import Database, db_now
 from .outbox import OutboxRow, OutboxStore
 
@@ -121,8 +122,8 @@ class Connection:
     provider_config_key: str
     connection_id: str
     provider: str
-    auth_mode: str
-    credentials: dict[str, Any]
+    auth_mode: str  # as stored: a mode of the catalog, or what a migration brought
+    credentials: Credentials  # stored as ``credentials.dump()``, encrypted
     connection_config: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] | None = None
     credentials_expires_at: datetime | None = None
@@ -161,7 +162,7 @@ class ConnectionStore:
             connection_id=doc["connection_id"],
             provider=doc["provider"],
             auth_mode=doc["auth_mode"],
-            credentials=self._cipher.decrypt_json(doc["credentials_enc"], associated_data=ad),
+            credentials=parse_credentials(self._cipher.decrypt_json(doc["credentials_enc"], associated_data=ad)),
             connection_config=doc.get("connection_config") or {},
             metadata=doc.get("metadata"),
             credentials_expires_at=doc.get("credentials_expires_at"),
@@ -178,7 +179,7 @@ class ConnectionStore:
         fields: dict[str, Any] = {
             "provider": connection.provider,
             "auth_mode": connection.auth_mode,
-            "credentials_enc": self._cipher.encrypt_json(connection.credentials, associated_data=ad),
+            "credentials_enc": self._cipher.encrypt_json(connection.credentials.dump(), associated_data=ad),
             "credentials_key_id": self._cipher.current_key_id,
             "credentials_expires_at": connection.credentials_expires_at,
             "connection_config": connection.connection_config,
@@ -187,7 +188,7 @@ class ConnectionStore:
             # exhausted connection). The lease is left alone: a refresh holding it will lose its
             # compare-and-swap against these credentials.
             "refresh_due_at": refresh_due_at(connection.credentials_expires_at, issued_at=now, margin=refresh_margin)
-            if connection.credentials_expires_at is not None and connection.credentials.get("type") in REFRESHABLE_TYPES
+            if connection.credentials_expires_at is not None and connection.credentials.refreshable
             else None,
             "refresh_failed": False,
             "refresh_error": None,

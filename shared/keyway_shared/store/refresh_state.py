@@ -27,6 +27,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from ..cipher import CredentialCipher
+from ..credentials.shapes import Credentials
 from ..events import CloudEvent
 from ..group_commit import GroupCommit
 from .client import Database
@@ -169,7 +170,7 @@ class RefreshStateStore:
         conn: Connection,
         *,
         expected_ciphertext: str,
-        credentials: dict[str, Any],
+        credentials: Credentials,
         expires_at: datetime | None,
         due: datetime | None,
         event: CloudEvent[Any],
@@ -177,7 +178,7 @@ class RefreshStateStore:
         """Compare-and-swap the credentials and add the event, atomically; None if they changed."""
         ad = credentials_ad(conn.environment, conn.provider_config_key, conn.connection_id)
         fields = {
-            "credentials_enc": self._cipher.encrypt_json(credentials, associated_data=ad),
+            "credentials_enc": self._cipher.encrypt_json(credentials.dump(), associated_data=ad),
             "credentials_key_id": self._cipher.current_key_id,
             "credentials_expires_at": expires_at,
             "refresh_due_at": due,

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from pymongo import AsyncMongoClient
 
 from keyway_shared.cipher import CredentialCipher
-from keyway_shared.credentials import parse_expires_at
+from keyway_shared.credentials import parse_credentials, parse_expires_at
 from keyway_shared.providers import ProviderCatalog
 from keyway_shared.refresh.policy import DEFAULT_MARGIN, REFRESHABLE_TYPES
 from keyway_shared.store import Connection, ConnectionStore, Database, EnvironmentStore, Integration, IntegrationStore
@@ -168,7 +168,7 @@ class NangoImport:
                 connection_id=found.connection_id,
                 provider=integration.provider,
                 auth_mode=auth_mode,
-                credentials=credentials,
+                credentials=parse_credentials(credentials),  # exactly Nango's document, typed
                 connection_config=found.connection_config,
                 metadata=found.metadata,
                 credentials_expires_at=expires_at,

@@ -1,17 +1,19 @@
 """``POST /connection``: import a connection whose credentials were obtained elsewhere (spec §3.3).
 
 How Nango users bring existing customers across without asking each to reconnect. The body's
-fields depend on the integration's auth mode; the answer (201) echoes the body, as Nango's does.
+fields depend on the integration's auth mode: which credentials it imports as is a fact of the mode
+(``keyway_shared.auth_modes``), and those credentials read their fields (``from_import``). The answer
+(201) echoes the body, as Nango's does.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from keyway_shared.credentials import js_iso
+from keyway_shared.credentials.importing import ImportBody, ImportRefusedError
+from keyway_shared.credentials.shapes import import_credentials
 from keyway_shared.events import utcnow
 from keyway_shared.store import Environment
 
@@ -24,90 +26,20 @@ from ..resources import CATALOG, STORES
 __all__ = ["import_connection"]
 
 
-def _string(body: dict[str, Any], name: str, *, required: bool) -> str | None:
+def _string(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
     if value is None or value == "":
-        if required:
-            raise ApiError(f"missing_{name}", f"Missing param '{name}'.")
         return None
     if not isinstance(value, str):
         raise ApiError("invalid_body", f"'{name}' must be a string.")
     return value
 
 
-def _expiry(body: dict[str, Any]) -> datetime | None:
-    if body.get("no_expiration") is True:
-        return None
-    if body.get("expires_at") not in (None, ""):
-        value = body["expires_at"]
-        try:
-            if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
-                return datetime.fromtimestamp(float(value), UTC)
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        except (ValueError, OverflowError, OSError):
-            raise ApiError("invalid_expires_at", "'expires_at' must be a date or unix seconds.") from None
-    if body.get("expires_in") not in (None, ""):
-        try:
-            return utcnow() + timedelta(seconds=int(body["expires_in"]))
-        except (TypeError, ValueError):
-            raise ApiError("invalid_expires_at", "'expires_in' must be a number of seconds.") from None
-    raise ApiError("missing_expires_at", "Give 'expires_at' or 'expires_in', or 'no_expiration': true.")
-
-
-def _credentials(mode: str, body: dict[str, Any]) -> tuple[dict[str, Any], datetime | None]:
-    if mode in {"OAUTH2", "CUSTOM"}:
-        access_token = _string(body, "access_token", required=True)
-        expires_at = _expiry(body)
-        raw = body.get("raw") if isinstance(body.get("raw"), dict) else dict(body)
-        credentials: dict[str, Any] = {"type": "OAUTH2", "access_token": access_token, "raw": raw}
-        refresh_token = _string(body, "refresh_token", required=False)
-        if refresh_token:
-            credentials["refresh_token"] = refresh_token
-        if expires_at is not None:
-            credentials["expires_at"] = js_iso(expires_at)
-        overrides = {
-            k: v
-            for k, v in (
-                ("client_id", _string(body, "oauth_client_id_override", required=False)),
-                ("client_secret", _string(body, "oauth_client_secret_override", required=False)),
-            )
-            if v
-        }
-        if overrides:
-            credentials["config_override"] = overrides
-        return credentials, expires_at
-    if mode == "OAUTH1":
-        return {
-            "type": "OAUTH1",
-            "oauth_token": _string(body, "oauth_token", required=True),
-            "oauth_token_secret": _string(body, "oauth_token_secret", required=True),
-            "raw": body.get("raw") if isinstance(body.get("raw"), dict) else {},
-        }, None
-    if mode == "BASIC":
-        return {
-            "type": "BASIC",
-            "username": _string(body, "username", required=True),
-            "password": _string(body, "password", required=False) or "",
-        }, None
-    if mode == "API_KEY":
-        return {"type": "API_KEY", "apiKey": _string(body, "api_key", required=True)}, None
-    if mode == "TBA":
-        return {
-            "type": "TBA",
-            "token_id": _string(body, "token_id", required=True),
-            "token_secret": _string(body, "token_secret", required=True),
-        }, None
-    if mode == "NONE":
-        return {}, None
-    raise ApiError("invalid_auth_mode", f"Connections of auth mode {mode} cannot be imported; connect them instead.")
-
-
 @secret_key
 async def import_connection(request: web.Request, env: Environment) -> web.Response:
     body = await json_object(request)
-    connection_id = _string(body, "connection_id", required=False)
-    key = _string(body, "provider_config_key", required=False)
+    connection_id = _string(body, "connection_id")
+    key = _string(body, "provider_config_key")
     if not connection_id:
         raise ApiError("missing_connection", "Missing param 'connection_id'.")
     if not key:
@@ -127,9 +59,12 @@ async def import_connection(request: web.Request, env: Environment) -> web.Respo
         check_document_keys(metadata, "metadata")
     if isinstance(config.get("oauth_scopes_override"), str):
         config = {**config, "oauth_scopes_override": [s for s in config["oauth_scopes_override"].split(",") if s]}
-    if template.auth_mode == "TBA" and not config.get("accountId"):
-        raise ApiError("missing_account_id", "TBA connections need connection_config.accountId.")
-    credentials, expires_at = _credentials(template.auth_mode, body)
+    try:  # the fields each mode's credentials read: keyway_shared.credentials.shapes, from_import
+        credentials, expires_at = import_credentials(
+            template.auth_mode, ImportBody(body, connection_config=config, now=utcnow())
+        )
+    except ImportRefusedError as refused:
+        raise ApiError(refused.code, refused.message) from None
     await store_connection(
         request.app,
         environment=env.name,

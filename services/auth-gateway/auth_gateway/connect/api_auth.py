@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from keyway_shared.credentials.shapes import ApiKeyCredentials, BasicCredentials
 from keyway_shared.events import AuthMode
 from keyway_shared.store import Environment
 
@@ -19,18 +20,18 @@ from .verification import verify_credentials
 __all__ = ["api_key_auth", "basic_auth"]
 
 
-def _api_key(body: dict[str, Any]) -> dict[str, Any]:
+def _api_key(body: dict[str, Any]) -> ApiKeyCredentials:
     api_key = body.get("apiKey")
     if not isinstance(api_key, str) or not api_key:
         raise ApiError("missing_api_key", "The request body must have a non-empty 'apiKey' string.")
-    return {"type": "API_KEY", "apiKey": api_key}
+    return ApiKeyCredentials(api_key=api_key)
 
 
-def _basic(body: dict[str, Any]) -> dict[str, Any]:
+def _basic(body: dict[str, Any]) -> BasicCredentials:
     username, password = body.get("username", ""), body.get("password", "")
     if not isinstance(username, str) or not isinstance(password, str):
         raise ApiError("invalid_body", "'username' and 'password' must be strings.")
-    return {"type": "BASIC", "username": username, "password": password}
+    return BasicCredentials(username=username, password=password)
 
 
 async def _connect(request: web.Request, env: Environment, front: FrontendRequest, mode: AuthMode) -> web.Response:
@@ -40,7 +41,7 @@ async def _connect(request: web.Request, env: Environment, front: FrontendReques
         check_hmac(env, front)
         integration, template = await integration_in_mode(request, attempt)
         body = await json_object(request)
-        credentials = _api_key(body) if mode == "API_KEY" else _basic(body)
+        credentials: ApiKeyCredentials | BasicCredentials = _api_key(body) if mode == "API_KEY" else _basic(body)
         await verify_credentials(
             request.app[HTTP],
             template,

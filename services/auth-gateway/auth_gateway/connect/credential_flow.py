@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from keyway_shared.credentials import PermanentTokenError, TokenRequestError
+from keyway_shared.credentials import Credentials, PermanentTokenError, TokenRequestError
 from keyway_shared.events import AuthMode
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
@@ -111,7 +111,7 @@ async def connected(
     *,
     provider: str,
     auth_mode: AuthMode,
-    credentials: dict[str, Any],
+    credentials: Credentials,
     connection_config: dict[str, Any],
     expires_at: datetime | None = None,
 ) -> web.Response:

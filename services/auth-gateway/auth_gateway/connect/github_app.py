@@ -29,6 +29,7 @@ from keyway_shared.credentials.github_app import (
     installation_token,
 )
 from keyway_shared.credentials.jwt_signing import InvalidPrivateKeyError
+from keyway_shared.credentials.shapes import AppCredentials, Credentials
 from keyway_shared.events import utcnow
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
@@ -180,7 +181,7 @@ def _installation_token_url(template: ProviderTemplate, config: dict[str, Any]) 
 
 async def _installation_credentials(
     request: web.Request, token_url: str, app_id: str, private_key: str
-) -> tuple[dict[str, Any], Any]:
+) -> tuple[AppCredentials, datetime | None]:
     try:
         return await installation_token(
             request.app[HTTP],
@@ -257,11 +258,12 @@ async def finish_custom(request: web.Request, session: OAuthSession, env: Enviro
         raise FlowError("token_err", exc.description) from None
     if installation_id is None:
         config: dict[str, Any] = {**session.connection_config, "app_id": app_id, "pending": True}
-        credentials, expires_at = user_credentials, user_expires_at
+        credentials: Credentials = user_credentials
+        expires_at = user_expires_at
     else:
         config = {**session.connection_config, "installation_id": installation_id, "app_id": app_id}
         token_url = _installation_token_url(template, config)
-        await _prove_user_installation(request, token_url, installation_id, app_id, user_credentials["access_token"])
+        await _prove_user_installation(request, token_url, installation_id, app_id, user_credentials.access_token)
         credentials, expires_at = await _installation_credentials(request, token_url, app_id, private_key)
     return await finish_with_connection(
         request,

@@ -16,6 +16,7 @@ from aiohttp import web
 from multidict import MultiDict
 from pydantic import BaseModel, ConfigDict, Field
 
+from keyway_shared.credentials.shapes import ApiKeyCredentials, BasicCredentials
 from keyway_shared.events import AuthMode, utcnow
 from keyway_shared.store import Environment
 
@@ -224,10 +225,10 @@ async def _mode_of(request: web.Request, env: Environment, key: str) -> AuthMode
     return "BASIC" if mode == "BASIC" else "API_KEY"  # any other mode fails integration_in_mode, as it should
 
 
-def _credentials(mode: AuthMode, fields: dict[str, str]) -> dict[str, str]:
+def _credentials(mode: AuthMode, fields: dict[str, str]) -> ApiKeyCredentials | BasicCredentials:
     if mode == "API_KEY":
         api_key = fields.get("apiKey", "").strip()
         if not api_key:
             raise ApiError("missing_api_key", "Enter the API key.")
-        return {"type": "API_KEY", "apiKey": api_key}
-    return {"type": "BASIC", "username": fields.get("username", ""), "password": fields.get("password", "")}
+        return ApiKeyCredentials(api_key=api_key)
+    return BasicCredentials(username=fields.get("username", ""), password=fields.get("password", ""))

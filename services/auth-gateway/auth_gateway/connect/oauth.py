@@ -390,10 +390,12 @@ async def finish_oauth2(request: web.Request, session: OAuthSession, env: Enviro
     )
     config = config_to_store(template, config, callback_query=dict(request.query), token_response=raw)
     if session.secrets.get("overridden"):
-        credentials["config_override"] = {
-            "client_id": session.secrets["client_id"],
-            "client_secret": session.secrets["client_secret"],
-        }
+        credentials = credentials.with_fields(
+            config_override={
+                "client_id": session.secrets["client_id"],
+                "client_secret": session.secrets["client_secret"],
+            }
+        )
     return await finish_with_connection(
         request,
         session,

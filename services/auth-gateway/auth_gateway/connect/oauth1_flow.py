@@ -8,11 +8,11 @@ The request-token secret waits, encrypted, in the session.
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 from aiohttp import web
 
 from keyway_shared.credentials import TokenRequestError
+from keyway_shared.credentials.shapes import OAuth1Credentials
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment
 
@@ -120,17 +120,16 @@ async def finish_oauth1(request: web.Request, session: OAuthSession, env: Enviro
         )
     except TokenRequestError as exc:
         raise FlowError("token_err", exc.description) from None
-    credentials: dict[str, Any] = {
-        "type": "OAUTH1",
-        "oauth_token": raw["oauth_token"],
-        "oauth_token_secret": raw["oauth_token_secret"],
-        "raw": raw,
-    }
+    credentials = OAuth1Credentials(
+        oauth_token=raw["oauth_token"], oauth_token_secret=raw["oauth_token_secret"], raw=raw
+    )
     if session.secrets.get("overridden"):
-        credentials["config_override"] = {
-            "client_id": session.secrets["client_id"],
-            "client_secret": session.secrets["client_secret"],
-        }
+        credentials = credentials.with_fields(
+            config_override={
+                "client_id": session.secrets["client_id"],
+                "client_secret": session.secrets["client_secret"],
+            }
+        )
     return await finish_with_connection(
         request,
         session,

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from keyway_shared.credentials import Credentials
 from keyway_shared.events import AuthMode
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
@@ -120,7 +121,7 @@ async def finish_with_connection(
     *,
     provider: str,
     auth_mode: AuthMode,
-    credentials: dict[str, Any],
+    credentials: Credentials,
     connection_config: dict[str, Any],
     expires_at: datetime | None = None,
     pending: bool = False,

@@ -9,6 +9,7 @@ import uuid
 
 from aiohttp import web
 
+from keyway_shared.credentials.shapes import NoCredentials
 from keyway_shared.store import Environment
 
 from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
@@ -36,7 +37,7 @@ async def _connect(
         front,
         provider=integration.provider,
         auth_mode="NONE",
-        credentials={},
+        credentials=NoCredentials(),
         connection_config=front.connection_config,
     )
 

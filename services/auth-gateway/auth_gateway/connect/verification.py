@@ -5,12 +5,12 @@ key fails in the user's face instead of in the app's first call."""
 from __future__ import annotations
 
 import asyncio
-import base64
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
+from keyway_shared.credentials.shapes import ApiKeyCredentials, BasicCredentials
 from keyway_shared.egress import failure_reason
 from keyway_shared.logging import get_logger
 from keyway_shared.providers import ProviderTemplate
@@ -26,14 +26,14 @@ log = get_logger(__name__)
 async def verify_credentials(
     http: aiohttp.ClientSession,
     template: ProviderTemplate,
-    credentials: dict[str, Any],
+    credentials: ApiKeyCredentials | BasicCredentials,
     connection_config: dict[str, Any],
     *,
     timeout_seconds: float,
 ) -> None:
     proxy = template.proxy
     check = proxy.verification if proxy else None
-    values = {**connection_config, "apiKey": credentials.get("apiKey", "")}
+    values = {**connection_config, "apiKey": credentials.template_variables().get("apiKey", "")}
     try:
         # Every URL and header the connection will use, not only this call's: refused now, not at the
         # first proxy call. The values are the browser's, so no whole origin may come from them.
@@ -53,9 +53,9 @@ async def verify_credentials(
         raise ApiError("invalid_connection_config", message) from None
     if not base:
         return
-    if credentials.get("type") == "BASIC":
-        pair = f"{credentials.get('username', '')}:{credentials.get('password', '')}".encode()
-        headers.setdefault("Authorization", "Basic " + base64.b64encode(pair).decode())
+    authorization = credentials.authorization()  # Basic; an API key goes where the template puts it
+    if authorization is not None:
+        headers.setdefault("Authorization", authorization)
     url = base.rstrip("/") + "/" + check.endpoint.lstrip("/")
     if query:
         url += ("&" if "?" in url else "?") + urlencode(query)

@@ -31,7 +31,8 @@ def strip_refresh_token(credentials: dict[str, Any]) -> dict[str, Any]:
 
 
 def connection_json(conn: Connection, *, include_refresh_token: bool, fetched_at: datetime | None) -> dict[str, Any]:
-    credentials = conn.credentials if include_refresh_token else strip_refresh_token(conn.credentials)
+    document = conn.credentials.dump()
+    credentials = document if include_refresh_token else strip_refresh_token(document)
     return {
         "id": conn.id,
         "created_at": js_iso(conn.created_at),

@@ -32,6 +32,7 @@ from pymongo.errors import PyMongoError
 
 from keyway_shared.activity import redacted_text
 from keyway_shared.backoff import Backoff
+from keyway_shared.credentials import Credentials
 from keyway_shared.deadline import spawn_detached
 from keyway_shared.events import (
     ActivityMessage,
@@ -176,7 +177,7 @@ async def store_connection(
     provider: str,
     auth_mode: AuthMode,
     connection_id: str,
-    credentials: dict[str, Any],
+    credentials: Credentials,
     connection_config: dict[str, Any],
     expires_at: datetime | None = None,
     metadata: dict[str, Any] | None = None,

@@ -42,7 +42,8 @@ async def revoke_connection(app: web.Application, connection: Connection) -> Rev
     if template is None or not template.revocation_url:
         return None
     hints: list[TokenTypeHint] = ["refresh_token", "access_token"]
-    tokens = [(hint, connection.credentials.get(hint)) for hint in hints]
+    document = connection.credentials.dump()
+    tokens = [(hint, document.get(hint)) for hint in hints]
     present = [(hint, str(token)) for hint, token in tokens if isinstance(token, str) and token]
     if not present:
         return None
@@ -60,7 +61,7 @@ async def revoke_connection(app: web.Application, connection: Connection) -> Rev
         await _record(app, connection, operation_id, ok=False, message=outcome.detail)
         return outcome
     integration = await app[STORES].integrations.get(connection.environment, connection.provider_config_key)
-    override = connection.credentials.get("config_override") or {}
+    override = document.get("config_override") or {}
     client_id = str(override.get("client_id") or (integration.oauth_client_id if integration else "") or "")
     client_secret = str(override.get("client_secret") or (integration.oauth_client_secret if integration else "") or "")
     results: list[TokenRevocation] = []

@@ -8,7 +8,6 @@ headers (as Nango merges them). Nothing else the client sent goes upstream: not 
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from urllib.parse import urlencode
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from keyway_shared.credentials.shapes import Credentials, UnusableCredentialsError
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError, interpolate
 from keyway_shared.providers.rendering import render_header, render_url
 from keyway_shared.providers.template import ProviderTemplate
@@ -43,7 +43,6 @@ HOP_BY_HOP = frozenset(
 _NEVER_SET = HOP_BY_HOP | {"host", "content-length"}  # framing is ours to decide
 _CLIENT_HEADERS = ("Content-Type", "Accept")
 _PREFIX = "nango-proxy-"
-_BEARER_TYPES = frozenset({"OAUTH2", "APP", "APP_STORE"})
 _CREDENTIAL_NAMES = frozenset({"accessToken", "apiKey"})  # the variables credential_variables gives
 
 
@@ -58,32 +57,17 @@ class Target:
         return self.url.host or ""
 
 
-def credential_variables(credentials: Mapping[str, Any]) -> dict[str, str]:
+def credential_variables(credentials: Credentials) -> dict[str, str]:
     """``${accessToken}`` and ``${apiKey}`` for template headers and query parameters."""
-    kind = credentials.get("type")
-    values: dict[str, str] = {}
-    if kind in _BEARER_TYPES and credentials.get("access_token"):
-        values["accessToken"] = str(credentials["access_token"])
-    elif kind == "OAUTH2_CC" and (credentials.get("token") or credentials.get("access_token")):
-        values["accessToken"] = str(credentials.get("token") or credentials["access_token"])
-    elif kind == "API_KEY" and credentials.get("apiKey"):
-        values["apiKey"] = str(credentials["apiKey"])
-    return values
+    return credentials.template_variables()
 
 
-def _auth_header(credentials: Mapping[str, Any], variables: Mapping[str, str]) -> str | None:
-    kind = credentials.get("type")
-    if kind in _BEARER_TYPES or kind == "OAUTH2_CC":
-        token = variables.get("accessToken")
-        if not token:
-            raise ApiError("invalid_credentials", "The connection holds no access token to call the API with.")
-        return f"Bearer {token}"
-    if kind == "BASIC":
-        pair = f"{credentials.get('username') or ''}:{credentials.get('password') or ''}"
-        return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-    if kind in {"OAUTH1", "TBA"}:
-        raise ApiError("invalid_auth_mode", f"The proxy cannot sign requests for {kind} connections.")
-    return None  # API_KEY (template headers or query only) and NONE
+def _auth_header(credentials: Credentials) -> str | None:
+    """Bearer or Basic, as the credentials' type says (None: the template's headers or query carry them)."""
+    try:
+        return credentials.authorization()
+    except UnusableCredentialsError as exc:  # no token to send, or a type that signs each request
+        raise ApiError(exc.code, exc.message) from None
 
 
 def _interpolated(
@@ -156,7 +140,7 @@ def build_target(
     for name in _CLIENT_HEADERS:
         if name in client_headers:
             headers[name] = client_headers[name]
-    authorization = _auth_header(connection.credentials, variables)
+    authorization = _auth_header(connection.credentials)
     if authorization:
         headers["Authorization"] = authorization
     for name, value in (proxy.headers if proxy else {}).items():

@@ -11,6 +11,7 @@ from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from keyway_shared.credentials import oauth2_credentials, request_token
+from keyway_shared.credentials.shapes import OAuth2Credentials
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.providers.rendering import render_url
@@ -161,7 +162,7 @@ async def exchange_code(
     client_secret: str,
     now: datetime,
     timeout_seconds: float,
-) -> tuple[dict[str, Any], datetime | None, dict[str, Any]]:
+) -> tuple[OAuth2Credentials, datetime | None, dict[str, Any]]:
     """(credentials, expires_at, raw token response) for an authorization code."""
     params: dict[str, str] = {"grant_type": "authorization_code"}
     params.update(template.token_params)

@@ -81,6 +81,7 @@ async def _connection_view(page: Page, *, revealed: bool) -> web.StreamResponse:
     recent = await list_operations(
         page.app[MONGO_DB], activity_filter(page.env.name, integration=key, connection=connection_id), limit=10
     )
+    document = connection.credentials.dump()  # shown as stored, fields the types do not know included
     return page.render(
         "connection.html",
         section="connections",
@@ -88,9 +89,9 @@ async def _connection_view(page: Page, *, revealed: bool) -> web.StreamResponse:
         row=row,
         doc=doc,
         template=page.app[CATALOG].get(connection.provider),
-        credential_type=connection.credentials.get("type", connection.auth_mode),
-        credentials=_masked(connection.credentials),
-        revealed_credentials=connection.credentials if revealed else None,
+        credential_type=document.get("type", connection.auth_mode),
+        credentials=_masked(document),
+        revealed_credentials=document if revealed else None,
         operations=recent.operations,
     )
 

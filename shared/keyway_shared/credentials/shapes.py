@@ -1,0 +1,407 @@
+"""A connection's credentials, typed: one class per ``type``, as Nango names them (spec §3.2).
+
+``parse_credentials`` reads a stored document into its class; ``dump()`` gives the document back
+exactly as it was, keys in their order, unknown keys and ``raw`` included, so what is stored and
+what ``GET /connection`` answers do not change by passing through the types. A class built in code
+(``OAuth2Credentials(access_token=...)``) is the document of its arguments, in their order, with
+``type`` first and the ``None`` ones left out; ``with_fields`` adds keys at the end.
+
+Each class also says what does not depend on the mode that made it (CUSTOM stores APP or OAUTH2
+credentials): whether a refresh renews it (``refreshable``) and how it authenticates a request to
+the provider (``authorization()``, ``template_variables()``). A stored document that does not fit its
+type's class, and any type this version does not know, is read as ``UnknownCredentials``, kept as
+it is and used for nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Self, TypeAlias
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
+
+from ..auth_modes import MODE_FACTS, AuthMode
+from .errors import PermanentTokenError
+from .importing import ImportBody, ImportRefusedError
+from .tokens import js_iso, parse_expires_at
+
+__all__ = [
+    "CREDENTIAL_SHAPES",
+    "ApiKeyCredentials",
+    "AppCredentials",
+    "AppStoreCredentials",
+    "BasicCredentials",
+    "ClientCredentials",
+    "Credentials",
+    "CustomCredentials",
+    "NoCredentials",
+    "OAuth1Credentials",
+    "OAuth2Credentials",
+    "TbaCredentials",
+    "UnknownCredentials",
+    "UnusableCredentialsError",
+    "import_credentials",
+    "oauth2_credentials",
+    "parse_credentials",
+]
+
+_STORED = {"stored": True}  # the validation context of a stored document, read by its keys only
+
+
+class UnusableCredentialsError(Exception):
+    """These credentials cannot authenticate a request the way it is asked (``code`` is the API's)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Shape(BaseModel):
+    """What every credentials class shares: the document it is, and what it is good for."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, validate_by_name=True, validate_by_alias=True)
+
+    refreshable: ClassVar[bool] = False  # a refresh renews these before they expire (refresh/renew.py)
+    _document: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_document(cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        model = handler(data)
+        if isinstance(data, dict) and isinstance(model, _Shape):
+            model._document = dict(data) if info.context == _STORED else cls._document_of(data)
+        return model
+
+    @classmethod
+    def _document_of(cls, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The document a class built in code stands for: ``type`` first, then its arguments in order."""
+        kind = cls.model_fields["type"].default
+        document: dict[str, Any] = {"type": kind} if kind is not None else {}
+        for name, value in arguments.items():
+            if value is not None and name != "type":
+                document[cls._key(name)] = value
+        return document
+
+    @classmethod
+    def _key(cls, name: str) -> str:
+        """The document's key for a field (``api_key`` is stored as ``apiKey``)."""
+        field = cls.model_fields.get(name)
+        return field.alias or name if field is not None else name
+
+    def __repr_args__(self) -> Any:
+        return [("type", self._document.get("type"))]  # never a secret in a log line
+
+    def dump(self) -> dict[str, Any]:
+        """The document: what is stored (encrypted), and what ``GET /connection`` answers."""
+        return dict(self._document)
+
+    def with_fields(self, **fields: Any) -> Self:
+        """The same credentials with ``fields`` set; a new key goes last, as an assignment puts it."""
+        document = self._document | {self._key(name): value for name, value in fields.items()}
+        return self._stored(document)
+
+    @classmethod
+    def _stored(cls, document: dict[str, Any]) -> Self:
+        # By the document's own keys only: a stored ``api_key`` is not an ``apiKey``.
+        return cls.model_validate(document, context=_STORED, by_alias=True, by_name=False)
+
+    def authorization(self) -> str | None:
+        """The ``Authorization`` header a request to the provider carries; None when the template's
+        headers or query authenticate it, or nothing does."""
+        return None
+
+    def template_variables(self) -> dict[str, str]:
+        """``${accessToken}`` or ``${apiKey}`` for the template's headers and query parameters."""
+        return {}
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        """Credentials of this type from an import's body (POST /connection), and when they expire."""
+        raise TypeError(f"{cls.__name__} cannot be imported")  # a mode's imported_as names a type that can
+
+
+class _Bearer(_Shape):
+    """Credentials sent as ``Authorization: Bearer <token>``."""
+
+    def bearer_token(self) -> str | None:
+        raise NotImplementedError
+
+    def authorization(self) -> str | None:
+        token = self.bearer_token()
+        if not token:
+            raise UnusableCredentialsError(
+                "invalid_credentials", "The connection holds no access token to call the API with."
+            )
+        return f"Bearer {token}"
+
+    def template_variables(self) -> dict[str, str]:
+        token = self.bearer_token()
+        return {"accessToken": token} if token else {}
+
+
+class _Signed(_Shape):
+    """Credentials that sign each request (OAuth 1, NetSuite TBA): no header a proxy could add."""
+
+    def authorization(self) -> str | None:
+        kind = self._document.get("type")
+        raise UnusableCredentialsError("invalid_auth_mode", f"The proxy cannot sign requests for {kind} connections.")
+
+
+class OAuth2Credentials(_Bearer):
+    type: Literal["OAUTH2"] = "OAUTH2"
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: str | None = None  # JavaScript's ISO form
+    raw: dict[str, Any] = Field(default_factory=dict)  # the provider's token response
+    config_override: dict[str, Any] | None = None  # the OAuth client it was made with, when not the integration's
+
+    refreshable: ClassVar[bool] = True
+
+    def bearer_token(self) -> str | None:
+        return self.access_token
+
+    def override(self, name: Literal["client_id", "client_secret"]) -> str | None:
+        value = (self.config_override or {}).get(name)
+        return value if isinstance(value, str) and value else None
+
+    @classmethod
+    def from_token_response(
+        cls, raw: dict[str, Any], *, now: datetime, previous_refresh_token: str | None = None
+    ) -> tuple[Self, datetime | None]:
+        """Nango's OAUTH2 credentials; the old refresh token is kept when the provider sends none."""
+        access_token = raw.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise PermanentTokenError("invalid_token_response", "The token response has no access_token.")
+        expires_at = parse_expires_at(raw, now)
+        stored_raw = dict(raw)
+        if expires_at is not None:
+            stored_raw["expires_at"] = js_iso(expires_at)
+        credentials = cls(
+            access_token=access_token,
+            refresh_token=raw.get("refresh_token") or previous_refresh_token or None,
+            expires_at=js_iso(expires_at) if expires_at is not None else None,
+            raw=stored_raw,
+        )
+        return credentials, expires_at
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        """``raw`` is the body's, or the whole body when it has none; refresh token, expiry and client
+        override follow when given."""
+        access_token = body.required("access_token")
+        expires_at = body.expiry()
+        raw = body.raw()
+        credentials = cls(access_token=access_token, raw=dict(body.body) if raw is None else raw)
+        refresh_token = body.optional("refresh_token")
+        if refresh_token:
+            credentials = credentials.with_fields(refresh_token=refresh_token)
+        if expires_at is not None:
+            credentials = credentials.with_fields(expires_at=js_iso(expires_at))
+        overrides = {
+            name: value
+            for name, value in (
+                ("client_id", body.optional("oauth_client_id_override")),
+                ("client_secret", body.optional("oauth_client_secret_override")),
+            )
+            if value
+        }
+        if overrides:
+            credentials = credentials.with_fields(config_override=overrides)
+        return credentials, expires_at
+
+
+class OAuth1Credentials(_Signed):
+    type: Literal["OAUTH1"] = "OAUTH1"
+    oauth_token: str
+    oauth_token_secret: str
+    raw: dict[str, Any] = Field(default_factory=dict)
+    config_override: dict[str, Any] | None = None
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        credentials = cls(
+            oauth_token=body.required("oauth_token"),
+            oauth_token_secret=body.required("oauth_token_secret"),
+            raw=body.raw() or {},
+        )
+        return credentials, None
+
+
+class ClientCredentials(_Bearer):
+    """OAuth 2 client credentials (``OAUTH2_CC``): the token, and the client that mints the next one."""
+
+    type: Literal["OAUTH2_CC"] = "OAUTH2_CC"
+    token: str | None = None
+    access_token: str | None = None  # how some stored ones name the token
+    client_id: str | None = None
+    client_secret: str | None = None
+    expires_at: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+    refreshable: ClassVar[bool] = True
+
+    def bearer_token(self) -> str | None:
+        return self.token or self.access_token
+
+
+class AppCredentials(_Bearer):
+    """A GitHub App installation token (``APP``; an installed CUSTOM connection holds one too)."""
+
+    type: Literal["APP"] = "APP"
+    access_token: str
+    expires_at: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+    refreshable: ClassVar[bool] = True
+
+    def bearer_token(self) -> str | None:
+        return self.access_token
+
+
+class AppStoreCredentials(_Bearer):
+    type: Literal["APP_STORE"] = "APP_STORE"
+    access_token: str
+    private_key: str | None = None  # base64 of the PEM, which signs the next token
+    expires_at: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+    refreshable: ClassVar[bool] = True
+
+    def bearer_token(self) -> str | None:
+        return self.access_token
+
+    def private_key_pem(self) -> str:
+        return base64.b64decode(self.private_key or "").decode()
+
+
+class ApiKeyCredentials(_Shape):
+    type: Literal["API_KEY"] = "API_KEY"
+    api_key: str = Field(alias="apiKey")
+
+    def template_variables(self) -> dict[str, str]:
+        return {"apiKey": self.api_key} if self.api_key else {}
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        return cls(api_key=body.required("api_key")), None
+
+
+class BasicCredentials(_Shape):
+    type: Literal["BASIC"] = "BASIC"
+    username: str
+    password: str | None = None
+
+    def authorization(self) -> str | None:
+        pair = f"{self.username}:{self.password or ''}"
+        return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        return cls(username=body.required("username"), password=body.optional("password") or ""), None
+
+
+class TbaCredentials(_Signed):
+    """NetSuite token-based auth (``TBA``)."""
+
+    type: Literal["TBA"] = "TBA"
+    token_id: str
+    token_secret: str
+    config_override: dict[str, Any] | None = None
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        if not body.connection_config.get("accountId"):
+            raise ImportRefusedError("missing_account_id", "TBA connections need connection_config.accountId.")
+        return cls(token_id=body.required("token_id"), token_secret=body.required("token_secret")), None
+
+
+class CustomCredentials(_Shape):
+    """Nango's ``CUSTOM`` credentials, which a Nango import may bring; Keyway's CUSTOM flow stores
+    APP or OAUTH2 credentials instead."""
+
+    type: Literal["CUSTOM"] = "CUSTOM"
+
+
+class NoCredentials(_Shape):
+    """A connection without credentials (``NONE``): stored, and answered, as ``{}``."""
+
+    type: Literal["NONE"] | None = None
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        return cls(), None
+
+
+class UnknownCredentials(_Shape):
+    """A type this version does not know, or a document that does not fit its type: kept, never used."""
+
+    type: Any = None
+
+
+Credentials: TypeAlias = (
+    OAuth2Credentials
+    | OAuth1Credentials
+    | ClientCredentials
+    | AppCredentials
+    | AppStoreCredentials
+    | ApiKeyCredentials
+    | BasicCredentials
+    | TbaCredentials
+    | CustomCredentials
+    | NoCredentials
+    | UnknownCredentials
+)
+
+# The class of each stored ``type`` (NONE's credentials are stored without one, as ``{}``).
+CREDENTIAL_SHAPES: dict[AuthMode, type[Credentials]] = {
+    "OAUTH2": OAuth2Credentials,
+    "OAUTH1": OAuth1Credentials,
+    "OAUTH2_CC": ClientCredentials,
+    "APP": AppCredentials,
+    "APP_STORE": AppStoreCredentials,
+    "API_KEY": ApiKeyCredentials,
+    "BASIC": BasicCredentials,
+    "TBA": TbaCredentials,
+    "CUSTOM": CustomCredentials,
+    "NONE": NoCredentials,
+}
+_BY_TYPE: dict[str, type[Credentials]] = {kind: shape for kind, shape in CREDENTIAL_SHAPES.items()}
+
+
+def parse_credentials(document: Mapping[str, Any]) -> Credentials:
+    """The stored document as its class; ``dump()`` gives it back unchanged."""
+    kind = document.get("type")
+    shape = _BY_TYPE.get(kind) if isinstance(kind, str) else NoCredentials if not document else None
+    try:
+        return (shape or UnknownCredentials)._stored(dict(document))
+    except ValidationError:
+        return UnknownCredentials._stored(dict(document))
+
+
+def oauth2_credentials(
+    raw: dict[str, Any], *, now: datetime, previous_refresh_token: str | None = None
+) -> tuple[OAuth2Credentials, datetime | None]:
+    """Nango's OAUTH2 credentials from a token response (see ``OAuth2Credentials.from_token_response``)."""
+    return OAuth2Credentials.from_token_response(raw, now=now, previous_refresh_token=previous_refresh_token)
+
+
+def import_credentials(mode: AuthMode, body: ImportBody) -> tuple[Credentials, datetime | None]:
+    """The credentials an import of a connection in ``mode`` stores, and when they expire."""
+    imported_as = MODE_FACTS[mode].imported_as
+    if imported_as is None:
+        raise ImportRefusedError(
+            "invalid_auth_mode", f"Connections of auth mode {mode} cannot be imported; connect them instead."
+        )
+    return CREDENTIAL_SHAPES[imported_as].from_import(body)
