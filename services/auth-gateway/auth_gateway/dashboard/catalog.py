@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keyway_shared.auth_modes import MODE_FACTS
 from keyway_shared.providers import ProviderCatalog, ProviderTemplate
 
 __all__ = [
     "CONNECT_KIND",
     "CREDENTIAL_FIELDS",
-    "POPUP_MODES",
     "CatalogEntry",
     "InputField",
     "integration_needs",
@@ -17,20 +17,12 @@ __all__ = [
     "search",
 ]
 
-POPUP_MODES = frozenset({"OAUTH1", "OAUTH2", "CUSTOM", "APP"})
-_CLIENT_MODES = frozenset({"OAUTH1", "OAUTH2", "OAUTH2_CC", "CUSTOM", "TBA"})
-
-# How the Connect button runs the flow, per auth mode: the same calls the frontend SDK makes.
-CONNECT_KIND = {
-    "OAUTH1": "popup",
-    "OAUTH2": "popup",
-    "CUSTOM": "popup",
-    "APP": "popup",
-    "API_KEY": "credentials",
-    "BASIC": "credentials",
-    "OAUTH2_CC": "credentials",
-    "APP_STORE": "credentials",
-    "NONE": "none",
+# How the Connect button runs the flow, per auth mode: the same calls the frontend SDK makes
+# (``data-kind`` of the form, read by dashboard.js). A mode without a browser flow has no button.
+# What each mode needs is read from the one list of modes (``keyway_shared.auth_modes``).
+_BUTTON_KIND = {"popup": "popup", "form": "credentials", "none": "none"}
+CONNECT_KIND: dict[str, str] = {
+    mode: _BUTTON_KIND[facts.browser] for mode, facts in MODE_FACTS.items() if facts.browser is not None
 }
 
 
@@ -46,20 +38,9 @@ class InputField:
 
 # The credentials a person types for each auth mode, named as the SDK's ``credentials`` option names them.
 CREDENTIAL_FIELDS: dict[str, list[InputField]] = {
-    "API_KEY": [InputField(name="apiKey", label="API key", kind="password")],
-    "BASIC": [
-        InputField(name="username", label="User name"),
-        InputField(name="password", label="Password", kind="password", required=False),
-    ],
-    "OAUTH2_CC": [
-        InputField(name="client_id", label="Client id"),
-        InputField(name="client_secret", label="Client secret", kind="password"),
-    ],
-    "APP_STORE": [
-        InputField(name="privateKeyId", label="Private key id"),
-        InputField(name="issuerId", label="Issuer id"),
-        InputField(name="privateKey", label="Private key (PEM)", kind="textarea"),
-    ],
+    mode: [InputField(name=f.name, label=f.label, kind=f.kind, required=f.required) for f in facts.typed]
+    for mode, facts in MODE_FACTS.items()
+    if facts.typed
 }
 
 
@@ -92,12 +73,12 @@ class IntegrationNeeds:
 
 
 def integration_needs(template: ProviderTemplate) -> IntegrationNeeds:
-    mode = template.auth_mode
+    facts = MODE_FACTS[template.auth_mode]
     return IntegrationNeeds(
-        client=mode in _CLIENT_MODES,
-        scopes=mode in {"OAUTH2", "CUSTOM", "OAUTH2_CC"},
-        app=mode in {"APP", "CUSTOM"},
-        callback=mode in POPUP_MODES,
+        client=facts.client,
+        scopes=facts.scopes,
+        app=facts.github_app,
+        callback=facts.browser == "popup",
     )
 
 

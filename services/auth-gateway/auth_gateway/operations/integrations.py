@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from keyway_shared.auth_modes import MODE_FACTS
 from keyway_shared.store import DuplicateIntegrationError, Environment, Integration
 
 from ..http.errors import ApiError
@@ -21,10 +22,6 @@ __all__ = [
     "normalise_scopes",
     "update_integration",
 ]
-
-_OAUTH_MODES = {"OAUTH1", "OAUTH2", "OAUTH2_CC", "CUSTOM", "TBA"}
-# Their credentials come with each connection: the integration has no client to change.
-_NOTHING_TO_EDIT = {"API_KEY", "BASIC"}
 
 
 class IntegrationBody(BaseModel):
@@ -64,7 +61,7 @@ def check_integration_fields(app: web.Application, body: IntegrationBody) -> tup
     template = app[CATALOG].get(body.provider)
     if template is None:
         raise ApiError("unknown_provider_template", f"The provider '{body.provider}' is not in the catalog.")
-    if template.auth_mode in _OAUTH_MODES:
+    if MODE_FACTS[template.auth_mode].client:
         if not body.oauth_client_id:
             raise ApiError("missing_client_id", "Missing param 'oauth_client_id'.")
         if not body.oauth_client_secret:
@@ -99,7 +96,7 @@ async def update_integration(app: web.Application, env: Environment, body: Integ
     """Replace the integration's client, scopes and settings (and its provider) with the body's."""
     provider, key = check_integration_fields(app, body)
     template = app[CATALOG].get(provider)
-    if template is not None and template.auth_mode in _NOTHING_TO_EDIT:
+    if template is not None and not MODE_FACTS[template.auth_mode].editable:  # credentials come with each connection
         raise ApiError("provider_config_edit_not_allowed", "API key and Basic integrations have nothing to edit.")
     existing = await app[STORES].integrations.get(env.name, key)
     if existing is None:
