@@ -43,7 +43,7 @@ def _object(required: dict[str, JsonSchema], optional: dict[str, JsonSchema] | N
     return {"type": "object", "required": list(required), "properties": required | (optional or {})}
 
 
-# requests: the connect endpoints (connect/api_auth.py, client_credentials.py, app_store.py)
+# requests: the form modes' connect endpoints (connect/modes/: api_key.py, basic.py, oauth2_cc.py, app_store.py)
 API_KEY = _object({"apiKey": _TEXT})
 BASIC = _object({}, {"username": _STRING, "password": _STRING})
 CLIENT_CREDENTIALS = _object({"client_id": _TEXT, "client_secret": _TEXT})

@@ -1,47 +1,40 @@
-"""API key and Basic connections from the frontend SDK (spec §2.5): ``POST /api-auth/{api-key,basic}/{key}``."""
+"""What the API key and Basic form flows share (spec §2.5, ``POST /api-auth/{api-key,basic}/{key}``):
+the credentials read from the body, checked at the provider when its template says how, then stored."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from keyway_shared.credentials.shapes import ApiKeyCredentials, BasicCredentials
-from keyway_shared.events import AuthMode
+from keyway_shared.auth_modes import AuthMode
+from keyway_shared.credentials import Credentials
 from keyway_shared.store import Environment
 
-from ..http.errors import ApiError
 from ..http.requests import json_object
 from ..resources import HTTP, SETTINGS
 from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
-from .frontend_request import FrontendRequest, check_hmac, public_key
+from .frontend_request import FrontendRequest, check_hmac
 from .verification import verify_credentials
 
-__all__ = ["api_key_auth", "basic_auth"]
+__all__ = ["connect_checked"]
 
 
-def _api_key(body: dict[str, Any]) -> ApiKeyCredentials:
-    api_key = body.get("apiKey")
-    if not isinstance(api_key, str) or not api_key:
-        raise ApiError("missing_api_key", "The request body must have a non-empty 'apiKey' string.")
-    return ApiKeyCredentials(api_key=api_key)
-
-
-def _basic(body: dict[str, Any]) -> BasicCredentials:
-    username, password = body.get("username", ""), body.get("password", "")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise ApiError("invalid_body", "'username' and 'password' must be strings.")
-    return BasicCredentials(username=username, password=password)
-
-
-async def _connect(request: web.Request, env: Environment, front: FrontendRequest, mode: AuthMode) -> web.Response:
+async def connect_checked(
+    request: web.Request,
+    env: Environment,
+    front: FrontendRequest,
+    mode: AuthMode,
+    read: Callable[[dict[str, Any]], Credentials],
+) -> web.Response:
+    """``read`` makes the mode's credentials of the JSON body (an ApiError for a wrong one)."""
     attempt = CredentialAttempt(env=env, front=front, mode=mode)
     async with announce_failures(request, attempt):
         front.require_ids()
         check_hmac(env, front)
         integration, template = await integration_in_mode(request, attempt)
-        body = await json_object(request)
-        credentials: ApiKeyCredentials | BasicCredentials = _api_key(body) if mode == "API_KEY" else _basic(body)
+        credentials = read(await json_object(request))
         await verify_credentials(
             request.app[HTTP],
             template,
@@ -58,13 +51,3 @@ async def _connect(request: web.Request, env: Environment, front: FrontendReques
         credentials=credentials,
         connection_config=front.connection_config,
     )
-
-
-@public_key
-async def api_key_auth(request: web.Request, env: Environment, front: FrontendRequest) -> web.Response:
-    return await _connect(request, env, front, "API_KEY")
-
-
-@public_key
-async def basic_auth(request: web.Request, env: Environment, front: FrontendRequest) -> web.Response:
-    return await _connect(request, env, front, "BASIC")

@@ -3,7 +3,7 @@
 on github.com, not through the SDK, and the browser goes back where it came from (spec §2.4).
 
 Nothing in this query is trusted on its own: without the state of a live flow nothing is minted or
-stored, and with one the flow's finisher (``connect.github_app``) has GitHub confirm the installation.
+stored, and with one the flow's finisher (``connect.modes.github_app``) has GitHub confirm the installation.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-__all__ = ["LinkChoice", "gone_page", "link_page"]
+__all__ = ["LinkChoice", "LinkField", "gone_page", "link_page"]
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:32rem;margin:2rem auto;padding:0 1rem;color:#1d2330}"
@@ -29,13 +29,23 @@ _HEADERS = {
 }
 
 
+@dataclass(frozen=True, kw_only=True)
+class LinkField:
+    """A credential the page's form asks for (its mode's ``LinkForm`` in ``connect.modes``)."""
+
+    label: str
+    name: str
+    kind: str = "text"  # the input's type: text | password
+
+
 @dataclass(kw_only=True)
 class LinkChoice:
     key: str
     name: str
     auth_mode: str
-    kind: str  # "redirect" (OAuth-style flow), "form" (API_KEY, BASIC) or "unsupported"
+    kind: str  # "redirect" (a popup mode's flow), "form" (a mode with a link form) or "unsupported"
     params: dict[str, Any] = field(default_factory=dict)  # the template's connection_config fields
+    fields: tuple[LinkField, ...] = ()  # a form's credentials
 
 
 def _document(title: str, body: str, status: int) -> web.Response:
@@ -74,10 +84,7 @@ def _choice_html(token: str, choice: LinkChoice) -> str:
             f"<button type='submit'>Connect {escape(choice.name)}</button></form></section>"
         )
     if choice.kind == "form":
-        if choice.auth_mode == "API_KEY":
-            fields = _input("API key", "apiKey", kind="password")
-        else:
-            fields = _input("Username", "username") + _input("Password", "password", kind="password")
+        fields = "".join(_input(f.label, f.name, kind=f.kind) for f in choice.fields)
         return (
             f"{head}<form method='post' action='/connect/link/{escape(token)}/connect/{key}'>"
             f"{fields}{_param_inputs(choice)}"

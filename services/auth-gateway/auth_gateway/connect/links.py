@@ -16,8 +16,8 @@ from aiohttp import web
 from multidict import MultiDict
 from pydantic import BaseModel, ConfigDict, Field
 
-from keyway_shared.credentials.shapes import ApiKeyCredentials, BasicCredentials
-from keyway_shared.events import AuthMode, utcnow
+from keyway_shared.auth_modes import AuthMode
+from keyway_shared.events import utcnow
 from keyway_shared.store import Environment
 
 from ..http.errors import ApiError
@@ -33,13 +33,11 @@ from .credential_flow import CredentialAttempt, announce_failures, integration_i
 from .frontend_request import FrontendRequest
 from .link_outcome import outcome_redirect
 from .link_page import LinkChoice, gone_page, link_page
-from .oauth import STARTERS
+from .modes import LINK_FORMS, popup_flow
 from .sessions import EndUser, Organization
 from .verification import verify_credentials
 
 __all__ = ["cancel_link", "create_connect_link", "show_link", "submit_link"]
-
-_FORM_MODES = {"API_KEY", "BASIC"}
 
 
 class CreateLinkBody(BaseModel):
@@ -104,7 +102,8 @@ async def _choices(request: web.Request, env: Environment, session: ConnectSessi
         if template is None:
             continue
         mode = template.auth_mode
-        kind = "form" if mode in _FORM_MODES else "redirect" if mode in STARTERS else "unsupported"
+        form = LINK_FORMS.get(mode)
+        kind = "form" if form else "redirect" if popup_flow(mode) else "unsupported"
         choices.append(
             LinkChoice(
                 key=integration.unique_key,
@@ -112,6 +111,7 @@ async def _choices(request: web.Request, env: Environment, session: ConnectSessi
                 auth_mode=mode,
                 kind=kind,
                 params=dict(template.connection_config),
+                fields=form.fields if form else (),
             )
         )
     return choices
@@ -167,7 +167,7 @@ async def submit_link(request: web.Request) -> web.StreamResponse:
         async with announce_failures(request, attempt):
             front.require_ids()
             integration, template = await integration_in_mode(request, attempt)
-            credentials = _credentials(template_mode, fields)
+            credentials = LINK_FORMS[template_mode].credentials(fields)
             await verify_credentials(
                 request.app[HTTP],
                 template,
@@ -219,16 +219,8 @@ async def cancel_link(request: web.Request) -> web.StreamResponse:
 
 
 async def _mode_of(request: web.Request, env: Environment, key: str) -> AuthMode:
+    """The integration's mode when the page has a form for it; else the page's first form mode, which
+    ``integration_in_mode`` then refuses ("uses OAUTH2, not API_KEY"), as it should."""
     integration = await request.app[STORES].integrations.get(env.name, key)
     template = request.app[CATALOG].get(integration.provider) if integration else None
-    mode = template.auth_mode if template else None
-    return "BASIC" if mode == "BASIC" else "API_KEY"  # any other mode fails integration_in_mode, as it should
-
-
-def _credentials(mode: AuthMode, fields: dict[str, str]) -> ApiKeyCredentials | BasicCredentials:
-    if mode == "API_KEY":
-        api_key = fields.get("apiKey", "").strip()
-        if not api_key:
-            raise ApiError("missing_api_key", "Enter the API key.")
-        return ApiKeyCredentials(api_key=api_key)
-    return BasicCredentials(username=fields.get("username", ""), password=fields.get("password", ""))
+    return template.auth_mode if template and template.auth_mode in LINK_FORMS else next(iter(LINK_FORMS))

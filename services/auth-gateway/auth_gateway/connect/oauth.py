@@ -1,5 +1,6 @@
 """The popup flows: ``GET /oauth/connect/{key}`` sends the browser to the provider, ``GET
-/oauth/callback`` finishes (spec §2.4, §5.1 to §5.5). Every outcome reaches the SDK (WebSocket frame, or
+/oauth/callback`` finishes (spec §2.4, §5.1 to §5.5), each through the starter and finisher of the
+integration's mode (``connect.modes``). Every outcome reaches the SDK (WebSocket frame, or
 the legacy postMessage page), the auth webhook and the activity log (connection.* or auth.failed).
 
 Only the browser that started a flow can finish it (``protocol/browser_binding``), and a browser changes
@@ -9,37 +10,30 @@ not announced: its flow has ended, and was announced, once.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from keyway_shared.activity import http_excerpt
-from keyway_shared.credentials import TokenRequestError
-from keyway_shared.events import utcnow
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
 from ..http.errors import ApiError
 from ..openapi_spec import no_credential
 from ..operations.connections import record_auth_failure, record_step, require_unspent_session
-from ..operations.environment import callback_url
 from ..operations.flow_errors import FlowError
 from ..operations.flow_sessions import OAuthSession
-from ..resources import CATALOG, HTTP, SETTINGS, STORES
+from ..resources import CATALOG, STORES
 from .flow_pages import error_page, plain_error_page
 from .frontend_request import FrontendRequest, check_hmac, public_key_refusing_with
-from .github_app import finish_app, finish_custom, start_app
 from .link_outcome import outcome_redirect
-from .oauth1_flow import finish_oauth1, start_oauth1
-from .popup_common import Finisher, PopupStart, Starter, finish_with_connection, flow_config
+from .modes import popup_flow
+from .popup_common import PopupStart
 from .protocol.browser_binding import forget_browser, is_same_browser
-from .protocol.flow_overrides import RESERVED_OAUTH2, authorization_params, client_override
-from .protocol.oauth2 import authorization_url, config_to_store, exchange_code, new_code_verifier, resolve_url
 from .ws import WS_HUB
 
-__all__ = ["FINISHERS", "STARTERS", "oauth_callback", "oauth_connect"]
+__all__ = ["oauth_callback", "oauth_connect"]
 
 _WS_TYPE_OF_API_CODE = {
     "missing_connection": "missing_connection_id",
@@ -155,8 +149,8 @@ async def oauth_connect(request: web.Request, env: Environment, front: FrontendR
         except ApiError as err:
             raise _RequestError(err) from None
         integration, template = await _integration(request, env, front.provider_config_key)
-        starter = STARTERS.get(template.auth_mode)
-        if starter is None:
+        flow = popup_flow(template.auth_mode)
+        if flow is None:
             raise FlowError("auth_mode_err", f"The auth mode {template.auth_mode} has no popup flow.")
         start = PopupStart(
             request=request,
@@ -168,7 +162,7 @@ async def oauth_connect(request: web.Request, env: Environment, front: FrontendR
             return_url=return_url,
         )
         try:
-            return await starter(start)
+            return await flow.start(start)
         except web.HTTPFound as redirect:
             start.browser_binding.give_to(request, redirect)
             await record_step(
@@ -197,65 +191,6 @@ async def oauth_connect(request: web.Request, env: Environment, front: FrontendR
             operation_id=front.operation_id,
             return_url=return_url,
         )
-
-
-async def start_oauth2(start: PopupStart) -> web.StreamResponse:
-    request, env, front, integration, template = (
-        start.request,
-        start.env,
-        start.front,
-        start.integration,
-        start.template,
-    )
-    ws_client_id = start.ws_client_id
-    grant_type = template.token_params.get("grant_type", "authorization_code")
-    if grant_type != "authorization_code":
-        raise FlowError("grant_type_err", f"The provider's grant type {grant_type} has no authorization step.")
-    override = client_override(request, front)
-    client_id = override.client_id or integration.oauth_client_id
-    client_secret = override.client_secret or integration.oauth_client_secret
-    if not client_id or not client_secret:
-        raise FlowError("provider_config_err", "The integration has no OAuth client id or client secret.")
-    config = flow_config(request, front)
-    scopes = config.get("oauth_scopes_override") or [s for s in (integration.oauth_scopes or "").split(",") if s]
-    verifier = None if template.disable_pkce else new_code_verifier()
-    secrets = {"client_id": client_id, "client_secret": client_secret}
-    if verifier is not None:
-        secrets["code_verifier"] = verifier
-    if override.given:
-        secrets["overridden"] = "true"
-    if front.connect_session_id:
-        secrets["connect_session"] = front.connect_session_id
-    session = OAuthSession(
-        environment=env.name,
-        provider_config_key=front.provider_config_key,
-        provider=integration.provider,
-        auth_mode=template.auth_mode,
-        connection_id=front.connection_id,
-        callback_url=callback_url(request.app, env),
-        operation_id=front.operation_id,
-        connection_config=config,
-        ws_client_id=ws_client_id,
-        return_url=start.return_url,
-        secrets=secrets,
-        browser_binding=start.browser_binding.digest,
-    )
-    url = authorization_url(
-        template=template,
-        provider=integration.provider,
-        client_id=client_id,
-        redirect_uri=session.callback_url,
-        scopes=scopes,
-        state=session.id,
-        code_verifier=verifier,
-        connection_config=config,
-        request_params=authorization_params(request, front, reserved=RESERVED_OAUTH2),
-        user_scope=",".join(config["user_scope"]) if config.get("user_scope") else None,
-    )
-    # The token URL must interpolate too; failing now beats failing after the user consented.
-    resolve_url(template.token_url_for("OAUTH2"), config, what="token URL", template=template)
-    await request.app[STORES].oauth_sessions.create(session)
-    raise web.HTTPFound(url)
 
 
 def back_from_github_install(request: web.Request) -> None:
@@ -329,93 +264,9 @@ async def _finish_callback(request: web.Request, session: OAuthSession, status: 
         if error:
             description = request.query.get("error_description") or error
             raise FlowError("callback_err", f"The provider refused the authorization: {error} ({description})"[:500])
-        finisher = FINISHERS.get(session.auth_mode)
-        if finisher is None:
+        flow = popup_flow(session.auth_mode)
+        if flow is None:
             raise FlowError("auth_mode_err", f"The auth mode {session.auth_mode} has no callback step.")
-        return await finisher(request, session, env)
+        return await flow.finish(request, session, env)
     except FlowError as err:
         return await _fail(request, err, **context)
-
-
-async def finish_oauth2(request: web.Request, session: OAuthSession, env: Environment) -> web.StreamResponse:
-    code = request.query.get("code")
-    if not code:
-        raise FlowError("callback_err", "The provider's callback has no authorization code.")
-    integration = await request.app[STORES].integrations.get(env.name, session.provider_config_key)
-    template = request.app[CATALOG].get(session.provider)
-    if integration is None or template is None:
-        raise FlowError("provider_config_err", "The integration was deleted during the authorization.")
-    # From the configuration given at connect time: a callback's query never steers a URL.
-    config = session.connection_config
-    token_url = resolve_url(template.token_url_for("OAUTH2"), config, what="token URL", template=template)
-    settings = request.app[SETTINGS]
-    step: dict[str, Any] = {
-        "environment": env.name,
-        "operation_id": session.operation_id,
-        "provider_config_key": session.provider_config_key,
-        "provider": session.provider,
-        "connection_id": session.connection_id,
-        "meta": {"grant_type": "authorization_code", "pkce": "code_verifier" in session.secrets},
-    }
-    started = time.monotonic()
-    try:
-        credentials, expires_at, raw = await exchange_code(
-            request.app[HTTP],
-            template=template,
-            token_url=token_url,
-            code=code,
-            redirect_uri=session.callback_url,
-            code_verifier=session.secrets.get("code_verifier"),
-            client_id=session.secrets["client_id"],
-            client_secret=session.secrets["client_secret"],
-            now=utcnow(),
-            timeout_seconds=settings.provider_timeout_seconds,
-        )
-    except TokenRequestError as exc:
-        took = (time.monotonic() - started) * 1000
-        await record_step(
-            request.app,
-            message=f"Token request failed: {exc.description}",
-            level="error",
-            request=http_excerpt("POST", token_url, status=exc.status, duration_ms=took),
-            **step,
-        )
-        raise FlowError("token_err", exc.description) from None
-    took = (time.monotonic() - started) * 1000
-    await record_step(
-        request.app,
-        message=f"Token request answered in {took:.0f} ms",
-        request=http_excerpt("POST", token_url, duration_ms=took, body=raw),
-        **step,
-    )
-    config = config_to_store(template, config, callback_query=dict(request.query), token_response=raw)
-    if session.secrets.get("overridden"):
-        credentials = credentials.with_fields(
-            config_override={
-                "client_id": session.secrets["client_id"],
-                "client_secret": session.secrets["client_secret"],
-            }
-        )
-    return await finish_with_connection(
-        request,
-        session,
-        provider=session.provider,
-        auth_mode=session.auth_mode,  # type: ignore[arg-type]
-        credentials=credentials,
-        connection_config=config,
-        expires_at=expires_at,
-    )
-
-
-STARTERS: dict[str, Starter] = {
-    "OAUTH2": start_oauth2,
-    "OAUTH1": start_oauth1,
-    "APP": start_app,
-    "CUSTOM": start_app,
-}
-FINISHERS: dict[str, Finisher] = {
-    "OAUTH2": finish_oauth2,
-    "OAUTH1": finish_oauth1,
-    "APP": finish_app,
-    "CUSTOM": finish_custom,
-}

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from .. import openapi_schemas as schema
 from ..openapi_spec import ERROR_REF, NO_CONTENT, AuthKind, Route, bracketed, form, json_answer, page, query, redirect
-from . import api_auth, app_auth, app_store, client_credentials, links, oauth, sessions, unauth
+from . import app_auth, links, oauth, sessions
 from .links import CreateLinkBody
+from .modes import CONNECT_PARAMS, FORM_ROUTES
 from .sessions import CreateSessionBody
 from .ws import websocket_or_index
 
@@ -18,14 +19,9 @@ SECRET: AuthKind = "secret_key"  # noqa: S105 - a credential kind, not a secret
 SESSION: AuthKind = "connect_session"
 NONE: AuthKind = "none"
 
-# What the frontend SDK sends with every connect call (frontend_request.py), and with a popup's first step.
-CONNECT = (
-    query("connection_id", "The connection to create or replace; with a connect session the server may name it"),
-    bracketed("params", "Connection configuration, e.g. params[subdomain]=acme"),
-    query("hmac", "HMAC-SHA256 of '<providerConfigKey>:<connectionId>' when the environment requires one"),
-)
+# What the frontend SDK sends with a popup's first step: what it sends with every connect call, and more.
 POPUP = (
-    *CONNECT,
+    *CONNECT_PARAMS,
     query("ws_client_id", "The WebSocket that hears the outcome (none: the legacy postMessage page)"),
     query("user_scope", "Comma-separated user scopes (Slack)"),
     query("redirect", "1: a connect link's redirect flow (the outcome goes to its return URL)"),
@@ -45,7 +41,6 @@ TO_APP = redirect(303, "A connect link's flow: back to the app's return URL with
 # The popup's closing page reports a failure (pages=True): 4xx for the request's fault, 500 for the
 # provider's or the gateway's (connect/oauth.py, _page_status).
 POPUP_ERRORS = (400, 401, 403, 500)
-CONNECTED = json_answer(schema=schema.CONNECTED)
 LINK_FORBIDDEN = json_answer(403, ERROR_REF, "A form posted from another site")
 LINK_GONE = page(410, "The link expired or was used")
 
@@ -95,72 +90,8 @@ CONNECT_ROUTES: list[Route] = [
         errors=POPUP_ERRORS,
         pages=True,
     ),
-    Route(
-        "POST",
-        "/api-auth/api-key/{providerConfigKey}",
-        api_auth.api_key_auth,
-        "Connect with an API key",
-        "connect",
-        PUBLIC,
-        params=CONNECT,
-        body=schema.API_KEY,
-        ok=CONNECTED,
-    ),
-    Route(
-        "POST",
-        "/api-auth/basic/{providerConfigKey}",
-        api_auth.basic_auth,
-        "Connect with Basic credentials",
-        "connect",
-        PUBLIC,
-        params=CONNECT,
-        body=schema.BASIC,
-        ok=CONNECTED,
-    ),
-    Route(
-        "POST",
-        "/oauth2/auth/{providerConfigKey}",
-        client_credentials.client_credentials_auth,
-        "Connect with OAuth 2 client credentials",
-        "connect",
-        PUBLIC,
-        params=CONNECT,
-        body=schema.CLIENT_CREDENTIALS,
-        ok=CONNECTED,
-        errors=(502,),
-    ),
-    Route(
-        "POST",
-        "/app-store-auth/{providerConfigKey}",
-        app_store.app_store_auth,
-        "Connect App Store Connect (ES256 JWT)",
-        "connect",
-        PUBLIC,
-        params=CONNECT,
-        body=schema.APP_STORE,
-        ok=CONNECTED,
-        errors=(502,),
-    ),
-    Route(
-        "POST",
-        "/unauth/{providerConfigKey}",
-        unauth.unauth,
-        "Create an unauthenticated connection",
-        "connect",
-        PUBLIC,
-        params=CONNECT,
-        ok=CONNECTED,
-    ),
-    Route(
-        "POST",
-        "/auth/unauthenticated/{providerConfigKey}",
-        unauth.unauthenticated,
-        "Create an unauthenticated connection (id optional)",
-        "connect",
-        PUBLIC,
-        params=CONNECT,
-        ok=CONNECTED,
-    ),
+    # the form modes' routes, where the frontend SDK posts typed credentials (connect/modes)
+    *FORM_ROUTES,
     Route(
         "GET",
         "/connect/session",

@@ -10,7 +10,7 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-from keyway_shared.credentials.shapes import ApiKeyCredentials, BasicCredentials
+from keyway_shared.credentials import Credentials
 from keyway_shared.egress import failure_reason
 from keyway_shared.logging import get_logger
 from keyway_shared.providers import ProviderTemplate
@@ -26,7 +26,7 @@ log = get_logger(__name__)
 async def verify_credentials(
     http: aiohttp.ClientSession,
     template: ProviderTemplate,
-    credentials: ApiKeyCredentials | BasicCredentials,
+    credentials: Credentials,
     connection_config: dict[str, Any],
     *,
     timeout_seconds: float,

@@ -1,4 +1,4 @@
-"""The OAuth 1.0a popup flow (spec §2.4, §5.9), registered in ``connect.oauth`` under ``OAUTH1``.
+"""OAUTH1: the OAuth 1.0a popup flow (spec §2.4, §5.9).
 
 The starter fetches a request token (its callback carries the session id as ``state``) and sends
 the browser to the provider; the finisher trades the request token and verifier for an access token.
@@ -16,16 +16,17 @@ from keyway_shared.credentials.shapes import OAuth1Credentials
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment
 
-from ..operations.environment import callback_url
-from ..operations.flow_errors import FlowError
-from ..operations.flow_sessions import OAuthSession
-from ..resources import HTTP, SETTINGS, STORES
-from .popup_common import PopupStart, finish_with_connection, flow_config, reload_integration
-from .protocol.flow_overrides import RESERVED_OAUTH1, authorization_params, client_override
-from .protocol.oauth1 import OAuth1Client, authorization_url, with_query
-from .protocol.oauth2 import resolve_url
+from ...operations.environment import callback_url
+from ...operations.flow_errors import FlowError
+from ...operations.flow_sessions import OAuthSession
+from ...resources import HTTP, SETTINGS, STORES
+from ..popup_common import PopupStart, finish_with_connection, flow_config, reload_integration
+from ..protocol.flow_overrides import RESERVED_OAUTH1, authorization_params, client_override
+from ..protocol.oauth1 import OAuth1Client, authorization_url, with_query
+from ..protocol.oauth2 import resolve_url
+from .spec import AuthModeSpec, PopupFlow
 
-__all__ = ["finish_oauth1", "start_oauth1"]
+__all__ = ["SPEC", "finish_oauth1", "start_oauth1"]
 
 
 def _client(request: web.Request, template: ProviderTemplate, consumer_key: str, consumer_secret: str) -> OAuth1Client:
@@ -138,3 +139,6 @@ async def finish_oauth1(request: web.Request, session: OAuthSession, env: Enviro
         credentials=credentials,
         connection_config=session.connection_config,
     )
+
+
+SPEC = AuthModeSpec(mode="OAUTH1", flow=PopupFlow(start=start_oauth1, finish=finish_oauth1))

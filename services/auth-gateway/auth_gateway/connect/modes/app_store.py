@@ -1,4 +1,4 @@
-"""App Store Connect from the frontend SDK (spec §2.5, §5.9): ``POST /app-store-auth/{key}`` with
+"""APP_STORE: App Store Connect from the frontend SDK (spec §2.5, §5.9): ``POST /app-store-auth/{key}`` with
 ``{privateKeyId, issuerId, privateKey, scope?}``; the ES256 JWT is minted and exchanged at once, so a
 bad key fails here rather than at the first API call.
 """
@@ -13,13 +13,16 @@ from keyway_shared.credentials.app_store import app_store_token
 from keyway_shared.events import utcnow
 from keyway_shared.store import Environment
 
-from ..http.errors import ApiError
-from ..http.requests import json_object
-from ..resources import HTTP, SETTINGS
-from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode, token_url
-from .frontend_request import FrontendRequest, check_hmac, public_key
+from ... import openapi_schemas as schema
+from ...http.errors import ApiError
+from ...http.requests import json_object
+from ...openapi_spec import Route
+from ...resources import HTTP, SETTINGS
+from ..credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode, token_url
+from ..frontend_request import FrontendRequest, check_hmac, public_key
+from .spec import CONNECT_PARAMS, CONNECTED, AuthModeSpec, FormFlow
 
-__all__ = ["app_store_auth"]
+__all__ = ["SPEC", "app_store_auth"]
 
 _MISSING = {
     "privateKeyId": "missing_private_key_id",
@@ -73,3 +76,24 @@ async def app_store_auth(request: web.Request, env: Environment, front: Frontend
         connection_config=config,
         expires_at=expires_at,
     )
+
+
+SPEC = AuthModeSpec(
+    mode="APP_STORE",
+    flow=FormFlow(
+        routes=(
+            Route(
+                "POST",
+                "/app-store-auth/{providerConfigKey}",
+                app_store_auth,
+                "Connect App Store Connect (ES256 JWT)",
+                "connect",
+                "public_key",
+                params=CONNECT_PARAMS,
+                body=schema.APP_STORE,
+                ok=CONNECTED,
+                errors=(502,),
+            ),
+        )
+    ),
+)

@@ -1,6 +1,6 @@
-"""GitHub App popup flows (spec §2.4, §5.9), registered in ``connect.oauth``: ``APP`` (installation,
-then an installation token) and ``CUSTOM`` (github-app-oauth: installation with user authorization,
-so the callback also brings an OAuth code).
+"""GitHub App popup flows (spec §2.4, §5.9), the flows of two modes (``app``, ``custom``): ``APP``
+(installation, then an installation token) and ``CUSTOM`` (github-app-oauth: installation with user
+authorization, so the callback also brings an OAuth code).
 
 APP integrations keep the app id in ``oauth_client_id`` and the private key in ``oauth_client_secret``;
 CUSTOM ones keep the OAuth client there and the app in ``custom.app_id`` / ``custom.private_key``.
@@ -34,12 +34,12 @@ from keyway_shared.events import utcnow
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
-from ..operations.environment import callback_url
-from ..operations.flow_errors import FlowError
-from ..operations.flow_sessions import OAuthSession
-from ..resources import HTTP, SETTINGS, STORES
-from .popup_common import PopupStart, finish_with_connection, reload_integration
-from .protocol.oauth2 import exchange_code, resolve_url
+from ...operations.environment import callback_url
+from ...operations.flow_errors import FlowError
+from ...operations.flow_sessions import OAuthSession
+from ...resources import HTTP, SETTINGS, STORES
+from ..popup_common import PopupStart, finish_with_connection, reload_integration
+from ..protocol.oauth2 import exchange_code, resolve_url
 
 __all__ = ["finish_app", "finish_custom", "start_app"]
 

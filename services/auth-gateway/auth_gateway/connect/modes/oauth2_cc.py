@@ -1,4 +1,4 @@
-"""OAuth 2 client credentials from the frontend SDK (spec §2.5, §5.8): ``POST /oauth2/auth/{key}``
+"""OAUTH2_CC: OAuth 2 client credentials from the frontend SDK (spec §2.5, §5.8): ``POST /oauth2/auth/{key}``
 with ``{client_id, client_secret}``; the token is minted now, and the connection keeps what it needs
 to mint the next one.
 """
@@ -11,13 +11,16 @@ from keyway_shared.credentials.client_credentials import client_credentials_toke
 from keyway_shared.events import utcnow
 from keyway_shared.store import Environment
 
-from ..http.errors import ApiError
-from ..http.requests import json_object
-from ..resources import HTTP, SETTINGS
-from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode, token_url
-from .frontend_request import FrontendRequest, check_hmac, public_key
+from ... import openapi_schemas as schema
+from ...http.errors import ApiError
+from ...http.requests import json_object
+from ...openapi_spec import Route
+from ...resources import HTTP, SETTINGS
+from ..credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode, token_url
+from ..frontend_request import FrontendRequest, check_hmac, public_key
+from .spec import CONNECT_PARAMS, CONNECTED, AuthModeSpec, FormFlow
 
-__all__ = ["client_credentials_auth"]
+__all__ = ["SPEC", "client_credentials_auth"]
 
 
 def _required(body: dict[str, object], name: str) -> str:
@@ -58,3 +61,24 @@ async def client_credentials_auth(request: web.Request, env: Environment, front:
         connection_config=config,
         expires_at=expires_at,
     )
+
+
+SPEC = AuthModeSpec(
+    mode="OAUTH2_CC",
+    flow=FormFlow(
+        routes=(
+            Route(
+                "POST",
+                "/oauth2/auth/{providerConfigKey}",
+                client_credentials_auth,
+                "Connect with OAuth 2 client credentials",
+                "connect",
+                "public_key",
+                params=CONNECT_PARAMS,
+                body=schema.CLIENT_CREDENTIALS,
+                ok=CONNECTED,
+                errors=(502,),
+            ),
+        )
+    ),
+)

@@ -1,4 +1,4 @@
-"""Connections without credentials (spec §2.5, NONE): ``POST /unauth/{key}`` (frontend ≤ 0.42.10,
+"""NONE: connections without credentials (spec §2.5): ``POST /unauth/{key}`` (frontend ≤ 0.42.10,
 connection id required) and ``POST /auth/unauthenticated/{key}`` (0.42.11+, whose ``create()`` may
 omit the id: one is generated and returned).
 """
@@ -12,10 +12,12 @@ from aiohttp import web
 from keyway_shared.credentials.shapes import NoCredentials
 from keyway_shared.store import Environment
 
-from .credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
-from .frontend_request import FrontendRequest, check_hmac, public_key
+from ...openapi_spec import Route
+from ..credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
+from ..frontend_request import FrontendRequest, check_hmac, public_key
+from .spec import CONNECT_PARAMS, CONNECTED, AuthModeSpec, FormFlow
 
-__all__ = ["unauth", "unauthenticated"]
+__all__ = ["SPEC", "unauth", "unauthenticated"]
 
 
 async def _connect(
@@ -50,3 +52,32 @@ async def unauth(request: web.Request, env: Environment, front: FrontendRequest)
 @public_key
 async def unauthenticated(request: web.Request, env: Environment, front: FrontendRequest) -> web.Response:
     return await _connect(request, env, front, generate_id=True)
+
+
+SPEC = AuthModeSpec(
+    mode="NONE",
+    flow=FormFlow(
+        routes=(
+            Route(
+                "POST",
+                "/unauth/{providerConfigKey}",
+                unauth,
+                "Create an unauthenticated connection",
+                "connect",
+                "public_key",
+                params=CONNECT_PARAMS,
+                ok=CONNECTED,
+            ),
+            Route(
+                "POST",
+                "/auth/unauthenticated/{providerConfigKey}",
+                unauthenticated,
+                "Create an unauthenticated connection (id optional)",
+                "connect",
+                "public_key",
+                params=CONNECT_PARAMS,
+                ok=CONNECTED,
+            ),
+        )
+    ),
+)
