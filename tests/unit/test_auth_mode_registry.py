@@ -17,7 +17,7 @@ import pytest
 import auth_gateway
 import keyway_shared
 from auth_gateway.connect import modes as connect_modes
-from auth_gateway.connect.modes import FORM_ROUTES, LINK_FORMS, MODES, FormFlow, PopupFlow
+from auth_gateway.connect.modes import FORM_ROUTES, LINK_FORMS, MODES, FormFlow, PopupFlow, form_route
 from auth_gateway.dashboard.catalog import CONNECT_KIND, CREDENTIAL_FIELDS
 from keyway_shared.auth_modes import AUTH_MODES, MODE_FACTS
 from keyway_shared.credentials.shapes import CREDENTIAL_SHAPES
@@ -74,6 +74,9 @@ def test_what_the_dashboard_and_the_links_read_comes_from_the_registry() -> None
     assert set(LINK_FORMS) <= {mode for mode, facts in MODE_FACTS.items() if facts.browser == "form"}
     paths = [route.path for route in FORM_ROUTES]
     assert len(paths) == len(set(paths))
+    sdk_paths = {mode: route.path for mode in AUTH_MODES if (route := form_route(mode)) is not None}
+    assert sdk_paths["NONE"] == "/auth/unauthenticated/{providerConfigKey}"
+    assert set(sdk_paths) == {mode for mode, facts in MODE_FACTS.items() if facts.browser in ("form", "none")}
 
 
 def test_every_credentials_type_is_a_mode_name() -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "FormFlow",
     "LinkForm",
     "PopupFlow",
+    "form_route",
     "popup_flow",
 ]
 
@@ -63,3 +64,10 @@ def popup_flow(mode: str) -> PopupFlow | None:
     """The starter and finisher of ``mode``; None when it has no popup flow."""
     spec = _BY_NAME.get(mode)
     return spec.flow if spec is not None and isinstance(spec.flow, PopupFlow) else None
+
+
+def form_route(mode: str) -> Route | None:
+    """The route today's frontend SDK posts ``mode``'s form to (the last of its routes: NONE's older
+    ``/unauth`` comes first); None when the mode has no form."""
+    spec = _BY_NAME.get(mode)
+    return spec.flow.routes[-1] if spec is not None and isinstance(spec.flow, FormFlow) else None
