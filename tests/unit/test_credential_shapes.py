@@ -191,3 +191,21 @@ def test_every_mode_an_import_stores_names_a_type_that_reads_an_import() -> None
         imported_as = MODE_FACTS[mode].imported_as
         assert imported_as is not None
         assert "from_import" in vars(CREDENTIAL_SHAPES[imported_as]), mode
+
+
+@pytest.mark.parametrize(
+    ("document", "code"),
+    [
+        ({"type": "OAUTH2", "refresh_token": "r"}, "invalid_credentials"),  # no access token
+        ({"type": "BASIC"}, "invalid_credentials"),  # no user name
+        ({"type": "TBA"}, "invalid_auth_mode"),
+    ],
+)
+def test_malformed_credentials_of_a_known_type_refuse_to_authorize(document: dict[str, Any], code: str) -> None:
+    # The proxy answers 400 with this code rather than calling the provider without credentials.
+    credentials = parse_credentials(document)
+    assert isinstance(credentials, UnknownCredentials)
+    with pytest.raises(UnusableCredentialsError) as raised:
+        credentials.authorization()
+    assert raised.value.code == code
+    assert "r" not in raised.value.message.split()  # no stored value in the message

@@ -349,6 +349,22 @@ class UnknownCredentials(_Shape):
 
     type: Any = None
 
+    def authorization(self) -> str | None:
+        # Fail closed where the type would have authenticated the call: a malformed OAUTH2 or BASIC
+        # document must not send the request unauthenticated. A type this version does not know
+        # adds no header, as before (the template's headers or query may carry what it needs).
+        kind = self._document.get("type")
+        shape = CREDENTIAL_SHAPES.get(kind) if isinstance(kind, str) else None  # type: ignore[call-overload]
+        if shape is not None and issubclass(shape, (_Bearer, BasicCredentials)):
+            raise UnusableCredentialsError(
+                "invalid_credentials", f"The connection's stored {kind} credentials are incomplete."
+            )
+        if shape is not None and issubclass(shape, _Signed):
+            raise UnusableCredentialsError(
+                "invalid_auth_mode", f"The proxy cannot sign requests for {kind} connections."
+            )
+        return None
+
 
 Credentials: TypeAlias = (
     OAuth2Credentials
