@@ -16,13 +16,14 @@ from aiohttp import web
 
 from .api.routes import API_ROUTES
 from .connect.routes import CONNECT_ROUTES
+from .connect.ui_routes import CONNECT_UI_ROUTES
 from .dashboard.routes import DASHBOARD_ROUTES
 from .openapi_spec import Route
 from .proxy.routes import PROXY_ROUTES
 
 __all__ = ["ROUTES", "add_routes"]
 
-ROUTES: list[Route] = CONNECT_ROUTES + API_ROUTES + PROXY_ROUTES + DASHBOARD_ROUTES
+ROUTES: list[Route] = CONNECT_ROUTES + CONNECT_UI_ROUTES + API_ROUTES + PROXY_ROUTES + DASHBOARD_ROUTES
 
 
 def add_routes(app: web.Application) -> None:

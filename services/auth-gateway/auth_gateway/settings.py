@@ -199,7 +199,8 @@ class GatewaySettings(BaseServiceSettings):
     websocket_allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated origins (https://app.example.com) whose pages may open the frontend SDK's "
-        "WebSocket (403 for a browser on another page); empty: any origin, as Nango allows",
+        "WebSocket (403 for a browser on another page) and frame the Connect UI (/connect-ui/); empty: any "
+        "origin, as Nango allows",
         validation_alias=AliasChoices("KEYWAY_WEBSOCKET_ALLOWED_ORIGINS", "websocket_allowed_origins"),
     )
 

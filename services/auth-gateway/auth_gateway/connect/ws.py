@@ -8,7 +8,8 @@ one holding the socket delivers the frame, the others drop it.
 The socket needs no key (the SDK opens it before anything else), so each replica holds at most
 ``KEYWAY_WEBSOCKETS_PER_CLIENT`` of them per client address (429 past it), and when
 ``KEYWAY_WEBSOCKET_ALLOWED_ORIGINS`` names the frontend's origins a browser on any other page is
-refused (403). Without that setting any origin may connect, as before: apps on the SDK serve their
+refused (403), but for the gateway's own (``KEYWAY_PUBLIC_URL``'s), whose Connect UI opens the socket
+for its popups. Without that setting any origin may connect, as before: apps on the SDK serve their
 pages from origins the gateway cannot know. A client that sends no ``Origin`` is not a browser
 (browsers always send one on a WebSocket handshake) and is let through.
 """
@@ -21,6 +22,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -148,9 +150,18 @@ def ws_context(settings: GatewaySettings) -> Callable[[web.Application], AsyncIt
     return ctx
 
 
-def _check_origin(request: web.Request, allowed: list[str]) -> None:
+def _own_origin(public_url: str) -> str:
+    """The gateway's own origin (``KEYWAY_PUBLIC_URL``'s), whose pages, the Connect UI's, open the socket too."""
+    public = urlsplit(public_url)
+    return f"{public.scheme}://{public.netloc}".lower()
+
+
+def _check_origin(request: web.Request, allowed: list[str], public_url: str) -> None:
     origin = request.headers.get("Origin")
-    if allowed and origin is not None and origin.rstrip("/").lower() not in allowed:
+    if not allowed or origin is None:
+        return
+    origin = origin.rstrip("/").lower()
+    if origin not in allowed and origin != _own_origin(public_url):
         raise ApiError("origin_not_allowed", "This page's origin may not open the gateway's WebSocket.", status=403)
 
 
@@ -158,7 +169,7 @@ def _check_origin(request: web.Request, allowed: list[str]) -> None:
 async def websocket_or_index(request: web.Request) -> web.StreamResponse:
     if request.headers.get("Upgrade", "").lower() == "websocket":
         settings = request.app[SETTINGS]
-        _check_origin(request, settings.websocket_allowed_origins)
+        _check_origin(request, settings.websocket_allowed_origins, settings.public_url)
         client = client_key(client_address(request, settings.trusted_proxies))
         return await request.app[WS_HUB].serve(request, client=client)
     return web.json_response({"service": "keyway auth-gateway", "websocket": "connect here with the frontend SDK"})
