@@ -1,6 +1,7 @@
 """A webhook receiver for trying Keyway locally: prints each webhook and whether its signature holds.
 
-    KEYWAY_SECRET_KEY=<dev secret key> uv run python docs/examples/webhook_receiver.py   # listens on :8099
+    KEYWAY_SECRET_KEY=<dev secret key> KEYWAY_WEBHOOK_SIGNING_KEY=<GET /environment's webhook_signing_key> \
+        uv run python docs/examples/webhook_receiver.py   # listens on :8099
 
 Point the environment at it: ``PATCH /environment {"webhook_settings": {"primary_url": "http://127.0.0.1:8099/webhooks"}}``.
 """
@@ -14,13 +15,14 @@ import os
 
 from aiohttp import web
 
-SECRET_KEY = os.environ.get("KEYWAY_SECRET_KEY", "")
+SECRET_KEY = os.environ.get("KEYWAY_SECRET_KEY", "")  # keys X-Nango-Signature
+WEBHOOK_SIGNING_KEY = os.environ.get("KEYWAY_WEBHOOK_SIGNING_KEY", "")  # keys X-Nango-Hmac-Sha256
 
 
 async def receive(request: web.Request) -> web.Response:
     body = await request.read()
     expected = hashlib.sha256(SECRET_KEY.encode() + body).hexdigest()
-    expected_hmac = hmac.new(SECRET_KEY.encode(), body, hashlib.sha256).hexdigest()
+    expected_hmac = hmac.new(WEBHOOK_SIGNING_KEY.encode(), body, hashlib.sha256).hexdigest()
     valid = hmac.compare_digest(expected, request.headers.get("X-Nango-Signature", "")) and hmac.compare_digest(
         expected_hmac, request.headers.get("X-Nango-Hmac-Sha256", "")
     )

@@ -1,7 +1,8 @@
 """Webhook signatures: Nango's two headers and the Standard Webhooks scheme.
 
 - ``X-Nango-Signature``: hex SHA-256 of ``secret_key + body`` (Nango's 2024 scheme, for compatibility).
-- ``X-Nango-Hmac-Sha256``: hex HMAC-SHA256 of the body keyed by the secret key.
+- ``X-Nango-Hmac-Sha256``: hex HMAC-SHA256 of the body keyed by the environment's webhook signing key
+  (the secret key before Nango gave environments their own signing key).
 - ``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature``: Standard Webhooks, ``v1,<base64>``
   HMAC-SHA256 over ``id.timestamp.body`` with a ``whsec_`` key; several keys sign during a rotation.
 """

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from keyway_shared.cipher import CredentialCipher
-from keyway_shared.store import WebhookKeyStore
+from keyway_shared.store import EnvironmentStore, WebhookKeyStore
 
 from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
@@ -145,6 +145,8 @@ async def test_the_activity_log_tells_every_connect_and_keeps_no_secret(
         db = mongo_client[stack.database]
         cipher = CredentialCipher(current_key=stack.encryption_key)
         token_request = provider.token_requests[-1]
+        dev = await EnvironmentStore(db, cipher).get("dev")
+        assert dev is not None
         secrets = [
             API_KEY,
             PASSWORD,
@@ -158,6 +160,7 @@ async def test_the_activity_log_tells_every_connect_and_keeps_no_secret(
             stack.secret_key,
             stack.encryption_key,
             *await WebhookKeyStore(db, cipher).signing_keys("dev"),
+            dev.webhook_signing_key,
         ]
         for hook in receiver.received:
             for name in ("X-Nango-Signature", "X-Nango-Hmac-Sha256", "webhook-signature"):

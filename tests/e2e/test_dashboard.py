@@ -263,6 +263,18 @@ async def test_integration_connect_activity_and_key_rotation(
     assert "stops signing" in await page.inner_text("section[aria-labelledby=webhooks-title]")
     await visits.check("settings-signing-keys")
 
+    # The Nango webhook signing key (X-Nango-Hmac-Sha256): rotated at once, revealed as the API shows it.
+    resp = await gw.client.get("/environment", headers={"Authorization": f"Bearer {new_key}"})
+    before = (await resp.json())["environment"]["webhook_signing_key"]
+    await page.click("text=Rotate webhook signing key")
+    await page.wait_for_load_state("load")
+    await page.click("button:has-text('Reveal webhook signing key')")
+    await page.wait_for_load_state("load")
+    shown_key = (await page.inner_text("#webhook-signing-key")).strip()
+    resp = await gw.client.get("/environment", headers={"Authorization": f"Bearer {new_key}"})
+    assert shown_key == (await resp.json())["environment"]["webhook_signing_key"] != before
+    await visits.check("settings-webhook-signing-key")
+
     # A delivery attempt the dispatcher recorded, replayed from the table: a command on the bus.
     now = datetime.now(UTC)
     await db["webhook_deliveries"].insert_one(

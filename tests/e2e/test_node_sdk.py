@@ -84,9 +84,9 @@ async def world(
             ) as gw,
             running(create_dispatcher(dispatcher)),
         ):
-            await prepare(gw, provider, receiver)
+            signing_key = await prepare(gw, provider, receiver)
             webhooks = await eventually(lambda: _hooks(receiver, 5), timeout=30, what="five auth webhooks")
-            yield World(gw, provider, upstream, receiver, _config(upstream, webhooks), webhooks)
+            yield World(gw, provider, upstream, receiver, _config(upstream, webhooks, signing_key), webhooks)
     finally:
         await receiver.stop()
         await upstream.stop()
@@ -97,12 +97,14 @@ async def _hooks(receiver: WebhookReceiver, count: int) -> list[Received] | None
     return list(receiver.received) if len(receiver.received) >= count else None
 
 
-async def prepare(gw: Gateway, provider: OAuthProvider, receiver: WebhookReceiver) -> None:
-    """Integrations of four auth modes, an OAuth 2 connection made through the popup flow, three imports."""
+async def prepare(gw: Gateway, provider: OAuthProvider, receiver: WebhookReceiver) -> str:
+    """Integrations of four auth modes, an OAuth 2 connection made through the popup flow, three imports;
+    the environment's webhook signing key."""
     resp = await gw.client.patch(
         "/environment", json={"webhook_settings": {"primary_url": receiver.url}}, headers=gw.auth
     )
     assert resp.status == 200, await resp.text()
+    signing_key: str = (await resp.json())["environment"]["webhook_signing_key"]
     for body in (
         {
             "provider": "test-oauth2",
@@ -127,9 +129,10 @@ async def prepare(gw: Gateway, provider: OAuthProvider, receiver: WebhookReceive
     ):
         resp = await gw.client.post("/connection", json=body, headers=gw.auth)
         assert resp.status == 201, await resp.text()
+    return signing_key
 
 
-def _config(upstream: EchoUpstream, webhooks: list[Received]) -> dict[str, Any]:
+def _config(upstream: EchoUpstream, webhooks: list[Received], signing_key: str) -> dict[str, Any]:
     return {
         "oauth": {"key": "oauth", "connectionId": "node-oauth"},
         "apiKey": {"key": "ph", "connectionId": "node-ph"},
@@ -144,6 +147,7 @@ def _config(upstream: EchoUpstream, webhooks: list[Received]) -> dict[str, Any]:
             }
             for h in webhooks
         ],
+        "webhookSigningKey": signing_key,
         "proxy": {"base": upstream.base},
     }
 
@@ -390,13 +394,16 @@ async def test_current_sdk_providers_and_webhooks(world: World, sdk: str) -> Non
     assert unknown == {"code": "not_found", "message": "Unknown provider no-such-provider"}
     failed(answers, "listProviders.unknownKey", 401, "unknown_user_account")
 
-    # both signature checks, on the webhooks the dispatcher really sent
+    # both signature checks, on the webhooks the dispatcher really sent: X-Nango-Signature with the
+    # secret key, X-Nango-Hmac-Sha256 with the webhook signing key (a key of its own, as in Nango)
     assert world.webhooks
+    assert world.config["webhookSigningKey"] != world.gw.secret_key
     for i in range(len(world.webhooks)):
         assert ok(answers, f"verifyWebhookSignature.{i}") is True
         assert ok(answers, f"verifyWebhookSignature.{i}.tampered") is False
         assert ok(answers, f"verifyIncomingWebhookRequest.{i}") is True
         assert ok(answers, f"verifyIncomingWebhookRequest.{i}.tampered") is False
+        assert ok(answers, f"verifyIncomingWebhookRequest.{i}.secretKey") is False
 
 
 @pytest.mark.parametrize("sdk", list(VERSIONS))

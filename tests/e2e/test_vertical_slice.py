@@ -40,7 +40,9 @@ async def test_api_key_connection_becomes_signed_webhook_and_activity_entry(
             f"{gateway}/environment", json={"webhook_settings": {"primary_url": receiver.url}}, headers=auth
         ) as resp:
             assert resp.status == 200, await resp.text()
-            assert (await resp.json())["environment"]["webhook_settings"]["primary_url"] == receiver.url
+            environment = (await resp.json())["environment"]
+            assert environment["webhook_settings"]["primary_url"] == receiver.url
+            webhook_signing_key = environment["webhook_signing_key"]  # what X-Nango-Hmac-Sha256 is keyed by
 
         async with http.post(
             f"{gateway}/config", json={"provider": "posthog", "provider_config_key": "posthog-prod"}, headers=auth
@@ -70,7 +72,7 @@ async def test_api_key_connection_becomes_signed_webhook_and_activity_entry(
         )
         assert (
             hook.headers["X-Nango-Hmac-Sha256"]
-            == hmac.new(stack.secret_key.encode(), hook.body, hashlib.sha256).hexdigest()
+            == hmac.new(webhook_signing_key.encode(), hook.body, hashlib.sha256).hexdigest()
         )
         assert hook.headers["webhook-id"]
         assert hook.headers["webhook-timestamp"]

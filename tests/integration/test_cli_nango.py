@@ -242,6 +242,8 @@ async def test_a_nango_deployment_moves_across(
     assert dev is not None
     assert prod is not None
     assert (dev.public_key, dev.secret_key) == (DEV_PUBLIC, DEV_SECRET)
+    # webhooks keep the key their receivers verify X-Nango-Hmac-Sha256 with
+    assert (dev.webhook_signing_key, prod.webhook_signing_key) == (DEV_SECRET, PROD_SECRET)
     assert (dev.pending_public_key, dev.pending_secret_key) == (DEV_PENDING_PUBLIC, DEV_PENDING_SECRET)
     assert dev.callback_url == "https://app.example.com/oauth/callback"
     assert (dev.hmac_enabled, dev.hmac_key) == (True, "nango-hmac-key")

@@ -265,8 +265,8 @@ async def test_rotation_resumes_and_status_reports_per_key(
     assert report["not_current"] == 0
     assert set(report["collections"]) == {spec.name for spec in ENCRYPTED_COLLECTIONS}
     assert report["collections"]["connections"] == {during.current_key_id: 30}
-    # secret, HMAC and pending secret key, for each of the two environments
-    assert report["collections"]["environments"] == {during.current_key_id: 6}
+    # secret, HMAC, pending secret and webhook signing key, for each of the two environments
+    assert report["collections"]["environments"] == {during.current_key_id: 8}
 
 
 async def test_refuses_when_a_key_in_use_is_not_configured(

@@ -245,3 +245,27 @@ async def test_webhook_settings_are_stored_alike(twins: Twins) -> None:
     status, body = await twins.api("POST", "/webhooks/deliveries/nope/replay")
     assert (status, body["error"]["code"]) == (404, "unknown_delivery")
     assert await twins.dashboard("/settings/deliveries/replay", {"delivery_id": "nope"}) == 404
+
+
+async def test_webhook_signing_key_rotations_are_stored_alike(twins: Twins) -> None:
+    """The Nango webhook signing key: replaced at once through both, and nothing else with it."""
+    before = {name: await twins.env(name) for name in (API_ENV, DASHBOARD_ENV)}
+    status, body = await twins.api("POST", "/environment/webhook-signing-key/rotate")
+    assert status == 200
+    assert await twins.dashboard("/settings/webhook-signing-key/rotate", {}) == 303
+    for name, old in before.items():
+        now = await twins.env(name)
+        assert now.webhook_signing_key not in {old.webhook_signing_key, old.secret_key}
+        assert dataclasses.replace(now, webhook_signing_key="", updated_at=None) == dataclasses.replace(
+            old, webhook_signing_key="", updated_at=None
+        )
+    assert (await twins.env(API_ENV)).webhook_signing_key == body["data"]["webhook_signing_key"]
+
+    # The settings page shows it only once revealed (a logged step), as it shows the other keys.
+    key = (await twins.env(DASHBOARD_ENV)).webhook_signing_key
+    page = await (await twins.client.get(f"/dashboard/{DASHBOARD_ENV}/settings")).text()
+    assert key not in page
+    data = {"what": "webhook_signing_key", "csrf_token": twins.csrf}
+    resp = await twins.client.post(f"/dashboard/{DASHBOARD_ENV}/settings/reveal", data=data)
+    assert resp.status == 200
+    assert key in await resp.text()

@@ -462,6 +462,7 @@ async def test_verify_webhook_on_a_real_webhook(
             "/environment", json={"webhook_settings": {"primary_url": receiver.url}}, headers=world.gw.auth
         )
         assert resp.status == 200
+        webhook_signing_key = (await resp.json())["environment"]["webhook_signing_key"]
         resp = await world.gw.client.post(
             "/connection",
             json={"connection_id": "py-hook", "provider_config_key": "ph", "api_key": "k"},
@@ -473,7 +474,11 @@ async def test_verify_webhook_on_a_real_webhook(
 
     payload = verify_webhook(hook.body, hook.headers, signing_keys=signing_keys)  # Standard Webhooks
     assert (payload["connectionId"], payload["operation"], payload["success"]) == ("py-hook", "creation", True)
-    assert keyway.verify_webhook(hook.body, hook.headers) == payload  # X-Nango-Hmac-Sha256
+    assert verify_webhook(hook.body, hook.headers, webhook_signing_key=webhook_signing_key) == payload  # HMAC
+    assert keyway.verify_webhook(hook.body, hook.headers, webhook_signing_key=webhook_signing_key) == payload
+    with pytest.raises(WebhookVerificationError, match="X-Nango-Hmac-Sha256"):  # not keyed by the secret key
+        verify_webhook(hook.body, hook.headers, webhook_signing_key=world.gw.secret_key)
+    assert keyway.verify_webhook(hook.body, hook.headers) == payload  # the client's secret key: X-Nango-Signature
     legacy_only = {k: v for k, v in hook.headers.items() if k.lower() != "x-nango-hmac-sha256"}
     assert verify_webhook(hook.body, legacy_only, secret_key=world.gw.secret_key) == payload  # X-Nango-Signature
     with pytest.raises(WebhookVerificationError):
@@ -483,6 +488,8 @@ async def test_verify_webhook_on_a_real_webhook(
         verify_webhook(tampered, hook.headers, signing_keys=signing_keys)
     with pytest.raises(WebhookVerificationError):
         verify_webhook(tampered, hook.headers, secret_key=world.gw.secret_key)
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(tampered, hook.headers, webhook_signing_key=webhook_signing_key)
 
 
 async def _hook_for(receiver: WebhookReceiver, connection_id: str) -> Received | None:

@@ -1,6 +1,7 @@
 """The webhook dispatcher against the real RabbitMQ, MongoDB-wire server and real receivers on 127.0.0.1.
 
-Proves: the exact Nango body bytes, both Nango signatures and the Standard Webhooks headers (checked
+Proves: the exact Nango body bytes, both Nango signatures (``X-Nango-Signature`` keyed by the secret
+key, ``X-Nango-Hmac-Sha256`` by the webhook signing key) and the Standard Webhooks headers (checked
 by the ``standardwebhooks`` library), both keys signing during a rotation, the environment's toggles
 and URLs, each URL retried on its own, a failing receiver recorded, retried and finally announced
 as ``webhook.failed``, private targets refused, and one webhook for an event the bus delivers twice.
@@ -109,6 +110,9 @@ async def test_a_created_connection_is_posted_signed_to_primary_and_secondary(
 
     [signing_key] = await keys.signing_keys("dev")
     assert signing_key.startswith("whsec_")
+    env = await environments.get("dev")
+    assert env is not None
+    assert env.webhook_signing_key != secret_key
     ids = set()
     for rec in (primary, secondary):
         assert len(rec.received) == 1
@@ -119,7 +123,7 @@ async def test_a_created_connection_is_posted_signed_to_primary_and_secondary(
         assert hook.headers["X-Nango-Signature"] == hashlib.sha256((secret_key + CREATED_BODY).encode()).hexdigest()
         # Nango's node SDK re-serialises the parsed body; our bytes are what JSON.stringify gives back.
         assert json.dumps(json.loads(hook.body), separators=(",", ":")) == CREATED_BODY
-        expected_hmac = hmac.new(secret_key.encode(), hook.body, hashlib.sha256).hexdigest()
+        expected_hmac = hmac.new(env.webhook_signing_key.encode(), hook.body, hashlib.sha256).hexdigest()
         assert hook.headers["X-Nango-Hmac-Sha256"] == expected_hmac
         lowered = {k.lower(): v for k, v in hook.headers.items()}
         assert Webhook(signing_key).verify(hook.body, lowered)["connectionId"] == "c-1"  # raises when invalid

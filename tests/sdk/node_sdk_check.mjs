@@ -127,11 +127,15 @@ if (sections.has('webhooks')) {
 }
 
 if (sections.has('webhooks.hmac')) {
-    // verifyIncomingWebhookRequest (0.71): the raw body and the headers, X-Nango-Hmac-Sha256 among them
+    // verifyIncomingWebhookRequest (0.71): the raw body and the headers, X-Nango-Hmac-Sha256 among them,
+    // checked with the environment's webhook signing key, as a 0.71 client is built today (apiKey +
+    // webhookSigningKey); a client built with the secret key checks it with that key, which does not sign it.
+    const signed = new Nango({ host, apiKey: secretKey, webhookSigningKey: config.webhookSigningKey });
     for (const [i, hook] of (config.webhooks || []).entries()) {
         const headers = { 'Content-Type': 'application/json', 'X-Nango-Hmac-Sha256': hook.hmac };
-        await call(`verifyIncomingWebhookRequest.${i}`, () => nango.verifyIncomingWebhookRequest(hook.body, headers));
-        await call(`verifyIncomingWebhookRequest.${i}.tampered`, () => nango.verifyIncomingWebhookRequest(hook.body + ' ', headers));
+        await call(`verifyIncomingWebhookRequest.${i}`, () => signed.verifyIncomingWebhookRequest(hook.body, headers));
+        await call(`verifyIncomingWebhookRequest.${i}.tampered`, () => signed.verifyIncomingWebhookRequest(hook.body + ' ', headers));
+        await call(`verifyIncomingWebhookRequest.${i}.secretKey`, () => nango.verifyIncomingWebhookRequest(hook.body, headers));
     }
 }
 

@@ -1,5 +1,6 @@
 """keyway_client.verify_webhook: Standard Webhooks signed by the ``standardwebhooks`` library itself,
-and Nango's two headers, each accepted when right and refused when anything is off."""
+and Nango's two headers (``X-Nango-Hmac-Sha256`` keyed by the webhook signing key, ``X-Nango-Signature``
+by the secret key), each accepted when right and refused when anything is off."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 from keyway_client import WebhookVerificationError, verify_webhook
 
 SECRET_KEY = "0b1c7f3e-5d3a-4c55-9f0e-2a4b6c8d0e1f"
+SIGNING_KEY = "7d2e9a41-0c6b-4f1d-8e3a-5b9c2d4f6a80"  # the environment's webhook signing key
 BODY = (
     b'{"from":"nango","type":"auth","connectionId":"c-1","providerConfigKey":"ph","authMode":"API_KEY",'
     b'"provider":"posthog","environment":"dev","operation":"creation","success":true}'
@@ -34,10 +36,10 @@ def standard_headers(key: str, *, body: bytes = BODY, at: float | None = None, m
     return {"webhook-id": msg_id, "webhook-timestamp": str(int(sent.timestamp())), "webhook-signature": signature}
 
 
-def nango_headers(body: bytes = BODY, secret: str = SECRET_KEY) -> dict[str, str]:
+def nango_headers(body: bytes = BODY, secret: str = SECRET_KEY, signing_key: str = SIGNING_KEY) -> dict[str, str]:
     return {
         "X-Nango-Signature": hashlib.sha256(secret.encode() + body).hexdigest(),
-        "X-Nango-Hmac-Sha256": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+        "X-Nango-Hmac-Sha256": hmac.new(signing_key.encode(), body, hashlib.sha256).hexdigest(),
     }
 
 
@@ -97,13 +99,25 @@ def test_standard_webhooks_tampered_body() -> None:
 
 def test_nango_hmac_header() -> None:
     headers = nango_headers()
-    assert verify_webhook(BODY, headers, secret_key=SECRET_KEY)["provider"] == "posthog"
+    assert verify_webhook(BODY, headers, webhook_signing_key=SIGNING_KEY)["provider"] == "posthog"
     with pytest.raises(WebhookVerificationError, match="X-Nango-Hmac-Sha256"):
-        verify_webhook(BODY, headers, secret_key="another-secret")
+        verify_webhook(BODY, headers, webhook_signing_key="another-key")
+    with pytest.raises(WebhookVerificationError, match="X-Nango-Hmac-Sha256"):
+        verify_webhook(BODY, headers, webhook_signing_key=SECRET_KEY)  # not keyed by the secret key
     with pytest.raises(WebhookVerificationError):
-        verify_webhook(BODY + b" ", headers, secret_key=SECRET_KEY)
+        verify_webhook(BODY + b" ", headers, webhook_signing_key=SIGNING_KEY)
     upper_hex = {"x-nango-hmac-sha256": headers["X-Nango-Hmac-Sha256"].upper()}
-    assert verify_webhook(BODY, upper_hex, secret_key=SECRET_KEY)["success"] is True
+    assert verify_webhook(BODY, upper_hex, webhook_signing_key=SIGNING_KEY)["success"] is True
+
+
+def test_the_secret_key_alone_checks_the_legacy_header() -> None:
+    """A 2024 receiver holds the secret key only: the HMAC header is not its to check, the legacy one is."""
+    headers = nango_headers()
+    assert verify_webhook(BODY, headers, secret_key=SECRET_KEY)["provider"] == "posthog"
+    with pytest.raises(WebhookVerificationError, match="X-Nango-Signature"):
+        verify_webhook(BODY, headers, secret_key=SIGNING_KEY)
+    with pytest.raises(WebhookVerificationError, match="no signature header"):
+        verify_webhook(BODY, headers, secret_key=SECRET_KEY, allow_legacy=False)
 
 
 def test_nango_legacy_header_and_its_opt_out() -> None:
@@ -120,12 +134,13 @@ def test_the_strongest_header_present_decides() -> None:
     # a wrong HMAC is not rescued by a right legacy signature
     mixed = nango_headers() | {"X-Nango-Hmac-Sha256": "0" * 64}
     with pytest.raises(WebhookVerificationError, match="X-Nango-Hmac-Sha256"):
-        verify_webhook(BODY, mixed, secret_key=SECRET_KEY)
+        verify_webhook(BODY, mixed, secret_key=SECRET_KEY, webhook_signing_key=SIGNING_KEY)
     # a wrong Standard Webhooks signature is not rescued by right Nango headers
     everything = nango_headers() | standard_headers(new_key())
     with pytest.raises(WebhookVerificationError, match="no webhook-signature matches"):
-        verify_webhook(BODY, everything, secret_key=SECRET_KEY, signing_keys=[key])
-    # without signing keys, the Nango headers are what can be checked
+        verify_webhook(BODY, everything, secret_key=SECRET_KEY, webhook_signing_key=SIGNING_KEY, signing_keys=[key])
+    # without whsec_ keys, the Nango headers are what can be checked
+    assert verify_webhook(BODY, everything, webhook_signing_key=SIGNING_KEY)["connectionId"] == "c-1"
     assert verify_webhook(BODY, everything, secret_key=SECRET_KEY)["connectionId"] == "c-1"
 
 
@@ -134,7 +149,7 @@ def test_nothing_to_check_and_misuse() -> None:
         verify_webhook(BODY, {"Content-Type": "application/json"}, secret_key=SECRET_KEY)
     with pytest.raises(WebhookVerificationError, match="no signature header"):
         verify_webhook(BODY, nango_headers(), signing_keys=[new_key()])  # Nango headers need the secret key
-    with pytest.raises(ValueError, match="secret_key, signing_keys"):
+    with pytest.raises(ValueError, match="signing_keys, webhook_signing_key, secret_key"):
         verify_webhook(BODY, nango_headers())
     with pytest.raises(ValueError, match="whsec_"):
         verify_webhook(BODY, standard_headers(new_key()), signing_keys=["whsec_***"])

@@ -314,6 +314,7 @@ class AsyncClient:
         headers: Mapping[str, str],
         *,
         signing_keys: Sequence[str] | None = None,
+        webhook_signing_key: str | None = None,
         tolerance: float = 300,
         allow_legacy: bool = True,
     ) -> dict[str, Any]:
@@ -323,6 +324,7 @@ class AsyncClient:
             headers,
             secret_key=self._secret_key,
             signing_keys=signing_keys,
+            webhook_signing_key=webhook_signing_key,
             tolerance=tolerance,
             allow_legacy=allow_legacy,
         )

@@ -231,10 +231,16 @@ class Client:
         headers: Mapping[str, str],
         *,
         signing_keys: Sequence[str] | None = None,
+        webhook_signing_key: str | None = None,
         tolerance: float = 300,
         allow_legacy: bool = True,
     ) -> dict[str, Any]:
         """:func:`keyway_client.verify_webhook` with this client's secret key."""
         return self._client.verify_webhook(
-            body, headers, signing_keys=signing_keys, tolerance=tolerance, allow_legacy=allow_legacy
+            body,
+            headers,
+            signing_keys=signing_keys,
+            webhook_signing_key=webhook_signing_key,
+            tolerance=tolerance,
+            allow_legacy=allow_legacy,
         )

@@ -6,9 +6,13 @@ Standard Webhooks signature fails is refused even if a Nango header matches):
 1. Standard Webhooks: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature`` (``v1,<base64>``
    HMAC-SHA256 of ``id.timestamp.body``, one per ``whsec_`` key during a rotation), within
    ``tolerance`` seconds of now. Needs ``signing_keys``.
-2. ``X-Nango-Hmac-Sha256``: hex HMAC-SHA256 of the body keyed by the secret key. Needs ``secret_key``.
-3. ``X-Nango-Signature``: hex SHA-256 of ``secret_key + body``, Nango's 2024 scheme. A plain hash of a
-   secret prefix is open to length extension, so ``allow_legacy=False`` refuses it.
+2. ``X-Nango-Hmac-Sha256``: hex HMAC-SHA256 of the body keyed by the environment's webhook signing key
+   (``GET /environment``'s ``webhook_signing_key``; Nango's ``webhookSigningKey``). Needs
+   ``webhook_signing_key``. An environment created before it existed signs with a copy of its secret
+   key until the signing key is rotated.
+3. ``X-Nango-Signature``: hex SHA-256 of ``secret_key + body``, Nango's 2024 scheme, still keyed by the
+   secret key. A plain hash of a secret prefix is open to length extension, so ``allow_legacy=False``
+   refuses it.
 
 Every comparison is constant-time. The signed bytes are the body as received: pass the raw body,
 not a re-serialised one.
@@ -78,21 +82,23 @@ def verify_webhook(
     *,
     secret_key: str | None = None,
     signing_keys: Sequence[str] | None = None,
+    webhook_signing_key: str | None = None,
     tolerance: float = 300,
     allow_legacy: bool = True,
 ) -> dict[str, Any]:
     """Return the webhook's JSON payload if its signature is Keyway's; raise WebhookVerificationError if not.
 
-    ``headers`` may use any case (a dict from any web framework). Give ``signing_keys`` (the
-    environment's ``whsec_`` keys), ``secret_key`` (the environment's secret key), or both.
+    ``headers`` may use any case (a dict from any web framework). Give any of ``signing_keys`` (the
+    environment's ``whsec_`` keys), ``webhook_signing_key`` (its Nango webhook signing key) and
+    ``secret_key`` (its secret key); each checks its own header.
     """
-    if not secret_key and not signing_keys:
-        raise ValueError("give secret_key, signing_keys, or both")
+    if not secret_key and not signing_keys and not webhook_signing_key:
+        raise ValueError("give signing_keys, webhook_signing_key, secret_key, or several")
     lowered = {k.lower(): v for k, v in headers.items()}
     if signing_keys and "webhook-signature" in lowered:
         _check_standard(body, lowered, signing_keys, tolerance)
-    elif secret_key and "x-nango-hmac-sha256" in lowered:
-        expected = hmac.new(secret_key.encode(), body, hashlib.sha256).hexdigest()
+    elif webhook_signing_key and "x-nango-hmac-sha256" in lowered:
+        expected = hmac.new(webhook_signing_key.encode(), body, hashlib.sha256).hexdigest()
         _check_hex(expected, lowered["x-nango-hmac-sha256"], "X-Nango-Hmac-Sha256")
     elif secret_key and allow_legacy and "x-nango-signature" in lowered:
         _check_hex(

@@ -133,6 +133,8 @@ class Attempter:
             body = delivery.body.encode()
             headers = signed_headers(
                 secret_key=snapshot.environment.secret_key,
+                # read on every attempt: a retry after a rotation is signed with the new key
+                webhook_signing_key=snapshot.environment.webhook_signing_key,
                 signing_keys=snapshot.signing_keys,
                 msg_id=delivery.webhook_id,
                 body=body,

@@ -1,5 +1,6 @@
-"""What every attempt reads, cached for a few seconds: the environment with its signing keys, and the
-state of each endpoint. Without it each webhook would cost three database reads before its POST.
+"""What every attempt reads, cached for a few seconds: the environment (with its secret key and its
+Nango webhook signing key) with its Standard Webhooks signing keys, and the state of each endpoint.
+Without it each webhook would cost three database reads before its POST.
 
 A change made through the API reaches every replica at once: the gateway announces it on the
 environment-changed broadcast after changing an environment's settings, keys or endpoints, and this

@@ -1,9 +1,12 @@
 """One signed POST of a webhook body, and what came of it.
 
-Headers: Nango's ``X-Nango-Signature`` (sha256 of secret key + body) and ``X-Nango-Hmac-Sha256``,
-plus the Standard Webhooks trio. ``webhook-id`` is derived from the event and the URL, so it is
-the same on every retry and a receiver can deduplicate; ``webhook-timestamp`` is fresh per attempt;
-``webhook-signature`` holds one signature per live signing key (two during a rotation).
+Headers: Nango's ``X-Nango-Signature`` (sha256 of secret key + body, the 2024 scheme) and
+``X-Nango-Hmac-Sha256`` (HMAC-SHA256 of the body keyed by the environment's webhook signing key, as
+Nango signs it today), plus the Standard Webhooks trio. Nango signs its legacy header with the signing
+key too; Keyway keeps it on the secret key, the only key a 2024 SDK's ``verifyWebhookSignature`` has.
+``webhook-id`` is derived from the event and the URL, so it is the same on every retry and a receiver
+can deduplicate; ``webhook-timestamp`` is fresh per attempt; ``webhook-signature`` holds one signature
+per live signing key (two during a rotation).
 Redirects are not followed (a 3xx is a failure), and at most 4 KB of the answer is read.
 """
 
@@ -25,12 +28,18 @@ MAX_RESPONSE_BYTES = 4096
 
 
 def signed_headers(
-    *, secret_key: str, signing_keys: Sequence[str], msg_id: str, body: bytes, timestamp: int
+    *,
+    secret_key: str,
+    webhook_signing_key: str,
+    signing_keys: Sequence[str],
+    msg_id: str,
+    body: bytes,
+    timestamp: int,
 ) -> dict[str, str]:
     headers = {
         "Content-Type": "application/json",
         "X-Nango-Signature": nango_signature(secret_key, body),
-        "X-Nango-Hmac-Sha256": nango_hmac_signature(secret_key, body),
+        "X-Nango-Hmac-Sha256": nango_hmac_signature(webhook_signing_key, body),
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
     }

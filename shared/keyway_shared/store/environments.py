@@ -3,8 +3,8 @@
 The secret key is looked up by its SHA-256 (indexed), and kept encrypted because the webhook
 dispatcher signs with it. Public keys are identifiers, not secrets, and are stored plainly.
 
-Each ciphertext (secret key, pending secret key, HMAC key) is bound, as associated data, to its
-environment and its field, so one copied into another environment or field fails to decrypt.
+Each ciphertext (secret key, pending secret key, HMAC key, webhook signing key) is bound, as associated
+data, to its environment and its field, so one copied into another environment or field fails to decrypt.
 Documents written before that binding used one constant for all (``LEGACY_SECRET_AD``) and carry no
 ``secrets_ad`` mark: they are read as they are, re-encrypted by ``bind_legacy_secrets`` (the gateway
 runs it at start) and before any write to them, so a document never mixes the two.
@@ -14,6 +14,14 @@ runs it at start) and before any write to them, so a document never mixes the tw
 sessions only, as Nango answers accounts created since it deprecated public-key authentication).
 An environment stored before the setting existed keeps what it allowed: ``hmac`` if HMAC was on,
 else ``allowed``.
+
+The webhook signing key keys ``X-Nango-Hmac-Sha256`` on the webhooks the dispatcher sends, as Nango
+signs them since it gave each environment its own key (a UUID v4, rotated by
+``POST /environment/webhook-signing-key/rotate``): a receiver then needs no API secret to check them.
+A new environment gets a random one. An environment stored before the key existed signs with a copy
+of its secret key, which is what Nango's own backfill gave its environments of that time, so that no
+receiver stops verifying: the copy is read in its place until it is written, which happens with the
+legacy binding (at the gateway's start, and before any write to the document).
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ DEFAULT_ENVIRONMENTS = ("dev", "prod")
 PublicKeyConnect = Literal["allowed", "hmac", "refused"]
 PUBLIC_KEY_CONNECT_MODES: tuple[PublicKeyConnect, ...] = get_args(PublicKeyConnect)
 
-SECRET_FIELDS = ("secret_key_enc", "hmac_key_enc", "pending_secret_key_enc")
+SECRET_FIELDS = ("secret_key_enc", "hmac_key_enc", "pending_secret_key_enc", "webhook_signing_key_enc")
 LEGACY_SECRET_AD = b"environment-secret"
 _BOUND_MARK = "secrets_ad"  # present (= _BOUND) once every ciphertext of the document is bound to its place
 _BOUND = 2
@@ -119,6 +127,7 @@ class Environment:
     allowed_return_urls: list[str] = field(default_factory=list)  # connect links may send the browser back here
     pending_public_key: str | None = None
     pending_secret_key: str | None = None
+    webhook_signing_key: str = ""  # keys X-Nango-Hmac-Sha256 (the store always fills it)
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -144,10 +153,11 @@ class EnvironmentStore:
         return self._cipher.encrypt(value.encode(), associated_data=environment_secret_ad(name, field_name))
 
     def _from_doc(self, doc: dict[str, Any]) -> Environment:
+        secret_key = self._decrypt(doc, "secret_key_enc") or ""
         return Environment(
             name=doc["_id"],
             public_key=doc["public_key"],
-            secret_key=self._decrypt(doc, "secret_key_enc") or "",
+            secret_key=secret_key,
             callback_url=doc.get("callback_url"),
             public_key_connect=_stored_mode(doc),
             hmac_key=self._decrypt(doc, "hmac_key_enc") or "",
@@ -155,35 +165,49 @@ class EnvironmentStore:
             allowed_return_urls=list(doc.get("allowed_return_urls") or []),
             pending_public_key=doc.get("pending_public_key"),
             pending_secret_key=self._decrypt(doc, "pending_secret_key_enc"),
+            # Stored before the key existed: its copy of the secret key, until written (see the module's doc).
+            webhook_signing_key=self._decrypt(doc, "webhook_signing_key_enc") or secret_key,
             created_at=doc.get("created_at"),
             updated_at=doc.get("updated_at"),
         )
 
+    @staticmethod
+    def _complete(doc: dict[str, Any]) -> bool:
+        """Bound, and holding every secret an environment of this version has."""
+        return doc.get(_BOUND_MARK) == _BOUND and bool(doc.get("webhook_signing_key_enc"))
+
     async def _bind(self, doc: dict[str, Any]) -> bool:
-        """Re-encrypt a legacy document's ciphertexts bound to their place, all at once (a compare-and-swap
-        on them as read); False when the document changed meanwhile."""
-        swap: dict[str, Any] = {"_id": doc["_id"], _BOUND_MARK: {"$exists": False}}
+        """Re-encrypt a legacy document's ciphertexts bound to their place, and write the signing key of
+        a document stored before it (a copy of the secret key), all at once (a compare-and-swap on them
+        as read); False when the document changed meanwhile."""
+        swap: dict[str, Any] = {"_id": doc["_id"], _BOUND_MARK: doc.get(_BOUND_MARK)}
         update: dict[str, Any] = {_BOUND_MARK: _BOUND}
         for field_name in SECRET_FIELDS:
             swap[field_name] = doc.get(field_name)  # None also matches a field that is absent
             plaintext = self._decrypt(doc, field_name)
             if plaintext is not None:
                 update[field_name] = self._encrypt(doc["_id"], field_name, plaintext)
+        if "webhook_signing_key_enc" not in update:
+            copy = self._decrypt(doc, "secret_key_enc") or ""
+            update["webhook_signing_key_enc"] = self._encrypt(doc["_id"], "webhook_signing_key_enc", copy)
         result = await self._col.update_one(swap, {"$set": update})
         return result.modified_count == 1
 
     async def _bound(self, name: str) -> dict[str, Any] | None:
-        """The document, bound first if it is a legacy one, so that a write never mixes the two."""
+        """The document, bound (and given its signing key) first if it is an older one, so that a write
+        never mixes the two bindings nor moves the signing key a receiver verifies with."""
         for _ in range(5):
             doc = await self._col.find_one({"_id": name})
-            if doc is None or doc.get(_BOUND_MARK) == _BOUND or await self._bind(doc):
+            if doc is None or self._complete(doc) or await self._bind(doc):
                 return doc
         raise RuntimeError(f"the environment {name!r} kept changing while its secrets were being bound")
 
     async def bind_legacy_secrets(self) -> int:
-        """Bind every legacy document's ciphertexts to their environment and field; how many were."""
+        """Bind every legacy document's ciphertexts to their environment and field, and write the signing
+        key of every document stored before it; how many legacy documents were bound."""
         legacy = [doc["_id"] async for doc in self._col.find({_BOUND_MARK: {"$exists": False}}, {"_id": 1})]
-        for name in legacy:
+        keyless = [doc["_id"] async for doc in self._col.find({"webhook_signing_key_enc": None}, {"_id": 1})]
+        for name in dict.fromkeys(legacy + keyless):
             await self._bound(name)
         return len(legacy)
 
@@ -205,6 +229,7 @@ class EnvironmentStore:
             now = utcnow()
             secret = (secret_key or str(uuid.uuid4())).lower()
             hmac_key = secrets.token_hex(32) if public_key_connect == "hmac" else None
+            signing_key = str(uuid.uuid4())  # Nango's shape: a UUID v4, never the secret key
             doc = {
                 "_id": name,
                 "public_key": (public_key or str(uuid.uuid4())).lower(),
@@ -214,6 +239,7 @@ class EnvironmentStore:
                 "public_key_connect": public_key_connect,
                 "hmac_enabled": public_key_connect == "hmac",  # for a gateway of a version before the setting
                 "hmac_key_enc": self._encrypt(name, "hmac_key_enc", hmac_key) if hmac_key else None,
+                "webhook_signing_key_enc": self._encrypt(name, "webhook_signing_key_enc", signing_key),
                 "webhooks": WebhookSettings().to_doc(),
                 _BOUND_MARK: _BOUND,
                 "created_at": now,
@@ -311,6 +337,28 @@ class EnvironmentStore:
         if secret_key:
             update["pending_secret_key_hash"] = hash_secret_key(secret_key)
             update["pending_secret_key_enc"] = self._encrypt(name, "pending_secret_key_enc", secret_key.lower())
+        await self._col.update_one({"_id": name}, {"$set": update})
+
+    async def rotate_webhook_signing_key(self, name: str) -> str | None:
+        """A new signing key (UUID v4) that replaces the current one at once, as Nango rotates it (no
+        grace: the old key stops signing); None when there is no such environment."""
+        key = str(uuid.uuid4())
+        if await self._bound(name) is None:
+            return None
+        update = {
+            "webhook_signing_key_enc": self._encrypt(name, "webhook_signing_key_enc", key),
+            "updated_at": utcnow(),
+        }
+        result = await self._col.update_one({"_id": name}, {"$set": update})
+        return key if result.matched_count == 1 else None
+
+    async def set_webhook_signing_key(self, name: str, key: str) -> None:
+        """A signing key chosen elsewhere (a migration keeps the key its receivers verify with)."""
+        await self._bound(name)
+        update = {
+            "webhook_signing_key_enc": self._encrypt(name, "webhook_signing_key_enc", key),
+            "updated_at": utcnow(),
+        }
         await self._col.update_one({"_id": name}, {"$set": update})
 
     async def revert_rotation(self, name: str, kind: str) -> bool:

@@ -124,6 +124,9 @@ class NangoImport:
 
     async def _put_environment(self, env: NangoEnvironment) -> None:
         await self._environments.ensure(env.name, public_key=env.public_key, secret_key=env.secret_key)
+        # Nango of these versions keyed X-Nango-Hmac-Sha256 by the secret key, and its later backfill kept it
+        # so: the receivers go on verifying with it until the signing key is rotated.
+        await self._environments.set_webhook_signing_key(env.name, env.secret_key)
         await self._environments.update_settings(
             env.name,
             callback_url=env.callback_url,

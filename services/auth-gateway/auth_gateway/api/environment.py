@@ -2,6 +2,9 @@
 
 What a patch may say, and how ``public_key_connect`` and ``hmac_enabled`` read together, is in
 ``operations/environment.py``, which the dashboard's settings form calls too.
+``webhook_signing_key`` is the key ``X-Nango-Hmac-Sha256`` is signed with, which Nango's dashboard
+shows beside the keys (its ``GET /api/v1/environment`` answer); it changes through
+``POST /environment/webhook-signing-key/rotate`` only.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def environment_json(request: web.Request, env: Environment) -> dict[str, Any]:
             "public_key_connect": env.public_key_connect,
             "hmac_enabled": env.hmac_enabled,
             "hmac_key": env.hmac_key,
+            "webhook_signing_key": env.webhook_signing_key,  # keys X-Nango-Hmac-Sha256, as Nango shows it
             "webhook_settings": env.webhooks.to_doc(),
             "allowed_return_urls": env.allowed_return_urls,
             "created_at": js_iso(env.created_at),

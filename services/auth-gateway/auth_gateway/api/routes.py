@@ -19,6 +19,7 @@ from . import (
     providers,
     revocation,
     status,
+    webhook_signing_key,
     webhooks,
 )
 from .keys import KeyKind
@@ -302,6 +303,16 @@ API_ROUTES: list[Route] = [
         body=KeyKind,
         ok=SUCCESS,
         errors=(409,),
+    ),
+    Route(
+        "POST",
+        "/environment/webhook-signing-key/rotate",
+        webhook_signing_key.rotate_webhook_signing_key,
+        "A new webhook signing key (X-Nango-Hmac-Sha256), signing alone at once, as Nango answers it today",
+        "environment",
+        SECRET,
+        ok=json_answer(schema=webhook_signing_key.ROTATED_ANSWER),
+        errors=(400, 415),
     ),
     # outgoing webhooks: attempts, replays (commands to the dispatcher), signing keys, endpoint health
     Route(

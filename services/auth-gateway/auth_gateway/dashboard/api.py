@@ -41,6 +41,7 @@ __all__ = [
     "revert_key",
     "rotate_key",
     "rotate_webhook_key",
+    "rotate_webhook_signing_key",
     "update_environment",
     "update_integration",
 ]
@@ -57,6 +58,7 @@ PUBLIC_EQUIVALENT: dict[str, tuple[str, str]] = {
     "revert_key": ("POST", "/environment/revert-key"),
     "mint_connect_session": ("POST", "/connect/sessions"),
     "rotate_webhook_key": ("POST", "/webhooks/signing-keys/rotate"),
+    "rotate_webhook_signing_key": ("POST", "/environment/webhook-signing-key/rotate"),
     "replay_delivery": ("POST", "/webhooks/deliveries/{deliveryId}/replay"),
     "enable_endpoint": ("POST", "/webhooks/endpoints/enable"),
 }
@@ -172,6 +174,11 @@ async def log_activity(
 async def rotate_webhook_key(request: web.Request, env: Environment) -> None:
     """A new signing key at once; the current ones keep signing for the default grace period."""
     await outgoing_webhooks.rotate_signing_key(request.app, env)
+
+
+async def rotate_webhook_signing_key(request: web.Request, env: Environment) -> str:
+    """A new Nango webhook signing key (``X-Nango-Hmac-Sha256``), the only one signing from now on."""
+    return await environment_keys.rotate_webhook_signing_key(request.app, env)
 
 
 async def replay_delivery(request: web.Request, env: Environment, delivery_id: str) -> None:

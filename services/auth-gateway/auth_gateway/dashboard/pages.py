@@ -60,6 +60,7 @@ NOTICES = {
     "key_activated": "The new key is now the only key; the old one is refused.",
     "key_reverted": "The new key was dropped; the current key stays.",
     "webhook_key_rotated": "A new signing key signs from now on; the old one keeps signing during its grace period.",
+    "webhook_signing_key_rotated": "A new webhook signing key signs X-Nango-Hmac-Sha256; the old one no longer does.",
     "replay_requested": "The delivery will be sent again; its attempts appear below as they happen.",
     "endpoint_enabled": "The webhook URL receives deliveries again.",
 }

@@ -135,6 +135,14 @@ DASHBOARD_ROUTES: list[Route] = [
     ),
     Route(
         "POST",
+        E + "/settings/webhook-signing-key/rotate",
+        settings.rotate_webhook_signing_key,
+        "Dashboard: rotate the Nango webhook signing key (X-Nango-Hmac-Sha256)",
+        TAG,
+        SESSION,
+    ),
+    Route(
+        "POST",
         E + "/settings/endpoints/enable",
         settings.enable_endpoint,
         "Dashboard: deliver to a disabled webhook URL again",

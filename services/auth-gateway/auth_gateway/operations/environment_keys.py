@@ -4,6 +4,10 @@
 Keys pinned by settings (``KEYWAY_SECRET_KEY_DEV`` …) are rotated by changing the setting instead,
 since the next start would put the pinned value back. Every change is broadcast, so each replica's
 environment cache drops the old keys at once.
+
+The webhook signing key (``X-Nango-Hmac-Sha256``) rotates in one step, as Nango rotates it: the new key
+signs at once and the old one stops, the broadcast reaching the webhook dispatcher's caches too, so
+even a retry of a webhook first sent before the rotation is signed with the new key.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from ..env_cache import ENV_CACHE
 from ..http.errors import ApiError
 from ..resources import SETTINGS, STORES
 
-__all__ = ["KeyType", "activate_key", "key_pinned", "revert_key", "rotate_key"]
+__all__ = ["KeyType", "activate_key", "key_pinned", "revert_key", "rotate_key", "rotate_webhook_signing_key"]
 
 KeyType = Literal["secret", "public"]
 
@@ -51,3 +55,12 @@ async def revert_key(app: web.Application, env: Environment, kind: KeyType) -> N
     if not await app[STORES].environments.revert_rotation(env.name, kind):
         raise ApiError("no_pending_key", f"There is no pending {kind} key to revert.", status=409)
     await app[ENV_CACHE].changed(env.name)
+
+
+async def rotate_webhook_signing_key(app: web.Application, env: Environment) -> str:
+    """The new webhook signing key, which alone signs from now on."""
+    key = await app[STORES].environments.rotate_webhook_signing_key(env.name)
+    if key is None:  # the environment was deleted under the caller
+        raise ApiError("not_found", "This environment has no webhook signing key", status=404)
+    await app[ENV_CACHE].changed(env.name)
+    return key

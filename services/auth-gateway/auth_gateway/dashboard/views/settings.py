@@ -1,6 +1,6 @@
 """Environment Settings: API keys (reveal, copy, rotation), callback URL, webhooks (URLs, toggles,
-signing keys), what the public key may do (refused, HMAC, allowed) with the HMAC key, and the webhook
-delivery attempts with replay."""
+signing keys, the Nango webhook signing key), what the public key may do (refused, HMAC, allowed)
+with the HMAC key, and the webhook delivery attempts with replay."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ __all__ = [
     "replay_delivery",
     "reveal_secret",
     "rotate_webhook_key",
+    "rotate_webhook_signing_key",
     "save_settings",
     "settings_page",
 ]
@@ -33,6 +34,7 @@ _REVEALABLE = {
     "pending_secret_key": "pending secret key",
     "hmac_key": "HMAC key",
     "webhook_keys": "webhook signing keys",
+    "webhook_signing_key": "Nango webhook signing key",
 }
 _SECTIONS = ("callback", "webhooks", "hmac")
 
@@ -150,6 +152,12 @@ async def change_key(page: Page) -> web.StreamResponse:
 async def rotate_webhook_key(page: Page) -> web.StreamResponse:
     await api.rotate_webhook_key(page.request, page.env)
     return page.redirect("settings", notice="webhook_key_rotated")
+
+
+@page
+async def rotate_webhook_signing_key(page: Page) -> web.StreamResponse:
+    await api.rotate_webhook_signing_key(page.request, page.env)
+    return page.redirect("settings", notice="webhook_signing_key_rotated")
 
 
 @page
