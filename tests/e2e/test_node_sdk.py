@@ -451,3 +451,64 @@ async def test_proxy_through_node_sdk(world: World, sdk: str) -> None:
         assert world.gw.secret_key not in json.dumps(request)
         assert not {"connection-id", "provider-config-key", "base-url-override"} & set(request["headers"])
         assert not any(name.startswith("nango-") for name in request["headers"])
+
+
+@pytest.mark.parametrize("sdk", CURRENT)
+async def test_current_sdk_integrations(world: World, sdk: str) -> None:
+    answers = await run_script(world, sdk, "integrations.current")
+    shape = {"unique_key", "provider", "display_name", "forward_webhooks", "created_at", "updated_at"}
+
+    # listIntegrations keeps its 2024 return ({configs}) over the current answer's data
+    before = ok(answers, "current.listIntegrations")["configs"]
+    assert [(c["unique_key"], c["provider"], c["display_name"]) for c in before] == [
+        ("fd", "freshdesk", "Freshdesk"),
+        ("oauth", "test-oauth2", "test-oauth2"),  # no display name in its template: its name
+        ("ph", "posthog", "PostHog"),
+        ("tr", "trello", "Trello"),
+    ]
+    assert all(set(c) == shape for c in before)
+
+    created = ok(answers, "current.createIntegration")["data"]
+    assert set(created) == shape
+    assert (created["unique_key"], created["provider"], created["display_name"]) == ("gh-node", "github", "Node GitHub")
+    assert created["forward_webhooks"] is True
+    assert ISO.match(created["created_at"])
+    duplicate = failed(answers, "current.createIntegration.duplicate", 400)["data"]["error"]
+    assert duplicate["code"] == "invalid_body"
+    assert duplicate["errors"] == [
+        {"code": "invalid_string", "message": "Unique key already exists", "path": ["uniqueKey"]}
+    ]
+    legacy_body = failed(answers, "current.createIntegration.legacyBody", 400)["data"]["error"]
+    assert [(e["code"], e["path"]) for e in legacy_body["errors"]] == [("unrecognized_keys", [])]
+
+    assert ok(answers, "current.getIntegration") == {"data": created}
+    with_creds = ok(answers, "current.getIntegration.credentials")["data"]
+    assert with_creds == {
+        **created,
+        "credentials": {
+            "type": "OAUTH2",
+            "client_id": "client-1",
+            "client_secret": "secret-1",
+            "scopes": "repo,user",
+            "webhook_secret": None,
+        },
+    }
+    assert ok(answers, "current.getIntegration.webhook") == {"data": {**created, "webhook_url": None}}
+
+    updated = ok(answers, "current.updateIntegration")["data"]
+    assert (updated["display_name"], updated["forward_webhooks"]) == ("Node GitHub 2", False)
+    after = ok(answers, "current.getIntegration.afterUpdate")["data"]["credentials"]
+    assert (after["client_id"], after["client_secret"], after["scopes"]) == ("client-2", "secret-2", "repo,user")
+    unknown = failed(answers, "current.updateIntegration.unknown", 404)["data"]["error"]
+    assert unknown == {"code": "not_found", "message": 'Integration "no-such-integration" does not exist'}
+    listed = ok(answers, "current.listIntegrations.afterCreate")["configs"]
+    assert [c["unique_key"] for c in listed] == ["fd", "gh-node", "oauth", "ph", "tr"]
+
+    deleted = ok(answers, "current.deleteIntegration")
+    assert (deleted["status"], deleted["data"]) == (200, {"success": True})
+    again = failed(answers, "current.deleteIntegration.again", 404)["data"]["error"]
+    assert again == {"code": "not_found", "message": "Integration does not exist"}
+    failed(answers, "current.getIntegration.unknown", 404, "not_found")
+    # the 2024 view saw the same integration come and go
+    resp = await world.gw.client.get("/config", headers=world.gw.auth)
+    assert [c["unique_key"] for c in (await resp.json())["configs"]] == ["fd", "oauth", "ph", "tr"]

@@ -194,3 +194,32 @@ if (sections.has('proxy')) {
         raw: true
     });
 }
+
+if (sections.has('integrations.current')) {
+    // listIntegrations, getIntegration, createIntegration, updateIntegration, deleteIntegration (0.71): /integrations
+    const it = config.integration;
+    const client = { type: 'OAUTH2', client_id: 'client-1', client_secret: 'secret-1', scopes: 'repo,user' };
+    await call('current.listIntegrations', () => nango.listIntegrations());
+    await call('current.createIntegration', () =>
+        nango.createIntegration({ provider: it.provider, unique_key: it.key, display_name: 'Node GitHub', credentials: client })
+    );
+    await call('current.createIntegration.duplicate', () => nango.createIntegration({ provider: it.provider, unique_key: it.key, credentials: client }));
+    await call('current.createIntegration.legacyBody', () =>
+        nango.createIntegration({ provider: it.provider, unique_key: it.key + '-b', oauth_client_id: 'x', oauth_client_secret: 'y' })
+    );
+    await call('current.getIntegration', () => nango.getIntegration({ uniqueKey: it.key }));
+    await call('current.getIntegration.credentials', () => nango.getIntegration({ uniqueKey: it.key }, { include: ['credentials'] }));
+    await call('current.getIntegration.webhook', () => nango.getIntegration({ uniqueKey: it.key }, { include: ['webhook'] }));
+    await call('current.updateIntegration', () =>
+        nango.updateIntegration(
+            { uniqueKey: it.key },
+            { display_name: 'Node GitHub 2', forward_webhooks: false, credentials: { type: 'OAUTH2', client_id: 'client-2', client_secret: 'secret-2' } }
+        )
+    );
+    await call('current.getIntegration.afterUpdate', () => nango.getIntegration({ uniqueKey: it.key }, { include: ['credentials'] }));
+    await call('current.updateIntegration.unknown', () => nango.updateIntegration({ uniqueKey: 'no-such-integration' }, { display_name: 'x' }));
+    await call('current.listIntegrations.afterCreate', () => nango.listIntegrations());
+    await call('current.deleteIntegration', () => nango.deleteIntegration(it.key), { raw: true });
+    await call('current.deleteIntegration.again', () => nango.deleteIntegration(it.key), { raw: true });
+    await call('current.getIntegration.unknown', () => nango.getIntegration({ uniqueKey: it.key }));
+}

@@ -29,6 +29,9 @@ class Integration:
     oauth_scopes: str | None = None
     app_link: str | None = None
     custom: dict[str, str] = field(default_factory=dict)
+    display_name: str | None = None  # None: the provider's name is shown
+    # Nango's flag: forward the provider's webhooks to the environment's URL (Keyway receives none yet).
+    forward_webhooks: bool = True
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -52,6 +55,8 @@ class IntegrationStore:
             "oauth_client_id": integration.oauth_client_id,
             "oauth_scopes": integration.oauth_scopes,
             "app_link": integration.app_link,
+            "display_name": integration.display_name,
+            "forward_webhooks": integration.forward_webhooks,
             "secrets_enc": self._cipher.encrypt_json(secrets, associated_data=ad),
         }
 
@@ -68,6 +73,8 @@ class IntegrationStore:
             oauth_scopes=doc.get("oauth_scopes"),
             app_link=doc.get("app_link"),
             custom=secrets.get("custom") or {},
+            display_name=doc.get("display_name"),
+            forward_webhooks=doc.get("forward_webhooks", True),
             created_at=doc.get("created_at"),
             updated_at=doc.get("updated_at"),
         )
@@ -82,11 +89,18 @@ class IntegrationStore:
         integration.created_at = integration.updated_at = now
         return integration
 
-    async def replace(self, integration: Integration) -> bool:
+    async def replace(self, integration: Integration, *, stored_as: str | None = None) -> bool:
+        """Write ``integration`` over the one stored under its key, or under ``stored_as`` to rename it.
+
+        A rename re-encrypts the secrets under the new key (their associated data names it) and keeps
+        ``created_at``; a key another integration has raises :class:`DuplicateIntegrationError`.
+        """
         doc = self._to_doc(integration) | {"updated_at": utcnow()}
-        result = await self._col.update_one(
-            {"environment": integration.environment, "unique_key": integration.unique_key}, {"$set": doc}
-        )
+        key = {"environment": integration.environment, "unique_key": stored_as or integration.unique_key}
+        try:
+            result = await self._col.update_one(key, {"$set": doc})
+        except DuplicateKeyError as exc:
+            raise DuplicateIntegrationError(integration.unique_key) from exc
         return result.matched_count == 1
 
     async def get(self, environment: str, unique_key: str) -> Integration | None:

@@ -3,6 +3,8 @@ deleting one."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +18,8 @@ from ..resources import CATALOG, STORES
 
 __all__ = [
     "IntegrationBody",
+    "IntegrationChange",
+    "change_integration",
     "check_integration_fields",
     "create_integration",
     "delete_integration",
@@ -79,9 +83,23 @@ def _apply(integration: Integration, provider: str, body: IntegrationBody) -> No
     integration.custom = body.custom or {}
 
 
-async def create_integration(app: web.Application, env: Environment, body: IntegrationBody) -> Integration:
+async def create_integration(
+    app: web.Application,
+    env: Environment,
+    body: IntegrationBody,
+    *,
+    display_name: str | None = None,
+    forward_webhooks: bool = True,
+) -> Integration:
+    """A new integration; ``display_name`` and ``forward_webhooks`` come only from the current API."""
     provider, key = check_integration_fields(app, body)
-    integration = Integration(environment=env.name, unique_key=key, provider=provider)
+    integration = Integration(
+        environment=env.name,
+        unique_key=key,
+        provider=provider,
+        display_name=display_name,
+        forward_webhooks=forward_webhooks,
+    )
     _apply(integration, provider, body)
     try:
         await app[STORES].integrations.create(integration)
@@ -104,6 +122,68 @@ async def update_integration(app: web.Application, env: Environment, body: Integ
     _apply(existing, provider, body)
     await app[STORES].integrations.replace(existing)
     return existing
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntegrationChange:
+    """A partial edit (``PATCH /integrations/{key}``): a field left None stays as it is.
+
+    Unlike ``PUT /config``, which replaces the client, scopes and settings whole, only what is named
+    changes; ``custom`` is merged key by key, a None value removing its key.
+    """
+
+    unique_key: str | None = None  # a new key: a rename
+    display_name: str | None = None
+    forward_webhooks: bool | None = None
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = None
+    oauth_scopes: str | None = None
+    app_link: str | None = None
+    custom: Mapping[str, str | None] = field(default_factory=dict)
+
+
+_TAKEN_AS_GIVEN = (
+    "unique_key",
+    "display_name",
+    "forward_webhooks",
+    "oauth_client_id",
+    "oauth_client_secret",
+    "app_link",
+)
+
+
+async def change_integration(
+    app: web.Application, env: Environment, key: str, change: IntegrationChange
+) -> Integration:
+    """Apply ``change`` to the integration ``key`` and give it back as stored.
+
+    A rename is refused while the integration has connections (they name it by its key), as Nango
+    refuses it.
+    """
+    stores = app[STORES]
+    integration = await stores.integrations.get(env.name, key)
+    if integration is None:
+        raise ApiError("not_found", f'Integration "{key}" does not exist', status=404)
+    if change.unique_key is not None and change.unique_key != key:
+        if await stores.integrations.get(env.name, change.unique_key) is not None:
+            raise ApiError("invalid_body", "uniqueKey is already used by another integration")
+        if await stores.connections.summaries(env.name, provider_config_key=key, limit=1):
+            raise ApiError("invalid_body", "Can't rename an integration with active connections")
+    for name in _TAKEN_AS_GIVEN:
+        if (value := getattr(change, name)) is not None:
+            setattr(integration, name, value)
+    if change.oauth_scopes is not None:
+        integration.oauth_scopes = normalise_scopes(change.oauth_scopes)
+    custom = {**integration.custom, **change.custom}
+    integration.custom = {name: value for name, value in custom.items() if value is not None}
+    try:
+        found = await stores.integrations.replace(integration, stored_as=key)
+    except DuplicateIntegrationError:
+        raise ApiError("invalid_body", "uniqueKey is already used by another integration") from None
+    stored = await stores.integrations.get(env.name, integration.unique_key) if found else None
+    if stored is None:  # deleted meanwhile
+        raise ApiError("not_found", f'Integration "{key}" does not exist', status=404)
+    return stored
 
 
 async def delete_integration(app: web.Application, env: Environment, key: str) -> bool:
