@@ -512,3 +512,116 @@ async def test_current_sdk_integrations(world: World, sdk: str) -> None:
     # the 2024 view saw the same integration come and go
     resp = await world.gw.client.get("/config", headers=world.gw.auth)
     assert [c["unique_key"] for c in (await resp.json())["configs"]] == ["fd", "oauth", "ph", "tr"]
+
+
+OFFSET_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$")
+
+
+@pytest.mark.parametrize("sdk", CURRENT)
+async def test_current_sdk_connections(world: World, sdk: str) -> None:
+    answers = await run_script(world, sdk, "connections.current")
+
+    # getConnection: Nango's curated connection; the refresh token only when asked, a real refresh when forced
+    first = ok(answers, "cur.getConnection")
+    assert set(first) == {
+        "id", "connection_id", "provider_config_key", "provider", "errors", "end_user", "tags", "metadata",
+        "connection_config", "webhook_url_override", "created_at", "updated_at", "last_fetched_at", "credentials",
+    }  # fmt: skip
+    assert (first["connection_id"], first["provider_config_key"], first["provider"]) == (
+        "node-oauth",
+        "oauth",
+        "test-oauth2",
+    )
+    assert (first["errors"], first["end_user"], first["tags"], first["webhook_url_override"]) == ([], None, {}, None)
+    for field in ("created_at", "updated_at", "last_fetched_at"):
+        assert OFFSET_TIME.match(first[field]), first[field]
+    creds = first["credentials"]
+    assert creds["type"] == "OAUTH2"
+    assert "refresh_token" not in creds
+    assert "refresh_token" not in creds["raw"]
+    with_refresh = ok(answers, "cur.getConnection.refreshToken")["credentials"]
+    assert with_refresh["access_token"] == creds["access_token"]
+    assert with_refresh["refresh_token"] in world.provider.refresh_index
+    forced = ok(answers, "cur.getConnection.forceRefresh")["credentials"]
+    assert forced["access_token"] != creds["access_token"]
+    assert forced["access_token"] in world.provider.access_tokens
+    assert world.provider.reuse_detected == 0
+
+    # getToken / getRawTokenResponse read the credentials of that answer, per auth mode
+    assert ok(answers, "cur.getToken") == forced["access_token"]
+    assert ok(answers, "cur.getToken.apiKey") == {"type": "API_KEY", "apiKey": "phx_node_key"}
+    assert ok(answers, "cur.getToken.basic") == {"type": "BASIC", "username": "ann", "password": "pw"}
+    assert ok(answers, "cur.getToken.oauth1") == {"oAuthToken": "ot", "oAuthTokenSecret": "ots"}
+    raw = ok(answers, "cur.getRawTokenResponse")
+    assert raw["access_token"] == forced["access_token"]
+    assert "refresh_token" not in raw
+    missing = failed(answers, "cur.getConnection.unknown", 404, "not_found")
+    assert missing["data"]["error"]["message"] == "Failed to find connection"
+    failed(answers, "cur.getConnection.unknownIntegration", 400, "unknown_provider_config")
+
+    # patchConnection: the end user, tags and webhook URL override, read back
+    assert ok(answers, "cur.patchConnection") == {"success": True}
+    invalid = failed(answers, "cur.patchConnection.invalid", 400, "invalid_body")["data"]["error"]
+    assert [e["path"][:1] for e in invalid["errors"]] == [["tags"]]
+    patched = ok(answers, "cur.getConnection.afterPatch")
+    assert patched["end_user"] == {
+        "id": "node-user",
+        "display_name": "Node User",
+        "email": "node@example.com",
+        "tags": None,
+        "organization": None,
+    }
+    assert patched["tags"] == {
+        "end_user_id": "node-user",
+        "end_user_email": "node@example.com",
+        "end_user_display_name": "Node User",
+        "team": "sdk",
+    }
+    assert patched["webhook_url_override"] == "https://hooks.example.com/node"
+    assert patched["credentials"] == {"type": "API_KEY", "apiKey": "phx_node_key"}
+
+    # listConnections: both call forms, every filter the SDK sends, pages
+    listed = ok(answers, "cur.listConnections")["connections"]
+    ids = ["node-tr", "node-fd-2", "node-fd", "node-ph", "node-oauth"]  # newest first
+    assert [c["connection_id"] for c in listed] == ids
+    for item in listed:
+        assert set(item) == {
+            "id", "connection_id", "provider_config_key", "provider", "errors", "end_user", "tags", "metadata", "created",
+        }  # fmt: skip
+        assert OFFSET_TIME.match(item["created"])
+    ph = next(c for c in listed if c["connection_id"] == "node-ph")
+    assert (ph["end_user"], ph["tags"]) == (patched["end_user"], patched["tags"])
+
+    def ids_of(name: str) -> list[str]:
+        return [c["connection_id"] for c in ok(answers, name)["connections"]]
+
+    assert ids_of("cur.listConnections.one") == ["node-ph"]
+    assert ids_of("cur.listConnections.search") == ["node-fd-2", "node-fd"]
+    assert ids_of("cur.listConnections.endUser") == ["node-ph"]
+    assert ids_of("cur.listConnections.params") == ["node-ph"]
+    assert ids_of("cur.listConnections.page") == ids[2:4]
+    assert ids_of("cur.listConnections.beyond") == []
+    bad = failed(answers, "cur.listConnections.badLimit", 400)["data"]["error"]
+    assert (bad["code"], [e["path"] for e in bad["errors"]]) == ("invalid_query_params", [["limit"]])
+
+    # metadata: POST replaces (201), PATCH merges (200), both echo the body; getMetadata reads it
+    set_ = ok(answers, "cur.setMetadata")
+    assert (set_["status"], set_["data"]) == (
+        201,
+        {"metadata": {"plan": "pro", "seats": 3}, "connection_id": "node-ph", "provider_config_key": "ph"},
+    )
+    assert ok(answers, "cur.updateMetadata")["status"] == 200
+    assert ok(answers, "cur.getMetadata") == {"plan": "pro", "seats": 5}
+    many = ok(answers, "cur.setMetadata.many")
+    assert (many["status"], many["data"]["connection_id"]) == (201, ["node-fd", "node-fd-2"])
+    failed(answers, "cur.setMetadata.unknown", 404, "unknown_connection")
+    assert ok(answers, "cur.getMetadata.none") is None
+
+    # deleteConnection: deleted (nothing revoked: the test provider has no revocation endpoint anyway)
+    removed = ok(answers, "cur.deleteConnection")
+    assert (removed["status"], removed["data"]) == (200, {"success": True})
+    again = failed(answers, "cur.deleteConnection.again", 400)
+    assert again["data"]["error"] == {"code": "unknown_connection"}
+    assert ok(answers, "cur.listConnections.afterDelete") == {"connections": []}
+    resp = await world.gw.client.get("/connection/node-ph?provider_config_key=ph", headers=world.gw.auth)
+    assert resp.status == 404

@@ -120,8 +120,10 @@ def schemathesis_config(gateway: Gateway) -> SchemathesisConfig:
             "phases": {"stateful": {"enabled": False}},
             "operations": [
                 # GET and DELETE /connection/metadata are GET and DELETE /connection/{connectionId} of the
-                # connection "metadata" (Nango's paths overlap), so the router rightly allows them there.
+                # connection "metadata" (Nango's paths overlap), so the router rightly allows them there;
+                # the same holds for the current generation's /connections/metadata.
                 {"include-path": "/connection/metadata", "checks": {"allow_header_conformance": {"enabled": False}}},
+                {"include-path": "/connections/metadata", "checks": {"allow_header_conformance": {"enabled": False}}},
             ],
         }
     )

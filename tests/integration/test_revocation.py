@@ -1,57 +1,33 @@
-"""Revoke at the provider (RFC 7009) on delete and in bulk, against a real OAuth 2 server on 127.0.0.1."""
+"""Revoke at the provider (RFC 7009) on delete when asked, and in bulk, against a real OAuth 2 server on 127.0.0.1.
+
+Deleting a connection deletes it; revoking its grant first is asked for (``?revoke=true``) or is the
+integration's ``revoke_on_delete``, never the default (issue 17: a Google or Microsoft grant revoked
+ends every token of that user and client).
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from auth_gateway.dashboard.passwords import hash_password
 from auth_gateway.resources import STORES
 from keyway_shared.events import CloudEvent
 
-from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
+from ..support.revoking_provider import RevokingProvider
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
 DASHBOARD_PASSWORD = "a long dashboard password"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@dataclass
-class RevokingProvider(OAuthProvider):
-    """The test server plus an RFC 7009 endpoint at /revoke (``revoke_mode``: ok | error_500)."""
-
-    revoke_mode: str = "ok"
-    revocations: list[dict[str, Any]] = field(default_factory=list)
-
-    async def start(self) -> RevokingProvider:
-        app = web.Application()
-        app.router.add_get("/authorize", self._authorize)
-        app.router.add_post("/token", self._token)
-        app.router.add_post("/revoke", self._revoke)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def _revoke(self, request: web.Request) -> web.Response:
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        client_id, client_secret = self._client(request, form)
-        if self.revoke_mode == "error_500":
-            return web.Response(status=503, text="down: token " + form.get("token", ""))
-        if (client_id, client_secret) != (self.client_id, self.client_secret):
-            return web.json_response({"error": "invalid_client"}, status=401)
-        self.revocations.append({"token": form.get("token"), "hint": form.get("token_type_hint")})
-        return web.Response(status=200)
 
 
 @pytest.fixture
@@ -116,10 +92,10 @@ async def exists(gw: Gateway, key: str, connection_id: str) -> bool:
     return resp.status == 200
 
 
-async def test_delete_revokes_refresh_then_access_token(world: World) -> None:
+async def test_delete_revokes_refresh_then_access_token_when_asked(world: World) -> None:
     gw, provider = world.gw, world.provider
     tokens = await make_connection(gw, "revocable", "c-1")
-    resp = await gw.client.delete("/connection/c-1?provider_config_key=revocable", headers=gw.auth)
+    resp = await gw.client.delete("/connection/c-1?provider_config_key=revocable&revoke=true", headers=gw.auth)
     assert resp.status == 200
     body = await resp.json()
     assert body["success"] is True
@@ -142,7 +118,7 @@ async def test_provider_failure_still_deletes_with_a_warning(world: World) -> No
     gw, provider = world.gw, world.provider
     provider.revoke_mode = "error_500"
     tokens = await make_connection(gw, "revocable", "c-2")
-    resp = await gw.client.delete("/connection/c-2?provider_config_key=revocable", headers=gw.auth)
+    resp = await gw.client.delete("/connection/c-2?provider_config_key=revocable&revoke=true", headers=gw.auth)
     assert resp.status == 200
     body = await resp.json()
     assert body["success"] is True
@@ -166,16 +142,30 @@ async def dashboard_delete(gw: Gateway, key: str, connection_id: str) -> str:
     """Open the confirmation page and confirm; the notice the dashboard redirects to."""
     page = f"/dashboard/dev/connections/{key}/{connection_id}/delete"
     confirm = await (await gw.client.get(page)).text()
-    assert "revoked there first" in confirm
+    assert "revoke_on_delete" in confirm
     resp = await gw.client.post(page, data={"csrf_token": CSRF.findall(confirm)[0]}, allow_redirects=False)
     assert resp.status == 303, await resp.text()
     return resp.headers["Location"].split("notice=", 1)[1]
 
 
+async def set_revoke_on_delete(gw: Gateway, key: str, provider: RevokingProvider, on: bool) -> None:
+    """The integration's setting, through ``PUT /config`` (its other fields as they are)."""
+    body = {"provider": key, "provider_config_key": key, "revoke_on_delete": on, **provider.integration_fields}
+    resp = await gw.client.put("/config", json=body, headers=gw.auth)
+    assert resp.status == 200, await resp.text()
+
+
 async def test_the_dashboard_revokes_as_the_api_does(world: World) -> None:
     gw, provider = world.gw, world.provider
-    tokens = await make_connection(gw, "revocable", "d-1")
     await dashboard_sign_in(gw)
+    # By default the dashboard only deletes, as the API does without ?revoke.
+    await make_connection(gw, "revocable", "d-0")
+    assert await dashboard_delete(gw, "revocable", "d-0") == "connection_deleted"
+    assert provider.revocations == []
+    assert not await exists(gw, "revocable", "d-0")
+    # The integration's revoke_on_delete on: revoked first.
+    await set_revoke_on_delete(gw, "revocable", provider, True)
+    tokens = await make_connection(gw, "revocable", "d-1")
     assert await dashboard_delete(gw, "revocable", "d-1") == "connection_revoked"
     assert provider.revocations == [
         {"token": tokens["refresh_token"], "hint": "refresh_token"},
@@ -195,16 +185,20 @@ async def test_the_dashboard_revokes_as_the_api_does(world: World) -> None:
     assert await dashboard_delete(gw, "plain", "d-3") == "connection_deleted"
 
 
-async def test_no_revocation_url_or_revoke_false_is_a_plain_delete(world: World) -> None:
+async def test_a_delete_not_asked_to_revoke_does_not(world: World) -> None:
     gw, provider = world.gw, world.provider
     await make_connection(gw, "plain", "c-3")
-    resp = await gw.client.delete("/connection/c-3?provider_config_key=plain", headers=gw.auth)
-    assert (resp.status, await resp.json()) == (200, {"success": True})
+    resp = await gw.client.delete("/connection/c-3?provider_config_key=plain&revoke=true", headers=gw.auth)
+    assert (resp.status, await resp.json()) == (200, {"success": True})  # nothing to revoke there
     await make_connection(gw, "revocable", "c-4")
     resp = await gw.client.delete("/connection/c-4?provider_config_key=revocable&revoke=false", headers=gw.auth)
     assert (resp.status, await resp.json()) == (200, {"success": True})
+    await make_connection(gw, "revocable", "c-5")
+    resp = await gw.client.delete("/connection/c-5?provider_config_key=revocable", headers=gw.auth)
+    assert (resp.status, await resp.json()) == (200, {"success": True})
     assert provider.revocations == []
-    assert activity(world, "c-3") == activity(world, "c-4") == []
+    assert activity(world, "c-3") == activity(world, "c-4") == activity(world, "c-5") == []
+    assert not await exists(gw, "revocable", "c-5")
     resp = await gw.client.delete("/connection/nope?provider_config_key=revocable", headers=gw.auth)
     assert resp.status == 404
     assert (await resp.json())["error"]["code"] == "unknown_connection"
@@ -258,3 +252,29 @@ async def test_bulk_revoke_errors(world: World) -> None:
     assert resp.status == 404
     resp = await gw.client.post("/config/revocable/revoke", headers={"Authorization": "Bearer nope"})
     assert resp.status == 401
+
+
+async def test_revoke_on_delete_is_the_integrations_default_which_the_query_overrides(world: World) -> None:
+    gw, provider = world.gw, world.provider
+    await set_revoke_on_delete(gw, "revocable", provider, True)
+    tokens = await make_connection(gw, "revocable", "r-1")
+    resp = await gw.client.delete("/connection/r-1?provider_config_key=revocable", headers=gw.auth)
+    assert (await resp.json())["revocation"]["status"] == "revoked"
+    assert [r["token"] for r in provider.revocations] == [tokens["refresh_token"], tokens["access_token"]]
+    await make_connection(gw, "revocable", "r-2")
+    resp = await gw.client.delete("/connection/r-2?provider_config_key=revocable&revoke=false", headers=gw.auth)
+    assert (resp.status, await resp.json()) == (200, {"success": True})
+    assert len(provider.revocations) == 2
+    # A PUT without the field leaves the setting as it is.
+    body = {"provider": "revocable", "provider_config_key": "revocable", **provider.integration_fields}
+    assert (await gw.client.put("/config", json=body, headers=gw.auth)).status == 200
+    await make_connection(gw, "revocable", "r-3")
+    resp = await gw.client.delete("/connection/r-3?provider_config_key=revocable", headers=gw.auth)
+    assert "revocation" in await resp.json()
+    await set_revoke_on_delete(gw, "revocable", provider, False)
+    await make_connection(gw, "revocable", "r-4")
+    resp = await gw.client.delete("/connection/r-4?provider_config_key=revocable", headers=gw.auth)
+    assert (resp.status, await resp.json()) == (200, {"success": True})
+    assert len(provider.revocations) == 4
+    resp = await gw.client.put("/config", json={**body, "revoke_on_delete": "yes"}, headers=gw.auth)
+    assert (resp.status, (await resp.json())["error"]["code"]) == (400, "invalid_body")

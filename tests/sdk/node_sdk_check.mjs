@@ -223,3 +223,53 @@ if (sections.has('integrations.current')) {
     await call('current.deleteIntegration.again', () => nango.deleteIntegration(it.key), { raw: true });
     await call('current.getIntegration.unknown', () => nango.getIntegration({ uniqueKey: it.key }));
 }
+
+if (sections.has('connections.current')) {
+    // listConnections, getConnection, getToken, getRawTokenResponse, patchConnection, setMetadata, updateMetadata,
+    // getMetadata, deleteConnection (0.71): /connections…, in Nango's current shapes
+    await call('cur.getConnection', () => nango.getConnection(oauth.key, oauth.connectionId));
+    await call('cur.getConnection.refreshToken', () => nango.getConnection(oauth.key, oauth.connectionId, false, true));
+    await call('cur.getConnection.forceRefresh', () => nango.getConnection(oauth.key, oauth.connectionId, true, false));
+    await call('cur.getToken', () => nango.getToken(oauth.key, oauth.connectionId));
+    await call('cur.getToken.apiKey', () => nango.getToken(apiKey.key, apiKey.connectionId));
+    await call('cur.getToken.basic', () => nango.getToken(basic.key, basic.connectionId));
+    await call('cur.getToken.oauth1', () => nango.getToken(oauth1.key, oauth1.connectionId));
+    await call('cur.getRawTokenResponse', () => nango.getRawTokenResponse(oauth.key, oauth.connectionId));
+    await call('cur.getConnection.unknown', () => nango.getConnection(oauth.key, 'nobody-has-this-id'));
+    await call('cur.getConnection.unknownIntegration', () => nango.getConnection('no-such-integration', oauth.connectionId));
+    await call('cur.patchConnection', () =>
+        nango.patchConnection(
+            { connectionId: apiKey.connectionId, provider_config_key: apiKey.key },
+            {
+                end_user: { id: 'node-user', email: 'node@example.com', display_name: 'Node User' },
+                tags: { team: 'sdk' },
+                webhook_url_override: 'https://hooks.example.com/node'
+            }
+        )
+    );
+    await call('cur.patchConnection.invalid', () =>
+        nango.patchConnection({ connectionId: apiKey.connectionId, provider_config_key: apiKey.key }, { tags: { '1bad': 'x' } })
+    );
+    await call('cur.getConnection.afterPatch', () => nango.getConnection(apiKey.key, apiKey.connectionId));
+    await call('cur.listConnections', () => nango.listConnections());
+    await call('cur.listConnections.one', () => nango.listConnections(apiKey.connectionId));
+    await call('cur.listConnections.search', () => nango.listConnections(undefined, 'NODE-F'));
+    await call('cur.listConnections.endUser', () => nango.listConnections(undefined, undefined, { endUserId: 'node-user' }));
+    await call('cur.listConnections.params', () =>
+        nango.listConnections({ integrationId: [apiKey.key, basic.key], tags: { team: 'sdk', displayName: 'Node User' }, limit: 5 })
+    );
+    await call('cur.listConnections.page', () => nango.listConnections({ limit: 2, page: 1 }));
+    await call('cur.listConnections.beyond', () => nango.listConnections({ limit: 2, page: 50 }));
+    await call('cur.listConnections.badLimit', () => nango.listConnections(undefined, undefined, { limit: 5000 }));
+    await call('cur.setMetadata', () => nango.setMetadata(apiKey.key, apiKey.connectionId, { plan: 'pro', seats: 3 }), { raw: true });
+    await call('cur.updateMetadata', () => nango.updateMetadata(apiKey.key, apiKey.connectionId, { seats: 5 }), { raw: true });
+    await call('cur.getMetadata', () => nango.getMetadata(apiKey.key, apiKey.connectionId));
+    await call('cur.setMetadata.many', () =>
+        nango.setMetadata(basic.key, [basic.connectionId, basic.otherConnectionId], { team: 'a' }), { raw: true }
+    );
+    await call('cur.setMetadata.unknown', () => nango.setMetadata(apiKey.key, 'nobody-has-this-id', { a: 1 }), { raw: true });
+    await call('cur.getMetadata.none', () => nango.getMetadata(oauth1.key, oauth1.connectionId));
+    await call('cur.deleteConnection', () => nango.deleteConnection(apiKey.key, apiKey.connectionId), { raw: true });
+    await call('cur.deleteConnection.again', () => nango.deleteConnection(apiKey.key, apiKey.connectionId), { raw: true });
+    await call('cur.listConnections.afterDelete', () => nango.listConnections(apiKey.connectionId));
+}

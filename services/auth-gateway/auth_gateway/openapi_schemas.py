@@ -66,6 +66,10 @@ INTEGRATION = _object(
         "oauth_scopes": {"type": ["string", "null"], "description": "Comma-separated"},
         "app_link": {"type": ["string", "null"]},
         "custom": {"type": ["object", "null"], "additionalProperties": _STRING},
+        "revoke_on_delete": {
+            "type": "boolean",
+            "description": "Keyway's: deleting a connection revokes its grant at the provider first (default off)",
+        },
     },
 )
 # api/connection_import.py: which credential fields count depends on the integration's auth mode.

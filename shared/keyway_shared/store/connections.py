@@ -133,6 +133,9 @@ class Connection:
     last_fetched_at: datetime | None = None
     refresh_due_at: datetime | None = None
     end_user: dict[str, Any] | None = None  # the connect session's end user it belongs to, if any
+    tags: dict[str, str] = field(default_factory=dict)  # Nango's connection tags (store/connection_labels.py)
+    webhook_url_override: str | None = None  # its webhooks go here instead of the environment's URLs
+    refresh_failed: bool = False  # the last refresh failed (read only here: the refresher writes it)
 
     def event_identity(self) -> dict[str, Any]:
         """The fields every ``connection.*`` and ``token.*`` event names its connection by."""
@@ -171,6 +174,9 @@ class ConnectionStore:
             last_fetched_at=doc.get("last_fetched_at"),
             refresh_due_at=doc.get("refresh_due_at"),
             end_user=doc.get("end_user"),
+            tags=doc.get("tags") or {},
+            webhook_url_override=doc.get("webhook_url_override"),
+            refresh_failed=bool(doc.get("refresh_failed")),
         )
 
     def _write_fields(self, connection: Connection, *, now: datetime, refresh_margin: timedelta) -> dict[str, Any]:

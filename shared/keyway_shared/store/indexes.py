@@ -31,6 +31,25 @@ COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("environment", ASCENDING), ("created_at", DESCENDING)], name="env_created"),
         IndexModel([("environment", ASCENDING), ("connection_id", ASCENDING)], name="env_connection_id"),
         IndexModel([("id", ASCENDING)], unique=True, name="numeric_id"),
+        # Nango's current list filters (store/connection_labels.py): one field beside the environment,
+        # then the list's order, newest first with id breaking ties. ``tag_index`` is multikey.
+        IndexModel(
+            [("environment", ASCENDING), ("end_user.id", ASCENDING), ("created_at", DESCENDING), ("id", DESCENDING)],
+            name="env_end_user",
+        ),
+        IndexModel(
+            [
+                ("environment", ASCENDING),
+                ("end_user.organization.id", ASCENDING),
+                ("created_at", DESCENDING),
+                ("id", DESCENDING),
+            ],
+            name="env_end_user_organization",
+        ),
+        IndexModel(
+            [("environment", ASCENDING), ("tag_index", ASCENDING), ("created_at", DESCENDING), ("id", DESCENDING)],
+            name="env_tags",
+        ),
         IndexModel([("refresh_due_at", ASCENDING)], name="refresh_due", sparse=True),
         # `keyway keys rotate` pages through the connections still under an old key, by _id
         IndexModel([("credentials_key_id", ASCENDING), ("_id", ASCENDING)], name="credentials_key_id"),

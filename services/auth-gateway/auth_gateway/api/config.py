@@ -13,6 +13,7 @@ from ..http.requests import json_object
 from ..http.serialize import js_iso
 from ..operations import integrations as operation
 from ..operations.callers import secret_key
+from ..operations.connection_removal import set_revoke_on_delete
 from ..operations.integrations import IntegrationBody
 from ..resources import CATALOG, STORES
 
@@ -35,15 +36,29 @@ async def _read_body(request: web.Request) -> IntegrationBody:
         raise ApiError("invalid_body", f"The request body is invalid: {exc.__class__.__name__}") from None
 
 
+async def _revoke_on_delete(request: web.Request) -> bool | None:
+    """Keyway's ``revoke_on_delete`` (revoke a connection's grant when it is deleted), when the body sets it."""
+    value = (await json_object(request)).get("revoke_on_delete")
+    if value is not None and not isinstance(value, bool):
+        raise ApiError("invalid_body", "'revoke_on_delete' must be true or false.")
+    return value
+
+
 @secret_key
 async def create_integration(request: web.Request, env: Environment) -> web.Response:
+    revoke_on_delete = await _revoke_on_delete(request)
     created = await operation.create_integration(request.app, env, await _read_body(request))
+    if revoke_on_delete is not None:
+        await set_revoke_on_delete(request.app, env.name, created.unique_key, revoke_on_delete)
     return web.json_response({"config": {"unique_key": created.unique_key, "provider": created.provider}})
 
 
 @secret_key
 async def update_integration(request: web.Request, env: Environment) -> web.Response:
+    revoke_on_delete = await _revoke_on_delete(request)
     updated = await operation.update_integration(request.app, env, await _read_body(request))
+    if revoke_on_delete is not None:
+        await set_revoke_on_delete(request.app, env.name, updated.unique_key, revoke_on_delete)
     return web.json_response({"config": {"unique_key": updated.unique_key, "provider": updated.provider}})
 
 

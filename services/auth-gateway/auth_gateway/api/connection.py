@@ -14,7 +14,7 @@ from ..connection_cache import CONNECTION_CACHE
 from ..http.errors import ApiError
 from ..http.serialize import connection_json, js_iso
 from ..operations.callers import secret_key
-from ..operations.connection_removal import remove_connection
+from ..operations.connection_removal import remove_connection, revoke_asked
 from ..operations.connections import unknown_connection
 from ..operations.deep_documents import json_without_deep_fields, shown, summaries_from_whole_documents
 from ..operations.fetch_recorder import FETCH_RECORDER
@@ -89,9 +89,9 @@ async def list_connections(request: web.Request, env: Environment) -> web.Respon
 async def delete_connection(request: web.Request, env: Environment) -> web.Response:
     connection_id = request.match_info["connectionId"]
     provider_config_key = provider_config_key_of(request)
-    # Revoke at the provider first, then delete whatever happened there.
+    # Revoked at the provider first only when asked (or the integration's revoke_on_delete is on).
     removal = await remove_connection(
-        request.app, env.name, provider_config_key, connection_id, revoke=request.query.get("revoke") != "false"
+        request.app, env.name, provider_config_key, connection_id, revoke=revoke_asked(request)
     )
     if removal is None:
         raise unknown_connection(env, connection_id, provider_config_key)

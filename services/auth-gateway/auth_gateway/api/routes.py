@@ -5,12 +5,16 @@ with ``/health``.
 from __future__ import annotations
 
 from .. import openapi_schemas as schema
-from ..openapi_spec import AuthKind, Body, Param, Route, header, json_answer, query
+from ..openapi_spec import AuthKind, Body, Param, Route, bracketed, header, json_answer, query
 from ..operations.environment import EnvironmentPatch
 from . import (
     config,
     connection,
     connection_import,
+    connection_queries,
+    connection_shape,
+    connections_current,
+    connections_upsert,
     environment,
     integrations_current,
     integrations_current_body,
@@ -24,6 +28,8 @@ from . import (
     webhook_signing_key,
     webhooks,
 )
+from .connection_bodies import ConnectionPatch, MetadataBody
+from .connections_upsert import ConnectionUpsert
 from .keys import KeyKind
 from .revocation import RevocationRequest
 from .webhooks import EndpointRef, ReplayRange, Rotation
@@ -286,9 +292,106 @@ API_ROUTES: list[Route] = [
         "Delete a connection",
         "connections",
         SECRET,
-        params=(*KEY, query("revoke", "'false' to delete without revoking at the provider")),
+        params=(
+            *KEY,
+            query("revoke", "'true' to revoke at the provider first, 'false' not to (default: the integration's)"),
+        ),
         ok=SUCCESS,
         errors=(400, 404),
+    ),
+    # the connections of Nango's current API (@nangohq/node 0.71): curated shapes, strict queries
+    Route(
+        "GET",
+        "/connections",
+        connections_current.list_connections,
+        "List connections, newest first, as Nango answers it today (filters, pages)",
+        "connections",
+        SECRET,
+        params=(
+            query("connectionId", "Only this connection id", maxLength=255),
+            query("search", "A part of the connection id, or of the end user's name or email, case aside"),
+            query("endUserId", "Only the connections of this end user", maxLength=255),
+            query("endUserOrganizationId", "Only the connections of this end user organization", maxLength=255),
+            query("integrationId", "Only these integrations (comma-separated keys)"),
+            bracketed("tags", "Only the connections with every one of these tags (tags[key]=value)"),
+            query("limit", "At most this many (1 to 2000; 10,000 when not given)", type="integer", minimum=1),
+            query("page", "The page, from 0 (of limit connections each)", type="integer", minimum=0),
+        ),
+        ok=json_answer(schema=connection_shape.LIST_ANSWER),
+        errors=(400,),
+    ),
+    Route(
+        "POST",
+        "/connections",
+        connections_upsert.upsert_connection,
+        "Import (or overwrite) a connection with its credentials, as Nango does today",
+        "connections",
+        SECRET,
+        body=ConnectionUpsert,
+        ok=json_answer(201, connection_shape.CONNECTION_ANSWER),
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        "/connections/metadata",
+        connections_current.set_metadata,
+        "Replace the metadata of one or more connections, as Nango does today",
+        "connections",
+        SECRET,
+        body=MetadataBody,
+        ok=json_answer(201, MetadataBody, "The body, echoed"),
+        errors=(404,),
+    ),
+    Route(
+        "PATCH",
+        "/connections/metadata",
+        connections_current.update_metadata,
+        "Merge into the metadata of one or more connections, as Nango does today",
+        "connections",
+        SECRET,
+        body=MetadataBody,
+        ok=json_answer(200, MetadataBody, "The body, echoed"),
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/connections/{connectionId}",
+        connections_current.get_connection,
+        "A connection with its credentials (refreshed when due), as Nango answers it today",
+        "connections",
+        SECRET,
+        params=(
+            query("provider_config_key", "The integration", required=True),
+            *(query(name, "'true' to " + what, type="string") for name, what in connection_queries.GET_FLAGS.items()),
+        ),
+        ok=json_answer(schema=connection_shape.CONNECTION_ANSWER),
+        errors=(400, 404),
+    ),
+    Route(
+        "PATCH",
+        "/connections/{connectionId}",
+        connections_current.patch_connection,
+        "Change a connection's end user, tags or webhook URL override",
+        "connections",
+        SECRET,
+        params=(query("provider_config_key", "The integration", required=True),),
+        body=ConnectionPatch,
+        ok=SUCCESS,
+        errors=(400, 404),
+    ),
+    Route(
+        "DELETE",
+        "/connections/{connectionId}",
+        connections_current.delete_connection,
+        "Delete a connection (revoking at the provider only when asked or the integration says so)",
+        "connections",
+        SECRET,
+        params=(
+            query("provider_config_key", "The integration", required=True),
+            query("revoke", "'true' to revoke at the provider first, 'false' not to (default: the integration's)"),
+        ),
+        ok=SUCCESS,
+        errors=(400,),
     ),
     Route(
         "POST",

@@ -92,7 +92,8 @@ async def delete_integration(request: web.Request, env: Environment, key: str) -
 
 
 async def delete_connection(request: web.Request, env: Environment, key: str, connection_id: str) -> Removal | None:
-    """Revoke at the provider and delete, as ``DELETE /connection`` does."""
+    """Delete (revoking at the provider first when the integration's ``revoke_on_delete`` is on), as
+    ``DELETE /connection`` without ``?revoke`` does."""
     return await remove_connection(request.app, env.name, key, connection_id)
 
 

@@ -115,7 +115,8 @@ async def delete_confirm(page: Page) -> web.StreamResponse:
         title=f"Delete the connection {connection_id}?",
         text=(
             f"The credentials of {connection_id} ({key}) are deleted; the app must connect again to use it. "
-            "When the provider offers revocation, its tokens are revoked there first. "
+            "Its tokens are revoked at the provider first only when the integration's revoke_on_delete "
+            "is on (and the provider offers revocation). "
             "A connection.deleted event is sent. This cannot be undone."
         ),
         action=page.url("connections", key, connection_id, "delete"),
