@@ -454,6 +454,61 @@ async def test_proxy_through_node_sdk(world: World, sdk: str) -> None:
 
 
 @pytest.mark.parametrize("sdk", CURRENT)
+async def test_current_sdk_connect_sessions(world: World, sdk: str) -> None:
+    answers = await run_script(world, sdk, "connectSessions")
+    gw = world.gw
+
+    async def session_of(token: str) -> dict[str, Any]:
+        resp = await gw.client.get("/connect/session", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status == 200, await resp.text()
+        data: dict[str, Any] = (await resp.json())["data"]
+        return data
+
+    def minted(name: str) -> dict[str, Any]:
+        data: dict[str, Any] = ok(answers, name)["data"]
+        assert set(data) == {"token", "connect_link", "expires_at"}
+        assert data["token"].startswith("nango_connect_session_")
+        assert data["connect_link"] == f"{gw.settings.public_url}/connect-ui/?session_token={data['token']}"
+        assert ISO.match(data["expires_at"])
+        return data
+
+    created = minted("createConnectSession")
+    session = await session_of(created["token"])
+    assert session["endUser"] == {
+        "id": "node-user",
+        "display_name": "Node",
+        "email": "node@example.com",
+        "tags": {"plan": "pro"},
+        "organization": {"id": "node-org", "display_name": "Node Org"},
+    }
+    assert session["allowed_integrations"] == ["ph"]
+    assert session["integrations_config_defaults"] == {
+        "oauth": {"connection_config": {"oauth_scopes_override": "read"}, "authorization_params": {"prompt": "consent"}}
+    }
+    resp = await gw.client.post(f"/api-auth/api-key/ph?connect_session_token={created['token']}", json={"apiKey": "k"})
+    assert resp.status == 200, await resp.text()
+    resp = await gw.client.get(
+        "/connection/" + (await resp.json())["connectionId"] + "?provider_config_key=ph", headers=gw.auth
+    )
+    assert resp.status == 200
+
+    assert (await session_of(minted("createConnectSession.tagsOnly")["token"]))["endUser"] is None
+    invalid = failed(answers, "createConnectSession.invalid", 400)["data"]["error"]
+    assert invalid["code"] == "invalid_body"
+    assert ["end_user", "email"] in [e["path"] for e in invalid["errors"]]
+
+    # a reconnect session authorizes the named connection again, under its id
+    again = minted("createReconnectSession")
+    assert (await session_of(again["token"]))["isReconnecting"] is True
+    resp = await gw.client.post(f"/api-auth/api-key/ph?connect_session_token={again['token']}", json={"apiKey": "new"})
+    assert (await resp.json())["connectionId"] == "node-ph"
+    resp = await gw.client.get("/connection/node-ph?provider_config_key=ph", headers=gw.auth)
+    assert (await resp.json())["credentials"]["apiKey"] == "new"
+    unknown = failed(answers, "createReconnectSession.unknown", 400)["data"]["error"]
+    assert unknown == {"code": "invalid_body", "message": "ConnectionID or IntegrationId does not exists"}
+
+
+@pytest.mark.parametrize("sdk", CURRENT)
 async def test_current_sdk_integrations(world: World, sdk: str) -> None:
     answers = await run_script(world, sdk, "integrations.current")
     shape = {"unique_key", "provider", "display_name", "forward_webhooks", "created_at", "updated_at"}

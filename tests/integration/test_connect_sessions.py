@@ -83,7 +83,11 @@ async def test_bad_session_requests(gw: Gateway) -> None:
     resp = await gw.client.post(
         "/connect/sessions", json={"end_user": {"id": "u"}, "allowed_integrations": ["nope"]}, headers=gw.auth
     )
-    assert_envelope(await resp.json(), "unknown_provider_config")
+    body = await resp.json()  # Nango's current answer: an invalid body naming the unknown integration
+    assert_envelope(body, "invalid_body")
+    assert body["error"]["errors"] == [
+        {"code": "custom", "message": "Integration does not exist", "path": ["allowed_integrations", 0]}
+    ]
     resp = await gw.client.post("/connect/sessions", json={"end_user": {"id": "u"}})
     assert_envelope(await resp.json(), "missing_auth_header")
     resp = await gw.client.post(

@@ -195,6 +195,28 @@ if (sections.has('proxy')) {
     });
 }
 
+if (sections.has('connectSessions')) {
+    // createConnectSession / createReconnectSession (0.71): Nango's current bodies, answered {data: {token, connect_link, expires_at}}
+    await call('createConnectSession', () =>
+        nango.createConnectSession({
+            end_user: { id: 'node-user', email: 'node@example.com', display_name: 'Node', tags: { plan: 'pro' } },
+            organization: { id: 'node-org', display_name: 'Node Org' },
+            tags: { team: 'sdk' },
+            allowed_integrations: [apiKey.key],
+            integrations_config_defaults: {
+                [oauth.key]: { user_scopes: 'a', authorization_params: { prompt: 'consent' }, connection_config: { oauth_scopes_override: 'read' } }
+            },
+            webhook_url_override: 'https://hooks.example.com/node'
+        })
+    );
+    await call('createConnectSession.tagsOnly', () => nango.createConnectSession({ tags: { project: 'p' } }));
+    await call('createConnectSession.invalid', () => nango.createConnectSession({ end_user: { id: 'u', email: 'nope' } }));
+    await call('createReconnectSession', () => nango.createReconnectSession({ connection_id: apiKey.connectionId, integration_id: apiKey.key }));
+    await call('createReconnectSession.unknown', () =>
+        nango.createReconnectSession({ connection_id: 'nobody-has-this-id', integration_id: apiKey.key })
+    );
+}
+
 if (sections.has('integrations.current')) {
     // listIntegrations, getIntegration, createIntegration, updateIntegration, deleteIntegration (0.71): /integrations
     const it = config.integration;

@@ -109,9 +109,26 @@ METADATA_OBJECT: JsonSchema = {"type": "object", "description": "The metadata it
 HEALTH = _object({"result": {"const": "ok"}})
 CONNECTED = _object({"providerConfigKey": _STRING, "connectionId": _STRING})
 SUCCESS = _object({"success": {"const": True}})
-SESSION_TOKEN = _object({"data": _object({"token": _STRING, "expires_at": _STRING})})
+SESSION_TOKEN = _object({"data": _object({"token": _STRING, "connect_link": _STRING, "expires_at": _STRING})})
 CONNECT_SESSION = _object(
-    {"data": _object({"end_user": _OBJECT, "organization": {"type": ["object", "null"]}, "expires_at": _STRING})}
+    {
+        "data": _object(
+            {
+                "endUser": {"type": ["object", "null"]},
+                "connectUISettings": _OBJECT,
+                "end_user": _OBJECT,
+                "organization": {"type": ["object", "null"]},
+                "expires_at": _STRING,
+            },
+            {
+                "allowed_integrations": {"type": "array", "items": _STRING},
+                "integrations_config_defaults": _OBJECT,
+                "isReconnecting": {"type": "boolean"},
+                "overrides": _OBJECT,
+                "websocketsPath": _STRING,
+            },
+        )
+    }
 )
 CONNECT_LINK = _object({"data": _object({"token": _STRING, "url": _STRING, "expires_at": _STRING})})
 CONFIG = _object({"config": _object({"unique_key": _STRING, "provider": _STRING})})

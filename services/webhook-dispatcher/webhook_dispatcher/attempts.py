@@ -107,7 +107,13 @@ class Attempter:
         settings = snapshot.environment.webhooks if snapshot is not None else None
         target = None
         if settings is not None:
-            target = settings.primary_url if delivery.slot == "primary" else settings.secondary_url
+            target = (
+                delivery.url  # the connection's own URL, not one of the environment's
+                if delivery.slot == "override"
+                else settings.primary_url
+                if delivery.slot == "primary"
+                else settings.secondary_url
+            )
         if target and target != delivery.url:
             # The endpoint's URL changed since the delivery was made (a typo fixed): follow it.
             delivery = delivery.model_copy(update={"url": target})

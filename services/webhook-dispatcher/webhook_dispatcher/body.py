@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from keyway_shared.events import (
     AuthFailed,
@@ -21,10 +21,11 @@ from keyway_shared.events import (
     TokenRefreshed,
     TokenRefreshFailed,
 )
+from keyway_shared.events.models import EndUserInfo
 from keyway_shared.jsjson import js_stringify
 from keyway_shared.store import WebhookSettings
 
-__all__ = ["AuthWebhook", "auth_webhook", "body_text", "should_send"]
+__all__ = ["AuthWebhook", "Slot", "auth_webhook", "body_text", "should_send", "webhook_urls"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -47,11 +48,44 @@ def _body(
         "provider": data.provider,
         "environment": event.environment,
         "operation": operation,
-        "success": success,
     }
+    # Nango's current body says whom the connection belongs to, between ``operation`` and ``success``.
+    tags = getattr(data, "tags", None)
+    if tags is not None:
+        body["tags"] = tags
+    end_user: EndUserInfo | None = getattr(data, "end_user", None)
+    if end_user is not None:
+        body["endUser"] = _end_user(end_user)
+    body["success"] = success
     if error is not None:
         body["error"] = {"type": error.type, "description": error.description}
     return AuthWebhook(operation=operation, body=body)
+
+
+def _end_user(end_user: EndUserInfo) -> dict[str, Any]:
+    """Nango's ``endUser``: its email null when it has none, its organization's id only when it has one."""
+    shown: dict[str, Any] = {"endUserId": end_user.id, "endUserEmail": end_user.email}
+    if end_user.organization is not None:
+        shown["organizationId"] = end_user.organization.id
+    shown["tags"] = end_user.tags or {}
+    return shown
+
+
+Slot = Literal["primary", "secondary", "override"]
+
+
+def webhook_urls(settings: WebhookSettings, event: CloudEvent[Any]) -> list[tuple[Slot, str]]:
+    """Where the event's webhook goes: the connection's ``webhook_url_override`` instead of both of the
+    environment's URLs when it has one (Nango's ``resolveWebhookSettings`` drops the secondary too),
+    else the environment's."""
+    override = getattr(event.data, "webhook_url_override", None)
+    if isinstance(override, str) and override.strip():
+        return [("override", override)]
+    slots: list[tuple[Slot, str | None]] = [
+        ("primary", settings.primary_url),
+        ("secondary", settings.secondary_url),
+    ]
+    return [(slot, url) for slot, url in slots if url]
 
 
 def auth_webhook(event: CloudEvent[Any]) -> AuthWebhook | None:
@@ -72,9 +106,10 @@ def auth_webhook(event: CloudEvent[Any]) -> AuthWebhook | None:
     return None
 
 
-def should_send(settings: WebhookSettings, operation: str) -> bool:
-    """Nango's ``shouldSend``: each toggle gates one operation, the others always go (URL permitting)."""
-    if not settings.urls():
+def should_send(settings: WebhookSettings, operation: str, *, has_url: bool | None = None) -> bool:
+    """Nango's ``shouldSend``: each toggle gates one operation, the others always go (URL permitting:
+    ``has_url``, the environment's URLs when not said, a connection's override counting as one)."""
+    if not (settings.urls() if has_url is None else has_url):
         return False
     if operation == "creation":
         return settings.on_auth_creation

@@ -17,7 +17,7 @@ comes back as the same attempt, marked resumed, until the hiccup is over.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Any
 
 from pymongo.errors import PyMongoError
 
@@ -26,7 +26,7 @@ from keyway_shared.events import CloudEvent
 from keyway_shared.logging import get_logger
 
 from .attempts import Attempter
-from .body import AuthWebhook, auth_webhook, body_text, should_send
+from .body import AuthWebhook, Slot, auth_webhook, body_text, should_send, webhook_urls
 from .caches import SnapshotCache
 from .messages import WebhookDelivery, delivery_id, webhook_id
 from .queue import DeliveryQueue
@@ -62,15 +62,12 @@ class Dispatcher:
             log.warning("no such environment; webhook not sent", environment=event.environment)
             return
         settings = snapshot.environment.webhooks
-        if not should_send(settings, webhook.operation):
+        urls = webhook_urls(settings, event)
+        if not should_send(settings, webhook.operation, has_url=bool(urls)):
             log.debug("webhook not wanted by the environment's settings", operation=webhook.operation)
             return
         body = body_text(webhook.body)
-        slots: list[tuple[Literal["primary", "secondary"], str | None]] = [
-            ("primary", settings.primary_url),
-            ("secondary", settings.secondary_url),
-        ]
-        deliveries = [_delivery(event, webhook, slot, url, body) for slot, url in slots if url]
+        deliveries = [_delivery(event, webhook, slot, url, body) for slot, url in urls]
         results: list[BaseException | None]
         if len(deliveries) == 1:  # the usual case: no task to spawn
             results = [None]
@@ -125,9 +122,7 @@ class Sender:
             raise DeadLetter(outcome.reason)
 
 
-def _delivery(
-    event: CloudEvent[Any], webhook: AuthWebhook, slot: Literal["primary", "secondary"], url: str, body: str
-) -> WebhookDelivery:
+def _delivery(event: CloudEvent[Any], webhook: AuthWebhook, slot: Slot, url: str, body: str) -> WebhookDelivery:
     delivery = delivery_id(event.id, slot)
     data = event.data
     return WebhookDelivery(

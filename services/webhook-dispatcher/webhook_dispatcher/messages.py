@@ -30,7 +30,8 @@ class WebhookDelivery(EventData):
     webhook_id: str
     run: str = Field(default="0", description="'0' for the delivery an event started; a replay's request id")
     trigger: Literal["event", "replay"] = "event"
-    slot: Literal["primary", "secondary"]
+    # "override": the connection's own webhook URL (its webhook_url_override), which its attempts keep
+    slot: Literal["primary", "secondary", "override"]
     event_id: str
     event_type: str
     operation: str

@@ -67,9 +67,12 @@ class Replayer:
 def _replay_of(record: dict[str, Any], env: Environment, *, run: str) -> WebhookDelivery | None:
     slot = record.get("slot")
     body = record.get("body")
-    if slot not in ("primary", "secondary") or not isinstance(body, str):
+    if slot not in ("primary", "secondary", "override") or not isinstance(body, str):
         return None  # recorded before replays existed
-    url = env.webhooks.primary_url if slot == "primary" else env.webhooks.secondary_url
+    if slot == "override":  # the connection's own URL, as it was when the event was sent
+        url = record.get("url")
+    else:
+        url = env.webhooks.primary_url if slot == "primary" else env.webhooks.secondary_url
     if not url:
         log.info("not replaying: the endpoint has no URL any more", slot=slot, delivery_id=record.get("delivery_id"))
         return None

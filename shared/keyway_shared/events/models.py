@@ -23,8 +23,10 @@ __all__ = [
     "ConnectionDeleted",
     "ConnectionEventData",
     "ConnectionUpdated",
+    "EndUserInfo",
     "ErrorInfo",
     "HttpExcerpt",
+    "OrganizationInfo",
     "TokenRefreshFailed",
     "TokenRefreshed",
     "WebhookDelivered",
@@ -39,6 +41,21 @@ class ErrorInfo(EventData):
     description: str = Field(description="a human-readable message; never holds a secret")
 
 
+class OrganizationInfo(EventData):
+    id: str
+    display_name: str | None = None
+
+
+class EndUserInfo(EventData):
+    """The end user a connection belongs to: the one its connect session named."""
+
+    id: str
+    email: str | None = None
+    display_name: str | None = None
+    tags: dict[str, str] | None = Field(default=None, description="the end user's own tags")
+    organization: OrganizationInfo | None = None
+
+
 class ConnectionEventData(EventData):
     connection_id: str
     provider_config_key: str
@@ -46,6 +63,12 @@ class ConnectionEventData(EventData):
     auth_mode: AuthMode
     operation_id: str | None = Field(default=None, description="activity-log operation this belongs to")
     credentials_expire_at: datetime | None = None
+    # Who the connection belongs to, when it says (absent from connections that never did).
+    end_user: EndUserInfo | None = Field(default=None, description="its end user, from its connect session")
+    tags: dict[str, str] | None = Field(default=None, description="its tags (Nango's connection tags)")
+    webhook_url_override: str | None = Field(
+        default=None, description="its webhooks go to this URL instead of the environment's"
+    )
 
 
 class ConnectionCreated(ConnectionEventData):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -108,6 +108,20 @@ def _check_owner(existing: dict[str, Any], end_user: dict[str, Any] | None) -> N
         raise ConnectionOwnedError("the connection belongs to another end user")
 
 
+# What a write reads of the connection it replaces: its identity, and the labels it may leave as they are.
+_KEPT_ON_WRITE = {"id": 1, "created_at": 1, "end_user": 1, "tags": 1, "webhook_url_override": 1}
+
+
+def _keep_stored_labels(connection: Connection, existing: dict[str, Any], fields: Mapping[str, Any]) -> None:
+    """What the write does not set stays as stored: the connection (and its event) say so."""
+    if "end_user" not in fields:
+        connection.end_user = existing.get("end_user")
+    if "tags" not in fields:
+        connection.tags = existing.get("tags") or {}
+    if "webhook_url_override" not in fields:
+        connection.webhook_url_override = existing.get("webhook_url_override")
+
+
 def _key_of(connection: Connection) -> dict[str, str]:
     return {
         "environment": connection.environment,
@@ -138,13 +152,21 @@ class Connection:
     refresh_failed: bool = False  # the last refresh failed (read only here: the refresher writes it)
 
     def event_identity(self) -> dict[str, Any]:
-        """The fields every ``connection.*`` and ``token.*`` event names its connection by."""
-        return {
+        """The fields every ``connection.*`` and ``token.*`` event names its connection by, and who it
+        belongs to (its end user, its tags, where its webhooks go) when it says."""
+        identity: dict[str, Any] = {
             "connection_id": self.connection_id,
             "provider_config_key": self.provider_config_key,
             "provider": self.provider,
             "auth_mode": self.auth_mode,
         }
+        if self.end_user:
+            identity["end_user"] = self.end_user
+        if self.tags:
+            identity["tags"] = dict(self.tags)
+        if self.webhook_url_override:
+            identity["webhook_url_override"] = self.webhook_url_override
+        return identity
 
 
 class ConnectionStore:
@@ -228,26 +250,33 @@ class ConnectionStore:
         *,
         refresh_margin: timedelta = DEFAULT_MARGIN,
         for_session: bool = False,
+        labels: Mapping[str, Any] | None = None,
     ) -> tuple[Connection, bool, OutboxRow]:
         """Insert or update the connection and add its event to the outbox, atomically.
 
-        ``make_event(created)`` builds the event once we know whether this was a first authorization.
+        ``make_event(created)`` builds the event once we know whether this was a first authorization;
+        by then ``connection`` also holds what the write leaves as stored (its end user, tags and
+        webhook URL override), so the event tells who the connection belongs to.
         ``for_session``: a connect session writes for ``connection.end_user`` (None: an end user it
         did not name); the connection then belongs to them, and one that belongs to another end
         user is left as it is (``ConnectionOwnedError``).
+        ``labels``: further fields the session sets (its tags with their index, its webhook URL override).
         """
         key = _key_of(connection)
         now = db_now()
         fields = self._write_fields(connection, now=now, refresh_margin=refresh_margin)
         if for_session and connection.end_user is not None:
             fields["end_user"] = connection.end_user
+        fields.update(labels or {})
         new_id = await self._next_id()  # an unused number when this turns out to be an update: harmless
 
         async def save_once() -> tuple[dict[str, Any] | None, OutboxRow]:
             async with self._client.start_session() as session, await session.start_transaction():
-                existing = await self._col.find_one(key, {"id": 1, "created_at": 1, "end_user": 1}, session=session)
+                existing = await self._col.find_one(key, _KEPT_ON_WRITE, session=session)
                 if for_session and existing is not None:
                     _check_owner(existing, connection.end_user)
+                if existing is not None:
+                    _keep_stored_labels(connection, existing, fields)
                 if existing is None:
                     doc = (
                         key

@@ -47,7 +47,7 @@ __all__ = [
 _DUPLICATE_KEY = 11000
 _DELIVERY_NAMESPACE = uuid.UUID("5b0c8f3e-7a1d-4e0b-9a65-0d3c1f6e2a47")
 MAX_REPLAY_DELIVERIES = 10_000
-SLOTS = ("primary", "secondary")
+SLOTS = ("primary", "secondary", "override")  # override: a connection's own webhook URL
 
 
 def delivery_id(event_id: str, slot: str) -> str:

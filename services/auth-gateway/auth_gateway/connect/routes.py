@@ -9,7 +9,7 @@ from ..openapi_spec import ERROR_REF, NO_CONTENT, AuthKind, Route, bracketed, fo
 from . import app_auth, links, oauth, sessions
 from .links import CreateLinkBody
 from .modes import CONNECT_PARAMS, FORM_ROUTES
-from .sessions import CreateSessionBody
+from .session_input import ReconnectSessionBody, SessionBody
 from .ws import websocket_or_index
 
 __all__ = ["CONNECT_ROUTES"]
@@ -160,7 +160,17 @@ CONNECT_ROUTES: list[Route] = [
         "Mint a connect session token",
         "connect-sessions",
         SECRET,
-        body=CreateSessionBody,
+        body=SessionBody,
+        ok=json_answer(201, schema.SESSION_TOKEN),
+    ),
+    Route(
+        "POST",
+        "/connect/sessions/reconnect",
+        sessions.create_reconnect_session,
+        "Mint a connect session that may only authorize one existing connection again",
+        "connect-sessions",
+        SECRET,
+        body=ReconnectSessionBody,
         ok=json_answer(201, schema.SESSION_TOKEN),
     ),
 ]

@@ -46,6 +46,12 @@ class ConnectSession:
     # Nango's per-integration defaults (authorization_params, connection_config with client overrides,
     # user_scopes): what the backend fixes or lets the browser choose in an OAuth flow. Stored encrypted.
     integrations_config_defaults: dict[str, dict[str, Any]] | None = None
+    # What the connection this session writes gets (None: a reconnect leaves the connection's as they are):
+    # its tags (Nango's connection tags, end user's fields included) and the URL its webhooks go to
+    # instead of the environment's ("": back to the environment's).
+    tags: dict[str, str] | None = None
+    webhook_url_override: str | None = None
+    overrides: dict[str, dict[str, Any]] | None = None  # per integration: docs_connect, for the Connect UI
     expires_at: datetime
     created_at: datetime = field(default_factory=utcnow)
 
@@ -80,6 +86,9 @@ def _from_doc(doc: dict[str, Any], cipher: CredentialCipher) -> ConnectSession:
         integrations_config_defaults=cipher.decrypt_json(defaults_enc, associated_data=doc["_id"].encode())
         if defaults_enc
         else None,
+        tags=doc.get("tags"),
+        webhook_url_override=doc.get("webhook_url_override"),
+        overrides=doc.get("overrides"),
         expires_at=doc["expires_at"],
         created_at=doc["created_at"],
     )
@@ -109,6 +118,9 @@ class ConnectSessionStore:
                 )
                 if session.integrations_config_defaults
                 else None,
+                "tags": session.tags,
+                "webhook_url_override": session.webhook_url_override,
+                "overrides": session.overrides,
                 "created_at": session.created_at,
                 "expires_at": session.expires_at,
                 "used_at": None,

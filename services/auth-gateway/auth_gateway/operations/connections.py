@@ -49,6 +49,7 @@ from keyway_shared.events import (
 from keyway_shared.logging import get_logger, redact
 from keyway_shared.refresh.policy import DEFAULT_MARGIN
 from keyway_shared.store import Connection, Environment, OutboxRow
+from keyway_shared.store.connection_labels import tag_fields
 from keyway_shared.store.connections import ConnectionOwnedError
 from keyway_shared.unavailability import is_unavailability
 
@@ -159,14 +160,34 @@ _RELEASES: set[asyncio.Task[None]] = set()
 
 
 async def _claim(app: web.Application, session_id: str | None, connection: Connection) -> SessionClaim | None:
-    """Spend the session (before the write), and make the connection its end user's."""
+    """Spend the session (before the write), and make the connection its end user's, with the
+    session's tags and webhook URL override (those it leaves unset, the connection keeps)."""
     if session_id is None:
         return None
     claim = await app[STORES].connect_sessions.claim(session_id)
     if claim is None:
         raise _session_gone()
-    connection.end_user = claim.session.owner()
+    session = claim.session
+    connection.end_user = session.owner()
+    if session.tags is not None:
+        connection.tags = dict(session.tags)
+    if session.webhook_url_override is not None:
+        connection.webhook_url_override = session.webhook_url_override or None  # "": the environment's again
     return claim
+
+
+def _session_labels(claim: SessionClaim | None) -> dict[str, Any]:
+    """The fields a session's write sets beside the credentials (Nango: a session's connection takes
+    the session's tags and webhook URL override)."""
+    if claim is None:
+        return {}
+    session = claim.session
+    labels: dict[str, Any] = {}
+    if session.tags is not None:
+        labels |= tag_fields(session.tags)
+    if session.webhook_url_override is not None:
+        labels["webhook_url_override"] = session.webhook_url_override or None
+    return labels
 
 
 async def store_connection(
@@ -197,6 +218,8 @@ async def store_connection(
             "operation_id": operation_id,
             "credentials_expire_at": expires_at,
         }
+        # who the connection belongs to, as the write leaves it (the session's, or as stored)
+        fields |= {k: v for k, v in connection.event_identity().items() if k not in fields}
         data: EventData = ConnectionCreated(**fields) if created else ConnectionUpdated(**fields, operation="override")
         kind = "connection.created" if created else "connection.updated"
         return make_event(data, type=kind, source=SOURCE, environment=environment, subject=subject)
@@ -218,7 +241,7 @@ async def store_connection(
     claim = await _claim(app, connect_session_id, connection)
     try:
         saved, created, row = await app[STORES].connections.save_with_event(
-            connection, make, refresh_margin=margin, for_session=claim is not None
+            connection, make, refresh_margin=margin, for_session=claim is not None, labels=_session_labels(claim)
         )
     except BaseException as exc:
         if claim is not None:  # nothing was written: the user may try again
