@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from ..operations.tag_rules import EMAIL, lowercased, problems_of
+from ..operations.connection_tags import EMAIL, lowercased, tag_problems
 
 __all__ = ["ConnectionPatch", "ConnectionTags", "EndUserPatch", "MetadataBody", "WebhookUrl"]
 
@@ -30,13 +30,13 @@ def _email(value: str) -> str:
 
 
 def _end_user_tags(tags: dict[str, str]) -> dict[str, str]:
-    if problems := problems_of(tags, empty_values=True):
+    if problems := tag_problems(tags, empty_values=True):
         raise ValueError("; ".join(problems))
     return tags
 
 
 def _connection_tags(tags: dict[str, str]) -> dict[str, str]:
-    if problems := problems_of(tags):
+    if problems := tag_problems(tags):
         raise ValueError("; ".join(problems))
     return lowercased(tags)
 

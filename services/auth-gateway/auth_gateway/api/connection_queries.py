@@ -29,7 +29,7 @@ from aiohttp import web
 from keyway_shared.store.connection_labels import ConnectionListQuery
 
 from ..http.query_issues import Issue, check_string, invalid_params, single_values, unrecognized_keys
-from ..operations.tag_rules import lowercased, problems_of
+from ..operations.connection_tags import lowercased, tag_problems
 
 __all__ = [
     "CONNECTION_ID",
@@ -126,7 +126,7 @@ def _tags(request: web.Request) -> tuple[dict[str, str], list[Issue]]:
             continue
         tags[match.group(1)] = values[0]
     if not issues:
-        issues += [{"code": "custom", "message": problem, "path": ["tags"]} for problem in problems_of(tags)]
+        issues += [{"code": "custom", "message": problem, "path": ["tags"]} for problem in tag_problems(tags)]
     return lowercased(tags), issues
 
 

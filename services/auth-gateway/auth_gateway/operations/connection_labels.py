@@ -24,8 +24,8 @@ from keyway_shared.events import CloudEvent, ConnectionUpdated, EventData, make_
 from keyway_shared.service import MONGO_CLIENT, MONGO_DB
 from keyway_shared.store.connection_labels import ConnectionLabelStore, tag_fields
 
+from .connection_tags import end_user_tags, tag_problems
 from .connections import SOURCE, written_and_announced
-from .tag_rules import derived_tags, problems_of
 
 __all__ = ["LabelsRefusedError", "label_changes", "relabel_connection"]
 
@@ -45,8 +45,8 @@ def label_changes(
     if end_user is not None:
         changes["end_user"] = {k: v for k, v in end_user.items() if v is not None}
     if end_user is not None or tags is not None:
-        merged = {**derived_tags(end_user), **(tags or {})}
-        if problems := problems_of(merged):
+        merged = {**end_user_tags(end_user, None), **(tags or {})}
+        if problems := tag_problems(merged):
             raise LabelsRefusedError("; ".join(problems))
         changes |= tag_fields(merged)
     if webhook_url_override is not None:
