@@ -9,6 +9,12 @@
 ``AsyncClient`` has the same methods as coroutines. ``verify_webhook`` checks the signatures on the
 webhooks Keyway sends (Standard Webhooks, ``X-Nango-Hmac-Sha256``, ``X-Nango-Signature``).
 
+The clients' methods call Nango's 2024 routes; ``keyway.current`` calls its current ones (what
+``@nangohq/node`` 0.71 calls), with the node SDK's method names::
+
+    conns = keyway.current.list_connections(end_user_id="u-1", tags={"plan": "pro"})
+    session = keyway.current.create_connect_session(end_user={"id": "u-1"}, allowed_integrations=["github"])
+
 Every exception raised on purpose is a ``KeywayError``::
 
     KeywayError
@@ -40,6 +46,20 @@ from ._credentials import (
     TbaCredentials,
     UnknownCredentials,
 )
+from ._current_async import AsyncCurrentApi
+from ._current_models import (
+    ConnectionIssue,
+    ConnectSession,
+    ConnectSessionToken,
+    CurrentConnection,
+    CurrentConnectionSummary,
+    CurrentIntegration,
+    EndUser,
+    EndUserOrganization,
+    IntegrationApp,
+    Provider,
+)
+from ._current_sync import CurrentApi
 from ._errors import (
     ApiError,
     AuthenticationError,
@@ -63,20 +83,32 @@ __all__ = [
     "AppCredentials",
     "AppStoreCredentials",
     "AsyncClient",
+    "AsyncCurrentApi",
     "AuthenticationError",
     "BasicCredentials",
     "Client",
     "ClientCredentials",
+    "ConnectSession",
+    "ConnectSessionToken",
     "Connection",
+    "ConnectionIssue",
     "ConnectionSummary",
     "Credentials",
+    "CurrentApi",
+    "CurrentConnection",
+    "CurrentConnectionSummary",
+    "CurrentIntegration",
+    "EndUser",
+    "EndUserOrganization",
     "Integration",
+    "IntegrationApp",
     "IntegrationSummary",
     "KeywayError",
     "NoCredentials",
     "NotFoundError",
     "OAuth1Credentials",
     "OAuth2Credentials",
+    "Provider",
     "ProxyCall",
     "ProxyResponse",
     "RateLimitedError",

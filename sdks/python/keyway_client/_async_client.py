@@ -10,6 +10,7 @@ from typing import Any, Required, TypedDict, Unpack
 from yarl import URL
 
 from ._credentials import Credentials, OAuth2Credentials
+from ._current_async import AsyncCurrentApi
 from ._errors import TransportError, error_from_response
 from ._http import Params, Transport, flag, is_envelope, query_pairs, segment
 from ._models import (
@@ -50,6 +51,10 @@ class AsyncClient:
 
     The aiohttp session opens on the first call, on the event loop running it, and every later call
     must come from that loop; ``aclose()`` (or leaving the ``async with``) closes it.
+
+    These methods call Nango's 2024 routes; ``current`` (:class:`AsyncCurrentApi`) calls its current
+    ones, what ``@nangohq/node`` 0.71 calls (providers, connections with end users and tags, connect
+    sessions …).
     """
 
     def __init__(
@@ -63,6 +68,9 @@ class AsyncClient:
         limits = timeout if isinstance(timeout, Timeout) else Timeout(total=timeout)
         self._http = Transport(host=host, secret_key=secret_key, timeout=limits, user_agent=user_agent)
         self._secret_key = secret_key
+        # Nango's current routes (/providers, /integrations, /connections, connect sessions …), on
+        # the same connection pool; this class's own methods keep speaking the 2024 routes.
+        self.current = AsyncCurrentApi(self._http)
 
     def __repr__(self) -> str:
         return f"AsyncClient(host={self._http.host!r})"  # never the key

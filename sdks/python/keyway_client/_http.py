@@ -110,13 +110,23 @@ class Transport:
             raise TransportError(f"{method} {url.path}: {type(exc).__name__}: {exc}") from exc
 
     async def call(
-        self, method: str, path: str, *, params: list[tuple[str, str]] | None = None, json_body: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        json_body: Any = None,
+        authorization: str | None = None,
     ) -> Any:
-        """One API call: the decoded JSON of a 2xx answer (None when empty), else the mapped ApiError."""
+        """One API call: the decoded JSON of a 2xx answer (None when empty), else the mapped ApiError.
+
+        ``authorization`` replaces the secret key's header for this call (a connect session's token).
+        """
         url = URL(self.host + path, encoded=True)  # the path's segments are escaped already
-        status, headers, content = await self.send(
-            method, url, params=params, json_body=json_body, headers={"Accept": "application/json"}
-        )
+        sent = {"Accept": "application/json"}
+        if authorization is not None:
+            sent["Authorization"] = authorization
+        status, headers, content = await self.send(method, url, params=params, json_body=json_body, headers=sent)
         text = content.decode("utf-8", errors="replace")
         try:
             body: Any = json.loads(content) if content else None

@@ -18,6 +18,7 @@ from typing import Any, TypeVar, Unpack
 
 from ._async_client import DEFAULT_TIMEOUT, AsyncClient, ProxyCall
 from ._credentials import Credentials
+from ._current_sync import CurrentApi
 from ._http import Params
 from ._models import Connection, ConnectionSummary, Integration, IntegrationSummary, ProxyResponse, Timeout
 
@@ -28,7 +29,9 @@ T = TypeVar("T")
 
 class Client:
     """Keyway's backend API from ordinary (blocking) code. Use as ``with Client(...) as keyway:``,
-    or call ``close()`` when done. One instance may be shared by several threads."""
+    or call ``close()`` when done. One instance may be shared by several threads.
+
+    ``current`` (:class:`CurrentApi`) holds the current routes, as ``AsyncClient.current`` does."""
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class Client:
         self._thread.start()
         self._closed = False
         self._lock = threading.Lock()
+        self.current = CurrentApi(self._client.current, self._run)  # see AsyncClient.current
 
     def __repr__(self) -> str:
         return repr(self._client).replace("AsyncClient", "Client", 1)
