@@ -1,7 +1,10 @@
 """``keyway import-nango`` against a Nango-shaped database the test builds in the local PostgreSQL.
 
 Rows are encrypted exactly as Nango's encryption manager does (AES-256-GCM, 12-byte IV, ciphertext
-and tag as separate base64 strings), in a schema of its own that is dropped afterwards.
+and tag as separate base64 strings), in a schema of its own that is dropped afterwards. Two schema
+generations: Nango 0.39 to 0.42 (keys on the environments; built here) and v0.71 (keys in
+``api_secrets`` and ``customer_keys``, end users, tags, webhook URL overrides; ``nango_db.py``), and
+the one between them (``api_secrets`` only, the override still in ``connection_config``).
 """
 
 from __future__ import annotations
@@ -17,34 +20,23 @@ from typing import Any
 
 import psycopg
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from pymongo import AsyncMongoClient
 
+from auth_gateway.api.connection_shape import full_connection_json
 from auth_gateway.http.serialize import connection_json
 from keyway_cli.main import run_cli
 from keyway_shared.cipher import CredentialCipher, generate_key
 from keyway_shared.store import ConnectionStore, Database, EnvironmentStore, IntegrationStore, WebhookSettings
+from keyway_shared.store.connection_labels import ConnectionListQuery, list_connection_documents
 
 from .cli_seed import settings_for
+from .gateway_app import StartGateway
+from .nango_db import CURRENT_DDL, FUTURE, NANGO_KEY, PG_URL, CurrentSeed, fill_current, insert, nango_encrypt
+from .nango_db import OAUTH2 as CURRENT_OAUTH2
 
 pytestmark = [pytest.mark.mongo, pytest.mark.postgres]
-
-PG_URL = os.environ.get("KEYWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-NANGO_KEY = base64.b64encode(os.urandom(32)).decode()
-FUTURE = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
-
-
-def nango_encrypt(text: str, key: str = NANGO_KEY) -> tuple[str, str, str]:
-    """Nango's ``encrypt``: [ciphertext, iv, tag], each base64, the tag apart from the ciphertext."""
-    iv = os.urandom(12)
-    sealed = AESGCM(base64.b64decode(key)).encrypt(iv, text.encode(), None)
-    return (
-        base64.b64encode(sealed[:-16]).decode(),
-        base64.b64encode(iv).decode(),
-        base64.b64encode(sealed[-16:]).decode(),
-    )
-
 
 DDL = """
 CREATE TABLE {s}._nango_environments (
@@ -125,35 +117,21 @@ async def nango() -> AsyncIterator[tuple[str, psycopg.AsyncConnection[Any]]]:
         await conn.close()
 
 
-async def _insert(conn: psycopg.AsyncConnection[Any], s: sql.Identifier, table: str, row: dict[str, Any]) -> int:
-    query = sql.SQL("INSERT INTO {}.{} ({}) VALUES ({}) RETURNING id").format(
-        s,
-        sql.Identifier(table),
-        sql.SQL(", ").join(map(sql.Identifier, row)),
-        sql.SQL(", ").join(sql.Placeholder() * len(row)),
-    )
-    values = [psycopg.types.json.Jsonb(v) if isinstance(v, dict) else v for v in row.values()]
-    cur = await conn.execute(query, values)
-    found = await cur.fetchone()
-    assert found is not None
-    return int(found[0])
-
-
 async def _fill(conn: psycopg.AsyncConnection[Any], s: sql.Identifier) -> None:
     secret, iv, tag = nango_encrypt(DEV_SECRET)
     pending, piv, ptag = nango_encrypt(DEV_PENDING_SECRET)
-    dev = await _insert(conn, s, "_nango_environments", {
+    dev = await insert(conn, s, "_nango_environments", {
         "name": "dev", "account_id": 0, "secret_key": secret, "secret_key_iv": iv, "secret_key_tag": tag,
         "public_key": DEV_PUBLIC, "callback_url": "https://app.example.com/oauth/callback", "hmac_enabled": True,
         "hmac_key": "nango-hmac-key", "pending_secret_key": pending, "pending_secret_key_iv": piv,
         "pending_secret_key_tag": ptag, "pending_public_key": DEV_PENDING_PUBLIC,
     })  # fmt: skip
     # prod was created before NANGO_ENCRYPTION_KEY was set: its secret key is plain, its webhooks pre-v0.40.
-    prod = await _insert(conn, s, "_nango_environments", {
+    prod = await insert(conn, s, "_nango_environments", {
         "name": "prod", "account_id": 0, "secret_key": PROD_SECRET, "public_key": PROD_PUBLIC,
         "webhook_url": "https://hooks.example.com/prod", "send_auth_webhook": True,
     })  # fmt: skip
-    await _insert(conn, s, "_nango_external_webhooks", {
+    await insert(conn, s, "_nango_external_webhooks", {
         "environment_id": dev, "primary_url": "https://hooks.example.com/dev", "secondary_url": "https://backup.example.com/dev",
         "on_auth_creation": True, "on_auth_refesh_error": True,
     })  # fmt: skip
@@ -180,8 +158,8 @@ async def _fill(conn: psycopg.AsyncConnection[Any], s: sql.Identifier) -> None:
             value, civ, ctag = nango_encrypt(json.dumps(custom))
             row["custom"] = {"encryptedValue": value, "iv": civ, "authTag": ctag}
             row["app_link"] = "https://github.com/apps/acme"
-        configs[(env_id, unique_key)] = await _insert(conn, s, "_nango_configs", row)
-    gone = await _insert(
+        configs[(env_id, unique_key)] = await insert(conn, s, "_nango_configs", row)
+    gone = await insert(
         conn, s, "_nango_configs", {"environment_id": dev, "unique_key": "old", "provider": "github", "deleted": True}
     )
 
@@ -190,7 +168,7 @@ async def _fill(conn: psycopg.AsyncConnection[Any], s: sql.Identifier) -> None:
         row = {"environment_id": env_id, "provider_config_key": key, "connection_id": cid,
                "config_id": configs.get((env_id, key), gone), "credentials": {"encrypted_credentials": enc},
                "credentials_iv": civ, "credentials_tag": ctag, "created_at": CREATED} | extra  # fmt: skip
-        await _insert(conn, s, "_nango_connections", row)
+        await insert(conn, s, "_nango_connections", row)
 
     await connection(dev, "github", "user-1", OAUTH2, metadata={"plan": "pro"}, connection_config={"org": "acme"},
                      last_fetched_at=CREATED + timedelta(days=1))  # fmt: skip
@@ -369,3 +347,246 @@ async def test_one_environment_and_a_tolerant_reader(
     code, text = await _import(settings_for(mongo_url, db_name, key), "not_a_schema")
     assert code == 2
     assert "no table not_a_schema._nango_environments" in text
+
+
+@pytest.fixture
+async def nango_current() -> AsyncIterator[tuple[str, psycopg.AsyncConnection[Any], CurrentSeed]]:
+    """A Nango v0.71 database of its own (``nango_db.CURRENT_DDL``), dropped afterwards."""
+    schema = f"nango_{uuid.uuid4().hex[:12]}"
+    conn = await psycopg.AsyncConnection.connect(PG_URL, autocommit=True)
+    s = sql.Identifier(schema)
+    await conn.execute(sql.SQL("CREATE SCHEMA {}").format(s))
+    try:
+        await conn.execute(sql.SQL(CURRENT_DDL).format(s=s))  # type: ignore[arg-type]
+        yield schema, conn, await fill_current(conn, s)
+    finally:
+        await conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(s))
+        await conn.close()
+
+
+C1_END_USER = {
+    "id": "user-42",
+    "email": "ada@acme.example",
+    "display_name": "Ada",
+    "tags": {"plan": "pro"},
+    "organization": {"id": "org-1", "display_name": "Acme"},
+}
+C1_TAGS = {"end_user_id": "user-42", "organization_id": "org-1", "team": "growth"}
+
+
+async def test_a_current_nango_moves_across(
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    db: Database,
+    db_name: str,
+    mongo_url: str,
+    nango_current: tuple[str, Any, CurrentSeed],
+) -> None:
+    schema, conn, seed = nango_current
+    k = seed.keys
+    key = generate_key()
+    settings = settings_for(mongo_url, db_name, key)
+
+    code, text = await _import(settings, schema, "--dry-run")
+    assert code == 0, text
+    assert "environments dev, prod; 4 integrations; 4 connections (0 without a live integration" in text
+    assert (
+        "warning: environment dev: API key 'CI' had the scopes environment:connections:list; here it has full access"
+        in text
+    )
+    assert "warning: environment prod: API keys not brought across (Keyway holds two per environment): 'Backup'" in text
+    for env in ("dev", "prod"):
+        assert (
+            f"warning: environment {env}: API keys shared with other environments, not brought across: 'Both'" in text
+        )
+    assert "integrations on Nango's shared OAuth app, to give their own client id and secret: dev/slack" in text
+    assert all(secret not in text for secret in vars(k).values())  # names the keys, never shows them
+    assert await db["environments"].count_documents({}) == 0
+
+    code, text = await _import(settings, schema)
+    assert code == 0, text
+    cipher = CredentialCipher(current_key=key)
+    envs = EnvironmentStore(db, cipher)
+    dev, prod = await envs.get("dev"), await envs.get("prod")
+    assert dev is not None
+    assert prod is not None
+    assert await envs.get("staging") is None  # deleted in Nango
+    # dev came through Nango's backfill: one key is its API key and its signing key; its read-only key
+    # authenticates too (with full access, as the warning said).
+    assert (dev.secret_key, dev.pending_secret_key, dev.webhook_signing_key) == (k.dev, k.dev_ci, k.dev)
+    assert (dev.public_key, dev.pending_public_key) == (k.dev_public, k.dev_pending_public)
+    # prod was created on v0.71: its API keys and its signing key, not the stale column nor the runners' secret.
+    assert (prod.secret_key, prod.pending_secret_key, prod.webhook_signing_key) == (
+        k.prod_first,
+        k.prod_second,
+        k.prod_signing,
+    )
+    assert prod.public_key == k.prod_public
+    for secret, name in ((k.dev, "dev"), (k.dev_ci, "dev"), (k.prod_first, "prod"), (k.prod_second, "prod")):
+        found = await envs.by_secret_key(secret)
+        assert found is not None
+        assert found.name == name
+    for refused in (k.dev_revoked, k.dev_internal_pending, k.prod_stale, k.prod_internal, k.prod_third, k.shared):
+        assert await envs.by_secret_key(refused) is None
+    assert await envs.by_secret_key(k.account_level) is None
+    assert (dev.callback_url, dev.hmac_enabled, dev.hmac_key) == (
+        "https://app.example.com/callback",
+        True,
+        "current-hmac",
+    )
+    assert dev.webhooks == WebhookSettings(
+        primary_url="https://hooks.example.com/dev", on_auth_creation=True, on_auth_refresh_error=True
+    )
+
+    integrations = IntegrationStore(db, cipher)
+    assert [i.unique_key for i in await integrations.list("dev")] == ["github", "posthog", "slack"]
+    github = await integrations.get("dev", "github")
+    assert github is not None
+    assert (github.display_name, github.forward_webhooks, github.oauth_client_secret) == (
+        "GitHub (Acme)", False, "gh-current-secret",
+    )  # fmt: skip
+    posthog = await integrations.get("dev", "posthog")
+    assert posthog is not None
+    assert (posthog.display_name, posthog.forward_webhooks) == (None, True)
+    prod_github = await integrations.get("prod", "github")
+    assert prod_github is not None
+    assert prod_github.oauth_client_secret == "gh-prod-current"
+
+    store = ConnectionStore(mongo_client, db, cipher)
+    assert await db["connections"].count_documents({}) == 4  # not the deleted one
+    c1 = await store.get("dev", "github", "c-1")
+    assert c1 is not None
+    assert c1.credentials.dump() == CURRENT_OAUTH2
+    assert (c1.end_user, c1.tags, c1.webhook_url_override) == (C1_END_USER, C1_TAGS, "https://hooks.example.com/c1")
+    assert c1.metadata == {"seats": 3}
+    # What GET /connections/c-1 answers: Nango's ApiEndUser, the tags, the override.
+    body = full_connection_json(c1, include_refresh_token=False)
+    assert body["end_user"] == C1_END_USER
+    assert (body["tags"], body["webhook_url_override"]) == (C1_TAGS, "https://hooks.example.com/c1")
+    assert body["created_at"] == "2026-05-04T10:11:12.345+00:00"
+    c2 = await store.get("dev", "posthog", "c-2")
+    assert c2 is not None
+    assert (c2.end_user, c2.tags, c2.webhook_url_override) == ({"id": "user-43"}, {"end_user_id": "user-43"}, None)
+    c3 = await store.get("dev", "github", "c-3")
+    assert c3 is not None
+    assert (c3.end_user, c3.tags, c3.connection_config) == (None, {}, {"org": "acme"})
+    assert await store.get("dev", "github", "c-gone") is None
+    p1 = await store.get("prod", "github", "p-1")
+    assert p1 is not None
+    assert p1.end_user == {"id": "user-7", "email": "bo@globex.example", "organization": {"id": "org-9"}}
+    # The tags are found as the connections list finds them (their index came with them).
+    by_tag = await list_connection_documents(db, "dev", ConnectionListQuery(tags={"team": "growth"}))
+    assert [d["connection_id"] for d in by_tag] == ["c-1"]
+    by_user = await list_connection_documents(db, "dev", ConnectionListQuery(end_user_id="user-43"))
+    assert [d["connection_id"] for d in by_user] == ["c-2"]
+    assert await db["outbox"].count_documents({}) == 0
+
+    # Labels taken away in Nango are taken away by a forced import.
+    await conn.execute(
+        sql.SQL(
+            "UPDATE {}._nango_connections SET end_user_id = NULL, tags = '{{}}', webhook_url_override = NULL "
+            "WHERE connection_id = 'c-1'"
+        ).format(sql.Identifier(schema))
+    )
+    code, text = await _import(settings, schema, "--force")
+    assert code == 0, text
+    c1 = await store.get("dev", "github", "c-1")
+    assert c1 is not None
+    assert (c1.end_user, c1.tags, c1.webhook_url_override) == (None, {}, None)
+    assert await list_connection_documents(db, "dev", ConnectionListQuery(tags={"team": "growth"})) == []
+
+
+@pytest.mark.broker
+async def test_imported_keys_and_connections_answer_at_the_gateway(
+    start_gateway: StartGateway,
+    db_name: str,
+    mongo_url: str,
+    encryption_key: str,
+    nango_current: tuple[str, Any, CurrentSeed],
+) -> None:
+    schema, _, seed = nango_current
+    k = seed.keys
+    code, text = await _import(settings_for(mongo_url, db_name, encryption_key), schema, "--environment", "prod")
+    assert code == 0, text
+    async with start_gateway() as gw:
+        for secret in (k.prod_first, k.prod_second):
+            auth = {"Authorization": f"Bearer {secret}"}
+            resp = await gw.client.get("/connections/p-1", params={"provider_config_key": "github"}, headers=auth)
+            assert resp.status == 200, await resp.text()
+            body = await resp.json()
+            assert body["end_user"] == {
+                "id": "user-7", "display_name": None, "email": "bo@globex.example", "tags": None,
+                "organization": {"id": "org-9", "display_name": None},
+            }  # fmt: skip
+            assert body["tags"] == {"end_user_id": "user-7", "organization_id": "org-9", "region": "eu"}
+            assert body["webhook_url_override"] == "https://hooks.example.com/p1"
+            assert body["credentials"]["access_token"] == CURRENT_OAUTH2["access_token"]
+            resp = await gw.client.get("/connections", params={"endUserId": "user-7"}, headers=auth)
+            assert resp.status == 200, await resp.text()
+            assert [c["connection_id"] for c in (await resp.json())["connections"]] == ["p-1"]
+        for secret in (k.prod_third, k.prod_internal, k.prod_stale, k.shared):
+            resp = await gw.client.get(
+                "/connections/p-1",
+                params={"provider_config_key": "github"},
+                headers={"Authorization": f"Bearer {secret}"},
+            )
+            assert resp.status == 401
+
+
+async def test_earlier_generations_of_the_current_schema(
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    db: Database,
+    db_name: str,
+    mongo_url: str,
+    nango_current: tuple[str, Any, CurrentSeed],
+) -> None:
+    schema, conn, seed = nango_current
+    k = seed.keys
+    s = sql.Identifier(schema)
+    key = generate_key()
+    settings = settings_for(mongo_url, db_name, key)
+    envs = EnvironmentStore(db, CredentialCipher(current_key=key))
+    store = ConnectionStore(mongo_client, db, CredentialCipher(current_key=key))
+
+    # 2026-06: keys in api_secrets only, the webhook URL override still in connection_config.
+    await conn.execute(sql.SQL("DROP TABLE {}.customer_keys_relations, {}.customer_keys").format(s, s))
+    await conn.execute(sql.SQL("ALTER TABLE {}._nango_connections DROP COLUMN webhook_url_override").format(s))
+    await conn.execute(
+        sql.SQL("UPDATE {}._nango_connections SET connection_config = %s WHERE connection_id = 'c-3'").format(s),
+        (Jsonb({"org": "acme", "webhook_url": " https://hooks.example.com/c3 "}),),
+    )
+    code, text = await _import(settings, schema)
+    assert code == 0, text
+    assert "warning: environment" not in text
+    dev, prod = await envs.get("dev"), await envs.get("prod")
+    assert dev is not None
+    assert prod is not None
+    assert (dev.secret_key, dev.pending_secret_key, dev.webhook_signing_key) == (k.dev, k.dev_internal_pending, k.dev)
+    assert (prod.secret_key, prod.pending_secret_key, prod.webhook_signing_key) == (
+        k.prod_internal,
+        None,
+        k.prod_internal,
+    )
+    c3 = await store.get("dev", "github", "c-3")
+    assert c3 is not None
+    assert (c3.webhook_url_override, c3.connection_config) == ("https://hooks.example.com/c3", {"org": "acme"})
+    c1 = await store.get("dev", "github", "c-1")
+    assert c1 is not None
+    assert (c1.end_user, c1.tags, c1.webhook_url_override) == (C1_END_USER, C1_TAGS, None)
+
+    # A late 0.42 (end users, nothing since): keys on the environments, connection_config as it is.
+    await conn.execute(sql.SQL("DROP TABLE {}.api_secrets").format(s))
+    await conn.execute(sql.SQL("ALTER TABLE {}._nango_connections DROP COLUMN tags").format(s))
+    await conn.execute(sql.SQL("ALTER TABLE {}.end_users DROP COLUMN tags").format(s))
+    code, text = await _import(settings, schema, "--force")
+    assert code == 0, text
+    dev, prod = await envs.get("dev"), await envs.get("prod")
+    assert dev is not None
+    assert prod is not None
+    assert (dev.secret_key, dev.webhook_signing_key) == (k.dev, k.dev)
+    assert (prod.secret_key, prod.webhook_signing_key) == (k.prod_stale, k.prod_stale)
+    c1 = await store.get("dev", "github", "c-1")
+    assert c1 is not None
+    assert (c1.end_user, c1.tags) == ({key: v for key, v in C1_END_USER.items() if key != "tags"}, {})
+    c3 = await store.get("dev", "github", "c-3")
+    assert c3 is not None
+    assert c3.connection_config == {"org": "acme", "webhook_url": " https://hooks.example.com/c3 "}

@@ -1,12 +1,14 @@
 """Reading a Nango database (PostgreSQL, schema ``nango``) and decrypting it as Nango does.
 
-Nango (v0.39 … v0.42; spec §3.2, §4.1, §9) encrypts with AES-256-GCM under ``NANGO_ENCRYPTION_KEY``
+Nango (v0.39 … v0.71; spec §3.2, §4.1, §9) encrypts with AES-256-GCM under ``NANGO_ENCRYPTION_KEY``
 (base64 of 32 bytes) and a random 12-byte IV, and keeps the ciphertext, the IV and the tag as three
 base64 strings: ``credentials = {"encrypted_credentials": …}`` + ``credentials_iv`` +
 ``credentials_tag`` on connections; ``secret_key`` / ``pending_secret_key`` + ``…_iv`` + ``…_tag`` on
 environments; ``oauth_client_secret`` + ``…_iv`` + ``…_tag`` and ``custom = {encryptedValue, iv,
-authTag}`` on integrations ("configs"). A row whose IV is null was written before encryption was
-turned on and is plain. Columns that only some versions have are read when present.
+authTag}`` on integrations ("configs"). A row whose IV is null (or, in the later key tables, empty)
+was written before encryption was turned on and is plain. Columns that only some versions have are
+read when present; where the environments' keys live depends on the version (``nango_keys.py``), and
+so do the end users, tags and webhook URL overrides of connections (``nango_labels.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import base64
 import binascii
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, LiteralString
 
@@ -23,6 +25,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keyway_shared.store import WebhookSettings
+
+from .nango_error import NangoError
+from .nango_keys import EnvironmentKeys, read_environment_keys
+from .nango_labels import LABEL_COLUMNS, ConnectionLabels, LabelSource
 
 try:  # the `nango` extra of keyway-cli; only this command needs it
     import psycopg
@@ -32,10 +38,6 @@ except ImportError:  # pragma: no cover - reported by the command
     psycopg = None  # type: ignore[assignment]
 
 __all__ = ["NangoConnection", "NangoEnvironment", "NangoError", "NangoIntegration", "NangoReader", "decrypt"]
-
-
-class NangoError(Exception):
-    """The Nango database cannot be read as expected, or a value cannot be decrypted."""
 
 
 def _key(key_b64: str) -> AESGCM:
@@ -72,6 +74,8 @@ class NangoEnvironment:
     hmac_enabled: bool
     hmac_key: str | None
     webhooks: WebhookSettings
+    webhook_signing_key: str | None = None  # None: Nango signed its webhooks with the secret key
+    notes: list[str] = field(default_factory=list)  # what the import should tell about its keys
 
 
 @dataclass(kw_only=True)
@@ -85,6 +89,9 @@ class NangoIntegration:
     oauth_scopes: str | None
     app_link: str | None
     custom: dict[str, Any]
+    display_name: str | None = None
+    forward_webhooks: bool = True
+    uses_shared_credentials: bool = False  # Nango's own OAuth app (its cloud): no client secret here
 
 
 @dataclass(kw_only=True)
@@ -100,6 +107,7 @@ class NangoConnection:
     created_at: datetime | None
     updated_at: datetime | None
     last_fetched_at: datetime | None
+    labels: ConnectionLabels | None = None  # None: this Nango has no end users, tags nor overrides
 
 
 def _utc(value: Any) -> datetime | None:
@@ -143,7 +151,7 @@ class NangoReader:
             self._columns[table] = {row["column_name"] for row in await cur.fetchall()}
         return self._columns[table]
 
-    async def _select(
+    async def select(
         self,
         table: str,
         required: list[str],
@@ -165,8 +173,9 @@ class NangoReader:
         # Only the columns this database has: ``row.get(name)`` is None for the others.
         return [{c: row.get(c) for c in wanted} | {"_deleted": bool(row.get("deleted"))} for row in rows]
 
-    def _maybe_encrypted(self, value: Any, iv: Any, tag: Any, *, what: str) -> Any:
-        if value is None or iv is None or tag is None:
+    def maybe_decrypt(self, value: Any, iv: Any, tag: Any, *, what: str) -> Any:
+        """Nango decrypts a value only when it has both an IV and a tag (null, or empty, means plain)."""
+        if not value or not iv or not tag:
             return value
         return decrypt(self._key, str(value), str(iv), str(tag), what=what)
 
@@ -174,7 +183,7 @@ class NangoReader:
         if not await self.columns("_nango_external_webhooks"):
             return {}  # before v0.40 the settings lived on the environment
         optional = ["primary_url", "secondary_url", "on_auth_creation", "on_auth_refresh_error", "on_auth_refesh_error"]
-        rows = await self._select("_nango_external_webhooks", ["environment_id"], optional)
+        rows = await self.select("_nango_external_webhooks", ["environment_id"], optional)
         return {int(row["environment_id"]): row for row in rows}
 
     async def environments(self) -> list[NangoEnvironment]:
@@ -185,10 +194,12 @@ class NangoReader:
             *("webhook_url", "webhook_url_secondary", "send_auth_webhook", "deleted"),
         ]
         hooks = await self._webhooks()
+        rows = await self.select("_nango_environments", required, optional, "ORDER BY id")
+        rows = [row for row in rows if not row["_deleted"]]
+        # A later Nango keeps the keys in tables of their own: its environments' columns are stale.
+        held = await read_environment_keys(self, {int(row["id"]): str(row["name"]) for row in rows})
         found = []
-        for row in await self._select("_nango_environments", required, optional, "ORDER BY id"):
-            if row["_deleted"]:
-                continue
+        for row in rows:
             what = f"environment {row['name']}"
             hook = hooks.get(int(row["id"]))
             if hook is not None:
@@ -205,26 +216,34 @@ class NangoReader:
                     secondary_url=row.get("webhook_url_secondary") or None,
                     on_auth_creation=bool(row.get("send_auth_webhook")),
                 )
+            keys = held.get(int(row["id"])) or EnvironmentKeys(
+                secret_key=self.maybe_decrypt(
+                    row["secret_key"], row.get("secret_key_iv"), row.get("secret_key_tag"), what=what
+                ),
+                pending_secret_key=self.maybe_decrypt(
+                    row.get("pending_secret_key"),
+                    row.get("pending_secret_key_iv"),
+                    row.get("pending_secret_key_tag"),
+                    what=f"{what} (pending secret key)",
+                ),
+                webhook_signing_key=None,
+            )
             found.append(
                 NangoEnvironment(
                     id=int(row["id"]),
                     account_id=row.get("account_id"),
                     name=str(row["name"]),
                     public_key=str(row["public_key"]),
-                    secret_key=self._maybe_encrypted(
-                        row["secret_key"], row.get("secret_key_iv"), row.get("secret_key_tag"), what=what
-                    ),
-                    pending_public_key=row.get("pending_public_key"),
-                    pending_secret_key=self._maybe_encrypted(
-                        row.get("pending_secret_key"),
-                        row.get("pending_secret_key_iv"),
-                        row.get("pending_secret_key_tag"),
-                        what=f"{what} (pending secret key)",
-                    ),
+                    secret_key=keys.secret_key,
+                    # uuid columns in Nango's schema
+                    pending_public_key=str(row["pending_public_key"]) if row.get("pending_public_key") else None,
+                    pending_secret_key=keys.pending_secret_key,
                     callback_url=row.get("callback_url") or None,
                     hmac_enabled=bool(row.get("hmac_enabled")),
                     hmac_key=row.get("hmac_key") or None,
                     webhooks=webhooks,
+                    webhook_signing_key=keys.webhook_signing_key,
+                    notes=keys.notes,
                 )
             )
         return found
@@ -233,9 +252,10 @@ class NangoReader:
         required = ["id", "unique_key", "provider", "environment_id"]
         optional = [
             *("oauth_client_id", "oauth_client_secret", "oauth_client_secret_iv", "oauth_client_secret_tag"),
-            *("oauth_scopes", "app_link", "custom", "deleted"),
+            *("oauth_scopes", "app_link", "custom", "deleted", "display_name", "forward_webhooks"),
+            "shared_credentials_id",
         ]
-        rows = await self._select(
+        rows = await self.select(
             "_nango_configs", required, optional, "WHERE environment_id = ANY(%s) ORDER BY id", (environment_ids,)
         )
         found = []
@@ -257,7 +277,7 @@ class NangoReader:
                     unique_key=str(row["unique_key"]),
                     provider=str(row["provider"]),
                     oauth_client_id=row.get("oauth_client_id"),
-                    oauth_client_secret=self._maybe_encrypted(
+                    oauth_client_secret=self.maybe_decrypt(
                         row.get("oauth_client_secret"),
                         row.get("oauth_client_secret_iv"),
                         row.get("oauth_client_secret_tag"),
@@ -266,6 +286,9 @@ class NangoReader:
                     oauth_scopes=row.get("oauth_scopes"),
                     app_link=row.get("app_link"),
                     custom=custom if isinstance(custom, dict) else {},
+                    display_name=row.get("display_name") or None,
+                    forward_webhooks=row.get("forward_webhooks") is not False,  # Nango's default: true
+                    uses_shared_credentials=row.get("shared_credentials_id") is not None,
                 )
             )
         return found
@@ -277,11 +300,12 @@ class NangoReader:
         required = ["id", "connection_id", "provider_config_key", "environment_id", "credentials"]
         optional = [
             *("config_id", "connection_config", "metadata", "credentials_iv", "credentials_tag"),
-            *("created_at", "updated_at", "last_fetched_at", "deleted"),
+            *("created_at", "updated_at", "last_fetched_at", "deleted", *LABEL_COLUMNS),
         ]
+        labelled = await LabelSource.open(self)
         last = 0
         while True:
-            rows = await self._select(
+            rows = await self.select(
                 "_nango_connections",
                 required,
                 optional,
@@ -291,6 +315,7 @@ class NangoReader:
             if not rows:
                 return
             last = int(rows[-1]["id"])
+            end_users = await labelled.end_users(rows) if labelled else {}
             page = []
             for row in rows:
                 if row["_deleted"]:
@@ -304,6 +329,8 @@ class NangoReader:
                     credentials = json.loads(
                         decrypt(self._key, enc, row["credentials_iv"], row["credentials_tag"], what=what)
                     )
+                config = _json(row.get("connection_config")) or {}
+                labels = labelled.labels(row, end_users, config) if labelled else None
                 page.append(
                     NangoConnection(
                         id=int(row["id"]),
@@ -311,12 +338,13 @@ class NangoReader:
                         config_id=row.get("config_id"),
                         provider_config_key=str(row["provider_config_key"]),
                         connection_id=str(row["connection_id"]),
-                        connection_config=_json(row.get("connection_config")) or {},
+                        connection_config=config,
                         metadata=_json(row.get("metadata")),
                         credentials=credentials if isinstance(credentials, dict) else {},
                         created_at=_utc(row.get("created_at")),
                         updated_at=_utc(row.get("updated_at")),
                         last_fetched_at=_utc(row.get("last_fetched_at")),
+                        labels=labels,
                     )
                 )
             yield page

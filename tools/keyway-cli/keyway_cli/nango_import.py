@@ -2,8 +2,9 @@
 across with their keys and credentials, so the apps keep their keys and no customer reconnects.
 
 Everything is read and decrypted first (a wrong key or a damaged row stops the import before it
-writes); then environments (public, secret and pending keys, callback URL, HMAC, webhook settings),
-integrations and connections are written through the stores, under ``KEYWAY_ENCRYPTION_KEY``.
+writes); then environments (public, secret and pending keys, webhook signing key, callback URL,
+HMAC, webhook settings), integrations and connections (with their end user, tags and webhook URL
+override, from a Nango that has them) are written through the stores, under ``KEYWAY_ENCRYPTION_KEY``.
 Migrated connections announce nothing: the app's backend gets no auth webhook for them.
 """
 
@@ -23,6 +24,7 @@ from keyway_shared.store import Connection, ConnectionStore, Database, Environme
 from keyway_shared.store.integrations import DuplicateIntegrationError
 
 from .nango import NangoConnection, NangoEnvironment, NangoError, NangoIntegration, NangoReader
+from .nango_labels import label_update
 from .transfer import occupied
 
 __all__ = ["NangoImport"]
@@ -40,6 +42,7 @@ class NangoImport:
         out: TextIO,
     ) -> None:
         self._db = db
+        self._connection_docs = db["connections"]
         self._catalog = catalog
         self._reader = reader
         self._out = out
@@ -93,6 +96,7 @@ class NangoImport:
                 f"warning: providers not in Keyway's catalog: {', '.join(unknown)} (KEYWAY_PROVIDERS_FILE adds them)",
                 file=self._out,
             )
+        self._warn(envs, integrations, by_id)
         if dry_run:
             return 0
         taken = await occupied(self._db, {e.name for e in envs})
@@ -122,11 +126,26 @@ class NangoImport:
         print("Restart the services so that they read the imported environments.", file=self._out)
         return 0
 
+    def _warn(
+        self, envs: list[NangoEnvironment], integrations: list[NangoIntegration], by_id: dict[int, NangoEnvironment]
+    ) -> None:
+        """What will not be as it was: keys that do not fit, integrations without their OAuth app."""
+        for env in envs:
+            for note in env.notes:
+                print(f"warning: environment {env.name}: {note}", file=self._out)
+        shared = [f"{by_id[i.environment_id].name}/{i.unique_key}" for i in integrations if i.uses_shared_credentials]
+        if shared:
+            print(
+                f"warning: integrations on Nango's shared OAuth app, to give their own client id and secret: "
+                f"{', '.join(shared)}",
+                file=self._out,
+            )
+
     async def _put_environment(self, env: NangoEnvironment) -> None:
         await self._environments.ensure(env.name, public_key=env.public_key, secret_key=env.secret_key)
-        # Nango of these versions keyed X-Nango-Hmac-Sha256 by the secret key, and its later backfill kept it
-        # so: the receivers go on verifying with it until the signing key is rotated.
-        await self._environments.set_webhook_signing_key(env.name, env.secret_key)
+        # The key the receivers verify X-Nango-Hmac-Sha256 with: Nango's signing key where it had one, else
+        # the secret key, which signed them then (and which Nango's backfill kept as the signing key).
+        await self._environments.set_webhook_signing_key(env.name, env.webhook_signing_key or env.secret_key)
         await self._environments.update_settings(
             env.name,
             callback_url=env.callback_url,
@@ -149,6 +168,8 @@ class NangoImport:
             oauth_scopes=found.oauth_scopes,
             app_link=found.app_link,
             custom={k: v if isinstance(v, str) else str(v) for k, v in found.custom.items()},
+            display_name=found.display_name,
+            forward_webhooks=found.forward_webhooks,
         )
         try:
             await self._integrations.create(integration)
@@ -181,3 +202,10 @@ class NangoImport:
             ),
             refresh_margin=timedelta(seconds=buffer) if buffer else DEFAULT_MARGIN,
         )
+        if found.labels is not None:  # the tags go with their index (store/connection_labels.py)
+            key = {
+                "environment": environment,
+                "provider_config_key": found.provider_config_key,
+                "connection_id": found.connection_id,
+            }
+            await self._connection_docs.update_one(key, label_update(found.labels))
