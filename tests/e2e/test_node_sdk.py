@@ -393,6 +393,11 @@ async def test_current_sdk_providers_and_webhooks(world: World, sdk: str) -> Non
     unknown = failed(answers, "getProvider.unknown", 404)["data"]["error"]
     assert unknown == {"code": "not_found", "message": "Unknown provider no-such-provider"}
     failed(answers, "listProviders.unknownKey", 401, "unknown_user_account")
+    # getProviderTemplates: Nango's shape ({"data": [function, …]}), empty as Keyway runs no scripts
+    assert ok(answers, "getProviderTemplates") == {"data": []}
+    bad_name = failed(answers, "getProviderTemplates.badName", 400)["data"]["error"]
+    assert bad_name["code"] == "invalid_uri_params"
+    assert [(e["code"], e["path"]) for e in bad_name["errors"]] == [("invalid_format", ["provider"])]
 
     # both signature checks, on the webhooks the dispatcher really sent: X-Nango-Signature with the
     # secret key, X-Nango-Hmac-Sha256 with the webhook signing key (a key of its own, as in Nango)
@@ -564,6 +569,18 @@ async def test_current_sdk_integrations(world: World, sdk: str) -> None:
     again = failed(answers, "current.deleteIntegration.again", 404)["data"]["error"]
     assert again == {"code": "not_found", "message": "Integration does not exist"}
     failed(answers, "current.getIntegration.unknown", 404, "not_found")
+    # createQuickstartIntegration: Nango's refusal for a provider without a shared developer app (Keyway has
+    # none for any), and for a provider whose auth mode takes no app at all
+    no_shared_app = failed(answers, "current.createQuickstartIntegration", 400)["data"]["error"]
+    assert no_shared_app == {
+        "code": "invalid_body",
+        "message": "No Nango-provided developer app is configured for this provider",
+    }
+    no_app = failed(answers, "current.createQuickstartIntegration.noApp", 400)["data"]["error"]
+    assert no_app == {
+        "code": "invalid_body",
+        "message": "Quickstart is only available for providers that require a developer app",
+    }
     # the 2024 view saw the same integration come and go
     resp = await world.gw.client.get("/config", headers=world.gw.auth)
     assert [c["unique_key"] for c in (await resp.json())["configs"]] == ["fd", "oauth", "ph", "tr"]

@@ -450,3 +450,92 @@ async def test_odd_input_is_never_a_500(gw: Gateway) -> None:
             "invalid_query_params",
             "not_found",
         }
+
+
+async def mint_session(gw: Gateway, **fields: Any) -> dict[str, str]:
+    resp = await gw.client.post("/connect/sessions", json={"end_user": {"id": "u1"}, **fields}, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    return {"Authorization": f"Bearer {(await resp.json())['data']['token']}"}
+
+
+async def listed(gw: Gateway, headers: dict[str, str]) -> list[str]:
+    resp = await gw.client.get("/integrations", headers=headers)
+    assert resp.status == 200, await resp.text()
+    return [item["unique_key"] for item in (await resp.json())["data"]]
+
+
+async def test_a_connect_session_lists_only_the_integrations_it_allows(gw: Gateway) -> None:
+    """Nango's getListIntegrations filters by the session's allowed_integrations when it has them."""
+    await create_integration(gw, "posthog", "ph")
+    await create_integration(gw, "posthog", "ph2")
+    everything = await call(gw, "GET", "/integrations", 200)
+    assert sorted(await listed(gw, gw.auth)) == ["ph", "ph2"]
+    assert await listed(gw, await mint_session(gw, allowed_integrations=["ph2"])) == ["ph2"]
+    unrestricted = await mint_session(gw)
+    resp = await gw.client.get("/integrations", headers=unrestricted)
+    assert await resp.json() == everything  # the same integrations, in the same shape
+
+
+async def test_a_session_token_reads_the_list_and_nothing_else(gw: Gateway) -> None:
+    session = await mint_session(gw)
+    resp = await gw.client.get("/integrations?x=1", headers=session)
+    assert issues(await resp.json(), "invalid_query_params") == [zod("unrecognized_keys", 'Unrecognized key: "x"')]
+    unknown = await gw.client.get("/integrations", headers={"Authorization": "Bearer nango_connect_session_x"})
+    assert unknown.status == 401
+    refusal(await unknown.json(), "unknown_connect_session_token")
+    body = {"provider": "posthog", "unique_key": "p"}
+    for method, path in (("POST", "/integrations"), ("GET", "/integrations/p"), ("POST", "/integrations/quickstart")):
+        resp = await gw.client.request(method, path, json=body, headers=session)
+        assert resp.status == 401, (method, path)
+        refusal(await resp.json(), "invalid_secret_key_format")
+    assert await call(gw, "GET", "/integrations", 200) == {"data": []}
+
+
+NO_SHARED_APP = "No Nango-provided developer app is configured for this provider"
+
+
+@pytest.mark.parametrize("provider", ["github", "github-app"])
+async def test_quickstart_is_refused_as_nango_refuses_a_provider_without_a_shared_app(
+    gw: Gateway, provider: str
+) -> None:
+    """Keyway lends no shared developer app: Nango's answer when it has none configured for the provider."""
+    body = {"provider": provider, "unique_key": "qs", "display_name": "Quick", "forward_webhooks": False}
+    error = refusal(await call(gw, "POST", "/integrations/quickstart", 400, body), "invalid_body")
+    assert error == {"code": "invalid_body", "message": NO_SHARED_APP}
+    assert await call(gw, "GET", "/integrations", 200) == {"data": []}  # nothing was created
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({}, [zod("invalid_type", MISSING_STRING, "provider"), zod("invalid_type", MISSING_STRING, "unique_key")]),
+        (
+            {"provider": "github", "unique_key": "qs", "credentials": OAUTH2},
+            [zod("unrecognized_keys", 'Unrecognized key: "credentials"')],
+        ),
+        (
+            {"provider": "github", "unique_key": "a/b", "forward_webhooks": "yes"},
+            [
+                zod("invalid_format", KEY_PATTERN, "unique_key"),
+                zod("invalid_type", "Invalid input: expected boolean, received string", "forward_webhooks"),
+            ],
+        ),
+        ({"provider": "no-such-provider", "unique_key": "qs"}, [zod("invalid_string", "Invalid provider", "provider")]),
+    ],
+)
+async def test_a_bad_quickstart_lists_zods_issues(gw: Gateway, body: dict[str, Any], expected: list[Any]) -> None:
+    assert issues(await call(gw, "POST", "/integrations/quickstart", 400, body), "invalid_body") == expected
+
+
+async def test_quickstart_refusals_keep_nangos_order(gw: Gateway) -> None:
+    no_app = await call(gw, "POST", "/integrations/quickstart", 400, {"provider": "posthog", "unique_key": "qs"})
+    message = "Quickstart is only available for providers that require a developer app"
+    assert refusal(no_app, "invalid_body") == {"code": "invalid_body", "message": message}
+    await create(gw, {"provider": "github", "unique_key": "gh", "credentials": OAUTH2})
+    taken = await call(gw, "POST", "/integrations/quickstart", 400, {"provider": "github", "unique_key": "gh"})
+    assert issues(taken, "invalid_body") == [zod("invalid_string", "Unique key already exists", "uniqueKey")]
+    query = await call(gw, "POST", "/integrations/quickstart?x=1", 400, {"provider": "github", "unique_key": "q"})
+    assert issues(query, "invalid_query_params") == [zod("unrecognized_keys", 'Unrecognized key: "x"')]
+    for raw in (b"[]", b"not json", b""):
+        resp = await gw.client.post("/integrations/quickstart", data=raw, headers=gw.auth)
+        assert resp.status == 400, raw

@@ -123,4 +123,7 @@ def test_every_route_has_one_side() -> None:
     assert ("GET", "/proxy/{path}") in admin
     assert ("GET", "/oauth/callback") in public
     assert ("DELETE", "/connection/{connectionId}") in admin
+    assert ("GET", "/providers") in public  # the Connect UI reads it with its session
+    assert ("GET", "/providers/{provider}/templates") in admin
+    assert ("POST", "/integrations") in admin
     assert all(not path.startswith("/dashboard") for _, path in public)

@@ -121,9 +121,14 @@ def schemathesis_config(gateway: Gateway) -> SchemathesisConfig:
             "operations": [
                 # GET and DELETE /connection/metadata are GET and DELETE /connection/{connectionId} of the
                 # connection "metadata" (Nango's paths overlap), so the router rightly allows them there;
-                # the same holds for the current generation's /connections/metadata.
+                # the same holds for the current generation's /connections/metadata, and for
+                # /integrations/quickstart beside /integrations/{uniqueKey}.
                 {"include-path": "/connection/metadata", "checks": {"allow_header_conformance": {"enabled": False}}},
                 {"include-path": "/connections/metadata", "checks": {"allow_header_conformance": {"enabled": False}}},
+                {
+                    "include-path": "/integrations/quickstart",
+                    "checks": {"allow_header_conformance": {"enabled": False}},
+                },
             ],
         }
     )

@@ -183,3 +183,56 @@ async def test_the_2024_routes_keep_their_shape(gw: Gateway) -> None:
     assert sorted(legacy) == [item["name"] for item in current]
     assert legacy["github-app"]["alias"] == "github"  # the 2024 answer is the catalog entry as it was
     assert (await get(gw, "/provider/github", 200)) == {"provider": CATALOG.raw("github")}
+
+
+async def mint_session(gw: Gateway) -> str:
+    resp = await gw.client.post("/connect/sessions", json={"end_user": {"id": "u1"}}, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    token: str = (await resp.json())["data"]["token"]
+    return token
+
+
+async def test_a_connect_session_reads_the_catalog_as_the_secret_key_does(gw: Gateway) -> None:
+    """Nango's Connect UI lists and reads providers with its session's token (connectSessionOrSecretKeyAuth)."""
+    session = {"Authorization": f"Bearer {await mint_session(gw)}"}
+    assert await get(gw, "/providers?search=github", 200, session) == await get(gw, "/providers?search=github", 200)
+    assert await get(gw, "/providers/github", 200, session) == {"data": expected("github")}
+    body = await get(gw, "/providers/no-such-provider", 404, session)
+    assert body["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("path", ["/providers", "/providers/github"])
+async def test_an_unknown_session_is_refused_not_tried_as_a_key(gw: Gateway, path: str) -> None:
+    body = await get(gw, path, 401, {"Authorization": "Bearer nango_connect_session_unknown"})
+    assert body["error"]["code"] == "unknown_connect_session_token"
+
+
+@pytest.mark.parametrize("provider", ["github", "github-app", "no-such-provider"])
+async def test_templates_are_an_empty_list_for_any_provider(gw: Gateway, provider: str) -> None:
+    """Nango answers its templates' syncs and actions, [] for a provider without (known or not); Keyway has none."""
+    assert await get(gw, f"/providers/{provider}/templates", 200) == {"data": []}
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "issue"),
+    [
+        (
+            "/providers/git%20hub/templates",
+            "invalid_uri_params",
+            {"code": "invalid_format", "path": ["provider"]},
+        ),
+        ("/providers/github/templates?x=1", "invalid_query_params", {"code": "unrecognized_keys", "path": []}),
+    ],
+)
+async def test_a_bad_templates_request_is_a_400(gw: Gateway, path: str, code: str, issue: dict[str, Any]) -> None:
+    [found] = issues_of(await get(gw, path, 400), code)
+    assert {key: found[key] for key in issue} == issue
+
+
+async def test_templates_take_only_the_secret_key(gw: Gateway) -> None:
+    """Nango guards this one with apiAuth alone: a connect session's token is not a key there."""
+    session = {"Authorization": f"Bearer {await mint_session(gw)}"}
+    body = await get(gw, "/providers/github/templates", 401, session)
+    assert body["error"]["code"] == "invalid_secret_key_format"
+    body = await get(gw, "/providers/github/templates", 401, {})
+    assert body["error"]["code"] == "missing_auth_header"

@@ -44,6 +44,12 @@ def attempts(gw: Gateway, auth: AuthKind) -> list[Attempt]:
             ({}, {}, "missing_auth_header"),
             (public, {}, "unknown_user_account"),  # the public key is not a secret key
         ],
+        "secret_key_or_connect_session": [
+            ({}, {}, "missing_auth_header"),
+            (public, {}, "unknown_user_account"),
+            ({"Authorization": "Bearer nango_connect_session_unknown"}, {}, "unknown_connect_session_token"),
+            ({}, {"connect_session_token": "nango_connect_session_unknown"}, "missing_auth_header"),  # header only
+        ],
         "public_key": [
             ({}, {}, "missing_public_key"),
             (secret, {}, "missing_public_key"),  # a backend's header opens no browser route

@@ -147,6 +147,9 @@ if (sections.has('providers')) {
     await call('getProvider', () => nango.getProvider({ provider: 'github' }));
     await call('getProvider.alias', () => nango.getProvider({ provider: 'github-app' }));
     await call('getProvider.unknown', () => nango.getProvider({ provider: 'no-such-provider' }));
+    // getProviderTemplates (0.71): Nango's ready-made syncs and actions for the provider; Keyway ships none
+    await call('getProviderTemplates', () => nango.getProviderTemplates({ provider: 'github' }));
+    await call('getProviderTemplates.badName', () => nango.getProviderTemplates({ provider: 'git hub' }));
     const unknown = new Nango({ host, secretKey: '00000000-0000-4000-8000-000000000000' });
     await call('listProviders.unknownKey', () => unknown.listProviders({}));
 }
@@ -244,6 +247,13 @@ if (sections.has('integrations.current')) {
     await call('current.deleteIntegration', () => nango.deleteIntegration(it.key), { raw: true });
     await call('current.deleteIntegration.again', () => nango.deleteIntegration(it.key), { raw: true });
     await call('current.getIntegration.unknown', () => nango.getIntegration({ uniqueKey: it.key }));
+    // createQuickstartIntegration (0.71): an integration on Nango's shared developer app, which Keyway has not
+    await call('current.createQuickstartIntegration', () =>
+        nango.createQuickstartIntegration({ provider: it.provider, unique_key: it.key + '-qs', display_name: 'Quick' })
+    );
+    await call('current.createQuickstartIntegration.noApp', () =>
+        nango.createQuickstartIntegration({ provider: 'posthog', unique_key: it.key + '-qs' })
+    );
 }
 
 if (sections.has('connections.current')) {

@@ -59,7 +59,9 @@ __all__ = [
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-AuthKind = Literal["secret_key", "public_key", "connect_session", "dashboard_session", "none"]
+AuthKind = Literal[
+    "secret_key", "secret_key_or_connect_session", "public_key", "connect_session", "dashboard_session", "none"
+]
 JsonSchema = Mapping[str, Any]
 Schema = JsonSchema | type[BaseModel]
 
@@ -188,6 +190,7 @@ class Route:
 
 _SECURITY: dict[AuthKind, list[dict[str, list[str]]]] = {
     "secret_key": [{"secretKey": []}],
+    "secret_key_or_connect_session": [{"secretKey": []}, {"connectSessionBearer": []}],
     "public_key": [{"publicKey": []}, {"connectSession": []}],
     "connect_session": [{"connectSessionBearer": []}],
     "dashboard_session": [{"dashboardSession": []}],
@@ -200,6 +203,7 @@ _SECURITY: dict[AuthKind, list[dict[str, list[str]]]] = {
 # always in the envelope: the rate-limit middleware answers before any view (/health is spared, the dashboard too).
 _CREDENTIAL_ERRORS: dict[AuthKind, tuple[int | Answer, ...]] = {
     "secret_key": (401, 429),
+    "secret_key_or_connect_session": (401, 429),
     "public_key": (400, 401, 403, 429, json_answer(429, ERROR_REF)),
     "connect_session": (401, 429),
     "dashboard_session": (redirect(303, "Not signed in: to the sign-in form"), page(403), page(404)),

@@ -13,6 +13,9 @@ its provider's webhooks are received at: always null here, as Nango answers for 
 webhooks for, since Keyway receives none yet. Nango also sends a ``logo`` on its own server; Keyway hosts
 no logos, so it sends none rather than a link that leads nowhere (as ``GET /providers``).
 
+``GET /integrations`` also answers a connect session's token (Nango's Connect UI lists what the end
+user may connect): then only the integrations the session allows, when it names them, as Nango filters.
+
 Refusals are Nango's: an unknown query parameter (every route but ``GET`` one takes none) is
 ``invalid_query_params``, a bad key in the path ``invalid_uri_params``, a bad body ``invalid_body`` with
 zod's issues, a missing integration 404 ``not_found``; what the service refuses after validation is
@@ -34,7 +37,8 @@ from ..http.query_issues import Issue, check_string, invalid_params, unrecognize
 from ..http.requests import json_object
 from ..http.serialize import js_iso
 from ..operations import integrations as operation
-from ..operations.callers import secret_key
+from ..operations.callers import secret_key, secret_key_or_connect_session
+from ..operations.connect_sessions import ConnectSession
 from ..operations.integrations import IntegrationBody, IntegrationChange
 from ..resources import CATALOG, STORES
 from .integrations_current_body import KEY, MAX_LENGTH, create_issues, kept_fields, patch_issues
@@ -56,11 +60,14 @@ INCLUDES = ("webhook", "credentials")
 _CREDENTIALS_REQUIRED = {"OAUTH1", "OAUTH2", "APP", "CUSTOM"}
 
 
-@secret_key
-async def list_integrations(request: web.Request, env: Environment) -> web.Response:
+@secret_key_or_connect_session
+async def list_integrations(request: web.Request, env: Environment, session: ConnectSession | None) -> web.Response:
     _no_query(request)
     catalog = request.app[CATALOG]
     integrations = await request.app[STORES].integrations.list(env.name)
+    allowed = session.allowed_integrations if session else None
+    if allowed is not None:
+        integrations = [i for i in integrations if i.unique_key in allowed]
     return web.json_response({"data": [_public(i, catalog.get(i.provider)) for i in integrations]})
 
 

@@ -18,6 +18,7 @@ from . import (
     environment,
     integrations_current,
     integrations_current_body,
+    integrations_quickstart,
     keys,
     logs,
     metadata,
@@ -37,6 +38,7 @@ from .webhooks import EndpointRef, ReplayRange, Rotation
 __all__ = ["API_ROUTES"]
 
 SECRET: AuthKind = "secret_key"  # noqa: S105 - a credential kind, not a secret
+SECRET_OR_SESSION: AuthKind = "secret_key_or_connect_session"  # noqa: S105 - the Connect UI's reads too
 NONE: AuthKind = "none"
 
 SUCCESS = json_answer(schema=schema.SUCCESS)
@@ -136,9 +138,9 @@ API_ROUTES: list[Route] = [
         "GET",
         "/integrations",
         integrations_current.list_integrations,
-        "List integrations, as Nango answers it today",
+        "List integrations, as Nango answers it today (with a connect session's token: those it allows)",
         "integrations",
-        SECRET,
+        SECRET_OR_SESSION,
         ok=json_answer(schema=integrations_current.INTEGRATION_LIST_ANSWER),
         errors=(400,),
     ),
@@ -151,6 +153,17 @@ API_ROUTES: list[Route] = [
         SECRET,
         body=integrations_current_body.CREATE_BODY,
         ok=json_answer(schema=integrations_current.INTEGRATION_ANSWER),
+    ),
+    Route(
+        "POST",
+        "/integrations/quickstart",
+        integrations_quickstart.create_quickstart_integration,
+        "Nango's integration on its shared developer app: Keyway has none to lend, so always refused "
+        "(400 invalid_body, as Nango for a provider without one); create it with your own app instead",
+        "integrations",
+        SECRET,
+        body=integrations_quickstart.QUICKSTART_BODY,
+        ok=json_answer(schema=integrations_current.INTEGRATION_ANSWER, description="Never: see the summary"),
     ),
     Route(
         "GET",
@@ -207,7 +220,7 @@ API_ROUTES: list[Route] = [
         providers.list_providers,
         "The provider catalog, as Nango answers it today",
         "providers",
-        SECRET,
+        SECRET_OR_SESSION,
         params=(
             query(
                 "search",
@@ -226,9 +239,19 @@ API_ROUTES: list[Route] = [
         providers.get_provider,
         "One provider, as Nango answers it today",
         "providers",
-        SECRET,
+        SECRET_OR_SESSION,
         ok=json_answer(schema=providers.PROVIDER_ANSWER),
         errors=(400, 404),
+    ),
+    Route(
+        "GET",
+        "/providers/{provider}/templates",
+        providers.list_provider_templates,
+        "A provider's sync and action templates: always none, as Keyway runs no scripts",
+        "providers",
+        SECRET,
+        ok=json_answer(schema=providers.TEMPLATE_LIST_ANSWER),
+        errors=(400,),
     ),
     Route(
         "GET",

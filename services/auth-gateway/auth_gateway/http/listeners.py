@@ -5,9 +5,11 @@ opened once); a middleware compares the port the request arrived on (the socket'
 ``request.transport``'s ``sockname``, which a client cannot forge with headers) with the side of
 the route the router matched. A route of the other side answers 404 in the error envelope, exactly
 as if it did not exist there. The side comes from the route table: a route whose auth is a public
-key, a connect session or none is public, except the dashboard's pages; secret-key routes, the
-dashboard and ``/openapi.json`` are admin. Routes outside the table (``/healthz``, ``/readyz``,
-``/metrics``) answer on both. Without an admin port the middleware is not installed at all.
+key, a connect session or none is public, except the dashboard's pages; so is a route a connect
+session may call as well as the secret key (the Connect UI lists providers and integrations from
+the browser); secret-key routes, the dashboard and ``/openapi.json`` are admin. Routes outside the
+table (``/healthz``, ``/readyz``, ``/metrics``) answer on both. Without an admin port the middleware
+is not installed at all.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .route_line import RouteLine
 
 __all__ = ["listener_middleware", "route_sides"]
 
-PUBLIC_AUTHS = frozenset({"public_key", "connect_session", "none"})
+PUBLIC_AUTHS = frozenset({"public_key", "connect_session", "secret_key_or_connect_session", "none"})
 DASHBOARD_PREFIX = "/dashboard"
 ADMIN_EXTRA = frozenset({("GET", "/openapi.json")})
 

@@ -24,17 +24,23 @@ from ..env_cache import ENV_CACHE
 from ..http.errors import ApiError
 from ..http.ratelimit import check_rate
 from ..openapi_spec import Handler, declare_auth
+from ..resources import STORES
+from .connect_sessions import TOKEN_PREFIX, ConnectSession
 
 __all__ = [
     "UUID_V4",
+    "SecretKeyOrSessionView",
     "SecretKeyView",
     "environment_from_public_key",
     "environment_from_secret_key",
     "secret_key",
+    "secret_key_or_connect_session",
     "secret_key_owner",
 ]
 
 SecretKeyView = Callable[[web.Request, Environment], Awaitable[web.StreamResponse]]
+# Called with the connect session that calls, or None when the backend's secret key does.
+SecretKeyOrSessionView = Callable[[web.Request, Environment, ConnectSession | None], Awaitable[web.StreamResponse]]
 
 UUID_V4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE)
 
@@ -70,6 +76,33 @@ def secret_key(view: SecretKeyView) -> Handler:
         return await view(request, await environment_from_secret_key(request))
 
     return declare_auth("secret_key", handler)
+
+
+def secret_key_or_connect_session(view: SecretKeyOrSessionView) -> Handler:
+    """The view of a ``secret_key_or_connect_session`` route: ``view(request, environment, session)``.
+
+    A Bearer token with the connect session prefix is a session and nothing else (an unknown or spent
+    one is refused, never tried as a key, as Nango decides); any other header is checked as the secret
+    key, with the secret key's answers. A session counts against its environment's browser budget.
+    """
+
+    @functools.wraps(view)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+            return await view(request, await environment_from_secret_key(request), None)
+        stores = request.app[STORES]
+        session = await stores.connect_sessions.find(token)
+        environment = await stores.environments.get(session.environment) if session else None
+        if session is None or environment is None:
+            raise ApiError(
+                "unknown_connect_session_token", "The connect session is unknown, spent or expired.", status=401
+            )
+        check_rate(request, environment.name, "public")
+        return await view(request, environment, session)
+
+    return declare_auth("secret_key_or_connect_session", handler)
 
 
 async def environment_from_public_key(request: web.Request) -> Environment:
