@@ -67,6 +67,17 @@ async def messages(world: World, operation_id: str) -> list[str]:
     return [str(doc.get("message")) async for doc in cursor]
 
 
+async def a_message_says(world: World, operation_id: str, text: str) -> bool:
+    """An operation's messages may be stored after the operation itself (the activity log writes them
+    in batches of their own): wait for one that says ``text``."""
+
+    async def said() -> bool:
+        return any(text in message for message in await messages(world, operation_id))
+
+    await eventually(said, timeout=20, what=f"an activity message saying {text!r}")
+    return True
+
+
 async def make_due(world: World, connection_id: str) -> None:
     await world.db["connections"].update_one(
         {"connection_id": connection_id}, {"$set": {"refresh_due_at": utcnow() - timedelta(seconds=1)}}
@@ -90,7 +101,7 @@ async def test_refused_refresh_token_fails_once_a_day_and_a_later_success_recove
     assert timedelta(hours=23) < doc["refresh_due_at"] - utcnow() <= timedelta(days=1)
     (failed,) = await activity(world, "refused", "failed")
     assert failed["error"]["type"] == "refresh_token_external_error"
-    assert any("Token refresh failed" in text for text in await messages(world, failed["_id"]))
+    assert await a_message_says(world, failed["_id"], "Token refresh failed")
     refused_requests = sum(1 for r in world.provider.token_requests if r.get("grant_type") == "refresh_token")
     assert refused_requests == 1
 
@@ -101,7 +112,7 @@ async def test_refused_refresh_token_fails_once_a_day_and_a_later_success_recove
     assert hooks[1]["success"] is True
     assert "error" not in hooks[1]
     (healed,) = await activity(world, "refused", "success")
-    assert any("recovered" in text for text in await messages(world, healed["_id"]))
+    assert await a_message_says(world, healed["_id"], "recovered")
     doc = await world.doc("refused")
     assert doc["refresh_failed"] is False
     assert doc["refresh_error"] is None
@@ -132,7 +143,7 @@ async def test_four_failing_days_exhaust_the_connection(world: World) -> None:
     assert doc["refresh_failed_days"] == 4
     assert doc["refresh_due_at"] is None  # left alone until the user reconnects
     (failed,) = await activity(world, "tired", "failed")
-    assert any("no further automatic attempts" in text for text in await messages(world, failed["_id"]))
+    assert await a_message_says(world, failed["_id"], "no further automatic attempts")
 
 
 async def test_transient_failures_back_off_honouring_retry_after(world: World) -> None:
