@@ -11,56 +11,21 @@ An unknown field, or a value Nango would refuse, is ``invalid_body`` with the li
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..operations.connection_tags import EMAIL, lowercased, tag_problems
+from ..operations.nango_fields import ConnectionId, ConnectionTags, Email, EndUserTags, IntegrationKey, WebhookUrl
 
 __all__ = ["ConnectionPatch", "ConnectionTags", "EndUserPatch", "MetadataBody", "WebhookUrl"]
-
-IntegrationKey = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9~:.@ _-]+$", max_length=255)]
-ConnectionId = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9,.;:=+~\[\]|@${}\"'\\/_ -]+$", max_length=255)]
-
-
-def _email(value: str) -> str:
-    if len(value) < 5 or not EMAIL.fullmatch(value):
-        raise ValueError("Invalid email address")
-    return value
-
-
-def _end_user_tags(tags: dict[str, str]) -> dict[str, str]:
-    if problems := tag_problems(tags, empty_values=True):
-        raise ValueError("; ".join(problems))
-    return tags
-
-
-def _connection_tags(tags: dict[str, str]) -> dict[str, str]:
-    if problems := tag_problems(tags):
-        raise ValueError("; ".join(problems))
-    return lowercased(tags)
-
-
-def _webhook_url(url: str) -> str:
-    """An http(s) URL with a host, or ``""``: Nango's ``z.url()`` or the empty literal."""
-    scheme, sep, rest = url.partition("://")
-    if url and not (sep and scheme.lower() in ("http", "https") and rest.split("/", 1)[0] and len(url) <= 2048):
-        raise ValueError("Invalid URL: an http or https URL, or an empty string for none")
-    return url
-
-
-ConnectionTags = Annotated[dict[str, str], AfterValidator(_connection_tags)]
-WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]
 
 
 class EndUserPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=255)
-    email: Annotated[str, AfterValidator(_email)] | None = None
+    email: Email | None = None
     display_name: str | None = Field(default=None, max_length=255)
-    tags: (
-        Annotated[dict[str, Annotated[str, StringConstraints(max_length=255)]], AfterValidator(_end_user_tags)] | None
-    ) = None
+    tags: EndUserTags | None = None
 
 
 class ConnectionPatch(BaseModel):

@@ -23,10 +23,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ..http.errors import ApiError
-from ..operations.connection_tags import EMAIL, lowercased, tag_problems
+from ..operations.nango_fields import (
+    ConnectionId,
+    ConnectionTags,
+    Email,
+    EndUserTags,
+    IntegrationKey,
+    WebhookUrl,
+    is_http_url,
+)
 
 __all__ = [
     "ReconnectSessionBody",
@@ -36,49 +44,11 @@ __all__ = [
     "hoist_deprecated_webhook_url",
 ]
 
-IntegrationKey = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9~:.@ _-]+$", max_length=255)]
-ConnectionId = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9,.;:=+~\[\]|@${}\"'\\/_ -]+$", max_length=255)]
-
-
-def _email(value: str) -> str:
-    if len(value) < 5 or not EMAIL.fullmatch(value):
-        raise ValueError("Invalid email address")
-    return value
-
-
-def _end_user_tags(tags: dict[str, str]) -> dict[str, str]:
-    if problems := tag_problems(tags, empty_values=True):
-        raise ValueError("; ".join(problems))
-    return tags
-
-
-def _connection_tags(tags: dict[str, str]) -> dict[str, str]:
-    if problems := tag_problems(tags):
-        raise ValueError("; ".join(problems))
-    return lowercased(tags)
-
-
-def _webhook_url(url: str) -> str:
-    if url and not _http_url(url):
-        raise ValueError("Invalid URL: an http or https URL, or an empty string for none")
-    return url
-
-
-def _http_url(url: str) -> bool:
-    scheme, sep, rest = url.partition("://")
-    return bool(sep) and scheme.lower() in ("http", "https") and bool(rest.split("/", 1)[0]) and len(url) <= 2048
-
 
 def _docs_url(url: str) -> str:
-    if not _http_url(url):
+    if not is_http_url(url):
         raise ValueError("Invalid URL: docs_connect must be an http or https URL")
     return url
-
-
-Email = Annotated[str, AfterValidator(_email)]
-EndUserTags = Annotated[dict[str, Annotated[str, StringConstraints(max_length=255)]], AfterValidator(_end_user_tags)]
-ConnectionTags = Annotated[dict[str, str], AfterValidator(_connection_tags)]
-WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]
 
 
 class SessionEndUser(BaseModel):
@@ -176,7 +146,7 @@ def hoist_deprecated_webhook_url(body: dict[str, Any]) -> dict[str, Any]:
             continue
         rest = {k: v for k, v in config.items() if k != "webhook_url"}
         url = config["webhook_url"]
-        if url is not None and (not isinstance(url, str) or (url and not _http_url(url))):
+        if url is not None and (not isinstance(url, str) or (url and not is_http_url(url))):
             issues.append(
                 {
                     "code": "invalid_format",
