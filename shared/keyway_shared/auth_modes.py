@@ -22,8 +22,11 @@ __all__ = [
     "MODE_FACTS",
     "AuthMode",
     "BrowserFlow",
+    "ConnectionsPost",
+    "IntegrationCredentials",
     "ModeFacts",
     "TypedField",
+    "mode_named",
     "modes_where",
 ]
 
@@ -34,6 +37,14 @@ AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 # How a browser connects: a popup to the provider and back through the callback, a form whose
 # fields are posted to the gateway, or a call that asks for nothing ("none": NONE's connection).
 BrowserFlow = Literal["popup", "form", "none"]
+
+# The shape of an integration's own app in Nango's current ``/integrations`` (its ``credentials``: what
+# POST and PATCH take, what ``?include=credentials`` shows): an OAuth client, a GitHub App, or both.
+IntegrationCredentials = Literal["oauth_client", "app", "custom"]
+
+# What Keyway does with credentials of a mode posted to Nango's current ``POST /connections``: import
+# them (as ``imported_as``), or refuse them (Nango's schema takes them; Keyway connects them instead).
+ConnectionsPost = Literal["import", "refuse"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +66,12 @@ class ModeFacts:
     editable: bool = True  # False: the credentials come with each connection, PUT /config has nothing to change
     typed: tuple[TypedField, ...] = ()  # what a person types on the form (browser "form")
     imported_as: AuthMode | None = None  # the credentials type POST /connection stores; None: not importable
+    # Nango's current API (``/integrations``, ``/connections``), where it names what a mode takes:
+    integration_credentials: IntegrationCredentials | None = None  # None: the integration shows none there
+    credentials_required: bool = False  # POST /integrations refuses an integration of it without credentials
+    webhook_secret_clears: bool = False  # a PATCH /integrations whose webhook_secret is empty drops the kept one
+    quickstart: bool = False  # Nango lends it a shared developer app (POST /integrations/quickstart)
+    connections_post: ConnectionsPost | None = None  # None: POST /connections' schema has no such type
 
 
 _CLIENT_FIELDS = (
@@ -68,9 +85,27 @@ _APP_STORE_FIELDS = (
 )
 
 MODE_FACTS: dict[AuthMode, ModeFacts] = {
-    "OAUTH1": ModeFacts(browser="popup", client=True, imported_as="OAUTH1"),
-    "OAUTH2": ModeFacts(browser="popup", client=True, scopes=True, imported_as="OAUTH2"),
-    "OAUTH2_CC": ModeFacts(browser="form", client=True, scopes=True, typed=_CLIENT_FIELDS),
+    "OAUTH1": ModeFacts(
+        browser="popup",
+        client=True,
+        imported_as="OAUTH1",
+        integration_credentials="oauth_client",
+        credentials_required=True,
+        quickstart=True,
+        connections_post="import",
+    ),
+    "OAUTH2": ModeFacts(
+        browser="popup",
+        client=True,
+        scopes=True,
+        imported_as="OAUTH2",
+        integration_credentials="oauth_client",
+        credentials_required=True,
+        webhook_secret_clears=True,
+        quickstart=True,
+        connections_post="import",
+    ),
+    "OAUTH2_CC": ModeFacts(browser="form", client=True, scopes=True, typed=_CLIENT_FIELDS, connections_post="refuse"),
     "BASIC": ModeFacts(
         browser="form",
         editable=False,
@@ -79,23 +114,52 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
             TypedField(name="password", label="Password", kind="password", required=False),
         ),
         imported_as="BASIC",
+        connections_post="import",
     ),
     "API_KEY": ModeFacts(
         browser="form",
         editable=False,
         typed=(TypedField(name="apiKey", label="API key", kind="password"),),
         imported_as="API_KEY",
+        connections_post="import",
     ),
     "APP_STORE": ModeFacts(browser="form", typed=_APP_STORE_FIELDS),
     # github-app-oauth: an installation with the user's authorization; it stores OAuth 2 or App credentials.
-    "CUSTOM": ModeFacts(browser="popup", client=True, scopes=True, github_app=True, imported_as="OAUTH2"),
-    "APP": ModeFacts(browser="popup", github_app=True),
-    "NONE": ModeFacts(browser="none", imported_as="NONE"),
+    "CUSTOM": ModeFacts(
+        browser="popup",
+        client=True,
+        scopes=True,
+        github_app=True,
+        imported_as="OAUTH2",
+        integration_credentials="custom",
+        credentials_required=True,
+        connections_post="refuse",
+    ),
+    "APP": ModeFacts(
+        browser="popup",
+        github_app=True,
+        integration_credentials="app",
+        credentials_required=True,
+        quickstart=True,
+        connections_post="refuse",
+    ),
+    "NONE": ModeFacts(browser="none", imported_as="NONE", connections_post="import"),
     # NetSuite token-based auth: imported, then used through the SDK; Keyway has no connect flow for it yet.
-    "TBA": ModeFacts(browser=None, client=True, imported_as="TBA"),
+    "TBA": ModeFacts(
+        browser=None,
+        client=True,
+        imported_as="TBA",
+        integration_credentials="oauth_client",
+        connections_post="import",
+    ),
 }
 
 
 def modes_where(fact: Callable[[ModeFacts], bool]) -> frozenset[AuthMode]:
     """The modes of which ``fact`` holds, e.g. ``modes_where(lambda f: f.browser == "popup")``."""
     return frozenset(mode for mode in AUTH_MODES if fact(MODE_FACTS[mode]))
+
+
+def mode_named(name: object) -> AuthMode | None:
+    """``name`` as a mode, when it is one: a wire body's ``type``, a stored ``auth_mode``."""
+    return next((mode for mode in AUTH_MODES if mode == name), None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import pkgutil
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
@@ -19,8 +20,8 @@ import keyway_shared
 from auth_gateway.connect import modes as connect_modes
 from auth_gateway.connect.modes import FORM_ROUTES, LINK_FORMS, MODES, FormFlow, PopupFlow, form_route
 from auth_gateway.dashboard.catalog import CONNECT_KIND, CREDENTIAL_FIELDS
-from keyway_shared.auth_modes import AUTH_MODES, MODE_FACTS
-from keyway_shared.credentials.shapes import CREDENTIAL_SHAPES
+from keyway_shared.auth_modes import AUTH_MODES, MODE_FACTS, mode_named
+from keyway_shared.credentials.shapes import CREDENTIAL_SHAPES, NotImportedType
 
 GATEWAY = Path(auth_gateway.__file__).resolve().parent
 SHARED = Path(keyway_shared.__file__).resolve().parent
@@ -83,6 +84,23 @@ def test_every_credentials_type_is_a_mode_name() -> None:
     assert set(CREDENTIAL_SHAPES) <= set(AUTH_MODES)
     for facts in MODE_FACTS.values():
         assert facts.imported_as is None or facts.imported_as in CREDENTIAL_SHAPES
+
+
+def test_what_nangos_current_api_takes_of_a_mode_agrees_with_its_other_facts() -> None:
+    refused = {mode for mode, facts in MODE_FACTS.items() if facts.connections_post == "refuse"}
+    assert set(get_args(NotImportedType)) == refused  # the wire model's types are the facts'
+    for mode, facts in MODE_FACTS.items():
+        if facts.connections_post == "import":
+            assert facts.imported_as == mode, "POST /connections' type is the mode, stored as itself"
+        if facts.credentials_required or facts.quickstart:
+            assert facts.integration_credentials is not None, "an integration of it holds an app"
+        if facts.webhook_secret_clears:
+            assert facts.integration_credentials == "oauth_client"
+
+
+def test_a_name_is_a_mode_only_when_it_is_one() -> None:
+    assert [mode_named(mode) for mode in AUTH_MODES] == list(AUTH_MODES)
+    assert [mode_named(name) for name in ("oauth2", "MAGIC", None, 1, "")] == [None] * 5
 
 
 def _mode_literals(path: Path) -> list[tuple[int, str]]:

@@ -39,22 +39,49 @@ from .tokens import js_iso, parse_expires_at
 __all__ = [
     "CREDENTIAL_SHAPES",
     "ApiKeyCredentials",
+    "ApiKeyType",
     "AppCredentials",
     "AppStoreCredentials",
+    "AppStoreType",
+    "AppType",
     "BasicCredentials",
+    "BasicType",
     "ClientCredentials",
+    "ClientCredentialsType",
     "Credentials",
     "CustomCredentials",
+    "CustomType",
     "NoCredentials",
+    "NoCredentialsType",
+    "NotImportedType",
     "OAuth1Credentials",
+    "OAuth1Type",
     "OAuth2Credentials",
+    "OAuth2Type",
     "TbaCredentials",
+    "TbaType",
     "UnknownCredentials",
     "UnusableCredentialsError",
     "import_credentials",
     "oauth2_credentials",
     "parse_credentials",
 ]
+
+# Each class's ``type``, named, for a model that reads credentials off the wire by it (Nango's current
+# ``POST /connections``) without writing the mode down again.
+OAuth2Type: TypeAlias = Literal["OAUTH2"]
+OAuth1Type: TypeAlias = Literal["OAUTH1"]
+ClientCredentialsType: TypeAlias = Literal["OAUTH2_CC"]
+AppType: TypeAlias = Literal["APP"]
+AppStoreType: TypeAlias = Literal["APP_STORE"]
+ApiKeyType: TypeAlias = Literal["API_KEY"]
+BasicType: TypeAlias = Literal["BASIC"]
+TbaType: TypeAlias = Literal["TBA"]
+CustomType: TypeAlias = Literal["CUSTOM"]
+NoCredentialsType: TypeAlias = Literal["NONE"]
+# The types that POST /connections takes and Keyway refuses (``connections_post="refuse"``), in the
+# order Nango's schema lists them (an unknown type's error lists them so); a unit test holds the two.
+NotImportedType: TypeAlias = Literal[ClientCredentialsType, AppType, CustomType]
 
 _STORED = {"stored": True}  # the validation context of a stored document, read by its keys only
 
@@ -160,7 +187,7 @@ class _Signed(_Shape):
 
 
 class OAuth2Credentials(_Bearer):
-    type: Literal["OAUTH2"] = "OAUTH2"
+    type: OAuth2Type = "OAUTH2"
     access_token: str
     refresh_token: str | None = None
     expires_at: str | None = None  # JavaScript's ISO form
@@ -223,7 +250,7 @@ class OAuth2Credentials(_Bearer):
 
 
 class OAuth1Credentials(_Signed):
-    type: Literal["OAUTH1"] = "OAUTH1"
+    type: OAuth1Type = "OAUTH1"
     oauth_token: str
     oauth_token_secret: str
     raw: dict[str, Any] = Field(default_factory=dict)
@@ -242,7 +269,7 @@ class OAuth1Credentials(_Signed):
 class ClientCredentials(_Bearer):
     """OAuth 2 client credentials (``OAUTH2_CC``): the token, and the client that mints the next one."""
 
-    type: Literal["OAUTH2_CC"] = "OAUTH2_CC"
+    type: ClientCredentialsType = "OAUTH2_CC"
     token: str | None = None
     access_token: str | None = None  # how some stored ones name the token
     client_id: str | None = None
@@ -259,7 +286,7 @@ class ClientCredentials(_Bearer):
 class AppCredentials(_Bearer):
     """A GitHub App installation token (``APP``; an installed CUSTOM connection holds one too)."""
 
-    type: Literal["APP"] = "APP"
+    type: AppType = "APP"
     access_token: str
     expires_at: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
@@ -271,7 +298,7 @@ class AppCredentials(_Bearer):
 
 
 class AppStoreCredentials(_Bearer):
-    type: Literal["APP_STORE"] = "APP_STORE"
+    type: AppStoreType = "APP_STORE"
     access_token: str
     private_key: str | None = None  # base64 of the PEM, which signs the next token
     expires_at: str | None = None
@@ -287,7 +314,7 @@ class AppStoreCredentials(_Bearer):
 
 
 class ApiKeyCredentials(_Shape):
-    type: Literal["API_KEY"] = "API_KEY"
+    type: ApiKeyType = "API_KEY"
     api_key: str = Field(alias="apiKey")
 
     def template_variables(self) -> dict[str, str]:
@@ -299,7 +326,7 @@ class ApiKeyCredentials(_Shape):
 
 
 class BasicCredentials(_Shape):
-    type: Literal["BASIC"] = "BASIC"
+    type: BasicType = "BASIC"
     username: str
     password: str | None = None
 
@@ -315,7 +342,7 @@ class BasicCredentials(_Shape):
 class TbaCredentials(_Signed):
     """NetSuite token-based auth (``TBA``)."""
 
-    type: Literal["TBA"] = "TBA"
+    type: TbaType = "TBA"
     token_id: str
     token_secret: str
     config_override: dict[str, Any] | None = None
@@ -331,13 +358,13 @@ class CustomCredentials(_Shape):
     """Nango's ``CUSTOM`` credentials, which a Nango import may bring; Keyway's CUSTOM flow stores
     APP or OAUTH2 credentials instead."""
 
-    type: Literal["CUSTOM"] = "CUSTOM"
+    type: CustomType = "CUSTOM"
 
 
 class NoCredentials(_Shape):
     """A connection without credentials (``NONE``): stored, and answered, as ``{}``."""
 
-    type: Literal["NONE"] | None = None
+    type: NoCredentialsType | None = None
 
     @classmethod
     def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:

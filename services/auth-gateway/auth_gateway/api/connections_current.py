@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from pymongo.errors import OperationFailure
 
+from keyway_shared.auth_modes import modes_where
 from keyway_shared.service import MONGO_DB
 from keyway_shared.store import Environment
 from keyway_shared.store.connection_labels import list_connection_documents
@@ -51,7 +52,8 @@ __all__ = [
     "update_metadata",
 ]
 
-_APP_MODES = {"APP", "CUSTOM"}  # their token is minted from the app's key: what the JWT flag refreshes
+# A GitHub App's connections: their token is minted from the app's key, what the JWT flag refreshes.
+_APP_MODES = modes_where(lambda facts: facts.github_app)
 
 
 def _unknown_integration() -> ApiError:

@@ -9,8 +9,8 @@ The credentials are read by the same import as ``POST /connection`` (``connectio
 mode's credentials read their fields), so both generations store the same connection from the same
 credentials. Keyway imports what it can use without a connect flow: ``OAUTH2``, ``OAUTH1``,
 ``API_KEY``, ``BASIC``, ``TBA`` and ``NONE``; ``OAUTH2_CC``, ``APP`` and ``CUSTOM`` connections are
-connected, not imported (``invalid_body`` says so). An OAuth 2 token without ``expires_at`` is kept
-as one that does not expire, as Nango keeps it.
+connected, not imported (``invalid_body`` says so): each mode's ``connections_post`` fact. An OAuth 2
+token without ``expires_at`` is kept as one that does not expire, as Nango keeps it.
 
 The end user, tags and webhook URL override are then set as ``PATCH /connections/{id}`` sets them
 (the creation webhook carries no end user, as Nango's does not). The answer (201) is the connection
@@ -21,13 +21,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from keyway_shared.auth_modes import MODE_FACTS
 from keyway_shared.credentials.importing import ImportBody, ImportRefusedError
-from keyway_shared.credentials.shapes import import_credentials
+from keyway_shared.credentials.shapes import (
+    ApiKeyType,
+    BasicType,
+    NoCredentialsType,
+    NotImportedType,
+    OAuth1Type,
+    OAuth2Type,
+    TbaType,
+    import_credentials,
+)
 from keyway_shared.events import utcnow
 from keyway_shared.store import Environment
 
@@ -54,7 +64,7 @@ class _ClientOverride(BaseModel):
 
 class _OAuth2(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["OAUTH2"]
+    type: OAuth2Type
     access_token: Text
     refresh_token: Text | None = None
     expires_at: str | int | float | None = Field(default=None, description="A date, or milliseconds (JavaScript's)")
@@ -63,27 +73,27 @@ class _OAuth2(BaseModel):
 
 class _OAuth1(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["OAUTH1"]
+    type: OAuth1Type
     oauth_token: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
     oauth_token_secret: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
 
 class _ApiKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["API_KEY"]
+    type: ApiKeyType
     apiKey: Annotated[str, StringConstraints(min_length=1, max_length=1024)]  # noqa: N815 - Nango's name
 
 
 class _Basic(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["BASIC"]
+    type: BasicType
     username: Annotated[str, StringConstraints(max_length=1024)]
     password: Annotated[str, StringConstraints(max_length=1024)]
 
 
 class _Tba(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["TBA"]
+    type: TbaType
     token_id: Text
     token_secret: Text
     config_override: _ClientOverride | None = None
@@ -91,14 +101,14 @@ class _Tba(BaseModel):
 
 class _NoCredentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["NONE"]
+    type: NoCredentialsType
 
 
 class _Connected(BaseModel):
     """The types Keyway connects but does not import (their fields are not read)."""
 
     model_config = ConfigDict(extra="allow")
-    type: Literal["OAUTH2_CC", "APP", "CUSTOM"]
+    type: NotImportedType
 
 
 class _ConnectionConfig(BaseModel):
@@ -128,7 +138,7 @@ def _import_fields(credentials: BaseModel) -> dict[str, Any]:
         return {"api_key": credentials.apiKey}
     if not isinstance(credentials, _OAuth2):
         return given
-    fields: dict[str, Any] = {"access_token": credentials.access_token, "raw": {"type": "OAUTH2", **given}}
+    fields: dict[str, Any] = {"access_token": credentials.access_token, "raw": {"type": credentials.type, **given}}
     if credentials.refresh_token:
         fields["refresh_token"] = credentials.refresh_token
     expires_at = credentials.expires_at
@@ -163,7 +173,7 @@ async def upsert_connection(request: web.Request, env: Environment) -> web.Respo
     kind = body.credentials.type
     if template.auth_mode != kind:
         raise ApiError("invalid_body", f"Provider {template.auth_mode} does not support {kind} auth", status=400)
-    if isinstance(body.credentials, _Connected):
+    if MODE_FACTS[kind].connections_post == "refuse":
         raise ApiError("invalid_body", f"Keyway cannot import {kind} connections: connect them instead.", status=400)
     config = body.connection_config.model_dump(exclude_none=True) if body.connection_config else {}
     check_document_keys(config, "connection_config")

@@ -29,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
+from keyway_shared.auth_modes import MODE_FACTS
 from keyway_shared.providers.template import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
@@ -55,9 +56,6 @@ __all__ = [
 ]
 
 INCLUDES = ("webhook", "credentials")
-# Nango asks for credentials when creating an integration of these modes (its integration.service.ts);
-# the others either hold none or, in Keyway, are checked by the operation.
-_CREDENTIALS_REQUIRED = {"OAUTH1", "OAUTH2", "APP", "CUSTOM"}
 
 
 @secret_key_or_connect_session
@@ -99,7 +97,9 @@ async def create_integration(request: web.Request, env: Environment) -> web.Resp
     credentials = body.get("credentials")
     if credentials is not None and credentials["type"] != template.auth_mode:
         raise _incompatible()
-    if credentials is None and template.auth_mode in _CREDENTIALS_REQUIRED:
+    # Nango asks for credentials when creating an integration of some modes (its integration.service.ts);
+    # the others either hold none or, in Keyway, are checked by the operation.
+    if credentials is None and MODE_FACTS[template.auth_mode].credentials_required:
         raise ApiError("invalid_body", "Missing credentials")
     _no_integration_config(body)
     kept = kept_fields(credentials) if credentials is not None else {"custom": {}}
@@ -174,9 +174,12 @@ def _public(integration: Integration, template: ProviderTemplate | None, extra: 
 
 def _credentials(integration: Integration, template: ProviderTemplate | None) -> dict[str, Any] | None:
     """The integration's app, shaped for its provider's auth mode as Nango shapes it; None for the others."""
-    mode = template.auth_mode if template else None
+    if template is None:
+        return None
+    mode = template.auth_mode
+    shape = MODE_FACTS[mode].integration_credentials
     custom = integration.custom
-    if mode in ("OAUTH1", "OAUTH2", "TBA"):
+    if shape == "oauth_client":
         return {
             "type": mode,
             "client_id": integration.oauth_client_id,
@@ -184,14 +187,14 @@ def _credentials(integration: Integration, template: ProviderTemplate | None) ->
             "scopes": integration.oauth_scopes or None,
             "webhook_secret": custom.get("webhookSecret") or None,
         }
-    if mode == "APP":
+    if shape == "app":
         return {
             "type": mode,
             "app_id": integration.oauth_client_id,
             "private_key": integration.oauth_client_secret,
             "app_link": integration.app_link or None,
         }
-    if mode == "CUSTOM":
+    if shape == "custom":
         return {
             "type": mode,
             "client_id": integration.oauth_client_id,

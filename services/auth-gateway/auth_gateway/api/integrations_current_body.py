@@ -4,7 +4,8 @@ and where each accepted field is kept in Keyway's integration.
 Nango's zod schemas (its server's controllers/integrations/postIntegration.ts and
 uniqueKey/patchIntegration.ts, with helpers/validation.ts) are strict: an unknown field is refused.
 ``credentials`` is one of three shapes chosen by its ``type`` (OAUTH1/OAUTH2/TBA: a client; APP: a
-GitHub App; CUSTOM: both), each strict too. The issues are zod 4's (``http/body_issues.py``).
+GitHub App; CUSTOM: both; each mode's ``integration_credentials`` fact), each strict too. The issues
+are zod 4's (``http/body_issues.py``).
 
 Keyway keeps the credentials where the 2024 ``/config`` puts them, so that both generations and the
 dashboard read one integration: the client (or an APP's app id and private key) in ``oauth_client_id``
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+from keyway_shared.auth_modes import AUTH_MODES, MODE_FACTS, IntegrationCredentials, mode_named
 
 from ..http.body_issues import (
     MISSING,
@@ -41,6 +44,7 @@ __all__ = [
     "PATCH_BODY",
     "PROVIDER",
     "create_issues",
+    "integration_credentials",
     "kept_fields",
     "patch_issues",
 ]
@@ -78,13 +82,17 @@ _CUSTOM_SHAPE: tuple[_Field, ...] = (
     ("app_link", True, _NON_EMPTY),
     ("private_key", True, _PRIVATE_KEY),
 )
-_SHAPES: dict[str, tuple[_Field, ...]] = {
-    "OAUTH1": _CLIENT_SHAPE,
-    "OAUTH2": _CLIENT_SHAPE,
-    "TBA": _CLIENT_SHAPE,
-    "APP": _APP_SHAPE,
-    "CUSTOM": _CUSTOM_SHAPE,
+_SHAPES: dict[IntegrationCredentials, tuple[_Field, ...]] = {
+    "oauth_client": _CLIENT_SHAPE,
+    "app": _APP_SHAPE,
+    "custom": _CUSTOM_SHAPE,
 }
+
+
+def integration_credentials(kind: object) -> IntegrationCredentials | None:
+    """The shape of the integration credentials whose ``type`` is ``kind`` (an auth mode's, by its facts)."""
+    mode = mode_named(kind)
+    return MODE_FACTS[mode].integration_credentials if mode is not None else None
 
 
 def create_issues(body: dict[str, Any]) -> list[Issue]:
@@ -132,10 +140,10 @@ def credentials_issues(credentials: Any) -> list[Issue]:
     path = ["credentials"]
     if not isinstance(credentials, dict):
         return [invalid_type("object", credentials, path, CREDENTIALS_MESSAGE)]
-    kind = credentials.get("type")
-    shape = _SHAPES.get(kind) if isinstance(kind, str) else None
-    if shape is None:
+    shape_name = integration_credentials(credentials.get("type"))
+    if shape_name is None:
         return [{"code": "invalid_union", "message": CREDENTIALS_MESSAGE, "path": [*path, "type"]}]
+    shape = _SHAPES[shape_name]
     issues: list[Issue] = []
     for name, required, checks in shape:
         value = credentials.get(name, MISSING)
@@ -156,15 +164,18 @@ def _scopes_issues(value: Any, path: list[str]) -> list[Issue]:
 def kept_fields(credentials: dict[str, Any], *, patch: bool = False) -> dict[str, Any]:
     """Where Keyway keeps valid ``credentials``: the fields of its integration, ``custom`` merged key by key.
 
-    In ``custom``, None removes a key: a PATCH of OAUTH2 credentials whose ``webhook_secret`` is empty
-    drops the secret, as Nango's does (a POST has nothing to drop).
+    In ``custom``, None removes a key: a PATCH of OAUTH2 credentials (``webhook_secret_clears``) whose
+    ``webhook_secret`` is empty drops the secret, as Nango's does (a POST has nothing to drop).
     """
-    kind = credentials["type"]
-    if kind in ("OAUTH1", "OAUTH2", "TBA"):
+    mode = mode_named(credentials["type"])
+    if mode is None:
+        raise ValueError("kept_fields takes credentials that credentials_issues found valid")
+    facts = MODE_FACTS[mode]
+    if facts.integration_credentials == "oauth_client":
         custom: dict[str, str | None] = {}
         if secret := credentials.get("webhook_secret"):
             custom["webhookSecret"] = secret
-        elif patch and kind == "OAUTH2" and "webhook_secret" in credentials:
+        elif patch and facts.webhook_secret_clears and "webhook_secret" in credentials:
             custom["webhookSecret"] = None
         return {
             "oauth_client_id": credentials["client_id"],
@@ -172,19 +183,25 @@ def kept_fields(credentials: dict[str, Any], *, patch: bool = False) -> dict[str
             "oauth_scopes": credentials.get("scopes"),
             "custom": custom,
         }
-    if kind == "APP":
+    if facts.integration_credentials == "app":
         return {
             "oauth_client_id": credentials["app_id"],
             "oauth_client_secret": credentials["private_key"],
             "app_link": credentials["app_link"],
             "custom": {},
         }
-    return {  # CUSTOM: the OAuth client, and the GitHub App beside it
+    return {  # "custom": the OAuth client, and the GitHub App beside it
         "oauth_client_id": credentials["client_id"],
         "oauth_client_secret": credentials["client_secret"],
         "app_link": credentials["app_link"],
         "custom": {"app_id": credentials["app_id"], "private_key": credentials["private_key"]},
     }
+
+
+def _type_schema(shape_name: IntegrationCredentials) -> dict[str, Any]:
+    """The ``type`` of one shape: the modes whose integration takes it, in the published order."""
+    modes = [mode for mode in AUTH_MODES if MODE_FACTS[mode].integration_credentials == shape_name]
+    return {"const": modes[0]} if len(modes) == 1 else {"enum": modes}
 
 
 _STRING = {"type": "string"}
@@ -197,7 +214,7 @@ _CREDENTIALS_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["type", "client_id", "client_secret"],
             "properties": {
-                "type": {"enum": ["OAUTH1", "OAUTH2", "TBA"]},
+                "type": _type_schema("oauth_client"),
                 "client_id": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH},
                 "client_secret": {"type": "string", "minLength": 1},
                 "scopes": {"type": "string", "description": "Comma-separated, no spaces"},
@@ -209,7 +226,7 @@ _CREDENTIALS_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["type", "app_id", "app_link", "private_key"],
             "properties": {
-                "type": {"const": "APP"},
+                "type": _type_schema("app"),
                 "app_id": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH},
                 "app_link": {"type": "string", "minLength": 1},
                 "private_key": {"type": "string", "description": "PEM, PKCS#1 (BEGIN RSA PRIVATE KEY)"},
@@ -220,7 +237,7 @@ _CREDENTIALS_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["type", "client_id", "client_secret", "app_id", "app_link", "private_key"],
             "properties": {
-                "type": {"const": "CUSTOM"},
+                "type": _type_schema("custom"),
                 "client_id": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH},
                 "client_secret": {"type": "string", "minLength": 1},
                 "app_id": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH},

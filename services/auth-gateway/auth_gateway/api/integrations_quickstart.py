@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from keyway_shared.auth_modes import MODE_FACTS
 from keyway_shared.store import Environment
 
 from ..http.body_issues import MISSING, check_boolean, check_string, matches, max_length, min_length, unknown_fields
@@ -31,8 +32,6 @@ from .integrations_current_body import KEY, MAX_LENGTH, PROVIDER
 
 __all__ = ["NO_SHARED_APP", "QUICKSTART_BODY", "create_quickstart_integration"]
 
-# The auth modes Nango lends a shared developer app for: the others have no app to lend.
-_SHARED_APP_MODES = frozenset({"OAUTH1", "OAUTH2", "APP"})
 _FIELDS = ("provider", "unique_key", "display_name", "forward_webhooks")
 NO_SHARED_APP = "No Nango-provided developer app is configured for this provider"
 
@@ -47,7 +46,7 @@ async def create_quickstart_integration(request: web.Request, env: Environment) 
     template = request.app[CATALOG].get(body["provider"])
     if template is None:
         raise _field_issue("Invalid provider", "provider")
-    if template.auth_mode not in _SHARED_APP_MODES:
+    if not MODE_FACTS[template.auth_mode].quickstart:  # no app to lend for its auth mode
         raise ApiError("invalid_body", "Quickstart is only available for providers that require a developer app")
     if await request.app[STORES].integrations.get(env.name, body["unique_key"]) is not None:
         raise _field_issue("Unique key already exists", "uniqueKey")
