@@ -144,10 +144,15 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         connections_post="refuse",
     ),
     "NONE": ModeFacts(browser="none", imported_as="NONE", connections_post="import"),
-    # NetSuite token-based auth: imported, then used through the SDK; Keyway has no connect flow for it yet.
+    # NetSuite token-based auth: the integration's client and the person's token sign each request;
+    # the NetSuite account is the connection's params[accountId].
     "TBA": ModeFacts(
-        browser=None,
+        browser="form",
         client=True,
+        typed=(
+            TypedField(name="token_id", label="Token id"),
+            TypedField(name="token_secret", label="Token secret", kind="password"),
+        ),
         imported_as="TBA",
         integration_credentials="oauth_client",
         connections_post="import",

@@ -1,4 +1,5 @@
-"""The unmodified Nango frontend SDK (0.40.8 and 0.42.13, from npm) against Keyway, in Chromium.
+"""The unmodified Nango frontend SDK (0.40.8 and 0.42.13, and 0.71.10 for NetSuite TBA, from npm) against
+Keyway, in Chromium.
 
 A real page on 127.0.0.1 imports the SDK's published module; the SDK opens its popup and WebSocket
 against an in-process gateway, which talks to a real OAuth 2 server on 127.0.0.1.
@@ -22,6 +23,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mar
 
 SDK_DIR = Path(__file__).resolve().parents[1] / "sdk"
 VERSIONS = {"0408": "nango-frontend-0408", "04213": "nango-frontend-04213"}
+# Served too, for the modes only today's SDK connects (NetSuite TBA); the tests above stay on 2024's two.
+CURRENT = {"07110": "nango-frontend-07110"}
 
 if not (SDK_DIR / "node_modules" / VERSIONS["0408"]).exists():
     pytest.skip("run `npm ci` in tests/sdk first (.ci/run does)", allow_module_level=True)
@@ -36,7 +39,7 @@ async def app_page_url() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/", index)
-    for short, package in VERSIONS.items():
+    for short, package in (VERSIONS | CURRENT).items():
         app.router.add_static(f"/sdk/{short}/", SDK_DIR / "node_modules" / package / "dist")
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
@@ -64,6 +67,12 @@ async def gw(provider: OAuthProvider, tmp_path: Path, start_gateway: StartGatewa
             },
             {"provider": "posthog", "provider_config_key": "posthog"},
             {"provider": "freshdesk", "provider_config_key": "freshdesk"},
+            {
+                "provider": "netsuite-tba",
+                "provider_config_key": "netsuite",
+                "oauth_client_id": "consumer-key",
+                "oauth_client_secret": "consumer-secret",
+            },
         ]
         for body in integrations:
             resp = await gateway.client.post("/config", json=body, headers=gateway.auth)
@@ -150,3 +159,30 @@ async def test_api_key_and_basic_credentials(version: str, gw: Gateway, browser:
     outcome = await call(page, "construct", gw.url, "")
     assert outcome["ok"] is False
     assert outcome["type"] == "missingPublicKey"
+
+
+async def test_netsuite_tba_with_the_current_sdk(gw: Gateway, browser: Browser, app_page_url: str) -> None:
+    page = await open_app(browser, app_page_url, "07110")
+    credentials = {"type": "TBA", "token_id": "tok-id", "token_secret": "tok-secret"}
+    options = {
+        "credentials": {**credentials, "oauth_client_id_override": "other-key"},
+        "params": {"accountId": "1234567-sb1"},
+    }
+    outcome = await call(page, "auth", gw.url, gw.public_key, "netsuite", "tba-1", options)
+    assert outcome == {"ok": True, "result": {"providerConfigKey": "netsuite", "connectionId": "tba-1"}}
+    resp = await gw.client.get("/connection/tba-1?provider_config_key=netsuite", headers=gw.auth)
+    connection = await resp.json()
+    assert connection["credentials"] == {
+        "type": "TBA",
+        "token_id": "tok-id",
+        "token_secret": "tok-secret",
+        "config_override": {"client_id": "other-key"},
+    }
+    assert connection["connection_config"] == {"accountId": "1234567-sb1"}
+
+    # The SDK shows Nango's error code: a missing account, then a token without its secret.
+    outcome = await call(page, "auth", gw.url, gw.public_key, "netsuite", "tba-2", {"credentials": credentials})
+    assert (outcome["ok"], outcome["type"]) == (False, "missing_account_id")
+    half = {"credentials": {"token_id": "tok-id", "token_secret": ""}, "params": {"accountId": "1"}}
+    outcome = await call(page, "auth", gw.url, gw.public_key, "netsuite", "tba-3", half)
+    assert (outcome["ok"], outcome["type"]) == (False, "invalid_body")
