@@ -16,7 +16,11 @@ from ..http.serialize import connection_json, js_iso
 from ..operations.callers import secret_key
 from ..operations.connection_removal import remove_connection, revoke_asked
 from ..operations.connections import unknown_connection
-from ..operations.deep_documents import json_without_deep_fields, shown, summaries_from_whole_documents
+from ..operations.deep_documents import (
+    connection_list_response,
+    json_without_deep_fields,
+    summaries_from_whole_documents,
+)
 from ..operations.fetch_recorder import FETCH_RECORDER
 from ..operations.refresh_on_read import fresh_connection
 from ..resources import STORES
@@ -77,12 +81,7 @@ async def list_connections(request: web.Request, env: Environment) -> web.Respon
         }
         for doc in docs
     ]
-    try:
-        return web.json_response({"connections": items})
-    except RecursionError:
-        for item in items:
-            item["metadata"] = shown(item["metadata"], what="metadata", connection_id=item["connection_id"])
-        return web.json_response({"connections": items})
+    return connection_list_response(items)
 
 
 @secret_key

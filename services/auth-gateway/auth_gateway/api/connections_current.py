@@ -34,7 +34,7 @@ from ..operations.callers import secret_key
 from ..operations.connection_events import metadata_event
 from ..operations.connection_labels import LabelsRefusedError, label_changes, relabel_connection
 from ..operations.connection_removal import remove_connection
-from ..operations.deep_documents import json_without_deep_fields, shown
+from ..operations.deep_documents import connection_list_response, json_without_deep_fields
 from ..operations.fetch_recorder import FETCH_RECORDER
 from ..operations.outbox_relay import RELAY
 from ..operations.refresh_on_read import fresh_connection
@@ -78,12 +78,7 @@ async def list_connections(request: web.Request, env: Environment) -> web.Respon
     except OperationFailure:  # one document the server cannot project (see deep_documents)
         docs = await list_connection_documents(db, env.name, query, whole=True)
     items = [listed_connection_json(doc) for doc in docs]
-    try:
-        return web.json_response({"connections": items})
-    except RecursionError:
-        for item in items:
-            item["metadata"] = shown(item["metadata"], what="metadata", connection_id=item["connection_id"])
-        return web.json_response({"connections": items})
+    return connection_list_response(items)
 
 
 @secret_key

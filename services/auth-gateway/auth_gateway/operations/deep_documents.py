@@ -20,7 +20,13 @@ from keyway_shared.store import Database
 
 from ..http.requests import depth_exceeds
 
-__all__ = ["SHOWN_DEPTH", "json_without_deep_fields", "shown", "summaries_from_whole_documents"]
+__all__ = [
+    "SHOWN_DEPTH",
+    "connection_list_response",
+    "json_without_deep_fields",
+    "shown",
+    "summaries_from_whole_documents",
+]
 
 log = get_logger(__name__)
 
@@ -67,3 +73,14 @@ def json_without_deep_fields(body: dict[str, Any], *, fields: tuple[str, ...], s
         connection_id = str(body.get("connection_id"))
         safe = {k: shown(v, what=k, connection_id=connection_id) if k in fields else v for k, v in body.items()}
         return web.Response(text=json.dumps(safe), status=status, content_type="application/json")
+
+
+def connection_list_response(items: list[dict[str, Any]]) -> web.Response:
+    """``{"connections": items}``; if the encoder runs out of stack, again without too deep metadata
+    (both generations' list routes answer this way)."""
+    try:
+        return web.json_response({"connections": items})
+    except RecursionError:
+        for item in items:
+            item["metadata"] = shown(item["metadata"], what="metadata", connection_id=item["connection_id"])
+        return web.json_response({"connections": items})
