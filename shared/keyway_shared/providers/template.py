@@ -90,6 +90,30 @@ class ProviderTemplate(BaseModel):
         default_factory=dict, description="connection configuration fields the user supplies (params[...])"
     )
     token_expiration_buffer: int | None = Field(default=None, description="seconds; refresh this long before expiry")
+    # Nango's token-response fields: where the token is when the usual place is empty (Slack's
+    # user-token-only installs put it under ``authed_user``), the unit of ``expires_in``, and a fixed
+    # lifetime for providers whose answer gives none.
+    alternate_access_token_response_path: str | None = None
+    expires_in_unit: Literal["seconds", "milliseconds"] | None = None
+    token_expires_in_ms: int | None = None
+    token_headers: dict[str, str] = Field(default_factory=dict)
+    # Nango's authorization-URL flags: parameters sent as written, empty ones dropped, and where the
+    # callback carries the code when not in ``code``.
+    authorization_url_skip_encode: list[str] = Field(default_factory=list)
+    authorization_url_skip_empty: bool = False
+    authorization_url_fragment: str | None = None
+    authorization_code_param_in_callback: str | None = None
+    # What runs once a connection is made: Nango's script name (Keyway has a hook of that name,
+    # keyway_shared.providers.enrichment) and Keyway's declarative steps, calls whose answers fill
+    # ``connection_config`` fields.
+    post_connection_script: str | None = None
+    post_connection: list[dict[str, Any]] = Field(default_factory=list)
+    # Provider-specific token handling beyond the standard grant (introspected expiry, long-lived
+    # exchanges, custom bodies): the name of a hook in keyway_shared.credentials.token_hooks.
+    token_hook: str | None = None
+    # Refresh tokens this provider revokes when left unused this many days (Microsoft: 90): the
+    # refresher refreshes such connections before then, whether anyone reads them or not.
+    refresh_token_idle_days: int | None = None
     proxy: ProxyConfig | None = None
     docs: str | None = None
     categories: list[str] = Field(default_factory=list)
