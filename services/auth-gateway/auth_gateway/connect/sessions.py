@@ -26,8 +26,8 @@ from ..http.query_issues import invalid_params, unrecognized_keys
 from ..http.requests import json_object, validated_body
 from ..http.serialize import js_iso
 from ..openapi_spec import Handler, declare_auth
-from ..operations.callers import secret_key
-from ..operations.connect_sessions import SESSION_LIFETIME, TOKEN_PREFIX, ConnectSession
+from ..operations.callers import live_session, secret_key, session_token
+from ..operations.connect_sessions import SESSION_LIFETIME, ConnectSession
 from ..operations.connection_tags import TAG_MAX_COUNT, end_user_tags
 from ..resources import SETTINGS, STORES
 from .session_input import ReconnectSessionBody, SessionBody, hoist_deprecated_webhook_url
@@ -196,15 +196,12 @@ def connect_link(request: web.Request, token: str) -> str:
 
 
 async def _session_from_header(request: web.Request) -> tuple[str, ConnectSession]:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+    token = session_token(request)
+    if token is None:
         raise ApiError(
             "invalid_connect_session_token", "Send the connect session token as 'Bearer <token>'.", status=401
         )
-    session = await request.app[STORES].connect_sessions.find(token)
-    if session is None:
-        raise ApiError("unknown_connect_session_token", "The connect session is unknown, spent or expired.", status=401)
-    return token, session
+    return token, await live_session(request, token)
 
 
 ConnectSessionView = Callable[[web.Request, str, ConnectSession], Awaitable[web.StreamResponse]]

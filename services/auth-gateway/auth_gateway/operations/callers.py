@@ -33,9 +33,11 @@ __all__ = [
     "SecretKeyView",
     "environment_from_public_key",
     "environment_from_secret_key",
+    "live_session",
     "secret_key",
     "secret_key_or_connect_session",
     "secret_key_owner",
+    "session_token",
 ]
 
 SecretKeyView = Callable[[web.Request, Environment], Awaitable[web.StreamResponse]]
@@ -78,6 +80,26 @@ def secret_key(view: SecretKeyView) -> Handler:
     return declare_auth("secret_key", handler)
 
 
+def session_token(request: web.Request) -> str | None:
+    """The connect session token of an ``Authorization: Bearer nango_connect_session_…`` header, or
+    None when the header carries something else (a secret key, or nothing)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token.startswith(TOKEN_PREFIX) else None
+
+
+def _unknown_session() -> ApiError:
+    return ApiError("unknown_connect_session_token", "The connect session is unknown, spent or expired.", status=401)
+
+
+async def live_session(request: web.Request, token: str) -> ConnectSession:
+    """The live connect session ``token`` names; an unknown, spent or expired one is refused (401)."""
+    session = await request.app[STORES].connect_sessions.find(token)
+    if session is None:
+        raise _unknown_session()
+    return session
+
+
 def secret_key_or_connect_session(view: SecretKeyOrSessionView) -> Handler:
     """The view of a ``secret_key_or_connect_session`` route: ``view(request, environment, session)``.
 
@@ -88,17 +110,13 @@ def secret_key_or_connect_session(view: SecretKeyOrSessionView) -> Handler:
 
     @functools.wraps(view)
     async def handler(request: web.Request) -> web.StreamResponse:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+        bearer = session_token(request)
+        if bearer is None:
             return await view(request, await environment_from_secret_key(request), None)
-        stores = request.app[STORES]
-        session = await stores.connect_sessions.find(token)
-        environment = await stores.environments.get(session.environment) if session else None
-        if session is None or environment is None:
-            raise ApiError(
-                "unknown_connect_session_token", "The connect session is unknown, spent or expired.", status=401
-            )
+        session = await live_session(request, bearer)
+        environment = await request.app[STORES].environments.get(session.environment)
+        if environment is None:
+            raise _unknown_session()
         check_rate(request, environment.name, "public")
         return await view(request, environment, session)
 
