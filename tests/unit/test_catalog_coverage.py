@@ -194,9 +194,9 @@ def test_retry_headers_name_one_header(templates: dict[str, ProviderTemplate]) -
         retry = template.proxy.retry if template.proxy else None
         if retry:
             assert (retry.at is None) != (retry.after is None), name
-            header = retry.at or retry.after or ""
-            assert header == header.lower(), name
-            assert " " not in header, name
+            for header in retry.at or retry.after or []:  # header names, the first present wins
+                assert header == header.lower(), name
+                assert " " not in header, name
 
 
 def test_family_files_are_complete_entries(family_files: dict[str, dict[str, Any]]) -> None:
@@ -254,7 +254,12 @@ def test_provider_specific_facts() -> None:
     assert salesforce.token_response_metadata == ["instance_url"]
     assert _base_url(salesforce) == "${connectionConfig.instance_url}"
     sandbox = _get(catalog, "salesforce-sandbox")
-    assert sandbox.token_url_for() == "https://test.salesforce.com/services/oauth2/token"
+    token_url = sandbox.token_url_for() or ""
+    assert sandbox.render_url(token_url, {}) == "https://test.salesforce.com/services/oauth2/token"
+    my_domain = {"hostname": "acme--uat.sandbox.my.salesforce.com"}  # a sandbox's My Domain login host
+    assert (
+        sandbox.render_url(token_url, my_domain) == "https://acme--uat.sandbox.my.salesforce.com/services/oauth2/token"
+    )
     assert "team.id" in _get(catalog, "slack").token_response_metadata
     assert _get(catalog, "quickbooks").redirect_uri_metadata == ["realmId"]
     notion = _get(catalog, "notion")

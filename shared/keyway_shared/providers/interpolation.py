@@ -1,4 +1,5 @@
 """``${connectionConfig.x}`` in template strings, filled from the connection configuration (spec §5.3).
+A template may offer fallbacks, ``A || B``: the first alternative with all its values is filled.
 
 :func:`interpolate` is the bare substitution; URLs and header values go through
 :mod:`keyway_shared.providers.rendering`, which refuses values that would change where a request
@@ -22,6 +23,8 @@ __all__ = [
     "MissingParamError",
     "TemplateParamError",
     "UnsafeParamError",
+    "alternatives",
+    "chosen_alternative",
     "interpolate",
     "origin_and_path",
     "param_text",
@@ -62,8 +65,27 @@ def param_text(value: Any) -> str | None:
     return str(value)
 
 
+def alternatives(template: str) -> list[str]:
+    """``A || B`` as ``["A", "B"]`` (each trimmed, as Nango splits them); a plain template as itself."""
+    if "||" not in template:
+        return [template]
+    return [part.strip() for part in template.split("||")]
+
+
+def chosen_alternative(template: str, values: Mapping[str, Any]) -> str:
+    """The first alternative of ``A || B`` whose placeholders all have a value, else the last one
+    (whose rendering then names what is missing). Nango's ``interpolateIfNeeded`` takes the left
+    side when interpolating changed it; requiring every value of it keeps a half-filled URL out."""
+    options = alternatives(template)
+    for option in options[:-1]:
+        if all(param_text(values.get(name)) is not None for name in PLACEHOLDER.findall(option)):
+            return option
+    return options[-1]
+
+
 def interpolate(template: str, values: Mapping[str, Any]) -> str:
     """Bare substitution, for text that is encoded afterwards (proxy query values). Not for URLs."""
+    template = chosen_alternative(template, values)
     missing: list[str] = []
 
     def replace(match: re.Match[str]) -> str:

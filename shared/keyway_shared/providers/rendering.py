@@ -19,6 +19,12 @@ as Salesforce, Pipedrive and Gong templates write it) may be filled only from a 
 own token response fills (``token_response_metadata``), only when rendering for a stored connection
 (the OAuth flow keeps a browser's value for such a field out of what it stores), and only with an
 ``https`` origin without userinfo, port, path, query or fragment.
+
+A template may offer fallbacks, ``A || B`` (Nango: ``https://${connectionConfig.hostname} ||
+https://login.salesforce.com``, ``${connectionConfig.version} || 2022-11-28``): the first
+alternative whose placeholders all have a value is the one rendered, every check above included
+(a value that is there but does not fit is refused, never silently replaced by the fallback); when
+none has all its values, the last one's missing names are the error.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-from .interpolation import PLACEHOLDER, MissingParamError, UnsafeParamError, param_text
+from .interpolation import PLACEHOLDER, MissingParamError, UnsafeParamError, chosen_alternative, param_text
 
 __all__ = ["render_header", "render_url"]
 
@@ -185,9 +191,15 @@ def render_url(
     """``template_url`` with its placeholders filled from ``values``, or a TemplateParamError.
 
     ``patterns`` are the catalog's declared patterns by field; ``origin_fields`` the fields that may
-    fill a whole-origin placeholder (empty unless rendering for a stored connection).
+    fill a whole-origin placeholder (empty unless rendering for a stored connection). Of ``A || B``
+    the first alternative with all its values is rendered (see the module docstring).
     """
-    patterns = patterns or {}
+    return _render_one_url(chosen_alternative(template_url, values), values, patterns or {}, origin_fields)
+
+
+def _render_one_url(
+    template_url: str, values: Mapping[str, Any], patterns: Mapping[str, str], origin_fields: Collection[str]
+) -> str:
     leading = PLACEHOLDER.match(template_url)
     if leading is not None and template_url[leading.end() :][:1] in {"", "/"}:
         name = leading.group(1)
@@ -222,6 +234,7 @@ def render_header(text: str, values: Mapping[str, Any], *, patterns: Mapping[str
     """A header value with its placeholders filled; a value with a line break or another control
     character is refused (it would split the header, and aiohttp fails on it mid-request)."""
     patterns = patterns or {}
+    text = chosen_alternative(text, values)
     missing: list[str] = []
 
     def replace(match: re.Match[str]) -> str:

@@ -1,7 +1,12 @@
 """The provider template schema (Nango's providers.yaml, spec §6), as a pydantic model.
 
-Unknown keys are kept (the catalog format grows), and the few known misspellings in the wild
-(``scope_seprator``) are read as what they meant.
+It reads Nango's current catalog (npm ``@nangohq/providers``) as Nango means it: a retry hint may
+name several headers (the first present wins), a verification several endpoints (tried in order),
+a parameter written as a YAML number or boolean is the text that goes on the wire (``expiring: 1``
+is ``"1"``, ``force_verify: false`` is ``"false"``, as JavaScript's ``String()`` writes them), and
+URL and header templates may hold ``A || B`` fallbacks (see :mod:`.rendering`). Unknown keys are
+kept (the catalog format grows), and the few known misspellings in the wild (``scope_seprator``)
+are read as what they meant.
 """
 
 from __future__ import annotations
@@ -9,9 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ..auth_modes import AUTH_MODES, AuthMode
 from .interpolation import MissingParamError
@@ -21,7 +26,9 @@ __all__ = [
     "AUTH_MODES",
     "ProviderTemplate",
     "ProxyConfig",
+    "ProxyRetry",
     "ProxyVerification",
+    "WireText",
     "interpolation_variables",
 ]
 
@@ -33,28 +40,70 @@ def interpolation_variables(text: str) -> set[str]:
     return set(_VARIABLE.findall(text))
 
 
+def _wire_text(value: Any) -> Any:
+    """A scalar as the text Nango sends for it; anything else is left for the type check to refuse."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    """``at: x-ratelimit-reset`` (Keyway's first shape) is ``at: [x-ratelimit-reset]`` (Nango's)."""
+    return [value] if isinstance(value, str) else value
+
+
+# A parameter, header or query value: what goes on the wire, so always text.
+WireText = Annotated[str, BeforeValidator(_wire_text)]
+WireParams = dict[str, WireText]
+HeaderNames = Annotated[list[str], BeforeValidator(_one_or_many)]
+
+
 class ProxyVerification(BaseModel):
+    """One call that proves new credentials work. Nango's shape lists ``endpoints`` (tried in
+    order, the first 2xx answer passes); Keyway's first shape's single ``endpoint`` is one more."""
+
     model_config = ConfigDict(extra="allow")
     method: str = "GET"
-    endpoint: str
+    endpoints: list[str] = Field(default_factory=list)
+    endpoint: str | None = None
     base_url_override: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: WireParams = Field(default_factory=dict)
+    data: Any = None  # sent as the JSON body, as Nango's proxy sends it
+
+    @model_validator(mode="after")
+    def _some_endpoint(self) -> ProxyVerification:
+        if self.endpoint is not None and self.endpoint not in self.endpoints:
+            self.endpoints = [self.endpoint, *self.endpoints]
+        if not self.endpoints:
+            raise ValueError("a verification needs 'endpoints' (a list of paths) or 'endpoint'")
+        return self
 
 
 class ProxyRetry(BaseModel):
+    """Where an upstream says when to call again: header names, the first present one wins."""
+
     model_config = ConfigDict(extra="allow")
-    at: str | None = None
-    after: str | None = None
+    at: HeaderNames | None = None  # a Unix time, or seconds from now when small
+    after: HeaderNames | None = None  # delay-seconds or an HTTP date
+    # Nango's other hints, kept for what reads the catalog; the proxy's retry decision does not use them.
+    remaining: str | None = None
+    error_code: list[WireText] = Field(default_factory=list)
+    in_body: dict[str, Any] | None = None
 
 
 class ProxyConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
     base_url: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    query: dict[str, str] = Field(default_factory=dict)
+    headers: WireParams = Field(default_factory=dict)
+    query: WireParams = Field(default_factory=dict)
     retry: ProxyRetry | None = None
     decompress: bool | None = None
+    forward_headers_on_redirect: bool | None = None
     paginate: dict[str, Any] | None = None
+    body: dict[str, Any] | None = None
+    connection_config: dict[str, Any] = Field(default_factory=dict)
     verification: ProxyVerification | None = None
 
 
@@ -69,16 +118,18 @@ class ProviderTemplate(BaseModel):
     request_url: str | None = None
     refresh_url: str | None = None
     revocation_url: str | None = None
-    authorization_params: dict[str, str] = Field(default_factory=dict)
-    token_params: dict[str, str] = Field(default_factory=dict)
-    refresh_params: dict[str, str] = Field(default_factory=dict)
-    request_params: dict[str, str] = Field(default_factory=dict)
+    authorization_params: WireParams = Field(default_factory=dict)
+    token_params: WireParams = Field(default_factory=dict)
+    refresh_params: WireParams = Field(default_factory=dict)
+    request_params: WireParams = Field(default_factory=dict)
     scope_separator: str = " "
     default_scopes: list[str] = Field(default_factory=list)
     disable_pkce: bool = False
     authorization_method: Literal["body", "header"] | None = None
-    body_format: Literal["form", "json"] = "form"
-    token_request_auth_method: Literal["basic"] | None = None
+    # Nango's values; "query" (parameters in the token URL's query) and "custom"/"private_key_jwt"
+    # client authentication are the token client's to honour (keyway_shared.credentials).
+    body_format: Literal["form", "json", "query", "xml"] = "form"
+    token_request_auth_method: Literal["basic", "custom", "private_key_jwt"] | None = None
     signature_method: str | None = None
     request_http_method: str | None = None
     token_http_method: str | None = None
@@ -96,7 +147,7 @@ class ProviderTemplate(BaseModel):
     alternate_access_token_response_path: str | None = None
     expires_in_unit: Literal["seconds", "milliseconds"] | None = None
     token_expires_in_ms: int | None = None
-    token_headers: dict[str, str] = Field(default_factory=dict)
+    token_headers: WireParams = Field(default_factory=dict)
     # Nango's authorization-URL flags: parameters sent as written, empty ones dropped, and where the
     # callback carries the code when not in ``code``.
     authorization_url_skip_encode: list[str] = Field(default_factory=list)
@@ -117,6 +168,28 @@ class ProviderTemplate(BaseModel):
     proxy: ProxyConfig | None = None
     docs: str | None = None
     categories: list[str] = Field(default_factory=list)
+    # Nango's other fields, typed as its schema types them (scripts/validation/providers/schema.json);
+    # Keyway reads some (docs, forms) and keeps the rest so that GET /provider answers as Nango does.
+    docs_connect: str | None = None
+    setup_guide_url: str | None = None
+    credentials: dict[str, Any] = Field(default_factory=dict, description="the form fields of a credential")
+    integration_config: dict[str, Any] = Field(default_factory=dict)
+    installation: Literal["outbound"] | None = None
+    token_url_skip_encode: list[str] = Field(default_factory=list)
+    require_client_certificate: bool = False
+    decode_url: bool = False
+    available_scopes: list[str] = Field(default_factory=list)
+    credentials_verification_script: str | None = None
+    pre_connection_deletion_script: str | None = None
+    pre_connection_creation_script: str | None = None
+    webhook_routing_script: str | None = None
+    webhook_user_defined_secret: bool = False
+    webhook_allowed_query_params: list[str] = Field(default_factory=list)
+    webhook_response_metadata: list[str] = Field(default_factory=list)
+    authorization_code_param_in_webhook: str | None = None
+    refresh_token_response_metadata: list[str] = Field(default_factory=list)
+    refresh_token_params: WireParams = Field(default_factory=dict)
+    refresh_token_headers: WireParams = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod

@@ -2,9 +2,10 @@
 
 The caller opts in with ``Retries`` (how many more attempts) and ``Retry-On`` (extra statuses).
 Server errors, 429, GitHub-style exhausted rate limits and failed connections are retried; the
-wait is the provider's own hint when it gives one (the template's ``proxy.retry.at``/``.after``
-header, else ``Retry-After``), else exponential backoff with jitter. One wait is capped, and a
-wait that would overrun the call's deadline is not taken: the caller gets the answer in hand.
+wait is the provider's own hint when it gives one (the first present of the template's
+``proxy.retry.at``/``.after`` headers, else ``Retry-After``), else exponential backoff with
+jitter. One wait is capped, and a wait that would overrun the call's deadline is not taken: the
+caller gets the answer in hand.
 """
 
 from __future__ import annotations
@@ -61,15 +62,23 @@ def _retry_after(value: str | None, *, now: float) -> float | None:
         return None
 
 
+def _first_present(headers: Mapping[str, str], names: list[str]) -> str | None:
+    """The value of the first of ``names`` the answer carries (Nango's order: the template's)."""
+    return next((headers[name] for name in names if name in headers), None)
+
+
 def header_delay(headers: Mapping[str, str], hint: ProxyRetry | None, *, now: float | None = None) -> float | None:
-    """The wait the upstream asks for, if it says; ``headers`` must look names up case-insensitively."""
+    """The wait the upstream asks for, if it says; ``headers`` must look names up case-insensitively.
+
+    Of the template's ``at`` headers (then its ``after`` ones) the first the answer carries is read;
+    an unreadable value there falls through to the next kind of hint, then ``Retry-After``."""
     now = time.time() if now is None else now
     if hint is not None and hint.at:
-        at = _seconds(headers.get(hint.at))
+        at = _seconds(_first_present(headers, hint.at))
         if at is not None:
             return max(0.0, at - now) if at >= _EPOCH_THRESHOLD else at
     if hint is not None and hint.after:
-        after = _retry_after(headers.get(hint.after), now=now)
+        after = _retry_after(_first_present(headers, hint.after), now=now)
         if after is not None:
             return after
     return _retry_after(headers.get("Retry-After"), now=now)
