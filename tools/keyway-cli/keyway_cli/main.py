@@ -5,6 +5,7 @@
     keyway export --out FILE --passphrase-env VAR | --key-env VAR [--environment NAME]…
     keyway import --in FILE --passphrase-env VAR | --key-env VAR [--force]
     keyway import-nango [--postgres-url URL] [--nango-encryption-key-env VAR] [--environment NAME]…
+    keyway providers check FILE [FILE...]       would these provider files load (no database needed)
 
 Settings come from the environment exactly as the services read them (``MONGODB_URL``,
 ``KEYWAY_ENCRYPTION_KEY``, ``KEYWAY_ENCRYPTION_KEYS_OLD``, …); secrets the command needs besides
@@ -33,6 +34,7 @@ from keyway_shared.store import Database, ensure_indexes, open_client
 from .archive import ArchiveError, ArchiveKey, ArchiveReader, key_from_base64, key_from_passphrase
 from .nango import NangoError, NangoReader
 from .nango_import import NangoImport
+from .providers_check import add_check_parser, check_command
 from .rotate import Rotator, key_usage, print_usage
 from .transfer import export_deployment, import_deployment
 
@@ -82,7 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     nango.add_argument("--account-id", type=int, help="only this Nango account's environments")
     nango.add_argument("--force", action="store_true", help="replace integrations and connections of the same name")
     nango.add_argument("--dry-run", action="store_true", help="read and decrypt everything, write nothing")
+
+    providers = commands.add_parser("providers", help="the provider catalog").add_subparsers(
+        dest="providers_command", required=True
+    )
+    add_check_parser(providers)
     return parser
+
+
+def _offline(args: argparse.Namespace, out: TextIO) -> int | None:
+    """The exit status of a command that needs no deployment (no database, no key); None for the others."""
+    if args.command == "providers" and args.providers_command == "check":
+        return check_command(args.files, out=out)
+    return None
 
 
 def _secret(environ: Mapping[str, str], name: str) -> str:
@@ -165,11 +179,18 @@ async def run_cli(
     argv: Sequence[str], settings: BaseServiceSettings, *, environ: Mapping[str, str] | None = None, out: TextIO
 ) -> int:
     """Parse and run, as the console script does, with settings given (tests build their own)."""
-    return await run(build_parser().parse_args(list(argv)), settings, environ=environ or {}, out=out)
+    args = build_parser().parse_args(list(argv))
+    offline = _offline(args, out)
+    if offline is not None:
+        return offline
+    return await run(args, settings, environ=environ or {}, out=out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    offline = _offline(args, sys.stdout)
+    if offline is not None:
+        return offline
     settings = BaseServiceSettings()
     return asyncio.run(run(args, settings, environ=os.environ, out=sys.stdout))
 
