@@ -4,7 +4,8 @@ minted again, the same way, whenever it runs out (the token-refresher calls this
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -18,14 +19,18 @@ from .tokens import js_iso, parse_expires_at
 __all__ = ["client_credentials_token"]
 
 
-def _token_and_expiry(raw: dict[str, Any], now: datetime) -> tuple[str, datetime | None]:
-    """``access_token`` as OAuth 2 says, or ``data.token`` as Personio says."""
+def _token_and_expiry(raw: dict[str, Any], now: datetime, template: ProviderTemplate) -> tuple[str, datetime | None]:
+    """``access_token`` as OAuth 2 says, or ``data.token`` as Personio says; the expiry in the unit
+    the template names, else its fixed lifetime (``token_expires_in_ms``, 0 for none)."""
+    in_ms = template.expires_in_unit == "milliseconds"
     token = raw.get("access_token")
-    expires_at = parse_expires_at(raw, now)
+    expires_at = parse_expires_at(raw, now, expires_in_ms=in_ms)
     data = raw.get("data")
     if not token and isinstance(data, dict):
         token = data.get("token") or data.get("access_token")
-        expires_at = expires_at or parse_expires_at(data, now)
+        expires_at = expires_at or parse_expires_at(data, now, expires_in_ms=in_ms)
+    if expires_at is None and template.token_expires_in_ms:
+        expires_at = now + timedelta(milliseconds=template.token_expires_in_ms)
     if not isinstance(token, str) or not token:
         raise PermanentTokenError("invalid_token_response", "The token response has no access_token.")
     return token, expires_at
@@ -41,6 +46,7 @@ async def client_credentials_token(
     scopes: list[str],
     now: datetime,
     timeout_seconds: float = 15.0,
+    connection_config: Mapping[str, Any] | None = None,
 ) -> tuple[ClientCredentials, datetime | None]:
     """Nango's OAUTH2_CC credentials ``{type, token, client_id, client_secret, expires_at?, raw}``.
 
@@ -63,8 +69,9 @@ async def client_credentials_token(
         client_id=client_id,
         client_secret=client_secret,
         timeout_seconds=timeout_seconds,
+        connection_config=connection_config,
     )
-    token, expires_at = _token_and_expiry(raw, now)
+    token, expires_at = _token_and_expiry(raw, now, template)
     credentials = ClientCredentials(
         token=token,
         client_id=client_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -18,11 +19,12 @@ from authlib.oauth2.auth import ClientAuth
 from ..egress import failure_reason
 from ..logging import get_logger
 from ..providers import ProviderTemplate
+from ..providers.interpolation import MissingParamError, UnsafeParamError
 from .bounded_body import MAX_TOKEN_RESPONSE_BYTES, ResponseTooLargeError, read_bounded
 from .errors import PermanentTokenError, TransientTokenError
 from .tokens import parse_token_body
 
-__all__ = ["client_request", "request_token", "too_large", "unreachable"]
+__all__ = ["client_request", "request_token", "token_headers", "too_large", "unreachable"]
 
 log = get_logger(__name__)
 
@@ -76,6 +78,24 @@ def client_request(
     return headers, data
 
 
+def token_headers(template: ProviderTemplate, values: Mapping[str, Any]) -> dict[str, str]:
+    """The template's ``token_headers``, filled from the connection's configuration. The body's
+    encoding stays ``body_format``'s: a ``content-type`` there is left out rather than contradict it."""
+    headers: dict[str, str] = {}
+    for name, text in template.token_headers.items():
+        if name.lower() == "content-type":
+            continue
+        try:
+            headers[name] = template.render_header(text, values)
+        except MissingParamError as exc:
+            message = f"The token request's {name} header needs {', '.join(exc.names)}."
+            raise PermanentTokenError("missing_connection_config", message) from None
+        except UnsafeParamError as exc:
+            message = f"The token request's {name} header cannot use connectionConfig.{exc.name}: it {exc.reason}."
+            raise PermanentTokenError("invalid_connection_config", message) from None
+    return headers
+
+
 def unreachable(url: str, exc: BaseException) -> TransientTokenError:
     """One answer for a refused address (the egress guard), an unknown name or a silent host: which
     one it was is logged, never told, so a browser choosing the URL cannot map internal names."""
@@ -100,11 +120,14 @@ async def request_token(
     client_id: str,
     client_secret: str,
     timeout_seconds: float = 15.0,
+    connection_config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """POST ``params`` (grant type included) to the token endpoint; the parsed response on success."""
+    """POST ``params`` (grant type included) to the token endpoint; the parsed response on success.
+    ``connection_config`` fills the template's ``token_headers``."""
     headers, data = client_request(
         url=token_url, template=template, params=params, client_id=client_id, client_secret=client_secret
     )
+    headers |= token_headers(template, connection_config or {})
     try:
         async with asyncio.timeout(timeout_seconds):
             async with session.post(token_url, data=data, headers=headers, allow_redirects=False) as response:

@@ -34,7 +34,7 @@ from pydantic import (
 from ..auth_modes import MODE_FACTS, AuthMode
 from .errors import PermanentTokenError
 from .importing import ImportBody, ImportRefusedError
-from .tokens import js_iso, parse_expires_at
+from .tokens import js_iso, read_token_response
 
 __all__ = [
     "CREDENTIAL_SHAPES",
@@ -205,23 +205,39 @@ class OAuth2Credentials(_Bearer):
 
     @classmethod
     def from_token_response(
-        cls, raw: dict[str, Any], *, now: datetime, previous_refresh_token: str | None = None
+        cls,
+        raw: dict[str, Any],
+        *,
+        now: datetime,
+        previous_refresh_token: str | None = None,
+        alternate_path: str | None = None,
+        expires_in_ms: bool = False,
     ) -> tuple[Self, datetime | None]:
-        """Nango's OAUTH2 credentials; the old refresh token is kept when the provider sends none."""
-        access_token = raw.get("access_token")
-        if not isinstance(access_token, str) or not access_token:
+        """Nango's OAUTH2 credentials; the old refresh token is kept when the provider sends none.
+
+        ``alternate_path`` and ``expires_in_ms`` are the template's
+        ``alternate_access_token_response_path`` and ``expires_in_unit: milliseconds`` (see
+        :func:`.tokens.read_token_response`)."""
+        reading = read_token_response(raw, now=now, alternate_path=alternate_path, expires_in_ms=expires_in_ms)
+        if reading.access_token is None:
             raise PermanentTokenError("invalid_token_response", "The token response has no access_token.")
-        expires_at = parse_expires_at(raw, now)
+        expires_at = reading.expires_at
         stored_raw = dict(raw)
         if expires_at is not None:
             stored_raw["expires_at"] = js_iso(expires_at)
         credentials = cls(
-            access_token=access_token,
-            refresh_token=raw.get("refresh_token") or previous_refresh_token or None,
+            access_token=reading.access_token,
+            refresh_token=reading.refresh_token or previous_refresh_token or None,
             expires_at=js_iso(expires_at) if expires_at is not None else None,
             raw=stored_raw,
         )
         return credentials, expires_at
+
+    def expiring_at(self, expires_at: datetime) -> Self:
+        """The same credentials with an expiry learnt elsewhere than the token response (an
+        introspection, a fixed lifetime), written where the response's own would be."""
+        stamp = js_iso(expires_at)
+        return self.with_fields(expires_at=stamp, raw={**self.raw, "expires_at": stamp})
 
     @classmethod
     def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
@@ -434,10 +450,21 @@ def parse_credentials(document: Mapping[str, Any]) -> Credentials:
 
 
 def oauth2_credentials(
-    raw: dict[str, Any], *, now: datetime, previous_refresh_token: str | None = None
+    raw: dict[str, Any],
+    *,
+    now: datetime,
+    previous_refresh_token: str | None = None,
+    alternate_path: str | None = None,
+    expires_in_ms: bool = False,
 ) -> tuple[OAuth2Credentials, datetime | None]:
     """Nango's OAUTH2 credentials from a token response (see ``OAuth2Credentials.from_token_response``)."""
-    return OAuth2Credentials.from_token_response(raw, now=now, previous_refresh_token=previous_refresh_token)
+    return OAuth2Credentials.from_token_response(
+        raw,
+        now=now,
+        previous_refresh_token=previous_refresh_token,
+        alternate_path=alternate_path,
+        expires_in_ms=expires_in_ms,
+    )
 
 
 def import_credentials(mode: AuthMode, body: ImportBody) -> tuple[Credentials, datetime | None]:

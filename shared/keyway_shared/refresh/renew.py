@@ -11,10 +11,11 @@ from typing import Any
 
 import aiohttp
 
-from ..credentials import PermanentTokenError, oauth2_credentials, request_token
+from ..credentials import PermanentTokenError
 from ..credentials.app_store import app_store_token
 from ..credentials.client_credentials import client_credentials_token
 from ..credentials.github_app import installation_token
+from ..credentials.oauth2_grant import refresh_oauth2
 from ..credentials.shapes import (
     AppCredentials,
     AppStoreCredentials,
@@ -61,28 +62,26 @@ async def _oauth2(
     now: datetime,
     timeout_seconds: float,
 ) -> tuple[Credentials, datetime | None]:
-    refresh_token = credentials.refresh_token
-    if not refresh_token:
-        raise PermanentTokenError("missing_refresh_token", "The connection has no refresh token to refresh with.")
+    # The template's hook decides what a refresh needs (most: the refresh token; Meta's long-lived
+    # tokens: only themselves), in the code the gateway's code exchange shares.
     override = credentials.config_override or {}
     client_id = override.get("client_id") or integration.oauth_client_id
     client_secret = override.get("client_secret") or integration.oauth_client_secret
     if not client_id or not client_secret:
         raise PermanentTokenError("missing_client_credentials", "The integration has no OAuth client id or secret.")
-    extra = template.refresh_params or {k: v for k, v in template.token_params.items() if k != "grant_type"}
-    params = {**extra, "grant_type": "refresh_token", "refresh_token": refresh_token}
-    raw = await request_token(
+    renewed, expires_at = await refresh_oauth2(
         http,
-        token_url=_url(
+        template=template,
+        refresh_url=_url(
             template, template.refresh_url or template.token_url_for("OAUTH2"), conn.connection_config, "token URL"
         ),
-        template=template,
-        params=params,
+        credentials=credentials,
         client_id=client_id,
         client_secret=client_secret,
+        connection_config=conn.connection_config,
+        now=now,
         timeout_seconds=timeout_seconds,
     )
-    renewed, expires_at = oauth2_credentials(raw, now=now, previous_refresh_token=refresh_token)
     if override:
         renewed = renewed.with_fields(config_override=override)
     return renewed, expires_at
@@ -112,6 +111,7 @@ async def renew(
             scopes=_scopes(connection, integration),
             now=now,
             timeout_seconds=timeout_seconds,
+            connection_config=config,
         )
     if isinstance(credentials, AppCredentials):
         custom = integration.custom or {}

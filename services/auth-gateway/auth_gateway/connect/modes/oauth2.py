@@ -118,6 +118,7 @@ async def finish_oauth2(request: web.Request, session: OAuthSession, env: Enviro
             code_verifier=session.secrets.get("code_verifier"),
             client_id=session.secrets["client_id"],
             client_secret=session.secrets["client_secret"],
+            connection_config=config,
             now=utcnow(),
             timeout_seconds=settings.provider_timeout_seconds,
         )

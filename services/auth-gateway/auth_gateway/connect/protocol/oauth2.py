@@ -10,8 +10,9 @@ import aiohttp
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from keyway_shared.credentials import oauth2_credentials, request_token
+from keyway_shared.credentials.oauth2_grant import exchange_authorization_code
 from keyway_shared.credentials.shapes import OAuth2Credentials
+from keyway_shared.credentials.token_hooks import CodeGrant
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.providers.rendering import render_url
@@ -160,23 +161,20 @@ async def exchange_code(
     code_verifier: str | None,
     client_id: str,
     client_secret: str,
+    connection_config: dict[str, Any],
     now: datetime,
     timeout_seconds: float,
 ) -> tuple[OAuth2Credentials, datetime | None, dict[str, Any]]:
-    """(credentials, expires_at, raw token response) for an authorization code."""
-    params: dict[str, str] = {"grant_type": "authorization_code"}
-    params.update(template.token_params)
-    params.update({"code": code, "redirect_uri": redirect_uri})
-    if code_verifier is not None:
-        params["code_verifier"] = code_verifier
-    raw = await request_token(
+    """(credentials, expires_at, raw token response) for an authorization code, through the
+    template's token hook as the shared refresh goes (``keyway_shared.credentials.oauth2_grant``)."""
+    return await exchange_authorization_code(
         session,
-        token_url=token_url,
         template=template,
-        params=params,
+        token_url=token_url,
+        grant=CodeGrant(code=code, redirect_uri=redirect_uri, code_verifier=code_verifier),
         client_id=client_id,
         client_secret=client_secret,
+        connection_config=connection_config,
+        now=now,
         timeout_seconds=timeout_seconds,
     )
-    credentials, expires_at = oauth2_credentials(raw, now=now)
-    return credentials, expires_at, raw
