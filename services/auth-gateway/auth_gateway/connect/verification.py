@@ -1,10 +1,18 @@
 """The live check a template may declare for API-key and Basic credentials (``proxy.verification``):
-one request to the provider with the new credentials before the connection is stored, so a mistyped
-key fails in the user's face instead of in the app's first call."""
+a request to the provider with the new credentials before the connection is stored, so a mistyped
+key fails in the user's face instead of in the app's first call.
+
+As Nango's ``credentialsTest``: the verification's ``endpoints`` are tried in order and the first
+2xx answer passes; an endpoint that answers otherwise, or not at all, hands over to the next, and
+the credentials are refused when none passes. An endpoint may name ``${connectionConfig.x}``,
+``${credentials.apiKey}`` or ``${credentials.username}`` (Jazzhr's key in the query, Twilio's
+account in the path); ``data`` is sent as the JSON body.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -22,6 +30,44 @@ __all__ = ["verify_credentials"]
 
 log = get_logger(__name__)
 
+_CREDENTIAL_WORDS = {
+    "apiKey": "the API key",
+    "credentials.apiKey": "the API key",
+    "credentials.username": "the user name",
+}
+
+
+def _values(credentials: Credentials, connection_config: Mapping[str, Any]) -> dict[str, Any]:
+    api_key = credentials.template_variables().get("apiKey", "")
+    values: dict[str, Any] = {**connection_config, "apiKey": api_key}
+    if api_key:
+        values["credentials.apiKey"] = api_key
+    username = getattr(credentials, "username", None)
+    if isinstance(username, str) and username:
+        values["credentials.username"] = username
+    return values
+
+
+def _urls(template: ProviderTemplate, base: str, endpoints: list[str], values: Mapping[str, Any]) -> list[str]:
+    """Each endpoint under ``base``, its placeholders filled as a URL's are (checked where they go)."""
+    return [template.render_url(base.rstrip("/") + "/" + endpoint.lstrip("/"), values) for endpoint in endpoints]
+
+
+async def _answer(
+    http: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str], data: Any, timeout_seconds: float
+) -> int | None:
+    """The status of one verification call; None when it got no answer (the reason is logged only)."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            async with http.request(method, url, headers=headers, json=data, allow_redirects=False) as response:
+                return response.status
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        # One answer whether the egress guard refused the address, the name did not resolve or the
+        # host did not answer: telling them apart would let a browser map internal names (the guard's
+        # refusal is an aiohttp.ClientError too). The reason is for the operator's log only.
+        log.warning("verification call failed", host=urlsplit(url).hostname, reason=failure_reason(exc))
+        return None
+
 
 async def verify_credentials(
     http: aiohttp.ClientSession,
@@ -33,7 +79,7 @@ async def verify_credentials(
 ) -> None:
     proxy = template.proxy
     check = proxy.verification if proxy else None
-    values = {**connection_config, "apiKey": credentials.template_variables().get("apiKey", "")}
+    values = _values(credentials, connection_config)
     try:
         # Every URL and header the connection will use, not only this call's: refused now, not at the
         # first proxy call. The values are the browser's, so no whole origin may come from them.
@@ -41,35 +87,30 @@ async def verify_credentials(
         if proxy is None or check is None:
             return
         base = template.render_url(check.base_url_override or proxy.base_url or "", values)
+        if not base:
+            return
+        urls = _urls(template, base, check.endpoints, values)
         all_headers = {**proxy.headers, **check.headers}
         headers = {name: template.render_header(value, values) for name, value in all_headers.items()}
         query = {name: interpolate(value, values) for name, value in proxy.query.items()}  # encoded below
     except MissingParamError as exc:
-        names = ", ".join(f"params[{n}]" for n in exc.names)
+        names = ", ".join(_CREDENTIAL_WORDS.get(n, f"params[{n}]") for n in exc.names)
         raise ApiError("url_param_err", f"The provider's verification call needs {names}.") from None
     except UnsafeParamError as exc:
-        name = "the API key" if exc.name == "apiKey" else f"params[{exc.name}]"
+        name = _CREDENTIAL_WORDS.get(exc.name, f"params[{exc.name}]")
         message = f"The provider's URLs and headers cannot use {name}: it {exc.reason}."
         raise ApiError("invalid_connection_config", message) from None
-    if not base:
-        return
     authorization = credentials.authorization()  # Basic; an API key goes where the template puts it
-    if authorization is not None:
-        headers.setdefault("Authorization", authorization)
-    url = base.rstrip("/") + "/" + check.endpoint.lstrip("/")
-    if query:
-        url += ("&" if "?" in url else "?") + urlencode(query)
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            async with http.request(check.method.upper(), url, headers=headers, allow_redirects=False) as response:
-                status = response.status
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        # One answer whether the egress guard refused the address, the name did not resolve or the
-        # host did not answer: telling them apart would let a browser map internal names (the guard's
-        # refusal is an aiohttp.ClientError too). The reason is for the operator's log only.
-        log.warning("verification call failed", host=urlsplit(url).hostname, reason=failure_reason(exc))
-        raise ApiError(
-            "connection_test_failed", "The provider could not be reached to verify the credentials."
-        ) from None
-    if not 200 <= status < 300:
-        raise ApiError("connection_test_failed", f"The provider refused these credentials (HTTP {status}).")
+    if authorization is not None and not any(name.lower() == "authorization" for name in headers):
+        headers["Authorization"] = authorization
+    refused: int | None = None
+    for url in urls:
+        if query:
+            url += ("&" if "?" in url else "?") + urlencode(query)
+        status = await _answer(http, check.method.upper(), url, headers, check.data, timeout_seconds)
+        if status is not None and 200 <= status < 300:
+            return
+        refused = status if status is not None else refused
+    if refused is None:
+        raise ApiError("connection_test_failed", "The provider could not be reached to verify the credentials.")
+    raise ApiError("connection_test_failed", f"The provider refused these credentials (HTTP {refused}).")

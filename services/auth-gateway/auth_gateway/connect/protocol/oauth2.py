@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit, urlunsplit
 
 import aiohttp
 from authlib.common.security import generate_token
@@ -68,11 +68,31 @@ def check_connection_config(template: ProviderTemplate, connection_config: dict[
         raise _unsafe(exc, "provider's URLs and headers") from None
 
 
-def _with_params(url: str, params: dict[str, str]) -> str:
+# What a parameter named in ``authorization_url_skip_encode`` keeps as written: everything a query
+# value may hold except what would end it or start another (``&``, ``#``) or a space (Nango's
+# ``new URL`` writes that as %20 too). Attio and Pennylane want ``scope=a+b``, not ``scope=a%2Bb``.
+_AS_WRITTEN = "/?:@!$'()*+,;=~[]%"
+
+
+def _with_params(
+    url: str, params: dict[str, str], *, skip_encode: frozenset[str], skip_empty: bool, fragment: str | None
+) -> str:
+    """``url`` with ``params`` over its own query, empty ones dropped when ``skip_empty``; with
+    ``fragment`` the query goes after it (``https://app.apollo.io/#oauth/authorize?client_id=...``,
+    as Nango writes it)."""
     parts = urlsplit(url)
     merged = dict(parse_qsl(parts.query, keep_blank_values=True))
     merged.update(params)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(merged), ""))
+    if skip_empty:
+        merged = {name: value for name, value in merged.items() if value != ""}
+    query = "&".join(
+        f"{quote_plus(name)}={quote(value, safe=_AS_WRITTEN) if name in skip_encode else quote_plus(value)}"
+        for name, value in merged.items()
+    )
+    if fragment is not None:
+        path = parts.path or "/"
+        return urlunsplit((parts.scheme, parts.netloc, path, "", "")) + "#" + fragment + ("?" + query if query else "")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 def authorization_url(
@@ -88,7 +108,12 @@ def authorization_url(
     request_params: dict[str, str],
     user_scope: str | None,
 ) -> str:
-    """Parameters in Nango's order; later ones win, and a request value of ``undefined`` removes one."""
+    """Parameters in Nango's order; later ones win, and a request value of ``undefined`` removes one.
+
+    The template's flags as Nango's oauth controller reads them: ``authorization_url_skip_encode``
+    names parameters sent as written (``scopes`` is the ``scope`` parameter; ``base_url`` is about
+    the URL's placeholders, which are checked here, never left raw), ``authorization_url_skip_empty``
+    drops empty ones, ``authorization_url_fragment`` puts the query after a fragment."""
     check_connection_config(template, connection_config)
     params: dict[str, str] = {
         "response_type": "code",
@@ -108,8 +133,17 @@ def authorization_url(
             params.pop(key, None)
         else:
             params[key] = value
+    skip_encode = frozenset(template.authorization_url_skip_encode) | (
+        {"scope"} if "scopes" in template.authorization_url_skip_encode else set()
+    )
     base = resolve_url(template.authorization_url, connection_config, what="authorization URL", template=template)
-    url = _with_params(base, params)
+    url = _with_params(
+        base,
+        params,
+        skip_encode=skip_encode,
+        skip_empty=template.authorization_url_skip_empty,
+        fragment=template.authorization_url_fragment,
+    )
     for old, new in template.authorization_url_replacements.items():
         url = url.replace(old, new)
     return url
