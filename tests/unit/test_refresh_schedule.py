@@ -25,3 +25,13 @@ def test_short_lived_credentials_refresh_halfway() -> None:
 
 def test_expired_credentials_are_due_at_once() -> None:
     assert refresh_due_at(NOW - timedelta(minutes=1), issued_at=NOW, margin=MARGIN) == NOW
+
+
+def test_due_times_are_whole_milliseconds_as_stored() -> None:
+    # 599.999 s to live: halfway is 299.9995 s, half a millisecond a BSON date would drop.
+    issued = NOW + timedelta(milliseconds=1)
+    due = refresh_due_at(issued + timedelta(milliseconds=599_999), issued_at=issued, margin=MARGIN)
+    assert due == issued + timedelta(milliseconds=299_999)
+    assert refresh_due_at(NOW + timedelta(hours=1, microseconds=1500), issued_at=NOW, margin=MARGIN) == NOW + timedelta(
+        minutes=45, milliseconds=1
+    )

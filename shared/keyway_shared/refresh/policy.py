@@ -5,6 +5,11 @@ living less than twice the margin are refreshed halfway through their life inste
 token is not refreshed on every read. The due time is stored on the connection (``refresh_due_at``)
 and is the one truth the gateway's reads and the background refresher both go by.
 
+Due times are whole milliseconds, the precision a BSON date keeps: the time this module computes is
+the time a read gives back, so the scheduler, the refresh service and a test all compare one value
+(a halfway point of an odd number of milliseconds used to carry half a millisecond that the stored
+copy had lost).
+
 Failures back off: transient ones briefly, a refused refresh token once a day, and after four
 failing days the connection is left alone until reconnected.
 """
@@ -35,8 +40,13 @@ def refresh_due_at(expires_at: datetime, *, issued_at: datetime, margin: timedel
     """``margin`` before expiry; for credentials living less than twice the margin, halfway through."""
     remaining = expires_at - issued_at
     if remaining < 2 * margin:
-        return issued_at + max(remaining, timedelta(0)) / 2
-    return expires_at - margin
+        return _stored(issued_at + max(remaining, timedelta(0)) / 2)
+    return _stored(expires_at - margin)
+
+
+def _stored(moment: datetime) -> datetime:
+    """``moment`` cut to the millisecond, as MongoDB stores it (the driver truncates, so do we)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def is_due(due_at: datetime | None, expires_at: datetime | None, *, now: datetime) -> bool:
