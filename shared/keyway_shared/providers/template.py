@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ..auth_modes import AUTH_MODES, AuthMode
+from .enrichment.steps import PostConnectionStep
 from .interpolation import MissingParamError
 from .rendering import render_header, render_url
 
@@ -158,7 +159,7 @@ class ProviderTemplate(BaseModel):
     # keyway_shared.providers.enrichment) and Keyway's declarative steps, calls whose answers fill
     # ``connection_config`` fields.
     post_connection_script: str | None = None
-    post_connection: list[dict[str, Any]] = Field(default_factory=list)
+    post_connection: list[PostConnectionStep] = Field(default_factory=list)
     # Provider-specific token handling beyond the standard grant (introspected expiry, long-lived
     # exchanges, custom bodies): the name of a hook in keyway_shared.credentials.token_hooks.
     token_hook: str | None = None
