@@ -18,6 +18,7 @@ from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
 from ..operations.connections import store_connection
+from ..operations.enrichment import enriched_config
 from ..operations.flow_errors import FlowError
 from ..operations.flow_sessions import OAuthSession
 from ..resources import CATALOG, STORES
@@ -126,8 +127,19 @@ async def finish_with_connection(
     expires_at: datetime | None = None,
     pending: bool = False,
 ) -> web.StreamResponse:
-    """A popup flow's last step: store what the provider gave under the connection the flow's session
-    names (spending its connect session), then tell the SDK."""
+    """A popup flow's last step: fill what the template's post-connection program asks of the
+    provider, store the connection the flow's session names (spending its connect session), then
+    tell the SDK."""
+    connection_config = await enriched_config(
+        request.app,
+        environment=session.environment,
+        provider_config_key=session.provider_config_key,
+        provider=provider,
+        connection_id=session.connection_id,
+        operation_id=session.operation_id,
+        credentials=credentials,
+        connection_config=connection_config,
+    )
     await store_connection(
         request.app,
         environment=session.environment,

@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
@@ -92,6 +92,13 @@ class EnrichmentContext:
     def token_response(self) -> dict[str, Any]:
         raw = self.credentials.dump().get("raw")
         return raw if isinstance(raw, dict) else {}
+
+    def token_origin(self) -> str | None:
+        """The origin of the template's token URL: where a provider's identity endpoints live
+        (Basecamp's launchpad), wherever the catalog or a test points it."""
+        url = self.template.token_url_for()
+        parts = urlsplit(url) if url and "${" not in url else None
+        return f"{parts.scheme}://{parts.netloc}" if parts and parts.scheme and parts.netloc else None
 
     def given(self, name: str) -> bool:
         value = self.connection_config.get(name)

@@ -11,7 +11,9 @@ __all__ = ["post_connection"]
 
 
 async def post_connection(ctx: EnrichmentContext) -> dict[str, Any]:
-    answer = await ctx.request("/authorization.json", base_url_override="https://launchpad.37signals.com")
+    # Launchpad, where the token came from, knows the accounts.
+    origin = ctx.token_origin() or "https://launchpad.37signals.com"
+    answer = await ctx.request("/authorization.json", base_url_override=origin)
     accounts = answer.get("accounts") if isinstance(answer, dict) else None
     if not isinstance(accounts, list):
         raise EnrichmentError("Basecamp's authorization answer lists no accounts")
