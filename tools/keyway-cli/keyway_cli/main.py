@@ -6,6 +6,7 @@
     keyway import --in FILE --passphrase-env VAR | --key-env VAR [--force]
     keyway import-nango [--postgres-url URL] [--nango-encryption-key-env VAR] [--environment NAME]…
     keyway providers check FILE [FILE...]       would these provider files load (no database needed)
+    keyway providers diff NANGO_FILE [--kept F]  what differs from a Nango providers.yaml (no database)
 
 Settings come from the environment exactly as the services read them (``MONGODB_URL``,
 ``KEYWAY_ENCRYPTION_KEY``, ``KEYWAY_ENCRYPTION_KEYS_OLD``, …); secrets the command needs besides
@@ -34,6 +35,7 @@ from keyway_shared.store import Database, ensure_indexes, open_client
 from .archive import ArchiveError, ArchiveKey, ArchiveReader, key_from_base64, key_from_passphrase
 from .nango import NangoError, NangoReader
 from .nango_import import NangoImport
+from .provider_diff import add_diff_parser, diff_command
 from .providers_check import add_check_parser, check_command
 from .rotate import Rotator, key_usage, print_usage
 from .transfer import export_deployment, import_deployment
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="providers_command", required=True
     )
     add_check_parser(providers)
+    add_diff_parser(providers)
     return parser
 
 
@@ -96,6 +99,8 @@ def _offline(args: argparse.Namespace, out: TextIO) -> int | None:
     """The exit status of a command that needs no deployment (no database, no key); None for the others."""
     if args.command == "providers" and args.providers_command == "check":
         return check_command(args.files, out=out)
+    if args.command == "providers" and args.providers_command == "diff":
+        return diff_command(args, out=out)
     return None
 
 

@@ -13,11 +13,15 @@ connections stored before the rename. Such a field is declared in ``connection_c
 ``deprecated: true`` and is used only by a further ``A || B`` alternative; the comparison leaves out
 those alternatives and fields when Nango does not use the name itself.
 
-    keyway providers diff NANGO_FILE [--provider NAME]... [--kept docs/provider-differences.yaml] [--json]
+    keyway providers diff NANGO_FILE [--provider NAME]... [--kept FILE] [--providers-file FILE] [--json]
+
+The exit status is 1 when something differs that ``--kept`` (``docs/provider-differences.yaml``) does
+not list, or when it lists what no longer differs; else 0.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -27,12 +31,14 @@ from typing import Any, TextIO
 
 import yaml
 
-from keyway_shared.providers import ProviderCatalog
+from keyway_shared.providers import CatalogError, ProviderCatalog, load_catalog
 
 __all__ = [
     "FIELDS",
     "FieldDifference",
+    "add_diff_parser",
     "compare",
+    "diff_command",
     "kept_differences",
     "load_nango_catalog",
     "print_differences",
@@ -297,3 +303,21 @@ def run_diff(
         count = sum(len(d) for d in differences.values())
         print(f"{len(differences)} providers differ ({count} fields, {len(new)} not listed as kept)", file=out)
     return 1 if new or gone else 0
+
+
+def add_diff_parser(providers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    diff = providers.add_parser("diff", help="compare the provider catalog with a Nango providers.yaml")
+    diff.add_argument("nango_file", metavar="NANGO_FILE", help="Nango's providers.yaml (@nangohq/providers)")
+    diff.add_argument("--provider", action="append", default=[], help="only this provider (repeatable)")
+    diff.add_argument("--kept", metavar="FILE", help="the differences kept on purpose (docs/provider-differences.yaml)")
+    diff.add_argument("--providers-file", metavar="FILE", help="operator files over the built-in catalog")
+    diff.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def diff_command(args: argparse.Namespace, *, out: TextIO) -> int:
+    try:
+        catalog = load_catalog(args.providers_file)
+        return run_diff(catalog, args.nango_file, out, providers=args.provider, kept_file=args.kept, as_json=args.json)
+    except (CatalogError, OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"error: {exc}", file=out)
+        return 2
