@@ -245,7 +245,7 @@ def test_aliases_inherit_and_override() -> None:
     assert teams.default_scopes == ["offline_access"]
     zoho_desk = _get(catalog, "zoho-desk")
     assert zoho_desk.connection_config_variables() == {"extension"}
-    assert set(zoho_desk.connection_config) == {"extension"}  # inherited from zoho
+    assert set(zoho_desk.connection_config) == {"extension", "api_domain"}  # inherited from zoho
 
 
 def test_provider_specific_facts() -> None:
