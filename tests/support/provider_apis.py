@@ -5,7 +5,8 @@ documents the call (shapes from the providers' reference pages, trimmed to what 
   Confluence ``/ex/confluence/{id}/wiki/rest/api/user/current``
 - Xero ``GET /connections``; HubSpot ``GET /account-info/v3/details``; Mailchimp ``GET /oauth2/metadata``
 - DocuSign ``GET /oauth/userinfo``; Linear ``POST /graphql``; Attio ``GET /v2/self``
-- Calendly ``GET /users/me``; Gusto ``GET /v1/token_info``; Basecamp ``GET /authorization.json``
+- Calendly ``GET /users/me``; Gusto ``GET /v1/token_info``; Basecamp ``GET /authorization.json``;
+  Workable ``GET /spi/v3/accounts``
 
 Every call must carry ``Authorization: Bearer <token>`` with a token :attr:`accepts` takes; a path
 can be made to fail (:attr:`failures`: a status, ``hang`` or ``huge``), and :attr:`requests` keeps
@@ -151,6 +152,9 @@ class ProviderApis:
                 "scope": "companies:read",
                 "resource": {"type": "Company", "uuid": "c1a2b3c4-d5e6-47f8-9a0b-1c2d3e4f5a6b"},
                 "resource_owner": {"type": "CompanyAdmin", "uuid": "u9a8b7c6"},
+            },
+            "/spi/v3/accounts": lambda _r: {
+                "accounts": [{"id": "5cd9a5", "name": "Acme Corp", "subdomain": "acme", "description": None}]
             },
             "/authorization.json": lambda _r: {
                 "expires_at": "2030-01-01T00:00:00Z",
