@@ -290,3 +290,16 @@ def test_an_alias_resolves_over_the_built_in_catalog_and_later_files(tmp_path: P
     raw = catalog.raw("acme-eu")
     assert raw is not None
     assert raw["docs"] == "eu"
+
+
+def test_a_scheme_and_one_placeholder_takes_a_host_and_a_path() -> None:
+    freshsales = "https://${connectionConfig.bundleAlias} || https://${connectionConfig.subdomain}.freshsales.io"
+    given = {"bundleAlias": "acme.myfreshworks.com/crm/sales"}
+    assert render_url(freshsales, given) == "https://acme.myfreshworks.com/crm/sales"
+    assert render_url(freshsales, {"bundleAlias": "acme.example/"}) == "https://acme.example/"
+    assert render_url(freshsales, {"subdomain": "acme"}) == "https://acme.freshsales.io"
+    for bad in ("acme.example/../admin", "evil.example@x/y", "a.example/b?c", "a.example/b#c", "a.example:81/b"):
+        with pytest.raises(UnsafeParamError):
+            render_url(freshsales, {"bundleAlias": bad})
+    with pytest.raises(UnsafeParamError, match="pattern"):
+        render_url(freshsales, given, patterns={"bundleAlias": r"\.freshworks\.com/"})

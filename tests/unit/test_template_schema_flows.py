@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from auth_gateway.connect.protocol.oauth2 import authorization_url
 from auth_gateway.connect.verification import verify_credentials
 from auth_gateway.http.errors import ApiError
+from auth_gateway.operations.flow_errors import FlowError
 from keyway_shared.credentials.shapes import ApiKeyCredentials, BasicCredentials
 from keyway_shared.providers import ProviderTemplate
 
@@ -183,3 +184,51 @@ async def test_an_endpoint_placeholder_is_checked_as_any_url_value(provider: Fak
     with pytest.raises(ApiError) as missing:
         await _verify(provider, board, ApiKeyCredentials(api_key="k-1"))
     assert missing.value.message == "The provider's verification call needs params[boardToken]."
+
+
+def _authorize_with(template: dict[str, Any], config: dict[str, Any]) -> dict[str, str]:
+    url = authorization_url(
+        template=ProviderTemplate.model_validate({"auth_mode": "OAUTH2", **template}),
+        provider="acme",
+        client_id="cid",
+        redirect_uri="https://keyway.example/oauth/callback",
+        scopes=[],
+        state="st",
+        code_verifier=None,
+        connection_config=config,
+        request_params={"browser": "${connectionConfig.storeHash}"},
+        user_scope=None,
+    )
+    return dict(parse_qsl(urlsplit(url).query))
+
+
+def test_authorization_params_are_filled_from_the_connection_config() -> None:
+    bigcommerce = {
+        "authorization_url": "https://login.bigcommerce.com/oauth2/authorize",
+        "authorization_params": {"context": "stores/${connectionConfig.storeHash}", "nonce": "${random}"},
+        "connection_config": {"storeHash": {"type": "string", "pattern": "^[a-z0-9]+$"}},
+    }
+    query = _authorize_with(bigcommerce, {"storeHash": "abc123"})
+    assert query["context"] == "stores/abc123"
+    assert len(query["nonce"]) == 36  # a fresh UUID
+    assert query["browser"] == "${connectionConfig.storeHash}"  # a browser's value is never filled
+    with pytest.raises(FlowError) as missing:
+        _authorize_with(bigcommerce, {})
+    assert missing.value.message == "The authorization parameters need params[storeHash]."
+    with pytest.raises(FlowError, match="pattern"):
+        _authorize_with(bigcommerce, {"storeHash": "a&b"})
+    pax8 = {"authorization_url": "https://x.example/a", "authorization_params": {"aud": "${connectionConfig.aud} || d"}}
+    assert _authorize_with(pax8, {})["aud"] == "d"
+
+
+def test_credential_placeholders_are_not_fields_a_person_fills() -> None:
+    vincere = ProviderTemplate.model_validate(
+        {
+            "auth_mode": "OAUTH2",
+            "proxy": {
+                "base_url": "https://${connectionConfig.subdomain}.vincere.io/api",
+                "headers": {"id-token": "${credentials.raw.id_token} || ${connectionConfig.id_token}"},
+            },
+        }
+    )
+    assert vincere.connection_config_variables() == {"subdomain", "id_token"}

@@ -24,6 +24,7 @@ __all__ = [
     "TemplateParamError",
     "UnsafeParamError",
     "alternatives",
+    "check_pattern",
     "chosen_alternative",
     "interpolate",
     "origin_and_path",
@@ -83,8 +84,22 @@ def chosen_alternative(template: str, values: Mapping[str, Any]) -> str:
     return options[-1]
 
 
-def interpolate(template: str, values: Mapping[str, Any]) -> str:
-    """Bare substitution, for text that is encoded afterwards (proxy query values). Not for URLs."""
+def check_pattern(name: str, text: str, patterns: Mapping[str, str]) -> None:
+    """UnsafeParamError unless ``text`` matches the pattern the catalog declares for ``name`` (if any)."""
+    pattern = patterns.get(name)
+    if not pattern:
+        return
+    try:
+        matched = re.search(pattern, text) is not None
+    except re.error:
+        matched = False  # a catalog pattern Python cannot read guards nothing: refuse rather than pass
+    if not matched:
+        raise UnsafeParamError(name, f"does not match the pattern the provider declares ({pattern})")
+
+
+def interpolate(template: str, values: Mapping[str, Any], *, patterns: Mapping[str, str] | None = None) -> str:
+    """Bare substitution, for text that is encoded afterwards (proxy query values, authorization
+    parameters). Not for URLs. ``patterns``: the catalog's declared patterns by field."""
     template = chosen_alternative(template, values)
     missing: list[str] = []
 
@@ -93,6 +108,7 @@ def interpolate(template: str, values: Mapping[str, Any]) -> str:
         if text is None:
             missing.append(match.group(1))
             return match.group(0)
+        check_pattern(match.group(1), text, patterns or {})
         return text
 
     result = PLACEHOLDER.sub(replace, template)

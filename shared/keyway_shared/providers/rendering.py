@@ -18,7 +18,8 @@ One exception, deliberate: a placeholder that is a whole origin (``${connectionC
 as Salesforce, Pipedrive and Gong templates write it) may be filled only from a field the provider's
 own token response fills (``token_response_metadata``), only when rendering for a stored connection
 (the OAuth flow keeps a browser's value for such a field out of what it stores), and only with an
-``https`` origin without userinfo, port, path, query or fragment.
+``https`` origin without userinfo, port, path, query or fragment. A template that is a scheme
+and one placeholder (``https://${connectionConfig.bundleAlias}``) takes a host and path segments.
 
 A template may offer fallbacks, ``A || B`` (Nango: ``https://${connectionConfig.hostname} ||
 https://login.salesforce.com``, ``${connectionConfig.version} || 2022-11-28``): the first
@@ -35,7 +36,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-from .interpolation import PLACEHOLDER, MissingParamError, UnsafeParamError, chosen_alternative, param_text
+from .interpolation import (
+    PLACEHOLDER,
+    MissingParamError,
+    UnsafeParamError,
+    check_pattern,
+    chosen_alternative,
+    param_text,
+)
 
 __all__ = ["render_header", "render_url"]
 
@@ -48,6 +56,8 @@ _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PATH_VALUE = re.compile(r"[A-Za-z0-9._~-]+")
 _PORT_VALUE = re.compile(r"[0-9]{1,5}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A template that is a scheme and one placeholder, whose value may then be a host and a path.
+_HOST_AND_PATH = re.compile(r"(https?)://" + PLACEHOLDER.pattern + "/?")
 _WHY: dict[Place, str] = {
     "host": "must be a host name (letters, digits and '-', with '.' only between labels)",
     "port": "must be a port number",
@@ -90,18 +100,6 @@ def _place(split: _Split, slot: str) -> Place:
         if slot in text:
             return place  # type: ignore[return-value]
     return "fragment"
-
-
-def _check_pattern(name: str, text: str, patterns: Mapping[str, str]) -> None:
-    pattern = patterns.get(name)
-    if not pattern:
-        return
-    try:
-        matched = re.search(pattern, text) is not None
-    except re.error:
-        matched = False  # a catalog pattern Python cannot read guards nothing: refuse rather than pass
-    if not matched:
-        raise UnsafeParamError(name, f"does not match the pattern the provider declares ({pattern})")
 
 
 def _fit(name: str, text: str, place: Place) -> str:
@@ -156,6 +154,20 @@ def _check_result(name: str, result: str, template: _Split, slots: Mapping[Place
         raise UnsafeParamError(name, "adds a fragment to the URL")
 
 
+def _host_and_path(scheme: str, name: str, text: str, patterns: Mapping[str, str]) -> str:
+    """``https://${x}`` filled with a host and a path (Nango's Freshsales bundle alias is
+    ``acme.myfreshworks.com/crm/sales``): the host is held to a host name, each segment to a path
+    segment, as they would be in their own placeholders."""
+    check_pattern(name, text, patterns)
+    host, _, path = text.partition("/")
+    if _HOST_VALUE.fullmatch(host) is None or not _is_hostname(host):
+        raise UnsafeParamError(name, _WHY["host"])
+    segments = path.removesuffix("/").split("/") if path.removesuffix("/") else []
+    if not all(_PATH_VALUE.fullmatch(s) and s not in {".", ".."} for s in segments):
+        raise UnsafeParamError(name, "must be a host name, then path segments (letters, digits, '.', '_', '~', '-')")
+    return f"{scheme}://{host}/{path}"
+
+
 def _origin(name: str, value: Any, origin_fields: Collection[str]) -> str:
     """A whole-origin placeholder's value; see the module docstring for why only these pass."""
     text = param_text(value)
@@ -200,6 +212,9 @@ def render_url(
 def _render_one_url(
     template_url: str, values: Mapping[str, Any], patterns: Mapping[str, str], origin_fields: Collection[str]
 ) -> str:
+    whole = _HOST_AND_PATH.fullmatch(template_url)
+    if whole is not None and "/" in (param_text(values.get(whole.group(2))) or ""):
+        return _host_and_path(whole.group(1), whole.group(2), str(param_text(values.get(whole.group(2)))), patterns)
     leading = PLACEHOLDER.match(template_url)
     if leading is not None and template_url[leading.end() :][:1] in {"", "/"}:
         name = leading.group(1)
@@ -221,7 +236,7 @@ def _render_one_url(
     for index, match in enumerate(matches):
         name = match.group(1)
         text = str(param_text(values.get(name)))
-        _check_pattern(name, text, patterns)
+        check_pattern(name, text, patterns)
         place = _place(shape, _SLOT.format(index))
         slots[place] = True
         fitted.append(_fit(name, text, place))
@@ -243,7 +258,7 @@ def render_header(text: str, values: Mapping[str, Any], *, patterns: Mapping[str
         if value is None:
             missing.append(name)
             return match.group(0)
-        _check_pattern(name, value, patterns)
+        check_pattern(name, value, patterns)
         if _CONTROL.search(value):
             raise UnsafeParamError(name, "contains a line break or another control character")
         return value

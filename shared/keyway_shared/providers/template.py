@@ -41,6 +41,11 @@ def interpolation_variables(text: str) -> set[str]:
     return set(_VARIABLE.findall(text))
 
 
+def _credential_variable(name: str) -> bool:
+    """``${apiKey}``, ``${accessToken}``, ``${credentials.raw.id_token}``: the credentials', not a person's."""
+    return name in {"apiKey", "accessToken"} or name.startswith("credentials.")
+
+
 def _wire_text(value: Any) -> Any:
     """A scalar as the text Nango sends for it; anything else is left for the type check to refuse."""
     if isinstance(value, bool):
@@ -233,7 +238,7 @@ class ProviderTemplate(BaseModel):
         """``${connectionConfig.x}`` names used anywhere in the template (credentials excluded)."""
         names: set[str] = set()
         for text in self.template_strings():
-            names |= {n for n in interpolation_variables(text) if n not in {"apiKey", "accessToken"}}
+            names |= {n for n in interpolation_variables(text) if not _credential_variable(n)}
         return names
 
     def field_patterns(self) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit, urlunsplit
+from uuid import uuid4
 
 import aiohttp
 from authlib.common.security import generate_token
@@ -14,7 +15,7 @@ from keyway_shared.credentials.oauth2_grant import exchange_authorization_code
 from keyway_shared.credentials.shapes import OAuth2Credentials
 from keyway_shared.credentials.token_hooks import CodeGrant
 from keyway_shared.providers import ProviderTemplate
-from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
+from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError, interpolate
 from keyway_shared.providers.rendering import render_url
 
 from ...operations.flow_errors import FlowError
@@ -95,6 +96,24 @@ def _with_params(
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
+def _template_params(template: ProviderTemplate, connection_config: dict[str, Any]) -> dict[str, str]:
+    """The template's ``authorization_params`` with ``${connectionConfig.x}`` filled, as Nango fills
+    them (BigCommerce's ``context: stores/${connectionConfig.storeHash}``), and ``${random}`` a new
+    UUID (a nonce). The values are percent-encoded afterwards, so any text is safe; the catalog's
+    patterns still apply."""
+    values = {**connection_config, "random": str(uuid4())}
+    params: dict[str, str] = {}
+    for name, value in template.authorization_params.items():
+        try:
+            params[name] = interpolate(value, values, patterns=template.field_patterns()) if "${" in value else value
+        except MissingParamError as exc:
+            names = ", ".join(f"params[{n}]" for n in exc.names)
+            raise FlowError("url_param_err", f"The authorization parameters need {names}.") from None
+        except UnsafeParamError as exc:
+            raise _unsafe(exc, "authorization parameters") from None
+    return params
+
+
 def authorization_url(
     *,
     template: ProviderTemplate,
@@ -122,7 +141,7 @@ def authorization_url(
         "scope": template.scope_separator.join(scopes),
         "state": state,
     }
-    params.update(template.authorization_params)
+    params.update(_template_params(template, connection_config))
     if code_verifier is not None:
         params["code_challenge"] = create_s256_code_challenge(code_verifier)
         params["code_challenge_method"] = "S256"
