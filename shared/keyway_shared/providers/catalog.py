@@ -28,6 +28,7 @@ __all__ = [
     "CatalogError",
     "EntryProblem",
     "ProviderCatalog",
+    "check_entries",
     "check_files",
     "load_catalog",
 ]
