@@ -11,10 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from keyway_shared.credentials.shapes import ApiKeyCredentials, Credentials, OAuth2Credentials
+from keyway_shared.credentials.shapes import ApiKeyCredentials, ClientCredentials, Credentials, OAuth2Credentials
 from keyway_shared.egress import guarded_session
 from keyway_shared.providers import ProviderTemplate, load_catalog
 from keyway_shared.providers.enrichment.context import EnrichmentContext, EnrichmentLimits
+from keyway_shared.providers.enrichment.hooks import HOOKS
 from keyway_shared.providers.enrichment.hooks.google import email_address_hash
 from keyway_shared.providers.enrichment.runner import EnrichmentOutcome, enrich
 
@@ -234,3 +235,46 @@ async def test_templates_without_a_program_do_nothing(http: aiohttp.ClientSessio
     assert template is not None
     outcome = await run(http, template, "github", config={"x": "y"})
     assert outcome == EnrichmentOutcome(connection_config={"x": "y"})
+
+
+def nango_entry(script: str, base: str = "https://api.example.com") -> ProviderTemplate:
+    """An entry as Nango's catalog writes it: the script's name, no steps."""
+    return ProviderTemplate.model_validate(
+        {"auth_mode": "OAUTH2", "proxy": {"base_url": base}, "post_connection_script": script}
+    )
+
+
+async def test_hooks_that_read_what_the_connection_holds(http: aiohttp.ClientSession) -> None:
+    sellsy = await run(
+        http,
+        nango_entry("sellsyPostConnection"),
+        "sellsy",
+        credentials=OAuth2Credentials(access_token=jwt_with({"corpId": 77})),
+    )
+    assert sellsy.connection_config == {"corpid": 77}
+    client = ClientCredentials(token="at_cc", client_id="adobe-client", client_secret="s")
+    adobe = await run(http, nango_entry("adobeUmapiPostConnection"), "adobe-umapi", credentials=client)
+    assert adobe.connection_config == {"clientId": "adobe-client"}
+    assert "s" not in adobe.connection_config.values()
+    given = {"username": "u", "password": "p", "other": 1}
+    bullhorn = await run(http, nango_entry("bullhornPostConnection"), "bullhorn", config=given)
+    assert bullhorn.connection_config == {"other": 1}  # the password is not kept once the connection is made
+    assert bullhorn.problems == ()
+
+
+async def test_a_hook_with_a_bug_loses_nothing(http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(_ctx: EnrichmentContext) -> dict[str, Any]:
+        raise KeyError(TOKEN)  # whatever it says, it is not repeated
+
+    monkeypatch.setitem(HOOKS, "brokenPostConnection", broken)
+    outcome = await run(http, nango_entry("brokenPostConnection"), "broken", config={"a": 1})
+    assert outcome.connection_config == {"a": 1}
+    assert outcome.problems == ("the post-connection script brokenPostConnection failed (KeyError)",)
+    assert TOKEN not in repr(outcome)
+
+
+async def test_nango_entry_brought_as_it_is_calls_the_builtin_steps(
+    apis: ProviderApis, http: aiohttp.ClientSession
+) -> None:
+    outcome = await run(http, nango_entry("hubspotPostConnection", apis.base), "hubspot")
+    assert outcome.connection_config == {"portalId": 62515}

@@ -138,3 +138,28 @@ def test_a_nango_entry_brought_as_it_is_runs_keyways_steps() -> None:
     assert [s.request.base_url_override for s in program.steps if s.request] == ["https://account-d.docusign.com"]
     unknown = bare.model_copy(update={"post_connection": [], "post_connection_script": "nopeConnection"})
     assert program_for(unknown, "hubspot").problem == "Keyway has no post-connection script named nopeConnection"
+
+
+NANGO_CATALOG = (
+    Path(__file__).resolve().parents[1] / "sdk" / "node_modules" / "nango-providers-07110" / "providers.yaml"
+)
+
+
+def test_every_script_name_of_nango_s_catalog_runs_something() -> None:
+    """Nango's whole file, pinned in tests/sdk (make test-deps): every post_connection_script it names
+    is a Keyway hook, a no-op Keyway states, or the steps of a built-in entry of that name."""
+    if not NANGO_CATALOG.is_file():
+        pytest.fail(f"{NANGO_CATALOG} is missing: run make test-deps")
+    raw = yaml.safe_load(NANGO_CATALOG.read_text())
+    named = {
+        name: entry["post_connection_script"] for name, entry in raw.items() if entry.get("post_connection_script")
+    }
+    assert len(set(named.values())) >= 35
+    catalog = load_catalog(str(NANGO_CATALOG))
+    for name, script in named.items():
+        template = catalog.get(name)
+        assert template is not None, name
+        assert template.post_connection == []  # Nango's entry as it is: only the name
+        program = program_for(template, name)
+        assert program.problem is None, f"{name}: {program.problem}"
+        assert program.steps or program.hook or script in NO_OP, name

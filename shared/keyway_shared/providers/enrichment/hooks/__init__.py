@@ -17,14 +17,19 @@ from . import (
     adobe_umapi,
     basecamp,
     bullhorn,
+    candis,
     checkr_partner,
     github_app_oauth,
     google,
     highlevel,
     jira,
+    jobber,
     procore,
+    rippling_shop_app,
     sage_200,
+    sellsy,
     sentry_oauth,
+    sophos_central,
     xero,
     zoho,
 )
@@ -50,8 +55,15 @@ HOOKS: dict[str, Hook] = {
     "checkrPartnerPostConnection": checkr_partner.post_connection,
     "sentryOauthPostConnection": sentry_oauth.post_connection,
     "githubAppOauthPostConnection": github_app_oauth.post_connection,
+    "candisPostConnection": candis.post_connection,
+    "jobberPostConnection": jobber.post_connection,
+    "sellsyPostConnection": sellsy.post_connection,
+    "ripplingShopAppPostConnection": rippling_shop_app.post_connection,
+    "sophosCentralPostConnection": sophos_central.post_connection,
 }
 
-# Names Nango's catalog gives that do nothing there either: Salesforce's script only logs, and
-# Zoom's names a script Nango never wrote.
-NO_OP: frozenset[str] = frozenset({"salesforcePostConnection", "zoomPostConnection"})
+# Names that run nothing. In Nango too: Salesforce's script only logs, and Zoom's names a script
+# Nango never wrote. By Keyway's choice: Nango's Teams bot script stores a Bot Framework access
+# token in the connection configuration, which is neither encrypted nor refreshed; Keyway keeps
+# tokens out of it (the app gets that token with the integration's client credentials itself).
+NO_OP: frozenset[str] = frozenset({"salesforcePostConnection", "zoomPostConnection", "microsoftTeamsBotPostConnection"})
