@@ -214,12 +214,13 @@ async def exchange_code(
     code_verifier: str | None,
     client_id: str,
     client_secret: str,
-    connection_config: dict[str, Any],
     now: datetime,
     timeout_seconds: float,
+    connection_config: dict[str, Any] | None = None,
 ) -> tuple[OAuth2Credentials, datetime | None, dict[str, Any]]:
     """(credentials, expires_at, raw token response) for an authorization code, through the
-    template's token hook as the shared refresh goes (``keyway_shared.credentials.oauth2_grant``)."""
+    template's token hook as the shared refresh goes (``keyway_shared.credentials.oauth2_grant``);
+    ``connection_config`` is the one given at connect time (token headers, hooks' URLs)."""
     return await exchange_authorization_code(
         session,
         template=template,
@@ -227,7 +228,7 @@ async def exchange_code(
         grant=CodeGrant(code=code, redirect_uri=redirect_uri, code_verifier=code_verifier),
         client_id=client_id,
         client_secret=client_secret,
-        connection_config=connection_config,
+        connection_config=connection_config or {},
         now=now,
         timeout_seconds=timeout_seconds,
     )
