@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from keyway_cli.main import main
+from keyway_shared.providers import CatalogError
+
+from .gateway_app import StartGateway
 
 GOOD = """\
 acme:
@@ -117,3 +120,42 @@ def test_the_console_script_needs_no_deployment(tmp_path: Path) -> None:
     assert f"bad: {bad}: provider 'broken-retry' field proxy.retry.at: " in answer.stdout
     assert answer.stdout.endswith("bad: 3\n")
     assert answer.stderr == ""
+
+
+NANGO = Path(__file__).resolve().parents[1] / "sdk" / "node_modules" / "nango-providers-07110" / "providers.yaml"
+
+
+@pytest.mark.broker
+@pytest.mark.mongo
+async def test_what_check_passes_a_gateway_serves(
+    start_gateway: StartGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nango's whole catalog as KEYWAY_PROVIDERS_FILE: check passes it, a gateway starts on it and
+    serves its entries; the entries of modes Keyway cannot connect are not served."""
+    if not NANGO.is_file():
+        pytest.fail(f"{NANGO} is missing: run make test-deps (it installs tests/sdk's pinned npm packages)")
+    status, lines = _run(capsys, NANGO)
+    assert status == 0
+    assert lines[-1] == "bad: 0"
+    async with start_gateway(providers_file=str(NANGO)) as gw:
+        found = await gw.client.get("/providers/intercom", headers=gw.auth)
+        assert found.status == 200, await found.text()
+        intercom = (await found.json())["data"]
+        assert intercom["authorization_url"] == (
+            "https://app.${connectionConfig.region}.intercom.com/oauth || https://app.intercom.com/oauth"
+        )
+        skipped = await gw.client.get("/providers/sage-intacct", headers=gw.auth)  # TWO_STEP
+        assert skipped.status == 404
+
+
+@pytest.mark.broker
+@pytest.mark.mongo
+async def test_a_gateway_refuses_to_start_on_what_check_fails(tmp_path: Path, start_gateway: StartGateway) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD, encoding="utf-8")
+    with pytest.raises(CatalogError) as refused:
+        async with start_gateway(providers_file=str(bad)):
+            pass
+    assert str(refused.value) == (
+        f"{bad}: provider 'lost-alias' field alias: aliases unknown provider 'nowhere' (and 2 more bad entries)"
+    )
