@@ -8,6 +8,7 @@ itself (``keyway providers diff``) is checked on small catalogs first.
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from keyway_cli.provider_diff import (
     diff_command,
     kept_differences,
     load_nango_catalog,
+    print_differences,
     resolve_aliases,
     unexplained,
 )
@@ -205,7 +207,9 @@ def test_the_catalog_differs_from_nango_0_71_10_only_where_listed() -> None:
     if not NANGO_07110.exists():
         pytest.fail(f"{NANGO_07110.relative_to(ROOT)} is missing: run make test-deps")
     differences = compare(load_catalog(), load_nango_catalog(NANGO_07110))
-    new, gone = unexplained(differences, kept_differences(KEPT))
+    kept = kept_differences(KEPT)
+    print_differences(differences, sys.stdout, kept)  # what still differs, provider by provider (pytest -rP)
+    new, gone = unexplained(differences, kept)
     problems = []
     if new:
         problems.append(
