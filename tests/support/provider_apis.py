@@ -189,7 +189,13 @@ class ProviderApis:
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
         body = await request.text()
         self.requests.append(
-            {"method": request.method, "path": request.path, "headers": dict(request.headers), "body": body}
+            {
+                "method": request.method,
+                "path": request.path,
+                "headers": dict(request.headers),
+                "authorizations": request.headers.getall("Authorization", []),
+                "body": body,
+            }
         )
         failure = self.failures.get(request.path)
         if failure == "hang":

@@ -278,3 +278,15 @@ async def test_nango_entry_brought_as_it_is_calls_the_builtin_steps(
 ) -> None:
     outcome = await run(http, nango_entry("hubspotPostConnection", apis.base), "hubspot")
     assert outcome.connection_config == {"portalId": 62515}
+
+
+async def test_a_template_header_replaces_the_credentials_one_whatever_its_case(
+    apis: ProviderApis, http: aiohttp.ClientSession
+) -> None:
+    template = builtin("hubspot", apis.base)
+    assert template.proxy is not None
+    template.proxy.headers["authorization"] = "Bearer at_from_template_${connectionConfig.given}"
+    outcome = await run(http, template, "hubspot", config={"given": "x"})
+    assert outcome.problems == ()
+    (asked,) = apis.asked("/account-info/v3/details")
+    assert asked["authorizations"] == ["Bearer at_from_template_x"]

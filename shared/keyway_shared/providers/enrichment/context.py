@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
+from multidict import CIMultiDict
 
 from ...credentials.bounded_body import ResponseTooLargeError, read_bounded
 from ...credentials.shapes import Credentials, UnusableCredentialsError
@@ -150,7 +151,7 @@ class EnrichmentContext:
         headers: Mapping[str, str],
         query: Mapping[str, str],
         authorization: str | None,
-    ) -> tuple[str, dict[str, str]]:
+    ) -> tuple[str, CIMultiDict[str]]:
         template, proxy = self.template, self.template.proxy
         config = dict(self.connection_config)
         values = {**config, **self.credentials.template_variables()}
@@ -161,7 +162,8 @@ class EnrichmentContext:
             # As the proxy fills them: a URL from the configuration only, headers and query with the
             # credentials too, every value checked against where it goes (see ..rendering).
             base = template.render_url(base, config, stored=True)
-            sent: dict[str, str] = {"Accept": "application/json"}
+            # Case-insensitive: a template's ``authorization`` header replaces the credentials' one.
+            sent: CIMultiDict[str] = CIMultiDict(Accept="application/json")
             own = authorization or self.credentials.authorization()
             if own:
                 sent["Authorization"] = own
