@@ -48,6 +48,7 @@ async def test_meta_long_lived_tokens(
             # Meta renews a long-lived token only once it is a day old.
             status, body = await refresh(gw, provider, "m-1")
             assert status == 400, body
+            assert "too new to be refreshed" in json.dumps(body)  # Meta's reason, read from its error shape
             assert credentials["access_token"] not in json.dumps(body)
             meta.age_tokens(2 * 86400)
             status, body = await refresh(gw, provider, "m-1")

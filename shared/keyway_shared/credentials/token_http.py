@@ -21,16 +21,23 @@ __all__ = ["call_token_endpoint"]
 
 
 def _describe(parsed: dict[str, Any], status: int) -> tuple[str, str]:
-    """(code, description) from the error shapes seen in the wild: OAuth, GitHub, App Store, OAuth 1."""
+    """(code, description) from the error shapes seen in the wild: OAuth, GitHub, App Store, OAuth 1,
+    Meta's Graph API (``{"error": {"message", "type", "code"}}``)."""
     error = parsed.get("error")
     errors = parsed.get("errors")
     first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
-    code = str(error) if isinstance(error, str) and error else str(first.get("code") or f"http_{status}")
+    graph = error if isinstance(error, dict) else {}
+    code = (
+        str(error)
+        if isinstance(error, str) and error
+        else str(first.get("code") or graph.get("type") or f"http_{status}")
+    )
     description = (
         parsed.get("error_description")
         or parsed.get("message")
         or first.get("detail")
         or first.get("title")
+        or graph.get("message")
         or parsed.get("oauth_problem")
         or f"The token endpoint answered {status}."
     )
