@@ -44,17 +44,37 @@ def test_retry_hints_are_header_lists_and_a_single_name_is_a_list_of_one() -> No
     assert refused.value.errors()[0]["loc"] == ("proxy", "retry", "at")
 
 
-def test_the_first_retry_header_present_is_the_one_read() -> None:
-    retry = _template(proxy={"retry": {"at": ["x-user-reset", "x-org-reset"]}}).proxy
-    assert retry is not None
-    hint = retry.retry
+def test_of_the_retry_headers_present_the_longest_wait_is_kept() -> None:
+    """Nango's proxy (packages/shared/lib/services/proxy/retry.ts) reads every listed header the
+    answer carries and waits for the latest reset: Affinity's user and organization limits."""
+    proxy = _template(proxy={"retry": {"at": ["x-user-reset", "x-org-reset"]}}).proxy
+    assert proxy is not None
+    hint = proxy.retry
     assert header_delay(CIMultiDict({"X-Org-Reset": str(int(NOW) + 30)}), hint, now=NOW) == 30
     both = CIMultiDict({"X-Org-Reset": str(int(NOW) + 30), "X-User-Reset": str(int(NOW) + 5)})
-    assert header_delay(both, hint, now=NOW) == 5  # the template's order, not the answer's
+    assert header_delay(both, hint, now=NOW) == 30
+    unreadable = CIMultiDict({"X-User-Reset": "soon", "X-Org-Reset": str(int(NOW) + 8)})
+    assert header_delay(unreadable, hint, now=NOW) == 8
     assert header_delay(CIMultiDict({"Retry-After": "9"}), hint, now=NOW) == 9  # none present: Retry-After
     after = _template(proxy={"retry": {"after": ["x-wait", "retry-after"]}}).proxy
     assert after is not None
-    assert header_delay(CIMultiDict({"Retry-After": "4"}), after.retry, now=NOW) == 4
+    assert header_delay(CIMultiDict({"Retry-After": "4", "X-Wait": "2"}), after.retry, now=NOW) == 4
+
+
+@pytest.mark.parametrize(
+    ("value", "wait"),
+    [
+        (str(int(NOW) + 12), 12),  # Unix seconds
+        (str(int(NOW * 1000) + 12_000), 12),  # Unix milliseconds, as Nango tells them apart
+        ("2023-11-14T22:13:32Z", 12),  # a date
+        ("Tue, 14 Nov 2023 22:13:32 GMT", 12),  # an HTTP date
+        ("15", 15),  # small: seconds from now
+    ],
+)
+def test_an_at_header_is_a_time_in_any_of_its_forms(value: str, wait: float) -> None:
+    proxy = _template(proxy={"retry": {"at": ["x-reset"]}}).proxy
+    assert proxy is not None
+    assert header_delay(CIMultiDict({"X-Reset": value}), proxy.retry, now=NOW) == pytest.approx(wait)
 
 
 def test_a_verification_lists_endpoints_and_the_old_single_endpoint_is_one_of_them() -> None:

@@ -2,8 +2,8 @@
 
 The caller opts in with ``Retries`` (how many more attempts) and ``Retry-On`` (extra statuses).
 Server errors, 429, GitHub-style exhausted rate limits and failed connections are retried; the
-wait is the provider's own hint when it gives one (the first present of the template's
-``proxy.retry.at``/``.after`` headers, else ``Retry-After``), else exponential backoff with
+wait is the provider's own hint when it gives one (the longest of the template's
+``proxy.retry.at``/``.after`` headers present, else ``Retry-After``), else exponential backoff with
 jitter. One wait is capped, and a wait that would overrun the call's deadline is not taken: the
 caller gets the answer in hand.
 """
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from keyway_shared.providers.template import ProxyRetry
@@ -22,6 +23,7 @@ __all__ = ["MAX_RETRIES", "RetryPolicy", "header_delay", "parse_retries", "parse
 
 MAX_RETRIES = 10
 _EPOCH_THRESHOLD = 1_000_000_000  # an "at" header below this is seconds from now, not a Unix time
+_MS_EPOCH_THRESHOLD = 31_536_000_000  # from here on, milliseconds (Nango: a date after 1971 read as ms)
 
 
 def parse_retries(value: str | None) -> int:
@@ -62,23 +64,40 @@ def _retry_after(value: str | None, *, now: float) -> float | None:
         return None
 
 
-def _first_present(headers: Mapping[str, str], names: list[str]) -> str | None:
-    """The value of the first of ``names`` the answer carries (Nango's order: the template's)."""
-    return next((headers[name] for name in names if name in headers), None)
+def _at(value: str, *, now: float) -> float | None:
+    """An ``at`` header: a Unix time in seconds or milliseconds (Nango tells them apart by size), a
+    date, or (below the epoch threshold) seconds from now; the wait until then."""
+    number = _seconds(value)
+    if number is None:
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return _retry_after(value, now=now)  # an HTTP date, or nothing readable
+        return max(0.0, (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() - now)
+    if number >= _MS_EPOCH_THRESHOLD:
+        number /= 1000.0
+    return max(0.0, number - now) if number >= _EPOCH_THRESHOLD else number
+
+
+def _longest(waits: Iterable[float | None]) -> float | None:
+    found = [wait for wait in waits if wait is not None]
+    return max(found) if found else None
 
 
 def header_delay(headers: Mapping[str, str], hint: ProxyRetry | None, *, now: float | None = None) -> float | None:
     """The wait the upstream asks for, if it says; ``headers`` must look names up case-insensitively.
 
-    Of the template's ``at`` headers (then its ``after`` ones) the first the answer carries is read;
-    an unreadable value there falls through to the next kind of hint, then ``Retry-After``."""
+    Of the template's ``at`` headers (else its ``after`` ones) every one the answer carries is read
+    and the longest wait is kept, as Nango's proxy does (Affinity's per-user and per-organization
+    resets: a call before both have passed would fail again); none readable falls through to the
+    other kind of hint, then ``Retry-After``."""
     now = time.time() if now is None else now
     if hint is not None and hint.at:
-        at = _seconds(_first_present(headers, hint.at))
+        at = _longest(_at(headers[name], now=now) for name in hint.at if name in headers)
         if at is not None:
-            return max(0.0, at - now) if at >= _EPOCH_THRESHOLD else at
+            return at
     if hint is not None and hint.after:
-        after = _retry_after(_first_present(headers, hint.after), now=now)
+        after = _longest(_retry_after(headers[name], now=now) for name in hint.after if name in headers)
         if after is not None:
             return after
     return _retry_after(headers.get("Retry-After"), now=now)
