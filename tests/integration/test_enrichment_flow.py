@@ -187,3 +187,23 @@ async def test_an_api_key_connection_is_enriched_too(gw: Gateway, apis: Provider
     assert resp.status == 200, await resp.text()
     assert (await get_connection(gw, "w-2", "workable"))["connection_config"]["subdomain"] == "mine"
     assert len(apis.asked("/spi/v3/accounts")) == 1
+
+
+async def test_a_connect_links_form_is_enriched_too(gw: Gateway, apis: ProviderApis, events: EventWatch) -> None:
+    return_url = "http://127.0.0.1:9/integrations/done"
+    resp = await gw.client.patch("/environment", json={"allowed_return_urls": [return_url]}, headers=gw.auth)
+    assert resp.status == 200, await resp.text()
+    resp = await gw.client.post("/connect/links", json={"return_url": return_url}, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    token = (await resp.json())["data"]["token"]
+    resp = await gw.client.post(
+        f"/connect/link/{token}/connect/workable",
+        data={"apiKey": API_KEY},
+        headers={"Origin": gw.url},
+        allow_redirects=False,
+    )
+    assert resp.status == 303, await resp.text()
+    created = await events.wait_for("connection.created")
+    config = (await get_connection(gw, created["connection_id"], "workable"))["connection_config"]
+    assert config["subdomain"] == "acme"
+    assert len(apis.asked("/spi/v3/accounts")) == 1
