@@ -184,7 +184,7 @@ def test_verification_endpoints_are_paths(templates: dict[str, ProviderTemplate]
     for name, template in templates.items():
         verification = template.proxy.verification if template.proxy else None
         if verification:
-            assert verification.endpoint.startswith("/"), name
+            assert all(endpoint.startswith("/") for endpoint in verification.endpoints), name
             assert verification.method in {"GET", "POST"}, name
             assert template.auth_mode in {"API_KEY", "BASIC"}, name
 
