@@ -175,7 +175,10 @@ async def test_connect_and_enrich(world: World) -> None:
                 f"{row.name}: the code exchange must repeat the redirect_uri"
             )
     for method, url in row.connect_calls:
-        assert fake.requests_to(url, method), f"{row.name}: connect made no {method} {url}; saw {fake.seen}"
+        calls = fake.requests_to(url, method)
+        assert calls, f"{row.name}: connect made no {method} {url}; saw {fake.seen}"
+        if row.proxy is not None:  # the key is checked with the credentials the API documents
+            _check_auth_header(row, calls[-1], *row.proxy.auth_header)
 
     async def config_filled() -> dict[str, Any] | None:
         connection = await get_connection(gw, CONNECTION_ID, KEY)
