@@ -11,7 +11,10 @@ Where Keyway differs from Nango, on purpose:
 - when: Nango stores the connection, then runs the script (awaited before the auth webhook, on
   creation and on every re-authorization; a failure is logged and the connection stays). Keyway
   runs it before the one write (also on creation and re-authorization), so no second version of
-  the connection exists and the connection the events announce already has the fields;
+  the connection exists and the connection the events announce already has the fields.
+  Every connect flow runs it (popups, forms, a connect link's page); an import (``POST
+  /connection``, ``/connections``), which Nango also enriches, does not: it brings the
+  configuration it had, and a bulk migration should not call every provider once per connection;
 - no token in ``connection_config``: it is neither encrypted nor refreshed, and is answered
   wherever the connection is. So OneDrive and SharePoint get ``tenantId`` without Nango's extra
   ``sharepointAccessToken`` (a one-hour SharePoint token minted with the refresh token), the Teams
