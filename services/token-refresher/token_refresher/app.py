@@ -18,6 +18,7 @@ from aiohttp import web
 from pymongo.errors import PyMongoError
 
 from keyway_shared.bus import TOKEN_REFRESHER, ConsumerSpec, service_consumers
+from keyway_shared.clock import SYSTEM_CLOCK, Clock
 from keyway_shared.egress import guarded_session
 from keyway_shared.outbox_relay import OutboxRelay
 from keyway_shared.providers import load_catalog
@@ -50,8 +51,10 @@ SERVICE = TOKEN_REFRESHER
 @dataclass(frozen=True, kw_only=True)
 class Refresher:
     service: RefreshService
+    state: RefreshStateStore
     loop: RefreshLoop
     relay: OutboxRelay
+    clock: Clock
 
 
 REFRESHER = web.AppKey("refresher", Refresher)
@@ -62,7 +65,7 @@ def schedule_spec(settings: RefresherSettings) -> ConsumerSpec:
     return service_consumers(settings.bus_namespace)[TOKEN_REFRESHER]
 
 
-def refresher_context(settings: RefresherSettings) -> Callable[[web.Application], AsyncIterator[None]]:
+def refresher_context(settings: RefresherSettings, clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
     """The provider client, the outbox relay, the refresh service and the loop that drives it."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
@@ -77,10 +80,10 @@ def refresher_context(settings: RefresherSettings) -> Callable[[web.Application]
             stale_after=settings.outbox_stale_seconds,
             owner=owner,
         )
-        state = RefreshStateStore(app[MONGO_CLIENT], db, app[CIPHER])
+        state = RefreshStateStore(app[MONGO_CLIENT], db, app[CIPHER], clock=clock)
         service = RefreshService(
             state=state,
-            integrations=CachedIntegrations(db, app[CIPHER]),
+            integrations=CachedIntegrations(db, app[CIPHER], clock=clock),
             catalog=load_catalog(settings.providers_file),
             http=http,
             publish_soon=relay.publish_soon,
@@ -88,6 +91,7 @@ def refresher_context(settings: RefresherSettings) -> Callable[[web.Application]
             source=f"/keyway/{SERVICE}",
             lease=timedelta(seconds=settings.refresh_lease_seconds),
             timeout_seconds=settings.provider_timeout_seconds,
+            clock=clock,
         )
         loop = RefreshLoop(
             state=state,
@@ -95,8 +99,9 @@ def refresher_context(settings: RefresherSettings) -> Callable[[web.Application]
             concurrency=settings.refresh_concurrency,
             batch=settings.refresh_batch,
             max_sleep=settings.refresh_max_sleep_seconds,
+            clock=clock,
         )
-        app[REFRESHER] = Refresher(service=service, loop=loop, relay=relay)
+        app[REFRESHER] = Refresher(service=service, state=state, loop=loop, relay=relay, clock=clock)
         relay.start()
         if settings.refresh_loop:
             loop.start()
@@ -113,7 +118,14 @@ def refresher_context(settings: RefresherSettings) -> Callable[[web.Application]
 def subscriptions(settings: RefresherSettings) -> Callable[[web.Application], list[Subscription]]:
     def build(app: web.Application) -> list[Subscription]:
         refresher = app[REFRESHER]
-        scheduler = RefreshScheduler(app[MONGO_DB], margin_for=refresher.service.margin_for, wake=refresher.loop.wake)
+        scheduler = RefreshScheduler(
+            app[MONGO_DB],
+            margin_for=refresher.service.margin_for,
+            keep_alive_for=refresher.service.keep_alive_for,
+            decode=lambda doc: refresher.state.decode(doc)[0],
+            wake=refresher.loop.wake,
+            clock=refresher.clock,
+        )
         # Unguarded: scheduling re-reads the connection, so handling an event twice is harmless.
         return [
             Subscription(
@@ -124,14 +136,15 @@ def subscriptions(settings: RefresherSettings) -> Callable[[web.Application], li
     return build
 
 
-def create_app(settings: RefresherSettings) -> web.Application:
+def create_app(settings: RefresherSettings, *, clock: Clock = SYSTEM_CLOCK) -> web.Application:
+    """``clock``: the time the refresher goes by (due times, claims, leases, sleeps); tests step one."""
     app = web.Application()
     app[CIPHER] = build_cipher(settings)
     app.cleanup_ctx.extend(
         [
             mongo_context(settings, app_name=SERVICE, collections=["connections", "outbox"]),
             broker_context(settings, name=SERVICE),
-            refresher_context(settings),
+            refresher_context(settings, clock),
             consumers_context(settings, subscriptions(settings)),
         ]
     )

@@ -9,6 +9,13 @@ cannot leave a stale due time behind, and handling an event twice changes nothin
 conditional on the expiry and attempt count it read, so neither a concurrent credential write nor
 a failure backoff recorded meanwhile is overwritten. A connection with a failure pending keeps the
 schedule its failure gave it (a retry after backoff, once a day, or never once exhausted).
+
+Keep-alive: for a provider that revokes refresh tokens left unused (``refresh_token_idle_days``),
+the due time is also never later than the keep-alive interval after the credentials were last
+obtained (``credentials_obtained_at``: the authorization, an import or the last refresh), whether
+they expire or not, as long as they hold a refresh token to keep alive. It rides on the same
+``refresh_due_at`` and its index, so the loop needs no second query and the schedule survives
+restarts; a refresh writes the next one.
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyway_shared.bus import MessageContext
-from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionUpdated, utcnow
+from keyway_shared.cipher import DecryptionError
+from keyway_shared.clock import SYSTEM_CLOCK, Clock
+from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionUpdated
 from keyway_shared.logging import get_logger
-from keyway_shared.refresh.policy import refresh_due_at
-from keyway_shared.store import Database
+from keyway_shared.refresh.policy import kept_alive, next_refresh_at, refresh_due_at
+from keyway_shared.store import Connection, Database
 
 __all__ = ["RefreshScheduler", "refresh_due_at"]
 
@@ -30,6 +39,7 @@ log = get_logger(__name__)
 _FIELDS = {
     "_id": 1,
     "credentials_expires_at": 1,
+    "credentials_obtained_at": 1,
     "updated_at": 1,
     "provider": 1,
     "refresh_attempt": 1,
@@ -44,11 +54,19 @@ class RefreshScheduler:
         db: Database,
         *,
         margin_for: Callable[[str], timedelta],
+        keep_alive_for: Callable[[str], timedelta | None] = lambda _provider: None,
+        decode: Callable[[dict[str, Any]], Connection] | None = None,
         wake: Callable[[datetime], None] = lambda _due: None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """``keep_alive_for``: the provider's keep-alive interval; ``decode``: the stored document as a
+        connection with its credentials (whether they hold a refresh token), needed when there is one."""
         self._connections = db["connections"]
         self._margin_for = margin_for
+        self._keep_alive_for = keep_alive_for
+        self._decode = decode
         self._wake = wake
+        self._clock = clock
 
     async def handle(self, event: CloudEvent[Any], ctx: MessageContext) -> None:
         data = event.data
@@ -59,35 +77,56 @@ class RefreshScheduler:
             "provider_config_key": data.provider_config_key,
             "connection_id": data.connection_id,
         }
-        doc = await self._connections.find_one(key, _FIELDS)
+        # The whole document only where a keep-alive may apply: its credentials say if it can.
+        keep_alive = self._keep_alive_for(data.provider) if self._decode is not None else None
+        doc = await self._connections.find_one(key, None if keep_alive else _FIELDS)
         if doc is None:
             log.info("connection no longer exists; nothing to schedule")
             return
         attempt = int(doc.get("refresh_attempt") or 0)
         lease_until: datetime | None = doc.get("refresh_lease_until")
-        if attempt > 0 or (lease_until is not None and lease_until > utcnow()):
+        if attempt > 0 or (lease_until is not None and lease_until > self._clock.now()):
             # A failure set this schedule (backoff, a daily retry, or none once exhausted), or a
             # refresh holds the connection and writes the next one: keep it.
             self._wake_for(doc.get("refresh_due_at"))
             return
         expires_at: datetime | None = doc.get("credentials_expires_at")
-        if expires_at is None:
-            update: dict[str, Any] = {"$unset": {"refresh_due_at": ""}}
-            due = None
-        else:
-            # "Remaining lifetime" counts from when these credentials were written.
-            issued_at: datetime = doc.get("updated_at") or event.time
-            due = refresh_due_at(expires_at, issued_at=issued_at, margin=self._margin_for(doc["provider"]))
-            update = {"$set": {"refresh_due_at": due}}
+        # "Remaining lifetime" counts from when these credentials were written; a refresh token's
+        # idle time from when they were obtained (documents older than that field: the last write).
+        issued_at: datetime = doc.get("updated_at") or event.time
+        obtained_at: datetime | None = doc.get("credentials_obtained_at")
+        due = next_refresh_at(
+            expires_at,
+            issued_at=issued_at,
+            margin=self._margin_for(doc["provider"]),
+            obtained_at=obtained_at or issued_at,
+            keep_alive=keep_alive if keep_alive is not None and self._keeps_alive(doc) else None,
+        )
+        update: dict[str, Any] = (
+            {"$unset": {"refresh_due_at": ""}} if due is None else {"$set": {"refresh_due_at": due}}
+        )
         if not _same(due, doc.get("refresh_due_at")):
             # By _id: the embedded server scans the collection for the connection key plus conditions.
-            condition = {"credentials_expires_at": expires_at, "refresh_attempt": doc.get("refresh_attempt")}
+            # A refresh in between writes new credentials (and obtained time): its own write schedules them.
+            condition = {
+                "credentials_expires_at": expires_at,
+                "credentials_obtained_at": obtained_at,
+                "refresh_attempt": doc.get("refresh_attempt"),
+            }
             result = await self._connections.update_one({"_id": doc["_id"]} | condition, update)
             if result.matched_count == 0:
                 log.info("credentials or refresh state changed meanwhile; their own write schedules them")
                 return
         self._wake_for(due)
         log.info("refresh scheduled" if due else "no refresh needed", refresh_due_at=due.isoformat() if due else None)
+
+    def _keeps_alive(self, doc: dict[str, Any]) -> bool:
+        if self._decode is None:
+            return False
+        try:
+            return kept_alive(self._decode(doc).credentials)
+        except DecryptionError:
+            return False  # the refresh loop parks it with a reason when it falls due
 
     def _wake_for(self, due: datetime | None) -> None:
         if due is not None:

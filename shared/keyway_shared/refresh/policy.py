@@ -10,6 +10,11 @@ the time a read gives back, so the scheduler, the refresh service and a test all
 (a halfway point of an odd number of milliseconds used to carry half a millisecond that the stored
 copy had lost).
 
+Some providers revoke a refresh token left unused for a while (Microsoft after 90 days of
+inactivity); their templates say so (``refresh_token_idle_days``). Such a connection is also due a
+keep-alive interval after its credentials were last obtained (authorized, imported or refreshed),
+whether it expires sooner or not at all, so a connection nobody reads keeps its grant alive.
+
 Failures back off: transient ones briefly, a refused refresh token once a day, and after four
 failing days the connection is left alone until reconnected.
 """
@@ -18,19 +23,27 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ..credentials.shapes import CREDENTIAL_SHAPES
+from ..credentials.shapes import CREDENTIAL_SHAPES, Credentials, OAuth2Credentials
 
 __all__ = [
     "DEFAULT_MARGIN",
     "EXHAUSTED_AFTER_DAYS",
+    "KEEP_ALIVE_MARGIN",
     "REFRESHABLE_TYPES",
     "is_due",
+    "keep_alive_interval",
+    "kept_alive",
+    "next_refresh_at",
     "refresh_due_at",
     "transient_backoff",
 ]
 
 DEFAULT_MARGIN = timedelta(minutes=15)
 EXHAUSTED_AFTER_DAYS = 4
+# How long before a refresh token's idle deadline the keep-alive refresh is due: room for the daily
+# retries of a refused refresh (EXHAUSTED_AFTER_DAYS) and for an outage of the refresher or the
+# provider, with days to spare. A third of the idle lifetime at most, for providers with short ones.
+KEEP_ALIVE_MARGIN = timedelta(days=14)
 # Credential types a refresh can renew, as each type says of itself (``refreshable``); API keys, Basic,
 # OAuth 1 and NONE never expire by time.
 REFRESHABLE_TYPES = frozenset(kind for kind, shape in CREDENTIAL_SHAPES.items() if shape.refreshable)
@@ -42,6 +55,39 @@ def refresh_due_at(expires_at: datetime, *, issued_at: datetime, margin: timedel
     if remaining < 2 * margin:
         return _stored(issued_at + max(remaining, timedelta(0)) / 2)
     return _stored(expires_at - margin)
+
+
+def keep_alive_interval(idle_days: int | None) -> timedelta | None:
+    """How long after they were obtained credentials whose refresh token dies after ``idle_days``
+    unused are refreshed to keep it alive: ``KEEP_ALIVE_MARGIN`` early (76 days for 90); None: never."""
+    if idle_days is None or idle_days <= 0:
+        return None
+    idle = timedelta(days=idle_days)
+    return idle - min(KEEP_ALIVE_MARGIN, idle / 3)
+
+
+def kept_alive(credentials: Credentials) -> bool:
+    """Whether a keep-alive refresh can renew these: only an OAuth 2 refresh token idles out, and
+    without one a refresh would only fail (and tell the app so) before anything expired."""
+    return isinstance(credentials, OAuth2Credentials) and bool(credentials.refresh_token)
+
+
+def next_refresh_at(
+    expires_at: datetime | None,
+    *,
+    issued_at: datetime,
+    margin: timedelta = DEFAULT_MARGIN,
+    obtained_at: datetime | None = None,
+    keep_alive: timedelta | None = None,
+) -> datetime | None:
+    """The sooner of the expiry's due time (:func:`refresh_due_at`) and the keep-alive's
+    (``keep_alive`` after ``obtained_at``, the last authorization or refresh); None: not due ever."""
+    due = refresh_due_at(expires_at, issued_at=issued_at, margin=margin) if expires_at is not None else None
+    if keep_alive is not None and obtained_at is not None:
+        idle_due = _stored(obtained_at + keep_alive)
+        if due is None or idle_due < due:
+            due = idle_due
+    return due
 
 
 def _stored(moment: datetime) -> datetime:

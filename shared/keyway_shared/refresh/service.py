@@ -19,12 +19,13 @@ import functools
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import aiohttp
 
 from ..cipher import DecryptionError
+from ..clock import SYSTEM_CLOCK, Clock
 from ..credentials import PermanentTokenError, TokenRequestError, TransientTokenError
 from ..deadline import beyond_deadline
 from ..events import CloudEvent, ErrorInfo, TokenRefreshed, TokenRefreshFailed, make_event
@@ -32,7 +33,15 @@ from ..logging import get_logger
 from ..providers import ProviderCatalog
 from ..store import Connection, IntegrationStore, OutboxRow, RefreshState, RefreshStateStore
 from .lease import kept_lease
-from .policy import DEFAULT_MARGIN, EXHAUSTED_AFTER_DAYS, is_due, refresh_due_at, transient_backoff
+from .policy import (
+    DEFAULT_MARGIN,
+    EXHAUSTED_AFTER_DAYS,
+    is_due,
+    keep_alive_interval,
+    kept_alive,
+    next_refresh_at,
+    transient_backoff,
+)
 from .renew import renew
 
 __all__ = ["DueOutcome", "RefreshError", "RefreshOutcome", "RefreshService", "connection_key"]
@@ -87,6 +96,7 @@ class RefreshService:
         source: str,
         lease: timedelta = timedelta(seconds=60),
         timeout_seconds: float = 15.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._state = state
         self._integrations = integrations
@@ -97,16 +107,22 @@ class RefreshService:
         self._source = source
         self._lease = lease
         self._timeout = timeout_seconds
+        self._clock = clock
 
     def margin_for(self, provider: str) -> timedelta:
         template = self._catalog.get(provider)
         buffer = template.token_expiration_buffer if template else None
         return timedelta(seconds=buffer) if buffer else DEFAULT_MARGIN
 
+    def keep_alive_for(self, provider: str) -> timedelta | None:
+        """How often this provider's refresh tokens must be used to stay alive (None: no such rule)."""
+        template = self._catalog.get(provider)
+        return keep_alive_interval(template.refresh_token_idle_days if template else None)
+
     async def refresh(self, key: dict[str, Any], *, force: bool, wait_seconds: float = 12.0) -> RefreshOutcome:
         """Refresh-on-read: only when forced or due; waits (bounded) for a sibling's lease."""
         conn, state = await self._read(key)
-        now = datetime.now(UTC)
+        now = self._clock.now()
         if not conn.credentials.refreshable:
             return RefreshOutcome(connection=conn, refreshed=False)
         if not force and not is_due(conn.refresh_due_at, conn.credentials_expires_at, now=now):
@@ -191,6 +207,7 @@ class RefreshService:
         return kept_lease(
             functools.partial(self._state.extend_lease, key, owner=self._owner, lease=self._lease, due_too=due_too),
             self._lease,
+            clock=self._clock,
         )
 
     async def _read(self, key: dict[str, Any]) -> tuple[Connection, RefreshState]:
@@ -206,7 +223,7 @@ class RefreshService:
     async def _refresh_held(
         self, key: dict[str, Any], conn: Connection, state: RefreshState, *, raise_errors: bool
     ) -> RefreshOutcome:
-        now = datetime.now(UTC)
+        now = self._clock.now()
         template = self._catalog.get(conn.provider)
         integration = await self._integrations.get(conn.environment, conn.provider_config_key)
         try:
@@ -224,7 +241,8 @@ class RefreshService:
             )
         except TransientTokenError as exc:
             await self._transient_failure(key, conn, state, exc, now)
-            if raise_errors and (conn.credentials_expires_at is None or conn.credentials_expires_at <= now):
+            # Credentials without an expiry still work too (a keep-alive refresh of them failed).
+            if raise_errors and conn.credentials_expires_at is not None and conn.credentials_expires_at <= now:
                 raise RefreshError(exc.type, exc.description, transient=True) from None
             return RefreshOutcome(connection=conn, refreshed=False, failure="transient")  # the token still works
         except TokenRequestError as exc:
@@ -235,7 +253,14 @@ class RefreshService:
             if raise_errors:
                 raise RefreshError("refresh_token_external_error", exc.description, exhausted=exhausted) from None
             return RefreshOutcome(connection=conn, refreshed=False, failure="exhausted" if exhausted else "refused")
-        due = refresh_due_at(expires_at, issued_at=now, margin=self.margin_for(conn.provider)) if expires_at else None
+        # The refresh token was used just now: a keep-alive (if the provider idles them out) counts from now.
+        due = next_refresh_at(
+            expires_at,
+            issued_at=now,
+            margin=self.margin_for(conn.provider),
+            obtained_at=now,
+            keep_alive=self.keep_alive_for(conn.provider) if kept_alive(credentials) else None,
+        )
         event = make_event(
             TokenRefreshed(
                 **conn.event_identity(),
@@ -265,7 +290,7 @@ class RefreshService:
         self._publish_soon([row])
         conn.credentials = credentials
         conn.credentials_expires_at = expires_at
-        conn.updated_at = datetime.now(UTC)
+        conn.updated_at = self._clock.now()
         conn.refresh_due_at = due
         log.info(
             "credentials refreshed", provider_config_key=conn.provider_config_key, connection_id=conn.connection_id

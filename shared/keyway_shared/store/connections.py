@@ -210,6 +210,7 @@ class ConnectionStore:
             "credentials_enc": self._cipher.encrypt_json(connection.credentials.dump(), associated_data=ad),
             "credentials_key_id": self._cipher.current_key_id,
             "credentials_expires_at": connection.credentials_expires_at,
+            "credentials_obtained_at": now,  # a refresh token's idle time counts from here (keep-alive)
             "connection_config": connection.connection_config,
             "updated_at": now,
             # New credentials: a fresh schedule and a clean refresh record (a reconnect heals an
@@ -312,6 +313,7 @@ class ConnectionStore:
         now = db_now()
         fields = self._write_fields(connection, now=now, refresh_margin=refresh_margin)
         fields["updated_at"] = connection.updated_at or now
+        fields["credentials_obtained_at"] = fields["updated_at"]  # its refresh token is no younger
         if connection.last_fetched_at is not None:
             fields["last_fetched_at"] = connection.last_fetched_at
         result = await self._col.update_one(key, {"$set": fields | {"metadata": connection.metadata}})

@@ -27,6 +27,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from ..cipher import CredentialCipher
+from ..clock import SYSTEM_CLOCK, Clock
 from ..credentials.shapes import Credentials
 from ..events import CloudEvent
 from ..group_commit import GroupCommit
@@ -75,8 +76,16 @@ class RefreshState:
 
 
 class RefreshStateStore:
-    def __init__(self, client: AsyncMongoClient[dict[str, Any]], db: Database, cipher: CredentialCipher) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[dict[str, Any]],
+        db: Database,
+        cipher: CredentialCipher,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._client = client
+        self._clock = clock  # the wall clock every replica agrees on; tests step one
         self._col = db["connections"]
         self._cipher = cipher
         self._connections = ConnectionStore(client, db, cipher)
@@ -106,7 +115,7 @@ class RefreshStateStore:
 
     async def acquire(self, key: ConnKey, *, owner: str, lease: timedelta) -> bool:
         """Take the lease if nobody holds it (refresh on read): one conditional update."""
-        now = datetime.now(UTC)
+        now = self._clock.now()
         result = await self._col.update_one(
             key | _free(now), {"$set": {"refresh_lease_owner": owner, "refresh_lease_until": now + lease}}
         )
@@ -115,7 +124,7 @@ class RefreshStateStore:
     async def extend_lease(self, key: ConnKey, *, owner: str, lease: timedelta, due_too: bool) -> bool:
         """Push our lease ``lease`` from now; False when it is no longer ours. ``due_too`` for a
         background claim, whose due time rides on the lease to keep it off the candidate lists."""
-        until = datetime.now(UTC) + lease
+        until = self._clock.now() + lease
         update: dict[str, Any] = {"refresh_lease_until": until}
         if due_too:
             update["refresh_due_at"] = until
@@ -144,7 +153,7 @@ class RefreshStateStore:
         tag tells which of the ids this very call took (another replica's claim sets its own).
         """
         unique_ids = list(dict.fromkeys(ids))
-        now = datetime.now(UTC)
+        now = self._clock.now()
         tag = uuid.uuid4().hex
         await self._col.update_many(
             {"_id": {"$in": unique_ids}, "refresh_due_at": {"$lte": now}} | _free(now),
@@ -177,12 +186,14 @@ class RefreshStateStore:
     ) -> OutboxRow | None:
         """Compare-and-swap the credentials and add the event, atomically; None if they changed."""
         ad = credentials_ad(conn.environment, conn.provider_config_key, conn.connection_id)
+        now = self._clock.now()
         fields = {
             "credentials_enc": self._cipher.encrypt_json(credentials.dump(), associated_data=ad),
             "credentials_key_id": self._cipher.current_key_id,
             "credentials_expires_at": expires_at,
+            "credentials_obtained_at": now,  # a refresh token just used: its idle time starts again
             "refresh_due_at": due,
-            "updated_at": datetime.now(UTC),
+            "updated_at": now,
             "refresh_failed": False,
             "refresh_error": None,
             "refresh_failed_days": 0,
