@@ -241,6 +241,17 @@ class ProviderTemplate(BaseModel):
             names |= {n for n in interpolation_variables(text) if not _credential_variable(n)}
         return names
 
+    def person_fields(self) -> dict[str, dict[str, Any]]:
+        """The ``connection_config`` fields a person fills in, by name: not those the flow fills
+        itself (``automated``), keeps out of sight (``hidden``), or keeps only so connections stored
+        under an old name still render (``deprecated``)."""
+        fields: dict[str, dict[str, Any]] = {}
+        for name, spec in self.connection_config.items():
+            spec = spec if isinstance(spec, dict) else {}
+            if not (spec.get("automated") or spec.get("hidden") or spec.get("deprecated")):
+                fields[name] = spec
+        return fields
+
     def field_patterns(self) -> dict[str, str]:
         """The ``pattern`` each ``connection_config`` field declares, by field name."""
         return {

@@ -30,12 +30,10 @@ __all__ = ["list_session_integrations"]
 
 
 def _params(template: ProviderTemplate, preset: dict[str, Any]) -> list[dict[str, Any]]:
-    """The template's ``connection_config`` fields a person fills in: not those the session fixed,
-    nor those the flow fills itself (``automated``) or keeps out of sight (``hidden``)."""
+    """The template's fields a person fills in (``person_fields``), less those the session fixed."""
     params = []
-    for name, spec in template.connection_config.items():
-        spec = spec if isinstance(spec, dict) else {}
-        if name in preset or spec.get("automated") or spec.get("hidden"):
+    for name, spec in template.person_fields().items():
+        if name in preset:
             continue
         param: dict[str, Any] = {"name": name, "title": str(spec.get("title") or name)}
         for key in ("description", "example", "pattern"):

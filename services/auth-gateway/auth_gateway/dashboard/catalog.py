@@ -47,8 +47,7 @@ CREDENTIAL_FIELDS: dict[str, list[InputField]] = {
 def param_fields(template: ProviderTemplate) -> list[InputField]:
     """The connection configuration a person supplies (``params[...]``): declared ones, then interpolated ones."""
     fields: list[InputField] = []
-    for name, spec in template.connection_config.items():
-        spec = spec if isinstance(spec, dict) else {}
+    for name, spec in template.person_fields().items():
         fields.append(
             InputField(
                 name=name,
@@ -58,7 +57,7 @@ def param_fields(template: ProviderTemplate) -> list[InputField]:
                 required=not spec.get("optional", False),
             )
         )
-    declared = {f.name for f in fields}
+    declared = set(template.connection_config)  # a hidden or automated field is not asked for either
     for name in sorted(template.connection_config_variables() - declared):
         fields.append(InputField(name=name, label=name))
     return fields
