@@ -207,3 +207,19 @@ async def test_a_connect_links_form_is_enriched_too(gw: Gateway, apis: ProviderA
     config = (await get_connection(gw, created["connection_id"], "workable"))["connection_config"]
     assert config["subdomain"] == "acme"
     assert len(apis.asked("/spi/v3/accounts")) == 1
+
+
+async def test_an_imported_connection_is_enriched_too(gw: Gateway, apis: ProviderApis, events: EventWatch) -> None:
+    """``POST /connection`` runs the provider's enrichment as a browser flow does (Nango runs its
+    script on import too); a field the importer gives wins over what would be looked up."""
+    body = {"provider_config_key": "workable", "connection_id": "w-import", "api_key": API_KEY}
+    resp = await gw.client.post("/connection", json=body, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    await events.wait_for("connection.created", "w-import")
+    assert (await get_connection(gw, "w-import", "workable"))["connection_config"]["subdomain"] == "acme"
+    assert len(apis.asked("/spi/v3/accounts")) == 1
+
+    given = body | {"connection_id": "w-import-2", "connection_config": {"subdomain": "theirs"}}
+    resp = await gw.client.post("/connection", json=given, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    assert (await get_connection(gw, "w-import-2", "workable"))["connection_config"]["subdomain"] == "theirs"

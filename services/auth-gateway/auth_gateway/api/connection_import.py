@@ -3,7 +3,9 @@
 How Nango users bring existing customers across without asking each to reconnect. The body's
 fields depend on the integration's auth mode: which credentials it imports as is a fact of the mode
 (``keyway_shared.auth_modes``), and those credentials read their fields (``from_import``). The answer
-(201) echoes the body, as Nango's does.
+(201) echoes the body, as Nango's does. The provider's post-connection enrichment runs as for a
+connection made in the browser (Nango runs its script on import too): an imported Jira connection
+gets its ``cloudId`` without the app computing it; fields the body gives are kept.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from keyway_shared.store import Environment
 from ..http.errors import ApiError
 from ..http.requests import check_document_keys, json_object
 from ..operations.callers import secret_key
-from ..operations.connections import store_connection
+from ..operations.connections import new_operation_id, store_connection
+from ..operations.enrichment import enriched_config
 from ..resources import CATALOG, STORES
 
 __all__ = ["import_connection"]
@@ -65,6 +68,17 @@ async def import_connection(request: web.Request, env: Environment) -> web.Respo
         )
     except ImportRefusedError as refused:
         raise ApiError(refused.code, refused.message) from None
+    operation_id = new_operation_id()
+    enriched = await enriched_config(
+        request.app,
+        environment=env.name,
+        provider_config_key=key,
+        provider=integration.provider,
+        connection_id=connection_id,
+        operation_id=operation_id,
+        credentials=credentials,
+        connection_config=config,
+    )
     await store_connection(
         request.app,
         environment=env.name,
@@ -73,8 +87,9 @@ async def import_connection(request: web.Request, env: Environment) -> web.Respo
         auth_mode=template.auth_mode,
         connection_id=connection_id,
         credentials=credentials,
-        connection_config=config,
+        connection_config={**enriched, **config},  # what the importer gives wins over what was looked up
         expires_at=expires_at,
         metadata=metadata,
+        operation_id=operation_id,
     )
     return web.json_response(body, status=201)
