@@ -24,6 +24,7 @@ from .template import ProviderTemplate
 
 __all__ = [
     "NANGO_ONLY_MODES",
+    "TOKEN_HOOK_NAMES",
     "CatalogCheck",
     "CatalogError",
     "EntryProblem",
@@ -55,6 +56,12 @@ NANGO_ONLY_MODES: frozenset[str] = frozenset(
         "AWS_SIGV4",
     }
 )
+
+
+# The token hooks Keyway has (keyway_shared.credentials.token_hooks, which checks at import that its
+# registry is exactly this list). Named here so that a catalog naming another is refused at load,
+# without the providers package importing the credentials package (which imports this one).
+TOKEN_HOOK_NAMES: frozenset[str] = frozenset({"instagram", "salesforce", "slack", "threads", "tiktok-ads"})
 
 
 class CatalogError(ValueError):
@@ -204,10 +211,16 @@ def check_entries(
             check.unsupported[name] = mode
             continue
         try:
-            check.templates[name] = ProviderTemplate.model_validate(entry)
+            template = ProviderTemplate.model_validate(entry)
         except ValidationError as exc:
             check.problems.extend(_problems_of(exc, origins.get(name, "?"), name))
             continue
+        if template.token_hook is not None and template.token_hook not in TOKEN_HOOK_NAMES:
+            known = ", ".join(sorted(TOKEN_HOOK_NAMES))
+            message = f"names no token hook Keyway has ({template.token_hook!r}; known: {known})"
+            check.problems.append(EntryProblem(origins.get(name, "?"), name, "token_hook", message))
+            continue
+        check.templates[name] = template
         check.resolved[name] = entry
     return check
 

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
+from .expressions import Scope, expand
 from .interpolation import (
     PLACEHOLDER,
     MissingParamError,
@@ -245,25 +246,14 @@ def _render_one_url(
     return result
 
 
-def render_header(text: str, values: Mapping[str, Any], *, patterns: Mapping[str, str] | None = None) -> str:
-    """A header value with its placeholders filled; a value with a line break or another control
-    character is refused (it would split the header, and aiohttp fails on it mid-request)."""
-    patterns = patterns or {}
-    text = chosen_alternative(text, values)
-    missing: list[str] = []
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        value = param_text(values.get(name))
-        if value is None:
-            missing.append(name)
-            return match.group(0)
-        check_pattern(name, value, patterns)
-        if _CONTROL.search(value):
-            raise UnsafeParamError(name, "contains a line break or another control character")
-        return value
-
-    result = PLACEHOLDER.sub(replace, text)
-    if missing:
-        raise MissingParamError(list(dict.fromkeys(missing)))
-    return result
+def render_header(text: str, values: Mapping[str, Any] | Scope, *, patterns: Mapping[str, str] | None = None) -> str:
+    """A header value evaluated as Nango evaluates one (:mod:`.expressions`: variables, ``now``,
+    ``random``, ``base64(...)`` and the other functions). A value put as it is into the header with a
+    line break or another control character is refused (it would split the header, and aiohttp fails
+    on it mid-request). ``values``: the flat values, or a whole :class:`Scope` (one request's clock,
+    random value, request facts and separate connection configuration)."""
+    if isinstance(values, Scope):
+        scope = values if patterns is None else replace(values, patterns=patterns)
+    else:
+        scope = Scope(values=values, patterns=patterns or {})
+    return expand(text, scope, header=True)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from ..auth_modes import AUTH_MODES, AuthMode
 from .enrichment.steps import PostConnectionStep
+from .expressions import REQUEST_VARIABLES, ExpressionSyntaxError, Scope, check_syntax, variable_names
 from .interpolation import MissingParamError
 from .rendering import render_header, render_url
 
@@ -34,11 +35,29 @@ __all__ = [
 ]
 
 _VARIABLE = re.compile(r"\$\{(?:connectionConfig\.)?([A-Za-z0-9_.-]+)\}")
+# Variables that are never the connection configuration's: the request's and the integration's.
+_NOT_CONFIG = REQUEST_VARIABLES | {"random", "clientId", "clientSecret"}
+
+
+def _is_time(name: str) -> bool:
+    return name == "now" or name.startswith(("now:", "now+", "now-"))
 
 
 def interpolation_variables(text: str) -> set[str]:
-    """The ``${connectionConfig.x}`` names a string refers to (``${apiKey}``-style ones included)."""
-    return set(_VARIABLE.findall(text))
+    """The ``${connectionConfig.x}`` names a string refers to (``${apiKey}``-style ones included,
+    inside ``base64(...)`` and the other functions too); not the request's ``${method}``-style
+    variables, ``${now...}``, ``${random}`` or the integration's ``${clientId}``/``${clientSecret}``."""
+    try:
+        check_syntax(text)
+    except ExpressionSyntaxError:
+        return set(_VARIABLE.findall(text))
+    names = set()
+    for name in variable_names(text):
+        if name.startswith("connectionConfig."):
+            names.add(name.removeprefix("connectionConfig."))
+        elif name not in _NOT_CONFIG and not _is_time(name):
+            names.add(name)
+    return names
 
 
 def _credential_variable(name: str) -> bool:
@@ -205,6 +224,29 @@ class ProviderTemplate(BaseModel):
             data["scope_separator"] = data.pop("scope_seprator")
         return data
 
+    @model_validator(mode="after")
+    def _expressions_evaluate(self) -> ProviderTemplate:
+        """Every header, parameter and query template is an expression Keyway can evaluate: an unknown
+        function or an unclosed ``${`` stops the load here, not a request later."""
+        for where, text in self._expression_fields():
+            try:
+                check_syntax(text)
+            except ExpressionSyntaxError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        return self
+
+    def _expression_fields(self) -> list[tuple[str, str]]:
+        fields: list[tuple[str, str]] = []
+        for group in ("token_params", "refresh_params", "token_headers"):
+            fields.extend((f"{group}.{name}", text) for name, text in getattr(self, group).items())
+        if self.proxy is not None:
+            fields.extend((f"proxy.headers.{name}", text) for name, text in self.proxy.headers.items())
+            fields.extend((f"proxy.query.{name}", text) for name, text in self.proxy.query.items())
+            if self.proxy.verification is not None:
+                check = self.proxy.verification.headers
+                fields.extend((f"proxy.verification.headers.{name}", text) for name, text in check.items())
+        return fields
+
     def token_url_for(self, mode: str | None = None) -> str | None:
         if isinstance(self.token_url, dict):
             return self.token_url.get(mode or self.auth_mode) or next(iter(self.token_url.values()), None)
@@ -266,7 +308,9 @@ class ProviderTemplate(BaseModel):
         origin_fields = self.token_response_metadata if stored else ()
         return render_url(url, values, patterns=self.field_patterns(), origin_fields=origin_fields)
 
-    def render_header(self, text: str, values: Mapping[str, Any]) -> str:
+    def render_header(self, text: str, values: Mapping[str, Any] | Scope) -> str:
+        """A header value evaluated from ``values`` (see :mod:`.expressions`), checked as
+        :func:`.rendering.render_header` checks it."""
         return render_header(text, values, patterns=self.field_patterns())
 
     def check_connection_config(self, values: Mapping[str, Any]) -> None:

@@ -17,14 +17,15 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from keyway_shared.credentials.shapes import Credentials, UnusableCredentialsError
-from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError, interpolate
+from keyway_shared.providers.expressions import RequestFacts, Scope, expand, uses
+from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.providers.rendering import render_header, render_url
 from keyway_shared.providers.template import ProviderTemplate
 from keyway_shared.store import Connection
 
 from ..http.errors import ApiError
 
-__all__ = ["HOP_BY_HOP", "Target", "build_target", "credential_variables"]
+__all__ = ["HOP_BY_HOP", "Target", "build_target", "credential_variables", "headers_need_body", "headers_need_client"]
 
 HOP_BY_HOP = frozenset(
     {
@@ -44,6 +45,9 @@ _NEVER_SET = HOP_BY_HOP | {"host", "content-length"}  # framing is ours to decid
 _CLIENT_HEADERS = ("Content-Type", "Accept")
 _PREFIX = "nango-proxy-"
 _CREDENTIAL_NAMES = frozenset({"accessToken", "apiKey"})  # the variables credential_variables gives
+_CLIENT_NAMES = frozenset({"clientId", "clientSecret"})
+# What a header computed from the request body names (Duo's canonical parameters, a body digest).
+_BODY_NAMES = ("params", "bodyCanonicalParams", "awsSigV4")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,21 +74,46 @@ def _auth_header(credentials: Credentials) -> str | None:
         raise ApiError(exc.code, exc.message) from None
 
 
-def _interpolated(
-    render: Callable[[str, Mapping[str, Any]], str], text: str, values: Mapping[str, Any], what: str
-) -> str:
+def _variable_words(names: list[str]) -> str:
+    """Names for people: a credential's or the integration's as such, a configuration key as
+    ``connectionConfig.x``. Values are never quoted."""
+    words = []
+    for name in names:
+        if name in _CREDENTIAL_NAMES or name.startswith("credentials."):
+            words.append(f"the connection's credentials ({name.removeprefix('credentials.')})")
+        elif name in _CLIENT_NAMES:
+            words.append(f"the integration's OAuth client ({name})")
+        else:
+            words.append(f"connectionConfig.{name}")
+    return ", ".join(dict.fromkeys(words))
+
+
+def _interpolated(render: Callable[[str, Any], str], text: str, values: Any, what: str) -> str:
     """``render`` checks that no stored value moves the URL or splits a header: one stored before
     these checks, or from a callback, fails closed here with a 400 and nothing is sent."""
     try:
         return render(text, values)
     except MissingParamError as exc:
-        names = ", ".join(f"connectionConfig.{name}" for name in exc.names)
         raise ApiError(
-            "missing_connection_config", f"The {what} needs {names}, which this connection does not have."
+            "missing_connection_config",
+            f"The {what} needs {_variable_words(exc.names)}, which this connection does not have.",
         ) from None
     except UnsafeParamError as exc:
-        name = f"the connection's {exc.name}" if exc.name in _CREDENTIAL_NAMES else f"connectionConfig.{exc.name}"
-        raise ApiError("invalid_connection_config", f"The {what} cannot use {name}: it {exc.reason}.") from None
+        raise ApiError(
+            "invalid_connection_config", f"The {what} cannot use {_variable_words([exc.name])}: it {exc.reason}."
+        ) from None
+
+
+def headers_need_body(template: ProviderTemplate | None) -> bool:
+    """Whether a template header is computed from the request body (it must be read first)."""
+    proxy = template.proxy if template is not None else None
+    return proxy is not None and any(uses(value, *_BODY_NAMES) for value in proxy.headers.values())
+
+
+def headers_need_client(template: ProviderTemplate | None) -> bool:
+    """Whether a template header names the integration's OAuth client (Etsy's, MYOB's key header)."""
+    proxy = template.proxy if template is not None else None
+    return proxy is not None and any(uses(value, *_CLIENT_NAMES) for value in proxy.headers.values())
 
 
 def _url_renderer(template: ProviderTemplate | None) -> Callable[[str, Mapping[str, Any]], str]:
@@ -93,8 +122,12 @@ def _url_renderer(template: ProviderTemplate | None) -> Callable[[str, Mapping[s
     return lambda text, values: template.render_url(text, values, stored=True)
 
 
-def _header_renderer(template: ProviderTemplate | None) -> Callable[[str, Mapping[str, Any]], str]:
+def _header_renderer(template: ProviderTemplate | None) -> Callable[[str, Any], str]:
     return template.render_header if template is not None else render_header
+
+
+def _query_renderer(text: str, scope: Scope) -> str:
+    return expand(text, scope)  # percent-encoded when the URL is built: any text is safe there
 
 
 def _upstream_url(base: str, raw_endpoint: str, raw_query: str, extra_query: dict[str, str]) -> URL:
@@ -117,12 +150,21 @@ def build_target(
     client_headers: CIMultiDictProxy[str],
     raw_endpoint: str,
     raw_query: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    oauth_client: tuple[str | None, str | None] = (None, None),
 ) -> Target:
+    """The upstream request. ``body`` is given when a template header is computed from it
+    (:func:`headers_need_body`); ``oauth_client`` is the integration's client id and secret, for
+    templates whose headers name them (:func:`headers_need_client`)."""
     proxy = template.proxy if template is not None else None
     config = connection.connection_config or {}
     variables = credential_variables(connection.credentials)
-    # Credentials win over a same-named connection-configuration key (which an end user may set).
-    values: dict[str, Any] = {**config, **variables}
+    # Credentials win over a same-named connection-configuration key (which an end user may set);
+    # ``${connectionConfig.x}`` reads the configuration alone (Scope.config).
+    values: dict[str, Any] = {**config, **variables, "credentials": connection.credentials.dump()}
+    client_id, client_secret = oauth_client
+    values |= {name: value for name, value in (("clientId", client_id), ("clientSecret", client_secret)) if value}
 
     base = client_headers.get("Base-Url-Override", "").strip() or (proxy.base_url if proxy else None)
     if not base:
@@ -132,9 +174,21 @@ def build_target(
         )
     base = _interpolated(_url_renderer(template), base, config, "base URL")
     template_query = proxy.query if proxy else {}
-    # Query values are percent-encoded when the URL is built: any text is safe there.
-    query = {name: _interpolated(interpolate, value, values, "proxy query") for name, value in template_query.items()}
+    # One clock reading and one random value for every template of this request, as Nango's stable
+    # replacers: a Date header and the signature computed over it must agree.
+    scope = Scope(values=values, config=config)
+    query = {
+        name: _interpolated(_query_renderer, value, scope, "proxy query") for name, value in template_query.items()
+    }
     url = _upstream_url(base, raw_endpoint, raw_query, query)
+    facts = RequestFacts(
+        method=method,
+        url=str(url),
+        endpoint=raw_endpoint,
+        body=body,
+        content_type=client_headers.get("Content-Type", ""),
+    )
+    scope = Scope(values=values, config=config, request=facts.variables(), now=scope.now, random=scope.random)
 
     headers: CIMultiDict[str] = CIMultiDict()
     for name in _CLIENT_HEADERS:
@@ -145,7 +199,7 @@ def build_target(
         headers["Authorization"] = authorization
     for name, value in (proxy.headers if proxy else {}).items():
         if name.lower() not in _NEVER_SET:
-            headers[name] = _interpolated(_header_renderer(template), value, values, f"proxy header '{name}'")
+            headers[name] = _interpolated(_header_renderer(template), value, scope, f"proxy header '{name}'")
     forwarded: set[str] = set()
     for name, value in client_headers.items():
         if name.lower().startswith(_PREFIX):

@@ -29,7 +29,7 @@ from ..resources import CATALOG, SETTINGS, STORES
 from .metrics import PROXY_CALLS, PROXY_RETRIES, PROXY_UPSTREAM_SECONDS, status_class
 from .retry import RetryPolicy, parse_retries, parse_retry_on
 from .session import PROXY_HTTP
-from .target import HOP_BY_HOP, Target, build_target
+from .target import HOP_BY_HOP, Target, build_target, headers_need_body, headers_need_client
 from .upstream import Body, UpstreamError, call_upstream
 
 __all__ = ["proxy"]
@@ -91,18 +91,28 @@ async def proxy(request: web.Request, env: Environment) -> web.StreamResponse:
     connection = await fresh_connection(request.app, env, connection, force=False)
     request.app[FETCH_RECORDER].note(env.name, provider_config_key, connection_id)
     template = request.app[CATALOG].get(connection.provider)
+    # A header signed over the body (Duo, AWS, Streamline) needs the body read before it is built.
+    signed_body = await request.read() if headers_need_body(template) and request.body_exists else None
+    oauth_client: tuple[str | None, str | None] = (None, None)
+    if headers_need_client(template):
+        integration = await request.app[STORES].integrations.get(env.name, provider_config_key)
+        if integration is not None:
+            oauth_client = (integration.oauth_client_id, integration.oauth_client_secret)
     target = build_target(
         connection=connection,
         template=template,
         client_headers=request.headers,
         raw_endpoint=request.rel_url.raw_path[len(_ROUTE_PREFIX) :],
         raw_query=request.rel_url.raw_query_string,
+        method=request.method,
+        body=signed_body,
+        oauth_client=oauth_client,
     )
     policy = RetryPolicy(
         retries=parse_retries(request.headers.get("Retries")),
         retry_on=parse_retry_on(request.headers.get("Retry-On")),
     )
-    body = await _request_body(request, target, policy)
+    body = signed_body if signed_body is not None else await _request_body(request, target, policy)
     provider = connection.provider
     context = {
         "provider": provider,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ...providers import ProviderTemplate
+from ...providers.catalog import TOKEN_HOOK_NAMES
 from ..errors import PermanentTokenError
 from .base import CodeGrant, TokenCall, TokenHook
 from .meta_long_lived import INSTAGRAM, THREADS
@@ -34,6 +35,9 @@ HOOKS: Mapping[str, TokenHook] = MappingProxyType(
         "tiktok-ads": TikTokAds(),
     }
 )
+
+if set(HOOKS) != TOKEN_HOOK_NAMES:  # the catalog refuses names not in TOKEN_HOOK_NAMES: keep them one list
+    raise RuntimeError(f"token hooks {sorted(HOOKS)} differ from the catalog's TOKEN_HOOK_NAMES")
 
 
 def hook_for(template: ProviderTemplate) -> TokenHook:
