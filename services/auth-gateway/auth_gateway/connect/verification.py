@@ -12,6 +12,7 @@ account in the path); ``data`` is sent as the JSON body.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -22,6 +23,7 @@ from keyway_shared.credentials import Credentials
 from keyway_shared.egress import failure_reason
 from keyway_shared.logging import get_logger
 from keyway_shared.providers import ProviderTemplate
+from keyway_shared.providers.expressions import RequestFacts, Scope
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError, interpolate
 
 from ..http.errors import ApiError
@@ -34,6 +36,7 @@ _CREDENTIAL_WORDS = {
     "apiKey": "the API key",
     "credentials.apiKey": "the API key",
     "credentials.username": "the user name",
+    "credentials.password": "the password",
 }
 
 
@@ -45,6 +48,7 @@ def _values(credentials: Credentials, connection_config: Mapping[str, Any]) -> d
     username = getattr(credentials, "username", None)
     if isinstance(username, str) and username:
         values["credentials.username"] = username
+    values["credentials"] = credentials.dump()  # ${credentials.password} inside base64(...) and the like
     return values
 
 
@@ -89,10 +93,22 @@ async def verify_credentials(
         base = template.render_url(check.base_url_override or proxy.base_url or "", values)
         if not base:
             return
-        urls = _urls(template, base, check.endpoints, values)
-        all_headers = {**proxy.headers, **check.headers}
-        headers = {name: template.render_header(value, values) for name, value in all_headers.items()}
         query = {name: interpolate(value, values) for name, value in proxy.query.items()}  # encoded below
+        urls = _urls(template, base, check.endpoints, values)
+        if query:
+            urls = [url + ("&" if "?" in url else "?") + urlencode(query) for url in urls]
+        all_headers = {**proxy.headers, **check.headers}
+        # Headers are computed per call, as the proxy computes them: a signed one covers its URL.
+        body = json.dumps(check.data).encode() if check.data is not None else None
+        calls = []
+        for url in urls:
+            kind = "application/json" if body is not None else ""
+            facts = RequestFacts(
+                method=check.method, url=url, endpoint=urlsplit(url).path, body=body, content_type=kind
+            )
+            scope = Scope(values=values, request=facts.variables())
+            headers = {name: template.render_header(value, scope) for name, value in all_headers.items()}
+            calls.append((url, headers))
     except MissingParamError as exc:
         names = ", ".join(_CREDENTIAL_WORDS.get(n, f"params[{n}]") for n in exc.names)
         raise ApiError("url_param_err", f"The provider's verification call needs {names}.") from None
@@ -101,12 +117,10 @@ async def verify_credentials(
         message = f"The provider's URLs and headers cannot use {name}: it {exc.reason}."
         raise ApiError("invalid_connection_config", message) from None
     authorization = credentials.authorization()  # Basic; an API key goes where the template puts it
-    if authorization is not None and not any(name.lower() == "authorization" for name in headers):
-        headers["Authorization"] = authorization
     refused: int | None = None
-    for url in urls:
-        if query:
-            url += ("&" if "?" in url else "?") + urlencode(query)
+    for url, headers in calls:
+        if authorization is not None and not any(name.lower() == "authorization" for name in headers):
+            headers["Authorization"] = authorization
         status = await _answer(http, check.method.upper(), url, headers, check.data, timeout_seconds)
         if status is not None and 200 <= status < 300:
             return
