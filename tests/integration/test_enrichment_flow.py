@@ -223,3 +223,15 @@ async def test_an_imported_connection_is_enriched_too(gw: Gateway, apis: Provide
     resp = await gw.client.post("/connection", json=given, headers=gw.auth)
     assert resp.status == 201, await resp.text()
     assert (await get_connection(gw, "w-import-2", "workable"))["connection_config"]["subdomain"] == "theirs"
+
+
+async def test_the_current_apis_import_is_enriched_too(gw: Gateway, apis: ProviderApis, events: EventWatch) -> None:
+    body = {
+        "provider_config_key": "workable",
+        "connection_id": "w-upsert",
+        "credentials": {"type": "API_KEY", "apiKey": API_KEY},
+    }
+    resp = await gw.client.post("/connections", json=body, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["connection_config"]["subdomain"] == "acme"
+    assert len(apis.asked("/spi/v3/accounts")) == 1

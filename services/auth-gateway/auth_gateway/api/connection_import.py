@@ -22,8 +22,8 @@ from keyway_shared.store import Environment
 from ..http.errors import ApiError
 from ..http.requests import check_document_keys, json_object
 from ..operations.callers import secret_key
-from ..operations.connections import new_operation_id, store_connection
-from ..operations.enrichment import enriched_config
+from ..operations.connections import store_connection
+from ..operations.enrichment import enriched_import
 from ..resources import CATALOG, STORES
 
 __all__ = ["import_connection"]
@@ -68,14 +68,12 @@ async def import_connection(request: web.Request, env: Environment) -> web.Respo
         )
     except ImportRefusedError as refused:
         raise ApiError(refused.code, refused.message) from None
-    operation_id = new_operation_id()
-    enriched = await enriched_config(
+    config, operation_id = await enriched_import(
         request.app,
         environment=env.name,
         provider_config_key=key,
         provider=integration.provider,
         connection_id=connection_id,
-        operation_id=operation_id,
         credentials=credentials,
         connection_config=config,
     )
@@ -87,7 +85,7 @@ async def import_connection(request: web.Request, env: Environment) -> web.Respo
         auth_mode=template.auth_mode,
         connection_id=connection_id,
         credentials=credentials,
-        connection_config={**enriched, **config},  # what the importer gives wins over what was looked up
+        connection_config=config,
         expires_at=expires_at,
         metadata=metadata,
         operation_id=operation_id,

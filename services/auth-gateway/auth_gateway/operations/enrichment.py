@@ -22,9 +22,9 @@ from keyway_shared.providers.enrichment.context import EnrichmentContext, Enrich
 from keyway_shared.providers.enrichment.runner import enrich
 
 from ..resources import CATALOG, HTTP, SETTINGS
-from .connections import record_step
+from .connections import new_operation_id, record_step
 
-__all__ = ["enriched_config"]
+__all__ = ["enriched_config", "enriched_import"]
 
 
 async def enriched_config(
@@ -84,3 +84,30 @@ async def enriched_config(
         filled = ", ".join(outcome.filled) or "nothing"
         await record_step(app, message=f"Post-connection enrichment filled {filled}", meta=meta, **step)
     return outcome.connection_config
+
+
+async def enriched_import(
+    app: web.Application,
+    *,
+    environment: str,
+    provider_config_key: str,
+    provider: str,
+    connection_id: str,
+    credentials: Credentials,
+    connection_config: dict[str, Any],
+) -> tuple[dict[str, Any], str]:
+    """An imported connection's configuration (``POST /connection``, ``POST /connections``) and the
+    operation id its activity steps went under: enriched as a connect flow's is (Nango runs its
+    script on import too), what the importer gave winning over what was looked up."""
+    operation_id = new_operation_id()
+    enriched = await enriched_config(
+        app,
+        environment=environment,
+        provider_config_key=provider_config_key,
+        provider=provider,
+        connection_id=connection_id,
+        operation_id=operation_id,
+        credentials=credentials,
+        connection_config=connection_config,
+    )
+    return {**enriched, **connection_config}, operation_id

@@ -12,9 +12,11 @@ Where Keyway differs from Nango, on purpose:
   creation and on every re-authorization; a failure is logged and the connection stays). Keyway
   runs it before the one write (also on creation and re-authorization), so no second version of
   the connection exists and the connection the events announce already has the fields.
-  Every connect flow runs it (popups, forms, a connect link's page); an import (``POST
-  /connection``, ``/connections``), which Nango also enriches, does not: it brings the
-  configuration it had, and a bulk migration should not call every provider once per connection;
+  Every connect flow runs it (popups, forms, a connect link's page), and so does an import
+  (``POST /connection``, ``/connections``), as Nango's does: an app importing its Jira connections
+  reads their ``cloudId`` afterwards. What the importer gives wins over what is looked up.
+  ``keyway import-nango`` writes to the database and calls no provider: a bulk migration brings
+  the configuration Nango's scripts already filled;
 - no token in ``connection_config``: it is neither encrypted nor refreshed, and is answered
   wherever the connection is. So OneDrive and SharePoint get ``tenantId`` without Nango's extra
   ``sharepointAccessToken`` (a one-hour SharePoint token minted with the refresh token), the Teams
