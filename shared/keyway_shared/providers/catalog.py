@@ -61,7 +61,9 @@ NANGO_ONLY_MODES: frozenset[str] = frozenset(
 # The token hooks Keyway has (keyway_shared.credentials.token_hooks, which checks at import that its
 # registry is exactly this list). Named here so that a catalog naming another is refused at load,
 # without the providers package importing the credentials package (which imports this one).
-TOKEN_HOOK_NAMES: frozenset[str] = frozenset({"instagram", "salesforce", "slack", "threads", "tiktok-ads"})
+TOKEN_HOOK_NAMES: frozenset[str] = frozenset(
+    {"instagram", "salesforce", "slack", "stripe-app", "threads", "tiktok-ads"}
+)
 
 
 class CatalogError(ValueError):

@@ -20,6 +20,7 @@ from .base import CodeGrant, TokenCall, TokenHook
 from .meta_long_lived import INSTAGRAM, THREADS
 from .salesforce import Salesforce
 from .slack import Slack
+from .stripe_app import StripeApp
 from .tiktok_ads import TikTokAds
 
 __all__ = ["HOOKS", "STANDARD", "CodeGrant", "TokenCall", "TokenHook", "hook_for"]
@@ -31,6 +32,7 @@ HOOKS: Mapping[str, TokenHook] = MappingProxyType(
         "instagram": INSTAGRAM,
         "salesforce": Salesforce(),
         "slack": Slack(),
+        "stripe-app": StripeApp(),
         "threads": THREADS,
         "tiktok-ads": TikTokAds(),
     }
