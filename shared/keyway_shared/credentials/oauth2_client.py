@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
 from authlib.oauth2.auth import ClientAuth
@@ -19,12 +19,21 @@ from authlib.oauth2.auth import ClientAuth
 from ..egress import failure_reason
 from ..logging import get_logger
 from ..providers import ProviderTemplate
+from ..providers.expressions import Scope, expand
 from ..providers.interpolation import MissingParamError, UnsafeParamError
 from .bounded_body import MAX_TOKEN_RESPONSE_BYTES, ResponseTooLargeError, read_bounded
 from .errors import PermanentTokenError, TransientTokenError
 from .tokens import parse_token_body
 
-__all__ = ["client_request", "request_token", "token_headers", "too_large", "unreachable"]
+__all__ = [
+    "client_request",
+    "query_url",
+    "request_token",
+    "template_params",
+    "token_headers",
+    "too_large",
+    "unreachable",
+]
 
 log = get_logger(__name__)
 
@@ -52,20 +61,81 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _optional_fields(template: ProviderTemplate) -> set[str]:
+    return {
+        name
+        for name, spec in template.connection_config.items()
+        if isinstance(spec, dict) and spec.get("optional") is True
+    }
+
+
+def template_params(
+    template: ProviderTemplate, params: Mapping[str, str], values: Mapping[str, Any], *, what: str = "token request"
+) -> dict[str, str]:
+    """The template's ``token_params``/``refresh_params`` with their expressions evaluated from the
+    connection's configuration (``${connectionConfig.audience}``, ``${now:...}``, fallbacks), as
+    Nango's ``interpolateObjectValues`` fills them. Only the template's own parameters are
+    evaluated, never a code or a token the grant adds.
+
+    A parameter whose value is missing is left out when every missing field is declared optional
+    (auth0-cc's ``organization``); Nango then sends the placeholder text itself, which no provider
+    reads as meant. A required one missing is an error naming the field, never a value."""
+    scope = Scope(values=values, patterns=template.field_patterns())
+    optional = _optional_fields(template)
+    filled: dict[str, str] = {}
+    for name, text in params.items():
+        if "${" not in text:
+            filled[name] = text
+            continue
+        try:
+            filled[name] = expand(text, scope)
+        except MissingParamError as exc:
+            if set(exc.names) <= optional:
+                continue
+            needed = ", ".join(f"connectionConfig.{field}" for field in exc.names)
+            raise PermanentTokenError(
+                "missing_connection_config", f"The {what}'s {name} parameter needs {needed}."
+            ) from None
+        except UnsafeParamError as exc:
+            message = f"The {what}'s {name} parameter cannot use connectionConfig.{exc.name}: it {exc.reason}."
+            raise PermanentTokenError("invalid_connection_config", message) from None
+    return filled
+
+
+def query_url(url: str, encoded: str) -> str:
+    """``url`` with the form-encoded ``encoded`` appended to its query (``body_format: query``:
+    Kno Commerce, Transporeon)."""
+    parts = urlsplit(url)
+    query = "&".join(part for part in (parts.query, encoded) if part)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
 def client_request(
-    *, url: str, template: ProviderTemplate, params: dict[str, str], client_id: str, client_secret: str
+    *,
+    url: str,
+    template: ProviderTemplate,
+    params: dict[str, str],
+    client_id: str,
+    client_secret: str,
+    client_in_params: bool = False,
 ) -> tuple[dict[str, str], str]:
     """Headers and body for a POST to one of the provider's OAuth endpoints, client authentication
-    included as the template asks (token requests and RFC 7009 revocation share it)."""
+    included as the template asks (token requests and RFC 7009 revocation share it).
+    ``client_in_params``: ``params`` already authenticate the client (``custom``, ``private_key_jwt``).
+    With ``body_format: query`` the body is form-encoded here; :func:`request_token` sends the
+    parameters in the URL's query instead."""
     headers = {"Accept": "application/json", "User-Agent": "Keyway"}
     # Where the client credentials go: the body by default (client_secret_post), a Basic header when
     # the template says so; token_request_auth_method=basic adds the header and keeps the body.
     method = "client_secret_basic" if template.authorization_method == "header" else "client_secret_post"
     body_params = dict(params)
+    if client_in_params:
+        method = "none"
     if method == "client_secret_post":
         body_params.setdefault("client_id", client_id)
         body_params.setdefault("client_secret", client_secret)
-    if template.authorization_method == "header" or template.token_request_auth_method == "basic":  # noqa: S105 - a method name
+    basic = template.authorization_method == "header" or template.token_request_auth_method == "basic"  # noqa: S105
+    if basic and not client_in_params:
         _uri, headers, _body = ClientAuth(client_id, client_secret, "client_secret_basic").prepare(
             "POST", url, headers, ""
         )
@@ -121,16 +191,31 @@ async def request_token(
     client_secret: str,
     timeout_seconds: float = 15.0,
     connection_config: Mapping[str, Any] | None = None,
+    client_in_params: bool = False,
 ) -> dict[str, Any]:
     """POST ``params`` (grant type included) to the token endpoint; the parsed response on success.
-    ``connection_config`` fills the template's ``token_headers``."""
+    ``connection_config`` fills the template's ``token_headers``. ``body_format: query`` sends the
+    parameters in the token URL's query and no body, as Nango does."""
     headers, data = client_request(
-        url=token_url, template=template, params=params, client_id=client_id, client_secret=client_secret
+        url=token_url,
+        template=template,
+        params=params,
+        client_id=client_id,
+        client_secret=client_secret,
+        client_in_params=client_in_params,
     )
     headers |= token_headers(template, connection_config or {})
+    target: str = token_url
+    sent: str | None = data
+    if template.body_format == "query":
+        target, sent = query_url(token_url, data), None  # client_request form-encoded them
+        headers.pop("Content-Type", None)
     try:
         async with asyncio.timeout(timeout_seconds):
-            async with session.post(token_url, data=data, headers=headers, allow_redirects=False) as response:
+            skip = ("Content-Type",) if sent is None else ()  # aiohttp would call an empty body octet-stream
+            async with session.post(
+                target, data=sent, headers=headers, allow_redirects=False, skip_auto_headers=skip
+            ) as response:
                 body = await read_bounded(response, MAX_TOKEN_RESPONSE_BYTES)
                 status = response.status
                 content_type = response.headers.get("Content-Type", "")

@@ -112,6 +112,7 @@ async def renew(
             now=now,
             timeout_seconds=timeout_seconds,
             connection_config=config,
+            client_private_key=credentials.dump().get("client_private_key"),  # private_key_jwt (okta-cc)
         )
     if isinstance(credentials, AppCredentials):
         custom = integration.custom or {}

@@ -14,7 +14,7 @@ import aiohttp
 from ...providers import ProviderTemplate
 from ...providers.interpolation import TemplateParamError
 from ..errors import PermanentTokenError
-from ..oauth2_client import request_token, token_headers
+from ..oauth2_client import request_token, template_params, token_headers
 from ..shapes import OAuth2Credentials
 from ..token_http import call_token_endpoint
 
@@ -87,7 +87,7 @@ class TokenHook:
     async def exchange(self, call: TokenCall, grant: CodeGrant) -> dict[str, Any]:
         """The authorization code for a token (RFC 6749 §4.1.3), with the template's ``token_params``."""
         params: dict[str, str] = {"grant_type": "authorization_code"}
-        params.update(call.template.token_params)
+        params.update(template_params(call.template, call.template.token_params, call.connection_config))
         params.update({"code": grant.code, "redirect_uri": grant.redirect_uri})
         if grant.code_verifier is not None:
             params["code_verifier"] = grant.code_verifier
@@ -100,7 +100,8 @@ class TokenHook:
             raise PermanentTokenError("missing_refresh_token", "The connection has no refresh token to refresh with.")
         template = call.template
         extra = template.refresh_params or {k: v for k, v in template.token_params.items() if k != "grant_type"}
-        params = {**extra, "grant_type": "refresh_token", "refresh_token": credentials.refresh_token}
+        filled = template_params(template, extra, call.connection_config, what="refresh request")
+        params = {**filled, "grant_type": "refresh_token", "refresh_token": credentials.refresh_token}
         return await call.post_token(params)
 
     async def expiry(self, call: TokenCall, credentials: OAuth2Credentials) -> datetime | None:

@@ -38,7 +38,11 @@ async def client_credentials_auth(request: web.Request, env: Environment, front:
         check_hmac(env, front)
         integration, template = await integration_in_mode(request, attempt)
         body = await json_object(request)
-        client_id, client_secret = _required(body, "client_id"), _required(body, "client_secret")
+        client_id = _required(body, "client_id")
+        # As Nango: a client secret, or for private_key_jwt templates (okta-cc) a private JWK instead.
+        key = body.get("client_private_key")
+        client_private_key = key if isinstance(key, str) and key else None
+        client_secret = str(body.get("client_secret") or "") if client_private_key else _required(body, "client_secret")
         config = front.connection_config
         scopes = config.get("oauth_scopes") or integration.oauth_scopes or ""
         credentials, expires_at = await client_credentials_token(
@@ -50,6 +54,8 @@ async def client_credentials_auth(request: web.Request, env: Environment, front:
             scopes=[s for s in scopes.split(",") if s],
             now=utcnow(),
             timeout_seconds=request.app[SETTINGS].provider_timeout_seconds,
+            connection_config=config,
+            client_private_key=client_private_key,
         )
     return await connected(
         request,
