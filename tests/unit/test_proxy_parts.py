@@ -91,11 +91,21 @@ def test_target_for_client_credentials_and_precedence() -> None:
     assert target.headers["Accept-Encoding"] == "identity"
 
 
-def test_target_refuses_what_it_cannot_sign() -> None:
-    with pytest.raises(ApiError) as caught:
+def test_target_leaves_signing_to_each_attempt_and_refuses_what_it_cannot_sign() -> None:
+    template = ProviderTemplate.model_validate({"auth_mode": "OAUTH1", "proxy": {"base_url": "https://x.io"}})
+    # OAUTH1 and TBA sign every attempt anew (proxy/signing.py): the target itself carries no Authorization.
+    target = build_target(
+        connection=connection({"type": "OAUTH1", "oauth_token": "t", "oauth_token_secret": "s"}),
+        template=template,
+        client_headers=headers(),
+        raw_endpoint="/",
+        raw_query="",
+    )
+    assert "Authorization" not in target.headers
+    with pytest.raises(ApiError) as caught:  # a stored OAUTH1 document without its secret: nothing to sign with
         build_target(
-            connection=connection({"type": "OAUTH1", "oauth_token": "t", "oauth_token_secret": "s"}),
-            template=ProviderTemplate.model_validate({"auth_mode": "OAUTH1", "proxy": {"base_url": "https://x.io"}}),
+            connection=connection({"type": "OAUTH1", "oauth_token": "t"}),
+            template=template,
             client_headers=headers(),
             raw_endpoint="/",
             raw_query="",

@@ -58,6 +58,7 @@ __all__ = [
     "OAuth1Type",
     "OAuth2Credentials",
     "OAuth2Type",
+    "SignedCredentials",
     "TbaCredentials",
     "TbaType",
     "UnknownCredentials",
@@ -179,7 +180,19 @@ class _Bearer(_Shape):
 
 
 class _Signed(_Shape):
-    """Credentials that sign each request (OAuth 1, NetSuite TBA): no header a proxy could add."""
+    """Credentials that sign each request (OAuth 1, NetSuite TBA): no fixed header carries them. The
+    proxy signs every attempt with ``signing_token()`` and the consumer (auth_gateway/proxy/signing.py);
+    a caller that can only add a header (a verification call, an enrichment) is refused."""
+
+    def signing_token(self) -> tuple[str, str]:
+        """The token and its secret, which sign a request together with the consumer's key and secret."""
+        raise NotImplementedError
+
+    def consumer_override(self) -> tuple[str | None, str | None]:
+        """The consumer key and secret this connection was made with, when not the integration's."""
+        override = self._document.get("config_override") or {}  # both classes' field, as stored
+        key, secret = override.get("client_id"), override.get("client_secret")
+        return (key if isinstance(key, str) and key else None, secret if isinstance(secret, str) and secret else None)
 
     def authorization(self) -> str | None:
         kind = self._document.get("type")
@@ -272,6 +285,9 @@ class OAuth1Credentials(_Signed):
     raw: dict[str, Any] = Field(default_factory=dict)
     config_override: dict[str, Any] | None = None
 
+    def signing_token(self) -> tuple[str, str]:
+        return self.oauth_token, self.oauth_token_secret
+
     @classmethod
     def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
         credentials = cls(
@@ -363,6 +379,9 @@ class TbaCredentials(_Signed):
     token_secret: str
     config_override: dict[str, Any] | None = None
 
+    def signing_token(self) -> tuple[str, str]:
+        return self.token_id, self.token_secret
+
     @classmethod
     def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
         if not body.connection_config.get("accountId"):
@@ -408,6 +427,9 @@ class UnknownCredentials(_Shape):
             )
         return None
 
+
+# The credentials the proxy signs each request with (``_Signed``'s classes), named once.
+SignedCredentials: TypeAlias = OAuth1Credentials | TbaCredentials
 
 Credentials: TypeAlias = (
     OAuth2Credentials

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from keyway_shared.credentials.shapes import Credentials, UnusableCredentialsError
+from keyway_shared.credentials.shapes import Credentials, SignedCredentials, UnusableCredentialsError
 from keyway_shared.providers.expressions import RequestFacts, Scope, expand, uses
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.providers.rendering import render_header, render_url
@@ -68,6 +68,8 @@ def credential_variables(credentials: Credentials) -> dict[str, str]:
 
 def _auth_header(credentials: Credentials) -> str | None:
     """Bearer or Basic, as the credentials' type says (None: the template's headers or query carry them)."""
+    if isinstance(credentials, SignedCredentials):
+        return None  # OAUTH1, TBA: each attempt is signed anew (signing.py)
     try:
         return credentials.authorization()
     except UnusableCredentialsError as exc:  # no token to send, or a type that signs each request

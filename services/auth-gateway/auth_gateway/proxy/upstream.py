@@ -18,6 +18,7 @@ from keyway_shared.egress import EgressRefusedError
 from keyway_shared.providers.template import ProxyRetry
 
 from .retry import RetryPolicy
+from .signing import Signer, signed_headers
 from .target import Target
 
 __all__ = ["Body", "UpstreamError", "UpstreamResponse", "call_upstream"]
@@ -64,19 +65,23 @@ async def call_upstream(
     hint: ProxyRetry | None,
     deadline_seconds: float,
     on_retry: Callable[[str], None] = lambda _reason: None,
+    signer: Signer | None = None,
 ) -> AsyncIterator[UpstreamResponse]:
-    """The first answer worth passing back, open for streaming; raises ``UpstreamError`` if none came."""
+    """The first answer worth passing back, open for streaming; raises ``UpstreamError`` if none came.
+
+    ``signer`` signs each attempt anew (OAUTH1, TBA): a nonce is good for one request only."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_seconds
     attempt = 0
     while True:
         failure: str
+        headers = signed_headers(signer, method, target, body)
         try:
             async with asyncio.timeout_at(deadline):
                 response = await session.request(
                     method,
                     target.url,
-                    headers=target.headers,
+                    headers=headers,
                     data=body,
                     allow_redirects=False,  # a redirect goes back to the caller, credentials stay here
                     auto_decompress=target.decompress,

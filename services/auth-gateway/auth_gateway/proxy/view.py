@@ -29,6 +29,7 @@ from ..resources import CATALOG, SETTINGS, STORES
 from .metrics import PROXY_CALLS, PROXY_RETRIES, PROXY_UPSTREAM_SECONDS, status_class
 from .retry import RetryPolicy, parse_retries, parse_retry_on
 from .session import PROXY_HTTP
+from .signing import Signer, is_form, request_signer
 from .target import HOP_BY_HOP, Target, build_target, headers_need_body, headers_need_client
 from .upstream import Body, UpstreamError, call_upstream
 
@@ -46,11 +47,13 @@ async def _stream(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _request_body(request: web.Request, target: Target, policy: RetryPolicy) -> Body:
-    """Streamed through when its length is known and it is sent once; else read (within the size limit)."""
+async def _request_body(request: web.Request, target: Target, policy: RetryPolicy, signer: Signer | None) -> Body:
+    """Streamed through when its length is known, it is sent once and no signature covers it (an
+    OAuth 1 signature covers a form's parameters); else read (within the size limit)."""
     if not request.body_exists:
         return None
-    if policy.retries == 0 and request.content_length is not None:
+    signed_form = signer is not None and is_form(target.headers.get("Content-Type", ""))
+    if policy.retries == 0 and request.content_length is not None and not signed_form:
         target.headers["Content-Length"] = str(request.content_length)
         return _stream(request.content)
     return await request.read()
@@ -91,6 +94,7 @@ async def proxy(request: web.Request, env: Environment) -> web.StreamResponse:
     connection = await fresh_connection(request.app, env, connection, force=False)
     request.app[FETCH_RECORDER].note(env.name, provider_config_key, connection_id)
     template = request.app[CATALOG].get(connection.provider)
+    signer = await request_signer(connection, template, request.app[STORES].integrations)  # OAUTH1, TBA
     # A header signed over the body (Duo, AWS, Streamline) needs the body read before it is built.
     signed_body = await request.read() if headers_need_body(template) and request.body_exists else None
     oauth_client: tuple[str | None, str | None] = (None, None)
@@ -112,7 +116,7 @@ async def proxy(request: web.Request, env: Environment) -> web.StreamResponse:
         retries=parse_retries(request.headers.get("Retries")),
         retry_on=parse_retry_on(request.headers.get("Retry-On")),
     )
-    body = signed_body if signed_body is not None else await _request_body(request, target, policy)
+    body = signed_body if signed_body is not None else await _request_body(request, target, policy, signer)
     provider = connection.provider
     context = {
         "provider": provider,
@@ -134,6 +138,7 @@ async def proxy(request: web.Request, env: Environment) -> web.StreamResponse:
             hint=template.proxy.retry if template is not None and template.proxy is not None else None,
             deadline_seconds=request.app[SETTINGS].proxy_deadline_seconds,
             on_retry=lambda reason: PROXY_RETRIES.labels(provider, reason).inc(),
+            signer=signer,
         ) as answer:
             upstream = answer.response
             PROXY_UPSTREAM_SECONDS.labels(provider).observe(loop.time() - started)
