@@ -4,7 +4,8 @@ credentials older than a write that was acknowledged, on whichever replica or se
 Two gateway replicas run in this process on the real broker and database; the second reaches the
 broker through a proxy that can slow down what the broker sends it, so its events arrive late.
 Every check reads right after a change was acknowledged: no waiting, no retry. Entries' ages are
-read from a stepped clock on the second replica, so expiry and refresh ahead need no sleeping.
+read from a stepped clock on the second replica, so expiry and refresh ahead need no sleeping; the
+replicas' background checks for stamped changes are paused, and the tests run them when they say.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from auth_gateway.connection_cache import CONNECTION_CACHE, ConnectionCache
+from auth_gateway.connection_cache import CONNECTION_CACHE, UNTRACED_LIFE, ConnectionCache
+from keyway_shared.store.client import db_now
 
 from ..support.clock import SteppedClock
 from ..support.oauth_provider import OAuthProvider
@@ -37,7 +39,10 @@ class Pair:
     link: TcpProxy
 
     def cache(self, gw: Gateway) -> ConnectionCache:
-        return gw.client.server.app[CONNECTION_CACHE]
+        app = gw.client.app
+        assert app is not None
+        cache: ConnectionCache = app[CONNECTION_CACHE]
+        return cache
 
 
 @pytest.fixture
@@ -63,6 +68,7 @@ async def pair(tmp_path: Path, amqp_url: str, start_gateway: StartGateway) -> As
             return result.cache(one).live and result.cache(two).live
 
         await eventually(both_live, timeout=15, what="both replicas' caches to listen to the event stream")
+        result.cache(one).checking = result.cache(two).checking = False
         yield result
     await link.cut()
     await provider.stop()
@@ -115,27 +121,76 @@ async def test_reads_are_served_from_memory(pair: Pair, db: Any) -> None:
 
 
 async def test_an_entry_in_steady_use_is_reloaded_before_it_expires(pair: Pair, db: Any) -> None:
-    clock = pair.cache(pair.two).clock = SteppedClock()
+    cache = pair.cache(pair.two)
+    clock = cache.clock = SteppedClock()
+    life = 2.0 * UNTRACED_LIFE  # what bounds a write that leaves no stamp, as these do
+
+    async def step_and_check(seconds: float) -> None:
+        await clock.step(seconds)
+        assert await cache.check_for_changes()  # finds no stamp: entries go on answering
+
     await put(pair.one, "c-6", "at-6")
-    assert await token(pair.two, "c-6") == "at-6"  # filled at t0; expires at t0 + 2 s
+    assert await token(pair.two, "c-6") == "at-6"  # filled at t0; expires at t0 + life
     behind_the_back = db["connections"].update_one
     await behind_the_back({"connection_id": "c-6"}, {"$set": {"metadata": {"v": 1}}})
-    await clock.step(1.4)  # before three quarters of its life: a plain hit
+    await step_and_check(0.7 * life)  # before three quarters of its life: a plain hit
     _status, body = await read(pair.two, "c-6")
     assert body["metadata"] != {"v": 1}
-    await clock.step(0.2)  # past three quarters of its life
+    await step_and_check(0.1 * life)  # past three quarters of its life
     _status, body = await read(pair.two, "c-6")
     assert body["metadata"] != {"v": 1}  # still answered from memory, and a reload started
 
     async def reloaded() -> bool:
-        return (await read(pair.two, "c-6"))[1]["metadata"] == {"v": 1}
+        return bool((await read(pair.two, "c-6"))[1]["metadata"] == {"v": 1})
 
     await eventually(reloaded, timeout=5, interval=0.02, what="the background reload")
     await behind_the_back({"connection_id": "c-6"}, {"$set": {"metadata": {"v": 2}}})
-    await clock.step(0.5)  # now past the first fill's expiry
+    await step_and_check(0.25 * life)  # now past the first fill's expiry
     _status, body = await read(pair.two, "c-6")
     # The reloaded entry answers: the connection never missed, and its life started again.
     assert body["metadata"] == {"v": 1}
+
+
+async def test_a_stamped_write_without_its_event_is_seen_after_one_check(pair: Pair, db: Any) -> None:
+    cache = pair.cache(pair.two)
+    clock = cache.clock = SteppedClock()
+    await put(pair.one, "c-7", "at-7")
+    assert await token(pair.two, "c-7") == "at-7"
+    # What every Keyway writer does, without the event (as if it were lost): a new updated_at.
+    await db["connections"].update_one(
+        {"connection_id": "c-7"}, {"$set": {"metadata": {"stamped": True}, "updated_at": db_now()}}
+    )
+    _status, body = await read(pair.two, "c-7")
+    assert body["metadata"] != {"stamped": True}  # no check yet: from memory
+    assert await cache.check_for_changes()
+    _status, body = await read(pair.two, "c-7")
+    assert body["metadata"] == {"stamped": True}
+    # A write that leaves no stamp survives the checks, but not the entry's whole life (24 s here).
+    await db["connections"].update_one({"connection_id": "c-7"}, {"$set": {"metadata": {"stamped": False}}})
+    for _ in range(UNTRACED_LIFE - 1):  # no read meanwhile: a read late in its life would reload it
+        await clock.step(2.0)
+        assert await cache.check_for_changes()
+    _status, body = await read(pair.two, "c-7")  # 22 s old, checked 22 s long
+    assert body["metadata"] == {"stamped": True}
+    await clock.step(2.0)
+    _status, body = await read(pair.two, "c-7")
+    assert body["metadata"] == {"stamped": False}
+
+
+async def test_the_background_checks_find_a_stamped_write_within_max_age(pair: Pair, db: Any) -> None:
+    cache = pair.cache(pair.two)
+    cache.checking = True  # on the real clock: every max_age / 2 (1 s here)
+    await put(pair.one, "c-8", "at-8")
+    assert await token(pair.two, "c-8") == "at-8"
+    await db["connections"].update_one(
+        {"connection_id": "c-8"}, {"$set": {"metadata": {"checked": True}, "updated_at": db_now()}}
+    )
+
+    async def seen() -> bool:
+        return bool((await read(pair.two, "c-8"))[1]["metadata"] == {"checked": True})
+
+    await eventually(seen, timeout=2.0, interval=0.05, what="a background check to drop the entry")
+    assert len(cache) == 1  # read again after the drop, and held
 
 
 async def test_an_acknowledged_write_is_seen_at_once_by_every_replica(pair: Pair) -> None:

@@ -12,29 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, ExecutionTimeout, PyMongoError
 
 from ..backoff import Backoff
 from ..cipher import CredentialCipher
 from ..credentials.shapes import Credentials, parse_credentials
-from ..deadline import remaining
+from ..deadline import remaining, request_deadline, spawn_detached
 from ..events import CloudEvent
+from ..group_commit import GroupCommit
 from ..refresh.policy import DEFAULT_MARGIN, refresh_due_at
 from .client import Database, db_now
 from .outbox import OutboxRow, OutboxStore
 
-__all__ = ["Connection", "ConnectionOwnedError", "ConnectionStore", "credentials_ad"]
+__all__ = ["Connection", "ConnectionOwnedError", "ConnectionStamp", "ConnectionStore", "credentials_ad"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TRANSACTION_ATTEMPTS = 5  # outside a request, which has its deadline to stop at instead
+_MAX_BATCH = 64  # writes sharing one transaction at most
 _LEAST_TRY = 0.05  # seconds a try needs at least: none is started with less of the deadline left
 T = TypeVar("T")
 
@@ -92,6 +95,16 @@ async def _commit(session: AsyncClientSession) -> None:
             if not exc.has_error_label("UnknownTransactionCommitResult") or not await _backed_off(backoff, attempt):
                 raise
         attempt += 1
+
+
+class ConnectionStamp(NamedTuple):
+    """Which connection changed, and the ``updated_at`` its latest write set."""
+
+    key: tuple[str, str, str]  # environment, provider_config_key, connection_id
+    updated_at: datetime
+
+
+_STAMP_FIELDS = {"_id": 0, "environment": 1, "provider_config_key": 1, "connection_id": 1, "updated_at": 1}
 
 
 class ConnectionOwnedError(Exception):
@@ -169,6 +182,28 @@ class Connection:
         return identity
 
 
+@dataclass(kw_only=True, eq=False)
+class _Write:
+    """One writer's part of a batch (``ConnectionStore.save_with_event``)."""
+
+    connection: Connection
+    make_event: Callable[[bool], CloudEvent[Any]]
+    fields: dict[str, Any]
+    for_session: bool
+    now: datetime
+    until: float  # time.monotonic() of the writer's deadline (inf: none)
+
+    @property
+    def slot(self) -> tuple[str, str, str]:
+        c = self.connection
+        return (c.environment, c.provider_config_key, c.connection_id)
+
+
+# A writer's answer: what the write replaced (None: it created the connection), its outbox row and
+# the id a creation took; or the refusal that is this writer's alone.
+_Outcome = tuple[dict[str, Any] | None, OutboxRow, int] | ConnectionOwnedError | None
+
+
 class ConnectionStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], db: Database, cipher: CredentialCipher) -> None:
         self._client = client
@@ -177,6 +212,7 @@ class ConnectionStore:
         self._counters = db["counters"]
         self._outbox = OutboxStore(db)
         self._cipher = cipher
+        self._writes: GroupCommit[_Write, _Outcome] = GroupCommit(self._save_batch, max_size=_MAX_BATCH)
 
     def from_doc(self, doc: dict[str, Any]) -> Connection:
         ad = credentials_ad(doc["environment"], doc["provider_config_key"], doc["connection_id"])
@@ -230,19 +266,27 @@ class ConnectionStore:
             fields["metadata"] = connection.metadata
         return fields
 
-    async def _next_id(self) -> int:
+    async def _next_ids(self, count: int) -> range:
+        """``count`` unused connection ids in one round trip (a batch of writes shares one)."""
         # Concurrent first upserts of the counter can collide (one gets a duplicate key, or, on the
         # embedded server, no document back); the counter exists after the first, so retry.
         for _ in range(5):
             try:
                 doc = await self._counters.find_one_and_update(
-                    {"_id": "connections"}, {"$inc": {"value": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+                    {"_id": "connections"},
+                    {"$inc": {"value": count}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
                 )
             except DuplicateKeyError:
                 continue
             if doc is not None:
-                return int(doc["value"])
+                last = int(doc["value"])
+                return range(last - count + 1, last + 1)
         raise RuntimeError("could not allocate a connection id")
+
+    async def _next_id(self) -> int:
+        return (await self._next_ids(1))[0]
 
     async def save_with_event(
         self,
@@ -262,46 +306,135 @@ class ConnectionStore:
         did not name); the connection then belongs to them, and one that belongs to another end
         user is left as it is (``ConnectionOwnedError``).
         ``labels``: further fields the session sets (its tags with their index, its webhook URL override).
+
+        Concurrent writers share one transaction (group commit, ``_save_batch``): each still gets its
+        own connection, its own outbox row in the same transaction, and its own answer.
         """
-        key = _key_of(connection)
         now = db_now()
         fields = self._write_fields(connection, now=now, refresh_margin=refresh_margin)
         if for_session and connection.end_user is not None:
             fields["end_user"] = connection.end_user
         fields.update(labels or {})
-        new_id = await self._next_id()  # an unused number when this turns out to be an update: harmless
-
-        async def save_once() -> tuple[dict[str, Any] | None, OutboxRow]:
-            async with self._client.start_session() as session, await session.start_transaction():
-                existing = await self._col.find_one(key, _KEPT_ON_WRITE, session=session)
-                if for_session and existing is not None:
-                    _check_owner(existing, connection.end_user)
-                if existing is not None:
-                    _keep_stored_labels(connection, existing, fields)
-                if existing is None:
-                    doc = (
-                        key
-                        | fields
-                        | {
-                            "id": new_id,
-                            "created_at": now,
-                            "metadata": connection.metadata,
-                            "refresh_lease_until": _EPOCH,
-                        }
-                    )
-                    await self._col.insert_one(doc, session=session)
-                else:
-                    await self._col.update_one(key, {"$set": fields}, session=session)
-                row = await self._outbox.add(make_event(existing is None), session=session)
-                await _commit(session)
-            return existing, row
-
-        # A duplicate key: a concurrent first authorization won, go round again as an update.
-        existing, row = await _retrying_conflicts(save_once, duplicates_too=True)
+        left = remaining(math.inf)
+        write = _Write(
+            connection=connection,
+            make_event=make_event,
+            fields=fields,
+            for_session=for_session,
+            now=now,
+            until=time.monotonic() + left,
+        )
+        try:
+            # The batch runs under the latest deadline of its writers; each waits only up to its own.
+            outcome = await asyncio.wait_for(self._writes.submit(write), timeout=None if math.isinf(left) else left)
+        except TimeoutError:
+            raise ExecutionTimeout("the write did not commit before the request's deadline", code=50) from None
+        if outcome is None:  # cannot be: every write of a batch gets its answer
+            raise RuntimeError("a batched connection write got no answer")
+        if isinstance(outcome, ConnectionOwnedError):
+            raise outcome
+        existing, row, new_id = outcome
         connection.id = new_id if existing is None else existing["id"]
         connection.created_at = now if existing is None else existing.get("created_at")
         connection.updated_at = now
         return connection, existing is None, row
+
+    async def _save_batch(self, writes: list[_Write]) -> list[_Outcome]:
+        """Concurrent writes in one transaction: one read of what they replace, one write of each
+        kind, one outbox insert and one commit, instead of all of them per write.
+
+        A connection written twice in one batch: its later writes go in the batches after (in
+        order). A write a session may not make (``ConnectionOwnedError``) is that writer's answer
+        and the others go on; whatever fails the transaction itself is every writer's answer.
+        """
+        # Not under the deadline (and the driver's timeout) of whichever request started the batch:
+        # under the latest of its writers', the same for every writer of it.
+        until = max(write.until for write in writes)
+        return await spawn_detached(self._save_batch_within(writes, until), name="connection-writes")
+
+    async def _save_batch_within(self, writes: list[_Write], until: float) -> list[_Outcome]:
+        if math.isinf(until):
+            return await self._save_batch_now(writes)
+        with request_deadline(max(0.0, until - time.monotonic())):
+            return await self._save_batch_now(writes)
+
+    async def _save_batch_now(self, writes: list[_Write]) -> list[_Outcome]:
+        batch: list[_Write] = []
+        later: list[_Write] = []
+        seen: set[tuple[str, str, str]] = set()
+        for write in writes:
+            slot = write.slot
+            (later if slot in seen else batch).append(write)
+            seen.add(slot)
+        ids = await self._next_ids(len(batch))  # unused numbers (updates, retries) are harmless
+        # A duplicate key: a concurrent first authorization won, go round again as an update.
+        outcomes = await _retrying_conflicts(lambda: self._save_batch_once(batch, ids), duplicates_too=True)
+        answers: dict[int, _Outcome] = {id(w): o for w, o in zip(batch, outcomes, strict=True)}
+        if later:
+            for write, outcome in zip(later, await self._save_batch_now(later), strict=True):
+                answers[id(write)] = outcome
+        return [answers[id(write)] for write in writes]
+
+    async def _save_batch_once(self, batch: list[_Write], ids: range) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []  # None until the write's outbox row exists
+        async with self._client.start_session() as session, await session.start_transaction():
+            existing = await self._existing(batch, session)
+            inserts: list[dict[str, Any]] = []
+            updates: list[UpdateOne] = []
+            events: list[CloudEvent[Any]] = []
+            written: list[tuple[int, dict[str, Any] | None, int]] = []
+            for index, (write, new_id) in enumerate(zip(batch, ids, strict=True)):
+                connection, key = write.connection, _key_of(write.connection)
+                found = existing.get(write.slot)
+                if write.for_session and found is not None:
+                    try:
+                        _check_owner(found, connection.end_user)
+                    except ConnectionOwnedError as refused:
+                        outcomes.append(refused)
+                        continue
+                if found is None:
+                    inserts.append(
+                        key
+                        | write.fields
+                        | {
+                            "id": new_id,
+                            "created_at": write.now,
+                            "metadata": connection.metadata,
+                            "refresh_lease_until": _EPOCH,
+                        }
+                    )
+                else:
+                    _keep_stored_labels(connection, found, write.fields)
+                    updates.append(UpdateOne(key, {"$set": write.fields}))
+                events.append(write.make_event(found is None))
+                written.append((index, found, new_id))
+                outcomes.append(None)  # set below, once its outbox row exists
+            if inserts:
+                await self._col.insert_many(inserts, ordered=True, session=session)
+            if updates:
+                await self._col.bulk_write(updates, ordered=True, session=session)
+            rows = await self._outbox.add_many(events, session=session)
+            await _commit(session)
+        for (index, found, new_id), row in zip(written, rows, strict=True):
+            outcomes[index] = (found, row, new_id)
+        return outcomes
+
+    async def _existing(
+        self, batch: list[_Write], session: AsyncClientSession
+    ) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """What the batch's writes replace, one read per integration (the key's index serves each)."""
+        by_integration: dict[tuple[str, str], list[str]] = {}
+        for write in batch:
+            environment, provider_config_key, connection_id = write.slot
+            by_integration.setdefault((environment, provider_config_key), []).append(connection_id)
+        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        projection = _KEPT_ON_WRITE | {"connection_id": 1}
+        for (environment, provider_config_key), connection_ids in by_integration.items():
+            base = {"environment": environment, "provider_config_key": provider_config_key}
+            query = base | {"connection_id": connection_ids[0] if len(connection_ids) == 1 else {"$in": connection_ids}}
+            async for doc in self._col.find(query, projection, session=session):
+                found[(environment, provider_config_key, doc["connection_id"])] = doc
+        return found
 
     async def put_imported(self, connection: Connection, *, refresh_margin: timedelta = DEFAULT_MARGIN) -> bool:
         """Store a connection brought from another system, without an event; True when it was new.
@@ -440,6 +573,16 @@ class ConnectionStore:
             {"environment": environment, "provider_config_key": provider_config_key, "connection_id": connection_id}
         )
         return self.from_doc(doc) if doc else None
+
+    async def changed_since(self, since: datetime, *, limit: int) -> list[ConnectionStamp]:
+        """The connections whose ``updated_at`` is ``since`` or later, with that stamp: one range read
+        on the ``updated`` index, whose cost follows the writes, not how many connections there are.
+        Every write of this store and of the refresher sets ``updated_at``; at most ``limit`` come back."""
+        cursor = self._col.find({"updated_at": {"$gte": since}}, _STAMP_FIELDS).limit(limit)
+        return [
+            ConnectionStamp((doc["environment"], doc["provider_config_key"], doc["connection_id"]), doc["updated_at"])
+            async for doc in cursor
+        ]
 
     async def touch_fetched(self, keys: list[tuple[str, str, str]], at: datetime) -> None:
         """Record ``last_fetched_at`` for many connections in one round trip."""

@@ -51,6 +51,9 @@ COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
             name="env_tags",
         ),
         IndexModel([("refresh_due_at", ASCENDING)], name="refresh_due", sparse=True),
+        # Each gateway asks "what changed since T" a few times per KEYWAY_CONNECTION_CACHE_SECONDS
+        # (auth_gateway/connection_cache.py): a range read, however many connections there are.
+        IndexModel([("updated_at", ASCENDING)], name="updated"),
         # `keyway keys rotate` pages through the connections still under an old key, by _id
         IndexModel([("credentials_key_id", ASCENDING), ("_id", ASCENDING)], name="credentials_key_id"),
     ],
