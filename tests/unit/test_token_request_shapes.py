@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestServer
 from authlib.deprecate import AuthlibDeprecationWarning
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from keyway_shared.credentials import parse_credentials
 from keyway_shared.credentials.client_credentials import client_credentials_token
 from keyway_shared.credentials.errors import PermanentTokenError
 from keyway_shared.credentials.oauth2_client import template_params
@@ -31,6 +32,9 @@ from keyway_shared.credentials.shapes import OAuth2Credentials
 from keyway_shared.credentials.token_hooks import CodeGrant
 from keyway_shared.providers.catalog import check_entries
 from keyway_shared.providers.template import ProviderTemplate
+from keyway_shared.refresh.renew import renew
+from keyway_shared.store import Connection
+from keyway_shared.store.integrations import Integration
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
@@ -222,3 +226,32 @@ def test_a_code_is_never_evaluated() -> None:
     """Only the template's own parameters are expressions; what a grant adds is sent as it is."""
     template = ProviderTemplate.model_validate({"auth_mode": "OAUTH2", "token_params": {"a": "plain"}})
     assert template_params(template, {"a": "plain"}, {}) == {"a": "plain"}
+
+
+async def test_the_refresher_renews_a_private_key_jwt_connection(endpoint: tuple[str, Seen]) -> None:
+    """The stored private JWK signs the next assertion; the token URL is the connection's own."""
+    url, seen = endpoint
+    jwk, public = rsa_jwk()
+    okta = pinned()["okta-cc"].model_copy(update={"token_url": url})
+    stored = parse_credentials(
+        {"type": "OAUTH2_CC", "token": "old", "client_id": "0oa1", "client_secret": "", "client_private_key": jwk}
+    )
+    connection = Connection(
+        environment="dev",
+        provider_config_key="okta",
+        connection_id="c",
+        provider="okta-cc",
+        auth_mode="OAUTH2_CC",
+        credentials=stored,
+        connection_config={"hostname": "dev-1.okta.com"},
+    )
+    integration = Integration(environment="dev", unique_key="okta", provider="okta-cc")
+    async with aiohttp.ClientSession() as http:
+        renewed, _expires = await renew(
+            http, connection=connection, template=okta, integration=integration, now=datetime.now(UTC)
+        )
+    form = dict(pair.split("=", 1) for pair in seen[-1]["body"].split("&"))
+    claims = JsonWebToken(["RS256"]).decode(form["client_assertion"], public)
+    assert claims["aud"] == url
+    assert renewed.dump()["token"] == "t1"
+    assert renewed.dump()["client_private_key"] == jwk
