@@ -134,8 +134,9 @@ class GatewaySettings(BaseServiceSettings):
     connection_cache_seconds: float = Field(
         default=5.0,
         gt=0,
-        description="the longest a cached connection is served before it is read again, events or not "
-        "(a bound on staleness should anything bypass the event stream)",
+        description="the longest a cached connection is served unchecked: a write that bypasses the event "
+        "stream but sets updated_at (the gateways' and the refresher's do) is seen within it, one that leaves "
+        "no trace (a raw database edit, a keyway import) within 12 times it",
         validation_alias=AliasChoices("KEYWAY_CONNECTION_CACHE_SECONDS", "connection_cache_seconds"),
     )
     request_deadline_seconds: float = Field(
