@@ -6,7 +6,9 @@ end through the gateway against providers on 127.0.0.1 that check what their doc
 - Zoom Server-to-Server OAuth: ``grant_type=account_credentials`` with the ``account_id`` the
   connection was configured with (``${connectionConfig.accountId}`` in ``token_params``);
 - Cisco Duo Admin API: every call signed with HMAC-SHA1 over the Date header, method, host, path
-  and sorted parameters (``${hmacSha1Hex(...)}`` inside ``${base64(...)}`` in ``proxy.headers``).
+  and sorted parameters (``${hmacSha1Hex(...)}`` inside ``${base64(...)}`` in ``proxy.headers``);
+- ConnectSecure: the connect-time verification call carries ``client-auth-token``, base64 of
+  ``tenant+client_id:client_secret`` (``${base64(${connectionConfig.tenant}+${credentials.username}:...)}``).
 
 The templates are the pinned Nango catalog's, with only their URLs pointed at the fakes.
 """
@@ -74,6 +76,12 @@ class Fakes:
             return web.json_response({"error": "invalid_request", "reason": "Invalid account_id"}, status=400)
         return web.json_response({"access_token": "zoom-token", "token_type": "bearer", "expires_in": 3599})
 
+    async def connectsecure_authorize(self, request: web.Request) -> web.Response:
+        expected = base64.b64encode(b"acme+cs-client:cs-secret").decode()
+        if request.headers.get("client-auth-token") != expected:
+            return web.json_response({"status": False, "message": "Invalid credentials"}, status=401)
+        return web.json_response({"status": True, "access_token": "cs-session"})
+
     async def duo(self, request: web.Request) -> web.Response:
         date = request.headers.get("Date", "")
         try:
@@ -99,6 +107,7 @@ async def fakes() -> AsyncIterator[Fakes]:
     app.router.add_post("/kno/api/oauth2/token", fakes.kno_token)
     app.router.add_post("/zoom/oauth/token", fakes.zoom_token)
     app.router.add_route("*", "/duo/admin/v1/users", fakes.duo)
+    app.router.add_post("/cs/w/authorize", fakes.connectsecure_authorize)
     async with TestServer(app, host="127.0.0.1") as server:
         fakes.base = str(server.make_url("")).rstrip("/")
         yield fakes
@@ -110,7 +119,9 @@ def _catalog(fakes: Fakes) -> dict[str, Any]:
     zoom = {**pinned["zoom-cc"], "token_url": f"{fakes.base}/zoom/oauth/token"}
     duo = dict(pinned["cisco-duo-admin"])
     duo["proxy"] = {**duo["proxy"], "base_url": f"{fakes.base}/duo"}
-    return {"kno-commerce": kno, "zoom-cc": zoom, "cisco-duo-admin": duo}
+    connectsecure = dict(pinned["connectsecure"])
+    connectsecure["proxy"] = {**connectsecure["proxy"], "base_url": f"{fakes.base}/cs"}
+    return {"kno-commerce": kno, "zoom-cc": zoom, "cisco-duo-admin": duo, "connectsecure": connectsecure}
 
 
 @pytest.fixture
@@ -124,6 +135,7 @@ async def gw(fakes: Fakes, tmp_path: Path, start_gateway: StartGateway) -> Async
         await create_integration(gateway, "kno-commerce", "kno", **unused)
         await create_integration(gateway, "zoom-cc", "zoom", **unused)
         await create_integration(gateway, "cisco-duo-admin", "duo")
+        await create_integration(gateway, "connectsecure", "cs")
         yield gateway
 
 
@@ -183,3 +195,17 @@ async def test_duo_signed_proxy_calls(gw: Gateway) -> None:
     resp = await gw.client.get("/proxy/admin/v1/users", headers={**ids, "Connection-Id": "duo-2"})
     assert resp.status == 401
     assert "x" * 40 not in await resp.text()
+
+
+async def test_verification_computes_its_headers_from_the_new_credentials(gw: Gateway) -> None:
+    params = "&params[tenant]=acme&params[base_url]=pod1.myconnectsecure.com"
+    url = f"/api-auth/basic/cs?connection_id=cs-1&public_key={gw.public_key}{params}"
+    resp = await gw.client.post(url, json={"username": "cs-client", "password": "cs-secret"})
+    assert resp.status == 200, await resp.text()
+    assert (await get_connection(gw, "cs-1", "cs"))["connection_config"]["tenant"] == "acme"
+    url = f"/api-auth/basic/cs?connection_id=cs-2&public_key={gw.public_key}{params}"
+    resp = await gw.client.post(url, json={"username": "cs-client", "password": "wrong-secret"})
+    assert resp.status == 400, await resp.text()
+    answer = await resp.text()
+    assert "connection_test_failed" in answer
+    assert "wrong-secret" not in answer
