@@ -3,7 +3,9 @@ A template may offer fallbacks, ``A || B``: the first alternative with all its v
 
 :func:`interpolate` is the bare substitution; URLs and header values go through
 :mod:`keyway_shared.providers.rendering`, which refuses values that would change where a request
-goes. Why a template string could not be filled:
+goes. Header values, proxy query values and token parameters are Nango expressions
+(``${base64(...)}``, ``${now:...}``, ``${credentials.x}``), evaluated by
+:mod:`keyway_shared.providers.expressions`. Why a template string could not be filled:
 
     TemplateParamError
     ├── MissingParamError   a value the template needs was not given
