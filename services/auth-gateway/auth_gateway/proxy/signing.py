@@ -10,8 +10,10 @@ configuration (``oauth_client_id``, as Nango copies it there), else the integrat
 - TBA (NetSuite): HMAC-SHA256 and ``realm`` = the account id, upper-cased with ``-`` written ``_``
   (``123456-sb1`` → ``123456_SB1``), as NetSuite's TBA documentation and Nango's proxy write it.
 
-The base string and the RSA/PLAINTEXT/HMAC-SHA1 signatures are authlib's; authlib has no
-HMAC-SHA256, so that one is the standard library's HMAC over authlib's base string and key rule.
+The base string's parts (URI and parameter normalization, §3.6 encoding) and the HMAC-SHA1,
+RSA-SHA1 and PLAINTEXT signatures are authlib's; authlib has no HMAC-SHA256, so that one is the
+standard library's HMAC with §3.4.2's key. A published example, authlib's server-side check and an
+independent recomputation hold it (tests/unit/test_proxy_signing.py).
 No secret is logged, put in an error or in the signer's ``repr``.
 """
 
