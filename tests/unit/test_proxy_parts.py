@@ -111,3 +111,45 @@ def test_target_leaves_signing_to_each_attempt_and_refuses_what_it_cannot_sign()
             raw_query="",
         )
     assert caught.value.code == "invalid_auth_mode"
+
+
+def test_a_header_of_optional_fields_the_connection_lacks_is_left_out() -> None:
+    """Google Ads: login-customer-id is optional; Nango leaves the header out, and so does Keyway.
+    A header needing a required field is still refused, unless the app sends it itself."""
+    template = ProviderTemplate.model_validate(
+        {
+            "auth_mode": "OAUTH2",
+            "proxy": {
+                "base_url": "https://googleads.googleapis.com",
+                "headers": {
+                    "login-customer-id": "${connectionConfig.login_customer_id}",
+                    "developer-token": "${connectionConfig.developer_token}",
+                },
+            },
+            "connection_config": {
+                "login_customer_id": {"type": "string", "optional": True},
+                "developer_token": {"type": "string"},
+            },
+        }
+    )
+    oauth = {"type": "OAUTH2", "access_token": "at"}
+
+    def target_for(config: dict[str, str], **sent: str) -> CIMultiDict[str]:
+        return build_target(
+            connection=connection(oauth, config),
+            template=template,
+            client_headers=headers(**sent),
+            raw_endpoint="/v18/customers:listAccessibleCustomers",
+            raw_query="",
+        ).headers
+
+    sent = target_for({"developer_token": "dev"})
+    assert sent["developer-token"] == "dev"
+    assert "login-customer-id" not in sent
+    assert (
+        target_for({"developer_token": "dev", "login_customer_id": "1234567890"})["login-customer-id"] == "1234567890"
+    )
+    with pytest.raises(ApiError) as caught:
+        target_for({})
+    assert caught.value.code == "missing_connection_config"
+    assert target_for({}, Nango_Proxy_Developer_Token="from-app")["developer-token"] == "from-app"

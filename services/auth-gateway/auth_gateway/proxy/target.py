@@ -96,14 +96,46 @@ def _interpolated(render: Callable[[str, Any], str], text: str, values: Any, wha
     try:
         return render(text, values)
     except MissingParamError as exc:
-        raise ApiError(
-            "missing_connection_config",
-            f"The {what} needs {_variable_words(exc.names)}, which this connection does not have.",
-        ) from None
+        raise _missing(exc, what) from None
     except UnsafeParamError as exc:
-        raise ApiError(
-            "invalid_connection_config", f"The {what} cannot use {_variable_words([exc.name])}: it {exc.reason}."
-        ) from None
+        raise _unsafe(exc, what) from None
+
+
+def _missing(exc: MissingParamError, what: str) -> ApiError:
+    return ApiError(
+        "missing_connection_config",
+        f"The {what} needs {_variable_words(exc.names)}, which this connection does not have.",
+    )
+
+
+def _unsafe(exc: UnsafeParamError, what: str) -> ApiError:
+    return ApiError(
+        "invalid_connection_config", f"The {what} cannot use {_variable_words([exc.name])}: it {exc.reason}."
+    )
+
+
+def _template_header(template: ProviderTemplate | None, name: str, value: str, scope: Scope) -> str | None:
+    """One of the template's proxy headers, or None to leave it out: a header made only of optional
+    fields the connection does not have (Google Ads' login-customer-id) is not sent, as Nango leaves
+    it out; one that needs anything else is refused (400, nothing sent)."""
+    what = f"proxy header '{name}'"
+    try:
+        return _header_renderer(template)(value, scope)
+    except MissingParamError as exc:
+        if template is not None and set(exc.names) <= _optional_fields(template):
+            return None
+        raise _missing(exc, what) from None
+    except UnsafeParamError as exc:
+        raise _unsafe(exc, what) from None
+
+
+def _optional_fields(template: ProviderTemplate) -> set[str]:
+    """The ``connection_config`` fields the template declares optional."""
+    return {
+        name
+        for name, spec in template.connection_config.items()
+        if isinstance(spec, dict) and spec.get("optional") is True
+    }
 
 
 def headers_need_body(template: ProviderTemplate | None) -> bool:
@@ -199,9 +231,13 @@ def build_target(
     authorization = _auth_header(connection.credentials)
     if authorization:
         headers["Authorization"] = authorization
+    sent_by_app = {name[len(_PREFIX) :].lower() for name in client_headers if name.lower().startswith(_PREFIX)}
     for name, value in (proxy.headers if proxy else {}).items():
-        if name.lower() not in _NEVER_SET:
-            headers[name] = _interpolated(_header_renderer(template), value, scope, f"proxy header '{name}'")
+        if name.lower() in _NEVER_SET or name.lower() in sent_by_app:
+            continue  # the app's Nango-Proxy-<name> replaces it: nothing of the template's is needed
+        rendered = _template_header(template, name, value, scope)
+        if rendered is not None:
+            headers[name] = rendered
     forwarded: set[str] = set()
     for name, value in client_headers.items():
         if name.lower().startswith(_PREFIX):
