@@ -212,7 +212,7 @@ def signer_for(connection: Connection, template: ProviderTemplate | None, integr
         raise TypeError("only OAUTH1 and TBA credentials sign requests")
     key, secret = _consumer(credentials, connection, integration)
     if not key or not secret:
-        kind = "TBA" if isinstance(credentials, TbaCredentials) else "OAuth 1"
+        kind = "NetSuite TBA" if isinstance(credentials, TbaCredentials) else "OAuth 1"
         raise ApiError(
             "unsupported_auth",
             f"{kind} requests are signed with the integration's oauth_client_id and oauth_client_secret; "
