@@ -1,0 +1,172 @@
+"""Do ``GET /connection`` reads scale with gateway replicas? One gateway, then two, as ``make up`` runs them.
+
+    uv run --frozen python bench/bench_replica_reads.py [--duration 10] [--clients 64] [--loadgen auto|wrk|python]
+
+For 1 and then 2 replicas it starts the whole stack through ``deploy/local/up.py --replicas N`` (the
+code ``make up REPLICAS=N`` runs: the gateways share one port through SO_REUSEPORT, the embedded
+MongoDB journals at commit), on free ports with a data directory and a bus namespace of its own, the
+secret-key rate limit off (``KEYWAY_RATE_LIMIT_PER_MINUTE=0``). Against each it runs
+``bench_get_connection.py``'s measurement of a running stack (1000 API-key connections read
+round-robin from keep-alive clients in a separate process) and prints req/s and p99 for each, and
+the ratio of two replicas to one. The issue's aim: a ratio of 1.5 or more, p99 <= 25 ms with one
+gateway at 64 clients. On a shared 2-core machine the figures are indicative only.
+
+It also counts the gateways' ``find`` commands on ``connections`` during the load (warm-up
+included; ``bench/command_counter`` on their ``PYTHONPATH``): what keeping the connection cache
+coherent costs the database, a figure the machine's load does not blur. Each connection is read
+once when first missed; a replica that reloaded its hot entries every few seconds shows here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from bench_get_connection import MAKE_UP_CHANGES, UP, Options, Target, _load, _seed, running_stack
+from common import BENCH, amqp_url, check_rabbitmq, ensure_wrk, free_port, print_table, ratio, unique
+
+COUNTED = "find connections"  # the gateways' reads of connections (misses, reloads, change checks)
+
+
+def finds(counter_dir: Path, pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        path = counter_dir / f"{pid}.json"
+        if path.exists():
+            total += int(json.loads(path.read_text()).get(COUNTED, 0))
+    return total
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports that were free just now."""
+    while True:
+        first = int(free_port())
+        try:
+            for port in range(first + 1, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+
+
+@contextmanager
+def stack_of(amqp: str, replicas: int) -> Iterator[tuple[str, str, Path]]:
+    """``deploy/local/up.py --replicas N`` on free ports: the gateway's URL, the secret key and where
+    the services' MongoDB command counts are written."""
+    # A consumer's replica i listens on its first port + i: each needs `replicas` free ports in a row.
+    ports = {name: free_ports(replicas) for name in ("gateway", "activity", "dispatcher", "refresher", "mongo")}
+    secret_key = str(uuid.uuid4())
+    with tempfile.TemporaryDirectory(prefix="kwbench-replicas-") as tmp:
+        env = {
+            **os.environ,
+            "AMQP_URL": amqp,
+            "KEYWAY_DEV_DATA_DIR": tmp,
+            "KEYWAY_DEV_MONGO_PORT": str(ports["mongo"]),
+            "KEYWAY_GATEWAY_PORT": str(ports["gateway"]),
+            "KEYWAY_ACTIVITY_LOG_PORT": str(ports["activity"]),
+            "KEYWAY_WEBHOOK_DISPATCHER_PORT": str(ports["dispatcher"]),
+            "KEYWAY_TOKEN_REFRESHER_PORT": str(ports["refresher"]),
+            "KEYWAY_BUS_NAMESPACE": unique("kwbench"),
+            "KEYWAY_SECRET_KEY_DEV": secret_key,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH / "command_counter"), os.environ.get("PYTHONPATH")])),
+            "KEYWAY_BENCH_COMMAND_DIR": str(Path(tmp) / "commands"),
+            **MAKE_UP_CHANGES,
+        }
+        (Path(tmp) / "commands").mkdir()
+        for inherited in ("MONGODB_URL", "KEYWAY_ENCRYPTION_KEY", "KEYWAY_PUBLIC_URL"):
+            env.pop(inherited, None)  # make up's own: the embedded database, a key under the data directory
+        log_path = Path(tmp) / "up.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(UP), "--replicas", str(replicas)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + 180
+            while "Ctrl-C stops everything" not in log_path.read_text(errors="replace"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"deploy/local/up.py --replicas {replicas} did not start")
+                time.sleep(0.3)
+            yield f"http://127.0.0.1:{ports['gateway']}", secret_key, Path(tmp) / "commands"
+        except BaseException:
+            print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
+            raise
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # up.py stops the services, then the database
+                try:
+                    proc.wait(timeout=90)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=Options.duration)
+    parser.add_argument("--warmup", type=float, default=Options.warmup)
+    parser.add_argument("--connections", type=int, default=Options.connections)
+    parser.add_argument("--clients", type=int, default=Options.concurrency, help="keep-alive clients (64)")
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default=Options.loadgen)
+    args = parser.parse_args()
+    amqp = amqp_url()
+    uvloop.run(check_rabbitmq(amqp))
+    wrk = ensure_wrk() if args.loadgen in {"auto", "wrk"} else None
+    if args.loadgen == "wrk" and wrk is None:
+        raise SystemExit("wrk is not installed and could not be installed (apt-get install -y wrk)")
+    tool = "wrk" if wrk else "python"
+    figures: dict[int, dict[str, Any]] = {}
+    for replicas in (1, 2):
+        print(f"== {replicas} gateway replica{'s' if replicas > 1 else ''} (deploy/local/up.py --replicas {replicas})")
+        with stack_of(amqp, replicas) as (url, secret_key, counter_dir):
+            opts = Options(
+                connections=args.connections,
+                concurrency=args.clients,
+                duration=args.duration,
+                warmup=args.warmup,
+                loadgen=args.loadgen,
+                url=url,
+                secret_key=secret_key,
+                baselines=False,
+            )
+            stack = running_stack(opts)
+            gateways = [pid for name, pid in stack.pids.items() if name.startswith("gateway") and pid]
+            uvloop.run(_seed(stack, opts.connections))
+            time.sleep(1.0)  # the counters are written twice a second
+            before, started = finds(counter_dir, gateways), time.perf_counter()
+            result = _load(tool, wrk, Target(name="gateway", url=stack.url, pids=stack.pids), stack, opts)
+            time.sleep(1.0)
+            result["finds_per_s"] = round((finds(counter_dir, gateways) - before) / (time.perf_counter() - started), 1)
+            print(f"  gateways' reads of connections during the load: {result['finds_per_s']}/s", flush=True)
+            figures[replicas] = result
+    print()
+    print_table(
+        ["GET /connection", "req/s", "p50 ms", "p99 ms", "connection finds/s"],
+        [
+            [f"{n} gateway{'s' if n > 1 else ''}", f["rps"], f["p50_ms"], f["p99_ms"], f["finds_per_s"]]
+            for n, f in figures.items()
+        ],
+    )
+    one, two = figures[1], figures[2]
+    print(f"  2 gateways / 1 gateway: {ratio(two['rps'], one['rps'])} (aim: >= 1.5); p99 with 1: {one['p99_ms']} ms")
+
+
+if __name__ == "__main__":
+    main()
