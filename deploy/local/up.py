@@ -5,10 +5,17 @@ checks that RabbitMQ answers at ``AMQP_URL``, starts every service (``--replicas
 until all are ready, prints where they listen and the dev keys, and on Ctrl-C or SIGTERM stops the
 services first and the database last.
 
-Each service's port variable (``KEYWAY_GATEWAY_PORT``, ``KEYWAY_ACTIVITY_LOG_PORT``, ...) sets its
-first port; replica i listens on that port + i. A replica that dies while another replica of the
-same service still runs is reported and the stack goes on, as a Deployment that lost a pod would;
-when the last replica of a service exits, everything stops.
+Every gateway replica listens on the one gateway port (``KEYWAY_GATEWAY_PORT``, 3003) with
+``KEYWAY_REUSE_PORT`` (SO_REUSEPORT): the kernel spreads new connections over the replicas, so
+clients hit one address whatever ``--replicas`` is. The consumers serve only their health checks and
+metrics: each consumer's port variable (``KEYWAY_ACTIVITY_LOG_PORT``, ...) sets its first port and
+replica i listens on that port + i. A replica that dies while another replica of the same service
+still runs is reported and the stack goes on, as a Deployment that lost a pod would; when the last
+replica of a service exits, everything stops.
+
+Every child (services and the embedded database) gets SIGTERM when this launcher dies, however it
+dies (a parent-death signal on Linux): a launcher killed with SIGKILL leaves no orphan holding the
+ports. ``KEYWAY_DEV_DATA_DIR`` moves ``.data/`` elsewhere (the launcher's tests and benchmark).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import ctypes
 import os
 import signal
 import socket
@@ -27,9 +35,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / ".data"
+DATA = Path(os.environ.get("KEYWAY_DEV_DATA_DIR") or ROOT / ".data")
+GATEWAY = "auth_gateway"  # its replicas share one port (SO_REUSEPORT)
 
-# (python package, port variable, default first port); replica i listens on first port + i
+# (python package, port variable, default first port); a consumer's replica i listens on first port + i
 SERVICES = [
     ("auth_gateway", "KEYWAY_GATEWAY_PORT", 3003),
     ("activity_log", "KEYWAY_ACTIVITY_LOG_PORT", 3010),
@@ -48,6 +57,34 @@ def port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_launcher(launcher_pid: int) -> None:
+    """Ask the kernel to SIGTERM the calling child when the launcher dies (Linux; elsewhere a no-op).
+
+    Runs in the child between fork and exec. The signal follows the *thread* that forked the child:
+    every Popen of this script runs on its main thread, which lives as long as the launcher. A
+    launcher that died before the request took effect leaves the child reparented: it exits.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        os._exit(127)
+    if os.getppid() != launcher_pid:
+        os._exit(0)
+
+
+def spawn(args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+    """A child in a session of its own (a terminal's Ctrl-C reaches the launcher only, which stops the
+    children in order), bound to die with the launcher."""
+    launcher_pid = os.getpid()
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        args, start_new_session=True, preexec_fn=lambda: _die_with_launcher(launcher_pid), **kwargs
+    )
 
 
 def load_dev_env() -> dict[str, str]:
@@ -81,18 +118,18 @@ def start_mongo() -> tuple[subprocess.Popen[bytes] | None, str]:
         return None, url
     (DATA / "mongo").mkdir(parents=True, exist_ok=True)
     log = open(DATA / "mongo.log", "ab")  # noqa: SIM115 - open as long as the server runs
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, str(ROOT / "deploy" / "local" / "run_mongo.py"), str(port), str(DATA / "mongo")],
         stdout=log,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
     )
     deadline = time.monotonic() + 30
     while not port_open("127.0.0.1", port):
         if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
             sys.exit(f"[keyway] the embedded MongoDB did not start; see {DATA / 'mongo.log'}")
         time.sleep(0.1)
-    say(f"embedded MongoDB (SecantusDB) on 127.0.0.1:{port}, data in .data/mongo")
+    say(f"embedded MongoDB (SecantusDB) on 127.0.0.1:{port}, data in {DATA / 'mongo'}")
     return proc, url
 
 
@@ -107,17 +144,60 @@ def check_rabbitmq(amqp_url: str) -> None:
     say(f"RabbitMQ answers at {host}:{port}")
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
+def _listening_inodes(port: int) -> set[str] | None:
+    """Inodes of the TCP sockets listening on ``port`` (None: no /proc/net, not Linux)."""
+    found: set[str] = set()
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not any(table.exists() for table in tables):
+        return None
+    for table in tables:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local address "ADDR:PORT" in hex, state 0A = LISTEN, inode in the tenth column
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(fields[9])
+    return found
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on ``port``: with SO_REUSEPORT an answer on
+    the shared port may come from any replica, so a replica is known to be up by its own socket
+    (aiohttp listens once the application's startup is done). Without /proc: assumed."""
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return True
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60, *, shared: bool = False) -> bool:
+    """Until the replica answers ``/readyz`` with 200 (``shared``: until it listens on the shared
+    port and that port's ``/readyz`` answers 200)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-                if resp.status == 200:
-                    return True
-        except OSError:
-            pass
+        if not shared or listens(proc.pid, port):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        return True
+            except OSError:
+                pass
         time.sleep(0.2)
     return False
 
@@ -161,9 +241,9 @@ def watch_replicas(procs: list[tuple[str, int, subprocess.Popen[bytes]]]) -> Non
             alive.setdefault(package, 0)
             if proc.poll() is None:
                 alive[package] += 1
-            elif port not in reported:
-                reported.add(port)
-                say(f"{package} on {port} exited with {proc.returncode}")
+            elif proc.pid not in reported:
+                reported.add(proc.pid)
+                say(f"{package} on {port} (pid {proc.pid}) exited with {proc.returncode}")
         gone = [package for package, count in alive.items() if count == 0]
         if gone:
             say(f"no replica of {', '.join(gone)} is left; stopping the rest")
@@ -219,25 +299,35 @@ def main() -> None:
                 mongo.kill()
         say("stopped")
 
-    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+    def on_sigterm(*_: object) -> None:
+        stop_all()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     # Ctrl-C stops the stack even when this script was started with SIGINT ignored (a background job).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for package, port_var, _default in SERVICES:
+            shared = package == GATEWAY
             for replica in range(args.replicas):
-                port = first_ports[package] + replica
-                if port_open("127.0.0.1", port):
+                port = first_ports[package] + (0 if shared else replica)
+                if (not shared or replica == 0) and port_open("127.0.0.1", port):
                     sys.exit(f"[keyway] port {port} is already in use; is another stack running?")
-                service_env = {**env, port_var: str(port), "KEYWAY_REUSE_PORT": "false"}
-                proc = subprocess.Popen([sys.executable, "-m", package], env=service_env, start_new_session=True)
+                service_env = {**env, port_var: str(port), "KEYWAY_REUSE_PORT": "true" if shared else "false"}
+                proc = spawn([sys.executable, "-m", package], env=service_env)
                 procs.append((package, port, proc))
         for package, port, proc in procs:
-            if not wait_ready(port, proc):
+            if not wait_ready(port, proc, shared=package == GATEWAY):
                 stop_all()
-                sys.exit(f"[keyway] {package} on port {port} did not become ready")
+                sys.exit(f"[keyway] {package} on port {port} (pid {proc.pid}) did not become ready")
         say("all services ready:")
         for package, port, proc in procs:
             print(f"  {package:<20} http://127.0.0.1:{port}  (/healthz /readyz /metrics)  pid {proc.pid}")
+        gateway_port = first_ports[GATEWAY]
+        print(
+            f"  gateway              http://127.0.0.1:{gateway_port}   <- point your app and SDKs here "
+            f"({args.replicas} replica{'s' if args.replicas != 1 else ''} on this one port, SO_REUSEPORT)"
+        )
         print(f"  gateway public URL   {public_url}   (OAuth callback {public_url.rstrip('/')}/oauth/callback)")
         print_keys(env)
         say("Ctrl-C stops everything")

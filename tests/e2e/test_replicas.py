@@ -236,7 +236,9 @@ async def test_two_replicas_of_everything_lose_nothing_when_one_of_each_is_kille
     }
     env.pop("KEYWAY_PUBLIC_URL", None)  # up.py derives it from the first gateway's port
     env.pop("REPLICAS", None)
-    gw0, gw1 = (f"http://127.0.0.1:{first_ports['auth_gateway'] + i}" for i in range(2))
+    # Both gateway replicas listen on the one gateway port (KEYWAY_REUSE_PORT): the kernel, not the
+    # test, picks the replica of each new connection.
+    gw0 = gw1 = f"http://127.0.0.1:{first_ports['auth_gateway']}"
     auth = {"Authorization": f"Bearer {secret_key}"}
 
     # Every event published on this stack's exchange, to check the activity log stored each one.

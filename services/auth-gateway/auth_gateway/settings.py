@@ -163,7 +163,8 @@ class GatewaySettings(BaseServiceSettings):
     )
     reuse_port: bool = Field(
         default=False,
-        description="SO_REUSEPORT: several gateway processes share the port (make up REPLICAS=n)",
+        description="SO_REUSEPORT: several gateway processes listen on the same port (and admin port) and the "
+        "kernel spreads new connections over them; make up REPLICAS=n sets it on every gateway replica",
         validation_alias=AliasChoices("KEYWAY_REUSE_PORT", "reuse_port"),
     )
     proxy_read_timeout_seconds: float = Field(
