@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import jinja2
 from aiohttp import web
 
 from keyway_shared.events import utcnow
 
 from ..resources import SETTINGS
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = ["TEMPLATES_DIR", "harden", "render", "template_environment"]
 
@@ -59,6 +61,8 @@ def _pretty(value: Any) -> str:
 
 
 def template_environment() -> jinja2.Environment:
+    import jinja2  # here, not at import: a gateway whose dashboard is off never loads it (idle memory)
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         autoescape=True,

@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import jinja2
 from aiohttp import web
 
 from keyway_shared.service import CIPHER, MONGO_DB
@@ -21,6 +22,9 @@ from .passwords import verify_password
 from .render import template_environment
 from .sessions import LockoutStore, SessionStore
 
+if TYPE_CHECKING:
+    import jinja2
+
 __all__ = ["DASHBOARD", "Dashboard", "dashboard_context"]
 
 
@@ -29,7 +33,12 @@ class Dashboard:
     sessions: SessionStore
     lockouts: LockoutStore
     webhook_keys: WebhookKeyStore
-    templates: jinja2.Environment
+
+    @functools.cached_property
+    def templates(self) -> jinja2.Environment:
+        """Built at start when the dashboard is on; otherwise (Jinja2 unloaded, a few MB less per
+        replica) at its first page, the one saying it is off."""
+        return template_environment()
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)
@@ -49,8 +58,9 @@ def dashboard_context(settings: GatewaySettings) -> Callable[[web.Application], 
                 period=timedelta(minutes=settings.dashboard_lockout_minutes),
             ),
             webhook_keys=WebhookKeyStore(db, app[CIPHER]),
-            templates=template_environment(),
         )
+        if settings.dashboard_enabled:
+            _ = dashboard.templates
         await dashboard.sessions.ensure_indexes()
         await dashboard.lockouts.ensure_indexes()
         app[DASHBOARD] = dashboard
