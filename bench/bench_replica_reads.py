@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=Options.connections)
     parser.add_argument("--clients", type=int, default=Options.concurrency, help="keep-alive clients (64)")
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default=Options.loadgen)
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="gateway counts to run (1 2)")
     args = parser.parse_args()
     amqp = amqp_url()
     uvloop.run(check_rabbitmq(amqp))
@@ -133,7 +134,7 @@ def main() -> None:
         raise SystemExit("wrk is not installed and could not be installed (apt-get install -y wrk)")
     tool = "wrk" if wrk else "python"
     figures: dict[int, dict[str, Any]] = {}
-    for replicas in (1, 2):
+    for replicas in args.replicas:
         print(f"== {replicas} gateway replica{'s' if replicas > 1 else ''} (deploy/local/up.py --replicas {replicas})")
         with stack_of(amqp, replicas) as (url, secret_key, counter_dir):
             opts = Options(
@@ -164,8 +165,10 @@ def main() -> None:
             for n, f in figures.items()
         ],
     )
-    one, two = figures[1], figures[2]
-    print(f"  2 gateways / 1 gateway: {ratio(two['rps'], one['rps'])} (aim: >= 1.5); p99 with 1: {one['p99_ms']} ms")
+    if 1 in figures and 2 in figures:
+        one, two = figures[1], figures[2]
+        scaling = ratio(two["rps"], one["rps"])
+        print(f"  2 gateways / 1 gateway: {scaling} (aim: >= 1.5); p99 with 1: {one['p99_ms']} ms")
 
 
 if __name__ == "__main__":
