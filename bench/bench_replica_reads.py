@@ -35,7 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from bench_get_connection import MAKE_UP_CHANGES, UP, Options, Target, _load, _seed, running_stack
+from bench_get_connection import (
+    MAKE_UP_CHANGES,
+    UP,
+    Options,
+    Target,
+    _delete_namespace,
+    _load,
+    _seed,
+    running_stack,
+)
 from common import BENCH, amqp_url, check_rabbitmq, ensure_wrk, free_port, print_table, ratio, unique
 
 COUNTED = "find connections"  # the gateways' reads of connections (misses, reloads, change checks)
@@ -70,6 +79,7 @@ def stack_of(amqp: str, replicas: int) -> Iterator[tuple[str, str, Path]]:
     # A consumer's replica i listens on its first port + i: each needs `replicas` free ports in a row.
     ports = {name: free_ports(replicas) for name in ("gateway", "activity", "dispatcher", "refresher", "mongo")}
     secret_key = str(uuid.uuid4())
+    namespace = unique("kwbench")
     with tempfile.TemporaryDirectory(prefix="kwbench-replicas-") as tmp:
         env = {
             **os.environ,
@@ -80,7 +90,7 @@ def stack_of(amqp: str, replicas: int) -> Iterator[tuple[str, str, Path]]:
             "KEYWAY_ACTIVITY_LOG_PORT": str(ports["activity"]),
             "KEYWAY_WEBHOOK_DISPATCHER_PORT": str(ports["dispatcher"]),
             "KEYWAY_TOKEN_REFRESHER_PORT": str(ports["refresher"]),
-            "KEYWAY_BUS_NAMESPACE": unique("kwbench"),
+            "KEYWAY_BUS_NAMESPACE": namespace,
             "KEYWAY_SECRET_KEY_DEV": secret_key,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH / "command_counter"), os.environ.get("PYTHONPATH")])),
             "KEYWAY_BENCH_COMMAND_DIR": str(Path(tmp) / "commands"),
@@ -116,6 +126,7 @@ def stack_of(amqp: str, replicas: int) -> Iterator[tuple[str, str, Path]]:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
+            uvloop.run(_delete_namespace(amqp, namespace))  # make up's queues are quorum queues: not left behind
 
 
 def main() -> None:
