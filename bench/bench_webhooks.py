@@ -14,6 +14,10 @@ every process on Linux), so the receiver measures event -> receipt latency.
                published with confirms (100 in flight) to the events exchange, consumed, signed,
                POSTed, every attempt recorded in MongoDB and announced as ``webhook.delivered``
 
+Each row also gives the sender's own CPU per delivered webhook: the CPU time the dispatcher
+processes used during the run divided by the webhooks delivered, and for the raw row this process's
+(signing and POSTing); the ratio of the two is what the dispatcher costs over a bare POST.
+
 Publishing runs flat out alongside, so the dispatcher's queue fills and the latencies are at
 saturation (they include the wait in the queue). A second, paced run at half the measured rate
 gives the latency of a dispatcher that keeps up. Nothing here asserts on time.
@@ -410,9 +414,11 @@ async def run_async(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Opti
     try:
         async with aiohttp.ClientSession() as http:
             results["raw"] = raw = await raw_posts(receiver, http, env.secret_key, signing_key, opts.events, watch)
+            # The raw sender's own CPU per webhook: this process signing and POSTing, nothing else.
+            raw["sender_cpu_ms_per_delivery"] = raw["cpu_ms_per_delivery_by_process"].get("bench", float("nan"))
             _line("raw aiohttp POSTs (1 process)", raw)
             for n in opts.processes:
-                common = {
+                common: dict[str, Any] = {
                     "amqp": amqp,
                     "mongo_url": mongo_url,
                     "database": database,
@@ -422,16 +428,18 @@ async def run_async(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Opti
                     "opts": opts,
                     "watch": watch,
                 }
-                figures = await through_dispatcher(processes=n, **common)  # type: ignore[arg-type]
+                figures = await through_dispatcher(processes=n, **common)
                 figures["ratio_over_raw"] = ratio(figures["rate"], raw["rate"])
+                _own_cpu(figures, raw)
                 results[f"dispatcher_{n}"] = figures
                 _line(f"dispatcher, {n} process{'es' if n > 1 else ''}", figures)
                 if n == 1 and figures["rate"]:
                     paced_rate = figures["rate"] / 2
                     paced = await through_dispatcher(
                         processes=1, rate=paced_rate, events=min(opts.events, int(paced_rate * 10)), **common
-                    )  # type: ignore[arg-type]
+                    )
                     paced["offered_rate"] = round(paced_rate, 1)
+                    _own_cpu(paced, raw)
                     results["dispatcher_1_paced"] = paced
                     _line(f"dispatcher, 1 process, paced at {paced_rate:,.0f}/s", paced)
     finally:
@@ -439,6 +447,14 @@ async def run_async(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Opti
         await client.drop_database(database)
         await client.close()
     return results
+
+
+def _own_cpu(row: dict[str, Any], raw: dict[str, Any]) -> None:
+    """The dispatcher processes' own CPU per delivered webhook (process CPU time / deliveries),
+    and its ratio to what the raw sender spent per POST in the same run."""
+    spent = _process_ms(row, "dispatcher")
+    row["sender_cpu_ms_per_delivery"] = spent if isinstance(spent, float) else float("nan")
+    row["sender_cpu_over_raw"] = ratio(row["sender_cpu_ms_per_delivery"], raw["sender_cpu_ms_per_delivery"])
 
 
 def _line(name: str, row: dict[str, Any]) -> None:
@@ -449,6 +465,10 @@ def _line(name: str, row: dict[str, Any]) -> None:
         f" machine busy {row['machine_busy_cores']} cores",
         flush=True,
     )
+    own = row.get("sender_cpu_ms_per_delivery")
+    if own is not None:
+        versus = f" = {row['sender_cpu_over_raw']} x the raw sender's" if "sender_cpu_over_raw" in row else ""
+        print(f"  {'':<42} sender's own CPU: {own} ms per webhook{versus}", flush=True)
 
 
 def run(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict[str, Any]:
@@ -490,6 +510,19 @@ def run(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict
         if key in results
     ]
     print_table(["(c) CPU ms per webhook", *processes], split)
+    print()
+    # The sender's own share: the dispatcher processes, or this process for the raw POSTs.
+    own = [
+        [
+            label,
+            results[key].get("sender_cpu_ms_per_delivery", ""),
+            results["raw"]["sender_cpu_ms_per_delivery"],
+            results[key].get("sender_cpu_over_raw", ""),
+        ]
+        for key, label in labels.items()
+        if key in results
+    ]
+    print_table(["(c) sender's own CPU", "ms/webhook", "raw sender ms/webhook", "this / raw"], own)
     print()
     return results
 
