@@ -1,32 +1,43 @@
-"""Benchmark (a): ``GET /connection/{id}`` through the real gateway against a bare aiohttp handler.
+"""Benchmark (a): ``GET /connection/{id}`` through the gateway ``make up`` starts, as a user measures it.
 
-    uv run --frozen python bench/bench_get_connection.py [--duration 10] [--loadgen auto|wrk|python]
+    uv run --frozen python bench/bench_get_connection.py [--duration 10] [--clients 64] [--loadgen auto|wrk|python]
+    uv run --frozen python bench/bench_get_connection.py --url http://127.0.0.1:3003 --secret-key KEY
 
-The gateway runs as its own process (``python -m auth_gateway``) on a fresh database and bus
-namespace; 1000 API-key connections are made through its public routes, then 64 keep-alive clients
-in a separate process (wrk, or the Python fallback) read them round-robin with the secret key.
-Baselines from the same run: the same load on ``bare_server.py`` returning the same JSON, and the
-raw driver ``find_one`` rate on the same collection. The gateway serves a connection it has read
-before from its connection cache (one broker round trip per batch of reads, no database read) and
-the environment from its environment cache; ``KEYWAY_CONNECTION_CACHE_ENTRIES=0`` in the
-environment measures it reading the database on every request.
+Without ``--url`` it starts the whole stack through ``deploy/local/up.py``, the code ``make up``
+runs (every service, the embedded MongoDB with its journal synced at commit, the same settings),
+on free ports, a data directory of its own and a bus namespace of its own, with one change: the
+secret-key rate limit is off (``KEYWAY_RATE_LIMIT_PER_MINUTE=0``), or all but 2400 reads a minute
+would be 429s. With ``--url`` it measures a stack already running (start it with
+``KEYWAY_RATE_LIMIT_PER_MINUTE=0 make up``).
+
+Either way it creates an integration of its own and 1000 API-key connections through the secret-key
+API, reads them round-robin from keep-alive clients in a separate process (wrk, or ``loadgen.py``),
+and reports the rate, the latencies and the **CPU time per read** of each process of the stack.
+Baselines from the same run: the same load on ``bare_server.py`` returning the same JSON, and (when
+it started the stack) raw ``find_one`` calls on the same collection. ``--url`` deletes the
+integration, hence its connections, at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import aio_pika
 import aiohttp
@@ -34,27 +45,33 @@ import uvloop
 from common import (
     BENCH,
     ROOT,
-    ServiceProcess,
     amqp_url,
     check_rabbitmq,
     children_cpu_seconds,
     cpu_seconds,
     ensure_wrk,
+    find_pid,
     free_port,
     list_queues_and_exchanges,
-    mongo_server,
+    listening_pids,
     print_table,
     ratio,
     unique,
     wait_for_port,
 )
-from pymongo import AsyncMongoClient
 
 from keyway_shared.bus import delete_consumer_queues, service_consumers
 from keyway_shared.logging import configure_logging
 
-CONFIG_KEY = "ph"
+PROVIDER = "posthog"  # API_KEY; no verification call nor enrichment on import
 LUA = BENCH / "get_connection.lua"
+UP = ROOT / "deploy" / "local" / "up.py"
+RESULTS = BENCH / "results"  # git-ignored; the stack's output stays there after the run
+# What the bench changes in the environment ``make up`` runs with (besides ports and names).
+MAKE_UP_CHANGES = {"KEYWAY_RATE_LIMIT_PER_MINUTE": "0"}
+# Each line of up.py's "all services ready" list: package, URL, pid.
+_PROBLEM = re.compile(r"\[(warning|error|critical)\s*\]|Traceback")
+_SERVICE_LINE = re.compile(r"^\s+(\w+)\s+http://127\.0\.0\.1:(\d+)\s.*\bpid (\d+)\s*$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +82,9 @@ class Options:
     warmup: float = 2.0
     loadgen: str = "auto"  # auto: wrk when it is (or can be) installed, else the Python load generator
     wrk_threads: int = 1
+    url: str | None = None  # a running stack's gateway; None: start one through deploy/local/up.py
+    secret_key: str | None = None
+    baselines: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,96 +94,196 @@ class Target:
     pids: dict[str, int | None]  # processes whose CPU time is reported for the run
 
 
-@dataclass(frozen=True, kw_only=True)
-class Gateway:
-    database: str
-    namespace: str
+@dataclass(kw_only=True)
+class Stack:
+    """The gateway under test: its URL, the secret key, and the processes whose CPU is counted."""
+
+    url: str
     secret_key: str
-    public_key: str
-    env: dict[str, str]
+    config_key: str
+    pids: dict[str, int | None] = field(default_factory=dict)
+    mongo_url: str | None = None  # known when this bench started the stack
+    database: str = "keyway"
+    namespace: str | None = None  # the bus namespace to delete at the end, when the bench chose it
 
 
-def _gateway(mongo_url: str, amqp: str, port: int) -> Gateway:
-    database, namespace = unique("kwbench_"), unique("kwbench")
-    secret_key, public_key = str(uuid.uuid4()), str(uuid.uuid4())
-    env = {
-        "MONGODB_URL": mongo_url,
-        "MONGODB_DATABASE": database,
-        "AMQP_URL": amqp,
-        "KEYWAY_BUS_NAMESPACE": namespace,
-        "KEYWAY_QUEUE_TYPE": "classic",
-        "KEYWAY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "KEYWAY_SECRET_KEY_DEV": secret_key,
-        "KEYWAY_PUBLIC_KEY_DEV": public_key,
-        "KEYWAY_PUBLIC_KEY_CONNECT": "allowed",  # the seeding connects with the public key (2024 protocol)
-        "KEYWAY_GATEWAY_PORT": str(port),
-        "KEYWAY_HOST": "127.0.0.1",
-        "KEYWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "KEYWAY_LOG_LEVEL": "WARNING",
-        # The limiter stays in the path (its bookkeeping is part of a read) but never says 429:
-        # the default (2400/min, Nango's) would turn this into a benchmark of rejections.
-        "KEYWAY_RATE_LIMIT_PER_MINUTE": "1000000000",
-        # The catalog's posthog template checks each new key against posthog.com; benches stay on 127.0.0.1.
-        "KEYWAY_PROVIDERS_FILE": str(ROOT / "tests" / "support" / "providers.test.yaml"),
-    }
-    return Gateway(database=database, namespace=namespace, secret_key=secret_key, public_key=public_key, env=env)
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
-async def _seed(base: str, gw: Gateway, mongo_url: str, connections: int) -> dict[str, Any]:
-    """Create the integration and the connections through the gateway; return one real GET answer."""
-    auth = {"Authorization": f"Bearer {gw.secret_key}"}
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@contextmanager
+def make_up_stack(amqp: str, opts: Options) -> Iterator[Stack]:
+    """``deploy/local/up.py --replicas 1`` with free ports, its own data directory and namespace."""
+    ports = {name: free_port() for name in ("gateway", "activity", "dispatcher", "refresher", "mongo")}
+    secret_key = str(uuid.uuid4())
+    namespace = unique("kwbench")
+    with tempfile.TemporaryDirectory(prefix="kwbench-up-") as tmp:
+        env = {
+            **os.environ,
+            "AMQP_URL": amqp,
+            "KEYWAY_DEV_DATA_DIR": tmp,
+            "KEYWAY_DEV_MONGO_PORT": str(ports["mongo"]),
+            "KEYWAY_GATEWAY_PORT": str(ports["gateway"]),
+            "KEYWAY_ACTIVITY_LOG_PORT": str(ports["activity"]),
+            "KEYWAY_WEBHOOK_DISPATCHER_PORT": str(ports["dispatcher"]),
+            "KEYWAY_TOKEN_REFRESHER_PORT": str(ports["refresher"]),
+            # Names only: a stack `make up` runs on the same broker keeps its queues.
+            "KEYWAY_BUS_NAMESPACE": namespace,
+            "KEYWAY_SECRET_KEY_DEV": secret_key,
+            **MAKE_UP_CHANGES,
+        }
+        for inherited in ("MONGODB_URL", "KEYWAY_ENCRYPTION_KEY", "KEYWAY_PUBLIC_URL"):
+            env.pop(inherited, None)  # make up's own: the embedded database, a key under the data directory
+        if "KEYWAY_DEV_DATA_DIR" not in UP.read_text():
+            raise SystemExit(f"{UP} does not read KEYWAY_DEV_DATA_DIR; it would use the checkout's .data/")
+        log_path = RESULTS / "make-up-stack.log"
+        log_path.parent.mkdir(exist_ok=True)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(UP), "--replicas", "1"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            pids = _wait_up(proc, log_path)
+            for child in _children(proc.pid):
+                if "run_mongo.py" in _cmdline(child):
+                    pids["mongo"] = child
+            pids["rabbitmq"] = find_pid("beam.smp")
+            yield Stack(
+                url=f"http://127.0.0.1:{ports['gateway']}",
+                secret_key=secret_key,
+                config_key=unique("kwbench-"),
+                pids=pids,
+                mongo_url=f"mongodb://127.0.0.1:{ports['mongo']}/?retryWrites=false",
+                namespace=namespace,
+            )
+        except BaseException:
+            print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
+            raise
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # up.py stops the services, then the database
+                try:
+                    proc.wait(timeout=90)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            try:
+                uvloop.run(_delete_namespace(amqp, namespace))
+            except Exception as exc:  # a busy broker: say what is left rather than hide the run's own error
+                print(f"  WARNING: could not delete the {namespace}.* queues ({exc.__class__.__name__})", flush=True)
+            problems = [line for line in log_path.read_text(errors="replace").splitlines() if _PROBLEM.search(line)]
+            print(
+                f"  the stack's output: {log_path.relative_to(ROOT)} ({len(problems)} warning or error lines);"
+                f" its bus namespace {namespace} deleted"
+            )
+            for line in problems[:5]:
+                print(f"    {line[:200]}")
+
+
+def _wait_up(proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 180) -> dict[str, int | None]:
+    """The pids up.py prints once every service is ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")
+        if "Ctrl-C stops everything" in text:
+            pids: dict[str, int | None] = {}
+            for line in text.splitlines():
+                found = _SERVICE_LINE.match(line)
+                if found:
+                    pids[found.group(1).replace("auth_gateway", "gateway")] = int(found.group(3))
+            return pids
+        if proc.poll() is not None:
+            raise RuntimeError(f"deploy/local/up.py exited with {proc.returncode}")
+        time.sleep(0.3)
+    raise RuntimeError("deploy/local/up.py did not report the stack ready in time")
+
+
+def running_stack(opts: Options) -> Stack:
+    """A stack the user started (``make up``): the gateway's processes found by its listening port."""
+    assert opts.url is not None
+    assert opts.secret_key is not None
+    port = urlparse(opts.url).port or 80
+    pids: dict[str, int | None] = {}
+    for index, pid in enumerate(sorted(listening_pids(port))):
+        pids["gateway" if index == 0 else f"gateway{index + 1}"] = pid
+    pids["rabbitmq"] = find_pid("beam.smp")
+    return Stack(url=opts.url.rstrip("/"), secret_key=opts.secret_key, config_key=unique("kwbench-"), pids=pids)
+
+
+async def _seed(stack: Stack, connections: int) -> dict[str, Any]:
+    """The integration and the connections, through the secret-key API; one real GET answer."""
+    base, auth = stack.url, {"Authorization": f"Bearer {stack.secret_key}"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         deadline = time.monotonic() + 30
         while True:  # listening is not ready: wait until broker and database answer
-            async with session.get(f"{base}/readyz") as response:
-                if response.status == 200:
-                    break
+            with suppress(aiohttp.ClientError):
+                async with session.get(f"{base}/readyz") as response:
+                    if response.status == 200:
+                        break
             if time.monotonic() > deadline:
                 raise RuntimeError("the gateway did not become ready in 30 s")
             await asyncio.sleep(0.2)
-        async with session.post(
-            f"{base}/config", json={"provider": "posthog", "provider_config_key": CONFIG_KEY}, headers=auth
-        ) as response:
+        body = {"provider": PROVIDER, "provider_config_key": stack.config_key}
+        async with session.post(f"{base}/config", json=body, headers=auth) as response:
             if response.status >= 300:
                 raise RuntimeError(f"POST /config answered {response.status}: {await response.text()}")
         limit = asyncio.Semaphore(16)
 
         async def connect(i: int) -> None:
-            params = {"connection_id": f"c{i}", "public_key": gw.public_key}
-            async with (
-                limit,
-                session.post(
-                    f"{base}/api-auth/api-key/{CONFIG_KEY}", params=params, json={"apiKey": f"phc_bench_{i:06d}"}
-                ) as response,
-            ):
+            body = {
+                "provider_config_key": stack.config_key,
+                "connection_id": f"c{i}",
+                "credentials": {"type": "API_KEY", "apiKey": f"phx_bench{i:06d}"},
+                "connection_config": {"subdomain": "us"},
+            }
+            async with limit, session.post(f"{base}/connections", json=body, headers=auth) as response:
                 if response.status >= 300:
-                    raise RuntimeError(f"POST /api-auth/api-key answered {response.status}: {await response.text()}")
+                    raise RuntimeError(f"POST /connections answered {response.status}: {await response.text()}")
 
         started = time.perf_counter()
         await asyncio.gather(*(connect(i) for i in range(connections)))
         print(f"  made {connections} connections in {time.perf_counter() - started:.1f} s", flush=True)
-        async with session.get(f"{base}/connection/c0", params={"provider_config_key": CONFIG_KEY}, headers=auth) as r:
+        params = {"provider_config_key": stack.config_key}
+        async with session.get(f"{base}/connection/c0", params=params, headers=auth) as r:
             if r.status != 200:
                 raise RuntimeError(f"GET /connection/c0 answered {r.status}: {await r.text()}")
-            body: dict[str, Any] = await r.json()
-    await _wait_outbox_empty(mongo_url, gw.database)
-    return body
+            answer: dict[str, Any] = await r.json()
+            limit_header = r.headers.get("X-RateLimit-Limit")
+        if limit_header is not None and int(limit_header) < 10_000_000:
+            raise SystemExit(
+                f"the gateway limits secret-key calls to {limit_header} a minute: the reads would be 429s. "
+                "Restart it with KEYWAY_RATE_LIMIT_PER_MINUTE=0 (e.g. `KEYWAY_RATE_LIMIT_PER_MINUTE=0 make up`)."
+            )
+        # Let the stack handle the 1000 connection.created events (webhooks, activity, refresher) first.
+        await asyncio.sleep(5)
+    return answer
 
 
-async def _wait_outbox_empty(mongo_url: str, database: str, patience: float = 60.0) -> None:
-    """Let the relay publish every connection.created first, so it does not run during the load."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    try:
-        deadline = time.monotonic() + patience
-        while await client[database]["outbox"].count_documents({}) > 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the gateway's outbox did not drain")
-            await asyncio.sleep(0.2)
-    finally:
-        await client.close()
+async def _delete_integration(stack: Stack) -> None:
+    auth = {"Authorization": f"Bearer {stack.secret_key}"}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session,
+        session.delete(f"{stack.url}/config/{stack.config_key}", headers=auth) as response,
+    ):
+        if response.status >= 300:
+            print(f"  WARNING: DELETE /config/{stack.config_key} answered {response.status}", flush=True)
 
 
-def _wrk(wrk: str, url: str, gw: Gateway, opts: Options, seconds: float) -> dict[str, Any]:
+def _wrk(wrk: str, url: str, stack: Stack, opts: Options, seconds: float) -> dict[str, Any]:
     command = [
         wrk,
         f"-t{opts.wrk_threads}",
@@ -176,22 +296,22 @@ def _wrk(wrk: str, url: str, gw: Gateway, opts: Options, seconds: float) -> dict
         url,
         "--",
         str(opts.connections),
-        gw.secret_key,
-        CONFIG_KEY,
+        stack.secret_key,
+        stack.config_key,
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60)
     line = next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{"))
     return dict(json.loads(line))
 
 
-def _python_loadgen(url: str, gw: Gateway, opts: Options, seconds: float) -> dict[str, Any]:
+def _python_loadgen(url: str, stack: Stack, opts: Options, seconds: float) -> dict[str, Any]:
     command = [
         sys.executable,
         str(BENCH / "loadgen.py"),
         url,
         str(opts.connections),
-        gw.secret_key,
-        CONFIG_KEY,
+        stack.secret_key,
+        stack.config_key,
         str(opts.concurrency),
         str(seconds),
     ]
@@ -199,47 +319,89 @@ def _python_loadgen(url: str, gw: Gateway, opts: Options, seconds: float) -> dic
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _load(tool: str, wrk: str | None, target: Target, gw: Gateway, opts: Options) -> dict[str, Any]:
+_COUNTED = re.compile(
+    r'^(keyway_http_requests_total\{method="GET",route="/connection/\{connectionId\}",status="(\d+)"\}'
+    r'|keyway_connection_cache_lookups_total\{outcome="(\w+)"\}|(keyway_gateway_shed_total)) ([0-9.e+]+)$'
+)
+
+
+def _counters(url: str) -> dict[str, float]:
+    """The gateway's answers to GET /connection by status and its cache lookups by outcome (/metrics);
+    empty when /metrics does not answer (a bare server, an admin port elsewhere)."""
+    if not url.startswith(("http://", "https://")):
+        return {}
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:  # noqa: S310 - http(s), checked
+            text = response.read().decode()
+    except OSError:
+        return {}
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _COUNTED.match(line)
+        if match:
+            if match.group(2):
+                name = f"status {match.group(2)}"
+            elif match.group(3):
+                name = f"cache {match.group(3)}"
+            else:
+                name = "shed (503, every database slot taken)"
+            found[name] = found.get(name, 0.0) + float(match.group(5))
+    return found
+
+
+def _load(tool: str, wrk: str | None, target: Target, stack: Stack, opts: Options) -> dict[str, Any]:
     """A warm-up run (discarded), then the measured run; CPU time of each process over the latter."""
 
     def once(seconds: float) -> dict[str, Any]:
         if tool == "wrk":
             assert wrk is not None
-            return _wrk(wrk, target.url, gw, opts, seconds)
-        return _python_loadgen(target.url, gw, opts, seconds)
+            return _wrk(wrk, target.url, stack, opts, seconds)
+        return _python_loadgen(target.url, stack, opts, seconds)
 
     once(opts.warmup)
+    counters_before = _counters(target.url)
     before = {name: cpu_seconds(pid) for name, pid in target.pids.items()}
     loadgen_before = children_cpu_seconds()
     wall = time.perf_counter()
     result = once(opts.duration)
     wall = time.perf_counter() - wall
-    cpu = {name: (cpu_seconds(pid) - before[name]) / wall for name, pid in target.pids.items() if pid}
-    cpu["loadgen"] = (children_cpu_seconds() - loadgen_before) / wall
+    counters = _counters(target.url)
+    if counters:  # what the gateway says it answered, and how its connection cache served the reads
+        result["gateway_counts"] = {
+            name: round(value - counters_before.get(name, 0.0)) for name, value in sorted(counters.items())
+        }
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in target.pids.items() if pid}
+    used["loadgen"] = children_cpu_seconds() - loadgen_before
     ok = result["requests"] - result["non_2xx"] - result["errors"]
     result["rps"] = round(ok / result["duration_s"], 1)  # successful answers only: a 429 is not a read
     if ok < result["requests"]:
         print(
             f"  WARNING: {target.name}: {result['requests'] - ok} of {result['requests']} requests failed", flush=True
         )
-    result["cpu_cores"] = {name: round(value, 2) for name, value in cpu.items()}
+    result["cpu_cores"] = {name: round(value / wall, 2) for name, value in used.items()}
+    # CPU per successful read, in microseconds: what each process spends on one answer.
+    result["cpu_us_per_read"] = {name: round(value / ok * 1e6) if ok else None for name, value in used.items()}
     print(
         f"  {target.name:<8} {result['rps']:>9,.0f} req/s  p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms"
-        f"  non-2xx {result['non_2xx']}  errors {result['errors']}  CPU cores {result['cpu_cores']}",
+        f"  non-2xx {result['non_2xx']}  errors {result['errors']}",
         flush=True,
     )
+    if "gateway_counts" in result:
+        print(f"           gateway counted {result['gateway_counts']}", flush=True)
+    print(f"           CPU cores {result['cpu_cores']}", flush=True)
+    print(f"           CPU µs per read {result['cpu_us_per_read']}", flush=True)
     return result
 
 
-def _find_one(mongo_url: str, gw: Gateway, opts: Options, mongo_pid: int | None) -> dict[str, Any]:
+def _find_one(mongo_url: str, stack: Stack, opts: Options, mongo_pid: int | None) -> dict[str, Any]:
     def once(seconds: float) -> dict[str, Any]:
         command = [
             sys.executable,
             str(BENCH / "find_one_load.py"),
             mongo_url,
-            gw.database,
+            stack.database,
             str(opts.connections),
-            CONFIG_KEY,
+            stack.config_key,
             str(opts.concurrency),
             str(seconds),
         ]
@@ -263,19 +425,16 @@ def _find_one(mongo_url: str, gw: Gateway, opts: Options, mongo_pid: int | None)
     return result
 
 
-async def _cleanup(mongo_url: str, amqp: str, gw: Gateway, leftovers: tuple[list[str], list[str]]) -> None:
-    """Drop the database; delete the namespace's queues and exchanges, the known ones and any listed."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
-    try:
-        await client.drop_database(gw.database)
-    finally:
-        await client.close()
+async def _delete_namespace(amqp: str, namespace: str) -> None:
+    """Delete the bench's queues and exchanges (quorum queues outlive their consumers)."""
+    leftovers = list_queues_and_exchanges(namespace)
     connection = await aio_pika.connect(amqp)
     try:
         channel = await connection.channel()
-        specs = list(service_consumers(gw.namespace).values())
+        specs = list(service_consumers(namespace).values())
         for spec in specs:
-            await delete_consumer_queues(channel, spec)
+            with suppress(aio_pika.exceptions.AMQPError):
+                await delete_consumer_queues(channel, spec)
         queues, exchanges = leftovers
         for queue in queues:
             await channel.queue_delete(queue)
@@ -285,86 +444,82 @@ async def _cleanup(mongo_url: str, amqp: str, gw: Gateway, leftovers: tuple[list
         await connection.close()
 
 
-def run(mongo_url: str, mongo_pid: int | None, amqp: str, opts: Options) -> dict[str, Any]:
-    print(
-        f"(a) GET /connection/{{id}}: {opts.concurrency} clients, {opts.duration:g} s after {opts.warmup:g} s warm-up"
-    )
+def _measure(stack: Stack, opts: Options) -> dict[str, Any]:
     wrk = ensure_wrk() if opts.loadgen in {"auto", "wrk"} else None
     if opts.loadgen == "wrk" and wrk is None:
         raise SystemExit("wrk is not installed and could not be installed (apt-get install -y wrk)")
     tool = "wrk" if wrk else "python"
     tool_label = f"wrk -t{opts.wrk_threads} -c{opts.concurrency}" if wrk else f"bench/loadgen.py c={opts.concurrency}"
     print(f"  load generator: {tool_label} (a separate process)", flush=True)
-    port = free_port()
-    gw = _gateway(mongo_url, amqp, port)
-    results: dict[str, Any] = {"tool": tool_label, "connections": opts.connections, "concurrency": opts.concurrency}
+    results: dict[str, Any] = {
+        "stack": "running (--url)" if opts.url else "deploy/local/up.py --replicas 1",
+        "settings_changed_from_make_up": {} if opts.url else MAKE_UP_CHANGES,
+        "tool": tool_label,
+        "connections": opts.connections,
+        "concurrency": opts.concurrency,
+    }
+    body = uvloop.run(_seed(stack, opts.connections))
+    try:
+        target = Target(name="gateway", url=stack.url, pids=stack.pids)
+        results["gateway"] = _load(tool, wrk, target, stack, opts)
+        if opts.baselines and stack.mongo_url:
+            results["find_one"] = _find_one(stack.mongo_url, stack, opts, stack.pids.get("mongo"))
+    finally:
+        if opts.url:
+            uvloop.run(_delete_integration(stack))
+    if not opts.baselines:
+        return results
     with tempfile.TemporaryDirectory(prefix="kwbench-") as tmp:
-        log_dir = Path(tmp)
+        body_file = Path(tmp) / "body.json"
+        body_file.write_text(json.dumps(body))
+        results["body_bytes"] = len(json.dumps(body, separators=(",", ":")))
+        bare_port = free_port()
+        bare = subprocess.Popen(
+            [sys.executable, str(BENCH / "bare_server.py"), str(bare_port), str(body_file)],
+            stdout=subprocess.DEVNULL,
+        )
         try:
-            gateway = ServiceProcess("auth_gateway", gw.env, log_dir=log_dir, port=port)
-            try:
-                gateway.start()
-                body = uvloop.run(_seed(f"http://127.0.0.1:{port}", gw, mongo_url, opts.connections))
-                pids = {"gateway": gateway.proc.pid if gateway.proc else None, "mongo": mongo_pid}
-                target = Target(name="gateway", url=f"http://127.0.0.1:{port}", pids=pids)
-                results["gateway"] = _load(tool, wrk, target, gw, opts)
-            except Exception:
-                print(gateway.logs()[-4000:], file=sys.stderr)
-                raise
-            finally:
-                gateway.stop()
-
-            body_file = log_dir / "body.json"
-            body_file.write_text(json.dumps(body))
-            results["body_bytes"] = len(json.dumps(body, separators=(",", ":")))
-            bare_port = free_port()
-            bare = subprocess.Popen(
-                [sys.executable, str(BENCH / "bare_server.py"), str(bare_port), str(body_file)],
-                stdout=subprocess.DEVNULL,
-            )
-            try:
-                wait_for_port(bare_port, proc=bare)
-                target = Target(name="bare", url=f"http://127.0.0.1:{bare_port}", pids={"bare": bare.pid})
-                results["bare"] = _load(tool, wrk, target, gw, opts)
-            finally:
-                bare.terminate()
-                bare.wait(timeout=10)
-
-            results["find_one"] = _find_one(mongo_url, gw, opts, mongo_pid)
+            wait_for_port(bare_port, proc=bare)
+            target = Target(name="bare", url=f"http://127.0.0.1:{bare_port}", pids={"bare": bare.pid})
+            results["bare"] = _load(tool, wrk, target, stack, opts)
         finally:
-            # Listed after the gateway stopped, so what it declared beyond the consumer topology goes too.
-            uvloop.run(_cleanup(mongo_url, amqp, gw, list_queues_and_exchanges(gw.namespace)))
+            bare.terminate()
+            bare.wait(timeout=10)
+    return results
 
-    gateway_rps = results["gateway"]["rps"]
-    results["ratio_gateway_over_bare"] = ratio(gateway_rps, results["bare"]["rps"])
-    results["ratio_gateway_over_find_one"] = ratio(gateway_rps, results["find_one"]["ops"])
-    print()
-    print_table(
-        ["(a) GET /connection", "rate/s", "p50 ms", "p99 ms", "gateway / this"],
-        [
-            [
-                "gateway (connection cache)",
-                gateway_rps,
-                results["gateway"]["p50_ms"],
-                results["gateway"]["p99_ms"],
-                "",
-            ],
-            [
-                "bare aiohttp, same JSON",
-                results["bare"]["rps"],
-                results["bare"]["p50_ms"],
-                results["bare"]["p99_ms"],
-                results["ratio_gateway_over_bare"],
-            ],
-            [
-                "raw find_one (ops/s)",
-                results["find_one"]["ops"],
-                results["find_one"]["p50_ms"],
-                results["find_one"]["p99_ms"],
-                results["ratio_gateway_over_find_one"],
-            ],
-        ],
+
+def run(amqp: str, opts: Options) -> dict[str, Any]:
+    where = opts.url or "a stack started by deploy/local/up.py (make up's code)"
+    print(
+        f"(a) GET /connection/{{id}} on {where}: {opts.concurrency} clients, "
+        f"{opts.duration:g} s after {opts.warmup:g} s warm-up"
     )
+    if opts.url:
+        results = _measure(running_stack(opts), opts)
+    else:
+        with make_up_stack(amqp, opts) as stack:
+            results = _measure(stack, opts)
+
+    gateway = results["gateway"]
+    rows: list[list[Any]] = [
+        ["gateway (make up)", gateway["rps"], gateway["p50_ms"], gateway["p99_ms"], ""],
+    ]
+    if "bare" in results:
+        results["ratio_gateway_over_bare"] = ratio(gateway["rps"], results["bare"]["rps"])
+        bare = results["bare"]
+        rows.append(
+            ["bare aiohttp, same JSON", bare["rps"], bare["p50_ms"], bare["p99_ms"], results["ratio_gateway_over_bare"]]
+        )
+    if "find_one" in results:
+        results["ratio_gateway_over_find_one"] = ratio(gateway["rps"], results["find_one"]["ops"])
+        one = results["find_one"]
+        rows.append(
+            ["raw find_one (ops/s)", one["ops"], one["p50_ms"], one["p99_ms"], results["ratio_gateway_over_find_one"]]
+        )
+    print()
+    print_table(["(a) GET /connection", "rate/s", "p50 ms", "p99 ms", "gateway / this"], rows)
+    per_read = gateway["cpu_us_per_read"]
+    print(f"  gateway CPU per read: {per_read.get('gateway')} µs; every process: {per_read}")
     print()
     return results
 
@@ -374,14 +529,28 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=Options.duration)
     parser.add_argument("--warmup", type=float, default=Options.warmup)
     parser.add_argument("--connections", type=int, default=Options.connections)
+    parser.add_argument("--clients", type=int, default=Options.concurrency, help="keep-alive clients (64)")
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default=Options.loadgen)
+    parser.add_argument("--url", default=None, help="a running stack's gateway, e.g. http://127.0.0.1:3003")
+    parser.add_argument("--secret-key", default=None, help="with --url: the environment's secret key")
+    parser.add_argument("--no-baselines", action="store_true", help="the gateway only: no bare server, no find_one")
     args = parser.parse_args()
+    if args.url and not args.secret_key:
+        parser.error("--url needs --secret-key (make up prints the dev secret key)")
     configure_logging(level="WARNING", json=False, service="bench")
-    opts = Options(duration=args.duration, warmup=args.warmup, connections=args.connections, loadgen=args.loadgen)
+    opts = Options(
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        concurrency=args.clients,
+        loadgen=args.loadgen,
+        url=args.url,
+        secret_key=args.secret_key,
+        baselines=not args.no_baselines,
+    )
     amqp = amqp_url()
     uvloop.run(check_rabbitmq(amqp))
-    with mongo_server() as mongo:
-        print(json.dumps(run(mongo.url, mongo.pid, amqp, opts), indent=2))
+    print(json.dumps(run(amqp, opts), indent=2))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ __all__ = [
     "free_port",
     "latency_ms",
     "list_queues_and_exchanges",
+    "listening_pids",
     "machine_info",
     "mongo_server",
     "percentile",
@@ -149,6 +150,30 @@ def find_pid(command_name: str) -> int | None:
             if comm.read_text().strip() == command_name:
                 return int(comm.parent.name)
     return None
+
+
+def listening_pids(port: int) -> set[int]:
+    """The processes holding a TCP socket that listens on ``port`` (Linux ``/proc``; several with
+    SO_REUSEPORT, as ``make up REPLICAS=n`` runs the gateway), empty when none is visible."""
+    inodes: set[str] = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        with contextlib.suppress(OSError):
+            for line in table.read_text().splitlines()[1:]:
+                fields = line.split()
+                # local address "ADDR:PORT" in hex, state 0A = LISTEN, inode in the tenth column
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    found: set[int] = set()
+    if not inodes:
+        return found
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        found.add(int(fd_dir.parent.name))
+                        break
+    return found
 
 
 def children_cpu_seconds() -> float:
