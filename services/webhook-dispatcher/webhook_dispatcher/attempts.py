@@ -30,7 +30,7 @@ from keyway_shared.store.webhook_deliveries import Claim, DeliveryLog, attempt_k
 
 from .announce import Announcer
 from .breaker import CircuitBreaker
-from .caches import EndpointCache, SnapshotCache
+from .caches import EndpointCache, Snapshot, SnapshotCache
 from .messages import WebhookDelivery
 from .policy import RetryPolicy, parse_retry_after
 from .sender import Attempt, WebhookSender, signed_headers
@@ -44,6 +44,10 @@ DURATION = Histogram(
     "How long a receiver took to answer",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30),
 )
+
+# Bound once: labelling a counter on every attempt costs more than the increment.
+_SKIPPED, _DROPPED, _DELIVERED = (ATTEMPTS.labels(result=r) for r in ("skipped", "dropped", "delivered"))
+_FAILED, _RETRY = ATTEMPTS.labels(result="failed"), ATTEMPTS.labels(result="retry")
 
 # Failures no retry can mend: the target is refused, or not a URL at all.
 _PERMANENT_ERRORS = frozenset({"EgressRefused", "InvalidURL", "InvalidUrlClientError", "NonHttpUrlClientError"})
@@ -101,9 +105,21 @@ class Attempter:
     def policy(self) -> RetryPolicy:
         return self._policy
 
-    async def attempt(self, delivery: WebhookDelivery, *, environment: str, number: int, resumed: bool) -> Outcome:
-        """Make attempt ``number`` of ``delivery``. Raises PyMongoError only before anything was sent."""
-        snapshot = await self._environments.get(environment)
+    async def attempt(
+        self,
+        delivery: WebhookDelivery,
+        *,
+        environment: str,
+        number: int,
+        resumed: bool,
+        snapshot: Snapshot | None = None,
+    ) -> Outcome:
+        """Make attempt ``number`` of ``delivery``. Raises PyMongoError only before anything was sent.
+
+        ``snapshot``: the environment as the caller just read it from the cache (a first attempt, made
+        in the same turn as the event was read); read here when not given."""
+        if snapshot is None:
+            snapshot = await self._environments.get(environment)
         settings = snapshot.environment.webhooks if snapshot is not None else None
         target = None
         if settings is not None:
@@ -121,7 +137,7 @@ class Attempter:
         if not claim.fresh:
             resumption = await self._resume(claim, resumed=resumed, number=number)
             if resumption is not None:
-                ATTEMPTS.labels(result="skipped").inc()
+                _SKIPPED.inc()
                 return resumption
         attempt = _Attempt(claim=claim, delivery=delivery, environment=environment, number=number)
         if snapshot is None or not target:
@@ -182,7 +198,7 @@ class Attempter:
         return Outcome(kind="skipped", reason=f"attempt already made ({state})")
 
     async def _drop(self, attempt: _Attempt, error: ErrorInfo) -> Outcome:
-        ATTEMPTS.labels(result="dropped").inc()
+        _DROPPED.inc()
         log.info("webhook delivery dropped", url=redact_url(attempt.delivery.url), reason=error.type)
         fields = {"state": "discarded", "success": False, "final": True, "error": error.model_dump(), "status": None}
         await self._record(attempt, fields)
@@ -208,7 +224,7 @@ class Attempter:
         }
         if result.ok:
             assert result.status is not None
-            ATTEMPTS.labels(result="delivered").inc()
+            _DELIVERED.inc()
             log.debug(
                 "webhook delivered", url=redact_url(delivery.url), status=result.status, duration_ms=result.duration_ms
             )
@@ -238,7 +254,7 @@ class Attempter:
                 retry_after=parse_retry_after(result.retry_after),
             )
         next_at = db_now() + timedelta(seconds=delay) if delay is not None else None
-        ATTEMPTS.labels(result="failed" if final else "retry").inc()
+        (_FAILED if final else _RETRY).inc()
         log.warning(
             "webhook attempt failed",
             url=redact_url(delivery.url),

@@ -127,18 +127,21 @@ def body_text(body: Mapping[str, Any]) -> str:
     """
     if _plain(body):
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-        if not _SURROGATE.search(text):
+        if text.isascii() or not _SURROGATE.search(text):  # isascii: a C scan, no regex for the usual body
             return text
     return js_stringify(body)
 
 
 def _plain(value: Mapping[str, Any]) -> bool:
     for key, item in value.items():
-        if not isinstance(key, str) or key.isdigit():  # JS lists integer-like keys first
+        if type(key) is not str or key.isdigit():  # JS lists integer-like keys first
             return False
+        kind = type(item)
+        if kind is str or kind is bool or item is None:  # exact types first: a Mapping check is an ABC's
+            continue
         if isinstance(item, Mapping):
             if not _plain(item):
                 return False
-        elif item is not None and not isinstance(item, str | bool):
+        elif not isinstance(item, str | bool):
             return False
     return True

@@ -27,7 +27,7 @@ from keyway_shared.logging import get_logger
 
 from .attempts import Attempter
 from .body import AuthWebhook, Slot, auth_webhook, body_text, should_send, webhook_urls
-from .caches import SnapshotCache
+from .caches import Snapshot, SnapshotCache
 from .messages import WebhookDelivery, delivery_id, webhook_id
 from .queue import DeliveryQueue
 
@@ -72,12 +72,17 @@ class Dispatcher:
         if len(deliveries) == 1:  # the usual case: no task to spawn
             results = [None]
             try:
-                await self._first(deliveries[0], environment=event.environment, resumed=ctx.redelivered)
+                await self._first(
+                    deliveries[0], environment=event.environment, resumed=ctx.redelivered, snapshot=snapshot
+                )
             except Exception as exc:
                 results = [exc]
         else:
             results = await asyncio.gather(
-                *(self._first(d, environment=event.environment, resumed=ctx.redelivered) for d in deliveries),
+                *(
+                    self._first(d, environment=event.environment, resumed=ctx.redelivered, snapshot=snapshot)
+                    for d in deliveries
+                ),
                 return_exceptions=True,
             )
         for result in results:
@@ -90,8 +95,10 @@ class Dispatcher:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _first(self, delivery: WebhookDelivery, *, environment: str, resumed: bool) -> None:
-        outcome = await self._attempter.attempt(delivery, environment=environment, number=1, resumed=resumed)
+    async def _first(self, delivery: WebhookDelivery, *, environment: str, resumed: bool, snapshot: Snapshot) -> None:
+        outcome = await self._attempter.attempt(
+            delivery, environment=environment, number=1, resumed=resumed, snapshot=snapshot
+        )
         if outcome.kind == "retry":
             assert outcome.delay is not None
             await self._queue.later(delivery, environment=environment, delay=outcome.delay, attempt=2)
