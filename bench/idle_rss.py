@@ -1,0 +1,161 @@
+"""Each service's resident memory at idle, on the stack ``make up`` starts (issue 19: at most 80 MB each).
+
+    uv run --frozen python bench/idle_rss.py [--replicas 1] [--settle 10]
+
+Runs ``deploy/local/up.py`` as ``make up`` does (the embedded SecantusDB, the real RabbitMQ at
+``AMQP_URL``, every service with its default settings) on a temporary data directory, free ports
+and a bus namespace of its own; waits until the launcher says every service is ready, lets the stack
+idle for ``--settle`` seconds, prints each process's ``VmRSS`` (and ``VmHWM``, its peak) from
+``/proc/<pid>/status``, then stops the stack with SIGTERM as Ctrl-C would and deletes the namespace's
+queues. Linux only (``/proc``). Exits 1 when a Keyway service is over ``--limit-mb`` (the database,
+a development stand-in, is shown but not judged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PORT_VARS = {
+    "auth_gateway": "KEYWAY_GATEWAY_PORT",
+    "activity_log": "KEYWAY_ACTIVITY_LOG_PORT",
+    "webhook_dispatcher": "KEYWAY_WEBHOOK_DISPATCHER_PORT",
+    "token_refresher": "KEYWAY_TOKEN_REFRESHER_PORT",
+}
+READY_LINE = re.compile(r"^\s+(\w+)\s+http://127\.0\.0\.1:(\d+)\s.*pid (\d+)$", re.MULTILINE)
+
+
+def free_port_run(count: int) -> int:
+    """A first port p with p .. p+count-1 all free."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = int(probe.getsockname()[1])
+        if first + count > 65535:
+            continue
+        holders: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                holder = socket.socket()
+                holders.append(holder)
+                holder.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for holder in holders:
+                holder.close()
+        return first
+    raise RuntimeError("no run of free ports")
+
+
+def status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+async def delete_namespace(amqp_url: str, namespace: str) -> None:
+    import aio_pika
+
+    sys.path.insert(0, str(ROOT))
+    from tests.support.rabbit import list_queues_and_exchanges
+
+    queues, exchanges = list_queues_and_exchanges(namespace)
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        for name in queues:
+            await channel.queue_delete(name)
+        for name in exchanges:
+            await channel.exchange_delete(name)
+    finally:
+        await connection.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--settle", type=float, default=10.0, help="seconds of idling before the reading")
+    parser.add_argument("--limit-mb", type=float, default=80.0)
+    args = parser.parse_args()
+
+    amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    namespace = f"kwbench{uuid.uuid4().hex[:10]}"
+    data_dir = Path(tempfile.mkdtemp(prefix="keyway-idle-rss-"))
+    env = {
+        **os.environ,
+        "KEYWAY_DEV_DATA_DIR": str(data_dir),
+        "KEYWAY_DEV_MONGO_PORT": str(free_port_run(1)),
+        "KEYWAY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "KEYWAY_BUS_NAMESPACE": namespace,
+        "AMQP_URL": amqp_url,
+        **{var: str(free_port_run(args.replicas)) for var in PORT_VARS.values()},
+    }
+    for name in ("MONGODB_URL", "KEYWAY_PUBLIC_URL", "REPLICAS"):
+        env.pop(name, None)
+    log_path = data_dir / "up.log"
+    with log_path.open("wb") as log:
+        launcher = subprocess.Popen(
+            [sys.executable, str(ROOT / "deploy" / "local" / "up.py"), "--replicas", str(args.replicas)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    over = False
+    try:
+        deadline = time.monotonic() + 180
+        while "Ctrl-C stops everything" not in log_path.read_text(errors="replace"):
+            if launcher.poll() is not None or time.monotonic() > deadline:
+                print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
+                return 2
+            time.sleep(0.2)
+        text = log_path.read_text(errors="replace").split("all services ready", 1)[1]
+        services = [(package, int(pid)) for package, _port, pid in READY_LINE.findall(text)]
+        known = {pid for _package, pid in services}
+        database = [("secantusdb", pid) for pid in children(launcher.pid) if pid not in known]
+        time.sleep(args.settle)
+        print(f"idle RSS after {args.settle:g} s, {args.replicas} replica(s) of each service")
+        print(f"  {'process':<20} {'pid':>8} {'VmRSS MB':>9} {'VmHWM MB':>9}")
+        for package, pid in services + database:
+            rss, hwm = status_kb(pid, "VmRSS") / 1024, status_kb(pid, "VmHWM") / 1024
+            mark = ""
+            if package != "secantusdb" and rss > args.limit_mb:
+                over, mark = True, f"  over {args.limit_mb:g} MB"
+            print(f"  {package:<20} {pid:>8} {rss:>9.1f} {hwm:>9.1f}{mark}")
+    finally:
+        if launcher.poll() is None:
+            launcher.send_signal(signal.SIGTERM)
+            try:
+                launcher.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                launcher.kill()  # its children get SIGTERM from the kernel (parent-death signal)
+                launcher.wait()
+        asyncio.run(delete_namespace(amqp_url, namespace))
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return 1 if over else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""``make up``'s launcher (``deploy/local/up.py``): its gateway replicas share one port, and nothing it
+started outlives it, even when it is killed with SIGKILL and has no chance to stop anything itself.
+
+The launcher runs as ``make up`` runs it, on a small configuration: the real broker on 127.0.0.1,
+the embedded database on a temporary directory, free ports, a bus namespace of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..support.procs import ROOT, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.timeout(300)]
+
+PORT_VARS = {
+    "auth_gateway": "KEYWAY_GATEWAY_PORT",
+    "activity_log": "KEYWAY_ACTIVITY_LOG_PORT",
+    "webhook_dispatcher": "KEYWAY_WEBHOOK_DISPATCHER_PORT",
+    "token_refresher": "KEYWAY_TOKEN_REFRESHER_PORT",
+}
+READY_LINE = re.compile(r"^\s+(\w+)\s+http://127\.0\.0\.1:(\d+)\s.*pid (\d+)$", re.MULTILINE)
+
+
+def free_ports(count: int) -> int:
+    """A first port p with p .. p+count-1 all free."""
+    for _ in range(100):
+        first = free_port()
+        if first + count > 65535:
+            continue
+        holders: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                holder = socket.socket()
+                holders.append(holder)
+                holder.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for holder in holders:
+                holder.close()
+        return first
+    raise RuntimeError("no run of free ports")
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                children = {int(child) for child in (task / "children").read_text().split()}
+                todo += list(children - found)
+                found |= children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper has let go of everything and counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def port_free(port: int) -> bool:
+    """Whether a new stack could listen there (as servers do, with SO_REUSEADDR: the probes'
+    connections in TIME_WAIT do not count)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_replicas_share_the_gateway_port_and_die_with_a_killed_launcher(
+    amqp_url: str, namespace: str, amqp: Any, tmp_path: Path
+) -> None:
+    replicas = 2
+    first_ports = {package: free_ports(replicas) for package in PORT_VARS}
+    mongo_port = free_port()
+    env = {
+        **os.environ,
+        "AMQP_URL": amqp_url,
+        "KEYWAY_BUS_NAMESPACE": namespace,
+        "KEYWAY_DEV_DATA_DIR": str(tmp_path / "data"),
+        "KEYWAY_DEV_MONGO_PORT": str(mongo_port),
+        "KEYWAY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
+        **{PORT_VARS[package]: str(port) for package, port in first_ports.items()},
+    }
+    for name in ("MONGODB_URL", "KEYWAY_PUBLIC_URL", "REPLICAS"):
+        env.pop(name, None)
+    log_path = tmp_path / "up.log"
+    with log_path.open("wb") as log:
+        launcher = subprocess.Popen(
+            [sys.executable, str(ROOT / "deploy" / "local" / "up.py"), "--replicas", str(replicas)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 150
+        while "Ctrl-C stops everything" not in log_path.read_text(errors="replace"):
+            assert launcher.poll() is None, log_path.read_text(errors="replace")[-5000:]
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-5000:]
+            time.sleep(0.2)
+        text = log_path.read_text(errors="replace").split("all services ready", 1)[1]
+        started: dict[str, list[tuple[int, int]]] = {}
+        for package, port, pid in READY_LINE.findall(text):
+            started.setdefault(package, []).append((int(port), int(pid)))
+
+        # Both gateway replicas on the one gateway port, each consumer replica on a port of its own.
+        gateway_port = first_ports["auth_gateway"]
+        assert [port for port, _pid in started["auth_gateway"]] == [gateway_port] * replicas
+        assert f"http://127.0.0.1:{gateway_port}   <- point your app and SDKs here" in text
+        for package in ("activity_log", "webhook_dispatcher", "token_refresher"):
+            assert [port for port, _pid in started[package]] == [first_ports[package] + i for i in range(replicas)]
+        with urllib.request.urlopen(f"http://127.0.0.1:{gateway_port}/readyz", timeout=5) as resp:
+            assert resp.status == 200
+
+        children = descendants(launcher.pid)
+        service_pids = {pid for replicas_of in started.values() for _port, pid in replicas_of}
+        assert service_pids < children  # and the embedded database
+        assert len(children) == len(service_pids) + 1, (children, service_pids)
+        ports = [mongo_port, gateway_port] + [
+            first_ports[package] + i for package in PORT_VARS if package != "auth_gateway" for i in range(replicas)
+        ]
+        assert not any(port_free(port) for port in ports)
+
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+        killed_at = time.monotonic()
+        while any(alive(pid) for pid in children) and time.monotonic() < killed_at + 20:
+            time.sleep(0.1)
+        took = time.monotonic() - killed_at
+        assert not [pid for pid in children if alive(pid)], f"still running {took:.1f} s after the launcher died"
+        assert took < 15, f"the children took {took:.1f} s to stop"
+        assert all(port_free(port) for port in ports), [port for port in ports if not port_free(port)]
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        for pid in children:  # whatever outlived it: this test fails, but leaves nothing behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
