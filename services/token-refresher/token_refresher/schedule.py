@@ -28,6 +28,7 @@ from keyway_shared.bus import MessageContext
 from keyway_shared.cipher import DecryptionError
 from keyway_shared.clock import SYSTEM_CLOCK, Clock
 from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionUpdated
+from keyway_shared.group_commit import GroupCommit
 from keyway_shared.logging import get_logger
 from keyway_shared.refresh.policy import kept_alive, next_refresh_at, refresh_due_at
 from keyway_shared.store import Connection, Database
@@ -46,6 +47,7 @@ _FIELDS = {
     "refresh_due_at": 1,
     "refresh_lease_until": 1,
 }
+_KEY = {"environment": 1, "provider_config_key": 1, "connection_id": 1}
 
 
 class RefreshScheduler:
@@ -67,6 +69,24 @@ class RefreshScheduler:
         self._decode = decode
         self._wake = wake
         self._clock = clock
+        # Concurrent handlers (the queue's prefetch) share their reads: one find per integration.
+        self._reads: GroupCommit[tuple[dict[str, str], bool], dict[str, Any] | None] = GroupCommit(self._read_batch)
+
+    async def _read_batch(self, reads: list[tuple[dict[str, str], bool]]) -> list[dict[str, Any] | None]:
+        """The documents of many events' connections, one query per integration and projection."""
+        groups: dict[tuple[str, str, bool], list[str]] = {}
+        for key, whole in reads:
+            groups.setdefault((key["environment"], key["provider_config_key"], whole), []).append(key["connection_id"])
+        found: dict[tuple[str, str, str, bool], dict[str, Any]] = {}
+        for (environment, provider_config_key, whole), ids in groups.items():
+            query = {
+                "environment": environment,
+                "provider_config_key": provider_config_key,
+                "connection_id": ids[0] if len(ids) == 1 else {"$in": ids},
+            }
+            async for doc in self._connections.find(query, None if whole else _FIELDS | _KEY):
+                found[environment, provider_config_key, doc["connection_id"], whole] = doc
+        return [found.get((*_slot(key), whole)) for key, whole in reads]
 
     async def handle(self, event: CloudEvent[Any], ctx: MessageContext) -> None:
         data = event.data
@@ -79,7 +99,7 @@ class RefreshScheduler:
         }
         # The whole document only where a keep-alive may apply: its credentials say if it can.
         keep_alive = self._keep_alive_for(data.provider) if self._decode is not None else None
-        doc = await self._connections.find_one(key, None if keep_alive else _FIELDS)
+        doc = await self._reads.submit((key, keep_alive is not None))
         if doc is None:
             log.info("connection no longer exists; nothing to schedule")
             return
@@ -131,6 +151,10 @@ class RefreshScheduler:
     def _wake_for(self, due: datetime | None) -> None:
         if due is not None:
             self._wake(due)
+
+
+def _slot(key: dict[str, str]) -> tuple[str, str, str]:
+    return key["environment"], key["provider_config_key"], key["connection_id"]
 
 
 def _same(due: datetime | None, stored: datetime | None) -> bool:
