@@ -182,9 +182,13 @@ def make_up_stack(amqp: str, opts: Options) -> Iterator[Stack]:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
             try:
-                uvloop.run(_delete_namespace(amqp, namespace))
-            except Exception as exc:  # a busy broker: say what is left rather than hide the run's own error
-                print(f"  WARNING: could not delete the {namespace}.* queues ({exc.__class__.__name__})", flush=True)
+                uvloop.run(asyncio.wait_for(_delete_namespace(amqp, namespace), timeout=120))
+            except (Exception, asyncio.CancelledError) as exc:  # a stuck broker: say what is left, keep the figures
+                print(
+                    f"  WARNING: could not delete the {namespace}.* queues and exchanges ({exc.__class__.__name__});"
+                    " see bench/README.md (a) to delete them by hand",
+                    flush=True,
+                )
             problems = [line for line in log_path.read_text(errors="replace").splitlines() if _PROBLEM.search(line)]
             print(
                 f"  the stack's output: {log_path.relative_to(ROOT)} ({len(problems)} warning or error lines);"
