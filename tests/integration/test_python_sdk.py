@@ -357,11 +357,15 @@ async def test_proxy(world: World, keyway: AsyncClient) -> None:
     with pytest.raises(ValidationError) as no_base:  # posthog's base URL needs connectionConfig.subdomain
         await keyway.get(provider_config_key="ph", connection_id="py-ph", endpoint="/x")
     assert no_base.value.code == "missing_connection_config"
-    with pytest.raises(ApiError) as cannot_sign:
-        await keyway.get(
-            provider_config_key="tr", connection_id="py-tr", endpoint="/x", base_url_override=world.upstream.base
-        )
-    assert cannot_sign.value.code == "invalid_auth_mode"
+
+    # OAuth 1 connections are signed by the proxy (RFC 5849), with the integration's consumer key
+    signed = await keyway.get(
+        provider_config_key="tr", connection_id="py-tr", endpoint="/echo/x", base_url_override=world.upstream.base
+    )
+    authorization = signed.json()["headers"]["authorization"]
+    assert authorization.startswith("OAuth ")
+    assert 'oauth_consumer_key="k"' in authorization and 'oauth_token="ot"' in authorization
+    assert 'oauth_signature_method="HMAC-SHA1"' in authorization and "oauth_signature=" in authorization
 
 
 async def test_authentication_errors(world: World) -> None:
