@@ -364,8 +364,10 @@ async def test_proxy(world: World, keyway: AsyncClient) -> None:
     )
     authorization = signed.json()["headers"]["authorization"]
     assert authorization.startswith("OAuth ")
-    assert 'oauth_consumer_key="k"' in authorization and 'oauth_token="ot"' in authorization
-    assert 'oauth_signature_method="HMAC-SHA1"' in authorization and "oauth_signature=" in authorization
+    assert 'oauth_consumer_key="k"' in authorization
+    assert 'oauth_token="ot"' in authorization
+    assert 'oauth_signature_method="HMAC-SHA1"' in authorization
+    assert "oauth_signature=" in authorization
 
 
 async def test_authentication_errors(world: World) -> None:
