@@ -23,7 +23,6 @@ from ..http.errors import ApiError
 from ..http.requests import check_document_keys, json_object
 from ..operations.callers import secret_key
 from ..operations.connections import store_connection
-from ..operations.enrichment import enriched_import
 from ..resources import CATALOG, STORES
 
 __all__ = ["import_connection"]
@@ -68,15 +67,6 @@ async def import_connection(request: web.Request, env: Environment) -> web.Respo
         )
     except ImportRefusedError as refused:
         raise ApiError(refused.code, refused.message) from None
-    config, operation_id = await enriched_import(
-        request.app,
-        environment=env.name,
-        provider_config_key=key,
-        provider=integration.provider,
-        connection_id=connection_id,
-        credentials=credentials,
-        connection_config=config,
-    )
     await store_connection(
         request.app,
         environment=env.name,
@@ -88,6 +78,6 @@ async def import_connection(request: web.Request, env: Environment) -> web.Respo
         connection_config=config,
         expires_at=expires_at,
         metadata=metadata,
-        operation_id=operation_id,
+        imported=True,
     )
     return web.json_response(body, status=201)

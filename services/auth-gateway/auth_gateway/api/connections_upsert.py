@@ -47,7 +47,6 @@ from ..http.requests import check_document_keys, json_object, validated_body
 from ..operations.callers import secret_key
 from ..operations.connection_labels import LabelsRefusedError, label_changes, relabel_connection
 from ..operations.connections import store_connection
-from ..operations.enrichment import enriched_import
 from ..resources import CATALOG, STORES
 from .connection_bodies import ConnectionTags, EndUserPatch, WebhookUrl
 from .connection_shape import full_connection_json
@@ -192,15 +191,6 @@ async def upsert_connection(request: web.Request, env: Environment) -> web.Respo
     except (LabelsRefusedError, ImportRefusedError) as refused:
         raise ApiError("invalid_body", str(refused), status=400) from None
     connection_id = body.connection_id or str(uuid.uuid4())
-    config, operation_id = await enriched_import(
-        request.app,
-        environment=env.name,
-        provider_config_key=key,
-        provider=integration.provider,
-        connection_id=connection_id,
-        credentials=credentials,
-        connection_config=config,
-    )
     await store_connection(
         request.app,
         environment=env.name,
@@ -212,7 +202,7 @@ async def upsert_connection(request: web.Request, env: Environment) -> web.Respo
         connection_config=config,
         expires_at=expires_at,
         metadata=body.metadata if body.metadata is not None else {},
-        operation_id=operation_id,
+        imported=True,
     )
     if changes:
         await relabel_connection(request.app, env.name, key, connection_id, changes)

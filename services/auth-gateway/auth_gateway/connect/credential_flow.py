@@ -20,7 +20,6 @@ from keyway_shared.store import Environment, Integration
 
 from ..http.errors import ApiError
 from ..operations.connections import record_auth_failure, store_connection
-from ..operations.enrichment import enriched_config
 from ..resources import CATALOG, STORES
 from .frontend_request import FrontendRequest
 
@@ -119,16 +118,6 @@ async def connected(
     """A form flow's last step: fill what the template's post-connection program asks of the
     provider, store the connection the request names (spending its connect session), and answer
     as the frontend SDK expects."""
-    connection_config = await enriched_config(
-        request.app,
-        environment=env.name,
-        provider_config_key=front.provider_config_key,
-        provider=provider,
-        connection_id=front.connection_id,
-        operation_id=front.operation_id,
-        credentials=credentials,
-        connection_config=connection_config,
-    )
     await store_connection(
         request.app,
         environment=env.name,

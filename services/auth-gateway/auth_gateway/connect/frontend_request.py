@@ -27,9 +27,9 @@ from ..http.errors import ApiError
 from ..http.ratelimit import check_rate
 from ..http.requests import bracket_params
 from ..openapi_spec import Handler, declare_auth
+from ..operations.attempt_steps import new_operation_id
 from ..operations.callers import environment_from_public_key
 from ..operations.connect_sessions import ConnectSession
-from ..operations.connections import new_operation_id
 from ..resources import STORES
 
 __all__ = [

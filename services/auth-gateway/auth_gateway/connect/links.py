@@ -27,7 +27,6 @@ from ..openapi_spec import no_credential
 from ..operations.callers import secret_key
 from ..operations.connect_sessions import SESSION_LIFETIME, ConnectSession
 from ..operations.connections import ConnectRefusedError, store_connection
-from ..operations.enrichment import enriched_config
 from ..operations.return_urls import return_url_allowed, return_url_problem
 from ..resources import CATALOG, HTTP, SETTINGS, STORES
 from .credential_flow import CredentialAttempt, announce_failures, integration_in_mode
@@ -180,16 +179,6 @@ async def submit_link(request: web.Request) -> web.StreamResponse:
         # A mistyped key should be fixable without a new link: show the page again, the link still unspent.
         choices = await _choices(request, env, session)
         return link_page(token, choices, error=err.message or err.code, status=400)
-    connection_config = await enriched_config(  # as every connect flow does before it stores
-        request.app,
-        environment=env.name,
-        provider_config_key=key,
-        provider=integration.provider,
-        connection_id=front.connection_id,
-        operation_id=front.operation_id,
-        credentials=credentials,
-        connection_config=front.connection_config,
-    )
     try:
         await store_connection(
             request.app,
@@ -199,7 +188,7 @@ async def submit_link(request: web.Request) -> web.StreamResponse:
             auth_mode=template_mode,
             connection_id=front.connection_id,
             credentials=credentials,
-            connection_config=connection_config,
+            connection_config=front.connection_config,
             operation_id=front.operation_id,
             connect_session_id=session.id,
         )

@@ -21,7 +21,8 @@ from keyway_shared.store import Environment, Integration
 
 from ..http.errors import ApiError
 from ..openapi_spec import no_credential
-from ..operations.connections import record_auth_failure, record_step, require_unspent_session
+from ..operations.attempt_steps import record_step
+from ..operations.connections import record_auth_failure, require_unspent_session
 from ..operations.flow_errors import FlowError
 from ..operations.flow_sessions import OAuthSession
 from ..resources import CATALOG, STORES

@@ -18,7 +18,6 @@ from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
 from ..operations.connections import store_connection
-from ..operations.enrichment import enriched_config
 from ..operations.flow_errors import FlowError
 from ..operations.flow_sessions import OAuthSession
 from ..resources import CATALOG, STORES
@@ -130,16 +129,6 @@ async def finish_with_connection(
     """A popup flow's last step: fill what the template's post-connection program asks of the
     provider, store the connection the flow's session names (spending its connect session), then
     tell the SDK."""
-    connection_config = await enriched_config(
-        request.app,
-        environment=session.environment,
-        provider_config_key=session.provider_config_key,
-        provider=provider,
-        connection_id=session.connection_id,
-        operation_id=session.operation_id,
-        credentials=credentials,
-        connection_config=connection_config,
-    )
     await store_connection(
         request.app,
         environment=session.environment,

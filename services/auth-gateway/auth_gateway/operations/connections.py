@@ -22,7 +22,6 @@ the answer (plus a database read that was already in flight). Such answers are c
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,12 +29,10 @@ from aiohttp import web
 from prometheus_client import Counter
 from pymongo.errors import PyMongoError
 
-from keyway_shared.activity import redacted_text
 from keyway_shared.backoff import Backoff
 from keyway_shared.credentials import Credentials
 from keyway_shared.deadline import spawn_detached
 from keyway_shared.events import (
-    ActivityMessage,
     AuthFailed,
     AuthMode,
     CloudEvent,
@@ -43,10 +40,9 @@ from keyway_shared.events import (
     ConnectionUpdated,
     ErrorInfo,
     EventData,
-    HttpExcerpt,
     make_event,
 )
-from keyway_shared.logging import get_logger, redact
+from keyway_shared.logging import get_logger
 from keyway_shared.refresh.policy import DEFAULT_MARGIN
 from keyway_shared.store import Connection, Environment, OutboxRow
 from keyway_shared.store.connection_labels import tag_fields
@@ -56,7 +52,9 @@ from keyway_shared.unavailability import is_unavailability
 from ..connection_cache import CONNECTION_CACHE
 from ..http.errors import ApiError
 from ..resources import CATALOG, STORES
+from .attempt_steps import SOURCE, new_operation_id
 from .connect_sessions import SessionClaim
+from .enrichment import enriched_config
 from .failure_announcements import FAILURE_ANNOUNCEMENTS
 from .flow_errors import FlowError
 from .outbox_relay import RELAY
@@ -64,25 +62,18 @@ from .outbox_relay import RELAY
 __all__ = [
     "SOURCE",
     "ConnectRefusedError",
-    "new_operation_id",
     "record_auth_failure",
-    "record_step",
     "require_unspent_session",
     "store_connection",
     "unknown_connection",
     "written_and_announced",
 ]
 
-SOURCE = "/keyway/auth-gateway"
 log = get_logger(__name__)
 UNCONFIRMED = Counter(
     "keyway_gateway_unconfirmed_writes_total",
     "Connection writes answered before the broker confirmed their event (broker away past the request deadline)",
 )
-
-
-def new_operation_id() -> str:
-    return uuid.uuid4().hex
 
 
 def unknown_connection(env: Environment, connection_id: str, provider_config_key: str) -> ApiError:
@@ -204,9 +195,26 @@ async def store_connection(
     metadata: dict[str, Any] | None = None,
     operation_id: str | None = None,
     connect_session_id: str | None = None,
+    imported: bool = False,
 ) -> tuple[Connection, bool]:
-    """Insert or re-authorize the connection; emits connection.created or connection.updated (override)."""
+    """Fill what the template's post-connection program asks of the provider (``enrichment``), then
+    insert or re-authorize the connection; emits connection.created or connection.updated (override).
+
+    Every way a connection is written (each connect flow, a connect link, both import routes) comes
+    here, so none can skip the enrichment; ``imported``: the caller's fields win over what it finds.
+    """
     operation_id = operation_id or new_operation_id()
+    connection_config = await enriched_config(
+        app,
+        environment=environment,
+        provider_config_key=provider_config_key,
+        provider=provider,
+        connection_id=connection_id,
+        operation_id=operation_id,
+        credentials=credentials,
+        connection_config=connection_config,
+        given_wins=imported,
+    )
     subject = f"{provider_config_key}/{connection_id}"
 
     def make(created: bool) -> CloudEvent[EventData]:
@@ -299,44 +307,3 @@ async def record_auth_failure(
     row = await app[STORES].outbox.add(event)
     app[RELAY].publish_soon([row])
     log.info("auth attempt failed", environment=environment, provider_config_key=provider_config_key, error=error_type)
-
-
-async def record_step(
-    app: web.Application,
-    *,
-    environment: str,
-    operation_id: str,
-    message: str,
-    state: str | None = None,
-    level: str = "info",
-    provider_config_key: str | None = None,
-    provider: str | None = None,
-    connection_id: str | None = None,
-    request: HttpExcerpt | None = None,
-    meta: dict[str, Any] | None = None,
-) -> None:
-    """One step of a connect attempt for the activity log (``activity.message``), redacted before it leaves.
-
-    Build ``request`` with ``keyway_shared.activity.http_excerpt`` (URL and body redacted, body cut
-    to 4 KB). A step that cannot be written is logged and skipped: it must not fail the flow it tells.
-    """
-    data = ActivityMessage(
-        operation_id=operation_id,
-        operation_type="auth:create_connection",
-        level=level,  # type: ignore[arg-type]
-        message=redacted_text(message),
-        state=state,  # type: ignore[arg-type]
-        provider_config_key=provider_config_key,
-        provider=provider,
-        connection_id=connection_id,
-        request=request,
-        meta=redact(meta) if meta else None,
-    )
-    subject = f"{provider_config_key}/{connection_id}" if provider_config_key and connection_id else None
-    event = make_event(data, type="activity.message", source=SOURCE, environment=environment, subject=subject)
-    try:
-        row = await app[STORES].outbox.add(event)
-    except PyMongoError:
-        log.warning("activity step not recorded", operation_id=operation_id, step=data.message)
-        return
-    app[RELAY].publish_soon([row])

@@ -22,9 +22,9 @@ from keyway_shared.providers.enrichment.context import EnrichmentContext, Enrich
 from keyway_shared.providers.enrichment.runner import enrich
 
 from ..resources import CATALOG, HTTP, SETTINGS
-from .connections import new_operation_id, record_step
+from .attempt_steps import record_step
 
-__all__ = ["enriched_config", "enriched_import"]
+__all__ = ["enriched_config"]
 
 
 async def enriched_config(
@@ -37,9 +37,15 @@ async def enriched_config(
     operation_id: str,
     credentials: Credentials,
     connection_config: dict[str, Any],
+    given_wins: bool = False,
 ) -> dict[str, Any]:
     """The configuration to store: ``connection_config`` with what the template's post-connection
-    program fills (unchanged when it declares none, or when it fails)."""
+    program fills (unchanged when it declares none, or when it fails).
+
+    ``given_wins``: an import's own fields win over what the program looked up (Nango runs its
+    script on import too, but the importer may know better, e.g. the tenant it chose); a connect
+    flow's config is the person's input, which the program may complete or correct.
+    """
     template = app[CATALOG].get(provider)
     if template is None:
         return connection_config
@@ -83,31 +89,4 @@ async def enriched_config(
     else:
         filled = ", ".join(outcome.filled) or "nothing"
         await record_step(app, message=f"Post-connection enrichment filled {filled}", meta=meta, **step)
-    return outcome.connection_config
-
-
-async def enriched_import(
-    app: web.Application,
-    *,
-    environment: str,
-    provider_config_key: str,
-    provider: str,
-    connection_id: str,
-    credentials: Credentials,
-    connection_config: dict[str, Any],
-) -> tuple[dict[str, Any], str]:
-    """An imported connection's configuration (``POST /connection``, ``POST /connections``) and the
-    operation id its activity steps went under: enriched as a connect flow's is (Nango runs its
-    script on import too), what the importer gave winning over what was looked up."""
-    operation_id = new_operation_id()
-    enriched = await enriched_config(
-        app,
-        environment=environment,
-        provider_config_key=provider_config_key,
-        provider=provider,
-        connection_id=connection_id,
-        operation_id=operation_id,
-        credentials=credentials,
-        connection_config=connection_config,
-    )
-    return {**enriched, **connection_config}, operation_id
+    return {**outcome.connection_config, **connection_config} if given_wins else outcome.connection_config

@@ -15,7 +15,7 @@ from keyway_shared.credentials import TokenRequestError
 from keyway_shared.events import utcnow
 from keyway_shared.store import Environment
 
-from ...operations.connections import record_step
+from ...operations.attempt_steps import record_step
 from ...operations.environment import callback_url
 from ...operations.flow_errors import FlowError
 from ...operations.flow_sessions import OAuthSession
