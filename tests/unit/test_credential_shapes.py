@@ -127,7 +127,7 @@ def test_how_each_type_authenticates_a_request() -> None:
             signed.authorization()
         assert (caught.value.code, caught.value.message) == (
             "invalid_auth_mode",
-            f"The proxy cannot sign requests for {signed.type} connections.",
+            f"{signed.type} credentials sign each request; this call can only add a header, so it cannot use them.",
         )
 
 
@@ -198,7 +198,7 @@ def test_every_mode_an_import_stores_names_a_type_that_reads_an_import() -> None
     [
         ({"type": "OAUTH2", "refresh_token": "r"}, "invalid_credentials"),  # no access token
         ({"type": "BASIC"}, "invalid_credentials"),  # no user name
-        ({"type": "TBA"}, "invalid_auth_mode"),
+        ({"type": "TBA"}, "invalid_credentials"),  # no token: incomplete, as any other type's
     ],
 )
 def test_malformed_credentials_of_a_known_type_refuse_to_authorize(document: dict[str, Any], code: str) -> None:

@@ -46,7 +46,10 @@ def _object(required: dict[str, JsonSchema], optional: dict[str, JsonSchema] | N
 # requests: the form modes' connect endpoints (connect/modes/: api_key.py, basic.py, oauth2_cc.py, app_store.py)
 API_KEY = _object({"apiKey": _TEXT})
 BASIC = _object({}, {"username": _STRING, "password": _STRING})
-CLIENT_CREDENTIALS = _object({"client_id": _TEXT, "client_secret": _TEXT})
+# A client secret, or for a private_key_jwt template (okta-cc) the private JWK that signs an assertion.
+CLIENT_CREDENTIALS = _object({"client_id": _TEXT}, {"client_secret": _TEXT, "client_private_key": _TEXT}) | {
+    "anyOf": [{"required": ["client_secret"]}, {"required": ["client_private_key"]}]
+}
 APP_STORE = _object(
     {"privateKeyId": _TEXT, "issuerId": _TEXT, "privateKey": _TEXT},
     {"scope": {"type": ["string", "null"]}},

@@ -196,7 +196,9 @@ class _Signed(_Shape):
 
     def authorization(self) -> str | None:
         kind = self._document.get("type")
-        raise UnusableCredentialsError("invalid_auth_mode", f"The proxy cannot sign requests for {kind} connections.")
+        # Only the proxy signs (per attempt); this is asked by calls that can only add a header.
+        message = f"{kind} credentials sign each request; this call can only add a header, so it cannot use them."
+        raise UnusableCredentialsError("invalid_auth_mode", message)
 
 
 class OAuth2Credentials(_Bearer):
@@ -417,13 +419,9 @@ class UnknownCredentials(_Shape):
         # adds no header, as before (the template's headers or query may carry what it needs).
         kind = self._document.get("type")
         shape = CREDENTIAL_SHAPES.get(kind) if isinstance(kind, str) else None  # type: ignore[call-overload]
-        if shape is not None and issubclass(shape, (_Bearer, BasicCredentials)):
+        if shape is not None and issubclass(shape, (_Bearer, BasicCredentials, _Signed)):
             raise UnusableCredentialsError(
                 "invalid_credentials", f"The connection's stored {kind} credentials are incomplete."
-            )
-        if shape is not None and issubclass(shape, _Signed):
-            raise UnusableCredentialsError(
-                "invalid_auth_mode", f"The proxy cannot sign requests for {kind} connections."
             )
         return None
 

@@ -95,6 +95,8 @@
       }
       const credentials = {};
       for (const input of form.querySelectorAll("[data-credential]")) credentials[input.dataset.credential] = input.value;
+      // The modes the SDK recognises by a declared type rather than by their fields.
+      if (["TWO_STEP", "SIGNATURE", "AWS_SIGV4", "JWT"].includes(form.dataset.mode)) credentials.type = form.dataset.mode;
       const keyway = new KeywayConnect({
         // The gateway's public side: the same origin, unless the dashboard is on the admin port.
         host: main.dataset.publicUrl || window.location.origin,

@@ -118,23 +118,38 @@
       return "?" + query.toString();
     }
 
+    // The route a form of credentials goes to, decided in the frontend SDK's order (0.71's
+    // customAuth): a declared type first, then the fields each mode is recognised by.
     _credentials(providerConfigKey, connectionId, options) {
       const c = options.credentials;
-      if ("apiKey" in c) {
-        return this._send("/api-auth/api-key/", providerConfigKey, connectionId, options, { apiKey: c.apiKey || "" });
+      const send = (path, body) => this._send(path, providerConfigKey, connectionId, options, body);
+      const typed = { TWO_STEP: "/auth/two-step/", SIGNATURE: "/auth/signature/", AWS_SIGV4: "/auth/aws-sigv4/" };
+      if (c.type in typed) return send(typed[c.type], Object.assign({}, c));
+      if ("username" in c && "password" in c && "organization_id" in c && "dev_key" in c) {
+        return send("/auth/bill/", { username: c.username, password: c.password, organization_id: c.organization_id, dev_key: c.dev_key });
       }
+      if ("apiKey" in c) return send("/api-auth/api-key/", { apiKey: c.apiKey || "" });
       if ("privateKeyId" in c && "issuerId" in c && "privateKey" in c) {
         const body = { privateKeyId: c.privateKeyId, issuerId: c.issuerId, privateKey: c.privateKey };
         if (c.scope) body.scope = c.scope;
-        return this._send("/app-store-auth/", providerConfigKey, connectionId, options, body);
-      }
-      if ("client_id" in c && "client_secret" in c) {
-        const body = { client_id: c.client_id, client_secret: c.client_secret };
-        return this._send("/oauth2/auth/", providerConfigKey, connectionId, options, body);
+        return send("/app-store-auth/", body);
       }
       if ("username" in c || "password" in c) {
-        const body = { username: c.username || "", password: c.password || "" };
-        return this._send("/api-auth/basic/", providerConfigKey, connectionId, options, body);
+        return send("/api-auth/basic/", { username: c.username || "", password: c.password || "" });
+      }
+      if ("privateKey" in c || c.type === "JWT") return send("/auth/jwt/", Object.assign({}, c));
+      if ("token_id" in c && "token_secret" in c) {
+        const body = { token_id: c.token_id, token_secret: c.token_secret };
+        for (const name of ["oauth_client_id_override", "oauth_client_secret_override"]) {
+          if (name in c) body[name] = c[name];
+        }
+        return send("/auth/tba/", body);
+      }
+      if ("client_id" in c && ("client_secret" in c || "client_private_key" in c)) {
+        const body = { client_id: c.client_id };
+        if (c.client_secret) body.client_secret = c.client_secret;
+        if (c.client_private_key) body.client_private_key = c.client_private_key;
+        return send("/oauth2/auth/", body);
       }
       return Promise.reject(new AuthError("These credentials fit no auth mode.", "invalid_credentials"));
     }
