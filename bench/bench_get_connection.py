@@ -328,6 +328,8 @@ _COUNTED = re.compile(
     r'|keyway_connection_cache_lookups_total\{outcome="(\w+)"\}|(keyway_gateway_shed_total)) ([0-9.e+]+)$'
 )
 
+_BARRIER = re.compile(r"^keyway_connection_cache_barrier_seconds_(sum|count) ([0-9.e+]+)$")
+
 
 def _counters(url: str) -> dict[str, float]:
     """The gateway's answers to GET /connection by status and its cache lookups by outcome (/metrics);
@@ -341,6 +343,10 @@ def _counters(url: str) -> dict[str, float]:
         return {}
     found: dict[str, float] = {}
     for line in text.splitlines():
+        barrier = _BARRIER.match(line)
+        if barrier:  # the histogram's sum and count: the mean wait over a run is their deltas' ratio
+            found[f"barrier wait {barrier.group(1)}"] = float(barrier.group(2))
+            continue
         match = _COUNTED.match(line)
         if match:
             if match.group(2):
@@ -371,9 +377,11 @@ def _load(tool: str, wrk: str | None, target: Target, stack: Stack, opts: Option
     wall = time.perf_counter() - wall
     counters = _counters(target.url)
     if counters:  # what the gateway says it answered, and how its connection cache served the reads
-        result["gateway_counts"] = {
-            name: round(value - counters_before.get(name, 0.0)) for name, value in sorted(counters.items())
-        }
+        deltas = {name: value - counters_before.get(name, 0.0) for name, value in sorted(counters.items())}
+        waited, waits = deltas.pop("barrier wait sum", 0.0), deltas.pop("barrier wait count", 0.0)
+        result["gateway_counts"] = {name: round(value) for name, value in deltas.items()}
+        if waits:  # what a cached read paid for coherence (broker round trips), on average
+            result["barrier_wait_ms_mean"] = round(1000 * waited / waits, 2)
     used = {name: cpu_seconds(pid) - before[name] for name, pid in target.pids.items() if pid}
     used["loadgen"] = children_cpu_seconds() - loadgen_before
     ok = result["requests"] - result["non_2xx"] - result["errors"]
@@ -392,6 +400,8 @@ def _load(tool: str, wrk: str | None, target: Target, stack: Stack, opts: Option
     )
     if "gateway_counts" in result:
         print(f"           gateway counted {result['gateway_counts']}", flush=True)
+    if "barrier_wait_ms_mean" in result:
+        print(f"           a cached read waited {result['barrier_wait_ms_mean']} ms for its barrier (mean)", flush=True)
     print(f"           CPU cores {result['cpu_cores']}", flush=True)
     print(f"           CPU µs per read {result['cpu_us_per_read']}", flush=True)
     return result

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from prometheus_client import REGISTRY
 
 from auth_gateway.connection_cache import CONNECTION_CACHE, UNTRACED_LIFE, ConnectionCache
 from keyway_shared.store.client import db_now
@@ -100,6 +101,11 @@ async def token(gw: Gateway, connection_id: str) -> str:
     return str(body["credentials"]["access_token"])
 
 
+def barrier_waits() -> float:
+    """How many cached reads have waited for a barrier, in this process (both replicas)."""
+    return REGISTRY.get_sample_value("keyway_connection_cache_barrier_seconds_count") or 0.0
+
+
 async def test_reads_are_served_from_memory(pair: Pair, db: Any) -> None:
     cache = pair.cache(pair.two)
     cache.clock = clock = SteppedClock()
@@ -109,11 +115,13 @@ async def test_reads_are_served_from_memory(pair: Pair, db: Any) -> None:
     # Change the stored document behind the cache's back (no event): the entry still answers, which
     # shows reads really skip the database. No Keyway writer ever does this.
     await db["connections"].update_one({"connection_id": "c-1"}, {"$set": {"metadata": {"behind": "the back"}}})
+    waits_before = barrier_waits()
     _status, body = await read(pair.two, "c-1")
     assert body["metadata"] != {"behind": "the back"}
     await clock.step(1.9)
     _status, body = await read(pair.two, "c-1")
     assert body["metadata"] != {"behind": "the back"}
+    assert barrier_waits() - waits_before == 2  # each hit waited for its barrier, and says so
     # However it got there, no entry outlives KEYWAY_CONNECTION_CACHE_SECONDS (2 s here).
     await clock.step(0.1)
     _status, body = await read(pair.two, "c-1")

@@ -59,7 +59,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from aiohttp import web
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from keyway_shared.bus import declare_events_exchange
 from keyway_shared.clock import SYSTEM_CLOCK, Clock
@@ -78,6 +78,13 @@ __all__ = ["CONNECTION_CACHE", "ConnectionCache", "connection_cache_context"]
 
 log = get_logger(__name__)
 LOOKUPS = Counter("keyway_connection_cache_lookups_total", "Connection reads by cache outcome", ["outcome"])
+# What a hit pays for coherence: one or two broker round trips (see _barrier). The buckets reach
+# down to what an idle broker on the same host answers in, where a database read would start.
+BARRIER_WAIT = Histogram(
+    "keyway_connection_cache_barrier_seconds",
+    "How long a cached read waited for its barrier marker",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+)
 BARRIER_MARKER = "keyway-cache-barrier"
 ROUTING_KEYS = ("connection.*", "token.*")
 # Share of an entry's life after which a read reloads it in the background. Later means fewer
@@ -315,11 +322,13 @@ class ConnectionCache:
         # keeps one cancelled read from cancelling the future the others share.
         worst = 2 * self._barrier_timeout
         patience = remaining(worst)
+        began = asyncio.get_running_loop().time()
         try:
             if patience < worst:  # the request's deadline comes first (no timer on the usual path)
                 await asyncio.wait_for(asyncio.shield(gathering), timeout=patience)
             else:
                 await asyncio.shield(gathering)
+            BARRIER_WAIT.observe(asyncio.get_running_loop().time() - began)
             return True
         except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
             LOOKUPS.labels(outcome="barrier_failed").inc()
