@@ -1,0 +1,248 @@
+"""MCP_OAUTH2 and MCP_OAUTH2_GENERIC against a strict MCP authorization server on 127.0.0.1.
+
+The popup flow as the frontend SDK runs it (``/oauth/connect`` → the server's ``/authorize`` → the
+callback), then a refresh and a proxied MCP call. Nango's references: ``mcp.client.ts`` (registration),
+``mcpGeneric.client.ts`` (discovery, refresh), ``oauth.controller.ts``'s MCP branches and
+``clientMetadata/environmentUuid/getClientMetadata.ts`` (the client ID metadata document).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from ..support.mcp_auth_server import McpAuthServer
+from .flow_helpers import get_connection, run_popup
+from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
+
+pytestmark = [pytest.mark.broker, pytest.mark.mongo]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[McpAuthServer]:
+    mcp = await McpAuthServer().start()
+    yield mcp
+    await mcp.stop()
+
+
+def catalog(server: McpAuthServer) -> dict[str, Any]:
+    return {
+        "test-mcp": server.template("dynamic"),
+        "test-mcp-cimd": server.template("cimd"),
+        "test-mcp-generic": {
+            "display_name": "MCP (generic)",
+            "auth_mode": "MCP_OAUTH2_GENERIC",
+            "connection_config": {"mcp_server_url": {"type": "string", "title": "MCP Server URL"}},
+            "proxy": {"base_url": server.base},
+        },
+        # Nango's entry: only https MCP servers.
+        "mcp-generic-https": {
+            "auth_mode": "MCP_OAUTH2_GENERIC",
+            "connection_config": {"mcp_server_url": {"type": "string", "pattern": "^https://[a-zA-Z0-9.-]+(?:/.*)?$"}},
+        },
+    }
+
+
+@pytest.fixture
+async def gw(server: McpAuthServer, tmp_path: Path, start_gateway: StartGateway) -> AsyncIterator[Gateway]:
+    async with start_gateway(
+        providers_file=providers_yaml(tmp_path, catalog(server)),
+        egress_allowlist="127.0.0.0/8",
+        provider_timeout_seconds=2.0,
+    ) as gateway:
+        await create_integration(gateway, "test-mcp", "mcp")
+        await create_integration(gateway, "test-mcp-cimd", "mcp-cimd")
+        await create_integration(gateway, "test-mcp-generic", "mcp-any")
+        await create_integration(gateway, "mcp-generic-https", "mcp-https")
+        yield gateway
+
+
+async def refreshed(gw: Gateway, connection_id: str, key: str) -> dict[str, Any]:
+    resp = await gw.client.get(
+        f"/connection/{connection_id}?provider_config_key={key}&refresh_token=true&force_refresh=true", headers=gw.auth
+    )
+    assert resp.status == 200, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def mcp_call(gw: Gateway, connection_id: str, key: str) -> tuple[int, Any]:
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}
+    resp = await gw.client.post(
+        "/proxy/mcp", json=call, headers={**gw.auth, "Connection-Id": connection_id, "Provider-Config-Key": key}
+    )
+    return resp.status, await resp.json()
+
+
+async def test_registered_once_then_connect_refresh_and_proxy(gw: Gateway, server: McpAuthServer, db: Any) -> None:
+    result = await run_popup(gw, "mcp", "connection_id=m-1")
+    assert result.frame["message_type"] == "success", result.frame
+    assert len(server.registrations) == 1
+    registration = server.registrations[0]
+    assert registration["redirect_uris"] == [gw.settings.callback_url]
+    assert registration["token_endpoint_auth_method"] == "none"
+    assert registration["grant_types"] == ["authorization_code", "refresh_token"]
+    (client_id,) = server.clients
+    authorize = server.authorize_requests[-1]
+    assert (authorize["client_id"], authorize["resource"]) == (client_id, server.mcp_url)
+    assert authorize["code_challenge_method"] == "S256"
+    exchange = server.token_requests[-1]
+    assert exchange["grant_type"] == "authorization_code"
+    assert exchange["resource"] == server.mcp_url
+    assert "client_secret" not in exchange  # a public client sends its id alone
+
+    connection = await get_connection(gw, "m-1", "mcp")
+    assert connection["credentials"]["type"] == "OAUTH2"
+    assert json.loads(connection["connection_config"]["oauth_client_info"]) == {"client_id": client_id}
+
+    # The client is reused: a second connect registers nothing.
+    assert (await run_popup(gw, "mcp", "connection_id=m-2")).frame["message_type"] == "success"
+    assert len(server.registrations) == 1
+    assert server.authorize_requests[-1]["client_id"] == client_id
+
+    before = connection["credentials"]["access_token"]
+    after = await refreshed(gw, "m-1", "mcp")
+    assert after["credentials"]["access_token"] != before
+    refresh = server.token_requests[-1]
+    assert (refresh["grant_type"], refresh["client_id"], refresh["resource"]) == (
+        "refresh_token",
+        client_id,
+        server.mcp_url,
+    )
+
+    status, answer = await mcp_call(gw, "m-1", "mcp")
+    assert status == 200, answer
+    assert answer == {"jsonrpc": "2.0", "id": 7, "result": {"tools": []}}
+    assert server.mcp_calls[-1]["method"] == "tools/list"
+
+
+async def test_a_registered_secret_is_kept_encrypted_and_sent(gw: Gateway, server: McpAuthServer, db: Any) -> None:
+    server.issue_secrets = True
+    assert (await run_popup(gw, "mcp", "connection_id=s-1")).frame["message_type"] == "success"
+    (client,) = server.clients.values()
+    assert server.token_requests[-1]["client_secret"] == client.client_secret
+    stored = await db["integrations"].find_one({"unique_key": "mcp"})
+    assert client.client_secret not in json.dumps(stored, default=str)
+    assert client.client_secret not in json.dumps(await get_connection(gw, "s-1", "mcp"))
+    await refreshed(gw, "s-1", "mcp")
+    assert server.token_requests[-1]["client_secret"] == client.client_secret
+
+
+async def test_a_registration_refused_stores_nothing(gw: Gateway, server: McpAuthServer, db: Any) -> None:
+    server.refuse_registration = True
+    result = await run_popup(gw, "mcp", "connection_id=r-1")
+    assert (result.frame["message_type"], result.frame["error_type"]) == ("error", "client_registration_err")
+    assert "400" in result.frame["error_desc"]
+    assert server.authorize_requests == []
+    resp = await gw.client.get("/connection/r-1?provider_config_key=mcp", headers=gw.auth)
+    assert resp.status == 404
+    server.refuse_registration = False  # a later connect registers: nothing half-kept stood in the way
+    assert (await run_popup(gw, "mcp", "connection_id=r-1")).frame["message_type"] == "success"
+    assert len(server.clients) == 1
+
+
+async def test_client_metadata_document_names_the_client(gw: Gateway, server: McpAuthServer) -> None:
+    server.cimd_supported = True
+    result = await run_popup(gw, "mcp-cimd", "connection_id=c-1")
+    assert result.frame["message_type"] == "success", result.frame
+    document_url = f"{gw.settings.public_url}/oauth/client-metadata/dev/mcp-cimd"
+    assert server.authorize_requests[-1]["client_id"] == document_url
+    assert server.metadata_fetches
+    assert set(server.metadata_fetches) == {document_url}
+    assert server.registrations == []
+
+    resp = await gw.client.get("/oauth/client-metadata/dev/mcp-cimd")
+    assert resp.status == 200
+    assert resp.headers["Cache-Control"] == "public, max-age=300"
+    document = await resp.json()
+    assert document["client_id"] == document_url
+    assert document["redirect_uris"] == [gw.settings.callback_url]
+    assert document["token_endpoint_auth_method"] == "none"
+    assert document["grant_types"] == ["authorization_code", "refresh_token"]
+
+    await refreshed(gw, "c-1", "mcp-cimd")
+    assert server.token_requests[-1]["client_id"] == document_url
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/oauth/client-metadata/nowhere/mcp-cimd", "unknown_environment"),
+        ("/oauth/client-metadata/dev/missing", "unknown_provider_config"),
+    ],
+)
+async def test_client_metadata_document_for_nothing_is_a_404(gw: Gateway, path: str, code: str) -> None:
+    resp = await gw.client.get(path)
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == code
+
+
+async def test_client_metadata_document_only_for_mcp_integrations(gw: Gateway, tmp_path: Path) -> None:
+    await create_integration(gw, "posthog", "ph")
+    resp = await gw.client.get("/oauth/client-metadata/dev/ph")
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "unknown_provider_config"
+
+
+async def test_generic_discovers_registers_refreshes(gw: Gateway, server: McpAuthServer) -> None:
+    url = quote(server.mcp_url, safe="")
+    # A browser's own metadata is dropped: only discovery says where tokens go.
+    forged = quote(json.dumps({"token_endpoint": "https://attacker.example/token"}), safe="")
+    result = await run_popup(
+        gw, "mcp-any", f"connection_id=g-1&params[mcp_server_url]={url}&params[oauth_metadata]={forged}"
+    )
+    assert result.frame["message_type"] == "success", result.frame
+    assert len(server.registrations) == 1
+    assert server.registrations[0]["redirect_uris"] == [gw.settings.callback_url]
+    authorize = server.authorize_requests[-1]
+    assert authorize["scope"] == "mcp:tools"  # the resource's scopes_supported
+    assert authorize["resource"] == server.mcp_url
+
+    connection = await get_connection(gw, "g-1", "mcp-any")
+    config = connection["connection_config"]
+    assert config["mcp_server_url"] == server.mcp_url
+    assert json.loads(config["oauth_metadata"])["token_endpoint"] == f"{server.base}/as/token"
+    assert config["oauth_resource_url"] == server.mcp_url
+
+    assert (await run_popup(gw, "mcp-any", f"connection_id=g-2&params[mcp_server_url]={url}")).frame[
+        "message_type"
+    ] == "success"
+    assert len(server.registrations) == 1  # kept per authorization server, reused
+
+    after = await refreshed(gw, "g-1", "mcp-any")
+    assert after["credentials"]["access_token"] != connection["credentials"]["access_token"]
+    assert server.token_requests[-1]["grant_type"] == "refresh_token"
+    status, _answer = await mcp_call(gw, "g-1", "mcp-any")
+    assert status == 200
+
+
+async def test_generic_prefers_the_metadata_document(gw: Gateway, server: McpAuthServer) -> None:
+    server.cimd_supported = True
+    url = quote(server.mcp_url, safe="")
+    result = await run_popup(gw, "mcp-any", f"connection_id=g-3&params[mcp_server_url]={url}")
+    assert result.frame["message_type"] == "success", result.frame
+    assert server.registrations == []
+    assert server.authorize_requests[-1]["client_id"].endswith("/oauth/client-metadata/dev/mcp-any")
+
+
+@pytest.mark.parametrize(
+    ("key", "params", "error_type"),
+    [
+        ("mcp-any", "", "missing_connection_config"),
+        ("mcp-https", "&params[mcp_server_url]=http%3A%2F%2F127.0.0.1%3A1%2Fmcp", "url_param_err"),
+        ("mcp-any", "&params[mcp_server_url]=http%3A%2F%2F127.0.0.1%3A1%2Fmcp", "discovery_err"),
+    ],
+)
+async def test_generic_bad_input_is_refused_and_nothing_stored(
+    gw: Gateway, key: str, params: str, error_type: str
+) -> None:
+    result = await run_popup(gw, key, f"connection_id=bad{params}")
+    assert result.frame["message_type"] == "error"
+    assert result.frame["error_type"] == error_type
+    resp = await gw.client.get(f"/connection/bad?provider_config_key={key}", headers=gw.auth)
+    assert resp.status == 404
