@@ -37,8 +37,8 @@ def catalog(server: McpAuthServer) -> dict[str, Any]:
         "test-mcp-generic": {
             "display_name": "MCP (generic)",
             "auth_mode": "MCP_OAUTH2_GENERIC",
+            # As Nango's mcp-generic: no proxy base URL, the calls go to the connection's server.
             "connection_config": {"mcp_server_url": {"type": "string", "title": "MCP Server URL"}},
-            "proxy": {"base_url": server.base},
         },
         # Nango's entry: only https MCP servers.
         "mcp-generic-https": {
@@ -71,10 +71,10 @@ async def refreshed(gw: Gateway, connection_id: str, key: str) -> dict[str, Any]
     return body
 
 
-async def mcp_call(gw: Gateway, connection_id: str, key: str) -> tuple[int, Any]:
+async def mcp_call(gw: Gateway, connection_id: str, key: str, path: str = "/proxy/mcp") -> tuple[int, Any]:
     call = {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}
     resp = await gw.client.post(
-        "/proxy/mcp", json=call, headers={**gw.auth, "Connection-Id": connection_id, "Provider-Config-Key": key}
+        path, json=call, headers={**gw.auth, "Connection-Id": connection_id, "Provider-Config-Key": key}
     )
     return resp.status, await resp.json()
 
@@ -217,8 +217,9 @@ async def test_generic_discovers_registers_refreshes(gw: Gateway, server: McpAut
     after = await refreshed(gw, "g-1", "mcp-any")
     assert after["credentials"]["access_token"] != connection["credentials"]["access_token"]
     assert server.token_requests[-1]["grant_type"] == "refresh_token"
-    status, _answer = await mcp_call(gw, "g-1", "mcp-any")
-    assert status == 200
+    status, answer = await mcp_call(gw, "g-1", "mcp-any", "/proxy/")  # the server's own URL
+    assert status == 200, answer
+    assert answer["result"] == {"tools": []}
 
 
 async def test_generic_prefers_the_metadata_document(gw: Gateway, server: McpAuthServer) -> None:

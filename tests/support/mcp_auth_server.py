@@ -88,6 +88,7 @@ class McpAuthServer:
         app.router.add_get("/as/authorize", self._authorize)
         app.router.add_post("/as/token", self._token)
         app.router.add_post("/mcp", self._mcp)
+        app.router.add_post("/mcp/", self._mcp)  # a proxy call to the server URL itself (endpoint "/")
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()

@@ -49,6 +49,7 @@ __all__ = [
     "discover",
     "mcp_template",
     "own_client_refresh",
+    "proxy_base",
     "register_client",
     "registered_client",
 ]
@@ -171,6 +172,14 @@ def client_in_config(config: Mapping[str, Any]) -> str | None:
     except (ValueError, AttributeError):
         return None
     return client_id if isinstance(client_id, str) and client_id else None
+
+
+def proxy_base(config: Mapping[str, Any]) -> str | None:
+    """Where the proxy sends a discovered MCP server's calls when its template names no base URL: the
+    server's URL, for a connection Keyway's own flow authorized there (the flow alone writes the
+    metadata beside it; a template could not take a browser's whole URL as its base)."""
+    url = config.get("mcp_server_url")
+    return url if isinstance(url, str) and url and config.get(METADATA_FIELD) else None
 
 
 def mcp_template(template: ProviderTemplate, server: AuthorizationServer | None) -> ProviderTemplate:
