@@ -176,7 +176,7 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
     # OAuth 2 against an MCP server's authorization server, PKCE always; the catalog names its
     # endpoints and how the client is identified (``client_registration``: dynamic, cimd or static,
     # the last one the integration's own client).
-    "MCP_OAUTH2": ModeFacts(browser="popup", scopes=True, own_client=True, integration_credentials="oauth_client"),
+    "MCP_OAUTH2": ModeFacts(browser="popup", scopes=True, own_client=True),
     # The same, against any MCP server the person names (``params[mcp_server_url]``): its authorization
     # server discovered (RFC 9728, RFC 8414), the client registered or named by the metadata document.
     "MCP_OAUTH2_GENERIC": ModeFacts(browser="popup", own_client=True),

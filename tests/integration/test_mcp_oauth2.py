@@ -8,6 +8,7 @@ callback), then a refresh and a proxied MCP call. Nango's references: ``mcp.clie
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -131,6 +132,27 @@ async def test_a_registered_secret_is_kept_encrypted_and_sent(gw: Gateway, serve
     assert client.client_secret not in json.dumps(await get_connection(gw, "s-1", "mcp"))
     await refreshed(gw, "s-1", "mcp")
     assert server.token_requests[-1]["client_secret"] == client.client_secret
+
+
+async def test_two_connects_registering_at_once_keep_one_client(gw: Gateway, server: McpAuthServer, db: Any) -> None:
+    server.registration_delay = 0.3  # both find no client and register
+    first, second = await asyncio.gather(
+        run_popup(gw, "mcp", "connection_id=race-1"), run_popup(gw, "mcp", "connection_id=race-2")
+    )
+    assert first.frame["message_type"] == second.frame["message_type"] == "success"
+    assert len(server.registrations) == 2
+    used = {request["client_id"] for request in server.authorize_requests}
+    assert len(used) == 1  # the second registration was dropped for the first one kept
+    stored = set()
+    for connection_id in ("race-1", "race-2"):
+        config = (await get_connection(gw, connection_id, "mcp"))["connection_config"]
+        stored.add(json.loads(config["oauth_client_info"])["client_id"])
+    assert stored == used
+    resp = await gw.client.get("/config/mcp?include_creds=true", headers=gw.auth)
+    custom = (await resp.json())["config"]["custom"]
+    (kept,) = [json.loads(value)["client_id"] for name, value in custom.items() if name.startswith("mcp_client:")]
+    assert {kept} == used
+    await refreshed(gw, "race-2", "mcp")
 
 
 async def test_a_registration_refused_stores_nothing(gw: Gateway, server: McpAuthServer, db: Any) -> None:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
@@ -40,6 +41,7 @@ class McpAuthServer:
     issue_secrets: bool = False
     cimd_supported: bool = False
     refuse_registration: bool = False
+    registration_delay: float = 0.0  # seconds: lets two connects register at once
     expected_resource: bool = True  # the resource indicator must name the MCP server (RFC 8707)
     token_lifetime: int = 3600
     port: int = field(default_factory=free_port)
@@ -122,6 +124,7 @@ class McpAuthServer:
         except ValueError:
             return web.json_response({"error": "invalid_client_metadata"}, status=400)
         self.registrations.append(body)
+        await asyncio.sleep(self.registration_delay)
         if self.refuse_registration:
             return web.json_response({"error": "invalid_client_metadata"}, status=400)
         uris = body.get("redirect_uris")
