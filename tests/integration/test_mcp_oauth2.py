@@ -17,9 +17,15 @@ from urllib.parse import quote
 
 import pytest
 
+from token_refresher.app import create_app as create_refresher_app
+from token_refresher.settings import RefresherSettings
+
+from ..support.inproc import running
 from ..support.mcp_auth_server import McpAuthServer
+from ..support.polling import eventually
 from .flow_helpers import get_connection, run_popup
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
+from .refresher_world import REFRESHER_SETTINGS
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -269,3 +275,29 @@ async def test_generic_bad_input_is_refused_and_nothing_stored(
     assert result.frame["error_type"] == error_type
     resp = await gw.client.get(f"/connection/bad?provider_config_key={key}", headers=gw.auth)
     assert resp.status == 404
+
+
+async def test_the_token_refresher_renews_before_expiry(
+    gw: Gateway, server: McpAuthServer, tmp_path: Path, service_settings: dict[str, Any], encryption_key: str
+) -> None:
+    server.token_lifetime = 3  # short-lived: the refresher re-mints halfway
+    assert (await run_popup(gw, "mcp", "connection_id=bg-1")).frame["message_type"] == "success"
+    first = (await get_connection(gw, "bg-1", "mcp"))["credentials"]["access_token"]
+    settings = RefresherSettings(
+        **service_settings,
+        **REFRESHER_SETTINGS,
+        encryption_key=encryption_key,
+        providers_file=providers_yaml(tmp_path, catalog(server)),
+    )
+    async with running(create_refresher_app(settings)):
+
+        async def refreshed_in_background() -> bool:
+            return any(request["grant_type"] == "refresh_token" for request in server.token_requests)
+
+        await eventually(refreshed_in_background, timeout=15, what="the refresher to refresh the MCP connection")
+    refresh = next(request for request in server.token_requests if request["grant_type"] == "refresh_token")
+    assert refresh["resource"] == server.mcp_url
+    assert "client_secret" not in refresh
+    stored = (await get_connection(gw, "bg-1", "mcp"))["credentials"]["access_token"]
+    assert stored != first
+    assert (await mcp_call(gw, "bg-1", "mcp"))[0] == 200
