@@ -136,8 +136,15 @@ async def test_a_registered_secret_is_kept_encrypted_and_sent(gw: Gateway, serve
     stored = await db["integrations"].find_one({"unique_key": "mcp"})
     assert client.client_secret not in json.dumps(stored, default=str)
     assert client.client_secret not in json.dumps(await get_connection(gw, "s-1", "mcp"))
+    # Replacing the integration with PUT /config keeps the client its connections were made as.
+    resp = await gw.client.put(
+        "/config", json={"provider": "test-mcp", "provider_config_key": "mcp", "oauth_scopes": "a"}, headers=gw.auth
+    )
+    assert resp.status == 200, await resp.text()
     await refreshed(gw, "s-1", "mcp")
     assert server.token_requests[-1]["client_secret"] == client.client_secret
+    assert (await run_popup(gw, "mcp", "connection_id=s-2")).frame["message_type"] == "success"
+    assert len(server.registrations) == 1
 
 
 async def test_two_connects_registering_at_once_keep_one_client(gw: Gateway, server: McpAuthServer, db: Any) -> None:
