@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import pytest
 
+from activity_log.app import create_app as create_activity_app
+from activity_log.settings import ActivityLogSettings
 from token_refresher.app import create_app as create_refresher_app
 from token_refresher.settings import RefresherSettings
 
@@ -26,6 +28,7 @@ from ..support.polling import eventually
 from .flow_helpers import get_connection, run_popup
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 from .refresher_world import REFRESHER_SETTINGS
+from .test_activity_connect_steps import everything_stored, operation_of
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -308,3 +311,26 @@ async def test_the_token_refresher_renews_before_expiry(
     stored = (await get_connection(gw, "bg-1", "mcp"))["credentials"]["access_token"]
     assert stored != first
     assert (await mcp_call(gw, "bg-1", "mcp"))[0] == 200
+
+
+async def test_the_activity_log_tells_discovery_and_registration_without_secrets(
+    gw: Gateway, server: McpAuthServer, service_settings: dict[str, Any], db: Any
+) -> None:
+    server.issue_secrets = True
+    settings = ActivityLogSettings(**service_settings, batch_delay_ms=20)
+    async with running(create_activity_app(settings)):
+        url = quote(server.mcp_url, safe="")
+        result = await run_popup(gw, "mcp-any", f"connection_id=log-1&params[mcp_server_url]={url}")
+        assert result.frame["message_type"] == "success"
+        op = await operation_of(gw, "log-1", "success", 5)
+    messages = [m["message"] for m in op["messages"]]
+    assert messages[:3] == [
+        f"Authorization server discovered: {server.base}/as",
+        "OAuth client registered at 127.0.0.1",
+        "OAuth client: dynamic",
+    ]
+    assert op["messages"][0]["meta"]["token_endpoint"] == f"{server.base}/as/token"
+    (client,) = server.clients.values()
+    assert op["messages"][2]["meta"] == {"client_registration": "dynamic", "client_id": client.client_id}
+    stored = await everything_stored(db)
+    assert client.client_secret not in stored

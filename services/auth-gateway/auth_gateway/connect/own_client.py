@@ -35,11 +35,13 @@ from keyway_shared.logging import get_logger
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
+from ..operations.connections import record_step
 from ..operations.environment import callback_url
 from ..operations.flow_errors import FlowError
 from ..resources import HTTP, SETTINGS, STORES
+from .popup_common import PopupStart
 
-__all__ = ["ClientRegistration", "OwnClient", "client_metadata_url", "own_client"]
+__all__ = ["ClientRegistration", "OwnClient", "catalog_registration", "client_metadata_url", "own_client", "record"]
 
 log = get_logger(__name__)
 
@@ -71,10 +73,23 @@ def client_metadata_url(app: web.Application, environment: str, provider_config_
     return f"{public_url}/oauth/client-metadata/{quote(environment, safe='')}/{quote(provider_config_key, safe='')}"
 
 
+async def record(start: PopupStart, message: str, **meta: object) -> None:
+    """A step of this connect attempt in the activity log (no secret in ``meta``)."""
+    front = start.front
+    await record_step(
+        start.request.app,
+        environment=start.env.name,
+        operation_id=front.operation_id,
+        provider_config_key=front.provider_config_key,
+        provider=start.integration.provider,
+        connection_id=front.connection_id,
+        message=message,
+        meta=dict(meta),
+    )
+
+
 async def own_client(
-    request: web.Request,
-    env: Environment,
-    integration: Integration,
+    start: PopupStart,
     *,
     registration: ClientRegistration,
     registration_endpoint: str | None,
@@ -82,6 +97,18 @@ async def own_client(
 ) -> OwnClient:
     """The client this integration's flow runs as; registers one at ``registration_endpoint`` the first
     time (and when the callback URL changed since). FlowError with Nango's codes otherwise."""
+    client = await _own_client(start, registration, registration_endpoint, registration_params)
+    await record(start, f"OAuth client: {registration}", client_registration=registration, client_id=client.client_id)
+    return client
+
+
+async def _own_client(
+    start: PopupStart,
+    registration: ClientRegistration,
+    registration_endpoint: str | None,
+    registration_params: dict[str, object] | None,
+) -> OwnClient:
+    request, env, integration = start.request, start.env, start.integration
     if registration == "static":
         if not integration.oauth_client_id:
             raise FlowError("provider_config_err", "The integration has no OAuth client id.")
@@ -99,6 +126,8 @@ async def own_client(
     if kept is not None and kept.redirect_uri == redirect_uri:
         return OwnClient(client_id=kept.client_id, client_secret=kept.client_secret)
     client = await _register(request, env, integration, registration_endpoint, redirect_uri, registration_params)
+    host = urlsplit(registration_endpoint).hostname
+    await record(start, f"OAuth client registered at {host}", registration_endpoint=registration_endpoint)
     return await _keep(request, integration, registration_endpoint, client)
 
 

@@ -46,9 +46,7 @@ def flow_config_with_client(start: PopupStart, client: OwnClient, server: Author
 async def start_mcp_oauth2(start: PopupStart) -> web.StreamResponse:
     template = start.template
     client = await own_client(
-        start.request,
-        start.env,
-        start.integration,
+        start,
         registration=catalog_registration(template),
         registration_endpoint=template.registration_url,
         registration_params=template.registration_params,

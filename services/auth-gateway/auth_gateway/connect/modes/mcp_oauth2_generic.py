@@ -17,7 +17,7 @@ from keyway_shared.providers.interpolation import UnsafeParamError, check_patter
 
 from ...operations.flow_errors import FlowError
 from ...resources import HTTP, SETTINGS
-from ..own_client import client_metadata_url, own_client
+from ..own_client import client_metadata_url, own_client, record
 from ..popup_common import PopupStart, flow_config
 from .mcp_oauth2 import finish_mcp, flow_config_with_client
 from .oauth2 import redirect_to_authorize
@@ -46,10 +46,15 @@ async def start_mcp_generic(start: PopupStart) -> web.StreamResponse:
     cimd = server.client_id_metadata_document_supported and client_metadata_url(
         request.app, start.env.name, start.integration.unique_key
     )
+    await record(
+        start,
+        f"Authorization server discovered: {server.issuer}",
+        token_endpoint=server.token_endpoint,
+        registration_endpoint=server.registration_endpoint,
+        client_id_metadata_document_supported=server.client_id_metadata_document_supported,
+    )
     client = await own_client(
-        request,
-        start.env,
-        start.integration,
+        start,
         registration="cimd" if cimd else "dynamic",
         registration_endpoint=server.registration_endpoint,
     )
