@@ -283,6 +283,8 @@ async def test_generic_bad_input_is_refused_and_nothing_stored(
     result = await run_popup(gw, key, f"connection_id=bad{params}")
     assert result.frame["message_type"] == "error"
     assert result.frame["error_type"] == error_type
+    if error_type == "discovery_err":
+        assert result.frame["error_desc"] == "The MCP server's metadata could not be reached."
     resp = await gw.client.get(f"/connection/bad?provider_config_key={key}", headers=gw.auth)
     assert resp.status == 404
 

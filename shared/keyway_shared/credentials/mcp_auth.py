@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from ..egress import failure_reason
 from ..logging import get_logger
 from ..providers import ProviderTemplate
 
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from ..store import Integration
 from .bounded_body import ResponseTooLargeError, read_bounded
 from .errors import PermanentTokenError, TransientTokenError
-from .oauth2_client import unreachable
 
 __all__ = [
     "CLIENT_INFO_FIELD",
@@ -232,7 +232,7 @@ async def _get_json(http: aiohttp.ClientSession, url: str, timeout_seconds: floa
     except TimeoutError:
         raise TransientTokenError("metadata_timeout", "The MCP server's metadata did not arrive in time.") from None
     except aiohttp.ClientError as exc:
-        raise unreachable(url, exc) from None
+        raise _unreachable(url, exc, "The MCP server's metadata could not be reached.") from None
     if status >= 500:
         raise TransientTokenError("metadata_unavailable", f"A metadata endpoint answered {status}.", status=status)
     if status != 200:
@@ -242,6 +242,13 @@ async def _get_json(http: aiohttp.ClientSession, url: str, timeout_seconds: floa
     except ValueError:
         return None
     return document if isinstance(document, dict) else None
+
+
+def _unreachable(url: str, exc: BaseException, message: str) -> TransientTokenError:
+    """One answer whatever the cause (refused by the egress guard, unknown name, silent host): the
+    cause is logged, never told, so a browser choosing the URL cannot map internal names."""
+    log.warning("mcp metadata unreachable", host=urlsplit(url).hostname, reason=failure_reason(exc))
+    return TransientTokenError("metadata_unreachable", message)
 
 
 def _well_known(url: str, name: str, *, path_aware: bool = True) -> str:
@@ -342,7 +349,7 @@ async def register_client(
     except TimeoutError:
         raise TransientTokenError("registration_timeout", "The client registration did not answer in time.") from None
     except aiohttp.ClientError as exc:
-        raise unreachable(registration_endpoint, exc) from None
+        raise _unreachable(registration_endpoint, exc, "The client registration could not be reached.") from None
     if status >= 500:
         raise TransientTokenError("registration_unavailable", f"The client registration answered {status}.")
     try:
