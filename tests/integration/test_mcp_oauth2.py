@@ -23,7 +23,7 @@ from token_refresher.app import create_app as create_refresher_app
 from token_refresher.settings import RefresherSettings
 
 from ..support.inproc import running
-from ..support.mcp_auth_server import McpAuthServer
+from ..support.mcp_auth_server import Client, McpAuthServer
 from ..support.polling import eventually
 from .flow_helpers import get_connection, run_popup
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
@@ -44,6 +44,7 @@ def catalog(server: McpAuthServer) -> dict[str, Any]:
     return {
         "test-mcp": server.template("dynamic"),
         "test-mcp-cimd": server.template("cimd"),
+        "test-mcp-static": server.template("static"),
         "test-mcp-generic": {
             "display_name": "MCP (generic)",
             "auth_mode": "MCP_OAUTH2_GENERIC",
@@ -336,3 +337,55 @@ async def test_the_activity_log_tells_discovery_and_registration_without_secrets
     assert op["messages"][2]["meta"] == {"client_registration": "dynamic", "client_id": client.client_id}
     stored = await everything_stored(db)
     assert client.client_secret not in stored
+
+
+async def test_a_static_client_is_the_integrations_own(gw: Gateway, server: McpAuthServer) -> None:
+    await create_integration(gw, "test-mcp-static", "mcp-static")
+    result = await run_popup(gw, "mcp-static", "connection_id=st-0")
+    assert (result.frame["message_type"], result.frame["error_type"]) == ("error", "provider_config_err")
+
+    server.clients["own-app"] = Client(
+        client_id="own-app", client_secret="own-secret", redirect_uris=[gw.settings.callback_url]
+    )
+    resp = await gw.client.put(
+        "/config",
+        json={
+            "provider": "test-mcp-static",
+            "provider_config_key": "mcp-static",
+            "oauth_client_id": "own-app",
+            "oauth_client_secret": "own-secret",
+        },
+        headers=gw.auth,
+    )
+    assert resp.status == 200, await resp.text()
+    result = await run_popup(gw, "mcp-static", "connection_id=st-1")
+    assert result.frame["message_type"] == "success", result.frame
+    assert server.registrations == []
+    exchange = server.token_requests[-1]
+    assert (exchange["client_id"], exchange["client_secret"], exchange["resource"]) == (
+        "own-app",
+        "own-secret",
+        server.mcp_url,
+    )
+    await refreshed(gw, "st-1", "mcp-static")
+    assert server.token_requests[-1]["client_secret"] == "own-secret"
+
+
+async def test_the_metadata_document_carries_the_integrations_branding(gw: Gateway) -> None:
+    branding = {
+        "oauth_client_name": "Acme Assistant",
+        "oauth_client_uri": "https://acme.example",
+        "oauth_client_logo_uri": "https://acme.example/logo.png",
+    }
+    resp = await gw.client.patch("/integrations/mcp-cimd", json={"custom": branding}, headers=gw.auth)
+    assert resp.status == 200, await resp.text()
+    document = await (await gw.client.get("/oauth/client-metadata/dev/mcp-cimd")).json()
+    assert (document["client_name"], document["client_uri"], document["logo_uri"]) == (
+        "Acme Assistant",
+        "https://acme.example",
+        "https://acme.example/logo.png",
+    )
+    branding["oauth_client_logo_uri"] = "javascript:alert(1)"  # not a web URL: left out
+    await gw.client.patch("/integrations/mcp-cimd", json={"custom": branding}, headers=gw.auth)
+    document = await (await gw.client.get("/oauth/client-metadata/dev/mcp-cimd")).json()
+    assert "logo_uri" not in document
