@@ -31,7 +31,20 @@ __all__ = [
 ]
 
 # The order is the published one (event schemas list it as their enum).
-AuthMode = Literal["OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA"]
+AuthMode = Literal[
+    "OAUTH1",
+    "OAUTH2",
+    "OAUTH2_CC",
+    "BASIC",
+    "API_KEY",
+    "APP_STORE",
+    "CUSTOM",
+    "APP",
+    "NONE",
+    "TBA",
+    "MCP_OAUTH2",
+    "MCP_OAUTH2_GENERIC",
+]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
 # How a browser connects: a popup to the provider and back through the callback, a form whose
@@ -72,6 +85,9 @@ class ModeFacts:
     webhook_secret_clears: bool = False  # a PATCH /integrations whose webhook_secret is empty drops the kept one
     quickstart: bool = False  # Nango lends it a shared developer app (POST /integrations/quickstart)
     connections_post: ConnectionsPost | None = None  # None: POST /connections' schema has no such type
+    # The OAuth client is Keyway's own at the provider's authorization server (MCP): registered there
+    # (RFC 7591) and kept encrypted on the integration, or named by Keyway's client ID metadata document.
+    own_client: bool = False
 
 
 _CLIENT_FIELDS = (
@@ -157,6 +173,13 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         integration_credentials="oauth_client",
         connections_post="import",
     ),
+    # OAuth 2 against an MCP server's authorization server, PKCE always; the catalog names its
+    # endpoints and how the client is identified (``client_registration``: dynamic, cimd or static,
+    # the last one the integration's own client).
+    "MCP_OAUTH2": ModeFacts(browser="popup", scopes=True, own_client=True),
+    # The same, against any MCP server the person names (``params[mcp_server_url]``): its authorization
+    # server discovered (RFC 9728, RFC 8414), the client registered or named by the metadata document.
+    "MCP_OAUTH2_GENERIC": ModeFacts(browser="popup", own_client=True),
 }
 
 

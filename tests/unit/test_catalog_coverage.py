@@ -175,7 +175,9 @@ def test_proxied_entries_have_a_base_url(templates: dict[str, ProviderTemplate])
     without = [
         name
         for name, template in templates.items()
-        if template.auth_mode != "NONE" and not (template.proxy and template.proxy.base_url)
+        if template.auth_mode != "NONE"
+        and not (template.proxy and template.proxy.base_url)
+        and "mcp_server_url" not in template.connection_config  # the proxy goes to the connection's MCP server
     ]
     assert not without, without
 

@@ -100,7 +100,8 @@ class IntegrationApp:
 
     OAUTH1, OAUTH2 and TBA hold ``client_id``, ``client_secret``, ``scopes``, ``webhook_secret``;
     APP holds ``app_id``, ``private_key``, ``app_link``; CUSTOM holds both clients' fields. A field
-    the mode does not have is None.
+    the mode does not have is None. MCP integrations (MCP_OAUTH2, MCP_OAUTH2_GENERIC) show none, as
+    Nango's do: their client is Keyway's own; their connections hold ``OAuth2Credentials``.
     """
 
     type: str | None

@@ -111,6 +111,17 @@ METADATA_OBJECT: JsonSchema = {"type": "object", "description": "The metadata it
 # answers
 HEALTH = _object({"result": {"const": "ok"}})
 CONNECTED = _object({"providerConfigKey": _STRING, "connectionId": _STRING})
+CLIENT_METADATA = _object(
+    {
+        "client_id": _STRING,
+        "client_name": _STRING,
+        "client_uri": _STRING,
+        "redirect_uris": {"type": "array", "items": _STRING},
+        "grant_types": {"type": "array", "items": _STRING},
+        "response_types": {"type": "array", "items": _STRING},
+        "token_endpoint_auth_method": _STRING,
+    }
+)
 SUCCESS = _object({"success": {"const": True}})
 SESSION_TOKEN = _object({"data": _object({"token": _STRING, "connect_link": _STRING, "expires_at": _STRING})})
 CONNECT_SESSION = _object(

@@ -28,7 +28,10 @@ class GatewaySettings(BaseServiceSettings):
     )
     public_url: str = Field(
         default="http://127.0.0.1:3003",
-        description="where browsers and providers reach the gateway; the default callback is its /oauth/callback",
+        description=(
+            "where browsers and providers reach the gateway; the default callback is its /oauth/callback, and "
+            "MCP authorization servers fetch its client ID metadata documents there (https, or a loopback host)"
+        ),
         validation_alias=AliasChoices("KEYWAY_PUBLIC_URL", "public_url"),
     )
     secret_key_dev: str | None = Field(

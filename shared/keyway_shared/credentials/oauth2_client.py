@@ -131,11 +131,13 @@ def client_request(
     body_params = dict(params)
     if client_in_params:
         method = "none"
-    if method == "client_secret_post":
+    public = not client_secret and not client_in_params  # a public client (RFC 6749 §2.1): its id alone, in the body
+    if method == "client_secret_post" or public:
         body_params.setdefault("client_id", client_id)
+    if method == "client_secret_post" and not public:
         body_params.setdefault("client_secret", client_secret)
     basic = template.authorization_method == "header" or template.token_request_auth_method == "basic"  # noqa: S105
-    if basic and not client_in_params:
+    if basic and not client_in_params and not public:
         _uri, headers, _body = ClientAuth(client_id, client_secret, "client_secret_basic").prepare(
             "POST", url, headers, ""
         )

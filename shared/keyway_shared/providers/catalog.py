@@ -50,8 +50,6 @@ NANGO_ONLY_MODES: frozenset[str] = frozenset(
         "BILL",
         "TWO_STEP",
         "SIGNATURE",
-        "MCP_OAUTH2",
-        "MCP_OAUTH2_GENERIC",
         "INSTALL_PLUGIN",
         "AWS_SIGV4",
     }

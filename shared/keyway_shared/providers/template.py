@@ -215,6 +215,12 @@ class ProviderTemplate(BaseModel):
     refresh_token_response_metadata: list[str] = Field(default_factory=list)
     refresh_token_params: WireParams = Field(default_factory=dict)
     refresh_token_headers: WireParams = Field(default_factory=dict)
+    # MCP_OAUTH2: how Keyway's client is known to the authorization server (registered at
+    # ``registration_url`` with ``registration_params``' grant and response types, named by Keyway's
+    # client ID metadata document, or the integration's own), as Nango's provider schema types them.
+    client_registration: Literal["dynamic", "static", "cimd"] | None = None
+    registration_url: str | None = None
+    registration_params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod

@@ -11,10 +11,12 @@ from typing import Any
 
 import aiohttp
 
+from ..auth_modes import MODE_FACTS, mode_named
 from ..credentials import PermanentTokenError
 from ..credentials.app_store import app_store_token
 from ..credentials.client_credentials import client_credentials_token
 from ..credentials.github_app import installation_token
+from ..credentials.mcp_auth import own_client_refresh
 from ..credentials.oauth2_grant import refresh_oauth2
 from ..credentials.shapes import (
     AppCredentials,
@@ -67,7 +69,11 @@ async def _oauth2(
     override = credentials.config_override or {}
     client_id = override.get("client_id") or integration.oauth_client_id
     client_secret = override.get("client_secret") or integration.oauth_client_secret
-    if not client_id or not client_secret:
+    facts = MODE_FACTS.get(mode) if (mode := mode_named(conn.auth_mode)) is not None else None
+    if facts is not None and facts.own_client:
+        # Keyway's own client at an MCP server's authorization server (often a public one, no secret).
+        template, client_id, client_secret = own_client_refresh(template, integration, conn.connection_config)
+    elif not client_id or not client_secret:
         raise PermanentTokenError("missing_client_credentials", "The integration has no OAuth client id or secret.")
     renewed, expires_at = await refresh_oauth2(
         http,
@@ -76,8 +82,8 @@ async def _oauth2(
             template, template.refresh_url or template.token_url_for("OAUTH2"), conn.connection_config, "token URL"
         ),
         credentials=credentials,
-        client_id=client_id,
-        client_secret=client_secret,
+        client_id=client_id or "",
+        client_secret=client_secret or "",
         connection_config=conn.connection_config,
         now=now,
         timeout_seconds=timeout_seconds,

@@ -103,6 +103,18 @@ class IntegrationStore:
             raise DuplicateIntegrationError(integration.unique_key) from exc
         return result.matched_count == 1
 
+    async def replace_if_unchanged(self, integration: Integration) -> bool:
+        """Write ``integration`` over the stored one only if no one wrote it since it was read (its
+        ``updated_at`` still the stored one): False when another write came first, to be read again."""
+        doc = self._to_doc(integration) | {"updated_at": utcnow()}
+        key = {
+            "environment": integration.environment,
+            "unique_key": integration.unique_key,
+            "updated_at": integration.updated_at,
+        }
+        result = await self._col.update_one(key, {"$set": doc})
+        return result.matched_count == 1
+
     async def get(self, environment: str, unique_key: str) -> Integration | None:
         doc = await self._col.find_one({"environment": environment, "unique_key": unique_key})
         return self._from_doc(doc) if doc else None

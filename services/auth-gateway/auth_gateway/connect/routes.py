@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .. import openapi_schemas as schema
 from ..openapi_spec import ERROR_REF, NO_CONTENT, AuthKind, Route, bracketed, form, json_answer, page, query, redirect
-from . import app_auth, links, oauth, sessions
+from . import app_auth, client_metadata, links, oauth, sessions
 from .links import CreateLinkBody
 from .modes import CONNECT_PARAMS, FORM_ROUTES
 from .session_input import ReconnectSessionBody, SessionBody
@@ -91,6 +91,16 @@ CONNECT_ROUTES: list[Route] = [
         pages=True,
     ),
     # the form modes' routes, where the frontend SDK posts typed credentials (connect/modes)
+    Route(
+        "GET",
+        "/oauth/client-metadata/{environment}/{providerConfigKey}",
+        client_metadata.client_metadata_document,
+        "An MCP integration's OAuth client ID metadata document (its URL is the client id)",
+        "connect",
+        NONE,
+        ok=json_answer(schema=schema.CLIENT_METADATA),
+        errors=(404,),
+    ),
     *FORM_ROUTES,
     Route(
         "GET",

@@ -87,11 +87,14 @@ class IntegrationNeeds:
 
 def integration_needs(template: ProviderTemplate) -> IntegrationNeeds:
     facts = MODE_FACTS[template.auth_mode]
+    # An MCP server's client is Keyway's own, registered with the callback URL, unless the catalog
+    # says it is the integration's (``client_registration: static``).
+    brought = facts.own_client and template.client_registration == "static"
     return IntegrationNeeds(
-        client=facts.client,
+        client=facts.client or brought,
         scopes=facts.scopes,
         app=facts.github_app,
-        callback=facts.browser == "popup",
+        callback=facts.browser == "popup" and (brought or not facts.own_client),
     )
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from keyway_shared.auth_modes import MODE_FACTS
+from keyway_shared.credentials.mcp_auth import REGISTERED_PREFIX
 from keyway_shared.store import DuplicateIntegrationError, Environment, Integration
 
 from ..http.errors import ApiError
@@ -80,7 +81,9 @@ def _apply(integration: Integration, provider: str, body: IntegrationBody) -> No
     integration.oauth_client_secret = body.oauth_client_secret
     integration.oauth_scopes = normalise_scopes(body.oauth_scopes)
     integration.app_link = body.app_link
-    integration.custom = body.custom or {}
+    # The MCP clients Keyway registered stay (their connections refresh as them) unless the body names them.
+    registered = {name: value for name, value in integration.custom.items() if name.startswith(REGISTERED_PREFIX)}
+    integration.custom = {**registered, **(body.custom or {})}
 
 
 async def create_integration(

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from keyway_shared.credentials.mcp_auth import proxy_base
 from keyway_shared.credentials.shapes import Credentials, SignedCredentials, UnusableCredentialsError
 from keyway_shared.providers.expressions import RequestFacts, Scope, expand, uses
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
@@ -201,6 +202,7 @@ def build_target(
     values |= {name: value for name, value in (("clientId", client_id), ("clientSecret", client_secret)) if value}
 
     base = client_headers.get("Base-Url-Override", "").strip() or (proxy.base_url if proxy else None)
+    base = base or proxy_base(config)  # an MCP server the connection was authorized against
     if not base:
         raise ApiError(
             "missing_base_api_url",

@@ -13,6 +13,7 @@ from aiohttp import web
 from keyway_shared.activity import http_excerpt
 from keyway_shared.credentials import TokenRequestError
 from keyway_shared.events import utcnow
+from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment
 
 from ...operations.attempt_steps import record_step
@@ -25,18 +26,11 @@ from ..protocol.flow_overrides import RESERVED_OAUTH2, authorization_params, cli
 from ..protocol.oauth2 import authorization_url, config_to_store, exchange_code, new_code_verifier, resolve_url
 from .spec import AuthModeSpec, PopupFlow
 
-__all__ = ["SPEC", "finish_oauth2", "start_oauth2"]
+__all__ = ["SPEC", "exchange_and_connect", "finish_oauth2", "redirect_to_authorize", "start_oauth2"]
 
 
 async def start_oauth2(start: PopupStart) -> web.StreamResponse:
-    request, env, front, integration, template = (
-        start.request,
-        start.env,
-        start.front,
-        start.integration,
-        start.template,
-    )
-    ws_client_id = start.ws_client_id
+    request, front, integration, template = start.request, start.front, start.integration, start.template
     grant_type = template.token_params.get("grant_type", "authorization_code")
     if grant_type != "authorization_code":
         raise FlowError("grant_type_err", f"The provider's grant type {grant_type} has no authorization step.")
@@ -45,13 +39,36 @@ async def start_oauth2(start: PopupStart) -> web.StreamResponse:
     client_secret = override.client_secret or integration.oauth_client_secret
     if not client_id or not client_secret:
         raise FlowError("provider_config_err", "The integration has no OAuth client id or client secret.")
-    config = flow_config(request, front)
-    scopes = config.get("oauth_scopes_override") or [s for s in (integration.oauth_scopes or "").split(",") if s]
+    return await redirect_to_authorize(
+        start,
+        template=template,
+        client_id=client_id,
+        client_secret=client_secret,
+        config=flow_config(request, front),
+        overridden=override.given,
+    )
+
+
+async def redirect_to_authorize(
+    start: PopupStart,
+    *,
+    template: ProviderTemplate,
+    client_id: str,
+    client_secret: str,
+    config: dict[str, Any],
+    overridden: bool = False,
+    scopes: list[str] | None = None,
+) -> web.StreamResponse:
+    """Keep the flow's session and send the browser to ``template``'s authorization URL as
+    ``client_id`` (an empty ``client_secret``: a public client); ``scopes`` when not the integration's."""
+    request, env, front, integration = start.request, start.env, start.front, start.integration
+    if scopes is None:
+        scopes = config.get("oauth_scopes_override") or [s for s in (integration.oauth_scopes or "").split(",") if s]
     verifier = None if template.disable_pkce else new_code_verifier()
     secrets = {"client_id": client_id, "client_secret": client_secret}
     if verifier is not None:
         secrets["code_verifier"] = verifier
-    if override.given:
+    if overridden:
         secrets["overridden"] = "true"
     if front.connect_session_id:
         secrets["connect_session"] = front.connect_session_id
@@ -64,7 +81,7 @@ async def start_oauth2(start: PopupStart) -> web.StreamResponse:
         callback_url=callback_url(request.app, env),
         operation_id=front.operation_id,
         connection_config=config,
-        ws_client_id=ws_client_id,
+        ws_client_id=start.ws_client_id,
         return_url=start.return_url,
         secrets=secrets,
         browser_binding=start.browser_binding.digest,
@@ -88,19 +105,27 @@ async def start_oauth2(start: PopupStart) -> web.StreamResponse:
 
 
 async def finish_oauth2(request: web.Request, session: OAuthSession, env: Environment) -> web.StreamResponse:
-    code = request.query.get("code")
-    if not code:
-        raise FlowError("callback_err", "The provider's callback has no authorization code.")
     integration = await request.app[STORES].integrations.get(env.name, session.provider_config_key)
     template = request.app[CATALOG].get(session.provider)
     if integration is None or template is None:
         raise FlowError("provider_config_err", "The integration was deleted during the authorization.")
+    return await exchange_and_connect(request, session, template=template)
+
+
+async def exchange_and_connect(
+    request: web.Request, session: OAuthSession, *, template: ProviderTemplate
+) -> web.StreamResponse:
+    """The callback's code for tokens at ``template``'s token URL, as the client the flow began as;
+    then the connection."""
+    code = request.query.get("code")
+    if not code:
+        raise FlowError("callback_err", "The provider's callback has no authorization code.")
     # From the configuration given at connect time: a callback's query never steers a URL.
     config = session.connection_config
     token_url = resolve_url(template.token_url_for("OAUTH2"), config, what="token URL", template=template)
     settings = request.app[SETTINGS]
     step: dict[str, Any] = {
-        "environment": env.name,
+        "environment": session.environment,
         "operation_id": session.operation_id,
         "provider_config_key": session.provider_config_key,
         "provider": session.provider,
