@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 # The order is the published one (event schemas list it as their enum).
-AuthMode = Literal["OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA"]
+AuthMode = Literal[
+    "OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA", "JWT", "SIGNATURE"
+]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
 # How a browser connects: a popup to the provider and back through the callback, a form whose
@@ -72,6 +74,9 @@ class ModeFacts:
     webhook_secret_clears: bool = False  # a PATCH /integrations whose webhook_secret is empty drops the kept one
     quickstart: bool = False  # Nango lends it a shared developer app (POST /integrations/quickstart)
     connections_post: ConnectionsPost | None = None  # None: POST /connections' schema has no such type
+    # A mode whose token Keyway makes itself: the ``signature.protocol`` values its templates may
+    # declare, beside a ``token`` (keyway_shared.providers.token_declaration); empty for the others.
+    token_protocols: frozenset[str] = frozenset()
 
 
 _CLIENT_FIELDS = (
@@ -156,6 +161,20 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         imported_as="TBA",
         integration_credentials="oauth_client",
         connections_post="import",
+    ),
+    # A JWT Keyway signs from what the person typed, as the template's ``token`` declares it; the
+    # fields are the template's ``credentials`` (they differ by provider), the token is re-signed
+    # before it expires.
+    "JWT": ModeFacts(browser="form", editable=False, token_protocols=frozenset({"RSA", "EC", "HMAC"})),
+    # A WSSE UsernameToken made from a user name and password (Emarsys), computed anew for each request.
+    "SIGNATURE": ModeFacts(
+        browser="form",
+        editable=False,
+        typed=(
+            TypedField(name="username", label="User name"),
+            TypedField(name="password", label="Password", kind="password"),
+        ),
+        token_protocols=frozenset({"WSSE"}),
     ),
 }
 

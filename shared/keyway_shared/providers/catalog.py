@@ -46,10 +46,8 @@ log = get_logger(__name__)
 NANGO_ONLY_MODES: frozenset[str] = frozenset(
     {
         "TABLEAU",
-        "JWT",
         "BILL",
         "TWO_STEP",
-        "SIGNATURE",
         "MCP_OAUTH2",
         "MCP_OAUTH2_GENERIC",
         "INSTALL_PLUGIN",

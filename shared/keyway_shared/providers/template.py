@@ -18,11 +18,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from ..auth_modes import AUTH_MODES, AuthMode
+from ..auth_modes import AUTH_MODES, MODE_FACTS, AuthMode
 from .enrichment.steps import PostConnectionStep
 from .expressions import REQUEST_VARIABLES, ExpressionSyntaxError, Scope, check_syntax, variable_names
 from .interpolation import MissingParamError
 from .rendering import render_header, render_url
+from .token_declaration import JWT_ALGORITHMS, SignatureDeclaration, TokenDeclaration
 
 __all__ = [
     "AUTH_MODES",
@@ -215,6 +216,9 @@ class ProviderTemplate(BaseModel):
     refresh_token_response_metadata: list[str] = Field(default_factory=list)
     refresh_token_params: WireParams = Field(default_factory=dict)
     refresh_token_headers: WireParams = Field(default_factory=dict)
+    # A token Keyway makes itself (JWT, SIGNATURE): how it is signed, and what it holds.
+    signature: SignatureDeclaration | None = None
+    token: TokenDeclaration | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -233,6 +237,24 @@ class ProviderTemplate(BaseModel):
                 check_syntax(text)
             except ExpressionSyntaxError as exc:
                 raise ValueError(f"{where}: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _declares_its_token(self) -> ProviderTemplate:
+        """A mode that makes its own token needs the template to say how (``signature`` and ``token``)."""
+        protocols = MODE_FACTS[self.auth_mode].token_protocols
+        if protocols:
+            if self.signature is None or self.token is None:
+                raise ValueError(f"{self.auth_mode} templates declare 'signature' and 'token'")
+            if self.signature.protocol not in protocols:
+                raise ValueError(f"{self.auth_mode} templates sign with one of {sorted(protocols)}")
+            if self.signature.protocol != "WSSE":
+                if self.token.signing_key is None:
+                    raise ValueError("a JWT's 'token' declares its 'signing_key'")
+                if JWT_ALGORITHMS.get(self.token.algorithm or "") != self.signature.protocol:
+                    raise ValueError(
+                        f"token.header.alg must be a {self.signature.protocol} algorithm Keyway signs with"
+                    )
         return self
 
     def _expression_fields(self) -> list[tuple[str, str]]:
