@@ -281,7 +281,7 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
 def test_an_entry_of_a_mode_keyway_cannot_connect_yet_is_skipped_with_a_warning(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
-        "acme-jwt:\n  auth_mode: JWT\n  token: {expires_in_ms: 1000}\n"
+        "acme-jwt:\n  auth_mode: TABLEAU\n  token: {expires_in_ms: 1000}\n"
         "acme-mcp:\n  alias: acme-jwt\n  auth_mode: MCP_OAUTH2\n"
         "acme-jwt-eu:\n  alias: acme-jwt\n"
         "acme:\n  auth_mode: API_KEY\n",
@@ -293,7 +293,7 @@ def test_an_entry_of_a_mode_keyway_cannot_connect_yet_is_skipped_with_a_warning(
     warning = next(entry for entry in logs if entry["event"].startswith("providers skipped"))
     assert warning["log_level"] == "warning"
     assert warning["providers"] == ["acme-jwt", "acme-jwt-eu", "acme-mcp"]
-    assert warning["modes"] == {"JWT": 2, "MCP_OAUTH2": 1}
+    assert warning["modes"] == {"TABLEAU": 2, "MCP_OAUTH2": 1}
 
 
 def test_an_alias_resolves_over_the_built_in_catalog_and_later_files(tmp_path: Path) -> None:
