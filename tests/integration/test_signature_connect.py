@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from keyway_client import AsyncClient, JwtCredentials, SignatureCredentials
+
 from ..support.signed_token_provider import SignedTokenProvider
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 from .test_gateway_api import assert_envelope
@@ -110,3 +112,38 @@ async def test_bad_credentials_are_refused_and_nothing_stored(
     assert await db["connections"].find_one({"connection_id": "e-bad"}) is None
     if code == "connection_test_failed":
         assert provider.rejected == ["bad WSSE digest"]
+
+
+async def test_the_python_sdk_reads_typed_jwt_and_signature_credentials(
+    start_gateway: StartGateway, provider: SignedTokenProvider, tmp_path: Path
+) -> None:
+    async with start_gateway(
+        providers_file=providers_yaml(tmp_path, provider.templates()),
+        egress_allowlist="127.0.0.0/8",
+        provider_timeout_seconds=2.0,
+    ) as gw:
+        await create_integration(gw, "test-emarsys", "emarsys")
+        await create_integration(gw, "test-ghost-admin", "ghost")
+        resp = await gw.client.post(
+            f"/auth/signature/emarsys?connection_id=py-e&public_key={gw.public_key}", json=body(provider)
+        )
+        assert resp.status == 200, await resp.text()
+        query = f"connection_id=py-g&public_key={gw.public_key}&params[version]=v5.0"
+        resp = await gw.client.post(f"/auth/jwt/ghost?{query}", json={"privateKey": provider.ghost_api_key})
+        assert resp.status == 200, await resp.text()
+
+        async with AsyncClient(host=gw.url, secret_key=gw.secret_key) as keyway:
+            wsse = (await keyway.get_connection("emarsys", "py-e")).credentials
+            assert isinstance(wsse, SignatureCredentials)
+            assert (wsse.username, wsse.password) == (provider.wsse_user, provider.wsse_password)
+            assert wsse.token is not None
+            assert wsse.expires_at is not None
+            jwt = (await keyway.get_connection("ghost", "py-g")).credentials
+            assert isinstance(jwt, JwtCredentials)
+            assert jwt.fields == {"privateKey": {"id": provider.ghost_key_id, "secret": provider.ghost_secret}}
+            assert jwt.token is not None
+            assert jwt.token.count(".") == 2
+            assert jwt.expires_at is not None
+            assert jwt.expires_at > datetime.now(UTC)
+            assert provider.ghost_secret not in repr(jwt)
+            assert provider.wsse_password not in repr(wsse)
