@@ -95,6 +95,8 @@
       }
       const credentials = {};
       for (const input of form.querySelectorAll("[data-credential]")) credentials[input.dataset.credential] = input.value;
+      // As an app tells the SDK which of the typed modes its credentials are for (JWT, SIGNATURE).
+      if (Object.keys(credentials).length > 0) credentials.type = form.dataset.mode;
       const keyway = new KeywayConnect({
         // The gateway's public side: the same origin, unless the dashboard is on the admin port.
         host: main.dataset.publicUrl || window.location.origin,

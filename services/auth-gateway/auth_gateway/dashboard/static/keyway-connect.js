@@ -120,6 +120,14 @@
 
     _credentials(providerConfigKey, connectionId, options) {
       const c = options.credentials;
+      // The modes the SDK tells apart by the credentials' type, as @nangohq/frontend 0.71 does.
+      if (c.type === "SIGNATURE") {
+        const body = { type: c.type, username: c.username || "", password: c.password || "" };
+        return this._send("/auth/signature/", providerConfigKey, connectionId, options, body);
+      }
+      if (c.type === "JWT") {
+        return this._send("/auth/jwt/", providerConfigKey, connectionId, options, Object.assign({}, c));
+      }
       if ("apiKey" in c) {
         return this._send("/api-auth/api-key/", providerConfigKey, connectionId, options, { apiKey: c.apiKey || "" });
       }
