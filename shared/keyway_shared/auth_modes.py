@@ -165,7 +165,9 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
     # A JWT Keyway signs from what the person typed, as the template's ``token`` declares it; the
     # fields are the template's ``credentials`` (they differ by provider), the token is re-signed
     # before it expires.
-    "JWT": ModeFacts(browser="form", editable=False, token_protocols=frozenset({"RSA", "EC", "HMAC"})),
+    "JWT": ModeFacts(
+        browser="form", editable=False, imported_as="JWT", token_protocols=frozenset({"RSA", "EC", "HMAC"})
+    ),
     # A WSSE UsernameToken made from a user name and password (Emarsys), computed anew for each request.
     "SIGNATURE": ModeFacts(
         browser="form",
@@ -174,6 +176,7 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
             TypedField(name="username", label="User name"),
             TypedField(name="password", label="Password", kind="password"),
         ),
+        imported_as="SIGNATURE",
         token_protocols=frozenset({"WSSE"}),
     ),
 }

@@ -205,3 +205,25 @@ async def test_another_modes_integration_is_refused(gw: Gateway) -> None:
     resp = await gw.client.post(f"/auth/jwt/ph?connection_id=p-1&public_key={gw.public_key}", json={"privateKey": "k"})
     assert resp.status == 400
     assert_envelope(await resp.json(), "invalid_auth_mode")
+
+
+async def test_an_import_signs_the_token_from_the_fields_as_a_nango_export_holds_them(
+    gw: Gateway, provider: SignedTokenProvider, db: Any
+) -> None:
+    exported = {"type": "JWT", "privateKey": provider.ghost_api_key, "token": "stale", "expires_at": "2020-01-01"}
+    body = {"connection_id": "imp-1", "provider_config_key": "ghost", "connection_config": {"version": "v5.0"}}
+    resp = await gw.client.post("/connection", json={**body, **exported}, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    credentials = (await get_connection(gw, "imp-1", "ghost"))["credentials"]
+    assert credentials["token"] != "stale"  # signed now, from the fields
+    assert credentials["privateKey"] == {"id": provider.ghost_key_id, "secret": provider.ghost_secret}
+    status, answer = await proxy(gw, "ghost", "imp-1", "users/")
+    assert status == 200, (answer, provider.rejected)
+
+    bad = {**body, "connection_id": "imp-2", "provider_config_key": "snow"}
+    resp = await gw.client.post(
+        "/connection", json={**bad, **snowflake_body(provider, privateKey="junk")}, headers=gw.auth
+    )
+    assert resp.status == 400
+    assert_envelope(await resp.json(), "invalid_private_key")
+    assert await db["connections"].find_one({"connection_id": "imp-2"}) is None

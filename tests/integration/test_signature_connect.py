@@ -147,3 +147,25 @@ async def test_the_python_sdk_reads_typed_jwt_and_signature_credentials(
             assert jwt.expires_at > datetime.now(UTC)
             assert provider.ghost_secret not in repr(jwt)
             assert provider.wsse_password not in repr(wsse)
+
+
+async def test_an_import_makes_a_token_from_the_user_name_and_password(
+    gw: Gateway, provider: SignedTokenProvider, db: Any
+) -> None:
+    fields = {"username": provider.wsse_user, "password": provider.wsse_password}
+    resp = await gw.client.post(
+        "/connection", json={"connection_id": "imp-e", "provider_config_key": "emarsys", **fields}, headers=gw.auth
+    )
+    assert resp.status == 201, await resp.text()
+    resp = await gw.client.get(
+        "/proxy/api/v2/settings", headers={**gw.auth, "Connection-Id": "imp-e", "Provider-Config-Key": "emarsys"}
+    )
+    assert resp.status == 200, (await resp.text(), provider.rejected)
+    resp = await gw.client.post(
+        "/connection",
+        json={"connection_id": "imp-x", "provider_config_key": "emarsys", "username": "u"},
+        headers=gw.auth,
+    )
+    assert resp.status == 400
+    assert_envelope(await resp.json(), "missing_password")
+    assert await db["connections"].find_one({"connection_id": "imp-x"}) is None

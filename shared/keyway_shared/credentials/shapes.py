@@ -415,6 +415,19 @@ class JwtCredentials(_Bearer):
         """What the person gave, which signs the next token."""
         return {key: value for key, value in self._document.items() if key not in ("type", "token", "expires_at")}
 
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        """The template's fields from the body (as a Nango export holds them), signed now."""
+        # declared_jwt builds this class: imported here, not at the top, to keep the two apart.
+        from .declared_jwt import jwt_credentials, jwt_fields
+
+        template = body.declared_by()
+        try:
+            fields = jwt_fields(template, body.body)
+            return jwt_credentials(template, fields, body.connection_config, now=body.now)  # type: ignore[return-value]
+        except PermanentTokenError as exc:
+            raise ImportRefusedError(exc.type, exc.description) from None
+
 
 class SignatureCredentials(_Shape):
     """A WSSE signature made from a user name and password (``SIGNATURE``; Emarsys). ``token`` is the
@@ -439,6 +452,12 @@ class SignatureCredentials(_Shape):
 
     def template_variables(self) -> dict[str, str]:
         return {"accessToken": wsse_token(self.username, self.password, now=datetime.now(UTC))}
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        token = body.declared_by().token
+        lifetime = timedelta(milliseconds=token.expires_in_ms if token is not None else 0)
+        return cls.made(body.required("username"), body.required("password"), now=body.now, lifetime=lifetime)
 
 
 class CustomCredentials(_Shape):
