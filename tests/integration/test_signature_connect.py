@@ -169,3 +169,39 @@ async def test_an_import_makes_a_token_from_the_user_name_and_password(
     assert resp.status == 400
     assert_envelope(await resp.json(), "missing_password")
     assert await db["connections"].find_one({"connection_id": "imp-x"}) is None
+
+
+async def test_the_connect_ui_lists_each_modes_fields_and_its_posts_connect(
+    start_gateway: StartGateway, provider: SignedTokenProvider, tmp_path: Path
+) -> None:
+    async with start_gateway(
+        providers_file=providers_yaml(tmp_path, provider.templates()),
+        egress_allowlist="127.0.0.0/8",
+        provider_timeout_seconds=2.0,
+    ) as gw:
+        await create_integration(gw, "test-emarsys", "emarsys")
+        await create_integration(gw, "test-snowflake-jwt", "snow")
+        resp = await gw.client.post(
+            "/connect/sessions",
+            json={"end_user": {"id": "u-1"}, "allowed_integrations": ["emarsys", "snow"]},
+            headers=gw.auth,
+        )
+        token = (await resp.json())["data"]["token"]
+        resp = await gw.client.get("/connect/session/integrations", headers={"Authorization": f"Bearer {token}"})
+        listed = {entry["unique_key"]: entry for entry in (await resp.json())["data"]}
+        assert [f["name"] for f in listed["emarsys"]["fields"]] == ["username", "password"]
+        assert listed["emarsys"]["form_path"] == "auth/signature/{providerConfigKey}"
+        # A JWT integration's fields are its template's; the PEM key is typed in a text area.
+        fields = {f["name"]: f["kind"] for f in listed["snow"]["fields"]}
+        assert fields == {"accountIdentifier": "text", "userName": "text", "privateKey": "textarea"}
+        assert listed["snow"]["form_path"] == "auth/jwt/{providerConfigKey}"
+
+        # The page posts the typed fields alone (no "type"), as the Connect UI does.
+        wsse = {"username": provider.wsse_user, "password": provider.wsse_password}
+        resp = await gw.client.post(f"/auth/signature/emarsys?connect_session_token={token}", json=wsse)
+        assert resp.status == 200, await resp.text()
+        resp = await gw.client.post("/connect/sessions", json={"end_user": {"id": "u-1"}}, headers=gw.auth)
+        token = (await resp.json())["data"]["token"]  # a session is spent by the connection it makes
+        jwt = {"accountIdentifier": provider.account, "userName": provider.user, "privateKey": provider.rsa_pem}
+        resp = await gw.client.post(f"/auth/jwt/snow?connect_session_token={token}", json=jwt)
+        assert resp.status == 200, (await resp.text(), provider.rejected)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from ..auth_modes import AUTH_MODES, MODE_FACTS, AuthMode
+from ..auth_modes import AUTH_MODES, MODE_FACTS, AuthMode, TypedField
 from .enrichment.steps import PostConnectionStep
 from .expressions import REQUEST_VARIABLES, ExpressionSyntaxError, Scope, check_syntax, variable_names
 from .interpolation import MissingParamError
@@ -315,6 +315,24 @@ class ProviderTemplate(BaseModel):
             if not (spec.get("automated") or spec.get("hidden") or spec.get("deprecated")):
                 fields[name] = spec
         return fields
+
+    def typed_credentials(self) -> tuple[TypedField, ...]:
+        """What a person types to connect: the mode's fields, or, for a mode whose fields differ by
+        provider (JWT), those this template's ``credentials`` declares; a PEM key gets a text area
+        (it has lines), a secret is typed unseen."""
+        typed = MODE_FACTS[self.auth_mode].typed
+        if typed or self.token is None:
+            return typed
+        fields = []
+        for name, spec in self.credentials.items():
+            spec = spec if isinstance(spec, dict) else {}
+            pem = "private" in name.lower() and not spec.get("pattern")
+            kind: Literal["text", "password", "textarea"] = (
+                "textarea" if pem else "password" if spec.get("secret") else "text"
+            )
+            label = str(spec.get("title") or name)
+            fields.append(TypedField(name=name, label=label, kind=kind, required=spec.get("optional") is not True))
+        return tuple(fields)
 
     def field_patterns(self) -> dict[str, str]:
         """The ``pattern`` each ``connection_config`` field declares, by field name."""

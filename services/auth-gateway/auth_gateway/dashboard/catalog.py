@@ -46,26 +46,10 @@ CREDENTIAL_FIELDS: dict[str, list[InputField]] = {
 
 
 def credential_fields(template: ProviderTemplate) -> list[InputField]:
-    """What a person types to connect ``template``: its mode's fields, or, for a mode whose fields
-    differ by provider (JWT), those the template's ``credentials`` declares. A PEM key gets a text
-    area (it has lines); a secret is typed unseen."""
-    fields = CREDENTIAL_FIELDS.get(template.auth_mode)
-    if fields is not None:
-        return fields
-    declared: list[InputField] = []
-    for name, spec in template.credentials.items():
-        spec = spec if isinstance(spec, dict) else {}
-        pem = "private" in name.lower() and not spec.get("pattern")
-        declared.append(
-            InputField(
-                name=name,
-                label=str(spec.get("title") or name),
-                kind="textarea" if pem else "password" if spec.get("secret") else "text",
-                example=str(spec["example"]) if spec.get("example") is not None and not pem else None,
-                required=not spec.get("optional", False),
-            )
-        )
-    return declared
+    """What a person types to connect ``template`` (``ProviderTemplate.typed_credentials``)."""
+    return [
+        InputField(name=f.name, label=f.label, kind=f.kind, required=f.required) for f in template.typed_credentials()
+    ]
 
 
 def param_fields(template: ProviderTemplate) -> list[InputField]:

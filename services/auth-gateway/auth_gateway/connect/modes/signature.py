@@ -32,20 +32,23 @@ from .spec import CONNECT_PARAMS, CONNECTED, AuthModeSpec, FormFlow
 
 __all__ = ["SIGNATURE_BODY", "SPEC", "signature_auth"]
 
-_FIELDS = ("username", "password", "type")  # Nango's strict schema: all three, non-empty
+_FIELDS = ("username", "password")
+# Nango's strict schema also requires ``type`` (the SDK sends "SIGNATURE"); Keyway's Connect UI posts
+# the typed fields alone, so a missing one is taken, an empty or non-text one refused.
 
 SIGNATURE_BODY: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": list(_FIELDS),
-    "properties": {name: {"type": "string", "minLength": 1} for name in _FIELDS},
+    "properties": {name: {"type": "string", "minLength": 1} for name in (*_FIELDS, "type")},
 }
 
 
 def _pair(body: dict[str, Any]) -> tuple[str, str]:
     """The user name and password; ``invalid_body`` with zod's issues for what Nango's schema refuses."""
     issues = [issue for name in _FIELDS for issue in check_string(body.get(name, MISSING), [name], min_length(1))]
-    issues += unknown_fields(body, _FIELDS)
+    issues += check_string(body.get("type", MISSING), ["type"], min_length(1), optional=True)
+    issues += unknown_fields(body, (*_FIELDS, "type"))
     if issues:
         raise invalid_params(issues, code="invalid_body")
     return body["username"], body["password"]
