@@ -27,8 +27,8 @@ with warnings.catch_warnings():
 
 __all__ = ["InvalidPrivateKeyError", "load_pem", "sign_jwt"]
 
-# The curve each ES algorithm signs over (RFC 7518 §3.4).
-_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+# The curve each ES algorithm signs over (RFC 7518 §3.4): cryptography's name, and the one people know.
+_CURVES = {"ES256": ("secp256r1", "P-256"), "ES384": ("secp384r1", "P-384"), "ES512": ("secp521r1", "P-521")}
 
 
 class InvalidPrivateKeyError(PermanentTokenError):
@@ -59,9 +59,9 @@ def _checked_key(pem: str, algorithm: JwtAlgorithm) -> Any:
         raise InvalidPrivateKeyError("The private key is not a readable, unencrypted PEM private key.") from None
     if JWT_ALGORITHMS[algorithm] == "RSA" and not isinstance(key, rsa.RSAPrivateKey):
         raise InvalidPrivateKeyError(f"{algorithm} needs an RSA private key.")
-    curve = _CURVES.get(algorithm)
+    curve, known_as = _CURVES.get(algorithm, (None, None))
     if curve is not None and not (isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == curve):
-        raise InvalidPrivateKeyError(f"{algorithm} needs an elliptic-curve {curve} private key.")
+        raise InvalidPrivateKeyError(f"{algorithm} needs an elliptic-curve {known_as} private key.")
     return key
 
 
