@@ -44,6 +44,8 @@ AuthMode = Literal[
     "TBA",
     "MCP_OAUTH2",
     "MCP_OAUTH2_GENERIC",
+    "JWT",
+    "SIGNATURE",
 ]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
@@ -88,6 +90,9 @@ class ModeFacts:
     # The OAuth client is Keyway's own at the provider's authorization server (MCP): registered there
     # (RFC 7591) and kept encrypted on the integration, or named by Keyway's client ID metadata document.
     own_client: bool = False
+    # A mode whose token Keyway makes itself: the ``signature.protocol`` values its templates may
+    # declare, beside a ``token`` (keyway_shared.providers.token_declaration); empty for the others.
+    token_protocols: frozenset[str] = frozenset()
 
 
 _CLIENT_FIELDS = (
@@ -180,6 +185,23 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
     # The same, against any MCP server the person names (``params[mcp_server_url]``): its authorization
     # server discovered (RFC 9728, RFC 8414), the client registered or named by the metadata document.
     "MCP_OAUTH2_GENERIC": ModeFacts(browser="popup", own_client=True),
+    # A JWT Keyway signs from what the person typed, as the template's ``token`` declares it; the
+    # fields are the template's ``credentials`` (they differ by provider), the token is re-signed
+    # before it expires.
+    "JWT": ModeFacts(
+        browser="form", editable=False, imported_as="JWT", token_protocols=frozenset({"RSA", "EC", "HMAC"})
+    ),
+    # A WSSE UsernameToken made from a user name and password (Emarsys), computed anew for each request.
+    "SIGNATURE": ModeFacts(
+        browser="form",
+        editable=False,
+        typed=(
+            TypedField(name="username", label="User name"),
+            TypedField(name="password", label="Password", kind="password"),
+        ),
+        imported_as="SIGNATURE",
+        token_protocols=frozenset({"WSSE"}),
+    ),
 }
 
 

@@ -40,7 +40,7 @@ acme-oauth:
   authorization_params:
     force_verify: false
 acme-jwt:
-  auth_mode: JWT
+  auth_mode: TABLEAU
   token: {expires_in_ms: 3600000}
 """
 
@@ -71,9 +71,9 @@ def test_a_good_file_passes_with_its_counts(tmp_path: Path, capsys: pytest.Captu
     status, lines = _run(capsys, good)
     assert status == 0
     assert lines == [
-        "skipped: provider 'acme-jwt': unsupported auth mode JWT",
+        "skipped: provider 'acme-jwt': unsupported auth mode TABLEAU",
         "loaded: 3 (API_KEY 2, OAUTH2 1)",
-        "unsupported auth mode: 1 (JWT 1)",
+        "unsupported auth mode: 1 (TABLEAU 1)",
         "bad: 0",
     ]
 
@@ -89,7 +89,7 @@ def test_each_bad_entry_is_named_with_its_field(tmp_path: Path, capsys: pytest.C
     assert bad_lines[1].startswith(f"bad: {bad}: provider 'broken-retry' field proxy.retry.at: ")
     assert bad_lines[2].startswith(f"bad: {bad}: provider 'broken-mode' field auth_mode: Input should be ")
     assert len(bad_lines) == 3
-    assert lines[-3:] == ["loaded: 4 (API_KEY 2, BASIC 1, OAUTH2 1)", "unsupported auth mode: 1 (JWT 1)", "bad: 3"]
+    assert lines[-3:] == ["loaded: 4 (API_KEY 2, BASIC 1, OAUTH2 1)", "unsupported auth mode: 1 (TABLEAU 1)", "bad: 3"]
 
 
 def test_a_duplicate_provider_fails_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

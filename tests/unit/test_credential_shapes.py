@@ -22,9 +22,11 @@ from keyway_shared.credentials.shapes import (
     AppCredentials,
     BasicCredentials,
     ClientCredentials,
+    JwtCredentials,
     NoCredentials,
     OAuth1Credentials,
     OAuth2Credentials,
+    SignatureCredentials,
     TbaCredentials,
     UnknownCredentials,
     UnusableCredentialsError,
@@ -52,10 +54,12 @@ STORED: list[tuple[dict[str, Any], type]] = [
     ({"type": "API_KEY", "apiKey": "k", "note": "from Nango"}, ApiKeyCredentials),
     ({"type": "BASIC", "username": "u"}, BasicCredentials),
     ({"type": "TBA", "token_id": "i", "token_secret": "s", "config_override": {"client_id": "c"}}, TbaCredentials),
+    ({"type": "JWT", "privateKey": {"id": "i", "secret": "s"}, "token": "t", "expires_at": "x"}, JwtCredentials),
+    ({"type": "SIGNATURE", "username": "u", "password": "p", "token": "t"}, SignatureCredentials),
     # what does not fit its type, and what this version does not know, is kept and used for nothing
     ({"type": "OAUTH2", "refresh_token": "r"}, UnknownCredentials),
     ({"type": "API_KEY", "api_key": "k"}, UnknownCredentials),  # a stored key is read by its own name
-    ({"type": "JWT", "token": "t"}, UnknownCredentials),
+    ({"type": "TABLEAU", "token": "t"}, UnknownCredentials),
     ({"type": 5}, UnknownCredentials),
     ({"token": "t"}, UnknownCredentials),
 ]
@@ -113,7 +117,7 @@ def test_how_each_type_authenticates_a_request() -> None:
     assert BasicCredentials(username="u").authorization() == "Basic dTo="  # "u:"
     assert ApiKeyCredentials(api_key="k").authorization() is None  # the template's headers or query carry it
     assert ApiKeyCredentials(api_key="k").template_variables() == {"apiKey": "k"}
-    for document in ({}, {"type": "CUSTOM"}, {"type": "JWT", "token": "t"}):
+    for document in ({}, {"type": "CUSTOM"}, {"type": "TABLEAU", "token": "t"}):
         credentials = parse_credentials(document)
         assert (credentials.authorization(), credentials.template_variables()) == (None, {})
     with pytest.raises(UnusableCredentialsError) as caught:
@@ -132,7 +136,7 @@ def test_how_each_type_authenticates_a_request() -> None:
 
 
 def test_the_types_a_refresh_renews() -> None:
-    assert sorted(REFRESHABLE_TYPES) == ["APP", "APP_STORE", "OAUTH2", "OAUTH2_CC"]
+    assert sorted(REFRESHABLE_TYPES) == ["APP", "APP_STORE", "JWT", "OAUTH2", "OAUTH2_CC", "SIGNATURE"]
     assert not parse_credentials({"type": "OAUTH2"}).refreshable  # unreadable: nothing to renew with
 
 

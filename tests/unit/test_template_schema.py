@@ -281,19 +281,16 @@ def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
 def test_an_entry_of_a_mode_keyway_cannot_connect_yet_is_skipped_with_a_warning(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
-        "acme-jwt:\n  auth_mode: JWT\n  token: {expires_in_ms: 1000}\n"
-        "acme-tab:\n  alias: acme-jwt\n  auth_mode: TABLEAU\n"
-        "acme-jwt-eu:\n  alias: acme-jwt\n"
-        "acme:\n  auth_mode: API_KEY\n",
+        "acme-tab:\n  auth_mode: TABLEAU\nacme-tab-eu:\n  alias: acme-tab\nacme:\n  auth_mode: API_KEY\n",
     )
     with capture_logs() as logs:
         catalog = load_catalog(path)
     assert "acme" in catalog
-    assert not {"acme-jwt", "acme-tab", "acme-jwt-eu"} & set(catalog.names())
+    assert not {"acme-tab", "acme-tab-eu"} & set(catalog.names())
     warning = next(entry for entry in logs if entry["event"].startswith("providers skipped"))
     assert warning["log_level"] == "warning"
-    assert warning["providers"] == ["acme-jwt", "acme-jwt-eu", "acme-tab"]
-    assert warning["modes"] == {"JWT": 2, "TABLEAU": 1}
+    assert warning["providers"] == ["acme-tab", "acme-tab-eu"]
+    assert warning["modes"] == {"TABLEAU": 2}
 
 
 def test_an_alias_resolves_over_the_built_in_catalog_and_later_files(tmp_path: Path) -> None:

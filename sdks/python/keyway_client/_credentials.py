@@ -20,9 +20,11 @@ __all__ = [
     "BasicCredentials",
     "ClientCredentials",
     "Credentials",
+    "JwtCredentials",
     "NoCredentials",
     "OAuth1Credentials",
     "OAuth2Credentials",
+    "SignatureCredentials",
     "TbaCredentials",
     "UnknownCredentials",
     "as_datetime",
@@ -135,6 +137,31 @@ class TbaCredentials:
 
 
 @dataclass(frozen=True, kw_only=True)
+class JwtCredentials:
+    """A JWT the gateway signs (``JWT``): the token, and the fields it is signed from (``fields``: which
+    ones depends on the provider, e.g. ``privateKey``, ``issuerId``), re-signed before ``expires_at``."""
+
+    type: Literal["JWT"] = "JWT"
+    token: str | None = field(default=None, repr=False)
+    expires_at: datetime | None = None
+    fields: dict[str, Any] = field(default_factory=dict, repr=False)
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignatureCredentials:
+    """A WSSE signature's user name and password (``SIGNATURE``), and the last token made of them
+    (the proxy makes a new one for each request)."""
+
+    type: Literal["SIGNATURE"] = "SIGNATURE"
+    username: str
+    password: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+    expires_at: datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class NoCredentials:
     """An unauthenticated connection (``NONE``): the gateway answers ``{}``."""
 
@@ -159,6 +186,8 @@ Credentials: TypeAlias = (
     | ApiKeyCredentials
     | BasicCredentials
     | TbaCredentials
+    | JwtCredentials
+    | SignatureCredentials
     | NoCredentials
     | UnknownCredentials
 )
@@ -217,6 +246,21 @@ def parse_credentials(value: Any) -> Credentials:
                 token_id=data["token_id"],
                 token_secret=data["token_secret"],
                 config_override=str_map(data.get("config_override")),
+                data=data,
+            )
+        if kind == "JWT":
+            return JwtCredentials(
+                token=as_str(data.get("token")),
+                expires_at=as_datetime(data.get("expires_at")),
+                fields={key: value for key, value in data.items() if key not in ("type", "token", "expires_at")},
+                data=data,
+            )
+        if kind == "SIGNATURE":
+            return SignatureCredentials(
+                username=data["username"],
+                password=data["password"],
+                token=as_str(data.get("token")),
+                expires_at=as_datetime(data.get("expires_at")),
                 data=data,
             )
     except KeyError as exc:

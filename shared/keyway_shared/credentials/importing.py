@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..providers.template import ProviderTemplate
 
 __all__ = ["ImportBody", "ImportRefusedError"]
 
@@ -25,10 +28,24 @@ class ImportRefusedError(Exception):
 class ImportBody:
     """The fields of an import's body, read as Nango reads them: an empty string is no value."""
 
-    def __init__(self, body: Mapping[str, Any], *, connection_config: Mapping[str, Any], now: datetime) -> None:
+    def __init__(
+        self,
+        body: Mapping[str, Any],
+        *,
+        connection_config: Mapping[str, Any],
+        now: datetime,
+        template: ProviderTemplate | None = None,
+    ) -> None:
         self.body = body
         self.connection_config = connection_config  # as it will be stored
         self.now = now
+        self.template = template  # the integration's, for credentials made as it declares (JWT, WSSE)
+
+    def declared_by(self) -> ProviderTemplate:
+        """The template, which credentials Keyway makes itself need; refused when the caller has none."""
+        if self.template is None or self.template.token is None:
+            raise ImportRefusedError("invalid_provider_template", "The provider template declares no token.")
+        return self.template
 
     def optional(self, name: str) -> str | None:
         value = self.body.get(name)

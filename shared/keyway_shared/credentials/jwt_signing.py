@@ -1,5 +1,6 @@
-"""Short-lived JWTs some providers take in place of a client secret: RS256 for GitHub Apps,
-ES256 for App Store Connect. Keys arrive as PEM text, or as base64 of the PEM (how Nango stores them).
+"""Short-lived JWTs some providers take in place of a client secret or a password: RS256 for GitHub
+Apps, ES256 for App Store Connect, and whatever a JWT template declares (RSA, EC or an HMAC secret).
+Keys arrive as PEM text, or as base64 of the PEM (how Nango stores them).
 """
 
 from __future__ import annotations
@@ -7,13 +8,15 @@ from __future__ import annotations
 import base64
 import binascii
 import warnings
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 from authlib.deprecate import AuthlibDeprecationWarning
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ..providers.token_declaration import JWT_ALGORITHMS, JwtAlgorithm
 from .errors import PermanentTokenError
 
 with warnings.catch_warnings():
@@ -24,7 +27,8 @@ with warnings.catch_warnings():
 
 __all__ = ["InvalidPrivateKeyError", "load_pem", "sign_jwt"]
 
-Algorithm = Literal["RS256", "ES256"]
+# The curve each ES algorithm signs over (RFC 7518 §3.4): cryptography's name, and the one people know.
+_CURVES = {"ES256": ("secp256r1", "P-256"), "ES384": ("secp384r1", "P-384"), "ES512": ("secp521r1", "P-521")}
 
 
 class InvalidPrivateKeyError(PermanentTokenError):
@@ -48,23 +52,42 @@ def load_pem(value: str) -> str:
     return decoded.strip() + "\n"
 
 
-def _checked_key(pem: str, algorithm: Algorithm) -> Any:
+def _checked_key(pem: str, algorithm: JwtAlgorithm) -> Any:
     try:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise InvalidPrivateKeyError("The private key is not a readable, unencrypted PEM private key.") from None
-    if algorithm == "RS256" and not isinstance(key, rsa.RSAPrivateKey):
-        raise InvalidPrivateKeyError("RS256 needs an RSA private key.")
-    if algorithm == "ES256" and not (isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"):
-        raise InvalidPrivateKeyError("ES256 needs an elliptic-curve P-256 private key.")
+    if JWT_ALGORITHMS[algorithm] == "RSA" and not isinstance(key, rsa.RSAPrivateKey):
+        raise InvalidPrivateKeyError(f"{algorithm} needs an RSA private key.")
+    curve, known_as = _CURVES.get(algorithm, (None, None))
+    if curve is not None and not (isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == curve):
+        raise InvalidPrivateKeyError(f"{algorithm} needs an elliptic-curve {known_as} private key.")
     return key
 
 
-def sign_jwt(*, private_key: str, algorithm: Algorithm, claims: dict[str, Any], kid: str | None = None) -> str:
-    """A compact JWT with header ``{alg, typ: JWT[, kid]}``; ``private_key`` is PEM or base64 of a PEM."""
-    key = _checked_key(load_pem(private_key), algorithm)
-    header: dict[str, str] = {"alg": algorithm, "typ": "JWT"}
+def sign_jwt(
+    *,
+    private_key: str | bytes,
+    algorithm: JwtAlgorithm,
+    claims: Mapping[str, Any],
+    kid: str | None = None,
+    header: Mapping[str, Any] | None = None,
+) -> str:
+    """A compact JWT with header ``{alg, typ: JWT[, kid]}`` and then ``header``'s fields.
+
+    ``private_key`` is PEM or base64 of a PEM for RS and ES algorithms, and the secret's bytes for
+    HS ones (an empty secret is refused: it would sign with nothing)."""
+    if JWT_ALGORITHMS[algorithm] == "HMAC":
+        key: Any = private_key.encode() if isinstance(private_key, str) else private_key
+        if not key:
+            raise InvalidPrivateKeyError("The HMAC secret is empty.")
+    else:
+        text = private_key.decode("utf-8", errors="replace") if isinstance(private_key, bytes) else private_key
+        key = _checked_key(load_pem(text), algorithm)
+    fields: dict[str, Any] = {"alg": algorithm, "typ": "JWT"}
     if kid is not None:
-        header["kid"] = kid
-    token = JsonWebToken([algorithm]).encode(header, claims, key)
+        fields["kid"] = kid
+    fields |= dict(header or {})
+    fields["alg"] = algorithm  # the header may repeat it, never change it
+    token = JsonWebToken([algorithm]).encode(fields, dict(claims), key)
     return token.decode("ascii") if isinstance(token, bytes) else str(token)

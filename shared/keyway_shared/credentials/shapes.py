@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, Self, TypeAlias
 
 from pydantic import (
@@ -35,6 +35,7 @@ from ..auth_modes import MODE_FACTS, AuthMode
 from .errors import PermanentTokenError
 from .importing import ImportBody, ImportRefusedError
 from .tokens import js_iso, read_token_response
+from .wsse import wsse_token
 
 __all__ = [
     "CREDENTIAL_SHAPES",
@@ -51,6 +52,8 @@ __all__ = [
     "Credentials",
     "CustomCredentials",
     "CustomType",
+    "JwtCredentials",
+    "JwtType",
     "NoCredentials",
     "NoCredentialsType",
     "NotImportedType",
@@ -58,6 +61,8 @@ __all__ = [
     "OAuth1Type",
     "OAuth2Credentials",
     "OAuth2Type",
+    "SignatureCredentials",
+    "SignatureType",
     "SignedCredentials",
     "TbaCredentials",
     "TbaType",
@@ -80,6 +85,8 @@ BasicType: TypeAlias = Literal["BASIC"]
 TbaType: TypeAlias = Literal["TBA"]
 CustomType: TypeAlias = Literal["CUSTOM"]
 NoCredentialsType: TypeAlias = Literal["NONE"]
+JwtType: TypeAlias = Literal["JWT"]
+SignatureType: TypeAlias = Literal["SIGNATURE"]
 # The types that POST /connections takes and Keyway refuses (``connections_post="refuse"``), in the
 # order Nango's schema lists them (an unknown type's error lists them so); a unit test holds the two.
 NotImportedType: TypeAlias = Literal[ClientCredentialsType, AppType, CustomType]
@@ -391,6 +398,70 @@ class TbaCredentials(_Signed):
         return cls(token_id=body.required("token_id"), token_secret=body.required("token_secret")), None
 
 
+class JwtCredentials(_Bearer):
+    """A JWT Keyway signs (``JWT``): the person's fields (which differ by provider, kept as given),
+    then the token and when it expires. The template's ``token`` declaration signs the next one from
+    the fields (``credentials.declared_jwt``); the template's headers may send it other than as Bearer
+    (Ghost's ``Authorization: Ghost <token>``)."""
+
+    type: JwtType = "JWT"
+    token: str | None = None
+    expires_at: str | None = None  # JavaScript's ISO form
+
+    refreshable: ClassVar[bool] = True
+
+    def bearer_token(self) -> str | None:
+        return self.token
+
+    def signing_fields(self) -> dict[str, Any]:
+        """What the person gave, which signs the next token."""
+        return {key: value for key, value in self._document.items() if key not in ("type", "token", "expires_at")}
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        """The template's fields from the body (as a Nango export holds them), signed now."""
+        # declared_jwt builds this class: imported here, not at the top, to keep the two apart.
+        from .declared_jwt import jwt_credentials, jwt_fields
+
+        template = body.declared_by()
+        try:
+            fields = jwt_fields(template, body.body)
+            return jwt_credentials(template, fields, body.connection_config, now=body.now)  # type: ignore[return-value]
+        except PermanentTokenError as exc:
+            raise ImportRefusedError(exc.type, exc.description) from None
+
+
+class SignatureCredentials(_Shape):
+    """A WSSE signature made from a user name and password (``SIGNATURE``; Emarsys). ``token`` is the
+    one made when connected or last refreshed, for an app that reads the connection and calls the API
+    itself; the proxy makes a new one for each request (a nonce is good once), for the template's
+    headers (``X-WSSE: ${accessToken}``)."""
+
+    type: SignatureType = "SIGNATURE"
+    username: str
+    password: str
+    token: str | None = None
+    expires_at: str | None = None
+
+    refreshable: ClassVar[bool] = True
+
+    @classmethod
+    def made(cls, username: str, password: str, *, now: datetime, lifetime: timedelta) -> tuple[Self, datetime]:
+        """New credentials with a token made ``now``, and when that token expires."""
+        expires_at = now + lifetime
+        token = wsse_token(username, password, now=now)
+        return cls(username=username, password=password, token=token, expires_at=js_iso(expires_at)), expires_at
+
+    def template_variables(self) -> dict[str, str]:
+        return {"accessToken": wsse_token(self.username, self.password, now=datetime.now(UTC))}
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        token = body.declared_by().token
+        lifetime = timedelta(milliseconds=token.expires_in_ms if token is not None else 0)
+        return cls.made(body.required("username"), body.required("password"), now=body.now, lifetime=lifetime)
+
+
 class CustomCredentials(_Shape):
     """Nango's ``CUSTOM`` credentials, which a Nango import may bring; Keyway's CUSTOM flow stores
     APP or OAUTH2 credentials instead."""
@@ -438,6 +509,8 @@ Credentials: TypeAlias = (
     | ApiKeyCredentials
     | BasicCredentials
     | TbaCredentials
+    | JwtCredentials
+    | SignatureCredentials
     | CustomCredentials
     | NoCredentials
     | UnknownCredentials
@@ -455,6 +528,8 @@ CREDENTIAL_SHAPES: dict[AuthMode, type[Credentials]] = {
     "TBA": TbaCredentials,
     "CUSTOM": CustomCredentials,
     "NONE": NoCredentials,
+    "JWT": JwtCredentials,
+    "SIGNATURE": SignatureCredentials,
 }
 _BY_TYPE: dict[str, type[Credentials]] = {kind: shape for kind, shape in CREDENTIAL_SHAPES.items()}
 

@@ -46,10 +46,8 @@ log = get_logger(__name__)
 NANGO_ONLY_MODES: frozenset[str] = frozenset(
     {
         "TABLEAU",
-        "JWT",
         "BILL",
         "TWO_STEP",
-        "SIGNATURE",
         "INSTALL_PLUGIN",
         "AWS_SIGV4",
     }

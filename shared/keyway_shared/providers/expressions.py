@@ -626,15 +626,16 @@ def _evaluate(nodes: Sequence[_Node], scope: Scope, *, top: bool, control: bool 
     return "".join(pieces)
 
 
-def expand(text: str, scope: Scope, *, header: bool = False) -> str:
+def expand(text: str, scope: Scope, *, header: bool = False, fallbacks: bool = True) -> str:
     """``text`` evaluated in ``scope``. Of ``A || B`` the first alternative with every value it
     needs is the one evaluated (a value that is there but does not fit is refused, never replaced by
     the fallback); when none has them all, the last one's missing names are the error.
 
     ``header``: a value put as it is into the text may not hold a line break or another control
     character (it would split the header); a function's argument may (Duo signs lines).
+    ``fallbacks=False``: ``||`` is text, as in a JWT declaration (Heymarket's key is ``id||secret``).
     """
-    options = alternatives(text)
+    options = alternatives(text) if fallbacks else [text]
     for index, option in enumerate(options):
         try:
             nodes = parse(option)

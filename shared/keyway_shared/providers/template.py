@@ -18,11 +18,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from ..auth_modes import AUTH_MODES, AuthMode
+from ..auth_modes import AUTH_MODES, MODE_FACTS, AuthMode, TypedField
 from .enrichment.steps import PostConnectionStep
 from .expressions import REQUEST_VARIABLES, ExpressionSyntaxError, Scope, check_syntax, variable_names
 from .interpolation import MissingParamError
 from .rendering import render_header, render_url
+from .token_declaration import JWT_ALGORITHMS, SignatureDeclaration, TokenDeclaration
 
 __all__ = [
     "AUTH_MODES",
@@ -221,6 +222,9 @@ class ProviderTemplate(BaseModel):
     client_registration: Literal["dynamic", "static", "cimd"] | None = None
     registration_url: str | None = None
     registration_params: dict[str, Any] = Field(default_factory=dict)
+    # A token Keyway makes itself (JWT, SIGNATURE): how it is signed, and what it holds.
+    signature: SignatureDeclaration | None = None
+    token: TokenDeclaration | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -239,6 +243,24 @@ class ProviderTemplate(BaseModel):
                 check_syntax(text)
             except ExpressionSyntaxError as exc:
                 raise ValueError(f"{where}: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _declares_its_token(self) -> ProviderTemplate:
+        """A mode that makes its own token needs the template to say how (``signature`` and ``token``)."""
+        protocols = MODE_FACTS[self.auth_mode].token_protocols
+        if protocols:
+            if self.signature is None or self.token is None:
+                raise ValueError(f"{self.auth_mode} templates declare 'signature' and 'token'")
+            if self.signature.protocol not in protocols:
+                raise ValueError(f"{self.auth_mode} templates sign with one of {sorted(protocols)}")
+            if self.signature.protocol != "WSSE":
+                if self.token.signing_key is None:
+                    raise ValueError("a JWT's 'token' declares its 'signing_key'")
+                if JWT_ALGORITHMS.get(self.token.algorithm or "") != self.signature.protocol:
+                    raise ValueError(
+                        f"token.header.alg must be a {self.signature.protocol} algorithm Keyway signs with"
+                    )
         return self
 
     def _expression_fields(self) -> list[tuple[str, str]]:
@@ -299,6 +321,28 @@ class ProviderTemplate(BaseModel):
             if not (spec.get("automated") or spec.get("hidden") or spec.get("deprecated")):
                 fields[name] = spec
         return fields
+
+    def typed_credentials(self) -> tuple[TypedField, ...]:
+        """What a person types to connect: the mode's fields, or, for a mode whose fields differ by
+        provider (JWT), those this template's ``credentials`` declares; a PEM key gets a text area
+        (it has lines), a secret is typed unseen."""
+        typed = MODE_FACTS[self.auth_mode].typed
+        if self.token_request_auth_method == "private_key_jwt":  # noqa: S105 - a method name
+            # okta-cc signs a client assertion with a private JWK instead of sending a client secret.
+            private_key = TypedField(name="client_private_key", label="Client private key (JWK)", kind="textarea")
+            return tuple(private_key if f.name == "client_secret" else f for f in typed)
+        if typed or self.token is None:
+            return typed
+        fields = []
+        for name, spec in self.credentials.items():
+            spec = spec if isinstance(spec, dict) else {}
+            pem = "private" in name.lower() and not spec.get("pattern")
+            kind: Literal["text", "password", "textarea"] = (
+                "textarea" if pem else "password" if spec.get("secret") else "text"
+            )
+            label = str(spec.get("title") or name)
+            fields.append(TypedField(name=name, label=label, kind=kind, required=spec.get("optional") is not True))
+        return tuple(fields)
 
     def field_patterns(self) -> dict[str, str]:
         """The ``pattern`` each ``connection_config`` field declares, by field name."""

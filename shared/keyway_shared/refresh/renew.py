@@ -6,7 +6,7 @@ only knows *how*. Every failure is a :class:`~keyway_shared.credentials.TokenReq
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -15,6 +15,7 @@ from ..auth_modes import MODE_FACTS, mode_named
 from ..credentials import PermanentTokenError
 from ..credentials.app_store import app_store_token
 from ..credentials.client_credentials import client_credentials_token
+from ..credentials.declared_jwt import jwt_credentials
 from ..credentials.github_app import installation_token
 from ..credentials.mcp_auth import own_client_refresh
 from ..credentials.oauth2_grant import refresh_oauth2
@@ -23,7 +24,9 @@ from ..credentials.shapes import (
     AppStoreCredentials,
     ClientCredentials,
     Credentials,
+    JwtCredentials,
     OAuth2Credentials,
+    SignatureCredentials,
 )
 from ..providers import ProviderTemplate
 from ..providers.interpolation import MissingParamError, UnsafeParamError
@@ -144,5 +147,12 @@ async def renew(
             now=now,
             timeout_seconds=timeout_seconds,
         )
+    if isinstance(credentials, JwtCredentials):  # signed again here: nothing to ask the provider
+        return jwt_credentials(template, credentials.signing_fields(), config, now=now)
+    if isinstance(credentials, SignatureCredentials):
+        if template.token is None:
+            raise PermanentTokenError("invalid_provider_template", "The provider template declares no token lifetime.")
+        lifetime = timedelta(milliseconds=template.token.expires_in_ms)
+        return SignatureCredentials.made(credentials.username, credentials.password, now=now, lifetime=lifetime)
     kind = credentials.dump().get("type")
     raise PermanentTokenError("not_refreshable", f"Credentials of type {kind} are not refreshed.")

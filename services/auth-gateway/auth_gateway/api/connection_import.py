@@ -63,7 +63,7 @@ async def import_connection(request: web.Request, env: Environment) -> web.Respo
         config = {**config, "oauth_scopes_override": [s for s in config["oauth_scopes_override"].split(",") if s]}
     try:  # the fields each mode's credentials read: keyway_shared.credentials.shapes, from_import
         credentials, expires_at = import_credentials(
-            template.auth_mode, ImportBody(body, connection_config=config, now=utcnow())
+            template.auth_mode, ImportBody(body, connection_config=config, now=utcnow(), template=template)
         )
     except ImportRefusedError as refused:
         raise ApiError(refused.code, refused.message) from None

@@ -35,7 +35,7 @@ from keyway_shared.logging import get_logger
 from keyway_shared.providers import ProviderTemplate
 from keyway_shared.store import Environment, Integration
 
-from ..operations.connections import record_step
+from ..operations.attempt_steps import record_step
 from ..operations.environment import callback_url
 from ..operations.flow_errors import FlowError
 from ..resources import HTTP, SETTINGS, STORES

@@ -63,7 +63,7 @@ def _entry(integration: Integration, template: ProviderTemplate, session: Connec
         "flow": facts.browser,  # None: this mode has no browser flow (its connections are imported)
         "fields": [
             {"name": f.name, "label": f.label, "kind": f.kind, "required": f.required}
-            for f in (facts.typed if facts.browser == "form" else ())
+            for f in (template.typed_credentials() if facts.browser == "form" else ())
         ],
         "params": _params(template, defaults.get("connection_config") or {}),
         "form_path": _form_path(mode),

@@ -1,4 +1,5 @@
-"""The live check a template may declare for API-key and Basic credentials (``proxy.verification``):
+"""The live check a template may declare for typed credentials (``proxy.verification``): API keys,
+Basic, and the tokens Keyway makes of what a person typed (JWT, WSSE):
 a request to the provider with the new credentials before the connection is stored, so a mistyped
 key fails in the user's face instead of in the app's first call.
 
@@ -41,8 +42,9 @@ _CREDENTIAL_WORDS = {
 
 
 def _values(credentials: Credentials, connection_config: Mapping[str, Any]) -> dict[str, Any]:
-    api_key = credentials.template_variables().get("apiKey", "")
-    values: dict[str, Any] = {**connection_config, "apiKey": api_key}
+    variables = credentials.template_variables()  # ${accessToken} of a token Keyway made (JWT, WSSE)
+    api_key = variables.get("apiKey", "")
+    values: dict[str, Any] = {**connection_config, **variables, "apiKey": api_key}
     if api_key:
         values["credentials.apiKey"] = api_key
     username = getattr(credentials, "username", None)

@@ -43,19 +43,15 @@ CREDENTIAL_FIELDS: dict[str, list[InputField]] = {
     for mode, facts in MODE_FACTS.items()
     if facts.typed
 }
-# A private_key_jwt template (okta-cc) signs a client assertion with a private JWK instead of
-# sending a client secret (connect/modes/oauth2_cc.py takes either).
-_CLIENT_PRIVATE_KEY = InputField(name="client_private_key", label="Client private key (JWK)", kind="textarea")
 
 
 def credential_fields(template: ProviderTemplate | None) -> list[InputField]:
-    """What a person types to connect ``template``: its mode's fields, as the template adjusts them."""
+    """What a person types to connect ``template`` (``ProviderTemplate.typed_credentials``)."""
     if template is None:
         return []
-    fields = CREDENTIAL_FIELDS.get(template.auth_mode, [])
-    if template.token_request_auth_method == "private_key_jwt":  # noqa: S105 - a method name
-        fields = [_CLIENT_PRIVATE_KEY if f.name == "client_secret" else f for f in fields]
-    return fields
+    return [
+        InputField(name=f.name, label=f.label, kind=f.kind, required=f.required) for f in template.typed_credentials()
+    ]
 
 
 def param_fields(template: ProviderTemplate) -> list[InputField]:

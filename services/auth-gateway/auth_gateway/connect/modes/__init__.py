@@ -20,12 +20,14 @@ from . import (
     app_store,
     basic,
     custom,
+    jwt,
     mcp_oauth2,
     mcp_oauth2_generic,
     none,
     oauth1,
     oauth2,
     oauth2_cc,
+    signature,
     tba,
 )
 from .spec import CONNECT_PARAMS, CONNECTED, AuthModeSpec, FormFlow, LinkForm, PopupFlow
@@ -59,6 +61,8 @@ MODES: dict[AuthMode, AuthModeSpec] = {
         tba.SPEC,
         mcp_oauth2.SPEC,
         mcp_oauth2_generic.SPEC,
+        jwt.SPEC,
+        signature.SPEC,
     )
 }
 _BY_NAME: dict[str, AuthModeSpec] = {mode: spec for mode, spec in MODES.items()}  # a stored name may be any string
