@@ -455,7 +455,8 @@ def _write(drafts: list[Draft], refused: list[Refused], out_dir: Path) -> None:
             chunks.append(comment + _dump({draft.name: draft.entry}))
         (out_dir / f"{family}.yaml").write_text("".join(chunks), encoding="utf-8")
     kept = {draft.name: draft.differences for draft in sorted(drafts, key=lambda d: d.name) if draft.differences}
-    (out_dir / "differences.yaml").write_text(_dump(kept), encoding="utf-8")
+    differences = yaml.safe_dump(kept, sort_keys=False, width=100, allow_unicode=True)  # as the kept list is
+    (out_dir / "differences.yaml").write_text(differences, encoding="utf-8")
     (out_dir / "refused.txt").write_text("".join(f"{item.name}: {item.reason}\n" for item in refused), encoding="utf-8")
 
 
