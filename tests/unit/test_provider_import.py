@@ -53,9 +53,12 @@ def test_generic_content_headers_are_dropped_and_vendor_media_types_kept() -> No
 
 
 def test_keyway_s_shape_nango_s_server_scripts_and_guides_left_out() -> None:
-    drafts, _ = _drafts({"widgets": _api_key()}, {"widgets": "http://developers.widgets.example/api"})
+    widgets = _api_key()
+    widgets["credentials"] = {"apiKey": {"type": "string", "title": "API key", "doc_section": "#step-1"}}
+    drafts, _ = _drafts({"widgets": widgets}, {"widgets": "http://developers.widgets.example/api"})
     entry = drafts["widgets"].entry
-    assert list(entry) == ["display_name", "auth_mode", "proxy", "docs", "categories"]
+    assert list(entry) == ["display_name", "auth_mode", "proxy", "credentials", "docs", "categories"]
+    assert entry["credentials"] == {"apiKey": {"type": "string", "title": "API key"}}
     assert entry["docs"] == "https://developers.widgets.example/api"  # the provider's own, in https
     assert entry["categories"] == ["crm"]  # "popular" says nothing of what it does
     assert drafts["widgets"].family == "crm"

@@ -12,7 +12,8 @@ keeps for every entry (docs/provider-differences.yaml says why for each):
   request's parameters;
 - a verification call is a path, and only API-key and Basic connections are verified;
 - only Nango's fields that Keyway reads: its server-side scripts (webhook routing, credential checks)
-  and its own guides are left out, and so is a post-connection script Keyway has no code for;
+  and its own guides (and the form fields' anchors in them) are left out, and so is a
+  post-connection script Keyway has no code for;
 - ``docs`` is the provider's own API documentation when known (``--docs-links``), else Nango's page.
 
 An entry Keyway could not connect as written is not drafted but reported, with the reason: an API
@@ -303,6 +304,16 @@ def _declare_token_fields(entry: dict[str, Any], merged: Mapping[str, Any], diff
         )
 
 
+def _drop_doc_sections(entry: dict[str, Any]) -> None:
+    """A form field's ``doc_section`` is an anchor in Nango's connect guide, which Keyway does not link."""
+    for group in ("connection_config", "credentials"):
+        fields = entry.get(group)
+        if isinstance(fields, dict):
+            for spec in fields.values():
+                if isinstance(spec, dict):
+                    spec.pop("doc_section", None)
+
+
 def _draft(name: str, own: Mapping[str, Any], resolved: Mapping[str, Any], docs: str | None) -> Draft | Refused:
     entry = copy.deepcopy(dict(own))
     notes: list[str] = []
@@ -313,6 +324,7 @@ def _draft(name: str, own: Mapping[str, Any], resolved: Mapping[str, Any], docs:
     if script and script not in HOOKS and script not in NO_OP:
         del entry["post_connection_script"]
         notes.append(f"Nango's {script} is not run: Keyway has no code for it")
+    _drop_doc_sections(entry)
     categories = [c for c in entry.get("categories") or [] if c not in _NOT_A_CATEGORY]
     if "categories" in entry:
         entry["categories"] = categories or ["other"]
