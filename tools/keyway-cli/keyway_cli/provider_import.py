@@ -233,7 +233,7 @@ def _urls(entry: Mapping[str, Any]) -> list[str]:
     return [url for url in found if isinstance(url, str) and url]
 
 
-def _why_not(name: str, entry: Mapping[str, Any]) -> str | None:
+def _why_not(entry: Mapping[str, Any]) -> str | None:
     """Why Keyway could not connect ``entry`` (aliases resolved) as written, or None."""
     mode = entry.get("auth_mode")
     proxy = entry.get("proxy") if isinstance(entry.get("proxy"), dict) else {}
@@ -341,7 +341,7 @@ def _draft(name: str, own: Mapping[str, Any], resolved: Mapping[str, Any], docs:
     problem = _move_query(entry, differences)
     if problem:
         return Refused(name, problem)
-    problem = _why_not(name, {**resolved, **entry})
+    problem = _why_not({**resolved, **entry})
     if problem:
         return Refused(name, problem)
     _declare_token_fields(entry, {**resolved, **entry}, differences)
