@@ -44,6 +44,7 @@ NAMED_IN_THE_ISSUE = (
 )
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# ${credentials.username}-style names are the stored credentials' too (the proxy fills them, as Nango's does).
 _CREDENTIAL_VARIABLES = {"apiKey", "accessToken"}
 
 
@@ -165,7 +166,8 @@ def test_header_and_query_variables_are_credentials_or_connection_config(
         if not template.proxy:
             continue
         for value in [*template.proxy.headers.values(), *template.proxy.query.values()]:
-            extra = interpolation_variables(value) - _CREDENTIAL_VARIABLES - set(template.connection_config)
+            names = {name for name in interpolation_variables(value) if not name.startswith("credentials.")}
+            extra = names - _CREDENTIAL_VARIABLES - set(template.connection_config)
             if extra:
                 unknown[name] = sorted(extra)
     assert not unknown, unknown

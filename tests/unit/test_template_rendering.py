@@ -221,14 +221,43 @@ _PLAUSIBLE = {
     "applicationKey": "0123456789abcdef0123456789abcdef01234567",
     "apiKeyHeader": "abcdefghijklmnopqrstuvwx",
     "userEmail": "someone@example.com",
+    "firmId": "1234",
 }
+# What the proxy adds per request for headers that sign it (Duo's canonical parameters, a body digest).
+_REQUEST = {
+    "method": "GET",
+    "host": "api.example.com",
+    "path": "/v1/items",
+    "endpoint": "/v1/items",
+    "params": "limit=1",
+}
+_REQUEST |= {"urlCanonicalParams": "limit=1", "bodyCanonicalParams": "a=1", "contentType": "application/json"}
+
+
+def _pem_ed25519_key() -> str:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    key = Ed25519PrivateKey.generate()
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+
+
+def _whole_origin(template: ProviderTemplate, name: str) -> bool:
+    """A token-response field a URL starts with (Salesforce's instance_url): an origin, not a host."""
+    head = "${connectionConfig." + name + "}"
+    return name in template.token_response_metadata and any(url.startswith(head) for url in template.template_urls())
 
 
 def _plausible(template: ProviderTemplate) -> dict[str, Any]:
     values: dict[str, Any] = {"apiKey": "key-123", "accessToken": "token-123"}
+    # What the proxy adds for ${credentials.username}-style headers (the stored credentials' fields).
+    # (A signing key as the password: some providers' headers sign each request with it.)
+    values["credentials"] = {"username": "user", "password": _pem_ed25519_key(), "raw": {"id_token": "id-123"}}
+    # The integration's client (some headers name it) and what the proxy knows of the request.
+    values |= {"clientId": "client-123", "clientSecret": "client-secret", **_REQUEST}
     for name, field in template.connection_config.items():
         field = field if isinstance(field, dict) else {}
-        if field.get("format") == "uri":
+        if field.get("format") == "uri" or _whole_origin(template, name):
             values[name] = "https://acme.example.com"
         elif "example" in field:
             values[name] = str(field["example"])
@@ -254,7 +283,9 @@ def test_every_shipped_template_renders_with_plausible_values() -> None:
                 template.render_url(url, values, stored=True)
             for header in template.template_headers():
                 template.render_header(header, values)
-            template.check_connection_config({k: v for k, v in values.items() if k not in {"apiKey", "accessToken"}})
+            not_config = {"apiKey", "accessToken", "credentials", "clientId", "clientSecret", *_REQUEST}
+            given = {k: v for k, v in values.items() if k not in not_config}
+            template.check_connection_config(given)
         except (UnsafeParamError, MissingParamError) as exc:
             failures[name] = str(exc)
     assert not failures, failures

@@ -7,6 +7,7 @@
     keyway import-nango [--postgres-url URL] [--nango-encryption-key-env VAR] [--environment NAME]…
     keyway providers check FILE [FILE...]       would these provider files load (no database needed)
     keyway providers diff NANGO_FILE [--kept F]  what differs from a Nango providers.yaml (no database)
+    keyway providers import-nango NANGO_FILE     draft entries the catalog lacks from a Nango providers.yaml
 
 Settings come from the environment exactly as the services read them (``MONGODB_URL``,
 ``KEYWAY_ENCRYPTION_KEY``, ``KEYWAY_ENCRYPTION_KEYS_OLD``, …); secrets the command needs besides
@@ -36,6 +37,7 @@ from .archive import ArchiveError, ArchiveKey, ArchiveReader, key_from_base64, k
 from .nango import NangoError, NangoReader
 from .nango_import import NangoImport
 from .provider_diff import add_diff_parser, diff_command
+from .provider_import import add_import_parser, import_command
 from .providers_check import add_check_parser, check_command
 from .rotate import Rotator, key_usage, print_usage
 from .transfer import export_deployment, import_deployment
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_check_parser(providers)
     add_diff_parser(providers)
+    add_import_parser(providers)
     return parser
 
 
@@ -101,6 +104,8 @@ def _offline(args: argparse.Namespace, out: TextIO) -> int | None:
         return check_command(args.files, out=out)
     if args.command == "providers" and args.providers_command == "diff":
         return diff_command(args, out=out)
+    if args.command == "providers" and args.providers_command == "import-nango":
+        return import_command(args, out=out)
     return None
 
 
