@@ -31,7 +31,20 @@ __all__ = [
 ]
 
 # The order is the published one (event schemas list it as their enum).
-AuthMode = Literal["OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA"]
+AuthMode = Literal[
+    "OAUTH1",
+    "OAUTH2",
+    "OAUTH2_CC",
+    "BASIC",
+    "API_KEY",
+    "APP_STORE",
+    "CUSTOM",
+    "APP",
+    "NONE",
+    "TBA",
+    "AWS_SIGV4",
+    "BILL",
+]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
 # How a browser connects: a popup to the provider and back through the callback, a form whose
@@ -156,6 +169,29 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         imported_as="TBA",
         integration_credentials="oauth_client",
         connections_post="import",
+    ),
+    # AWS: the person names an IAM role their account lets the integration's key assume (STS AssumeRole
+    # with the connection's external id); the temporary key it gives signs each request (SigV4) and
+    # is minted again before it expires. The integration holds the AWS service, the default region
+    # and how STS is reached (its ``custom``: Nango's integration_config).
+    "AWS_SIGV4": ModeFacts(
+        browser="form",
+        typed=(
+            TypedField(name="role_arn", label="IAM role ARN"),
+            TypedField(name="region", label="AWS region", required=False),
+        ),
+    ),
+    # BILL (Bill.com Connect API): a login for a session id that expires after 35 minutes of
+    # inactivity; the login is kept to sign in again, and the proxy sends the session and dev key.
+    "BILL": ModeFacts(
+        browser="form",
+        editable=False,
+        typed=(
+            TypedField(name="username", label="User name"),
+            TypedField(name="password", label="Password", kind="password"),
+            TypedField(name="organization_id", label="Organization id"),
+            TypedField(name="dev_key", label="Developer key", kind="password"),
+        ),
     ),
 }
 

@@ -44,8 +44,12 @@ __all__ = [
     "AppStoreCredentials",
     "AppStoreType",
     "AppType",
+    "AwsSigV4Credentials",
+    "AwsSigV4Type",
     "BasicCredentials",
     "BasicType",
+    "BillCredentials",
+    "BillType",
     "ClientCredentials",
     "ClientCredentialsType",
     "Credentials",
@@ -80,6 +84,8 @@ BasicType: TypeAlias = Literal["BASIC"]
 TbaType: TypeAlias = Literal["TBA"]
 CustomType: TypeAlias = Literal["CUSTOM"]
 NoCredentialsType: TypeAlias = Literal["NONE"]
+AwsSigV4Type: TypeAlias = Literal["AWS_SIGV4"]
+BillType: TypeAlias = Literal["BILL"]
 # The types that POST /connections takes and Keyway refuses (``connections_post="refuse"``), in the
 # order Nango's schema lists them (an unknown type's error lists them so); a unit test holds the two.
 NotImportedType: TypeAlias = Literal[ClientCredentialsType, AppType, CustomType]
@@ -152,6 +158,11 @@ class _Shape(BaseModel):
 
     def template_variables(self) -> dict[str, str]:
         """``${accessToken}`` or ``${apiKey}`` for the template's headers and query parameters."""
+        return {}
+
+    def proxy_headers(self) -> dict[str, str]:
+        """Headers besides ``Authorization`` that carry these credentials to the provider (BILL's
+        session); the template's and the caller's headers of the same name win over them."""
         return {}
 
     @classmethod
@@ -389,6 +400,50 @@ class TbaCredentials(_Signed):
         return cls(token_id=body.required("token_id"), token_secret=body.required("token_secret")), None
 
 
+class AwsSigV4Credentials(_Shape):
+    """AWS (``AWS_SIGV4``): the role the person named, and the temporary key STS gave for it, which
+    signs each proxied request (Signature Version 4, auth_gateway/proxy/aws_signing.py) and is
+    minted again, from the role, the external id and the region, before it expires."""
+
+    type: AwsSigV4Type = "AWS_SIGV4"
+    raw: dict[str, Any] = Field(default_factory=dict)
+    role_arn: str
+    region: str
+    service: str
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expires_at: str | None = None  # JavaScript's ISO form
+    external_id: str | None = None
+
+    refreshable: ClassVar[bool] = True
+
+    def authorization(self) -> str | None:
+        raise UnusableCredentialsError(
+            "invalid_auth_mode", "AWS SigV4 connections sign each request; only the proxy can call with them."
+        )
+
+
+class BillCredentials(_Shape):
+    """Bill's Connect API (``BILL``): the login, kept to sign in again, and the session it gave."""
+
+    type: BillType = "BILL"
+    username: str
+    password: str
+    organization_id: str
+    dev_key: str
+    raw: dict[str, Any] = Field(default_factory=dict)
+    session_id: str | None = None
+    user_id: str | None = None
+    expires_at: str | None = None
+
+    refreshable: ClassVar[bool] = True
+
+    def proxy_headers(self) -> dict[str, str]:
+        # Bill's API takes both on every call (its "sessionId" and "devKey" request headers).
+        return {"devKey": self.dev_key, **({"sessionId": self.session_id} if self.session_id else {})}
+
+
 class CustomCredentials(_Shape):
     """Nango's ``CUSTOM`` credentials, which a Nango import may bring; Keyway's CUSTOM flow stores
     APP or OAUTH2 credentials instead."""
@@ -421,7 +476,7 @@ class UnknownCredentials(_Shape):
             raise UnusableCredentialsError(
                 "invalid_credentials", f"The connection's stored {kind} credentials are incomplete."
             )
-        if shape is not None and issubclass(shape, _Signed):
+        if shape is not None and issubclass(shape, (_Signed, AwsSigV4Credentials)):
             raise UnusableCredentialsError(
                 "invalid_auth_mode", f"The proxy cannot sign requests for {kind} connections."
             )
@@ -442,6 +497,8 @@ Credentials: TypeAlias = (
     | TbaCredentials
     | CustomCredentials
     | NoCredentials
+    | AwsSigV4Credentials
+    | BillCredentials
     | UnknownCredentials
 )
 
@@ -457,6 +514,8 @@ CREDENTIAL_SHAPES: dict[AuthMode, type[Credentials]] = {
     "TBA": TbaCredentials,
     "CUSTOM": CustomCredentials,
     "NONE": NoCredentials,
+    "AWS_SIGV4": AwsSigV4Credentials,
+    "BILL": BillCredentials,
 }
 _BY_TYPE: dict[str, type[Credentials]] = {kind: shape for kind, shape in CREDENTIAL_SHAPES.items()}
 

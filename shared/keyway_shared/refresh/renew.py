@@ -13,12 +13,16 @@ import aiohttp
 
 from ..credentials import PermanentTokenError
 from ..credentials.app_store import app_store_token
+from ..credentials.aws_sts import assume_role, aws_integration, sts_url
+from ..credentials.bill import bill_login
 from ..credentials.client_credentials import client_credentials_token
 from ..credentials.github_app import installation_token
 from ..credentials.oauth2_grant import refresh_oauth2
 from ..credentials.shapes import (
     AppCredentials,
     AppStoreCredentials,
+    AwsSigV4Credentials,
+    BillCredentials,
     ClientCredentials,
     Credentials,
     OAuth2Credentials,
@@ -87,6 +91,37 @@ async def _oauth2(
     return renewed, expires_at
 
 
+async def _aws_sigv4(
+    http: aiohttp.ClientSession,
+    conn: Connection,
+    credentials: AwsSigV4Credentials,
+    template: ProviderTemplate,
+    integration: Integration,
+    now: datetime,
+    timeout_seconds: float,
+) -> tuple[Credentials, datetime | None]:
+    # The role, external id and region the connection was made with (its configuration first, as
+    # Nango reads them), so the new key is for the same role and signs in the same region.
+    aws = aws_integration(integration.custom or {})
+    config = conn.connection_config
+    external_id = config.get("external_id") or credentials.external_id
+    if not external_id:
+        raise PermanentTokenError(
+            "missing_aws_sigv4_external_id", "The connection has no external id to assume its role with."
+        )
+    region = config.get("region") or credentials.region or aws.default_region
+    return await assume_role(
+        http,
+        integration=aws,
+        sts_url=sts_url(template, {**config, "region": region}),
+        role_arn=str(config.get("role_arn") or credentials.role_arn),
+        external_id=str(external_id),
+        region=str(region or ""),
+        now=now,
+        timeout_seconds=timeout_seconds,
+    )
+
+
 async def renew(
     http: aiohttp.ClientSession,
     *,
@@ -135,6 +170,19 @@ async def renew(
             issuer_id=str(config.get("issuerId", "")),
             audience=template.authorization_params.get("audience"),
             scope=config.get("scope"),
+            now=now,
+            timeout_seconds=timeout_seconds,
+        )
+    if isinstance(credentials, AwsSigV4Credentials):
+        return await _aws_sigv4(http, connection, credentials, template, integration, now, timeout_seconds)
+    if isinstance(credentials, BillCredentials):
+        return await bill_login(
+            http,
+            token_url=_url(template, template.token_url_for("BILL"), config, "login URL"),
+            username=credentials.username,
+            password=credentials.password,
+            organization_id=credentials.organization_id,
+            dev_key=credentials.dev_key,
             now=now,
             timeout_seconds=timeout_seconds,
         )
