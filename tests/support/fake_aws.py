@@ -18,12 +18,20 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+import yaml
 from aiohttp import web
 
+import keyway_shared.providers
+
 from .procs import free_port
+
+# The built-in entry's integration settings (service, region, STS), which the fake's template declares too.
+_ENTRY = Path(keyway_shared.providers.__file__).with_name("providers.d") / "aws-sigv4.yaml"
+_BUILT_IN: dict[str, Any] = yaml.safe_load(_ENTRY.read_text())["aws-sigv4"]
 
 
 def _hex(data: bytes) -> str:
@@ -91,6 +99,7 @@ class FakeAws:
     service: str = "execute-api"
     lifetime: timedelta = timedelta(hours=1)
     assume_mode: str = "ok"  # ok | deny | garbage
+    service_failures: int = 0  # the service answers 503 this many times (after checking the signature)
     port: int = field(default_factory=free_port)
     issued: dict[str, TemporaryKey] = field(default_factory=dict)  # access key id -> its key
     assume_calls: list[dict[str, str]] = field(default_factory=list)  # AssumeRole's form parameters
@@ -115,6 +124,7 @@ class FakeAws:
                 "service": {"type": "string", "automated": True},
             },
             "credentials": {"role_arn": {"type": "string", "title": "IAM Role ARN"}},
+            "integration_config": _BUILT_IN["integration_config"],
             **extra,
         }
 
@@ -264,6 +274,17 @@ class FakeAws:
         if key_id is None or key_id == self.owner_key_id:
             return web.json_response({"message": "The request signature we calculated does not match"}, status=403)
         self.service_calls.append(
-            {"key": key_id, "method": request.method, "path": request.rel_url.raw_path, "body": body, "at": time.time()}
+            {
+                "key": key_id,
+                "method": request.method,
+                "path": request.rel_url.raw_path,
+                "body": body,
+                "target": request.headers.get("X-Amz-Target"),
+                "authorization": request.headers.get("Authorization"),
+                "at": time.time(),
+            }
         )
+        if self.service_failures > 0:
+            self.service_failures -= 1
+            return web.json_response({"message": "Service Unavailable"}, status=503)
         return web.json_response({"ok": True, "path": request.match_info["tail"], "key": key_id})
