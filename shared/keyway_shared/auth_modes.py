@@ -176,10 +176,9 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
     # and how STS is reached (its ``custom``: Nango's integration_config).
     "AWS_SIGV4": ModeFacts(
         browser="form",
-        typed=(
-            TypedField(name="role_arn", label="IAM role ARN"),
-            TypedField(name="region", label="AWS region", required=False),
-        ),
+        # The region is the template's connection_config field (params[region]), which the SDK's
+        # credentials.region also fills.
+        typed=(TypedField(name="role_arn", label="IAM role ARN"),),
     ),
     # BILL (Bill.com Connect API): a login for a session id that expires after 35 minutes of
     # inactivity; the login is kept to sign in again, and the proxy sends the session and dev key.

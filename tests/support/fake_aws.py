@@ -119,11 +119,8 @@ class FakeAws:
             "display_name": "AWS (fake)",
             "token_url": f"{self.base}/sts/${{connectionConfig.region}}/",
             "proxy": {"base_url": f"{self.base}/svc/${{connectionConfig.service}}/${{connectionConfig.region}}"},
-            "connection_config": {
-                "region": {"type": "string", "optional": True, "pattern": "^[a-z0-9-]{1,64}$"},
-                "service": {"type": "string", "automated": True},
-            },
-            "credentials": {"role_arn": {"type": "string", "title": "IAM Role ARN"}},
+            "connection_config": _BUILT_IN["connection_config"],
+            "credentials": _BUILT_IN["credentials"],
             "integration_config": _BUILT_IN["integration_config"],
             **extra,
         }
