@@ -44,6 +44,7 @@ AuthMode = Literal[
     "TBA",
     "AWS_SIGV4",
     "BILL",
+    "INSTALL_PLUGIN",
 ]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
@@ -192,6 +193,9 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
             TypedField(name="dev_key", label="Developer key", kind="password"),
         ),
     ),
+    # A marketplace plugin (Crisp's): the popup installs it from the integration's app link; every
+    # connection calls with the plugin's own token (the integration's custom username and password).
+    "INSTALL_PLUGIN": ModeFacts(browser="popup"),
 }
 
 

@@ -51,7 +51,6 @@ NANGO_ONLY_MODES: frozenset[str] = frozenset(
         "SIGNATURE",
         "MCP_OAUTH2",
         "MCP_OAUTH2_GENERIC",
-        "INSTALL_PLUGIN",
     }
 )
 

@@ -14,7 +14,21 @@ from __future__ import annotations
 from keyway_shared.auth_modes import AuthMode
 
 from ...openapi_spec import Route
-from . import api_key, app, app_store, aws_sigv4, basic, bill, custom, none, oauth1, oauth2, oauth2_cc, tba
+from . import (
+    api_key,
+    app,
+    app_store,
+    aws_sigv4,
+    basic,
+    bill,
+    custom,
+    install_plugin,
+    none,
+    oauth1,
+    oauth2,
+    oauth2_cc,
+    tba,
+)
 from .spec import CONNECT_PARAMS, CONNECTED, AuthModeSpec, FormFlow, LinkForm, PopupFlow
 
 __all__ = [
@@ -46,6 +60,7 @@ MODES: dict[AuthMode, AuthModeSpec] = {
         tba.SPEC,
         aws_sigv4.SPEC,
         bill.SPEC,
+        install_plugin.SPEC,
     )
 }
 _BY_NAME: dict[str, AuthModeSpec] = {mode: spec for mode, spec in MODES.items()}  # a stored name may be any string
