@@ -19,13 +19,21 @@ from typing import Any
 import aiohttp
 import pytest
 
+from webhook_dispatcher.app import create_app as create_dispatcher
+from webhook_dispatcher.settings import DispatcherSettings
+
 from ..support.fake_aws import FakeAws
+from ..support.inproc import running
 from ..support.polling import eventually
-from .flow_helpers import get_connection
+from ..support.receiver import webhook_receiver
+from .flow_helpers import EventWatch, get_connection
 from .gateway_app import Gateway, StartGateway, providers_yaml
 from .proxy_setup import call
 from .refresher_world import StartRefresherWorld
 from .test_gateway_api import assert_envelope
+from .test_tba_connect import events
+
+__all__ = ["events"]  # the bus watch fixture, shared with the TBA tests
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
 
@@ -144,7 +152,7 @@ async def test_a_forced_refresh_assumes_the_role_again_with_the_same_external_id
 
 
 async def test_a_missing_region_is_refused_before_anything_is_sent_or_stored(
-    gw: Gateway, aws: FakeAws, db: Any
+    gw: Gateway, aws: FakeAws, db: Any, events: EventWatch
 ) -> None:
     await create(gw, aws)  # no defaultRegion
     resp = await connect(gw, {"role_arn": ROLE}, "&connection_id=nowhere")
@@ -153,6 +161,9 @@ async def test_a_missing_region_is_refused_before_anything_is_sent_or_stored(
     assert_envelope(body, "missing_aws_sigv4_region")
     assert aws.assume_calls == []
     assert await db["connections"].find_one({"connection_id": "nowhere"}) is None
+    failed = await events.wait_for("auth.failed", "nowhere")
+    assert (failed["error"]["type"], failed["auth_mode"]) == ("missing_aws_sigv4_region", "AWS_SIGV4")
+    assert not events.announced_connection("nowhere")
 
 
 @pytest.mark.parametrize(
@@ -254,3 +265,51 @@ async def _assumed(aws: FakeAws, times: int) -> bool:
 
 async def _expired(aws: FakeAws, key: str) -> bool:
     return aws.issued[key].expires <= datetime.now(UTC)
+
+
+async def test_the_connect_ui_lists_the_form_and_a_connect_session_sends_the_auth_webhook(
+    start_gateway: StartGateway, service_settings: dict[str, Any], encryption_key: str, db: Any, tmp_path: Path
+) -> None:
+    dispatcher = DispatcherSettings(**service_settings, encryption_key=encryption_key, egress_allowlist="127.0.0.0/8")
+    async with (
+        FakeAws(role_arn=ROLE) as aws,
+        webhook_receiver() as receiver,
+        start_gateway(
+            providers_file=providers_yaml(tmp_path, {"aws-fake": aws.template()}), egress_allowlist="127.0.0.0/8"
+        ) as gw,
+        running(create_dispatcher(dispatcher)),
+    ):
+        await create(gw, aws, defaultRegion="us-west-2")
+        resp = await gw.client.patch(
+            "/environment", json={"webhook_settings": {"primary_url": receiver.url}}, headers=gw.auth
+        )
+        assert resp.status == 200, await resp.text()
+        body = {"end_user": {"id": "user-aws"}, "allowed_integrations": ["aws"]}
+        resp = await gw.client.post("/connect/sessions", json=body, headers=gw.auth)
+        assert resp.status == 201, await resp.text()
+        token = (await resp.json())["data"]["token"]
+
+        # What the Connect UI shows: the role to type, the optional region, and where to post them.
+        resp = await gw.client.get("/connect/session/integrations", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status == 200, await resp.text()
+        [entry] = (await resp.json())["data"]
+        assert (entry["flow"], entry["form_path"]) == ("form", "auth/aws-sigv4/{providerConfigKey}")
+        assert [field["name"] for field in entry["fields"]] == ["role_arn"]
+        assert [(param["name"], param["optional"]) for param in entry["params"]] == [("region", True)]
+
+        resp = await gw.client.post(f"/auth/aws-sigv4/aws?connect_session_token={token}", json={"role_arn": ROLE})
+        assert resp.status == 200, await resp.text()
+        connection_id = (await resp.json())["connectionId"]
+        stored = await db["connections"].find_one({"connection_id": connection_id})
+        assert stored["end_user"]["id"] == "user-aws"
+        assert stored["connection_config"]["region"] == "us-west-2"
+
+        async def delivered() -> list[Any] | None:
+            return list(receiver.received) or None
+
+        [hook] = await eventually(delivered, what="the AWS connection's auth webhook")
+        sent = json.loads(hook.body)
+        assert (sent["type"], sent["operation"], sent["success"]) == ("auth", "creation", True)
+        assert (sent["connectionId"], sent["authMode"], sent["provider"]) == (connection_id, "AWS_SIGV4", "aws-fake")
+        assert aws.owner_secret not in str(hook.body)
+        assert str(aws.issued[next(iter(aws.issued))].secret) not in str(hook.body)
