@@ -186,7 +186,8 @@ def test_verification_endpoints_are_paths(templates: dict[str, ProviderTemplate]
         if verification:
             assert all(endpoint.startswith("/") for endpoint in verification.endpoints), name
             assert verification.method in {"GET", "POST"}, name
-            assert template.auth_mode in {"API_KEY", "BASIC"}, name
+            # INSTALL_PLUGIN's connections hold BASIC credentials (the plugin's token), checked the same way.
+            assert template.auth_mode in {"API_KEY", "BASIC", "INSTALL_PLUGIN"}, name
 
 
 def test_retry_headers_name_one_header(templates: dict[str, ProviderTemplate]) -> None:
