@@ -180,6 +180,7 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         # The region is the template's connection_config field (params[region]), which the SDK's
         # credentials.region also fills.
         typed=(TypedField(name="role_arn", label="IAM role ARN"),),
+        imported_as="AWS_SIGV4",  # a temporary key from elsewhere, renewed from its role
     ),
     # BILL (Bill.com Connect API): a login for a session id that expires after 35 minutes of
     # inactivity; the login is kept to sign in again, and the proxy sends the session and dev key.
@@ -192,6 +193,7 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
             TypedField(name="organization_id", label="Organization id"),
             TypedField(name="dev_key", label="Developer key", kind="password"),
         ),
+        imported_as="BILL",  # the login (and a session, when there is one)
     ),
     # A marketplace plugin (Crisp's): the popup installs it from the integration's app link; every
     # connection calls with the plugin's own token (the integration's custom username and password).

@@ -313,3 +313,40 @@ async def test_the_connect_ui_lists_the_form_and_a_connect_session_sends_the_aut
         assert (sent["connectionId"], sent["authMode"], sent["provider"]) == (connection_id, "AWS_SIGV4", "aws-fake")
         assert aws.owner_secret not in str(hook.body)
         assert str(aws.issued[next(iter(aws.issued))].secret) not in str(hook.body)
+
+
+async def test_an_imported_key_signs_proxy_calls_and_is_renewed_from_its_role(gw: Gateway, aws: FakeAws) -> None:
+    """``POST /connection`` with Nango's AWS_SIGV4 credentials fields (a Nango export): stored, used by
+    the proxy, and renewed with the role and external id it names."""
+    await create(gw, aws)
+    access, issued = aws.issue()
+    external_id = str(uuid.uuid4())
+    body = {
+        "connection_id": "moved",
+        "provider_config_key": "aws",
+        "role_arn": ROLE,
+        "access_key_id": access,
+        "secret_access_key": issued.secret,
+        "session_token": issued.token,
+        "expires_at": issued.expires.isoformat(),
+        "connection_config": {"region": "eu-north-1", "service": aws.service, "external_id": external_id},
+    }
+    resp = await gw.client.post("/connection", json=body, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    credentials = (await get_connection(gw, "moved", "aws"))["credentials"]
+    assert (credentials["type"], credentials["region"], credentials["external_id"]) == (
+        "AWS_SIGV4", "eu-north-1", external_id,
+    )  # fmt: skip
+    resp = await call(gw, "GET", "/moved", "moved", "aws")
+    assert resp.status == 200, await resp.text()
+    assert aws.service_calls[-1]["key"] == access
+
+    resp = await gw.client.get("/connection/moved?provider_config_key=aws&force_refresh=true", headers=gw.auth)
+    assert resp.status == 200, await resp.text()
+    assert [(c["RoleArn"], c["ExternalId"]) for c in aws.assume_calls] == [(ROLE, external_id)]
+
+    # Without a region anywhere the import is refused with the mode's code, and nothing is stored.
+    del body["connection_config"]
+    resp = await gw.client.post("/connection", json=body | {"connection_id": "moved-2"}, headers=gw.auth)
+    assert resp.status == 400
+    assert_envelope(await resp.json(), "missing_aws_sigv4_region")

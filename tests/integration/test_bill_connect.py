@@ -139,3 +139,17 @@ async def test_the_refresher_signs_in_again_before_the_session_ends(
 
         await eventually(signed_in_again, what="the refresher to sign in to Bill again", timeout=15)
         assert timedelta(minutes=19) < first.replace(tzinfo=UTC) - datetime.now(UTC) < timedelta(minutes=21)
+
+
+async def test_an_imported_login_signs_in_at_its_first_use(gw: Gateway, bill: FakeBill) -> None:
+    body = {"connection_id": "moved", "provider_config_key": "bill", **bill.login}
+    resp = await gw.client.post("/connection", json=body, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    assert bill.logins == []
+    resp = await call(gw, "GET", "/v3/vendors", "moved", "bill")  # due now: the read signs in first
+    assert resp.status == 200, await resp.text()
+    assert len(bill.logins) == 1
+    assert bill.refused == []
+    resp = await gw.client.post("/connection", json=body | {"connection_id": "m2", "dev_key": ""}, headers=gw.auth)
+    assert resp.status == 400
+    assert_envelope(await resp.json(), "missing_dev_key")

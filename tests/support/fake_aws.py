@@ -144,6 +144,16 @@ class FakeAws:
     async def __aexit__(self, *_exc: object) -> None:
         await self.stop()
 
+    def issue(self) -> tuple[str, TemporaryKey]:
+        """A temporary key for the role, as AssumeRole gives one (also for a test's import)."""
+        access = "ASIA" + secrets.token_hex(8).upper()
+        expires = datetime.now(UTC).replace(microsecond=0) + self.lifetime
+        issued = TemporaryKey(
+            secret=secrets.token_urlsafe(24), token=secrets.token_urlsafe(48), expires=expires, role_arn=self.role_arn
+        )
+        self.issued[access] = issued
+        return access, issued
+
     # --- the signature check -------------------------------------------------------------------
 
     async def _check(self, request: web.Request, *, service: str, region: str) -> tuple[str | None, bytes]:
@@ -246,12 +256,8 @@ class FakeAws:
             return self._denied(f"not authorized to perform sts:AssumeRole on {params.get('RoleArn')}")
         if self.assume_mode == "garbage":
             return web.Response(text="<AssumeRoleResponse/>", content_type="text/xml")
-        access = "ASIA" + secrets.token_hex(8).upper()
-        expires = datetime.now(UTC).replace(microsecond=0) + self.lifetime
-        issued = TemporaryKey(
-            secret=secrets.token_urlsafe(24), token=secrets.token_urlsafe(48), expires=expires, role_arn=self.role_arn
-        )
-        self.issued[access] = issued
+        access, issued = self.issue()
+        expires = issued.expires
         return web.Response(
             text=(
                 "<AssumeRoleResponse><AssumeRoleResult><Credentials>"

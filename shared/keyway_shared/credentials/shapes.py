@@ -423,6 +423,39 @@ class AwsSigV4Credentials(_Shape):
             "invalid_auth_mode", "AWS SigV4 connections sign each request; only the proxy can call with them."
         )
 
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        """A temporary key obtained elsewhere (a Nango export): the key, its expiry, and the role,
+        region, service and external id it is renewed with (the body's, else the connection's)."""
+        config = body.connection_config
+
+        def named(name: str, code: str) -> str:
+            value = body.optional(name) or config.get(name)
+            if not isinstance(value, str) or not value:
+                raise ImportRefusedError(code, f"AWS_SIGV4 connections need '{name}' (or connection_config.{name}).")
+            return value
+
+        role_arn = named("role_arn", "missing_role_arn")
+        region = named("region", "missing_aws_sigv4_region")
+        service = named("service", "missing_aws_sigv4_service")
+        access_key_id = body.required("access_key_id")
+        secret_access_key = body.required("secret_access_key")
+        session_token = body.required("session_token")
+        expires_at = body.expiry()
+        external_id = body.optional("external_id") or config.get("external_id")
+        credentials = cls(
+            raw=body.raw() or {},
+            role_arn=role_arn,
+            region=region,
+            service=service,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            session_token=session_token,
+            expires_at=js_iso(expires_at) if expires_at is not None else None,
+            external_id=external_id if isinstance(external_id, str) and external_id else None,
+        )
+        return credentials, expires_at
+
 
 class BillCredentials(_Shape):
     """Bill's Connect API (``BILL``): the login, kept to sign in again, and the session it gave."""
@@ -442,6 +475,24 @@ class BillCredentials(_Shape):
     def proxy_headers(self) -> dict[str, str]:
         # Bill's API takes both on every call (its "sessionId" and "devKey" request headers).
         return {"devKey": self.dev_key, **({"sessionId": self.session_id} if self.session_id else {})}
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        """The login, and the session when the body has one; without one, it is due now, so the first
+        read or the refresher signs in."""
+        session_id = body.optional("session_id")
+        expires_at = body.expiry() if session_id else body.now
+        credentials = cls(
+            username=body.required("username"),
+            password=body.required("password"),
+            organization_id=body.required("organization_id"),
+            dev_key=body.required("dev_key"),
+            raw=body.raw() or {},
+            session_id=session_id,
+            user_id=body.optional("user_id"),
+            expires_at=js_iso(expires_at) if expires_at is not None else None,
+        )
+        return credentials, expires_at
 
 
 class CustomCredentials(_Shape):
