@@ -77,6 +77,7 @@ class ModeFacts:
     client: bool = False  # the integration holds an OAuth client id and secret, which /config requires
     scopes: bool = False  # the integration's scopes are asked for (its form offers them)
     github_app: bool = False  # the integration names a GitHub App: its link, id and private key
+    plugin: bool = False  # the integration names a marketplace plugin: its install link and its token
     editable: bool = True  # False: the credentials come with each connection, PUT /config has nothing to change
     typed: tuple[TypedField, ...] = ()  # what a person types on the form (browser "form")
     imported_as: AuthMode | None = None  # the credentials type POST /connection stores; None: not importable
@@ -197,7 +198,7 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
     ),
     # A marketplace plugin (Crisp's): the popup installs it from the integration's app link; every
     # connection calls with the plugin's own token (the integration's custom username and password).
-    "INSTALL_PLUGIN": ModeFacts(browser="popup"),
+    "INSTALL_PLUGIN": ModeFacts(browser="popup", plugin=True),
 }
 
 

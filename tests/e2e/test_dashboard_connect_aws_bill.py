@@ -29,14 +29,9 @@ async def world(start_gateway: StartGateway, tmp_path: Path) -> AsyncIterator[tu
             admin_user=ADMIN,
             admin_password_hash=PASSWORD_HASH,
         ) as gateway:
-            settings = {"service": aws.service, "awsAccessKeyId": aws.owner_key_id}
-            settings |= {"awsSecretAccessKey": aws.owner_secret}
-            for body in (
-                {"provider": "aws-fake", "unique_key": "aws", "integration_config": settings},
-                {"provider": "bill-fake", "unique_key": "bill"},
-            ):
-                resp = await gateway.client.post("/integrations", json=body, headers=gateway.auth)
-                assert resp.status == 200, await resp.text()
+            body = {"provider": "bill-fake", "unique_key": "bill"}
+            resp = await gateway.client.post("/integrations", json=body, headers=gateway.auth)
+            assert resp.status == 200, await resp.text()
             yield gateway, aws, bill
 
 
@@ -47,6 +42,31 @@ async def test_the_connect_form_connects_aws_and_bill(
     context = await new_context(browser)
     page = await context.new_page()
     await sign_in(page, gw)
+
+    # The AWS integration's settings (Nango's integration_config) on the new-integration form.
+    await page.goto(f"{gw.url}/dashboard/dev/catalog/aws-fake")
+    await page.fill("#unique_key", "aws")
+    await page.get_by_label("AWS Service").fill(aws.service)
+    await page.get_by_label("AWS Access Key ID").fill(aws.owner_key_id)
+    await page.get_by_label("AWS Secret Access Key").fill(aws.owner_secret)
+    await page.get_by_role("button", name="Create integration").click()
+    await page.wait_for_url(f"{gw.url}/dashboard/dev/integrations/aws*")
+    stored = await gw.client.get("/config/aws?include_creds=true", headers=gw.auth)
+    custom = (await stored.json())["config"]["custom"]
+    assert custom == {
+        "service": aws.service,
+        "awsAccessKeyId": aws.owner_key_id,
+        "awsSecretAccessKey": aws.owner_secret,
+    }
+    # The edit form shows the settings but never the secret one; saving with it blank keeps it.
+    assert await page.input_value("#setting-service") == aws.service
+    assert await page.input_value("#setting-awsSecretAccessKey") == ""
+    await page.fill("#setting-defaultRegion", "ca-central-1")
+    await page.get_by_role("button", name="Save").click()
+    await page.wait_for_url(f"{gw.url}/dashboard/dev/integrations/aws*")
+    stored = await gw.client.get("/config/aws?include_creds=true", headers=gw.auth)
+    custom = (await stored.json())["config"]["custom"]
+    assert (custom["defaultRegion"], custom["awsSecretAccessKey"]) == ("ca-central-1", aws.owner_secret)
 
     await page.goto(f"{gw.url}/dashboard/dev/integrations/aws")
     await page.fill("#connection_id", "aws-dash")
