@@ -198,7 +198,7 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
     ),
     # A marketplace plugin (Crisp's): the popup installs it from the integration's app link; every
     # connection calls with the plugin's own token (the integration's custom username and password).
-    "INSTALL_PLUGIN": ModeFacts(browser="popup", plugin=True),
+    "INSTALL_PLUGIN": ModeFacts(browser="popup", plugin=True, imported_as="BASIC"),
 }
 
 

@@ -144,3 +144,19 @@ async def test_an_integration_without_its_plugin_is_refused_before_the_install(g
     result = await run_popup(gw, "crisp-nolink", "connection_id=site-3")
     assert (result.frame["message_type"], result.frame["error_type"]) == ("error", "provider_config_err")
     assert crisp.installs == []
+
+
+async def test_an_import_stores_the_plugins_token_as_basic(gw: Gateway, crisp: FakeCrisp) -> None:
+    await add(gw, crisp, "crisp")
+    body = {
+        "connection_id": "moved",
+        "provider_config_key": "crisp",
+        "username": PLUGIN[0],
+        "password": PLUGIN[1],
+        "connection_config": {"website_id": WEBSITE},
+    }
+    resp = await gw.client.post("/connection", json=body, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    resp = await call(gw, "GET", f"/v1/website/{WEBSITE}", "moved", "crisp")
+    assert resp.status == 200, await resp.text()
+    assert crisp.refused == []
