@@ -128,7 +128,8 @@ async def test_connect_stores_the_roles_key_and_the_proxy_signs_every_attempt(
 
 async def test_a_forced_refresh_assumes_the_role_again_with_the_same_external_id(gw: Gateway, aws: FakeAws) -> None:
     await create(gw, aws, defaultRegion="us-east-2")
-    resp = await connect(gw, {"role_arn": ROLE}, "&connection_id=r1")  # the integration's default region
+    # The integration's default region; the credentials' own type may come along (the dashboard's script).
+    resp = await connect(gw, {"type": "AWS_SIGV4", "role_arn": ROLE}, "&connection_id=r1")
     assert resp.status == 200, await resp.text()
     first = (await get_connection(gw, "r1", "aws"))["credentials"]
     assert first["region"] == "us-east-2"
@@ -173,6 +174,7 @@ async def test_a_missing_region_is_refused_before_anything_is_sent_or_stored(
         ({"role_arn": ""}, ["role_arn"]),
         ({"role_arn": ROLE, "region": "eu-west-1.evil.com#"}, ["region"]),
         ({"role_arn": ROLE, "region": "eu-west-1", "access_key": "x"}, []),
+        ({"type": "BILL", "role_arn": ROLE}, []),
     ],
 )
 async def test_a_body_nangos_schema_refuses_is_invalid_body(

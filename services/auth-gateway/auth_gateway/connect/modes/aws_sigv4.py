@@ -63,7 +63,12 @@ AWS_SIGV4_BODY: dict[str, Any] = {
 
 
 def _body(body: dict[str, Any]) -> tuple[str, str | None]:
-    """``(role_arn, region)``; ``invalid_body`` with zod's issues for what Nango's schema refuses."""
+    """``(role_arn, region)``; ``invalid_body`` with zod's issues for what Nango's schema refuses.
+
+    The credentials' own ``type`` is let through when it is this mode's: callers that post the SDK's
+    ``credentials`` object whole (the dashboard's connect script) send it; any other value is refused."""
+    if body.get("type") == "AWS_SIGV4":
+        body = {name: value for name, value in body.items() if name != "type"}
     issues = check_string(body.get("role_arn", MISSING), ["role_arn"], min_length(1))
     region = body.get("region", MISSING)
     if region is not None:  # the SDK sends region: undefined, which JSON drops; null is as absent
