@@ -46,6 +46,9 @@ AuthMode = Literal[
     "MCP_OAUTH2_GENERIC",
     "JWT",
     "SIGNATURE",
+    "AWS_SIGV4",
+    "BILL",
+    "INSTALL_PLUGIN",
 ]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
@@ -78,6 +81,7 @@ class ModeFacts:
     client: bool = False  # the integration holds an OAuth client id and secret, which /config requires
     scopes: bool = False  # the integration's scopes are asked for (its form offers them)
     github_app: bool = False  # the integration names a GitHub App: its link, id and private key
+    plugin: bool = False  # the integration names a marketplace plugin: its install link and its token
     editable: bool = True  # False: the credentials come with each connection, PUT /config has nothing to change
     typed: tuple[TypedField, ...] = ()  # what a person types on the form (browser "form")
     imported_as: AuthMode | None = None  # the credentials type POST /connection stores; None: not importable
@@ -202,6 +206,33 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         imported_as="SIGNATURE",
         token_protocols=frozenset({"WSSE"}),
     ),
+    # AWS: the person names an IAM role their account lets the integration's key assume (STS AssumeRole
+    # with the connection's external id); the temporary key it gives signs each request (SigV4) and
+    # is minted again before it expires. The integration holds the AWS service, the default region
+    # and how STS is reached (its ``custom``: Nango's integration_config).
+    "AWS_SIGV4": ModeFacts(
+        browser="form",
+        # The region is the template's connection_config field (params[region]), which the SDK's
+        # credentials.region also fills.
+        typed=(TypedField(name="role_arn", label="IAM role ARN"),),
+        imported_as="AWS_SIGV4",  # a temporary key from elsewhere, renewed from its role
+    ),
+    # BILL (Bill.com Connect API): a login for a session id that expires after 35 minutes of
+    # inactivity; the login is kept to sign in again, and the proxy sends the session and dev key.
+    "BILL": ModeFacts(
+        browser="form",
+        editable=False,
+        typed=(
+            TypedField(name="username", label="User name"),
+            TypedField(name="password", label="Password", kind="password"),
+            TypedField(name="organization_id", label="Organization id"),
+            TypedField(name="dev_key", label="Developer key", kind="password"),
+        ),
+        imported_as="BILL",  # the login (and a session, when there is one)
+    ),
+    # A marketplace plugin (Crisp's): the popup installs it from the integration's app link; every
+    # connection calls with the plugin's own token (the integration's custom username and password).
+    "INSTALL_PLUGIN": ModeFacts(browser="popup", plugin=True, imported_as="BASIC"),
 }
 
 

@@ -24,6 +24,7 @@ from ..support.oauth_provider import OAuthProvider
 __all__ = [
     "ADMIN",
     "PASSWORD",
+    "PASSWORD_HASH",
     "Visits",
     "gw",
     "is_true",

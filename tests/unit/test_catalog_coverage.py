@@ -190,7 +190,10 @@ def test_verification_endpoints_are_paths(templates: dict[str, ProviderTemplate]
         if verification:
             assert all(endpoint.startswith("/") for endpoint in verification.endpoints), name
             assert verification.method in {"GET", "POST"}, name
-            assert template.auth_mode in {"API_KEY", "BASIC", "JWT", "SIGNATURE"}, name  # the flows that verify
+            # INSTALL_PLUGIN's connections hold BASIC credentials (the plugin's token), checked the same way.
+            assert template.auth_mode in {"API_KEY", "BASIC", "JWT", "SIGNATURE", "INSTALL_PLUGIN"}, (
+                name
+            )  # the flows that verify
 
 
 def test_retry_headers_name_one_header(templates: dict[str, ProviderTemplate]) -> None:

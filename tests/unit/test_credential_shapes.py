@@ -136,7 +136,16 @@ def test_how_each_type_authenticates_a_request() -> None:
 
 
 def test_the_types_a_refresh_renews() -> None:
-    assert sorted(REFRESHABLE_TYPES) == ["APP", "APP_STORE", "JWT", "OAUTH2", "OAUTH2_CC", "SIGNATURE"]
+    assert sorted(REFRESHABLE_TYPES) == [
+        "APP",
+        "APP_STORE",
+        "AWS_SIGV4",
+        "BILL",
+        "JWT",
+        "OAUTH2",
+        "OAUTH2_CC",
+        "SIGNATURE",
+    ]
     assert not parse_credentials({"type": "OAUTH2"}).refreshable  # unreadable: nothing to renew with
 
 

@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from keyway_shared.credentials.declared_jwt import JwtFieldsError, jwt_credentials, jwt_fields, sign_declared_jwt
+from keyway_shared.credentials.declared_jwt import JwtFieldsError, jwt_fields, sign_declared_jwt
 from keyway_shared.credentials.errors import PermanentTokenError
+from keyway_shared.credentials.shapes import JwtCredentials
 from keyway_shared.credentials.wsse import password_digest, wsse_token
 from keyway_shared.providers import load_catalog
 
@@ -91,7 +92,7 @@ def test_ghosts_key_is_checked_split_and_kept_split() -> None:
     key = "0123456789abcdef01234567:" + "ab" * 32
     fields = jwt_fields(template, {"type": "JWT", "privateKey": key, "unrelated": "dropped"})
     assert fields == {"privateKey": {"id": "0123456789abcdef01234567", "secret": "ab" * 32}}
-    credentials, _ = jwt_credentials(template, fields, {"adminDomain": "x.ghost.io", "version": "v5.0"}, now=NOW)
+    credentials, _ = JwtCredentials.signed(template, fields, {"adminDomain": "x.ghost.io", "version": "v5.0"}, now=NOW)
     document = credentials.dump()
     assert list(document) == ["type", "privateKey", "token", "expires_at"]
     assert credentials.signing_fields() == fields

@@ -110,7 +110,7 @@ def test_target_leaves_signing_to_each_attempt_and_refuses_what_it_cannot_sign()
             raw_endpoint="/",
             raw_query="",
         )
-    assert caught.value.code == "invalid_auth_mode"
+    assert caught.value.code == "invalid_credentials"  # incomplete, as any type's stored document may be
 
 
 def test_a_header_of_optional_fields_the_connection_lacks_is_left_out() -> None:

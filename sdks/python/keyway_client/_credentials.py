@@ -149,6 +149,23 @@ class JwtCredentials:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AwsSigV4Credentials:
+    """AWS (``AWS_SIGV4``): the role, and the temporary key STS gave for it (renewed before ``expires_at``)."""
+
+    type: Literal["AWS_SIGV4"] = "AWS_SIGV4"
+    role_arn: str
+    region: str
+    service: str
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expires_at: datetime | None = None
+    external_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class SignatureCredentials:
     """A WSSE signature's user name and password (``SIGNATURE``), and the last token made of them
     (the proxy makes a new one for each request)."""
@@ -158,6 +175,22 @@ class SignatureCredentials:
     password: str = field(repr=False)
     token: str | None = field(default=None, repr=False)
     expires_at: datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BillCredentials:
+    """Bill's Connect API (``BILL``): the login and the session it gave (renewed before ``expires_at``)."""
+
+    type: Literal["BILL"] = "BILL"
+    username: str
+    password: str = field(repr=False)
+    organization_id: str
+    dev_key: str = field(repr=False)
+    session_id: str | None = field(default=None, repr=False)
+    user_id: str | None = None
+    expires_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
     data: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -188,6 +221,8 @@ Credentials: TypeAlias = (
     | TbaCredentials
     | JwtCredentials
     | SignatureCredentials
+    | AwsSigV4Credentials
+    | BillCredentials
     | NoCredentials
     | UnknownCredentials
 )
@@ -261,6 +296,31 @@ def parse_credentials(value: Any) -> Credentials:
                 password=data["password"],
                 token=as_str(data.get("token")),
                 expires_at=as_datetime(data.get("expires_at")),
+                data=data,
+            )
+        if kind == "AWS_SIGV4":
+            return AwsSigV4Credentials(
+                role_arn=data["role_arn"],
+                region=data["region"],
+                service=data["service"],
+                access_key_id=data["access_key_id"],
+                secret_access_key=data["secret_access_key"],
+                session_token=data["session_token"],
+                expires_at=as_datetime(data.get("expires_at")),
+                external_id=as_str(data.get("external_id")),
+                raw=as_object(data.get("raw")),
+                data=data,
+            )
+        if kind == "BILL":
+            return BillCredentials(
+                username=data["username"],
+                password=data["password"],
+                organization_id=data["organization_id"],
+                dev_key=data["dev_key"],
+                session_id=as_str(data.get("session_id")),
+                user_id=as_str(data.get("user_id")),
+                expires_at=as_datetime(data.get("expires_at")),
+                raw=as_object(data.get("raw")),
                 data=data,
             )
     except KeyError as exc:

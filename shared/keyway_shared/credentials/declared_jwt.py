@@ -20,10 +20,8 @@ from ..providers.template import ProviderTemplate
 from ..providers.token_declaration import JwtAlgorithm, TokenDeclaration
 from .errors import PermanentTokenError
 from .jwt_signing import InvalidPrivateKeyError, sign_jwt
-from .shapes import JwtCredentials
-from .tokens import js_iso
 
-__all__ = ["JwtFieldsError", "jwt_credentials", "jwt_fields", "sign_declared_jwt"]
+__all__ = ["JwtFieldsError", "jwt_fields", "sign_declared_jwt"]
 
 _ARMOUR = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----")
 _CREDENTIAL_PATH = re.compile(r"credentials\.([A-Za-z0-9_]+)(\.[A-Za-z0-9_.]+)?")
@@ -136,12 +134,3 @@ def sign_declared_jwt(
         # A claim computed from the key (Snowflake's fingerprint) when the key is not one.
         raise InvalidPrivateKeyError("The private key is not a readable, unencrypted PEM private key.") from None
     return jwt, now + lifetime
-
-
-def jwt_credentials(
-    template: ProviderTemplate, fields: Mapping[str, Any], connection_config: Mapping[str, Any], *, now: datetime
-) -> tuple[JwtCredentials, datetime]:
-    """``{type: "JWT", <the person's fields>, token, expires_at}``, as Nango stores them."""
-    jwt, expires_at = sign_declared_jwt(template, fields, connection_config, now=now)
-    credentials = JwtCredentials(**dict(fields), token=jwt, expires_at=js_iso(expires_at))
-    return credentials, expires_at

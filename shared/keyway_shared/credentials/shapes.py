@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -37,6 +37,9 @@ from .importing import ImportBody, ImportRefusedError
 from .tokens import js_iso, read_token_response
 from .wsse import wsse_token
 
+if TYPE_CHECKING:
+    from ..providers.template import ProviderTemplate
+
 __all__ = [
     "CREDENTIAL_SHAPES",
     "ApiKeyCredentials",
@@ -45,8 +48,12 @@ __all__ = [
     "AppStoreCredentials",
     "AppStoreType",
     "AppType",
+    "AwsSigV4Credentials",
+    "AwsSigV4Type",
     "BasicCredentials",
     "BasicType",
+    "BillCredentials",
+    "BillType",
     "ClientCredentials",
     "ClientCredentialsType",
     "Credentials",
@@ -87,6 +94,8 @@ CustomType: TypeAlias = Literal["CUSTOM"]
 NoCredentialsType: TypeAlias = Literal["NONE"]
 JwtType: TypeAlias = Literal["JWT"]
 SignatureType: TypeAlias = Literal["SIGNATURE"]
+AwsSigV4Type: TypeAlias = Literal["AWS_SIGV4"]
+BillType: TypeAlias = Literal["BILL"]
 # The types that POST /connections takes and Keyway refuses (``connections_post="refuse"``), in the
 # order Nango's schema lists them (an unknown type's error lists them so); a unit test holds the two.
 NotImportedType: TypeAlias = Literal[ClientCredentialsType, AppType, CustomType]
@@ -159,6 +168,11 @@ class _Shape(BaseModel):
 
     def template_variables(self) -> dict[str, str]:
         """``${accessToken}`` or ``${apiKey}`` for the template's headers and query parameters."""
+        return {}
+
+    def proxy_headers(self) -> dict[str, str]:
+        """Headers besides ``Authorization`` that carry these credentials to the provider (BILL's
+        session); the template's and the caller's headers of the same name win over them."""
         return {}
 
     @classmethod
@@ -418,15 +432,29 @@ class JwtCredentials(_Bearer):
         return {key: value for key, value in self._document.items() if key not in ("type", "token", "expires_at")}
 
     @classmethod
+    def signed(
+        cls,
+        template: ProviderTemplate,
+        fields: Mapping[str, Any],
+        connection_config: Mapping[str, Any],
+        *,
+        now: datetime,
+    ) -> tuple[Self, datetime]:
+        """``{type: "JWT", <the person's fields>, token, expires_at}``, as Nango stores them, signed now."""
+        # Imported here: the signer (authlib, cryptography) is loaded by the services that sign, only.
+        from .declared_jwt import sign_declared_jwt
+
+        jwt, expires_at = sign_declared_jwt(template, fields, connection_config, now=now)
+        return cls(**dict(fields), token=jwt, expires_at=js_iso(expires_at)), expires_at
+
+    @classmethod
     def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
         """The template's fields from the body (as a Nango export holds them), signed now."""
-        # declared_jwt builds this class: imported here, not at the top, to keep the two apart.
-        from .declared_jwt import jwt_credentials, jwt_fields
+        from .declared_jwt import jwt_fields
 
         template = body.declared_by()
         try:
-            fields = jwt_fields(template, body.body)
-            return jwt_credentials(template, fields, body.connection_config, now=body.now)  # type: ignore[return-value]
+            return cls.signed(template, jwt_fields(template, body.body), body.connection_config, now=body.now)
         except PermanentTokenError as exc:
             raise ImportRefusedError(exc.type, exc.description) from None
 
@@ -462,6 +490,101 @@ class SignatureCredentials(_Shape):
         return cls.made(body.required("username"), body.required("password"), now=body.now, lifetime=lifetime)
 
 
+class AwsSigV4Credentials(_Shape):
+    """AWS (``AWS_SIGV4``): the role the person named, and the temporary key STS gave for it, which
+    signs each proxied request (Signature Version 4, auth_gateway/proxy/aws_signing.py) and is
+    minted again, from the role, the external id and the region, before it expires."""
+
+    type: AwsSigV4Type = "AWS_SIGV4"
+    raw: dict[str, Any] = Field(default_factory=dict)
+    role_arn: str
+    region: str
+    service: str
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expires_at: str | None = None  # JavaScript's ISO form
+    external_id: str | None = None
+
+    refreshable: ClassVar[bool] = True
+
+    def authorization(self) -> str | None:
+        raise UnusableCredentialsError(
+            "invalid_auth_mode", "AWS SigV4 connections sign each request; only the proxy can call with them."
+        )
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        """A temporary key obtained elsewhere (a Nango export): the key, its expiry, and the role,
+        region, service and external id it is renewed with (the body's, else the connection's)."""
+        config = body.connection_config
+
+        def named(name: str, code: str) -> str:
+            value = body.optional(name) or config.get(name)
+            if not isinstance(value, str) or not value:
+                raise ImportRefusedError(code, f"AWS_SIGV4 connections need '{name}' (or connection_config.{name}).")
+            return value
+
+        role_arn = named("role_arn", "missing_role_arn")
+        region = named("region", "missing_aws_sigv4_region")
+        service = named("service", "missing_aws_sigv4_service")
+        access_key_id = body.required("access_key_id")
+        secret_access_key = body.required("secret_access_key")
+        session_token = body.required("session_token")
+        expires_at = body.expiry()
+        external_id = body.optional("external_id") or config.get("external_id")
+        credentials = cls(
+            raw=body.raw() or {},
+            role_arn=role_arn,
+            region=region,
+            service=service,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            session_token=session_token,
+            expires_at=js_iso(expires_at) if expires_at is not None else None,
+            external_id=external_id if isinstance(external_id, str) and external_id else None,
+        )
+        return credentials, expires_at
+
+
+class BillCredentials(_Shape):
+    """Bill's Connect API (``BILL``): the login, kept to sign in again, and the session it gave."""
+
+    type: BillType = "BILL"
+    username: str
+    password: str
+    organization_id: str
+    dev_key: str
+    raw: dict[str, Any] = Field(default_factory=dict)
+    session_id: str | None = None
+    user_id: str | None = None
+    expires_at: str | None = None
+
+    refreshable: ClassVar[bool] = True
+
+    def proxy_headers(self) -> dict[str, str]:
+        # Bill's API takes both on every call (its "sessionId" and "devKey" request headers).
+        return {"devKey": self.dev_key, **({"sessionId": self.session_id} if self.session_id else {})}
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        """The login, and the session when the body has one; without one, it is due now, so the first
+        read or the refresher signs in."""
+        session_id = body.optional("session_id")
+        expires_at = body.expiry() if session_id else body.now
+        credentials = cls(
+            username=body.required("username"),
+            password=body.required("password"),
+            organization_id=body.required("organization_id"),
+            dev_key=body.required("dev_key"),
+            raw=body.raw() or {},
+            session_id=session_id,
+            user_id=body.optional("user_id"),
+            expires_at=js_iso(expires_at) if expires_at is not None else None,
+        )
+        return credentials, expires_at
+
+
 class CustomCredentials(_Shape):
     """Nango's ``CUSTOM`` credentials, which a Nango import may bring; Keyway's CUSTOM flow stores
     APP or OAUTH2 credentials instead."""
@@ -490,7 +613,7 @@ class UnknownCredentials(_Shape):
         # adds no header, as before (the template's headers or query may carry what it needs).
         kind = self._document.get("type")
         shape = CREDENTIAL_SHAPES.get(kind) if isinstance(kind, str) else None  # type: ignore[call-overload]
-        if shape is not None and issubclass(shape, (_Bearer, BasicCredentials, _Signed)):
+        if shape is not None and issubclass(shape, (_Bearer, BasicCredentials, _Signed, AwsSigV4Credentials)):
             raise UnusableCredentialsError(
                 "invalid_credentials", f"The connection's stored {kind} credentials are incomplete."
             )
@@ -513,6 +636,8 @@ Credentials: TypeAlias = (
     | SignatureCredentials
     | CustomCredentials
     | NoCredentials
+    | AwsSigV4Credentials
+    | BillCredentials
     | UnknownCredentials
 )
 
@@ -530,6 +655,8 @@ CREDENTIAL_SHAPES: dict[AuthMode, type[Credentials]] = {
     "NONE": NoCredentials,
     "JWT": JwtCredentials,
     "SIGNATURE": SignatureCredentials,
+    "AWS_SIGV4": AwsSigV4Credentials,
+    "BILL": BillCredentials,
 }
 _BY_TYPE: dict[str, type[Credentials]] = {kind: shape for kind, shape in CREDENTIAL_SHAPES.items()}
 

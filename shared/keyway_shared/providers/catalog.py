@@ -48,10 +48,7 @@ log = get_logger(__name__)
 NANGO_ONLY_MODES: frozenset[str] = frozenset(
     {
         "TABLEAU",
-        "BILL",
         "TWO_STEP",
-        "INSTALL_PLUGIN",
-        "AWS_SIGV4",
     }
 )
 

@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from .. import aws_sigv4
 from .interpolation import MissingParamError, UnsafeParamError, alternatives, check_pattern, param_text
 
 __all__ = [
@@ -514,38 +515,27 @@ def _sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _hmac_sha256(key: bytes, text: str) -> bytes:
-    return hmac.new(key, text.encode(), hashlib.sha256).digest()
-
-
 def _aws_sigv4(args: list[str], now: datetime, request: Mapping[str, str]) -> str:
     """An ``Authorization`` value of AWS Signature Version 4, signed as Nango's ``awsSigV4`` signs:
-    ``host`` and ``x-amz-date`` (and ``content-type`` when the request has one)."""
+    ``host`` and ``x-amz-date`` (and ``content-type`` when the request has one), by the signer the
+    proxy's AWS_SIGV4 connections use (:mod:`keyway_shared.aws_sigv4`)."""
     access_key, secret, region, service = args[:4]
     host = args[4] if len(args) > 4 and args[4] else f"{service}.amazonaws.com"
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    day = stamp[:8]
+    stamp = aws_sigv4.amz_date(now)
     content_type = request.get("contentType", "")
-    headers = f"content-type:{content_type}\n" if content_type else ""
-    headers += f"host:{host}\nx-amz-date:{stamp}\n"
-    signed = "content-type;host;x-amz-date" if content_type else "host;x-amz-date"
-    canonical = "\n".join(
-        [
-            request.get("method", "GET"),
-            request.get("path", "/"),
-            request.get("urlCanonicalParams", request.get("params", "")),
-            headers,
-            signed,
-            _sha256_hex(request.get("bodyCanonicalParams", "")),
-        ]
+    headers = [("content-type", content_type)] if content_type else []
+    headers += [("host", host), ("x-amz-date", stamp)]
+    return aws_sigv4.authorization(
+        method=request.get("method", "GET"),
+        uri=request.get("path", "/"),
+        query=request.get("urlCanonicalParams", request.get("params", "")),
+        headers=headers,
+        content_hash=_sha256_hex(request.get("bodyCanonicalParams", "")),
+        key=aws_sigv4.AwsKey(access_key, secret),
+        region=region,
+        service=service,
+        stamp=stamp,
     )
-    scope = f"{day}/{region}/{service}/aws4_request"
-    to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{_sha256_hex(canonical)}"
-    key = f"AWS4{secret}".encode()
-    for part in (day, region, service, "aws4_request"):
-        key = _hmac_sha256(key, part)
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
 
 
 # --- evaluation ---------------------------------------------------------------------------------

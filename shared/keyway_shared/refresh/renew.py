@@ -14,14 +14,17 @@ import aiohttp
 from ..auth_modes import MODE_FACTS, mode_named
 from ..credentials import PermanentTokenError
 from ..credentials.app_store import app_store_token
+from ..credentials.aws_sts import assume_role, aws_integration, sts_url
+from ..credentials.bill import bill_login
 from ..credentials.client_credentials import client_credentials_token
-from ..credentials.declared_jwt import jwt_credentials
 from ..credentials.github_app import installation_token
 from ..credentials.mcp_auth import own_client_refresh
 from ..credentials.oauth2_grant import refresh_oauth2
 from ..credentials.shapes import (
     AppCredentials,
     AppStoreCredentials,
+    AwsSigV4Credentials,
+    BillCredentials,
     ClientCredentials,
     Credentials,
     JwtCredentials,
@@ -96,6 +99,37 @@ async def _oauth2(
     return renewed, expires_at
 
 
+async def _aws_sigv4(
+    http: aiohttp.ClientSession,
+    conn: Connection,
+    credentials: AwsSigV4Credentials,
+    template: ProviderTemplate,
+    integration: Integration,
+    now: datetime,
+    timeout_seconds: float,
+) -> tuple[Credentials, datetime | None]:
+    # The role, external id and region the connection was made with (its configuration first, as
+    # Nango reads them), so the new key is for the same role and signs in the same region.
+    aws = aws_integration(integration.custom or {})
+    config = conn.connection_config
+    external_id = config.get("external_id") or credentials.external_id
+    if not external_id:
+        raise PermanentTokenError(
+            "missing_aws_sigv4_external_id", "The connection has no external id to assume its role with."
+        )
+    region = config.get("region") or credentials.region or aws.default_region
+    return await assume_role(
+        http,
+        integration=aws,
+        sts_url=sts_url(template, {**config, "region": region}),
+        role_arn=str(config.get("role_arn") or credentials.role_arn),
+        external_id=str(external_id),
+        region=str(region or ""),
+        now=now,
+        timeout_seconds=timeout_seconds,
+    )
+
+
 async def renew(
     http: aiohttp.ClientSession,
     *,
@@ -148,11 +182,24 @@ async def renew(
             timeout_seconds=timeout_seconds,
         )
     if isinstance(credentials, JwtCredentials):  # signed again here: nothing to ask the provider
-        return jwt_credentials(template, credentials.signing_fields(), config, now=now)
+        return JwtCredentials.signed(template, credentials.signing_fields(), config, now=now)
     if isinstance(credentials, SignatureCredentials):
         if template.token is None:
             raise PermanentTokenError("invalid_provider_template", "The provider template declares no token lifetime.")
         lifetime = timedelta(milliseconds=template.token.expires_in_ms)
         return SignatureCredentials.made(credentials.username, credentials.password, now=now, lifetime=lifetime)
+    if isinstance(credentials, AwsSigV4Credentials):
+        return await _aws_sigv4(http, connection, credentials, template, integration, now, timeout_seconds)
+    if isinstance(credentials, BillCredentials):
+        return await bill_login(
+            http,
+            token_url=_url(template, template.token_url_for("BILL"), config, "login URL"),
+            username=credentials.username,
+            password=credentials.password,
+            organization_id=credentials.organization_id,
+            dev_key=credentials.dev_key,
+            now=now,
+            timeout_seconds=timeout_seconds,
+        )
     kind = credentials.dump().get("type")
     raise PermanentTokenError("not_refreshable", f"Credentials of type {kind} are not refreshed.")

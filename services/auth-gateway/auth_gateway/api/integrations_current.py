@@ -25,6 +25,7 @@ mode, missing credentials).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -101,13 +102,13 @@ async def create_integration(request: web.Request, env: Environment) -> web.Resp
     # the others either hold none or, in Keyway, are checked by the operation.
     if credentials is None and MODE_FACTS[template.auth_mode].credentials_required:
         raise ApiError("invalid_body", "Missing credentials")
-    _no_integration_config(body)
+    settings = _integration_config(body, template)
     kept = kept_fields(credentials) if credentials is not None else {"custom": {}}
     config = IntegrationBody(
         provider=body["provider"],
         provider_config_key=body["unique_key"],
         **{name: value for name, value in kept.items() if name != "custom"},
-        custom={**kept["custom"], **body.get("custom", {})} or None,
+        custom={**kept["custom"], **body.get("custom", {}), **settings} or None,
     )
     try:
         created = await operation.create_integration(
@@ -136,14 +137,14 @@ async def update_integration(request: web.Request, env: Environment) -> web.Resp
     credentials = body.get("credentials")
     if credentials is not None and (template is None or credentials["type"] != template.auth_mode):
         raise _incompatible()
-    _no_integration_config(body)
+    settings = _integration_config(body, template)
     kept = kept_fields(credentials, patch=True) if credentials is not None else {"custom": {}}
     change = IntegrationChange(
         unique_key=body.get("unique_key"),
         display_name=body.get("display_name"),
         forward_webhooks=body.get("forward_webhooks"),
         **{name: value for name, value in kept.items() if name != "custom"},
-        custom={**body.get("custom", {}), **kept["custom"]},
+        custom={**body.get("custom", {}), **kept["custom"], **settings},
     )
     changed = await operation.change_integration(request.app, env, key, change)
     return web.json_response({"data": _public(changed, template)})
@@ -236,10 +237,27 @@ def _path_key(request: web.Request) -> str:
     return key
 
 
-def _no_integration_config(body: dict[str, Any]) -> None:
-    """No provider in Keyway's catalog declares an ``integration_config``: Nango refuses any value for such a one."""
-    if body.get("integration_config"):
+def _integration_config(body: dict[str, Any], template: ProviderTemplate | None) -> dict[str, str]:
+    """``integration_config``: the settings the provider's template declares (aws-sigv4's service,
+    region and STS), kept in the integration's ``custom`` as Nango keeps them; a provider that declares
+    none takes none, a field it does not declare or a value its ``enum``/``pattern`` refuses is refused."""
+    values: dict[str, str] = body.get("integration_config") or {}
+    if not values:
+        return {}
+    declared = template.integration_config if template is not None else {}
+    if not declared:
         raise ApiError("invalid_body", "This provider does not accept integration configuration")
+    for name, value in values.items():
+        spec = declared.get(name)
+        if not isinstance(spec, dict):
+            raise ApiError("invalid_body", f"Unknown integration_config field '{name}' for this provider")
+        allowed = spec.get("enum")
+        pattern = spec.get("pattern")
+        if (isinstance(allowed, list) and value not in allowed) or (
+            isinstance(pattern, str) and value and not re.search(pattern, value)
+        ):
+            raise ApiError("invalid_body", f"Invalid value for integration_config field '{name}'")
+    return dict(values)
 
 
 def _missing(key: str) -> ApiError:

@@ -254,7 +254,10 @@ _OPTIONAL_FIELDS: dict[str, Any] = {
     "integration_config": {
         "type": "object",
         "additionalProperties": {"type": "string", "maxLength": CONFIG_VALUE_MAX},
-        "description": "Refused unless empty: no provider in Keyway's catalog declares an integration_config",
+        "description": (
+            "The settings the provider's integration_config declares (aws-sigv4: service, region, STS), "
+            "kept in custom; refused for a provider that declares none"
+        ),
     },
     "custom": {"type": "object", "additionalProperties": _STRING},
 }

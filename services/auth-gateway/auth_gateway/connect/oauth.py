@@ -205,7 +205,8 @@ def back_from_github_install(request: web.Request) -> None:
 @no_credential  # the flow's state, and the browser that started the flow (protocol/browser_binding)
 async def oauth_callback(request: web.Request) -> web.StreamResponse:
     back_from_github_install(request)
-    state = request.query.get("state", "")
+    # A marketplace plugin's install page sends the state back as ``payload`` (Crisp's), as Nango reads it.
+    state = request.query.get("state") or request.query.get("payload", "")
     if not state:
         return plain_error_page("This authorization callback has no state: it does not belong to any flow.")
     session, status = await request.app[STORES].oauth_sessions.take(state)

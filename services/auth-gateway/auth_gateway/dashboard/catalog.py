@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from keyway_shared.auth_modes import MODE_FACTS
 from keyway_shared.providers import ProviderCatalog, ProviderTemplate
@@ -14,6 +15,7 @@ __all__ = [
     "InputField",
     "credential_fields",
     "integration_needs",
+    "integration_settings",
     "param_fields",
     "search",
 ]
@@ -78,7 +80,9 @@ class IntegrationNeeds:
     client: bool  # OAuth client id and secret
     scopes: bool
     app: bool  # GitHub App: app link, app id, private key
+    plugin: bool  # a marketplace plugin: its install link and its token (kept in custom)
     callback: bool  # the person must register our callback URL with the provider
+    settings: list[InputField]  # the template's integration_config (kept in custom), e.g. AWS's service
 
 
 def integration_needs(template: ProviderTemplate) -> IntegrationNeeds:
@@ -90,8 +94,32 @@ def integration_needs(template: ProviderTemplate) -> IntegrationNeeds:
         client=facts.client or brought,
         scopes=facts.scopes,
         app=facts.github_app,
+        plugin=facts.plugin,
         callback=facts.browser == "popup" and (brought or not facts.own_client),
+        settings=integration_settings(template),
     )
+
+
+def integration_settings(template: ProviderTemplate) -> list[InputField]:
+    """The template's ``integration_config`` fields, in their ``order``; a secret one is a password
+    field (the form never shows a stored secret: blank keeps it)."""
+    declared = [(name, spec) for name, spec in template.integration_config.items() if isinstance(spec, dict)]
+
+    def order(item: tuple[str, dict[str, Any]]) -> int:
+        place = item[1].get("order")
+        return place if isinstance(place, int) else 1_000
+
+    declared.sort(key=order)
+    return [
+        InputField(
+            name=name,
+            label=str(spec.get("title") or name),
+            kind="password" if spec.get("secret") else "text",
+            example=str(spec["example"]) if spec.get("example") is not None else None,
+            required=False,  # checked where used: which ones a connection needs depends on the others
+        )
+        for name, spec in declared
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -41,16 +41,18 @@ from authlib.oauth1.rfc5849.util import escape
 from multidict import CIMultiDict
 from yarl import URL
 
-from keyway_shared.credentials.shapes import SignedCredentials, TbaCredentials
+from keyway_shared.credentials.shapes import AwsSigV4Credentials, SignedCredentials, TbaCredentials
 from keyway_shared.providers.template import ProviderTemplate
 from keyway_shared.store import Connection
 from keyway_shared.store.integrations import Integration, IntegrationStore
 
 from ..http.errors import ApiError
+from .aws_signing import AwsSigner
 from .target import Target
 
 __all__ = [
     "FORM",
+    "RequestSigner",
     "SignatureMethod",
     "Signer",
     "is_form",
@@ -58,6 +60,7 @@ __all__ = [
     "request_signer",
     "signed_headers",
     "signer_for",
+    "signs_body",
 ]
 
 SignatureMethod = Literal["HMAC-SHA1", "HMAC-SHA256", "RSA-SHA1", "PLAINTEXT"]
@@ -136,11 +139,23 @@ class Signer:
         return str(plaintext_signature(self.consumer_secret, self.token_secret))
 
 
-def signed_headers(signer: Signer | None, method: str, target: Target, body: object) -> CIMultiDict[str]:
+# What signs each attempt: OAuth 1's signer (OAUTH1, TBA) or SigV4's (AWS_SIGV4, aws_signing.py).
+RequestSigner = Signer | AwsSigner
+
+
+def signs_body(signer: RequestSigner | None, content_type: str) -> bool:
+    """Whether the request body must be read before the call: SigV4 signs any body's hash, OAuth 1
+    a form's parameters."""
+    return isinstance(signer, AwsSigner) or (signer is not None and is_form(content_type))
+
+
+def signed_headers(signer: RequestSigner | None, method: str, target: Target, body: object) -> CIMultiDict[str]:
     """The headers of one attempt: ``target``'s, with a new signature unless the caller or the
     template set an ``Authorization`` of their own (which wins, as over a Bearer token)."""
     if signer is None or "Authorization" in target.headers:
         return target.headers
+    if isinstance(signer, AwsSigner):
+        return signer.signed(method, target, body)
     headers = target.headers.copy()
     content_type = headers.get("Content-Type", "")
     signed_body = body if isinstance(body, bytes) else None
@@ -231,10 +246,13 @@ def signer_for(connection: Connection, template: ProviderTemplate | None, integr
 
 async def request_signer(
     connection: Connection, template: ProviderTemplate | None, integrations: IntegrationStore
-) -> Signer | None:
+) -> RequestSigner | None:
     """:func:`signer_for` the connection, its integration read only when the connection does not
-    name its own consumer; None when its credentials do not sign (a header or nothing carries them)."""
+    name its own consumer; SigV4's for AWS_SIGV4; None when its credentials do not sign (a header
+    or nothing carries them)."""
     credentials = connection.credentials
+    if isinstance(credentials, AwsSigV4Credentials):
+        return AwsSigner.of(credentials)
     if not isinstance(credentials, SignedCredentials):
         return None
     key, secret = _consumer(credentials, connection, None)

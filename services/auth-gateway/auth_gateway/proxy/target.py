@@ -17,7 +17,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from keyway_shared.credentials.mcp_auth import proxy_base
-from keyway_shared.credentials.shapes import Credentials, SignedCredentials, UnusableCredentialsError
+from keyway_shared.credentials.shapes import (
+    AwsSigV4Credentials,
+    Credentials,
+    SignedCredentials,
+    UnusableCredentialsError,
+)
 from keyway_shared.providers.expressions import RequestFacts, Scope, expand, uses
 from keyway_shared.providers.interpolation import MissingParamError, UnsafeParamError
 from keyway_shared.providers.rendering import render_header, render_url
@@ -69,8 +74,8 @@ def credential_variables(credentials: Credentials) -> dict[str, str]:
 
 def _auth_header(credentials: Credentials) -> str | None:
     """Bearer or Basic, as the credentials' type says (None: the template's headers or query carry them)."""
-    if isinstance(credentials, SignedCredentials):
-        return None  # OAUTH1, TBA: each attempt is signed anew (signing.py)
+    if isinstance(credentials, SignedCredentials | AwsSigV4Credentials):
+        return None  # OAUTH1, TBA, AWS_SIGV4: each attempt is signed anew (signing.py)
     try:
         return credentials.authorization()
     except UnusableCredentialsError as exc:  # no token to send, or a type that signs each request
@@ -233,6 +238,7 @@ def build_target(
     authorization = _auth_header(connection.credentials)
     if authorization:
         headers["Authorization"] = authorization
+    headers.update(connection.credentials.proxy_headers())  # BILL's session and dev key
     sent_by_app = {name[len(_PREFIX) :].lower() for name in client_headers if name.lower().startswith(_PREFIX)}
     for name, value in (proxy.headers if proxy else {}).items():
         if name.lower() in _NEVER_SET or name.lower() in sent_by_app:

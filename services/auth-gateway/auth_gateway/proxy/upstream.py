@@ -18,7 +18,7 @@ from keyway_shared.egress import EgressRefusedError
 from keyway_shared.providers.template import ProxyRetry
 
 from .retry import RetryPolicy
-from .signing import Signer, signed_headers
+from .signing import RequestSigner, signed_headers
 from .target import Target
 
 __all__ = ["Body", "UpstreamError", "UpstreamResponse", "call_upstream"]
@@ -65,11 +65,12 @@ async def call_upstream(
     hint: ProxyRetry | None,
     deadline_seconds: float,
     on_retry: Callable[[str], None] = lambda _reason: None,
-    signer: Signer | None = None,
+    signer: RequestSigner | None = None,
 ) -> AsyncIterator[UpstreamResponse]:
     """The first answer worth passing back, open for streaming; raises ``UpstreamError`` if none came.
 
-    ``signer`` signs each attempt anew (OAUTH1, TBA): a nonce is good for one request only."""
+    ``signer`` signs each attempt anew (OAUTH1, TBA: a nonce is good for one request only; AWS_SIGV4:
+    a signature is good for a few minutes)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_seconds
     attempt = 0

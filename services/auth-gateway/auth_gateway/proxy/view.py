@@ -29,7 +29,7 @@ from ..resources import CATALOG, SETTINGS, STORES
 from .metrics import PROXY_CALLS, PROXY_RETRIES, PROXY_UPSTREAM_SECONDS, status_class
 from .retry import RetryPolicy, parse_retries, parse_retry_on
 from .session import PROXY_HTTP
-from .signing import Signer, is_form, request_signer
+from .signing import RequestSigner, request_signer, signs_body
 from .target import HOP_BY_HOP, Target, build_target, headers_need_body, headers_need_client
 from .upstream import Body, UpstreamError, call_upstream
 
@@ -47,13 +47,15 @@ async def _stream(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _request_body(request: web.Request, target: Target, policy: RetryPolicy, signer: Signer | None) -> Body:
+async def _request_body(
+    request: web.Request, target: Target, policy: RetryPolicy, signer: RequestSigner | None
+) -> Body:
     """Streamed through when its length is known, it is sent once and no signature covers it (an
-    OAuth 1 signature covers a form's parameters); else read (within the size limit)."""
+    OAuth 1 signature covers a form's parameters, SigV4 any body's hash); else read (within the size limit)."""
     if not request.body_exists:
         return None
-    signed_form = signer is not None and is_form(target.headers.get("Content-Type", ""))
-    if policy.retries == 0 and request.content_length is not None and not signed_form:
+    signed = signs_body(signer, target.headers.get("Content-Type", ""))
+    if policy.retries == 0 and request.content_length is not None and not signed:
         target.headers["Content-Length"] = str(request.content_length)
         return _stream(request.content)
     return await request.read()
@@ -94,7 +96,7 @@ async def proxy(request: web.Request, env: Environment) -> web.StreamResponse:
     connection = await fresh_connection(request.app, env, connection, force=False)
     request.app[FETCH_RECORDER].note(env.name, provider_config_key, connection_id)
     template = request.app[CATALOG].get(connection.provider)
-    signer = await request_signer(connection, template, request.app[STORES].integrations)  # OAUTH1, TBA
+    signer = await request_signer(connection, template, request.app[STORES].integrations)  # OAuth 1, SigV4
     # A header signed over the body (Duo, AWS, Streamline) needs the body read before it is built.
     signed_body = await request.read() if headers_need_body(template) and request.body_exists else None
     oauth_client: tuple[str | None, str | None] = (None, None)

@@ -18,8 +18,11 @@ from . import (
     api_key,
     app,
     app_store,
+    aws_sigv4,
     basic,
+    bill,
     custom,
+    install_plugin,
     jwt,
     mcp_oauth2,
     mcp_oauth2_generic,
@@ -63,6 +66,9 @@ MODES: dict[AuthMode, AuthModeSpec] = {
         mcp_oauth2_generic.SPEC,
         jwt.SPEC,
         signature.SPEC,
+        aws_sigv4.SPEC,
+        bill.SPEC,
+        install_plugin.SPEC,
     )
 }
 _BY_NAME: dict[str, AuthModeSpec] = {mode: spec for mode, spec in MODES.items()}  # a stored name may be any string

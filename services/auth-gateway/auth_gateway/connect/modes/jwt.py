@@ -16,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from keyway_shared.credentials.declared_jwt import jwt_credentials, jwt_fields
+from keyway_shared.credentials.declared_jwt import jwt_fields
+from keyway_shared.credentials.shapes import JwtCredentials
 from keyway_shared.events import utcnow
 from keyway_shared.store import Environment
 
@@ -49,7 +50,7 @@ async def jwt_auth(request: web.Request, env: Environment, front: FrontendReques
             front.connection_id = str(uuid.uuid4())
         integration, template = await integration_in_mode(request, attempt)
         config = front.connection_config
-        credentials, expires_at = jwt_credentials(template, jwt_fields(template, body), config, now=utcnow())
+        credentials, expires_at = JwtCredentials.signed(template, jwt_fields(template, body), config, now=utcnow())
         await verify_credentials(
             request.app[HTTP],
             template,

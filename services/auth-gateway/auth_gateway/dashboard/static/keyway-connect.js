@@ -135,6 +135,15 @@
         if (c.scope) body.scope = c.scope;
         return send("/app-store-auth/", body);
       }
+      if ("role_arn" in c) {
+        const body = { role_arn: c.role_arn };
+        if (c.region) body.region = c.region;
+        return this._send("/auth/aws-sigv4/", providerConfigKey, connectionId, options, body);
+      }
+      if ("organization_id" in c && "dev_key" in c) {
+        const body = { username: c.username, password: c.password, organization_id: c.organization_id, dev_key: c.dev_key };
+        return this._send("/auth/bill/", providerConfigKey, connectionId, options, body);
+      }
       if ("username" in c || "password" in c) {
         return send("/api-auth/basic/", { username: c.username || "", password: c.password || "" });
       }

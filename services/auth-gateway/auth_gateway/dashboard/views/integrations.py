@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from keyway_shared.providers import ProviderTemplate
 from keyway_shared.service import MONGO_DB
 from keyway_shared.store import Integration
 
@@ -16,7 +17,14 @@ from ...http.requests import json_object
 from ...operations.environment import callback_url
 from ...resources import CATALOG, STORES
 from .. import api
-from ..catalog import CONNECT_KIND, credential_fields, integration_needs, param_fields, search
+from ..catalog import (
+    CONNECT_KIND,
+    credential_fields,
+    integration_needs,
+    integration_settings,
+    param_fields,
+    search,
+)
 from ..pages import Page, page
 from ..queries import ConnectionFilters, connection_counts, list_connections
 
@@ -64,9 +72,30 @@ def _form_fields(page: Page, provider: str) -> dict[str, Any]:
         if page.field(field):
             body[name] = page.field(field)
     custom = {name: page.field(name) for name in ("app_id", "private_key") if page.field(name)}
+    # A marketplace plugin's token, and the template's integration settings (AWS's service, region, STS).
+    custom |= {name: page.field(f"plugin_{name}") for name in ("username", "password") if page.field(f"plugin_{name}")}
+    template = page.app[CATALOG].get(provider)
+    settings = integration_settings(template) if template is not None else []
+    custom |= {s.name: page.field(f"setting-{s.name}") for s in settings if page.field(f"setting-{s.name}")}
     if custom:
         body["custom"] = custom
     return body
+
+
+def _edit_values(integration: Integration, template: ProviderTemplate | None) -> dict[str, str]:
+    """What the edit form shows: never a secret (the client secret, a key, a secret setting)."""
+    custom = integration.custom
+    values = {
+        "client_id": integration.oauth_client_id or "",
+        "scopes": integration.oauth_scopes or "",
+        "app_link": integration.app_link or "",
+        "app_id": custom.get("app_id", ""),
+        "plugin_username": custom.get("username", ""),
+    }
+    for setting in integration_settings(template) if template is not None else []:
+        if setting.kind != "password":
+            values[f"setting-{setting.name}"] = custom.get(setting.name, "")
+    return values
 
 
 async def _suggest_key(page: Page, provider: str) -> str:
@@ -112,7 +141,12 @@ async def create_integration(page: Page) -> web.StreamResponse:
     try:
         key = await api.create_integration(page.request, page.env, _form_fields(page, provider))
     except ApiError as err:
-        values = {k: page.field(k) for k in ("unique_key", "client_id", "scopes", "app_link", "app_id")}
+        kept = ("unique_key", "client_id", "scopes", "app_link", "app_id", "plugin_username")
+        values = {k: page.field(k) for k in kept}
+        template = page.app[CATALOG].get(provider)
+        for setting in integration_settings(template) if template is not None else []:
+            if setting.kind != "password":
+                values[f"setting-{setting.name}"] = page.field(f"setting-{setting.name}")
         return _new_form(page, provider, values=values, error=err.message or err.code, status=err.status)
     return page.redirect("integrations", key, notice="integration_created")
 
@@ -140,6 +174,7 @@ async def _integration_view(
         integration=integration,
         template=template,
         needs=integration_needs(template) if template else None,
+        edit_values=_edit_values(integration, template),
         callback_url=callback_url(page.request.app, page.env),
         connect_kind=CONNECT_KIND.get(mode),
         credential_fields=credential_fields(template),
