@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 # The order is the published one (event schemas list it as their enum).
-AuthMode = Literal["OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA"]
+AuthMode = Literal[
+    "OAUTH1", "OAUTH2", "OAUTH2_CC", "BASIC", "API_KEY", "APP_STORE", "CUSTOM", "APP", "NONE", "TBA", "TWO_STEP"
+]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
 # How a browser connects: a popup to the provider and back through the callback, a form whose
@@ -157,6 +159,10 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         integration_credentials="oauth_client",
         connections_post="import",
     ),
+    # A person's credentials (the template's ``credentials`` fields, which differ by provider) are
+    # exchanged at the template's token request for a short-lived token, minted again before it
+    # expires; POST /connections' schema has no such type.
+    "TWO_STEP": ModeFacts(browser="form", editable=False, imported_as="TWO_STEP"),
 }
 
 

@@ -48,7 +48,6 @@ NANGO_ONLY_MODES: frozenset[str] = frozenset(
         "TABLEAU",
         "JWT",
         "BILL",
-        "TWO_STEP",
         "SIGNATURE",
         "MCP_OAUTH2",
         "MCP_OAUTH2_GENERIC",

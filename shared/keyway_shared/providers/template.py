@@ -23,6 +23,7 @@ from .enrichment.steps import PostConnectionStep
 from .expressions import REQUEST_VARIABLES, ExpressionSyntaxError, Scope, check_syntax, variable_names
 from .interpolation import MissingParamError
 from .rendering import render_header, render_url
+from .two_step_spec import TwoStepStep, TwoStepTokenResponse, check_body_expressions, scalar_params
 
 __all__ = [
     "AUTH_MODES",
@@ -215,6 +216,14 @@ class ProviderTemplate(BaseModel):
     refresh_token_response_metadata: list[str] = Field(default_factory=list)
     refresh_token_params: WireParams = Field(default_factory=dict)
     refresh_token_headers: WireParams = Field(default_factory=dict)
+    # TWO_STEP (two_step_spec.py): the token request's method, its body as written (``token_params``
+    # with nested objects and JSON values kept; ``token_params`` holds its text parameters), where
+    # the token is in the answer, the answer's headers to keep, and the requests that follow it.
+    token_request_method: Literal["GET", "POST"] | None = None
+    token_body: dict[str, Any] = Field(default_factory=dict)
+    token_response: TwoStepTokenResponse | None = None
+    token_response_headers: list[str] = Field(default_factory=list)
+    additional_steps: list[TwoStepStep] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -222,6 +231,22 @@ class ProviderTemplate(BaseModel):
         if isinstance(data, dict) and "scope_seprator" in data and "scope_separator" not in data:
             data = dict(data)
             data["scope_separator"] = data.pop("scope_seprator")
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _two_step_body(cls, data: Any) -> Any:
+        """A TWO_STEP body is JSON (Tableau's sign-in nests objects, ECU360 sends ``false``): kept whole
+        in ``token_body``, its text parameters also in ``token_params``."""
+        if (
+            isinstance(data, dict)
+            and data.get("auth_mode") == "TWO_STEP"
+            and isinstance(data.get("token_params"), dict)
+        ):
+            data = dict(data)
+            check_body_expressions(data["token_params"], "token_params")
+            data["token_body"] = data["token_params"]
+            data["token_params"] = scalar_params(data["token_params"])
         return data
 
     @model_validator(mode="after")

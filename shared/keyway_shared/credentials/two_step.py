@@ -1,0 +1,563 @@
+"""TWO_STEP: a person's credentials exchanged for a short-lived token at the template's token request.
+
+Read from Nango's ``connection.service.ts`` (``getTwoStepCredentials``, ``parseRawCredentials``) for
+the protocol facts; written for Keyway. One exchange is:
+
+1. the template's ``token_url`` (``${connectionConfig.x}`` checked as every URL is; ``${credentials.x}``
+   in its query percent-encoded), its ``token_headers`` and its body (``token_params`` as written,
+   nested objects and JSON values kept) evaluated as Nango expressions: ``${credentials.x}`` and
+   ``${x}`` read the person's fields, ``${connectionConfig.x}`` the connection's configuration,
+   ``${now...}``/``${random}`` one reading per request, ``base64(...)`` and the other functions;
+2. sent as ``body_format`` says (JSON by default, form, or XML) with ``token_request_method`` (POST
+   by default, or GET without a body); only a 200 or 201 answer counts, as in Nango;
+3. then each of ``additional_steps``, whose expressions may also read ``${stepN.path}`` of the
+   answers before it;
+4. the last answer read at ``token_response``'s paths (``token: ''`` is the whole answer, a bare
+   token): the token, a refresh token, an expiry (``expireAt`` a date, ``expireIn`` seconds or a
+   duration such as ``1h``), else ``token_expires_in_ms``, else a JWT token's own ``exp``.
+
+A refresh (the token-refresher, refresh-on-read) runs the same exchange with the stored fields;
+a template with ``refresh_token_params``/``refresh_token_headers`` sends those to ``refresh_url``
+when the connection holds a refresh token, and falls back to the whole exchange when the provider
+refuses it.
+
+Where Keyway differs, on purpose: a token without a declared expiry is stored without one (Nango
+writes one 99 years ahead) and is never refreshed; a variable without a value is an error naming it
+(Nango sends the ``${...}`` text), except a field the template declares optional, whose parameter is
+left out; the JWT ``exp`` is the expiry itself (the refresher keeps its own margin); a refresh the
+provider refuses falls back to the full exchange. Client assertions and signed JWTs
+(``assertion``, ``signature``) are refused with ``two_step_unsupported``.
+
+No error message quotes a value: only the names of fields and the status the provider answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from xml.sax.saxutils import escape, quoteattr
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from ..providers import ProviderTemplate
+from ..providers.expressions import Scope, expand
+from ..providers.interpolation import MissingParamError, UnsafeParamError
+from .bounded_body import MAX_TOKEN_RESPONSE_BYTES, ResponseTooLargeError, read_bounded
+from .errors import PermanentTokenError, TransientTokenError
+from .oauth2_client import too_large, unreachable
+from .shapes import TwoStepCredentials
+from .tokens import js_iso, value_at_path
+
+__all__ = ["TwoStepToken", "mint_two_step_token", "preconfigured_fields"]
+
+# What a person's fields may not name: the keys the stored document keeps for the token itself, and
+# the SDK's ``assertionOption`` (key material for an assertion, never stored).
+_NOT_A_FIELD = TwoStepCredentials.RESERVED | {"assertionOption"}
+_STEP = re.compile(r"step\d+")
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+_DURATION_UNITS = {
+    "": 1,
+    "ms": 1,
+    "msec": 1,
+    "s": 1000,
+    "sec": 1000,
+    "secs": 1000,
+    "second": 1000,
+    "seconds": 1000,
+    "m": 60_000,
+    "min": 60_000,
+    "mins": 60_000,
+    "minute": 60_000,
+    "minutes": 60_000,
+    "h": 3_600_000,
+    "hr": 3_600_000,
+    "hrs": 3_600_000,
+    "hour": 3_600_000,
+    "hours": 3_600_000,
+    "d": 86_400_000,
+    "day": 86_400_000,
+    "days": 86_400_000,
+    "w": 604_800_000,
+    "week": 604_800_000,
+    "weeks": 604_800_000,
+    "y": 31_557_600_000,
+    "year": 31_557_600_000,
+    "years": 31_557_600_000,
+}
+_DAY_HOUR_MINUTE = re.compile(r"(\d+):(\d{2}):(\d{2})")
+_SUCCESS = (200, 201)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TwoStepToken:
+    """What one exchange gives: the credentials to store, when they expire, and the connection
+    configuration fields the template's ``token_response_metadata`` reads from the answers."""
+
+    credentials: TwoStepCredentials
+    expires_at: datetime | None
+    metadata: dict[str, Any]
+
+
+def preconfigured_fields(template: ProviderTemplate, integration_custom: Mapping[str, Any] | None) -> dict[str, str]:
+    """The template's ``integration_config`` fields the integration holds a value for: they take the
+    place of the person's (Epic's client and key, Sage 300's licence key) and are never stored with
+    the connection."""
+    custom = integration_custom or {}
+    return {
+        name: str(custom[name])
+        for name in template.integration_config
+        if isinstance(custom.get(name), str | int) and custom.get(name) != ""
+    }
+
+
+def _optional_fields(template: ProviderTemplate) -> set[str]:
+    """Fields declared optional (credentials, connection configuration, integration configuration)."""
+    names: set[str] = set()
+    for group in (template.credentials, template.connection_config, template.integration_config):
+        for name, spec in group.items():
+            if isinstance(spec, dict) and spec.get("optional") is True:
+                names |= {name, f"credentials.{name}"}
+    return names
+
+
+def _what(name: str) -> str:
+    if name.startswith("credentials."):
+        return f"the credential '{name.removeprefix('credentials.')}'"
+    if _STEP.fullmatch(name.split(".", 1)[0]):
+        return f"'{name}' of an earlier answer"
+    return f"params[{name}]"
+
+
+class _Omit:
+    """A parameter left out: every value it needs is of an optional field that was not given."""
+
+
+_OMIT = _Omit()
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Evaluator:
+    scope: Scope
+    optional: set[str]
+
+    def text(self, text: str, where: str, *, header: bool = False) -> str | _Omit:
+        if "${" not in text:
+            return text
+        try:
+            return expand(text, self.scope, header=header)
+        except MissingParamError as exc:
+            if set(exc.names) <= self.optional:
+                return _OMIT
+            needed = ", ".join(_what(name) for name in exc.names)
+            raise PermanentTokenError("missing_two_step_credentials", f"The {where} needs {needed}.") from None
+        except UnsafeParamError as exc:
+            message = f"The {where} cannot use {_what(exc.name)}: it {exc.reason}."
+            raise PermanentTokenError("invalid_two_step_credentials", message) from None
+
+    def value(self, value: Any, where: str) -> Any:
+        """A body value with its expressions evaluated; nested objects and non-text values kept."""
+        if isinstance(value, str):
+            return self.text(value, where)
+        if isinstance(value, dict):
+            evaluated = {name: self.value(item, f"{where}'s {name}") for name, item in value.items()}
+            return {name: item for name, item in evaluated.items() if item is not _OMIT}
+        if isinstance(value, list):
+            return [item for item in (self.value(item, where) for item in value) if item is not _OMIT]
+        return value
+
+    def headers(self, headers: Mapping[str, str], where: str) -> dict[str, str]:
+        evaluated = {name: self.text(text, f"{where}'s {name} header", header=True) for name, text in headers.items()}
+        return {name: text for name, text in evaluated.items() if isinstance(text, str)}
+
+
+def _url(template: ProviderTemplate, text: str, evaluator: _Evaluator, config: Mapping[str, Any], stored: bool) -> str:
+    """The token URL: the configuration checked as every template URL is (a person's value cannot
+    move it), the person's fields allowed only in the query, where they are percent-encoded."""
+    fields = evaluator.scope.values.get("credentials") or {}
+    values = {**config, **{f"credentials.{name}": value for name, value in fields.items()}}
+    try:
+        return template.render_url(text, values, stored=stored)
+    except MissingParamError as exc:
+        needed = ", ".join(_what(name) for name in exc.names)
+        raise PermanentTokenError("missing_two_step_credentials", f"The token URL needs {needed}.") from None
+    except UnsafeParamError as exc:
+        message = f"The token URL cannot use {_what(exc.name)}: it {exc.reason}."
+        raise PermanentTokenError("invalid_connection_config", message) from None
+
+
+def _step_url(text: str, evaluator: _Evaluator, step: int) -> str:
+    """A later step's URL, made of an earlier answer (Docuware's identity service, Salesforce's
+    instance): the provider's own value, so only its scheme is checked here; where it may point is
+    the egress guard's to decide, as for every request Keyway sends."""
+    url = evaluator.text(text, f"token request of step {step}")
+    if not isinstance(url, str) or urlsplit(url).scheme not in {"https", "http"} or not urlsplit(url).hostname:
+        raise PermanentTokenError("invalid_token_response", f"Step {step}'s URL is not an http(s) URL.")
+    return url
+
+
+def _wire(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _xml(value: Any, name: str) -> str:
+    """Nango's XMLBuilder as the catalog uses it: a ``$``-prefixed key is an attribute."""
+    if not isinstance(value, dict):
+        return f"<{name}>{escape(_wire(value))}</{name}>"
+    attributes = "".join(f" {key[1:]}={quoteattr(_wire(item))}" for key, item in value.items() if key.startswith("$"))
+    children = "".join(_xml(item, key) for key, item in value.items() if not key.startswith("$"))
+    return f"<{name}{attributes}>{children}</{name}>"
+
+
+def _encoded(body: dict[str, Any], body_format: str) -> tuple[str, str]:
+    """The body and its content type."""
+    if body_format == "form":
+        return urlencode({name: _wire(value) for name, value in body.items()}), "application/x-www-form-urlencoded"
+    if body_format == "xml":
+        return "".join(_xml(item, name) for name, item in body.items()), "application/xml"
+    return json.dumps(body), "application/json"
+
+
+def _xml_value(element: ElementTree.Element) -> Any:
+    children = list(element)
+    if not children:
+        text = (element.text or "").strip()
+        return int(text) if text.isdigit() else text
+    result: dict[str, Any] = {}
+    for child in children:
+        result[child.tag] = _xml_value(child)
+    return result
+
+
+def _parsed(body: bytes, content_type: str) -> Any:
+    """JSON, XML, a form-encoded answer, or the text itself (a bare token: Avanan, JobDiva)."""
+    text = body.decode("utf-8", "replace").strip()
+    if "json" in content_type or text[:1] in {"{", "[", '"'}:
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise PermanentTokenError(
+                "unable_to_parse_token_response", "The token endpoint sent invalid JSON."
+            ) from None
+    if "xml" in content_type or text.startswith("<?xml"):
+        try:
+            root = ElementTree.fromstring(text)  # noqa: S314 - the stdlib parser expands no external entities
+        except ElementTree.ParseError:
+            raise PermanentTokenError(
+                "unable_to_parse_token_response", "The token endpoint sent invalid XML."
+            ) from None
+        return {root.tag: _xml_value(root)}
+    if "x-www-form-urlencoded" in content_type:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    return text
+
+
+@dataclass(frozen=True)
+class _Answer:
+    body: Any
+    headers: CIMultiDictProxy[str]
+
+
+async def _send(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    data: str | None,
+    timeout_seconds: float,
+) -> _Answer:
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            async with session.request(method, url, data=data, headers=headers, allow_redirects=False) as response:
+                body = await read_bounded(response, MAX_TOKEN_RESPONSE_BYTES)
+                status, answer_headers = response.status, response.headers
+    except ResponseTooLargeError:
+        raise too_large(url) from None
+    except TimeoutError:
+        message = f"The token endpoint did not answer within {timeout_seconds:g}s."
+        raise TransientTokenError("token_timeout", message) from None
+    except aiohttp.ClientError as exc:
+        raise unreachable(url, exc) from None
+    if status >= 500 or status == 429:
+        raise TransientTokenError("token_provider_unavailable", f"The token endpoint answered {status}.", status=status)
+    if status not in _SUCCESS:
+        raise PermanentTokenError(
+            "invalid_two_step_credentials", f"The token endpoint refused the credentials ({status}).", status=status
+        )
+    return _Answer(_parsed(body, answer_headers.get("Content-Type", "")), answer_headers)
+
+
+def _body_format(template: ProviderTemplate) -> str:
+    """JSON unless the template says otherwise (the common field's default, form, is OAuth 2's)."""
+    return template.body_format if "body_format" in template.model_fields_set else "json"
+
+
+def _request_headers(headers: dict[str, str], content_type: str | None) -> dict[str, str]:
+    """The template's headers; the body's own content type where they name none."""
+    given = {name.lower() for name in headers}
+    extra = {"Content-Type": content_type} if content_type and "content-type" not in given else {}
+    accept = {} if "accept" in given else {"Accept": "application/json"}
+    return {**accept, **extra, **headers, "User-Agent": "Keyway"}
+
+
+def _kept_headers(answer: _Answer, names: list[str], kept: dict[str, str]) -> None:
+    """``token_response_headers``: a header's value by its name; cookies by their names, and all
+    of them as ``_cookies`` (SAP Business One's session), added to from step to step."""
+    for name in names:
+        if name.lower() == "set-cookie":
+            pairs = []
+            for cookie in answer.headers.getall("Set-Cookie", []):
+                cookie_name, sep, cookie_value = cookie.split(";", 1)[0].partition("=")
+                if sep and cookie_name.strip():
+                    kept[cookie_name.strip()] = cookie_value.strip()
+                    pairs.append(f"{cookie_name.strip()}={cookie_value.strip()}")
+            if pairs:
+                earlier = kept.get("_cookies")
+                kept["_cookies"] = "; ".join([earlier, *pairs] if earlier else pairs)
+        elif name in answer.headers:
+            kept[name] = answer.headers[name]
+
+
+def _date(value: Any, now: datetime) -> datetime | None:
+    """Nango's ``parseTokenExpirationDate``: milliseconds or seconds since 1970, an ISO date, or
+    Tableau's ``days:hours:minutes`` from now."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 31_536_000_000 else value  # past 1971 read as milliseconds
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    if match := _DAY_HOUR_MINUTE.fullmatch(value.strip()):
+        days, hours, minutes = (int(part) for part in match.groups())
+        return now + timedelta(days=days, hours=hours, minutes=minutes)
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _duration(value: Any) -> timedelta | None:
+    """Seconds (a number), or a duration as the ``ms`` package reads it (``1h``, ``30 days``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        return None
+    if value.strip().isdigit():
+        return timedelta(seconds=int(value))
+    match = _DURATION.fullmatch(value)
+    unit = _DURATION_UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        return None
+    return timedelta(milliseconds=float(match.group(1)) * unit)
+
+
+def _jwt_expiry(token: Any) -> datetime | None:
+    """A JWT's ``exp``, read without checking the signature (only to know when to mint again)."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None
+    payload = token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, TypeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(exp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _expiry(
+    template: ProviderTemplate, raw: Any, token: str, refresh_token: str | None, now: datetime
+) -> datetime | None:
+    spec = template.token_response
+    path = spec.token_expiration if spec is not None else None
+    value = value_at_path(raw, path) if path and isinstance(raw, dict) else None
+    expires_at: datetime | None = None
+    if value not in (None, ""):
+        if spec is not None and spec.token_expiration_strategy == "expireIn":  # noqa: S105 - a strategy name
+            duration = _duration(value)
+            if duration is None:
+                raise PermanentTokenError("invalid_token_response", "The token's lifetime is not a duration.")
+            expires_at = now + duration
+        else:
+            expires_at = _date(value, now)
+            if expires_at is None:
+                raise PermanentTokenError("invalid_token_response", "The token's expiry is not a date.")
+    elif template.token_expires_in_ms:
+        expires_at = now + timedelta(milliseconds=template.token_expires_in_ms)
+    if value in (None, ""):
+        own = _jwt_expiry(token)
+        if own is not None and (expires_at is None or own < expires_at):
+            expires_at = own
+    renewal = _jwt_expiry(refresh_token)
+    if renewal is not None and (expires_at is None or renewal < expires_at):
+        expires_at = renewal
+    return expires_at
+
+
+def _token_text(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _check_supported(template: ProviderTemplate) -> None:
+    extra = template.model_extra or {}
+    if extra.get("assertion") or extra.get("signature"):
+        raise PermanentTokenError(
+            "two_step_unsupported",
+            "This provider's token request needs a client assertion or a signed JWT, which Keyway does not make yet.",
+        )
+
+
+async def mint_two_step_token(
+    session: aiohttp.ClientSession,
+    *,
+    template: ProviderTemplate,
+    fields: Mapping[str, Any],
+    connection_config: Mapping[str, Any],
+    now: datetime,
+    timeout_seconds: float = 15.0,
+    preconfigured: Mapping[str, str] | None = None,
+    refresh_token: str | None = None,
+    stored: bool = False,
+) -> TwoStepToken:
+    """Exchange ``fields`` (the person's, or those a connection stored) for a token.
+
+    ``preconfigured``: the integration's own values (:func:`preconfigured_fields`), used and not
+    stored. ``refresh_token``: the connection's, for a refresh (see the module). ``stored``: the
+    configuration is a stored connection's (a token-response field may then fill a whole origin)."""
+    _check_supported(template)
+    own = {name: value for name, value in fields.items() if name not in _NOT_A_FIELD}
+    inputs = {**own, **(preconfigured or {})}
+    refreshing = bool(refresh_token and (template.refresh_token_params or template.refresh_token_headers))
+    if refreshing:
+        try:
+            return await _exchange(
+                session, template, inputs, own, connection_config, now, timeout_seconds, stored, refresh_token
+            )
+        except PermanentTokenError:
+            pass  # the refresh token is spent or refused: the person's fields mint a new one
+    return await _exchange(session, template, inputs, own, connection_config, now, timeout_seconds, stored, None)
+
+
+async def _exchange(
+    session: aiohttp.ClientSession,
+    template: ProviderTemplate,
+    inputs: dict[str, Any],
+    own: dict[str, Any],
+    config: Mapping[str, Any],
+    now: datetime,
+    timeout_seconds: float,
+    stored: bool,
+    refresh_token: str | None,
+) -> TwoStepToken:
+    values: dict[str, Any] = {**inputs, "credentials": inputs}
+    if refresh_token:
+        values["refresh_token"] = refresh_token
+    optional = _optional_fields(template)
+    scope = Scope(values=values, config=dict(config), now=now, patterns=template.field_patterns())
+    evaluator = _Evaluator(scope=scope, optional=optional)
+
+    if refresh_token:
+        url_text = template.refresh_url or template.token_url_for("TWO_STEP")
+        body: Any = dict(template.refresh_token_params)
+        header_texts = template.refresh_token_headers or template.token_headers
+    else:
+        url_text = template.token_url_for("TWO_STEP")
+        body = template.token_body or dict(template.token_params)
+        header_texts = template.token_headers
+    if not url_text:
+        raise PermanentTokenError("missing_token_url", "The provider template has no token URL.")
+    url = _url(template, url_text, evaluator, config, stored)
+    method = template.token_request_method or "POST"
+    headers = evaluator.headers(header_texts, "token request")
+    data: str | None = None
+    content_type: str | None = None
+    if method != "GET":
+        data, content_type = _encoded(evaluator.value(body, "token request"), _body_format(template))
+    answer = await _send(session, method, url, _request_headers(headers, content_type), data, timeout_seconds)
+
+    kept: dict[str, str] = {}
+    _kept_headers(answer, template.token_response_headers, kept)
+    answers = [answer.body]
+    for number, step in enumerate(template.additional_steps, start=2):
+        values[f"step{number - 1}"] = answers[-1]
+        step_evaluator = evaluator  # its scope reads ``values``, which now holds this step's predecessors
+        where = f"token request of step {number}"
+        step_url = _step_url(step.token_url, step_evaluator, number)
+        step_method = step.token_request_method or "POST"
+        step_headers = step_evaluator.headers(step.token_headers, where)
+        step_data: str | None = None
+        step_type: str | None = None
+        if step_method != "GET":
+            step_format = step.body_format or _body_format(template)
+            step_data, step_type = _encoded(step_evaluator.value(dict(step.token_params), where), step_format)
+        step_answer = await _send(
+            session, step_method, step_url, _request_headers(step_headers, step_type), step_data, timeout_seconds
+        )
+        _kept_headers(step_answer, template.token_response_headers, kept)
+        answers.append(step_answer.body)
+
+    return _credentials(template, answers, own, kept, refresh_token, now)
+
+
+def _credentials(
+    template: ProviderTemplate,
+    answers: list[Any],
+    own: dict[str, Any],
+    kept: dict[str, str],
+    previous_refresh_token: str | None,
+    now: datetime,
+) -> TwoStepToken:
+    raw = answers[-1]
+    spec = template.token_response
+    token_path = spec.token if spec is not None else ""
+    token = _token_text(raw if not token_path else value_at_path(raw, token_path) if isinstance(raw, dict) else None)
+    if token is None:
+        raise PermanentTokenError(
+            "incomplete_raw_credentials", "The token endpoint's answer has no token where the provider puts it."
+        )
+    refresh_path = spec.refresh_token if spec is not None else None
+    refresh = _token_text(value_at_path(raw, refresh_path)) if refresh_path and isinstance(raw, dict) else None
+    refresh = refresh or previous_refresh_token
+    expires_at = _expiry(template, raw, token, refresh, now)
+    credentials = TwoStepCredentials(
+        token=token,
+        expires_at=js_iso(expires_at) if expires_at is not None else None,
+        refresh_token=refresh,
+        raw=raw,
+    )
+    extra = {**own, **{name: value for name, value in kept.items() if name not in TwoStepCredentials.RESERVED}}
+    if extra:
+        credentials = credentials.with_fields(**extra)
+    metadata: dict[str, Any] = {}
+    for name in template.token_response_metadata:
+        for answer in reversed(answers):
+            found = value_at_path(answer, name) if isinstance(answer, dict) else None
+            if found not in (None, ""):
+                metadata[name] = found
+                break
+    return TwoStepToken(credentials=credentials, expires_at=expires_at, metadata=metadata)
