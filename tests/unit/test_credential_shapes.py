@@ -132,7 +132,7 @@ def test_how_each_type_authenticates_a_request() -> None:
 
 
 def test_the_types_a_refresh_renews() -> None:
-    assert sorted(REFRESHABLE_TYPES) == ["APP", "APP_STORE", "OAUTH2", "OAUTH2_CC"]
+    assert sorted(REFRESHABLE_TYPES) == ["APP", "APP_STORE", "OAUTH2", "OAUTH2_CC", "TWO_STEP"]
     assert not parse_credentials({"type": "OAUTH2"}).refreshable  # unreadable: nothing to renew with
 
 

@@ -137,6 +137,10 @@ def _what(name: str) -> str:
     return f"params[{name}]"
 
 
+def _unsafe_code(name: str) -> str:
+    return "invalid_two_step_credentials" if name.startswith("credentials.") else "invalid_connection_config"
+
+
 class _Omit:
     """A parameter left out: every value it needs is of an optional field that was not given."""
 
@@ -161,7 +165,7 @@ class _Evaluator:
             raise PermanentTokenError("missing_two_step_credentials", f"The {where} needs {needed}.") from None
         except UnsafeParamError as exc:
             message = f"The {where} cannot use {_what(exc.name)}: it {exc.reason}."
-            raise PermanentTokenError("invalid_two_step_credentials", message) from None
+            raise PermanentTokenError(_unsafe_code(exc.name), message) from None
 
     def value(self, value: Any, where: str) -> Any:
         """A body value with its expressions evaluated; nested objects and non-text values kept."""
@@ -191,7 +195,7 @@ def _url(template: ProviderTemplate, text: str, evaluator: _Evaluator, config: M
         raise PermanentTokenError("missing_two_step_credentials", f"The token URL needs {needed}.") from None
     except UnsafeParamError as exc:
         message = f"The token URL cannot use {_what(exc.name)}: it {exc.reason}."
-        raise PermanentTokenError("invalid_connection_config", message) from None
+        raise PermanentTokenError(_unsafe_code(exc.name), message) from None
 
 
 def _step_url(text: str, evaluator: _Evaluator, step: int) -> str:

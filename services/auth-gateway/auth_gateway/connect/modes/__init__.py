@@ -14,7 +14,7 @@ from __future__ import annotations
 from keyway_shared.auth_modes import AuthMode
 
 from ...openapi_spec import Route
-from . import api_key, app, app_store, basic, custom, none, oauth1, oauth2, oauth2_cc, tba
+from . import api_key, app, app_store, basic, custom, none, oauth1, oauth2, oauth2_cc, tba, two_step
 from .spec import CONNECT_PARAMS, CONNECTED, AuthModeSpec, FormFlow, LinkForm, PopupFlow
 
 __all__ = [
@@ -44,6 +44,7 @@ MODES: dict[AuthMode, AuthModeSpec] = {
         app_store.SPEC,
         none.SPEC,
         tba.SPEC,
+        two_step.SPEC,
     )
 }
 _BY_NAME: dict[str, AuthModeSpec] = {mode: spec for mode, spec in MODES.items()}  # a stored name may be any string

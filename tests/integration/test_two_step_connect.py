@@ -1,0 +1,292 @@
+"""TWO_STEP end to end: ``POST /auth/two-step/{key}`` as @nangohq/frontend 0.71.10 posts it (the body
+``{type: 'TWO_STEP', ...fields}``, ``params[...]`` in the query), the token minted at the template's
+token request against a fake provider on 127.0.0.1, stored encrypted with the fields that mint the
+next one, minted again on refresh, and sent by the proxy as the template says.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..support.two_step_provider import TwoStepProvider, two_step_provider
+from .flow_helpers import ANNOUNCED, EventWatch, get_connection
+from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
+from .test_gateway_api import assert_envelope
+
+pytestmark = [pytest.mark.broker, pytest.mark.mongo]
+
+PARAMS = "params[region]=eu"
+
+
+def _catalog(base: str) -> dict[str, Any]:
+    credentials = {
+        "username": {"type": "string", "title": "User", "pattern": "^[a-z-]+$"},
+        "password": {"type": "string", "title": "Password", "secret": True},
+    }
+    return {
+        # JSON login, nested answer, refresh request, the token in a header of its own.
+        "test-two-step": {
+            "auth_mode": "TWO_STEP",
+            "token_url": f"{base}/login",
+            "refresh_url": f"{base}/refresh",
+            "token_params": {"username": "${credentials.username}", "password": "${credentials.password}"},
+            "refresh_token_params": {"refresh_token": "${refresh_token}"},
+            "token_headers": {"content-type": "application/json", "x-region": "${connectionConfig.region}"},
+            "token_response": {
+                "token": "data.accessToken",
+                "token_expiration": "data.expiresIn",
+                "token_expiration_strategy": "expireIn",
+                "refresh_token": "refreshToken",
+            },
+            "proxy": {"base_url": base, "headers": {"x-api-token": "${accessToken}"}},
+            "connection_config": {"region": {"type": "string", "title": "Region", "pattern": "^[a-z]{2}$"}},
+            "credentials": credentials,
+        },
+        # Form body, Basic header of two fields, an ISO date; the proxy's default Bearer.
+        "test-two-step-basic": {
+            "auth_mode": "TWO_STEP",
+            "token_url": f"{base}/oauth/token",
+            "body_format": "form",
+            "token_params": {"grant_type": "client_credentials"},
+            "token_headers": {"authorization": "Basic ${base64(${credentials.appId}:${credentials.appKey})}"},
+            "token_response": {"token": "access_token", "token_expiration": "expires"},
+            "proxy": {"base_url": base},
+            "credentials": {"appId": {"type": "string"}, "appKey": {"type": "string"}},
+        },
+        # Two requests: the first's answer says where the second goes and what it carries.
+        "test-two-step-chain": {
+            "auth_mode": "TWO_STEP",
+            "token_request_method": "GET",
+            "token_url": f"{base}/discovery?user=${{credentials.username}}",
+            "additional_steps": [
+                {
+                    "token_url": "${step1.sessionUrl}",
+                    "token_params": {"ticket": "${step1.ticket}", "password": "${credentials.password}"},
+                }
+            ],
+            "token_response": {"token": "sessionId"},
+            "token_response_metadata": ["instance"],
+            "proxy": {"base_url": "${connectionConfig.instance}", "headers": {"x-api-token": "${accessToken}"}},
+            "credentials": credentials,
+        },
+    }
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[TwoStepProvider]:
+    async with two_step_provider() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def events(amqp: Any, namespace: str) -> AsyncIterator[EventWatch]:
+    channel = await amqp.channel()
+    exchange = await channel.declare_exchange(f"{namespace}.events", "topic", durable=True)
+    queue = await channel.declare_queue(f"{namespace}.test.two-step", auto_delete=True)
+    for kind in ANNOUNCED:
+        await queue.bind(exchange, routing_key=kind)
+    yield EventWatch(queue)
+    await channel.close()
+
+
+@pytest.fixture
+async def gw(
+    start_gateway: StartGateway, provider: TwoStepProvider, events: EventWatch, tmp_path: Path
+) -> AsyncIterator[Gateway]:
+    async with start_gateway(
+        providers_file=providers_yaml(tmp_path, _catalog(provider.base)),
+        egress_allowlist="127.0.0.0/8",
+        provider_timeout_seconds=2.0,
+    ) as gateway:
+        await create_integration(gateway, "test-two-step", "ts")
+        await create_integration(gateway, "test-two-step-basic", "ts-basic")
+        await create_integration(gateway, "test-two-step-chain", "ts-chain")
+        await create_integration(gateway, "posthog", "ph")
+        yield gateway
+
+
+def _login(provider: TwoStepProvider) -> dict[str, str]:
+    return {"type": "TWO_STEP", "username": provider.username, "password": provider.password}
+
+
+async def _proxy_me(gw: Gateway, connection_id: str, key: str) -> tuple[int, Any]:
+    headers = {**gw.auth, "Connection-Id": connection_id, "Provider-Config-Key": key}
+    resp = await gw.client.get("/proxy/api/me", headers=headers)
+    return resp.status, await resp.json()
+
+
+async def test_the_sdks_body_mints_a_token_stored_encrypted_and_the_proxy_sends_it(
+    gw: Gateway, provider: TwoStepProvider, events: EventWatch, db: Any
+) -> None:
+    resp = await gw.client.post(
+        f"/auth/two-step/ts?connection_id=ts-1&public_key={gw.public_key}&{PARAMS}", json=_login(provider)
+    )
+    assert resp.status == 200, await resp.text()
+    assert await resp.json() == {"connectionId": "ts-1", "providerConfigKey": "ts"}
+    sent = provider.requests[-1]
+    assert sent["body"] == {"username": provider.username, "password": provider.password}
+    assert (sent["headers"]["x-region"], sent["headers"]["Content-Type"]) == ("eu", "application/json")
+
+    resp = await gw.client.get("/connection/ts-1?provider_config_key=ts&refresh_token=true", headers=gw.auth)
+    credentials = (await resp.json())["credentials"]
+    assert list(credentials) == ["type", "token", "expires_at", "refresh_token", "raw", "username", "password"]
+    assert (credentials["type"], credentials["token"], credentials["refresh_token"]) == ("TWO_STEP", "tok-1", "rt-1")
+    assert credentials["raw"] == {"data": {"accessToken": "tok-1", "expiresIn": 3600}, "refreshToken": "rt-1"}
+    assert credentials["expires_at"].endswith("Z")
+    stored = await db["connections"].find_one({"connection_id": "ts-1"})
+    assert stored["auth_mode"] == "TWO_STEP"
+    assert stored["connection_config"] == {"region": "eu"}
+    assert provider.password not in json.dumps(stored, default=str)
+    assert stored["credentials_expires_at"] is not None
+    created = await events.wait_for("connection.created", "ts-1")
+    assert (created["auth_mode"], created["provider"]) == ("TWO_STEP", "test-two-step")
+
+    # The template's own header carries the token: no Bearer beside it.
+    status, answer = await _proxy_me(gw, "ts-1", "ts")
+    assert (status, answer["token"]) == (200, "tok-1")
+
+    # A refresh spends the refresh token at the refresh request; the proxy follows the new token.
+    provider.live.clear()
+    resp = await gw.client.get(
+        "/connection/ts-1?provider_config_key=ts&refresh_token=true&force_refresh=true", headers=gw.auth
+    )
+    assert resp.status == 200, await resp.text()
+    renewed = (await resp.json())["credentials"]
+    assert (renewed["token"], renewed["refresh_token"]) == ("tok-2", "rt-2")
+    assert (renewed["username"], renewed["password"]) == (provider.username, provider.password)
+    assert provider.requests[-1]["path"] == "/refresh"
+    assert provider.requests[-1]["body"] == {"refresh_token": "rt-1"}
+    status, answer = await _proxy_me(gw, "ts-1", "ts")
+    assert (status, answer["token"]) == (200, "tok-2")
+
+    # A refresh token the provider no longer takes: the stored fields mint a new token.
+    provider.refresh_tokens.clear()
+    resp = await gw.client.get(
+        "/connection/ts-1?provider_config_key=ts&refresh_token=true&force_refresh=true", headers=gw.auth
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["credentials"]["token"] == "tok-3"
+    assert [r["path"] for r in provider.requests[-2:]] == ["/refresh", "/login"]
+
+
+async def test_a_basic_header_form_body_and_the_default_bearer(gw: Gateway, provider: TwoStepProvider) -> None:
+    body = {"type": "TWO_STEP", "appId": provider.app_id, "appKey": provider.app_key}
+    resp = await gw.client.post(f"/auth/two-step/ts-basic?connection_id=b-1&public_key={gw.public_key}", json=body)
+    assert resp.status == 200, await resp.text()
+    assert provider.requests[-1]["body"] == {"grant_type": "client_credentials"}
+    credentials = (await get_connection(gw, "b-1", "ts-basic"))["credentials"]
+    assert credentials["token"] == "tok-1"
+    assert credentials["expires_at"].endswith("Z")
+    assert "refresh_token" not in credentials
+    status, answer = await _proxy_me(gw, "b-1", "ts-basic")
+    assert (status, answer["token"]) == (200, "tok-1")
+
+
+async def test_chained_steps_and_token_response_metadata(gw: Gateway, provider: TwoStepProvider) -> None:
+    resp = await gw.client.post(
+        f"/auth/two-step/ts-chain?connection_id=c-1&public_key={gw.public_key}", json=_login(provider)
+    )
+    assert resp.status == 200, await resp.text()
+    assert [r["path"] for r in provider.requests] == ["/discovery", "/session"]
+    assert provider.requests[-1]["body"] == {"ticket": "ticket-9", "password": provider.password}
+    connection = await get_connection(gw, "c-1", "ts-chain")
+    assert connection["credentials"]["token"] == "tok-1"
+    assert connection["connection_config"] == {"instance": provider.base}
+
+
+async def test_import_through_post_connection(gw: Gateway, provider: TwoStepProvider, db: Any) -> None:
+    provider.live.add("imported-token")
+    body = {
+        "connection_id": "i-1",
+        "provider_config_key": "ts",
+        "token": "imported-token",
+        "expires_in": 600,
+        "credentials": {"username": provider.username, "password": provider.password},
+        "connection_config": {"region": "eu"},
+    }
+    resp = await gw.client.post("/connection", json=body, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    credentials = (await get_connection(gw, "i-1", "ts"))["credentials"]
+    assert (credentials["type"], credentials["token"], credentials["username"]) == (
+        "TWO_STEP",
+        "imported-token",
+        provider.username,
+    )
+    status, answer = await _proxy_me(gw, "i-1", "ts")
+    assert (status, answer["token"]) == (200, "imported-token")
+    # Without a refresh token, a refresh mints from the imported fields.
+    resp = await gw.client.get(
+        "/connection/i-1?provider_config_key=ts&refresh_token=true&force_refresh=true", headers=gw.auth
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["credentials"]["token"] == "tok-1"
+
+    resp = await gw.client.post("/connection", json={**body, "connection_id": "i-2", "token": ""}, headers=gw.auth)
+    assert resp.status == 400
+    assert_envelope(await resp.json(), "missing_token")
+    resp = await gw.client.post(
+        "/connection", json={**body, "connection_id": "i-3", "credentials": {"username": 1}}, headers=gw.auth
+    )
+    assert_envelope(await resp.json(), "invalid_body")
+    assert await db["connections"].count_documents({"connection_id": {"$in": ["i-2", "i-3"]}}) == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "query", "body", "status", "code"),
+    [
+        # The provider refuses the pair: its refusal, nothing stored.
+        (
+            "ts",
+            PARAMS,
+            {"type": "TWO_STEP", "username": "api-user", "password": "wrong"},
+            400,
+            "invalid_two_step_credentials",
+        ),
+        # A field the token request needs is missing: named, nothing sent.
+        ("ts", PARAMS, {"type": "TWO_STEP", "username": "api-user"}, 400, "missing_two_step_credentials"),
+        # A field that does not match the template's pattern.
+        (
+            "ts",
+            PARAMS,
+            {"type": "TWO_STEP", "username": "API USER", "password": "x"},
+            400,
+            "invalid_two_step_credentials",
+        ),
+        ("ts", PARAMS, {"type": "TWO_STEP", "username": ["api-user"], "password": "x"}, 400, "invalid_body"),
+        ("ts", "", {"type": "TWO_STEP", "username": "api-user", "password": "x"}, 400, "missing_two_step_credentials"),
+        (
+            "ts",
+            "params[region]=e.u",
+            {"type": "TWO_STEP", "username": "api-user", "password": "x"},
+            400,
+            "invalid_connection_config",
+        ),
+        ("ph", "", {"type": "TWO_STEP", "username": "api-user", "password": "x"}, 400, "invalid_auth_mode"),
+    ],
+)
+async def test_bad_input_is_refused_with_the_modes_code_and_nothing_is_stored(
+    gw: Gateway,
+    provider: TwoStepProvider,
+    events: EventWatch,
+    db: Any,
+    key: str,
+    query: str,
+    body: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    resp = await gw.client.post(f"/auth/two-step/{key}?connection_id=bad&public_key={gw.public_key}&{query}", json=body)
+    assert resp.status == status, await resp.text()
+    answer = await resp.json()
+    assert_envelope(answer, code)
+    assert "wrong" not in json.dumps(answer)
+    assert provider.password not in json.dumps(answer)
+    failed = await events.wait_for("auth.failed", "bad")
+    assert (failed["error"]["type"], failed["auth_mode"]) == (code, "TWO_STEP")
+    assert await db["connections"].count_documents({}) == 0
+    assert not events.announced_connection("bad")
