@@ -8,8 +8,9 @@ the protocol facts; written for Keyway. One exchange is:
    nested objects and JSON values kept) evaluated as Nango expressions: ``${credentials.x}`` and
    ``${x}`` read the person's fields, ``${connectionConfig.x}`` the connection's configuration,
    ``${now...}``/``${random}`` one reading per request, ``base64(...)`` and the other functions;
-2. sent as ``body_format`` says (JSON by default, form, or XML) with ``token_request_method`` (POST
-   by default, or GET without a body); only a 200 or 201 answer counts, as in Nango;
+2. sent as ``body_format`` says (JSON by default, form, XML, or ``query``: the parameters in the
+   URL's query, where Nango's templates write them into the URL) with ``token_request_method``
+   (POST by default, or GET without a body); only a 200 or 201 answer counts, as in Nango;
 3. then each of ``additional_steps``, whose expressions may also read ``${stepN.path}`` of the
    answers before it;
 4. the last answer read at ``token_response``'s paths (``token: ''`` is the whole answer, a bare
@@ -53,7 +54,7 @@ from ..providers.expressions import Scope, expand
 from ..providers.interpolation import MissingParamError, UnsafeParamError
 from .bounded_body import MAX_TOKEN_RESPONSE_BYTES, ResponseTooLargeError, read_bounded
 from .errors import PermanentTokenError, TransientTokenError
-from .oauth2_client import too_large, unreachable
+from .oauth2_client import query_url, too_large, unreachable
 from .shapes import TwoStepCredentials
 from .tokens import js_iso, value_at_path
 
@@ -500,7 +501,9 @@ async def _exchange(
     headers = evaluator.headers(header_texts, "token request")
     data: str | None = None
     content_type: str | None = None
-    if method != "GET":
+    if _body_format(template) == "query":  # Keyway's spelling of parameters written into Nango's URLs
+        url = query_url(url, _encoded(evaluator.value(body, "token request"), "form")[0])
+    elif method != "GET":
         data, content_type = _encoded(evaluator.value(body, "token request"), _body_format(template))
     answer = await _send(session, method, url, _request_headers(headers, content_type), data, timeout_seconds)
 
