@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from keyway_client import AsyncClient, TwoStepCredentials
+
 from ..support.two_step_provider import TwoStepProvider, two_step_provider
 from .flow_helpers import ANNOUNCED, EventWatch, get_connection
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
@@ -290,3 +292,21 @@ async def test_bad_input_is_refused_with_the_modes_code_and_nothing_is_stored(
     assert (failed["error"]["type"], failed["auth_mode"]) == (code, "TWO_STEP")
     assert await db["connections"].count_documents({}) == 0
     assert not events.announced_connection("bad")
+
+
+async def test_the_python_sdk_types_the_credentials(gw: Gateway, provider: TwoStepProvider) -> None:
+    resp = await gw.client.post(
+        f"/auth/two-step/ts?connection_id=py-1&public_key={gw.public_key}&{PARAMS}", json=_login(provider)
+    )
+    assert resp.status == 200, await resp.text()
+    async with AsyncClient(host=gw.url, secret_key=gw.secret_key) as keyway:
+        credentials = (await keyway.get_connection("ts", "py-1")).credentials
+        assert isinstance(credentials, TwoStepCredentials)
+        assert credentials.token == "tok-1"
+        assert credentials.refresh_token is None  # not asked for
+        assert credentials.expires_at is not None
+        assert credentials.fields == {"username": provider.username, "password": provider.password}
+        assert provider.password not in repr(credentials)
+        renewed = await keyway.get_token("ts", "py-1", force_refresh=True)  # the whole credentials, as Nango's
+        assert isinstance(renewed, TwoStepCredentials)
+        assert renewed.token == "tok-2"

@@ -44,6 +44,7 @@ from ._credentials import (
     OAuth1Credentials,
     OAuth2Credentials,
     TbaCredentials,
+    TwoStepCredentials,
     UnknownCredentials,
 )
 from ._current_async import AsyncCurrentApi
@@ -115,6 +116,7 @@ __all__ = [
     "TbaCredentials",
     "Timeout",
     "TransportError",
+    "TwoStepCredentials",
     "UnknownCredentials",
     "ValidationError",
     "WebhookVerificationError",
