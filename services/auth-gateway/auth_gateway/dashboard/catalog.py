@@ -12,6 +12,7 @@ __all__ = [
     "CREDENTIAL_FIELDS",
     "CatalogEntry",
     "InputField",
+    "credential_fields",
     "integration_needs",
     "param_fields",
     "search",
@@ -42,6 +43,30 @@ CREDENTIAL_FIELDS: dict[str, list[InputField]] = {
     for mode, facts in MODE_FACTS.items()
     if facts.typed
 }
+
+
+def credential_fields(template: ProviderTemplate) -> list[InputField]:
+    """What a person types on the Connect form: the mode's own fields, or, for a form mode that has
+    none (TWO_STEP: they differ by provider), the template's ``credentials`` a person fills."""
+    typed = CREDENTIAL_FIELDS.get(template.auth_mode)
+    if typed is not None or CONNECT_KIND.get(template.auth_mode) != "credentials":
+        return typed or []
+    fields: list[InputField] = []
+    for name, spec in template.credentials.items():
+        spec = spec if isinstance(spec, dict) else {}
+        if spec.get("hidden") or spec.get("automated"):
+            continue  # filled by the flow (a default value, an assertion), not by the person
+        fields.append(
+            InputField(
+                name=name,
+                label=str(spec.get("title") or name),
+                kind="password" if spec.get("secret") else "text",
+                example=str(spec["example"]) if spec.get("example") is not None else None,
+                pattern=str(spec["pattern"]).removeprefix("^").removesuffix("$") if spec.get("pattern") else None,
+                required=not spec.get("optional", False),
+            )
+        )
+    return fields
 
 
 def param_fields(template: ProviderTemplate) -> list[InputField]:

@@ -95,6 +95,7 @@
       }
       const credentials = {};
       for (const input of form.querySelectorAll("[data-credential]")) credentials[input.dataset.credential] = input.value;
+      if (form.dataset.credentialsType) credentials.type = form.dataset.credentialsType;
       const keyway = new KeywayConnect({
         // The gateway's public side: the same origin, unless the dashboard is on the admin port.
         host: main.dataset.publicUrl || window.location.origin,

@@ -120,6 +120,10 @@
 
     _credentials(providerConfigKey, connectionId, options) {
       const c = options.credentials;
+      if (c.type === "TWO_STEP") {
+        // Fields that differ by provider, exchanged for a token: sent as they are, as Nango's SDK sends them.
+        return this._send("/auth/two-step/", providerConfigKey, connectionId, options, c);
+      }
       if ("apiKey" in c) {
         return this._send("/api-auth/api-key/", providerConfigKey, connectionId, options, { apiKey: c.apiKey || "" });
       }

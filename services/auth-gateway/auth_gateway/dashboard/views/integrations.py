@@ -16,7 +16,7 @@ from ...http.requests import json_object
 from ...operations.environment import callback_url
 from ...resources import CATALOG, STORES
 from .. import api
-from ..catalog import CONNECT_KIND, CREDENTIAL_FIELDS, integration_needs, param_fields, search
+from ..catalog import CONNECT_KIND, CREDENTIAL_FIELDS, credential_fields, integration_needs, param_fields, search
 from ..pages import Page, page
 from ..queries import ConnectionFilters, connection_counts, list_connections
 
@@ -142,7 +142,11 @@ async def _integration_view(
         needs=integration_needs(template) if template else None,
         callback_url=callback_url(page.request.app, page.env),
         connect_kind=CONNECT_KIND.get(mode),
-        credential_fields=CREDENTIAL_FIELDS.get(mode, []),
+        credential_fields=credential_fields(template) if template else [],
+        # The SDK routes a form by its credentials' type when the template names the fields.
+        credentials_type=mode
+        if template and mode not in CREDENTIAL_FIELDS and CONNECT_KIND.get(mode) == "credentials"
+        else None,
         params=param_fields(template) if template else [],
         suggested_connection_id=f"test-{secrets.token_hex(3)}",
         connections=connections,
