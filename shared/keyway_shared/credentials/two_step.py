@@ -26,8 +26,9 @@ Where Keyway differs, on purpose: a token without a declared expiry is stored wi
 writes one 99 years ahead) and is never refreshed; a variable without a value is an error naming it
 (Nango sends the ``${...}`` text), except a field the template declares optional, whose parameter is
 left out; the JWT ``exp`` is the expiry itself (the refresher keeps its own margin); a refresh the
-provider refuses falls back to the full exchange. Client assertions and signed JWTs
-(``assertion``, ``signature``) are refused with ``two_step_unsupported``.
+provider refuses falls back to the full exchange. Signed JWTs and client assertions
+(``signature``, ``assertion``) are made by :mod:`.two_step_jwt`; SAML assertions are refused with
+``two_step_unsupported``.
 
 No error message quotes a value: only the names of fields and the status the provider answered.
 """
@@ -35,7 +36,6 @@ No error message quotes a value: only the names of fields and the status the pro
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import xml.etree.ElementTree as ElementTree
@@ -57,6 +57,7 @@ from .errors import PermanentTokenError, TransientTokenError
 from .oauth2_client import query_url, too_large, unreachable
 from .shapes import TwoStepCredentials
 from .tokens import js_iso, value_at_path
+from .two_step_jwt import jwt_expiry, signed_values
 
 __all__ = ["TwoStepToken", "mint_two_step_token", "preconfigured_fields"]
 
@@ -373,24 +374,6 @@ def _duration(value: Any) -> timedelta | None:
     return timedelta(milliseconds=float(match.group(1)) * unit)
 
 
-def _jwt_expiry(token: Any) -> datetime | None:
-    """A JWT's ``exp``, read without checking the signature (only to know when to mint again)."""
-    if not isinstance(token, str) or token.count(".") != 2:
-        return None
-    payload = token.split(".")[1]
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, TypeError):
-        return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
-        return None
-    try:
-        return datetime.fromtimestamp(exp, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
 def _expiry(
     template: ProviderTemplate, raw: Any, token: str, refresh_token: str | None, now: datetime
 ) -> datetime | None:
@@ -411,10 +394,10 @@ def _expiry(
     elif template.token_expires_in_ms:
         expires_at = now + timedelta(milliseconds=template.token_expires_in_ms)
     if value in (None, ""):
-        own = _jwt_expiry(token)
+        own = jwt_expiry(token)
         if own is not None and (expires_at is None or own < expires_at):
             expires_at = own
-    renewal = _jwt_expiry(refresh_token)
+    renewal = jwt_expiry(refresh_token)
     if renewal is not None and (expires_at is None or renewal < expires_at):
         expires_at = renewal
     return expires_at
@@ -428,15 +411,6 @@ def _token_text(value: Any) -> str | None:
     return None
 
 
-def _check_supported(template: ProviderTemplate) -> None:
-    extra = template.model_extra or {}
-    if extra.get("assertion") or extra.get("signature"):
-        raise PermanentTokenError(
-            "two_step_unsupported",
-            "This provider's token request needs a client assertion or a signed JWT, which Keyway does not make yet.",
-        )
-
-
 async def mint_two_step_token(
     session: aiohttp.ClientSession,
     *,
@@ -448,24 +422,28 @@ async def mint_two_step_token(
     preconfigured: Mapping[str, str] | None = None,
     refresh_token: str | None = None,
     stored: bool = False,
+    assertion_option: Mapping[str, Any] | None = None,
 ) -> TwoStepToken:
     """Exchange ``fields`` (the person's, or those a connection stored) for a token.
 
     ``preconfigured``: the integration's own values (:func:`preconfigured_fields`), used and not
     stored. ``refresh_token``: the connection's, for a refresh (see the module). ``stored``: the
-    configuration is a stored connection's (a token-response field may then fill a whole origin)."""
-    _check_supported(template)
+    configuration is a stored connection's (a token-response field may then fill a whole origin).
+    ``assertion_option``: key material for a client assertion, given at connect time, never stored."""
     own = {name: value for name, value in fields.items() if name not in _NOT_A_FIELD}
     inputs = {**own, **(preconfigured or {})}
+    options = dict(assertion_option or {})
     refreshing = bool(refresh_token and (template.refresh_token_params or template.refresh_token_headers))
     if refreshing:
         try:
             return await _exchange(
-                session, template, inputs, own, connection_config, now, timeout_seconds, stored, refresh_token
+                session, template, inputs, own, connection_config, now, timeout_seconds, stored, refresh_token, options
             )
         except PermanentTokenError:
             pass  # the refresh token is spent or refused: the person's fields mint a new one
-    return await _exchange(session, template, inputs, own, connection_config, now, timeout_seconds, stored, None)
+    return await _exchange(
+        session, template, inputs, own, connection_config, now, timeout_seconds, stored, None, options
+    )
 
 
 async def _exchange(
@@ -478,13 +456,19 @@ async def _exchange(
     timeout_seconds: float,
     stored: bool,
     refresh_token: str | None,
+    assertion_option: dict[str, Any],
 ) -> TwoStepToken:
-    values: dict[str, Any] = {**inputs, "credentials": inputs}
+    values: dict[str, Any] = {**inputs, "credentials": inputs, "assertionOption": assertion_option}
     if refresh_token:
         values["refresh_token"] = refresh_token
     optional = _optional_fields(template)
     scope = Scope(values=values, config=dict(config), now=now, patterns=template.field_patterns())
     evaluator = _Evaluator(scope=scope, optional=optional)
+    if not refresh_token:  # a refresh request carries the refresh token, not a new assertion
+        signed, kept_fields = signed_values(template, scope, inputs)
+        values.update(signed)
+        inputs.update(kept_fields)  # ${credentials.assertion} reads it, and the connection keeps it
+        own = {**own, **kept_fields}
 
     if refresh_token:
         url_text = template.refresh_url or template.token_url_for("TWO_STEP")

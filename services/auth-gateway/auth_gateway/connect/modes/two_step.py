@@ -7,7 +7,8 @@ connection stores the token with the fields that mint the next one.
 The body is an object of text fields, as Nango's loose schema takes it (``type`` and the SDK's
 ``assertionOption`` aside); a hidden field the template gives a ``default_value`` is filled when
 absent, a field with a ``pattern`` must match it, and a field the integration holds itself
-(``integration_config``) is the integration's, not the person's. The token response's
+(``integration_config``) is the integration's, not the person's. ``assertionOption`` (the key a
+client assertion is signed with, when the person gives it) is used now and never stored. The token response's
 ``token_response_metadata`` fields join the connection configuration, as in Nango's ``postTwoStep.ts``.
 """
 
@@ -96,6 +97,9 @@ async def two_step_auth(request: web.Request, env: Environment, front: FrontendR
             front.connection_id = str(uuid.uuid4())
         integration, template = await integration_in_mode(request, attempt)
         fields = _fields(template, body)
+        options = body.get("assertionOption") or {}
+        if not isinstance(options, dict) or not all(isinstance(value, str) for value in options.values()):
+            raise ApiError("invalid_body", "'assertionOption' must be an object of strings.")
         _check_config(template, front.connection_config)
         minted = await mint_two_step_token(
             request.app[HTTP],
@@ -105,6 +109,7 @@ async def two_step_auth(request: web.Request, env: Environment, front: FrontendR
             now=utcnow(),
             timeout_seconds=request.app[SETTINGS].provider_timeout_seconds,
             preconfigured=preconfigured_fields(template, integration.custom),
+            assertion_option=options,
         )
     return await connected(
         request,
