@@ -310,3 +310,32 @@ async def test_the_python_sdk_types_the_credentials(gw: Gateway, provider: TwoSt
         renewed = await keyway.get_token("ts", "py-1", force_refresh=True)  # the whole credentials, as Nango's
         assert isinstance(renewed, TwoStepCredentials)
         assert renewed.token == "tok-2"
+
+
+async def test_the_connect_ui_asks_for_the_templates_credentials_and_posts_them(
+    gw: Gateway, provider: TwoStepProvider, events: EventWatch
+) -> None:
+    body = {"end_user": {"id": "user-7"}, "allowed_integrations": ["ts"]}
+    resp = await gw.client.post("/connect/sessions", json=body, headers=gw.auth)
+    assert resp.status == 201, await resp.text()
+    token = (await resp.json())["data"]["token"]
+    resp = await gw.client.get("/connect/session/integrations", headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200, await resp.text()
+    [entry] = (await resp.json())["data"]
+    assert (entry["auth_mode"], entry["flow"], entry["form_path"]) == (
+        "TWO_STEP",
+        "form",
+        "auth/two-step/{providerConfigKey}",
+    )
+    assert sorted(entry["fields"], key=lambda field: field["name"]) == [
+        {"name": "password", "label": "Password", "kind": "password", "required": True},
+        {"name": "username", "label": "User", "kind": "text", "required": True},
+    ]
+    # What the page posts: the fields as typed, no type, the session token in the query.
+    typed = {"username": provider.username, "password": provider.password}
+    resp = await gw.client.post(f"/auth/two-step/ts?connect_session_token={token}&{PARAMS}", json=typed)
+    assert resp.status == 200, await resp.text()
+    connection_id = (await resp.json())["connectionId"]
+    assert (await get_connection(gw, connection_id, "ts"))["credentials"]["token"] == "tok-1"
+    created = await events.wait_for("connection.created", connection_id)
+    assert created["auth_mode"] == "TWO_STEP"

@@ -319,6 +319,18 @@ class ProviderTemplate(BaseModel):
                 fields[name] = spec
         return fields
 
+    def person_credentials(self) -> dict[str, dict[str, Any]]:
+        """The ``credentials`` fields a person types (TWO_STEP's, which differ by provider), by name:
+        not those the flow fills (``automated``: an assertion) or keeps out of sight (``hidden``:
+        a ``default_value``)."""
+        return {
+            name: spec
+            for name, spec in (
+                (name, spec if isinstance(spec, dict) else {}) for name, spec in self.credentials.items()
+            )
+            if not (spec.get("automated") or spec.get("hidden"))
+        }
+
     def field_patterns(self) -> dict[str, str]:
         """The ``pattern`` each ``connection_config`` field declares, by field name."""
         return {

@@ -44,6 +44,25 @@ def _params(template: ProviderTemplate, preset: dict[str, Any]) -> list[dict[str
     return params
 
 
+def _fields(template: ProviderTemplate) -> list[dict[str, Any]]:
+    """What a person types: the mode's fields, or, for a form mode without its own (TWO_STEP), the
+    template's ``credentials`` a person fills."""
+    facts = MODE_FACTS[template.auth_mode]
+    if facts.browser != "form":
+        return []
+    if facts.typed:
+        return [{"name": f.name, "label": f.label, "kind": f.kind, "required": f.required} for f in facts.typed]
+    return [
+        {
+            "name": name,
+            "label": str(spec.get("title") or name),
+            "kind": "password" if spec.get("secret") else "text",
+            "required": not spec.get("optional", False),
+        }
+        for name, spec in template.person_credentials().items()
+    ]
+
+
 def _form_path(mode: str) -> str | None:
     """The frontend SDK's route for ``mode``'s form, relative to the gateway's root (the page puts the
     integration's key in place of ``{providerConfigKey}``); None for a popup mode."""
@@ -61,10 +80,7 @@ def _entry(integration: Integration, template: ProviderTemplate, session: Connec
         "display_name": template.display_name or integration.provider,
         "auth_mode": mode,
         "flow": facts.browser,  # None: this mode has no browser flow (its connections are imported)
-        "fields": [
-            {"name": f.name, "label": f.label, "kind": f.kind, "required": f.required}
-            for f in (facts.typed if facts.browser == "form" else ())
-        ],
+        "fields": _fields(template),
         "params": _params(template, defaults.get("connection_config") or {}),
         "form_path": _form_path(mode),
     }

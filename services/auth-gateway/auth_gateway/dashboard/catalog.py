@@ -51,22 +51,17 @@ def credential_fields(template: ProviderTemplate) -> list[InputField]:
     typed = CREDENTIAL_FIELDS.get(template.auth_mode)
     if typed is not None or CONNECT_KIND.get(template.auth_mode) != "credentials":
         return typed or []
-    fields: list[InputField] = []
-    for name, spec in template.credentials.items():
-        spec = spec if isinstance(spec, dict) else {}
-        if spec.get("hidden") or spec.get("automated"):
-            continue  # filled by the flow (a default value, an assertion), not by the person
-        fields.append(
-            InputField(
-                name=name,
-                label=str(spec.get("title") or name),
-                kind="password" if spec.get("secret") else "text",
-                example=str(spec["example"]) if spec.get("example") is not None else None,
-                pattern=str(spec["pattern"]).removeprefix("^").removesuffix("$") if spec.get("pattern") else None,
-                required=not spec.get("optional", False),
-            )
+    return [
+        InputField(
+            name=name,
+            label=str(spec.get("title") or name),
+            kind="password" if spec.get("secret") else "text",
+            example=str(spec["example"]) if spec.get("example") is not None else None,
+            pattern=str(spec["pattern"]).removeprefix("^").removesuffix("$") if spec.get("pattern") else None,
+            required=not spec.get("optional", False),
         )
-    return fields
+        for name, spec in template.person_credentials().items()
+    ]
 
 
 def param_fields(template: ProviderTemplate) -> list[InputField]:
