@@ -295,3 +295,10 @@ def test_the_stored_document_keeps_nangos_order() -> None:
     assert credentials.proxy_authorization({}) == "Bearer t"
     assert credentials.proxy_authorization({"x-token": "${accessToken}"}) is None
     assert credentials.template_variables() == {"accessToken": "t"}
+
+
+async def test_an_html_page_is_not_a_bare_token(endpoint: Endpoint) -> None:
+    endpoint.content_type, endpoint.answer = "text/html", "<html><body>Sign in</body></html>"
+    with pytest.raises(PermanentTokenError) as refused:
+        await _mint(_at("avanan", endpoint.url), {"appId": "a", "secretKey": "s"}, connection_config={"subdomain": "x"})
+    assert refused.value.type == "incomplete_raw_credentials"

@@ -97,6 +97,7 @@ _DURATION_UNITS = {
 }
 _DAY_HOUR_MINUTE = re.compile(r"(\d+):(\d{2}):(\d{2})")
 _SUCCESS = (200, 201)
+_NOT_A_TOKEN = re.compile(r"[\s<>]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -405,7 +406,8 @@ def _expiry(
 
 def _token_text(value: Any) -> str | None:
     if isinstance(value, str) and value:
-        return value
+        # A bare answer is a token only when it looks like one: not an HTML page, not a sentence.
+        return value if not _NOT_A_TOKEN.search(value) else None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
