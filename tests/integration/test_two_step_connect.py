@@ -60,6 +60,16 @@ def _catalog(base: str) -> dict[str, Any]:
             "proxy": {"base_url": base},
             "credentials": {"appId": {"type": "string"}, "appKey": {"type": "string"}},
         },
+        # The password is the integration's (integration_config, set in its custom fields), not the person's.
+        "test-two-step-preset": {
+            "auth_mode": "TWO_STEP",
+            "token_url": f"{base}/login",
+            "token_params": {"username": "${credentials.username}", "password": "${credentials.password}"},
+            "token_response": {"token": "data.accessToken"},
+            "proxy": {"base_url": base},
+            "credentials": {"username": {"type": "string"}},
+            "integration_config": {"password": {"type": "string", "title": "Shared password", "secret": True}},
+        },
         # Two requests: the first's answer says where the second goes and what it carries.
         "test-two-step-chain": {
             "auth_mode": "TWO_STEP",
@@ -109,6 +119,7 @@ async def gw(
         await create_integration(gateway, "test-two-step-basic", "ts-basic")
         await create_integration(gateway, "test-two-step-chain", "ts-chain")
         await create_integration(gateway, "posthog", "ph")
+        await create_integration(gateway, "test-two-step-preset", "ts-preset", custom={"password": provider.password})
         yield gateway
 
 
@@ -339,3 +350,17 @@ async def test_the_connect_ui_asks_for_the_templates_credentials_and_posts_them(
     assert (await get_connection(gw, connection_id, "ts"))["credentials"]["token"] == "tok-1"
     created = await events.wait_for("connection.created", connection_id)
     assert created["auth_mode"] == "TWO_STEP"
+
+
+async def test_a_field_the_integration_holds_is_used_and_never_stored(gw: Gateway, provider: TwoStepProvider) -> None:
+    body = {"type": "TWO_STEP", "username": provider.username, "password": "the person's guess"}
+    resp = await gw.client.post(f"/auth/two-step/ts-preset?connection_id=p-1&public_key={gw.public_key}", json=body)
+    assert resp.status == 200, await resp.text()
+    assert provider.requests[-1]["body"] == {"username": provider.username, "password": provider.password}
+    credentials = (await get_connection(gw, "p-1", "ts-preset"))["credentials"]
+    assert credentials["username"] == provider.username
+    assert "password" not in credentials
+    # A refresh uses the integration's value again.
+    resp = await gw.client.get("/connection/p-1?provider_config_key=ts-preset&force_refresh=true", headers=gw.auth)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["credentials"]["token"] == "tok-2"

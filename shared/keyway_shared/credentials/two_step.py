@@ -432,8 +432,10 @@ async def mint_two_step_token(
     stored. ``refresh_token``: the connection's, for a refresh (see the module). ``stored``: the
     configuration is a stored connection's (a token-response field may then fill a whole origin).
     ``assertion_option``: key material for a client assertion, given at connect time, never stored."""
-    own = {name: value for name, value in fields.items() if name not in _NOT_A_FIELD}
-    inputs = {**own, **(preconfigured or {})}
+    preset = dict(preconfigured or {})
+    # A field the integration holds is the integration's: the person's value for it is neither used nor kept.
+    own = {name: value for name, value in fields.items() if name not in _NOT_A_FIELD and name not in preset}
+    inputs = {**own, **preset}
     options = dict(assertion_option or {})
     refreshing = bool(refresh_token and (template.refresh_token_params or template.refresh_token_headers))
     if refreshing:
