@@ -159,6 +159,11 @@ async def test_the_sdks_body_mints_a_token_stored_encrypted_and_the_proxy_sends_
     created = await events.wait_for("connection.created", "ts-1")
     assert (created["auth_mode"], created["provider"]) == ("TWO_STEP", "test-two-step")
 
+    # Unasked, the refresh token is left out, at the top level and where the answer held it.
+    hidden = (await get_connection(gw, "ts-1", "ts"))["credentials"]
+    assert "refresh_token" not in hidden
+    assert hidden["raw"] == {"data": {"accessToken": "tok-1", "expiresIn": 3600}}
+
     # The template's own header carries the token: no Bearer beside it.
     status, answer = await _proxy_me(gw, "ts-1", "ts")
     assert (status, answer["token"]) == (200, "tok-1")
