@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from keyway_client import AsyncClient, TwoStepCredentials
 
@@ -70,6 +72,30 @@ def _catalog(base: str) -> dict[str, Any]:
             "credentials": {"username": {"type": "string"}},
             "integration_config": {"password": {"type": "string", "title": "Shared password", "secret": True}},
         },
+        # An RFC 7523 client assertion signed with a key given only at connect time (NetSuite's shape).
+        "test-two-step-assertion": {
+            "auth_mode": "TWO_STEP",
+            "token_url": f"{base}/assertion/token",
+            "body_format": "form",
+            "token_params": {
+                "grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": "${credentials.assertion}",
+            },
+            "assertion": {
+                "type": "jwt",
+                "key": "${assertionOption.privateKey}",
+                "lifetimeInSeconds": 3600,
+                "header": {"alg": "RS256", "kid": "${credentials.certificateId}"},
+                "payload": {"iss": "${credentials.clientId}", "aud": f"{base}/assertion/token", "jti": "${random}"},
+            },
+            "token_response": {
+                "token": "access_token",
+                "token_expiration": "expires_in",
+                "token_expiration_strategy": "expireIn",
+            },
+            "proxy": {"base_url": base},
+        },
         # Two requests: the first's answer says where the second goes and what it carries.
         "test-two-step-chain": {
             "auth_mode": "TWO_STEP",
@@ -120,6 +146,7 @@ async def gw(
         await create_integration(gateway, "test-two-step-chain", "ts-chain")
         await create_integration(gateway, "posthog", "ph")
         await create_integration(gateway, "test-two-step-preset", "ts-preset", custom={"password": provider.password})
+        await create_integration(gateway, "test-two-step-assertion", "ts-assertion")
         yield gateway
 
 
@@ -369,3 +396,54 @@ async def test_a_field_the_integration_holds_is_used_and_never_stored(gw: Gatewa
     resp = await gw.client.get("/connection/p-1?provider_config_key=ts-preset&force_refresh=true", headers=gw.auth)
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["credentials"]["token"] == "tok-2"
+
+
+def _private_key() -> tuple[str, rsa.RSAPrivateKey]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem.decode(), key
+
+
+async def test_a_client_assertion_signed_with_a_key_that_is_never_stored(
+    gw: Gateway, provider: TwoStepProvider, db: Any
+) -> None:
+    pem, key = _private_key()
+    provider.assertion_key = key.public_key()
+    body = {
+        "type": "TWO_STEP",
+        "clientId": "client-1",
+        "certificateId": "cert-1",
+        "assertionOption": {"privateKey": pem},
+    }
+    resp = await gw.client.post(f"/auth/two-step/ts-assertion?connection_id=a-1&public_key={gw.public_key}", json=body)
+    assert resp.status == 200, await resp.text()
+    credentials = (await get_connection(gw, "a-1", "ts-assertion"))["credentials"]
+    assert credentials["token"] == "tok-1"
+    assert credentials["assertion"] == provider.requests[-1]["body"]["client_assertion"]
+    stored = await db["connections"].find_one({"connection_id": "a-1"})
+    assert "PRIVATE KEY" not in json.dumps(credentials)
+    assert "PRIVATE KEY" not in json.dumps(stored, default=str)
+    # A refresh while the assertion lasts sends it again; the provider still takes it.
+    resp = await gw.client.get("/connection/a-1?provider_config_key=ts-assertion&force_refresh=true", headers=gw.auth)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["credentials"]["token"] == "tok-2"
+
+    # Another key than the provider knows, a malformed key, a malformed option: the mode's codes, nothing stored.
+    other_pem, _ = _private_key()
+    cases = [
+        ({**body, "assertionOption": {"privateKey": other_pem}}, "invalid_two_step_credentials"),
+        (
+            {**body, "assertionOption": {"privateKey": "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----"}},
+            "invalid_private_key",
+        ),
+        ({**body, "assertionOption": 1}, "invalid_body"),
+    ]
+    for number, (bad, code) in enumerate(cases, start=2):
+        resp = await gw.client.post(
+            f"/auth/two-step/ts-assertion?connection_id=a-{number}&public_key={gw.public_key}", json=bad
+        )
+        assert resp.status == 400, await resp.text()
+        answer = await resp.json()
+        assert_envelope(answer, code)
+        assert "nope" not in json.dumps(answer)
+    assert await db["connections"].count_documents({"connection_id": {"$in": ["a-2", "a-3", "a-4"]}}) == 0

@@ -10,6 +10,8 @@ It checks what such providers check, and nothing lighter:
   app id and key, as Heap or Altrata): an ISO ``expires`` date in the answer;
 - ``GET /discovery`` then ``POST /session`` (Docuware's and Sellercloud's chained steps): the
   first tells where the second is, the second wants the first's ``ticket``;
+- ``POST /assertion/token`` (form, RFC 7523 ``client_assertion``, as NetSuite or Apple Business
+  Manager): a JWT signed with the key whose public half is ``assertion_key``, for this endpoint;
 - ``GET /api/me``: only with a live token, in ``x-api-token`` or as ``Authorization: Bearer``.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,8 +27,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from authlib.deprecate import AuthlibDeprecationWarning
 
 from .procs import free_port
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+    from authlib.jose import JsonWebToken
+    from authlib.jose.errors import JoseError
 
 __all__ = ["TwoStepProvider", "two_step_provider"]
 
@@ -38,6 +47,7 @@ class TwoStepProvider:
     app_id: str = "app-1"
     app_key: str = "app-key-1"
     lifetime_seconds: int = 3600
+    assertion_key: Any = None  # the public key client assertions must verify with
     live: set[str] = field(default_factory=set)  # tokens /api/me accepts
     refresh_tokens: set[str] = field(default_factory=set)
     requests: list[dict[str, Any]] = field(default_factory=list)  # what each token call carried
@@ -97,6 +107,22 @@ class TwoStepProvider:
         token, _ = self._mint()
         return web.json_response({"sessionId": token, "instance": f"{self.base}"})
 
+    async def assertion_token(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        self._seen(request, form)
+        jwt_bearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        if form.get("client_assertion_type") != jwt_bearer or self.assertion_key is None:
+            return web.json_response({"error": "invalid_request"}, status=400)
+        try:
+            claims = JsonWebToken(["RS256"]).decode(str(form.get("client_assertion")), self.assertion_key)
+            claims.validate()
+        except (JoseError, ValueError):
+            return web.json_response({"error": "invalid_client"}, status=401)
+        if claims.get("aud") != f"{self.base}/assertion/token":
+            return web.json_response({"error": "invalid_client", "error_description": "audience"}, status=401)
+        token, _ = self._mint()
+        return web.json_response({"access_token": token, "expires_in": self.lifetime_seconds})
+
     async def me(self, request: web.Request) -> web.Response:
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
         token = request.headers.get("x-api-token") or bearer
@@ -114,6 +140,7 @@ async def two_step_provider() -> AsyncIterator[TwoStepProvider]:
     app.router.add_post("/oauth/token", provider.client_token)
     app.router.add_get("/discovery", provider.discovery)
     app.router.add_post("/session", provider.session)
+    app.router.add_post("/assertion/token", provider.assertion_token)
     app.router.add_get("/api/me", provider.me)
     runner = web.AppRunner(app)
     await runner.setup()
