@@ -95,6 +95,7 @@ def _catalog(base: str) -> dict[str, Any]:
                 "token_expiration_strategy": "expireIn",
             },
             "proxy": {"base_url": base},
+            "assertion_option": {"privateKey": {"type": "string", "title": "Private key"}},
         },
         # Two requests: the first's answer says where the second goes and what it carries.
         "test-two-step-chain": {
@@ -447,3 +448,19 @@ async def test_a_client_assertion_signed_with_a_key_that_is_never_stored(
         assert_envelope(answer, code)
         assert "nope" not in json.dumps(answer)
     assert await db["connections"].count_documents({"connection_id": {"$in": ["a-2", "a-3", "a-4"]}}) == 0
+
+    # A form (the Connect UI, the dashboard) lists the key as a field of its own and posts it flat.
+    resp = await gw.client.post("/connect/sessions", json={"end_user": {"id": "u-1"}}, headers=gw.auth)
+    token = (await resp.json())["data"]["token"]
+    resp = await gw.client.get("/connect/session/integrations", headers={"Authorization": f"Bearer {token}"})
+    [entry] = [item for item in (await resp.json())["data"] if item["unique_key"] == "ts-assertion"]
+    assert entry["fields"] == [
+        {"name": "assertionOption.privateKey", "label": "Private key", "kind": "textarea", "required": True}
+    ]
+    flat = {"clientId": "client-1", "certificateId": "cert-1", "assertionOption.privateKey": pem}
+    resp = await gw.client.post(f"/auth/two-step/ts-assertion?connect_session_token={token}", json=flat)
+    assert resp.status == 200, await resp.text()
+    connection_id = (await resp.json())["connectionId"]
+    kept = (await get_connection(gw, connection_id, "ts-assertion"))["credentials"]
+    assert "assertionOption.privateKey" not in kept
+    assert "PRIVATE KEY" not in json.dumps(kept)

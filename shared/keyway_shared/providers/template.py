@@ -224,6 +224,7 @@ class ProviderTemplate(BaseModel):
     token_response: TwoStepTokenResponse | None = None
     token_response_headers: list[str] = Field(default_factory=list)
     additional_steps: list[TwoStepStep] = Field(default_factory=list)
+    assertion_option: dict[str, Any] = Field(default_factory=dict)  # key material given at connect time only
 
     @model_validator(mode="before")
     @classmethod
@@ -330,6 +331,16 @@ class ProviderTemplate(BaseModel):
             )
             if not (spec.get("automated") or spec.get("hidden"))
         }
+
+    def typed_fields(self) -> list[tuple[str, dict[str, Any]]]:
+        """What a person types for a TWO_STEP connection, by the name the connect call's body gives
+        it: the credentials (``person_credentials``), then the assertion's key material as
+        ``assertionOption.<name>`` (used at connect time, never stored)."""
+        options = [
+            (f"assertionOption.{name}", spec if isinstance(spec, dict) else {})
+            for name, spec in self.assertion_option.items()
+        ]
+        return [*self.person_credentials().items(), *options]
 
     def field_patterns(self) -> dict[str, str]:
         """The ``pattern`` each ``connection_config`` field declares, by field name."""

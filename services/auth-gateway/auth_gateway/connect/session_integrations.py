@@ -56,11 +56,18 @@ def _fields(template: ProviderTemplate) -> list[dict[str, Any]]:
         {
             "name": name,
             "label": str(spec.get("title") or name),
-            "kind": "password" if spec.get("secret") else "text",
+            "kind": _kind(name, spec),
             "required": not spec.get("optional", False),
         }
-        for name, spec in template.person_credentials().items()
+        for name, spec in template.typed_fields()
     ]
+
+
+def _kind(name: str, spec: dict[str, Any]) -> str:
+    """A private key is several lines; a secret is hidden as it is typed."""
+    if name.lower().endswith("privatekey"):
+        return "textarea"
+    return "password" if spec.get("secret") else "text"
 
 
 def _form_path(mode: str) -> str | None:

@@ -55,12 +55,12 @@ def credential_fields(template: ProviderTemplate) -> list[InputField]:
         InputField(
             name=name,
             label=str(spec.get("title") or name),
-            kind="password" if spec.get("secret") else "text",
+            kind="textarea" if name.lower().endswith("privatekey") else "password" if spec.get("secret") else "text",
             example=str(spec["example"]) if spec.get("example") is not None else None,
             pattern=str(spec["pattern"]).removeprefix("^").removesuffix("$") if spec.get("pattern") else None,
             required=not spec.get("optional", False),
         )
-        for name, spec in template.person_credentials().items()
+        for name, spec in template.typed_fields()
     ]
 
 

@@ -46,13 +46,26 @@ TWO_STEP_BODY: dict[str, Any] = {
     "additionalProperties": {"type": "string"},
 }
 _NOT_FIELDS = ("type", "assertionOption")
+_OPTION = "assertionOption."  # a form's flat spelling of assertionOption's keys (the Connect UI, the dashboard)
+
+
+def _assertion_option(body: dict[str, Any]) -> dict[str, str]:
+    """``assertionOption`` as the SDK sends it (an object), or flat as a form posts it."""
+    given = body.get("assertionOption")
+    options = given if given is not None else {}
+    if not isinstance(options, dict) or not all(isinstance(value, str) for value in options.values()):
+        raise ApiError("invalid_body", "'assertionOption' must be an object of strings.")
+    flat = {name.removeprefix(_OPTION): value for name, value in body.items() if name.startswith(_OPTION)}
+    if not all(isinstance(value, str) for value in flat.values()):
+        raise ApiError("invalid_body", "Each assertionOption field must be a string.")
+    return {**options, **{name: value for name, value in flat.items() if value}}
 
 
 def _fields(template: ProviderTemplate, body: dict[str, Any]) -> dict[str, str]:
     """The body's fields, defaults filled and patterns checked; never a value in an error."""
     fields: dict[str, str] = {}
     for name, value in body.items():
-        if name in _NOT_FIELDS:
+        if name in _NOT_FIELDS or name.startswith(_OPTION):
             continue
         if not isinstance(value, str):
             raise ApiError("invalid_body", f"The credential '{name}' must be a string.")
@@ -97,9 +110,7 @@ async def two_step_auth(request: web.Request, env: Environment, front: FrontendR
             front.connection_id = str(uuid.uuid4())
         integration, template = await integration_in_mode(request, attempt)
         fields = _fields(template, body)
-        options = body.get("assertionOption") or {}
-        if not isinstance(options, dict) or not all(isinstance(value, str) for value in options.values()):
-            raise ApiError("invalid_body", "'assertionOption' must be an object of strings.")
+        options = _assertion_option(body)
         _check_config(template, front.connection_config)
         minted = await mint_two_step_token(
             request.app[HTTP],
