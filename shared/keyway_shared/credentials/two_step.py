@@ -271,20 +271,27 @@ def _parsed(body: bytes, content_type: str) -> Any:
     return text
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Context:
+    """What every request of one exchange shares."""
+
+    session: aiohttp.ClientSession
+    template: ProviderTemplate
+    config: Mapping[str, Any]
+    now: datetime
+    timeout_seconds: float
+    stored: bool
+    assertion_option: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class _Answer:
     body: Any
     headers: CIMultiDictProxy[str]
 
 
-async def _send(
-    session: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    headers: dict[str, str],
-    data: str | None,
-    timeout_seconds: float,
-) -> _Answer:
+async def _send(context: _Context, method: str, url: str, headers: dict[str, str], data: str | None) -> _Answer:
+    session, timeout_seconds = context.session, context.timeout_seconds
     try:
         async with asyncio.timeout(timeout_seconds):
             async with session.request(method, url, data=data, headers=headers, allow_redirects=False) as response:
@@ -436,37 +443,33 @@ async def mint_two_step_token(
     # A field the integration holds is the integration's: the person's value for it is neither used nor kept.
     own = {name: value for name, value in fields.items() if name not in _NOT_A_FIELD and name not in preset}
     inputs = {**own, **preset}
-    options = dict(assertion_option or {})
-    refreshing = bool(refresh_token and (template.refresh_token_params or template.refresh_token_headers))
-    if refreshing:
+    context = _Context(
+        session=session,
+        template=template,
+        config=connection_config,
+        now=now,
+        timeout_seconds=timeout_seconds,
+        stored=stored,
+        assertion_option=dict(assertion_option or {}),
+    )
+    if refresh_token and (template.refresh_token_params or template.refresh_token_headers):
         try:
-            return await _exchange(
-                session, template, inputs, own, connection_config, now, timeout_seconds, stored, refresh_token, options
-            )
+            return await _exchange(context, inputs, own, refresh_token)
         except PermanentTokenError:
             pass  # the refresh token is spent or refused: the person's fields mint a new one
-    return await _exchange(
-        session, template, inputs, own, connection_config, now, timeout_seconds, stored, None, options
-    )
+    return await _exchange(context, inputs, own, None)
 
 
 async def _exchange(
-    session: aiohttp.ClientSession,
-    template: ProviderTemplate,
-    inputs: dict[str, Any],
-    own: dict[str, Any],
-    config: Mapping[str, Any],
-    now: datetime,
-    timeout_seconds: float,
-    stored: bool,
-    refresh_token: str | None,
-    assertion_option: dict[str, Any],
+    context: _Context, inputs: dict[str, Any], own: dict[str, Any], refresh_token: str | None
 ) -> TwoStepToken:
-    values: dict[str, Any] = {**inputs, "credentials": inputs, "assertionOption": assertion_option}
+    """The token request (or, with ``refresh_token``, the refresh request), then the further steps."""
+    template, config = context.template, context.config
+    values: dict[str, Any] = {**inputs, "credentials": inputs, "assertionOption": context.assertion_option}
     if refresh_token:
         values["refresh_token"] = refresh_token
     optional = _optional_fields(template)
-    scope = Scope(values=values, config=dict(config), now=now, patterns=template.field_patterns())
+    scope = Scope(values=values, config=dict(config), now=context.now, patterns=template.field_patterns())
     evaluator = _Evaluator(scope=scope, optional=optional)
     if not refresh_token:  # a refresh request carries the refresh token, not a new assertion
         signed, kept_fields = signed_values(template, scope, inputs)
@@ -484,7 +487,7 @@ async def _exchange(
         header_texts = template.token_headers
     if not url_text:
         raise PermanentTokenError("missing_token_url", "The provider template has no token URL.")
-    url = _url(template, url_text, evaluator, config, stored)
+    url = _url(template, url_text, evaluator, config, context.stored)
     method = template.token_request_method or "POST"
     headers = evaluator.headers(header_texts, "token request")
     data: str | None = None
@@ -493,7 +496,7 @@ async def _exchange(
         url = query_url(url, _encoded(evaluator.value(body, "token request"), "form")[0])
     elif method != "GET":
         data, content_type = _encoded(evaluator.value(body, "token request"), _body_format(template))
-    answer = await _send(session, method, url, _request_headers(headers, content_type), data, timeout_seconds)
+    answer = await _send(context, method, url, _request_headers(headers, content_type), data)
 
     kept: dict[str, str] = {}
     _kept_headers(answer, template.token_response_headers, kept)
@@ -510,13 +513,11 @@ async def _exchange(
         if step_method != "GET":
             step_format = step.body_format or _body_format(template)
             step_data, step_type = _encoded(step_evaluator.value(dict(step.token_params), where), step_format)
-        step_answer = await _send(
-            session, step_method, step_url, _request_headers(step_headers, step_type), step_data, timeout_seconds
-        )
+        step_answer = await _send(context, step_method, step_url, _request_headers(step_headers, step_type), step_data)
         _kept_headers(step_answer, template.token_response_headers, kept)
         answers.append(step_answer.body)
 
-    return _credentials(template, answers, own, kept, refresh_token, now)
+    return _credentials(template, answers, own, kept, refresh_token, context.now)
 
 
 def _credentials(
