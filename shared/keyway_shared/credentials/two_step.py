@@ -36,15 +36,12 @@ No error message quotes a value: only the names of fields and the status the pro
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
-from xml.sax.saxutils import escape, quoteattr
+from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -57,7 +54,9 @@ from .errors import PermanentTokenError, TransientTokenError
 from .oauth2_client import query_url, too_large, unreachable
 from .shapes import TwoStepCredentials
 from .tokens import js_iso, value_at_path
-from .two_step_jwt import jwt_expiry, signed_values
+from .two_step_answer import expiry, token_text
+from .two_step_jwt import signed_values
+from .two_step_wire import encoded, parsed
 
 __all__ = ["TwoStepToken", "mint_two_step_token", "preconfigured_fields"]
 
@@ -65,39 +64,7 @@ __all__ = ["TwoStepToken", "mint_two_step_token", "preconfigured_fields"]
 # the SDK's ``assertionOption`` (key material for an assertion, never stored).
 _NOT_A_FIELD = TwoStepCredentials.RESERVED | {"assertionOption"}
 _STEP = re.compile(r"step\d+")
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
-_DURATION_UNITS = {
-    "": 1,
-    "ms": 1,
-    "msec": 1,
-    "s": 1000,
-    "sec": 1000,
-    "secs": 1000,
-    "second": 1000,
-    "seconds": 1000,
-    "m": 60_000,
-    "min": 60_000,
-    "mins": 60_000,
-    "minute": 60_000,
-    "minutes": 60_000,
-    "h": 3_600_000,
-    "hr": 3_600_000,
-    "hrs": 3_600_000,
-    "hour": 3_600_000,
-    "hours": 3_600_000,
-    "d": 86_400_000,
-    "day": 86_400_000,
-    "days": 86_400_000,
-    "w": 604_800_000,
-    "week": 604_800_000,
-    "weeks": 604_800_000,
-    "y": 31_557_600_000,
-    "year": 31_557_600_000,
-    "years": 31_557_600_000,
-}
-_DAY_HOUR_MINUTE = re.compile(r"(\d+):(\d{2}):(\d{2})")
 _SUCCESS = (200, 201)
-_NOT_A_TOKEN = re.compile(r"[\s<>]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,66 +178,6 @@ def _step_url(text: str, evaluator: _Evaluator, step: int) -> str:
     return url
 
 
-def _wire(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _xml(value: Any, name: str) -> str:
-    """Nango's XMLBuilder as the catalog uses it: a ``$``-prefixed key is an attribute."""
-    if not isinstance(value, dict):
-        return f"<{name}>{escape(_wire(value))}</{name}>"
-    attributes = "".join(f" {key[1:]}={quoteattr(_wire(item))}" for key, item in value.items() if key.startswith("$"))
-    children = "".join(_xml(item, key) for key, item in value.items() if not key.startswith("$"))
-    return f"<{name}{attributes}>{children}</{name}>"
-
-
-def _encoded(body: dict[str, Any], body_format: str) -> tuple[str, str]:
-    """The body and its content type."""
-    if body_format == "form":
-        return urlencode({name: _wire(value) for name, value in body.items()}), "application/x-www-form-urlencoded"
-    if body_format == "xml":
-        return "".join(_xml(item, name) for name, item in body.items()), "application/xml"
-    return json.dumps(body), "application/json"
-
-
-def _xml_value(element: ElementTree.Element) -> Any:
-    children = list(element)
-    if not children:
-        text = (element.text or "").strip()
-        return int(text) if text.isdigit() else text
-    result: dict[str, Any] = {}
-    for child in children:
-        result[child.tag] = _xml_value(child)
-    return result
-
-
-def _parsed(body: bytes, content_type: str) -> Any:
-    """JSON, XML, a form-encoded answer, or the text itself (a bare token: Avanan, JobDiva)."""
-    text = body.decode("utf-8", "replace").strip()
-    if "json" in content_type or text[:1] in {"{", "[", '"'}:
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise PermanentTokenError(
-                "unable_to_parse_token_response", "The token endpoint sent invalid JSON."
-            ) from None
-    if "xml" in content_type or text.startswith("<?xml"):
-        try:
-            root = ElementTree.fromstring(text)  # noqa: S314 - the stdlib parser expands no external entities
-        except ElementTree.ParseError:
-            raise PermanentTokenError(
-                "unable_to_parse_token_response", "The token endpoint sent invalid XML."
-            ) from None
-        return {root.tag: _xml_value(root)}
-    if "x-www-form-urlencoded" in content_type:
-        return dict(parse_qsl(text, keep_blank_values=True))
-    return text
-
-
 @dataclass(frozen=True, kw_only=True)
 class _Context:
     """What every request of one exchange shares."""
@@ -310,7 +217,7 @@ async def _send(context: _Context, method: str, url: str, headers: dict[str, str
         raise PermanentTokenError(
             "invalid_two_step_credentials", f"The token endpoint refused the credentials ({status}).", status=status
         )
-    return _Answer(_parsed(body, answer_headers.get("Content-Type", "")), answer_headers)
+    return _Answer(parsed(body, answer_headers.get("Content-Type", "")), answer_headers)
 
 
 def _body_format(template: ProviderTemplate) -> str:
@@ -342,82 +249,6 @@ def _kept_headers(answer: _Answer, names: list[str], kept: dict[str, str]) -> No
                 kept["_cookies"] = "; ".join([earlier, *pairs] if earlier else pairs)
         elif name in answer.headers:
             kept[name] = answer.headers[name]
-
-
-def _date(value: Any, now: datetime) -> datetime | None:
-    """Nango's ``parseTokenExpirationDate``: milliseconds or seconds since 1970, an ISO date, or
-    Tableau's ``days:hours:minutes`` from now."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 31_536_000_000 else value  # past 1971 read as milliseconds
-        try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if not isinstance(value, str):
-        return None
-    if match := _DAY_HOUR_MINUTE.fullmatch(value.strip()):
-        days, hours, minutes = (int(part) for part in match.groups())
-        return now + timedelta(days=days, hours=hours, minutes=minutes)
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _duration(value: Any) -> timedelta | None:
-    """Seconds (a number), or a duration as the ``ms`` package reads it (``1h``, ``30 days``)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if not isinstance(value, str):
-        return None
-    if value.strip().isdigit():
-        return timedelta(seconds=int(value))
-    match = _DURATION.fullmatch(value)
-    unit = _DURATION_UNITS.get(match.group(2).lower()) if match else None
-    if match is None or unit is None:
-        return None
-    return timedelta(milliseconds=float(match.group(1)) * unit)
-
-
-def _expiry(
-    template: ProviderTemplate, raw: Any, token: str, refresh_token: str | None, now: datetime
-) -> datetime | None:
-    spec = template.token_response
-    path = spec.token_expiration if spec is not None else None
-    value = value_at_path(raw, path) if path and isinstance(raw, dict) else None
-    expires_at: datetime | None = None
-    if value not in (None, ""):
-        if spec is not None and spec.token_expiration_strategy == "expireIn":  # noqa: S105 - a strategy name
-            duration = _duration(value)
-            if duration is None:
-                raise PermanentTokenError("invalid_token_response", "The token's lifetime is not a duration.")
-            expires_at = now + duration
-        else:
-            expires_at = _date(value, now)
-            if expires_at is None:
-                raise PermanentTokenError("invalid_token_response", "The token's expiry is not a date.")
-    elif template.token_expires_in_ms:
-        expires_at = now + timedelta(milliseconds=template.token_expires_in_ms)
-    if value in (None, ""):
-        own = jwt_expiry(token)
-        if own is not None and (expires_at is None or own < expires_at):
-            expires_at = own
-    renewal = jwt_expiry(refresh_token)
-    if renewal is not None and (expires_at is None or renewal < expires_at):
-        expires_at = renewal
-    return expires_at
-
-
-def _token_text(value: Any) -> str | None:
-    if isinstance(value, str) and value:
-        # A bare answer is a token only when it looks like one: not an HTML page, not a sentence.
-        return value if not _NOT_A_TOKEN.search(value) else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
 
 
 async def mint_two_step_token(
@@ -493,9 +324,9 @@ async def _exchange(
     data: str | None = None
     content_type: str | None = None
     if _body_format(template) == "query":  # Keyway's spelling of parameters written into Nango's URLs
-        url = query_url(url, _encoded(evaluator.value(body, "token request"), "form")[0])
+        url = query_url(url, encoded(evaluator.value(body, "token request"), "form")[0])
     elif method != "GET":
-        data, content_type = _encoded(evaluator.value(body, "token request"), _body_format(template))
+        data, content_type = encoded(evaluator.value(body, "token request"), _body_format(template))
     answer = await _send(context, method, url, _request_headers(headers, content_type), data)
 
     kept: dict[str, str] = {}
@@ -512,7 +343,7 @@ async def _exchange(
         step_type: str | None = None
         if step_method != "GET":
             step_format = step.body_format or _body_format(template)
-            step_data, step_type = _encoded(step_evaluator.value(dict(step.token_params), where), step_format)
+            step_data, step_type = encoded(step_evaluator.value(dict(step.token_params), where), step_format)
         step_answer = await _send(context, step_method, step_url, _request_headers(step_headers, step_type), step_data)
         _kept_headers(step_answer, template.token_response_headers, kept)
         answers.append(step_answer.body)
@@ -531,15 +362,15 @@ def _credentials(
     raw = answers[-1]
     spec = template.token_response
     token_path = spec.token if spec is not None else ""
-    token = _token_text(raw if not token_path else value_at_path(raw, token_path) if isinstance(raw, dict) else None)
+    token = token_text(raw if not token_path else value_at_path(raw, token_path) if isinstance(raw, dict) else None)
     if token is None:
         raise PermanentTokenError(
             "incomplete_raw_credentials", "The token endpoint's answer has no token where the provider puts it."
         )
     refresh_path = spec.refresh_token if spec is not None else None
-    refresh = _token_text(value_at_path(raw, refresh_path)) if refresh_path and isinstance(raw, dict) else None
+    refresh = token_text(value_at_path(raw, refresh_path)) if refresh_path and isinstance(raw, dict) else None
     refresh = refresh or previous_refresh_token
-    expires_at = _expiry(template, raw, token, refresh, now)
+    expires_at = expiry(template, raw, token, refresh, now)
     credentials = TwoStepCredentials(
         token=token,
         expires_at=js_iso(expires_at) if expires_at is not None else None,
