@@ -464,3 +464,33 @@ async def test_a_client_assertion_signed_with_a_key_that_is_never_stored(
     kept = (await get_connection(gw, connection_id, "ts-assertion"))["credentials"]
     assert "assertionOption.privateKey" not in kept
     assert "PRIVATE KEY" not in json.dumps(kept)
+
+
+async def test_nangos_current_integrations_take_the_integration_config(gw: Gateway, provider: TwoStepProvider) -> None:
+    body = {"provider": "test-two-step-preset", "unique_key": "preset-2", "integration_config": {"password": "x"}}
+    resp = await gw.client.post("/integrations", json=body, headers=gw.auth)
+    assert resp.status == 200, await resp.text()
+    patch = {"integration_config": {"password": provider.password}}
+    resp = await gw.client.patch("/integrations/preset-2", json=patch, headers=gw.auth)
+    assert resp.status == 200, await resp.text()
+    resp = await gw.client.post(
+        f"/auth/two-step/preset-2?connection_id=p-2&public_key={gw.public_key}",
+        json={"type": "TWO_STEP", "username": provider.username},
+    )
+    assert resp.status == 200, await resp.text()
+    assert provider.requests[-1]["body"] == {"username": provider.username, "password": provider.password}
+
+    refusals = [
+        (
+            {**body, "unique_key": "p-3", "integration_config": {"passwort": "x"}},
+            "Unknown field passwort, Shared password is required",
+        ),
+        (
+            {**body, "unique_key": "p-4", "custom": {"password": "x"}},
+            "This provider uses integration_config; set its values there instead of custom",
+        ),
+    ]
+    for refused, message in refusals:
+        resp = await gw.client.post("/integrations", json=refused, headers=gw.auth)
+        assert resp.status == 400, await resp.text()
+        assert (await resp.json())["error"] == {"code": "invalid_body", "message": message}
