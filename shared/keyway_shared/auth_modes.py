@@ -49,6 +49,7 @@ AuthMode = Literal[
     "AWS_SIGV4",
     "BILL",
     "INSTALL_PLUGIN",
+    "TWO_STEP",
 ]
 AUTH_MODES: tuple[AuthMode, ...] = get_args(AuthMode)
 
@@ -73,6 +74,8 @@ class TypedField:
     label: str
     kind: Literal["text", "password", "textarea"] = "text"
     required: bool = True
+    example: str | None = None  # a template's field may show one, and a pattern a value must match
+    pattern: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,6 +236,10 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
     # A marketplace plugin (Crisp's): the popup installs it from the integration's app link; every
     # connection calls with the plugin's own token (the integration's custom username and password).
     "INSTALL_PLUGIN": ModeFacts(browser="popup", plugin=True, imported_as="BASIC"),
+    # A person's credentials (the template's ``credentials`` fields, which differ by provider) are
+    # exchanged at the template's token request for a short-lived token, minted again before it
+    # expires; POST /connections' schema has no such type.
+    "TWO_STEP": ModeFacts(browser="form", editable=False, imported_as="TWO_STEP"),
 }
 
 

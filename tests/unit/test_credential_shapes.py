@@ -145,6 +145,7 @@ def test_the_types_a_refresh_renews() -> None:
         "OAUTH2",
         "OAUTH2_CC",
         "SIGNATURE",
+        "TWO_STEP",
     ]
     assert not parse_credentials({"type": "OAUTH2"}).refreshable  # unreadable: nothing to renew with
 

@@ -263,6 +263,9 @@ def _plausible(template: ProviderTemplate) -> dict[str, Any]:
             values[name] = str(field["example"])
         else:
             values[name] = _PLAUSIBLE.get(name, "acme")
+    if template.auth_mode == "TWO_STEP":  # ${credentials.x}: the person's fields, stored with the token
+        values["credentials"] = dict.fromkeys(template.credentials, "cred-123") | {"token": "t", "_cookies": "a=b"}
+        values.setdefault("endpoint", "/v1/items")  # a request's own variable (Avanan signs its endpoint)
     return values
 
 

@@ -48,6 +48,7 @@ from ._credentials import (
     OAuth2Credentials,
     SignatureCredentials,
     TbaCredentials,
+    TwoStepCredentials,
     UnknownCredentials,
 )
 from ._current_async import AsyncCurrentApi
@@ -123,6 +124,7 @@ __all__ = [
     "TbaCredentials",
     "Timeout",
     "TransportError",
+    "TwoStepCredentials",
     "UnknownCredentials",
     "ValidationError",
     "WebhookVerificationError",

@@ -26,6 +26,7 @@ __all__ = [
     "OAuth2Credentials",
     "SignatureCredentials",
     "TbaCredentials",
+    "TwoStepCredentials",
     "UnknownCredentials",
     "as_datetime",
     "as_object",
@@ -195,6 +196,25 @@ class BillCredentials:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TwoStepCredentials:
+    """A token minted from a person's credentials at the provider's token request (``TWO_STEP``).
+
+    ``fields`` are the person's own (``apiKey``, ``username``, ...), which mint the next token; the
+    gateway keeps them beside the token, as Nango does."""
+
+    type: Literal["TWO_STEP"] = "TWO_STEP"
+    token: str = field(repr=False)
+    expires_at: datetime | None = None
+    refresh_token: str | None = field(default=None, repr=False)  # only when asked for
+    raw: Any = field(default_factory=dict, repr=False)  # the token response (text when it is the bare token)
+    fields: dict[str, Any] = field(default_factory=dict, repr=False)
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+_TWO_STEP_KEYS = frozenset({"type", "token", "expires_at", "refresh_token", "raw"})
+
+
+@dataclass(frozen=True, kw_only=True)
 class NoCredentials:
     """An unauthenticated connection (``NONE``): the gateway answers ``{}``."""
 
@@ -223,6 +243,7 @@ Credentials: TypeAlias = (
     | SignatureCredentials
     | AwsSigV4Credentials
     | BillCredentials
+    | TwoStepCredentials
     | NoCredentials
     | UnknownCredentials
 )
@@ -321,6 +342,15 @@ def parse_credentials(value: Any) -> Credentials:
                 user_id=as_str(data.get("user_id")),
                 expires_at=as_datetime(data.get("expires_at")),
                 raw=as_object(data.get("raw")),
+                data=data,
+            )
+        if kind == "TWO_STEP":
+            return TwoStepCredentials(
+                token=data["token"],
+                expires_at=as_datetime(data.get("expires_at")),
+                refresh_token=as_str(data.get("refresh_token")),
+                raw=data.get("raw", {}),
+                fields={key: value for key, value in data.items() if key not in _TWO_STEP_KEYS},
                 data=data,
             )
     except KeyError as exc:

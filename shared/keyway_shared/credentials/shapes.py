@@ -73,6 +73,8 @@ __all__ = [
     "SignedCredentials",
     "TbaCredentials",
     "TbaType",
+    "TwoStepCredentials",
+    "TwoStepType",
     "UnknownCredentials",
     "UnusableCredentialsError",
     "import_credentials",
@@ -96,6 +98,7 @@ JwtType: TypeAlias = Literal["JWT"]
 SignatureType: TypeAlias = Literal["SIGNATURE"]
 AwsSigV4Type: TypeAlias = Literal["AWS_SIGV4"]
 BillType: TypeAlias = Literal["BILL"]
+TwoStepType: TypeAlias = Literal["TWO_STEP"]
 # The types that POST /connections takes and Keyway refuses (``connections_post="refuse"``), in the
 # order Nango's schema lists them (an unknown type's error lists them so); a unit test holds the two.
 NotImportedType: TypeAlias = Literal[ClientCredentialsType, AppType, CustomType]
@@ -174,6 +177,11 @@ class _Shape(BaseModel):
         """Headers besides ``Authorization`` that carry these credentials to the provider (BILL's
         session); the template's and the caller's headers of the same name win over them."""
         return {}
+
+    def proxy_authorization(self, template_headers: Mapping[str, str]) -> str | None:
+        """The ``Authorization`` the proxy adds before the template's own ``proxy.headers``, which it
+        is given (a type may leave the header to them); ``authorization()`` for most types."""
+        return self.authorization()
 
     @classmethod
     def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
@@ -585,6 +593,61 @@ class BillCredentials(_Shape):
         return credentials, expires_at
 
 
+class TwoStepCredentials(_Bearer):
+    """A token minted from a person's credentials at the template's token request (``TWO_STEP``).
+
+    Stored as Nango stores it: the token, when it expires, the refresh token the response may give,
+    the response itself (``raw``; text when the provider answers with the bare token), then the
+    person's own fields (``apiKey``, ``username``, ...) at the top level, which mint the next one
+    (``keyway_shared.credentials.two_step``) and which the template's headers read as
+    ``${credentials.<field>}``."""
+
+    type: TwoStepType = "TWO_STEP"
+    token: str
+    expires_at: str | None = None
+    refresh_token: str | None = None
+    raw: Any = Field(default_factory=dict)
+
+    refreshable: ClassVar[bool] = True
+    # The document's own keys; every other key is one of the person's fields or a response header's value.
+    RESERVED: ClassVar[frozenset[str]] = frozenset({"type", "token", "expires_at", "refresh_token", "raw"})
+
+    def bearer_token(self) -> str | None:
+        return self.token
+
+    def person_fields(self) -> dict[str, Any]:
+        """What the person gave (and the response headers kept), without the token's own keys."""
+        return {key: value for key, value in self._document.items() if key not in self.RESERVED}
+
+    def proxy_authorization(self, template_headers: Mapping[str, str]) -> str | None:
+        # As Nango: Bearer, unless a template header carries the token itself (``${accessToken}``)
+        # or is the session cookie (``cookie: ${credentials._cookies}``, SAP Business One).
+        for name, value in template_headers.items():
+            if "${accessToken}" in value or (name.lower() == "cookie" and "${credentials._cookies}" in value):
+                return None
+        return self.authorization()
+
+    @classmethod
+    def from_import(cls, body: ImportBody) -> tuple[Self, datetime | None]:
+        """``token`` required; ``expires_at``/``expires_in`` when it expires, ``refresh_token`` and
+        ``raw`` when known, and ``credentials``: the person's fields that mint the next token."""
+        token = body.required("token")
+        given = {name: body.body.get(name) for name in ("expires_at", "expires_in", "no_expiration")}
+        expires_at = body.expiry() if any(value not in (None, "", False) for value in given.values()) else None
+        fields = body.body.get("credentials") or {}
+        if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+            raise ImportRefusedError("invalid_body", "'credentials' must be an object of strings.")
+        if cls.RESERVED & set(fields):
+            raise ImportRefusedError("invalid_body", "'credentials' may not name type, token, expires_at or raw.")
+        credentials = cls(
+            token=token,
+            expires_at=js_iso(expires_at) if expires_at is not None else None,
+            refresh_token=body.optional("refresh_token"),
+            raw=body.raw() or {},
+        )
+        return credentials.with_fields(**fields), expires_at
+
+
 class CustomCredentials(_Shape):
     """Nango's ``CUSTOM`` credentials, which a Nango import may bring; Keyway's CUSTOM flow stores
     APP or OAUTH2 credentials instead."""
@@ -634,6 +697,7 @@ Credentials: TypeAlias = (
     | TbaCredentials
     | JwtCredentials
     | SignatureCredentials
+    | TwoStepCredentials
     | CustomCredentials
     | NoCredentials
     | AwsSigV4Credentials
@@ -657,6 +721,7 @@ CREDENTIAL_SHAPES: dict[AuthMode, type[Credentials]] = {
     "SIGNATURE": SignatureCredentials,
     "AWS_SIGV4": AwsSigV4Credentials,
     "BILL": BillCredentials,
+    "TWO_STEP": TwoStepCredentials,
 }
 _BY_TYPE: dict[str, type[Credentials]] = {kind: shape for kind, shape in CREDENTIAL_SHAPES.items()}
 

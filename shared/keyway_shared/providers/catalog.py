@@ -41,14 +41,14 @@ log = get_logger(__name__)
 # Nango's auth modes that Keyway has no flow for yet (Nango's scripts/validation/providers/schema.json
 # lists them beside Keyway's). An entry of one of these is skipped with a warning, not refused: an
 # operator pointing KEYWAY_PROVIDERS_FILE at Nango's whole providers.yaml (a real use: "give me
-# everything Nango has") must get the ~900 entries Keyway can connect, not a gateway that will not
-# start because of 100 it cannot. Nothing is lost by skipping: no connection of such a provider
+# everything Nango has", from a later Nango than the one Keyway follows) must get the entries Keyway
+# can connect, not a gateway that will not start because of a few it cannot (every entry of Nango
+# 0.71.10's catalog is of a mode Keyway connects). Nothing is lost by skipping: no connection of such a provider
 # could be made anyway, and the warning (and `keyway providers check`) names each one. A mode that
 # neither Keyway nor Nango knows is a typo, and refused like any other bad field.
 NANGO_ONLY_MODES: frozenset[str] = frozenset(
     {
         "TABLEAU",
-        "TWO_STEP",
     }
 )
 

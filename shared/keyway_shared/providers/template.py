@@ -24,6 +24,7 @@ from .expressions import REQUEST_VARIABLES, ExpressionSyntaxError, Scope, check_
 from .interpolation import MissingParamError
 from .rendering import render_header, render_url
 from .token_declaration import JWT_ALGORITHMS, SignatureDeclaration, TokenDeclaration
+from .two_step_spec import TwoStepStep, TwoStepTokenResponse, check_body_expressions, scalar_params
 
 __all__ = [
     "AUTH_MODES",
@@ -225,6 +226,15 @@ class ProviderTemplate(BaseModel):
     # A token Keyway makes itself (JWT, SIGNATURE): how it is signed, and what it holds.
     signature: SignatureDeclaration | None = None
     token: TokenDeclaration | None = None
+    # TWO_STEP (two_step_spec.py): the token request's method, its body as written (``token_params``
+    # with nested objects and JSON values kept; ``token_params`` holds its text parameters), where
+    # the token is in the answer, the answer's headers to keep, and the requests that follow it.
+    token_request_method: Literal["GET", "POST"] | None = None
+    token_body: dict[str, Any] = Field(default_factory=dict)
+    token_response: TwoStepTokenResponse | None = None
+    token_response_headers: list[str] = Field(default_factory=list)
+    additional_steps: list[TwoStepStep] = Field(default_factory=list)
+    assertion_option: dict[str, Any] = Field(default_factory=dict)  # key material given at connect time only
 
     @model_validator(mode="before")
     @classmethod
@@ -232,6 +242,22 @@ class ProviderTemplate(BaseModel):
         if isinstance(data, dict) and "scope_seprator" in data and "scope_separator" not in data:
             data = dict(data)
             data["scope_separator"] = data.pop("scope_seprator")
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _two_step_body(cls, data: Any) -> Any:
+        """A TWO_STEP body is JSON (Tableau's sign-in nests objects, ECU360 sends ``false``): kept whole
+        in ``token_body``, its text parameters also in ``token_params``."""
+        if (
+            isinstance(data, dict)
+            and data.get("auth_mode") == "TWO_STEP"
+            and isinstance(data.get("token_params"), dict)
+        ):
+            data = dict(data)
+            check_body_expressions(data["token_params"], "token_params")
+            data["token_body"] = data["token_params"]
+            data["token_params"] = scalar_params(data["token_params"])
         return data
 
     @model_validator(mode="after")
@@ -324,25 +350,55 @@ class ProviderTemplate(BaseModel):
 
     def typed_credentials(self) -> tuple[TypedField, ...]:
         """What a person types to connect: the mode's fields, or, for a mode whose fields differ by
-        provider (JWT), those this template's ``credentials`` declares; a PEM key gets a text area
-        (it has lines), a secret is typed unseen."""
+        provider (JWT, TWO_STEP), those this template's ``credentials`` declares (``typed_fields``);
+        a PEM key gets a text area (it has lines), a secret is typed unseen."""
         typed = MODE_FACTS[self.auth_mode].typed
         if self.token_request_auth_method == "private_key_jwt":  # noqa: S105 - a method name
             # okta-cc signs a client assertion with a private JWK instead of sending a client secret.
             private_key = TypedField(name="client_private_key", label="Client private key (JWK)", kind="textarea")
             return tuple(private_key if f.name == "client_secret" else f for f in typed)
-        if typed or self.token is None:
+        if typed or (self.token is None and self.auth_mode != "TWO_STEP"):
             return typed
         fields = []
-        for name, spec in self.credentials.items():
-            spec = spec if isinstance(spec, dict) else {}
+        for name, spec in self.typed_fields():
             pem = "private" in name.lower() and not spec.get("pattern")
             kind: Literal["text", "password", "textarea"] = (
                 "textarea" if pem else "password" if spec.get("secret") else "text"
             )
-            label = str(spec.get("title") or name)
-            fields.append(TypedField(name=name, label=label, kind=kind, required=spec.get("optional") is not True))
+            example, pattern = spec.get("example"), spec.get("pattern")
+            fields.append(
+                TypedField(
+                    name=name,
+                    label=str(spec.get("title") or name),
+                    kind=kind,
+                    required=spec.get("optional") is not True,
+                    example=str(example) if example is not None else None,
+                    pattern=str(pattern).removeprefix("^").removesuffix("$") if pattern else None,
+                )
+            )
         return tuple(fields)
+
+    def person_credentials(self) -> dict[str, dict[str, Any]]:
+        """The ``credentials`` fields a person types (TWO_STEP's, which differ by provider), by name:
+        not those the flow fills (``automated``: an assertion) or keeps out of sight (``hidden``:
+        a ``default_value``)."""
+        return {
+            name: spec
+            for name, spec in (
+                (name, spec if isinstance(spec, dict) else {}) for name, spec in self.credentials.items()
+            )
+            if not (spec.get("automated") or spec.get("hidden"))
+        }
+
+    def typed_fields(self) -> list[tuple[str, dict[str, Any]]]:
+        """What a person types for a JWT or TWO_STEP connection, by the name the connect call's body gives
+        it: the credentials (``person_credentials``), then the assertion's key material as
+        ``assertionOption.<name>`` (used at connect time, never stored)."""
+        options = [
+            (f"assertionOption.{name}", spec if isinstance(spec, dict) else {})
+            for name, spec in self.assertion_option.items()
+        ]
+        return [*self.person_credentials().items(), *options]
 
     def field_patterns(self) -> dict[str, str]:
         """The ``pattern`` each ``connection_config`` field declares, by field name."""

@@ -30,7 +30,9 @@ from ..credentials.shapes import (
     JwtCredentials,
     OAuth2Credentials,
     SignatureCredentials,
+    TwoStepCredentials,
 )
+from ..credentials.two_step import mint_two_step_token, preconfigured_fields
 from ..providers import ProviderTemplate
 from ..providers.interpolation import MissingParamError, UnsafeParamError
 from ..store import Connection, Integration
@@ -201,5 +203,20 @@ async def renew(
             now=now,
             timeout_seconds=timeout_seconds,
         )
+    if isinstance(credentials, TwoStepCredentials):
+        # The stored fields mint the next token as they minted the first (or the refresh token does,
+        # where the template has a refresh request); the token-response fields stay as stored.
+        minted = await mint_two_step_token(
+            http,
+            template=template,
+            fields=credentials.person_fields(),
+            connection_config=config,
+            now=now,
+            timeout_seconds=timeout_seconds,
+            preconfigured=preconfigured_fields(template, integration.custom),
+            refresh_token=credentials.refresh_token,
+            stored=True,
+        )
+        return minted.credentials, minted.expires_at
     kind = credentials.dump().get("type")
     raise PermanentTokenError("not_refreshable", f"Credentials of type {kind} are not refreshed.")

@@ -25,7 +25,6 @@ mode, missing credentials).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp import web
@@ -43,6 +42,7 @@ from ..operations.callers import secret_key, secret_key_or_connect_session
 from ..operations.connect_sessions import ConnectSession
 from ..operations.integrations import IntegrationBody, IntegrationChange
 from ..resources import CATALOG, STORES
+from .integration_config import integration_config_values
 from .integrations_current_body import KEY, MAX_LENGTH, create_issues, kept_fields, patch_issues
 
 __all__ = [
@@ -102,13 +102,13 @@ async def create_integration(request: web.Request, env: Environment) -> web.Resp
     # the others either hold none or, in Keyway, are checked by the operation.
     if credentials is None and MODE_FACTS[template.auth_mode].credentials_required:
         raise ApiError("invalid_body", "Missing credentials")
-    settings = _integration_config(body, template)
+    preset = integration_config_values(template, body)
     kept = kept_fields(credentials) if credentials is not None else {"custom": {}}
     config = IntegrationBody(
         provider=body["provider"],
         provider_config_key=body["unique_key"],
         **{name: value for name, value in kept.items() if name != "custom"},
-        custom={**kept["custom"], **body.get("custom", {}), **settings} or None,
+        custom={**kept["custom"], **preset, **body.get("custom", {})} or None,
     )
     try:
         created = await operation.create_integration(
@@ -137,14 +137,14 @@ async def update_integration(request: web.Request, env: Environment) -> web.Resp
     credentials = body.get("credentials")
     if credentials is not None and (template is None or credentials["type"] != template.auth_mode):
         raise _incompatible()
-    settings = _integration_config(body, template)
+    preset = integration_config_values(template, body, patch=True)
     kept = kept_fields(credentials, patch=True) if credentials is not None else {"custom": {}}
     change = IntegrationChange(
         unique_key=body.get("unique_key"),
         display_name=body.get("display_name"),
         forward_webhooks=body.get("forward_webhooks"),
         **{name: value for name, value in kept.items() if name != "custom"},
-        custom={**body.get("custom", {}), **kept["custom"], **settings},
+        custom={**body.get("custom", {}), **preset, **kept["custom"]},
     )
     changed = await operation.change_integration(request.app, env, key, change)
     return web.json_response({"data": _public(changed, template)})
@@ -235,29 +235,6 @@ def _path_key(request: web.Request) -> str:
     if issues := check_string(key, ["uniqueKey"], pattern=KEY, max_length=MAX_LENGTH):
         raise invalid_params(issues, code="invalid_uri_params")
     return key
-
-
-def _integration_config(body: dict[str, Any], template: ProviderTemplate | None) -> dict[str, str]:
-    """``integration_config``: the settings the provider's template declares (aws-sigv4's service,
-    region and STS), kept in the integration's ``custom`` as Nango keeps them; a provider that declares
-    none takes none, a field it does not declare or a value its ``enum``/``pattern`` refuses is refused."""
-    values: dict[str, str] = body.get("integration_config") or {}
-    if not values:
-        return {}
-    declared = template.integration_config if template is not None else {}
-    if not declared:
-        raise ApiError("invalid_body", "This provider does not accept integration configuration")
-    for name, value in values.items():
-        spec = declared.get(name)
-        if not isinstance(spec, dict):
-            raise ApiError("invalid_body", f"Unknown integration_config field '{name}' for this provider")
-        allowed = spec.get("enum")
-        pattern = spec.get("pattern")
-        if (isinstance(allowed, list) and value not in allowed) or (
-            isinstance(pattern, str) and value and not re.search(pattern, value)
-        ):
-            raise ApiError("invalid_body", f"Invalid value for integration_config field '{name}'")
-    return dict(values)
 
 
 def _missing(key: str) -> ApiError:

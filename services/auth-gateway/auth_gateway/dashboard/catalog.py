@@ -52,7 +52,8 @@ def credential_fields(template: ProviderTemplate | None) -> list[InputField]:
     if template is None:
         return []
     return [
-        InputField(name=f.name, label=f.label, kind=f.kind, required=f.required) for f in template.typed_credentials()
+        InputField(name=f.name, label=f.label, kind=f.kind, required=f.required, example=f.example, pattern=f.pattern)
+        for f in template.typed_credentials()
     ]
 
 

@@ -22,12 +22,24 @@ def js_iso(value: datetime | None) -> str | None:
 
 
 def strip_refresh_token(credentials: dict[str, Any]) -> dict[str, Any]:
-    """The refresh token is only returned when asked for, at the top level and inside ``raw``."""
+    """The refresh token is only returned when asked for, at the top level and inside ``raw``: its
+    ``refresh_token``, and wherever else the provider's answer holds the same value (a TWO_STEP
+    template reads it from a path of its own: ``RefreshToken``, ``data.refresh``)."""
+    secret = credentials.get("refresh_token")
     out = {k: v for k, v in credentials.items() if k != "refresh_token"}
     raw = out.get("raw")
-    if isinstance(raw, dict) and "refresh_token" in raw:
-        out["raw"] = {k: v for k, v in raw.items() if k != "refresh_token"}
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k != "refresh_token"}
+        out["raw"] = _without_value(raw, secret) if isinstance(secret, str) and secret else raw
     return out
+
+
+def _without_value(value: Any, secret: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_value(v, secret) for k, v in value.items() if v != secret}
+    if isinstance(value, list):
+        return [_without_value(item, secret) for item in value if item != secret]
+    return value
 
 
 def connection_json(conn: Connection, *, include_refresh_token: bool, fetched_at: datetime | None) -> dict[str, Any]:

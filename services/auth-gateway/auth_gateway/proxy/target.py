@@ -72,12 +72,12 @@ def credential_variables(credentials: Credentials) -> dict[str, str]:
     return credentials.template_variables()
 
 
-def _auth_header(credentials: Credentials) -> str | None:
+def _auth_header(credentials: Credentials, template_headers: Mapping[str, str]) -> str | None:
     """Bearer or Basic, as the credentials' type says (None: the template's headers or query carry them)."""
     if isinstance(credentials, SignedCredentials | AwsSigV4Credentials):
         return None  # OAUTH1, TBA, AWS_SIGV4: each attempt is signed anew (signing.py)
     try:
-        return credentials.authorization()
+        return credentials.proxy_authorization(template_headers)
     except UnusableCredentialsError as exc:  # no token to send, or a type that signs each request
         raise ApiError(exc.code, exc.message) from None
 
@@ -235,7 +235,7 @@ def build_target(
     for name in _CLIENT_HEADERS:
         if name in client_headers:
             headers[name] = client_headers[name]
-    authorization = _auth_header(connection.credentials)
+    authorization = _auth_header(connection.credentials, proxy.headers if proxy else {})
     if authorization:
         headers["Authorization"] = authorization
     headers.update(connection.credentials.proxy_headers())  # BILL's session and dev key

@@ -32,6 +32,7 @@ from . import (
     oauth2_cc,
     signature,
     tba,
+    two_step,
 )
 from .spec import CONNECT_PARAMS, CONNECTED, AuthModeSpec, FormFlow, LinkForm, PopupFlow
 
@@ -69,6 +70,7 @@ MODES: dict[AuthMode, AuthModeSpec] = {
         aws_sigv4.SPEC,
         bill.SPEC,
         install_plugin.SPEC,
+        two_step.SPEC,
     )
 }
 _BY_NAME: dict[str, AuthModeSpec] = {mode: spec for mode, spec in MODES.items()}  # a stored name may be any string

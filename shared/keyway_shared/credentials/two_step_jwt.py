@@ -1,0 +1,146 @@
+"""The JWTs a TWO_STEP token request may carry, signed from a private key the person (or the
+integration) gives: a JWT bearer grant's ``signature``/``token`` (Google service accounts, Salesforce,
+ServiceNow: ``${token}`` in the parameters) and an RFC 7523 client ``assertion`` (Apple Business
+Manager, Epic, Microsoft's certificate credentials, NetSuite, Workday: ``${credentials.assertion}``).
+
+Read from Nango's ``auth/jwt.ts`` (``createCredentials``) and ``auth/assertion.ts``
+(``generateJwtAssertion``): the header and claims are the template's, evaluated as expressions (a
+claim whose values are missing is left out), then ``iat`` and ``exp``. An assertion is kept with the
+connection's fields and signed again when it has expired, or for each request when the template
+says ``singleUse``; one whose key came only with the connect call (``assertionOption``, never
+stored) cannot be signed again, and then the connection must be connected again, as in Nango. SAML
+assertions are not made (``two_step_unsupported``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import warnings
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from authlib.deprecate import AuthlibDeprecationWarning
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from ..providers import ProviderTemplate
+from ..providers.expressions import Scope, expand
+from ..providers.interpolation import MissingParamError, UnsafeParamError
+from .errors import PermanentTokenError
+from .jwt_signing import InvalidPrivateKeyError, load_pem
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+    from authlib.jose import JsonWebToken
+
+__all__ = ["jwt_expiry", "signed_values"]
+
+_RSA = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+_EC = {"ES256": "secp256r1", "ES384": "secp384r1"}
+
+
+def _claims(spec: Mapping[str, Any], scope: Scope) -> dict[str, Any]:
+    """The template's header or claims evaluated; a text whose values are missing is left out."""
+    result: dict[str, Any] = {}
+    for name, value in spec.items():
+        if isinstance(value, str):
+            try:
+                result[name] = expand(value, scope)
+            except MissingParamError:
+                continue
+            except UnsafeParamError as exc:
+                raise PermanentTokenError(
+                    "invalid_two_step_credentials", f"The JWT's {name} cannot use {exc.name}."
+                ) from None
+        else:
+            result[name] = value
+    return result
+
+
+def _key(text: str, scope: Scope) -> str:
+    try:
+        return load_pem(expand(text, scope))
+    except MissingParamError as exc:
+        needed = ", ".join(exc.names)
+        raise PermanentTokenError(
+            "missing_two_step_credentials", f"The JWT needs the private key ({needed})."
+        ) from None
+
+
+def _sign(header: dict[str, Any], claims: dict[str, Any], pem: str) -> str:
+    algorithm = str(header.get("alg") or "RS256")
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InvalidPrivateKeyError("The private key is not a readable, unencrypted PEM private key.") from None
+    if algorithm in _RSA and not isinstance(key, rsa.RSAPrivateKey):
+        raise InvalidPrivateKeyError(f"{algorithm} needs an RSA private key.")
+    if algorithm in _EC and not (isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == _EC[algorithm]):
+        raise InvalidPrivateKeyError(f"{algorithm} needs an elliptic-curve private key of its curve.")
+    if algorithm not in _RSA and algorithm not in _EC:
+        raise PermanentTokenError("two_step_unsupported", f"Keyway does not sign {algorithm} JWTs.")
+    token = JsonWebToken([algorithm]).encode({**header, "alg": algorithm}, claims, pem)
+    return token.decode("ascii") if isinstance(token, bytes) else str(token)
+
+
+def jwt_expiry(token: Any) -> datetime | None:
+    """A JWT's ``exp``, read without checking the signature (only to know when to mint again)."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        return None
+    payload = token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, TypeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(exp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _expired(assertion: Any, now: datetime) -> bool:
+    expiry = jwt_expiry(assertion)
+    return expiry is None or expiry <= now + timedelta(seconds=30)
+
+
+def signed_values(
+    template: ProviderTemplate, scope: Scope, fields: Mapping[str, Any]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """What the token request's expressions read beside the person's fields (``token``: the JWT
+    bearer grant's), and what the connection keeps (``assertion``, used again while it lasts)."""
+    extra = template.model_extra or {}
+    values: dict[str, str] = {}
+    kept: dict[str, str] = {}
+    token_spec = extra.get("token")
+    if extra.get("signature") and isinstance(token_spec, dict):
+        issued = int(scope.now.timestamp())
+        lifetime = int(token_spec.get("expires_in_ms") or 3_600_000) // 1000
+        claims = {**_claims(token_spec.get("payload") or {}, scope), "iat": issued, "exp": issued + lifetime}
+        header = _claims(token_spec.get("header") or {}, scope)
+        values["token"] = _sign(header, claims, _key(str(token_spec.get("signing_key") or ""), scope))
+    assertion = extra.get("assertion")
+    if isinstance(assertion, dict):
+        if assertion.get("type", "saml") != "jwt":
+            raise PermanentTokenError("two_step_unsupported", "Keyway does not make SAML assertions yet.")
+        existing = fields.get("assertion")
+        if assertion.get("singleUse") or _expired(existing, scope.now):
+            try:
+                pem = _key(str(assertion.get("key") or ""), scope)
+            except PermanentTokenError as exc:
+                if existing and exc.type == "missing_two_step_credentials":
+                    message = "The client assertion has expired and its key was not kept: connect again."
+                    raise PermanentTokenError("two_step_assertion_expired", message) from None
+                raise
+            issued = int(scope.now.timestamp())
+            lifetime = int(assertion.get("lifetimeInSeconds") or 3600)
+            claims = {"iat": issued, "exp": issued + lifetime, **_claims(assertion.get("payload") or {}, scope)}
+            kept["assertion"] = _sign(_claims(assertion.get("header") or {}, scope), claims, pem)
+        else:
+            kept["assertion"] = str(existing)
+    return values, kept
