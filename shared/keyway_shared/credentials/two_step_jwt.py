@@ -117,13 +117,13 @@ def signed_values(
     extra = template.model_extra or {}
     values: dict[str, str] = {}
     kept: dict[str, str] = {}
-    token_spec = extra.get("token")
-    if extra.get("signature") and isinstance(token_spec, dict):
+    token_spec = template.token  # the same declaration a JWT template's token is signed from
+    if template.signature is not None and token_spec is not None:
         issued = int(scope.now.timestamp())
-        lifetime = int(token_spec.get("expires_in_ms") or 3_600_000) // 1000
-        claims = {**_claims(token_spec.get("payload") or {}, scope), "iat": issued, "exp": issued + lifetime}
-        header = _claims(token_spec.get("header") or {}, scope)
-        values["token"] = _sign(header, claims, _key(str(token_spec.get("signing_key") or ""), scope))
+        lifetime = token_spec.expires_in_ms // 1000
+        claims = {**_claims(token_spec.payload, scope), "iat": issued, "exp": issued + lifetime}
+        header = _claims(token_spec.header, scope)
+        values["token"] = _sign(header, claims, _key(token_spec.signing_key or "", scope))
     assertion = extra.get("assertion")
     if isinstance(assertion, dict):
         if assertion.get("type", "saml") != "jwt":
