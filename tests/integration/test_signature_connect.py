@@ -76,6 +76,20 @@ async def test_connects_and_every_proxied_request_carries_a_new_token(
     assert len(set(provider.accepted["emarsys"])) == 3
 
 
+async def test_a_retried_request_carries_a_new_token(gw: Gateway, provider: SignedTokenProvider) -> None:
+    # The nonce of a refused attempt is spent at the provider: a retry with the same token is refused.
+    resp = await gw.client.post(
+        f"/auth/signature/emarsys?connection_id=e-r&public_key={gw.public_key}", json=body(provider)
+    )
+    assert resp.status == 200, (await resp.text(), provider.rejected)
+    provider.busy_once.add("/emarsys/api/v2/settings")
+    headers = {**gw.auth, "Connection-Id": "e-r", "Provider-Config-Key": "emarsys", "Retries": "1"}
+    resp = await gw.client.get("/proxy/api/v2/settings", headers=headers)
+    assert resp.status == 200, (await resp.text(), provider.rejected)
+    assert provider.rejected == []
+    assert "/emarsys/api/v2/settings" not in provider.busy_once  # the first attempt was answered 503
+
+
 async def test_the_stored_token_is_renewed_when_due(gw: Gateway, provider: SignedTokenProvider, db: Any) -> None:
     resp = await gw.client.post(
         f"/auth/signature/emarsys?connection_id=e-2&public_key={gw.public_key}", json=body(provider)

@@ -70,6 +70,7 @@ class SignedTokenProvider:
     accepted: dict[str, list[str]] = field(default_factory=lambda: {"snowflake": [], "ghost": [], "emarsys": []})
     rejected: list[str] = field(default_factory=list)  # why, for a failing test's message
     seen_nonces: set[str] = field(default_factory=set)
+    busy_once: set[str] = field(default_factory=set)  # paths answered 503 once, after the token is spent
     _runner: web.AppRunner | None = None
 
     @property
@@ -167,6 +168,9 @@ class SignedTokenProvider:
         if nonce in self.seen_nonces:
             return self._refuse("WSSE nonce replayed")
         self.seen_nonces.add(nonce)
+        if request.path in self.busy_once:  # a busy moment: the client retries, with a token of its own
+            self.busy_once.discard(request.path)
+            return web.json_response({"error": "busy"}, status=503)
         self.accepted["emarsys"].append(request.headers["X-WSSE"])
         return web.json_response({"replyCode": 0, "data": {"path": request.path}})
 

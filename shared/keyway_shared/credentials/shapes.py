@@ -121,6 +121,9 @@ class _Shape(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, validate_by_name=True, validate_by_alias=True)
 
     refreshable: ClassVar[bool] = False  # a refresh renews these before they expire (refresh/renew.py)
+    # Their template variables are made anew for each request (SIGNATURE's WSSE token: its nonce is
+    # good once), so the proxy renders the template's headers again for every attempt.
+    fresh_per_request: ClassVar[bool] = False
     _document: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="wrap")
@@ -480,6 +483,7 @@ class SignatureCredentials(_Shape):
     expires_at: str | None = None
 
     refreshable: ClassVar[bool] = True
+    fresh_per_request: ClassVar[bool] = True
 
     @classmethod
     def made(cls, username: str, password: str, *, now: datetime, lifetime: timedelta) -> tuple[Self, datetime]:

@@ -25,6 +25,7 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, cast, get_args
 from urllib.parse import parse_qsl
@@ -52,6 +53,7 @@ from .target import Target
 
 __all__ = [
     "FORM",
+    "HeaderRenewal",
     "RequestSigner",
     "SignatureMethod",
     "Signer",
@@ -139,19 +141,32 @@ class Signer:
         return str(plaintext_signature(self.consumer_secret, self.token_secret))
 
 
-# What signs each attempt: OAuth 1's signer (OAUTH1, TBA) or SigV4's (AWS_SIGV4, aws_signing.py).
-RequestSigner = Signer | AwsSigner
+@dataclass(frozen=True)
+class HeaderRenewal:
+    """Headers rendered again for each attempt, for credentials whose template variables are made
+    per request (``fresh_per_request``: a WSSE token's nonce is good once, so a retry needs a new one)."""
+
+    render: Callable[[], CIMultiDict[str]]
+
+
+# What signs each attempt: OAuth 1's signer (OAUTH1, TBA), SigV4's (AWS_SIGV4, aws_signing.py), or
+# the template's headers rendered anew (SIGNATURE).
+RequestSigner = Signer | AwsSigner | HeaderRenewal
 
 
 def signs_body(signer: RequestSigner | None, content_type: str) -> bool:
     """Whether the request body must be read before the call: SigV4 signs any body's hash, OAuth 1
     a form's parameters."""
+    if isinstance(signer, HeaderRenewal):
+        return False
     return isinstance(signer, AwsSigner) or (signer is not None and is_form(content_type))
 
 
 def signed_headers(signer: RequestSigner | None, method: str, target: Target, body: object) -> CIMultiDict[str]:
     """The headers of one attempt: ``target``'s, with a new signature unless the caller or the
     template set an ``Authorization`` of their own (which wins, as over a Bearer token)."""
+    if isinstance(signer, HeaderRenewal):
+        return signer.render()
     if signer is None or "Authorization" in target.headers:
         return target.headers
     if isinstance(signer, AwsSigner):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -29,7 +30,7 @@ from ..resources import CATALOG, SETTINGS, STORES
 from .metrics import PROXY_CALLS, PROXY_RETRIES, PROXY_UPSTREAM_SECONDS, status_class
 from .retry import RetryPolicy, parse_retries, parse_retry_on
 from .session import PROXY_HTTP
-from .signing import RequestSigner, request_signer, signs_body
+from .signing import HeaderRenewal, RequestSigner, request_signer, signs_body
 from .target import HOP_BY_HOP, Target, build_target, headers_need_body, headers_need_client
 from .upstream import Body, UpstreamError, call_upstream
 
@@ -104,7 +105,8 @@ async def proxy(request: web.Request, env: Environment) -> web.StreamResponse:
         integration = await request.app[STORES].integrations.get(env.name, provider_config_key)
         if integration is not None:
             oauth_client = (integration.oauth_client_id, integration.oauth_client_secret)
-    target = build_target(
+    rendering = functools.partial(
+        build_target,
         connection=connection,
         template=template,
         client_headers=request.headers,
@@ -114,6 +116,9 @@ async def proxy(request: web.Request, env: Environment) -> web.StreamResponse:
         body=signed_body,
         oauth_client=oauth_client,
     )
+    target = rendering()
+    if signer is None and connection.credentials.fresh_per_request:
+        signer = HeaderRenewal(lambda: rendering().headers)  # a new WSSE token for each attempt
     policy = RetryPolicy(
         retries=parse_retries(request.headers.get("Retries")),
         retry_on=parse_retry_on(request.headers.get("Retry-On")),
