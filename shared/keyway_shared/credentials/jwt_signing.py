@@ -1,5 +1,8 @@
 """Short-lived JWTs some providers take in place of a client secret: RS256 for GitHub Apps,
 ES256 for App Store Connect. Keys arrive as PEM text, or as base64 of the PEM (how Nango stores them).
+
+authlib's JOSE package and cryptography's key loading are imported on the first signature, not at
+start-up: few connections need a JWT, and the two hold several MB in every idle service otherwise.
 """
 
 from __future__ import annotations
@@ -9,18 +12,7 @@ import binascii
 import warnings
 from typing import Any, Literal
 
-from authlib.deprecate import AuthlibDeprecationWarning
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from .errors import PermanentTokenError
-
-with warnings.catch_warnings():
-    # authlib.jose is deprecated in favour of joserfc, authlib's successor package. authlib stays the
-    # declared dependency until that switch, which only this module would see.
-    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
-    from authlib.jose import JsonWebToken
 
 __all__ = ["InvalidPrivateKeyError", "load_pem", "sign_jwt"]
 
@@ -49,6 +41,10 @@ def load_pem(value: str) -> str:
 
 
 def _checked_key(pem: str, algorithm: Algorithm) -> Any:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     try:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -66,5 +62,17 @@ def sign_jwt(*, private_key: str, algorithm: Algorithm, claims: dict[str, Any], 
     header: dict[str, str] = {"alg": algorithm, "typ": "JWT"}
     if kid is not None:
         header["kid"] = kid
-    token = JsonWebToken([algorithm]).encode(header, claims, key)
+    token = _json_web_token(algorithm).encode(header, claims, key)
     return token.decode("ascii") if isinstance(token, bytes) else str(token)
+
+
+def _json_web_token(algorithm: Algorithm) -> Any:
+    from authlib.deprecate import AuthlibDeprecationWarning
+
+    with warnings.catch_warnings():
+        # authlib.jose is deprecated in favour of joserfc, authlib's successor package. authlib stays
+        # the declared dependency until that switch, which only this module would see.
+        warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+        from authlib.jose import JsonWebToken
+
+    return JsonWebToken([algorithm])
