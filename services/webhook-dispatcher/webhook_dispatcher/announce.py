@@ -64,20 +64,9 @@ class Announcer:
     async def delivered(
         self, delivery: WebhookDelivery, *, environment: str, attempt: int, status: int, duration_ms: float
     ) -> None:
-        # One per webhook, every field from the validated delivery or the attempt's own figures:
-        # built without a second validation, the commonest message's costliest part.
-        data = WebhookDelivered.model_construct(
-            **self._common(delivery, attempt), status=status, duration_ms=duration_ms
-        )
+        data = WebhookDelivered(**self._common(delivery, attempt), status=status, duration_ms=duration_ms)
         key = f"{delivery.delivery_id}|{delivery.run}|{attempt}"
-        event = CloudEvent[EventData].model_construct(
-            id=_event_id("webhook.delivered", key),
-            type="webhook.delivered",
-            source=SOURCE,
-            environment=environment,
-            data=data,
-        )
-        await self._publish_quietly(event, confirm=False)
+        await self._send(data, "webhook.delivered", environment, key, confirm=False)
 
     async def failed(
         self,
@@ -110,16 +99,10 @@ class Announcer:
         )
         await self._send(data, "webhook.endpoint_disabled", state.environment, f"{state.url}|{state.disabled_at}")
 
-    async def _send(self, data: EventData, kind: str, environment: str, key: str) -> None:
-        event = make_event(data, type=kind, source=SOURCE, environment=environment, id=_event_id(kind, key))
-        await self._publish_quietly(event)
-
-    async def _publish_quietly(self, event: CloudEvent[Any], *, confirm: bool = True) -> None:
+    async def _send(self, data: EventData, kind: str, environment: str, key: str, *, confirm: bool = True) -> None:
+        event_id = str(uuid.uuid5(_RESULT_NAMESPACE, f"{kind}|{key}"))
+        event = make_event(data, type=kind, source=SOURCE, environment=environment, id=event_id)
         try:
             await self._publish(event, confirm=confirm)
         except PublishError as exc:
-            log.error("could not announce a webhook outcome", result_type=event.type, error=str(exc))
-
-
-def _event_id(kind: str, key: str) -> str:
-    return str(uuid.uuid5(_RESULT_NAMESPACE, f"{kind}|{key}"))
+            log.error("could not announce a webhook outcome", result_type=kind, error=str(exc))
