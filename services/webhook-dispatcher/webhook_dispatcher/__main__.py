@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# First: it keeps development-only modules out of the process (see its docstring).
+import keyway_shared.service_process  # noqa: F401  # isort: skip
 from keyway_shared.logging import configure_logging
 from keyway_shared.service import serve
 

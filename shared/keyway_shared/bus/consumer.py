@@ -236,17 +236,31 @@ class ConsumerRunner:
     async def _process(self, reg: _Registration, message: AbstractIncomingMessage) -> None:
         queue = reg.spec.queue
         attempt = attempt_of(message)
-        with structlog.contextvars.bound_contextvars(queue=queue, message_id=message.message_id, attempt=attempt):
-            try:
+        context = {"queue": queue, "message_id": message.message_id, "attempt": attempt}
+        try:
+            event = _decode(reg.spec, message.body)
+        except EventDecodeError as exc:
+            with structlog.contextvars.bound_contextvars(**context):
+                log.error("dead-lettering an invalid event", reason=str(exc))
                 try:
-                    event = _decode(reg.spec, message.body)
-                except EventDecodeError as exc:
-                    log.error("dead-lettering an invalid event", reason=str(exc))
                     await message.reject(requeue=False)
-                    self._settled(queue, "invalid")
+                except BaseException as error:
+                    if is_cancellation(error):
+                        raise
+                    await self._unsettled(queue, message, error)
                     return
-                with structlog.contextvars.bound_contextvars(event_id=event.id, event_type=event.type):
-                    await self._handle(reg, message, event, attempt)
+                self._settled(queue, "invalid")
+            return
+        except BaseException as exc:
+            if is_cancellation(exc):
+                raise
+            with structlog.contextvars.bound_contextvars(**context):
+                await self._unsettled(queue, message, exc)
+            return
+        # One binding for the whole handling: entering and leaving a context costs per message.
+        with structlog.contextvars.bound_contextvars(**context, event_id=event.id, event_type=event.type):
+            try:
+                await self._handle(reg, message, event, attempt)
             except BaseException as exc:
                 if is_cancellation(exc):
                     raise

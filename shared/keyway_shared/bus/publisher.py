@@ -13,22 +13,39 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from ..events import CloudEvent, encode_event
 from .topology import EVENTS_EXCHANGE, declare_events_exchange
 
-__all__ = ["EventPublisher", "PublishError", "build_message"]
+__all__ = ["EventPublisher", "PublishError", "build_message", "event_properties"]
 
 
 class PublishError(Exception):
     """The broker did not confirm a publish (nack, closed channel, timeout)."""
 
 
+_CONTENT_TYPE = "application/cloudevents+json"
+
+
 def build_message(event: CloudEvent[Any], *, headers: Mapping[str, Any] | None = None) -> aio_pika.Message:
     return aio_pika.Message(
         body=encode_event(event),
-        content_type="application/cloudevents+json",
+        content_type=_CONTENT_TYPE,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=event.id,
         type=event.type,
         timestamp=event.time,
         headers={**event.header_fields(), **(headers or {})},
+    )
+
+
+def event_properties(event: CloudEvent[Any]) -> aiormq.spec.Basic.Properties:
+    """What ``build_message(event).properties`` is, without the aio-pika message in between (whose
+    every attribute set goes through a Python ``__setattr__``): the notices' path, one per webhook."""
+    return aiormq.spec.Basic.Properties(
+        content_type=_CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
+        headers=event.header_fields(),
+        message_id=event.id,
+        message_type=event.type,
+        priority=0,  # aio-pika's default, sent as a property
+        timestamp=event.time,
     )
 
 
@@ -85,19 +102,18 @@ class EventPublisher:
             exchange = await self._ensure_unconfirmed()
             assert self._unconfirmed is not None  # opened by _ensure_unconfirmed
             channel = await self._unconfirmed.get_underlay_channel()
-            message = build_message(event)
             if not isinstance(channel, aiormq.Channel):  # not aiormq's own: publish the ordinary way
-                await exchange.publish(message, routing_key=event.type, mandatory=False)
+                await exchange.publish(build_message(event), routing_key=event.type, mandatory=False)
                 return
             # wait=False: queued for the socket, not waited for. Waiting (what aio-pika's publish
             # does) holds the channel's lock until the connection's writer task has written the
             # frame, so concurrent notices queue behind each other for several loop turns apiece.
             # The frame queue is bounded, so a broker that cannot keep up still slows us down.
             await channel.basic_publish(
-                message.body,
+                encode_event(event),
                 exchange=exchange.name,
                 routing_key=event.type,
-                properties=message.properties,
+                properties=event_properties(event),
                 mandatory=False,
                 wait=False,
             )

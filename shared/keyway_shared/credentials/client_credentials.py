@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
-from authlib.deprecate import AuthlibDeprecationWarning
 
 from ..providers import ProviderTemplate
 from .errors import PermanentTokenError
@@ -46,6 +45,8 @@ _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 def _jwk_pem(client_private_key: str) -> tuple[str, str | None]:
     """The PEM and ``kid`` of a private JWK given as JSON text (how Nango's okta-cc form takes it)."""
+    from authlib.deprecate import AuthlibDeprecationWarning  # here: authlib.jose is not loaded at start-up
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
         from authlib.jose import JsonWebKey

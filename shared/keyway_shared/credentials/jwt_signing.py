@@ -1,6 +1,9 @@
 """Short-lived JWTs some providers take in place of a client secret or a password: RS256 for GitHub
 Apps, ES256 for App Store Connect, and whatever a JWT template declares (RSA, EC or an HMAC secret).
 Keys arrive as PEM text, or as base64 of the PEM (how Nango stores them).
+
+authlib's JOSE package and cryptography's key loading are imported on the first signature, not at
+start-up: few connections need a JWT, and the two hold several MB in every idle service otherwise.
 """
 
 from __future__ import annotations
@@ -11,19 +14,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from authlib.deprecate import AuthlibDeprecationWarning
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from ..providers.token_declaration import JWT_ALGORITHMS, JwtAlgorithm
 from .errors import PermanentTokenError
-
-with warnings.catch_warnings():
-    # authlib.jose is deprecated in favour of joserfc, authlib's successor package. authlib stays the
-    # declared dependency until that switch, which only this module would see.
-    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
-    from authlib.jose import JsonWebToken
 
 __all__ = ["InvalidPrivateKeyError", "load_pem", "sign_jwt"]
 
@@ -53,6 +45,10 @@ def load_pem(value: str) -> str:
 
 
 def _checked_key(pem: str, algorithm: JwtAlgorithm) -> Any:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     try:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -89,5 +85,17 @@ def sign_jwt(
         fields["kid"] = kid
     fields |= dict(header or {})
     fields["alg"] = algorithm  # the header may repeat it, never change it
-    token = JsonWebToken([algorithm]).encode(fields, dict(claims), key)
+    token = _json_web_token(algorithm).encode(fields, dict(claims), key)
     return token.decode("ascii") if isinstance(token, bytes) else str(token)
+
+
+def _json_web_token(algorithm: JwtAlgorithm) -> Any:
+    from authlib.deprecate import AuthlibDeprecationWarning
+
+    with warnings.catch_warnings():
+        # authlib.jose is deprecated in favour of joserfc, authlib's successor package. authlib stays
+        # the declared dependency until that switch, which only this module would see.
+        warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+        from authlib.jose import JsonWebToken
+
+    return JsonWebToken([algorithm])

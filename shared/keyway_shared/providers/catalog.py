@@ -223,25 +223,41 @@ def check_entries(
 
 
 class ProviderCatalog:
+    """The loaded templates by name. Every entry was validated when the catalog was loaded; the
+    models of those a process never asks for are not kept (about 2 MB for the built-in catalog, in
+    every gateway and refresher): one is built again from its checked entry on first use, then kept."""
+
     def __init__(self, templates: dict[str, ProviderTemplate], raw: dict[str, dict[str, Any]]) -> None:
+        if not set(templates) <= set(raw):
+            raise ValueError("every template needs its entry")
         self._templates = templates
         self._raw = raw
 
+    @classmethod
+    def checked(cls, entries: dict[str, dict[str, Any]]) -> ProviderCatalog:
+        """A catalog of entries :func:`check_entries` found loadable, their models built on demand."""
+        return cls({}, entries)
+
     def get(self, name: str) -> ProviderTemplate | None:
-        return self._templates.get(name)
+        template = self._templates.get(name)
+        if template is None:
+            entry = self._raw.get(name)
+            if entry is not None:
+                template = self._templates[name] = ProviderTemplate.model_validate(entry)
+        return template
 
     def raw(self, name: str) -> dict[str, Any] | None:
         """The resolved YAML entry, as ``GET /provider/{name}`` returns it."""
         return self._raw.get(name)
 
     def names(self) -> list[str]:
-        return sorted(self._templates)
+        return sorted(self._raw)
 
     def __len__(self) -> int:
-        return len(self._templates)
+        return len(self._raw)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._templates
+        return name in self._raw
 
 
 def _parse_builtin() -> tuple[dict[str, Any], dict[str, str]]:
@@ -326,4 +342,4 @@ def load_catalog(extra_file: str | None = None) -> ProviderCatalog:
             modes=dict(Counter(check.unsupported.values())),
             providers=sorted(check.unsupported),
         )
-    return ProviderCatalog(check.templates, check.resolved)
+    return ProviderCatalog.checked(check.resolved)
