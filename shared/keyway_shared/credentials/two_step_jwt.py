@@ -21,20 +21,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from authlib.deprecate import AuthlibDeprecationWarning
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from ..providers import ProviderTemplate
 from ..providers.expressions import Scope, expand
 from ..providers.interpolation import MissingParamError, UnsafeParamError
 from .errors import PermanentTokenError
 from .jwt_signing import InvalidPrivateKeyError, load_pem
-
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
-    from authlib.jose import JsonWebToken
 
 __all__ = ["jwt_expiry", "signed_values"]
 
@@ -71,6 +62,16 @@ def _key(text: str, scope: Scope) -> str:
 
 
 def _sign(header: dict[str, Any], claims: dict[str, Any], pem: str) -> str:
+    # Imported here, as jwt_signing does: the signer holds several MB an idle service need not.
+    from authlib.deprecate import AuthlibDeprecationWarning
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+        from authlib.jose import JsonWebToken
+
     algorithm = str(header.get("alg") or "RS256")
     try:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
