@@ -8,6 +8,7 @@ provider its template with its ``name``), the ``search`` filter, and every refus
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -82,7 +83,9 @@ async def test_search_finds_names_case_aside(gw: Gateway) -> None:
     assert "digitalocean" in names  # anywhere in the name, not only its start
     assert found[names.index("github")] == expected("github")
     hubspot = (await get(gw, "/providers?search=hub.pot", 200))["data"]  # '.' is any character, as in Nango
-    assert [item["name"] for item in hubspot] == ["hubspot"]
+    hub_names = [item["name"] for item in hubspot]
+    assert hub_names == [name for name in CATALOG.names() if re.search("hub.pot", name)]
+    assert {"hubspot", "hubspot-mcp"} <= set(hub_names)  # the MCP server's entry too
     assert await get(gw, "/providers?search=no-provider-is-called-this", 200) == {"data": []}
     spaced = (await get(gw, "/providers?search=git%20", 200))["data"]  # allowed by the pattern, matches nothing
     assert spaced == []
