@@ -276,6 +276,9 @@ async def test_generic_prefers_the_metadata_document(gw: Gateway, server: McpAut
         ("mcp-any", "", "missing_connection_config"),
         ("mcp-https", "&params[mcp_server_url]=http%3A%2F%2F127.0.0.1%3A1%2Fmcp", "url_param_err"),
         ("mcp-any", "&params[mcp_server_url]=http%3A%2F%2F127.0.0.1%3A1%2Fmcp", "discovery_err"),
+        # A browser naming the cloud's metadata service: the egress guard refuses it before any byte goes.
+        ("mcp-any", "&params[mcp_server_url]=http%3A%2F%2F169.254.169.254%2Fmcp", "discovery_err"),
+        ("mcp-any", "&params[mcp_server_url]=http%3A%2F%2F10.0.0.1%2Fmcp", "discovery_err"),
     ],
 )
 async def test_generic_bad_input_is_refused_and_nothing_stored(
