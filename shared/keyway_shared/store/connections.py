@@ -163,6 +163,11 @@ class Connection:
     tags: dict[str, str] = field(default_factory=dict)  # Nango's connection tags (store/connection_labels.py)
     webhook_url_override: str | None = None  # its webhooks go here instead of the environment's URLs
     refresh_failed: bool = False  # the last refresh failed (read only here: the refresher writes it)
+    # Answers encoded from this very object by a reader that shares it (the gateway's connection
+    # cache serves one object to every read until an event drops it), by the answer's name. Never
+    # stored, never compared, not copied by ``dataclasses.replace``: a changed connection is a new
+    # object, so what is kept here can never describe another version of it.
+    encoded: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def event_identity(self) -> dict[str, Any]:
         """The fields every ``connection.*`` and ``token.*`` event names its connection by, and who it

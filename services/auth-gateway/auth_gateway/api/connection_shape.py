@@ -32,6 +32,7 @@ __all__ = [
     "LIST_ANSWER",
     "end_user_json",
     "errors_json",
+    "full_connection_body",
     "full_connection_json",
     "listed_connection_json",
     "offset_iso",
@@ -90,8 +91,21 @@ def full_connection_json(
 ) -> dict[str, Any]:
     """``GET /connections/{id}`` (or, ``written``, the answer of ``POST /connections``: ``Z`` times)."""
     stamp = js_iso if written else offset_iso
-    document = conn.credentials.dump()
     last_fetched = fetched_at or conn.last_fetched_at
+    return full_connection_body(
+        conn,
+        include_refresh_token=include_refresh_token,
+        written=written,
+        last_fetched_at=stamp(last_fetched) if last_fetched else None,
+    )
+
+
+def full_connection_body(
+    conn: Connection, *, include_refresh_token: bool, written: bool, last_fetched_at: str | None
+) -> dict[str, Any]:
+    """:func:`full_connection_json` with its one per-read field already written (see ``connection_answer``)."""
+    stamp = js_iso if written else offset_iso
+    document = conn.credentials.dump()
     return {
         "id": conn.id,
         "connection_id": conn.connection_id,
@@ -105,7 +119,7 @@ def full_connection_json(
         "webhook_url_override": conn.webhook_url_override,
         "created_at": stamp(conn.created_at),
         "updated_at": stamp(conn.updated_at),
-        "last_fetched_at": stamp(last_fetched) if last_fetched else None,
+        "last_fetched_at": last_fetched_at,
         "credentials": document if include_refresh_token else strip_refresh_token(document),
     }
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from keyway_shared.store import Connection
 
-__all__ = ["connection_json", "js_iso", "strip_refresh_token"]
+__all__ = ["connection_body", "connection_json", "js_iso", "strip_refresh_token"]
 
 
 def js_iso(value: datetime | None) -> str | None:
@@ -43,6 +43,13 @@ def _without_value(value: Any, secret: str) -> Any:
 
 
 def connection_json(conn: Connection, *, include_refresh_token: bool, fetched_at: datetime | None) -> dict[str, Any]:
+    return connection_body(
+        conn, include_refresh_token=include_refresh_token, last_fetched_at=js_iso(fetched_at or conn.last_fetched_at)
+    )
+
+
+def connection_body(conn: Connection, *, include_refresh_token: bool, last_fetched_at: str | None) -> dict[str, Any]:
+    """:func:`connection_json` with its one per-read field already written (see ``api/connection_answer``)."""
     document = conn.credentials.dump()
     credentials = document if include_refresh_token else strip_refresh_token(document)
     return {
@@ -58,7 +65,7 @@ def connection_json(conn: Connection, *, include_refresh_token: bool, fetched_at
         "credentials": credentials,
         "credentials_iv": None,
         "credentials_tag": None,
-        "last_fetched_at": js_iso(fetched_at or conn.last_fetched_at),
+        "last_fetched_at": last_fetched_at,
         "deleted": False,
         "deleted_at": None,
     }

@@ -23,6 +23,7 @@ from ..http.requests import depth_exceeds
 __all__ = [
     "SHOWN_DEPTH",
     "connection_list_response",
+    "json_text_without_deep_fields",
     "json_without_deep_fields",
     "shown",
     "summaries_from_whole_documents",
@@ -67,12 +68,19 @@ async def summaries_from_whole_documents(
 
 def json_without_deep_fields(body: dict[str, Any], *, fields: tuple[str, ...], status: int = 200) -> web.Response:
     """``web.json_response(body)``; if the encoder runs out of stack, again without the too deep ``fields``."""
+    return web.Response(
+        text=json_text_without_deep_fields(body, fields=fields), status=status, content_type="application/json"
+    )
+
+
+def json_text_without_deep_fields(body: dict[str, Any], *, fields: tuple[str, ...]) -> str:
+    """``json.dumps(body)``; if the encoder runs out of stack, again without the too deep ``fields``."""
     try:
-        return web.json_response(body, status=status)
+        return json.dumps(body)
     except RecursionError:
         connection_id = str(body.get("connection_id"))
         safe = {k: shown(v, what=k, connection_id=connection_id) if k in fields else v for k, v in body.items()}
-        return web.Response(text=json.dumps(safe), status=status, content_type="application/json")
+        return json.dumps(safe)
 
 
 def connection_list_response(items: list[dict[str, Any]]) -> web.Response:
