@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -9,10 +11,15 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from ..cipher import CredentialCipher
+from ..deadline import remaining, request_deadline, spawn_detached
 from ..events import utcnow
+from ..group_commit import GroupCommit
 from .client import Database, db_now
 
 __all__ = ["DuplicateIntegrationError", "Integration", "IntegrationStore", "integration_ad"]
+
+_Key = tuple[str, str]  # (environment, unique_key)
+_MAX_READS = 256  # callers per shared read: the keys of one batch make one $in query
 
 
 class DuplicateIntegrationError(Exception):
@@ -44,6 +51,9 @@ class IntegrationStore:
     def __init__(self, db: Database, cipher: CredentialCipher) -> None:
         self._col = db["integrations"]
         self._cipher = cipher
+        self._reads: GroupCommit[tuple[_Key, float], dict[str, Any] | None] = GroupCommit(
+            self._read_batch, max_size=_MAX_READS
+        )
 
     def _to_doc(self, integration: Integration) -> dict[str, Any]:
         ad = integration_ad(integration.environment, integration.unique_key)
@@ -116,8 +126,43 @@ class IntegrationStore:
         return result.matched_count == 1
 
     async def get(self, environment: str, unique_key: str) -> Integration | None:
-        doc = await self._col.find_one({"environment": environment, "unique_key": unique_key})
+        """The integration as stored when this call was made or later: concurrent calls share reads
+        (see :meth:`_read_batch`), but never one that began before they were made."""
+        left = remaining(math.inf)
+        until = math.inf if math.isinf(left) else time.monotonic() + left
+        doc = await self._reads.submit(((environment, unique_key), until))
+        # Each caller gets its own object (callers edit what they get before writing it back).
         return self._from_doc(doc) if doc else None
+
+    async def _read_batch(self, reads: list[tuple[_Key, float]]) -> list[dict[str, Any] | None]:
+        """Every connection write reads its integration: at 64 concurrent imports that was one
+        database command per write, the only one not shared with other writes. Reads made while
+        another is out go together in the next (``GroupCommit``), one query per environment, each
+        key read once; under the latest deadline of the batch's callers, as connection writes are."""
+        until = max(deadline for _, deadline in reads)
+        found = await spawn_detached(self._find_within([key for key, _ in reads], until), name="integration-reads")
+        return [found.get(key) for key, _ in reads]
+
+    async def _find_within(self, keys: list[_Key], until: float) -> dict[_Key, dict[str, Any]]:
+        if math.isinf(until):
+            return await self._find(keys)
+        with request_deadline(max(0.0, until - time.monotonic())):
+            return await self._find(keys)
+
+    async def _find(self, keys: list[_Key]) -> dict[_Key, dict[str, Any]]:
+        by_environment: dict[str, set[str]] = {}
+        for environment, unique_key in keys:
+            by_environment.setdefault(environment, set()).add(unique_key)
+        found: dict[_Key, dict[str, Any]] = {}
+        for environment, names in by_environment.items():
+            if len(names) == 1:  # the usual batch: one integration's many connections
+                doc = await self._col.find_one({"environment": environment, "unique_key": next(iter(names))})
+                docs = [doc] if doc else []
+            else:
+                query = {"environment": environment, "unique_key": {"$in": sorted(names)}}
+                docs = await self._col.find(query).to_list(None)
+            found.update({(environment, doc["unique_key"]): doc for doc in docs})
+        return found
 
     async def list(self, environment: str) -> list[Integration]:
         cursor = self._col.find({"environment": environment}).sort("unique_key", 1)
