@@ -51,6 +51,20 @@ def test_each_algorithm_takes_only_its_kind_of_key() -> None:
         assert caught.value.type == "invalid_private_key"
 
 
+def test_the_pss_family_signs_with_rsa_keys() -> None:
+    from authlib.jose import JsonWebToken
+
+    rsa_pem, public = rsa_key_pem()
+    for algorithm in ("PS256", "PS384", "PS512"):
+        token = sign_jwt(private_key=rsa_pem, algorithm=algorithm, claims={"sub": "x"}, header={"x5t": "t"})  # type: ignore[arg-type]
+        decoded = JsonWebToken([algorithm]).decode(token, public)
+        assert decoded == {"sub": "x"}
+        assert decoded.header == {"alg": algorithm, "typ": "JWT", "x5t": "t"}
+    ec_pem, _ = ec_key_pem()
+    with pytest.raises(InvalidPrivateKeyError):
+        sign_jwt(private_key=ec_pem, algorithm="PS256", claims={})
+
+
 def test_github_app_jwt() -> None:
     pem, public_key = rsa_key_pem()
     header, claims = verify_jwt(app_jwt(app_id="42", private_key=pem, now=NOW), public_key)

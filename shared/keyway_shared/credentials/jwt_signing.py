@@ -1,5 +1,6 @@
 """Short-lived JWTs some providers take in place of a client secret or a password: RS256 for GitHub
-Apps, ES256 for App Store Connect, and whatever a JWT template declares (RSA, EC or an HMAC secret).
+Apps, ES256 for App Store Connect, whatever a JWT template declares (RSA, EC or an HMAC secret), and
+the grants and client assertions of TWO_STEP templates (``two_step_jwt``). One signer for all.
 Keys arrive as PEM text, or as base64 of the PEM (how Nango stores them).
 
 authlib's JOSE package and cryptography's key loading are imported on the first signature, not at
@@ -71,8 +72,8 @@ def sign_jwt(
 ) -> str:
     """A compact JWT with header ``{alg, typ: JWT[, kid]}`` and then ``header``'s fields.
 
-    ``private_key`` is PEM or base64 of a PEM for RS and ES algorithms, and the secret's bytes for
-    HS ones (an empty secret is refused: it would sign with nothing)."""
+    ``private_key`` is PEM or base64 of a PEM for RS, PS and ES algorithms, and the secret's bytes
+    for HS ones (an empty secret is refused: it would sign with nothing)."""
     if JWT_ALGORITHMS[algorithm] == "HMAC":
         key: Any = private_key.encode() if isinstance(private_key, str) else private_key
         if not key:

@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import base64
 import json
-import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from ..providers import ProviderTemplate
 from ..providers.expressions import Scope, expand
 from ..providers.interpolation import MissingParamError, UnsafeParamError
+from ..providers.token_declaration import JWT_ALGORITHMS, JwtAlgorithm
 from .errors import PermanentTokenError
-from .jwt_signing import InvalidPrivateKeyError, load_pem
+from .jwt_signing import load_pem, sign_jwt
 
 __all__ = ["jwt_expiry", "signed_values"]
-
-_RSA = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-_EC = {"ES256": "secp256r1", "ES384": "secp384r1"}
 
 
 def _claims(spec: Mapping[str, Any], scope: Scope) -> dict[str, Any]:
@@ -62,29 +59,11 @@ def _key(text: str, scope: Scope) -> str:
 
 
 def _sign(header: dict[str, Any], claims: dict[str, Any], pem: str) -> str:
-    # Imported here, as jwt_signing does: the signer holds several MB an idle service need not.
-    from authlib.deprecate import AuthlibDeprecationWarning
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
-        from authlib.jose import JsonWebToken
-
+    """Signed with the template's ``alg`` (RS256 when it names none) and its header's fields."""
     algorithm = str(header.get("alg") or "RS256")
-    try:
-        key = serialization.load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise InvalidPrivateKeyError("The private key is not a readable, unencrypted PEM private key.") from None
-    if algorithm in _RSA and not isinstance(key, rsa.RSAPrivateKey):
-        raise InvalidPrivateKeyError(f"{algorithm} needs an RSA private key.")
-    if algorithm in _EC and not (isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == _EC[algorithm]):
-        raise InvalidPrivateKeyError(f"{algorithm} needs an elliptic-curve private key of its curve.")
-    if algorithm not in _RSA and algorithm not in _EC:
+    if JWT_ALGORITHMS.get(algorithm) not in ("RSA", "EC"):  # the key is a PEM: no HMAC secret here
         raise PermanentTokenError("two_step_unsupported", f"Keyway does not sign {algorithm} JWTs.")
-    token = JsonWebToken([algorithm]).encode({**header, "alg": algorithm}, claims, pem)
-    return token.decode("ascii") if isinstance(token, bytes) else str(token)
+    return sign_jwt(private_key=pem, algorithm=cast(JwtAlgorithm, algorithm), claims=claims, header=header)
 
 
 def jwt_expiry(token: Any) -> datetime | None:

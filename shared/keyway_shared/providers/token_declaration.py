@@ -17,11 +17,14 @@ from .expressions import ExpressionSyntaxError, check_syntax
 
 __all__ = ["JWT_ALGORITHMS", "JwtAlgorithm", "SignatureDeclaration", "TokenDeclaration"]
 
-# The JWT algorithms Keyway signs with, by the kind of key each needs (Nango's jsonwebtoken signs these
-# and the PS family; no template uses those).
-JwtAlgorithm = Literal["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "HS256", "HS384", "HS512"]
+# The JWT algorithms Keyway signs with, by the kind of key each needs: what Nango's jsonwebtoken
+# signs (the PS family is RSA-PSS over the same keys; TWO_STEP assertions may ask for it).
+JwtAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "HS256", "HS384", "HS512"
+]
 JWT_ALGORITHMS: dict[str, Literal["RSA", "EC", "HMAC"]] = {
     **{f"RS{bits}": "RSA" for bits in (256, 384, 512)},
+    **{f"PS{bits}": "RSA" for bits in (256, 384, 512)},
     **{f"ES{bits}": "EC" for bits in (256, 384, 512)},
     **{f"HS{bits}": "HMAC" for bits in (256, 384, 512)},
 }
