@@ -30,7 +30,7 @@ from keyway_shared.clock import SYSTEM_CLOCK, Clock
 from keyway_shared.events import CloudEvent, ConnectionCreated, ConnectionUpdated
 from keyway_shared.group_commit import GroupCommit
 from keyway_shared.logging import get_logger
-from keyway_shared.refresh.policy import kept_alive, next_refresh_at, refresh_due_at
+from keyway_shared.refresh.policy import NEVER_REFRESHED, kept_alive, next_refresh_at, refresh_due_at
 from keyway_shared.store import Connection, Database
 
 __all__ = ["RefreshScheduler", "refresh_due_at"]
@@ -92,6 +92,11 @@ class RefreshScheduler:
         data = event.data
         if not isinstance(data, ConnectionCreated | ConnectionUpdated):
             return  # a deleted connection takes its schedule with it
+        if data.auth_mode in NEVER_REFRESHED:
+            # Nothing to derive: no expiry to refresh before and no refresh token to keep alive, and
+            # the write that sent this event cleared the schedule (``ConnectionStore._write_fields``).
+            # Not reading it saves the database a command per API-key or Basic connection written.
+            return
         key = {
             "environment": event.environment,
             "provider_config_key": data.provider_config_key,

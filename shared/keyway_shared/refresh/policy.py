@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_MARGIN",
     "EXHAUSTED_AFTER_DAYS",
     "KEEP_ALIVE_MARGIN",
+    "NEVER_REFRESHED",
     "REFRESHABLE_TYPES",
     "is_due",
     "keep_alive_interval",
@@ -47,6 +48,9 @@ KEEP_ALIVE_MARGIN = timedelta(days=14)
 # Credential types a refresh can renew, as each type says of itself (``refreshable``); API keys, Basic,
 # OAuth 1 and NONE never expire by time.
 REFRESHABLE_TYPES = frozenset(kind for kind, shape in CREDENTIAL_SHAPES.items() if shape.refreshable)
+# Connection auth modes whose credentials are always of that same, never refreshed, type. Not CUSTOM:
+# its connections hold APP or OAUTH2 credentials, which are.
+NEVER_REFRESHED: frozenset[str] = frozenset({"API_KEY", "BASIC", "NONE", "OAUTH1", "TBA"})
 
 
 def refresh_due_at(expires_at: datetime, *, issued_at: datetime, margin: timedelta = DEFAULT_MARGIN) -> datetime:
