@@ -20,8 +20,15 @@ $(UV):
 .PHONY: install
 install: .venv/.synced ## create the environment from the lock file
 
+# The built-in provider catalog as services read it (keyway_shared/providers/builtin.json), made from
+# the YAML files people edit; `make up` remakes it when they changed, a unit test fails when it is stale.
+PROVIDERS_DIR = shared/keyway_shared/providers
+$(PROVIDERS_DIR)/builtin.json: $(PROVIDERS_DIR)/providers.yaml $(wildcard $(PROVIDERS_DIR)/providers.d/*.yaml) | .venv/.synced
+	@$(UV) run --frozen python -m keyway_shared.providers.builtin_json write
+	@touch $@
+
 .PHONY: up
-up: install ## start the whole stack (embedded MongoDB unless MONGODB_URL is set); Ctrl-C stops it
+up: install $(PROVIDERS_DIR)/builtin.json ## start the whole stack (embedded MongoDB unless MONGODB_URL is set); Ctrl-C stops it
 	@$(UV) run --frozen python deploy/local/up.py --replicas $(REPLICAS)
 
 tests/sdk/node_modules/.package-lock.json: tests/sdk/package-lock.json
@@ -75,6 +82,10 @@ fmt: install ## format the code
 .PHONY: schemas
 schemas: install ## regenerate docs/schemas/*.json and docs/asyncapi.yaml from the event models
 	@$(UV) run --frozen python -m keyway_shared.events.schemas write
+
+.PHONY: providers-json
+providers-json: install ## regenerate shared/keyway_shared/providers/builtin.json from the provider YAML files
+	@$(UV) run --frozen python -m keyway_shared.providers.builtin_json write
 
 .PHONY: openapi
 openapi: install ## regenerate docs/openapi.json from the gateway's route table
