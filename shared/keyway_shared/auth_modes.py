@@ -100,6 +100,9 @@ class ModeFacts:
     # A mode whose token Keyway makes itself: the ``signature.protocol`` values its templates may
     # declare, beside a ``token`` (keyway_shared.providers.token_declaration); empty for the others.
     token_protocols: frozenset[str] = frozenset()
+    # Its connections hold only credentials that never expire and are never refreshed (their type's
+    # ``refreshable`` is False): the refresher has nothing to schedule for them.
+    never_refreshed: bool = False
 
 
 _CLIENT_FIELDS = (
@@ -121,6 +124,7 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         credentials_required=True,
         quickstart=True,
         connections_post="import",
+        never_refreshed=True,
     ),
     "OAUTH2": ModeFacts(
         browser="popup",
@@ -143,6 +147,7 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         ),
         imported_as="BASIC",
         connections_post="import",
+        never_refreshed=True,
     ),
     "API_KEY": ModeFacts(
         browser="form",
@@ -150,6 +155,7 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         typed=(TypedField(name="apiKey", label="API key", kind="password"),),
         imported_as="API_KEY",
         connections_post="import",
+        never_refreshed=True,
     ),
     "APP_STORE": ModeFacts(browser="form", typed=_APP_STORE_FIELDS),
     # github-app-oauth: an installation with the user's authorization; it stores OAuth 2 or App credentials.
@@ -171,7 +177,7 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         quickstart=True,
         connections_post="refuse",
     ),
-    "NONE": ModeFacts(browser="none", imported_as="NONE", connections_post="import"),
+    "NONE": ModeFacts(browser="none", imported_as="NONE", connections_post="import", never_refreshed=True),
     # NetSuite token-based auth: the integration's client and the person's token sign each request;
     # the NetSuite account is the connection's params[accountId].
     "TBA": ModeFacts(
@@ -184,6 +190,7 @@ MODE_FACTS: dict[AuthMode, ModeFacts] = {
         imported_as="TBA",
         integration_credentials="oauth_client",
         connections_post="import",
+        never_refreshed=True,
     ),
     # OAuth 2 against an MCP server's authorization server, PKCE always; the catalog names its
     # endpoints and how the client is identified (``client_registration``: dynamic, cimd or static,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from ..auth_modes import modes_where
 from ..credentials.shapes import CREDENTIAL_SHAPES, Credentials, OAuth2Credentials
 
 __all__ = [
@@ -48,9 +49,9 @@ KEEP_ALIVE_MARGIN = timedelta(days=14)
 # Credential types a refresh can renew, as each type says of itself (``refreshable``); API keys, Basic,
 # OAuth 1 and NONE never expire by time.
 REFRESHABLE_TYPES = frozenset(kind for kind, shape in CREDENTIAL_SHAPES.items() if shape.refreshable)
-# Connection auth modes whose credentials are always of that same, never refreshed, type. Not CUSTOM:
-# its connections hold APP or OAUTH2 credentials, which are.
-NEVER_REFRESHED: frozenset[str] = frozenset({"API_KEY", "BASIC", "NONE", "OAUTH1", "TBA"})
+# Connection auth modes whose credentials are never refreshed (not CUSTOM: its connections hold APP
+# or OAUTH2 credentials, which are).
+NEVER_REFRESHED = modes_where(lambda facts: facts.never_refreshed)
 
 
 def refresh_due_at(expires_at: datetime, *, issued_at: datetime, margin: timedelta = DEFAULT_MARGIN) -> datetime:
