@@ -260,14 +260,17 @@ class ConsumerRunner:
             with structlog.contextvars.bound_contextvars(**context):
                 await self._unsettled(queue, message, exc)
             return
-        # One binding for the whole handling: entering and leaving a context costs per message.
-        with structlog.contextvars.bound_contextvars(**context, event_id=event.id, event_type=event.type):
-            try:
-                await self._handle(reg, message, event, attempt)
-            except BaseException as exc:
-                if is_cancellation(exc):
-                    raise
-                await self._unsettled(queue, message, exc)
+        # One binding for the whole handling, undone with its tokens (bound_contextvars would copy
+        # the whole context on entry to find what to restore).
+        tokens = structlog.contextvars.bind_contextvars(**context, event_id=event.id, event_type=event.type)
+        try:
+            await self._handle(reg, message, event, attempt)
+        except BaseException as exc:
+            if is_cancellation(exc):
+                raise
+            await self._unsettled(queue, message, exc)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     async def _unsettled(self, queue: str, message: AbstractIncomingMessage, exc: BaseException) -> None:
         """Settling failed (the channel closed under it, a retry could not be parked…): hand the
