@@ -28,6 +28,7 @@ from keyway_shared.events import (
     make_event,
 )
 from keyway_shared.logging import get_logger
+from keyway_shared.store.webhook_deliveries import uuid5_text
 from keyway_shared.store.webhook_endpoints import EndpointState
 
 from .messages import SOURCE, WebhookDelivery
@@ -100,7 +101,7 @@ class Announcer:
         await self._send(data, "webhook.endpoint_disabled", state.environment, f"{state.url}|{state.disabled_at}")
 
     async def _send(self, data: EventData, kind: str, environment: str, key: str, *, confirm: bool = True) -> None:
-        event_id = str(uuid.uuid5(_RESULT_NAMESPACE, f"{kind}|{key}"))
+        event_id = uuid5_text(_RESULT_NAMESPACE, f"{kind}|{key}")
         event = make_event(data, type=kind, source=SOURCE, environment=environment, id=event_id)
         try:
             await self._publish(event, confirm=confirm)

@@ -224,10 +224,7 @@ class Attempter:
         }
         if result.ok:
             assert result.status is not None
-            _DELIVERED.inc()
-            log.debug(
-                "webhook delivered", url=redact_url(delivery.url), status=result.status, duration_ms=result.duration_ms
-            )
+            _DELIVERED.inc()  # no log line: the record and the webhook.delivered notice tell it
             await self._record(attempt, fields | {"state": "succeeded", "success": True, "final": True})
             if failing is not None:
                 await self._quietly(self._endpoints.store.succeeded(environment, delivery.url))

@@ -28,6 +28,8 @@ from keyway_shared.store import WebhookSettings
 __all__ = ["AuthWebhook", "Slot", "auth_webhook", "body_text", "should_send", "webhook_urls"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Built once: json.dumps with any option set builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,7 +128,7 @@ def body_text(body: Mapping[str, Any]) -> str:
     JavaScript, a lone surrogate aside. Anything else takes the general path.
     """
     if _plain(body):
-        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        text = _ENCODER.encode(body)
         if text.isascii() or not _SURROGATE.search(text):  # isascii: a C scan, no regex for the usual body
             return text
     return js_stringify(body)

@@ -32,6 +32,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from pydantic import ValidationError
@@ -39,6 +40,7 @@ from pydantic import ValidationError
 from ..backoff import is_cancellation
 from ..events import CloudEvent, EventDecodeError, decode_event
 from ..logging import get_logger
+from .frames import ack_frame
 from .publisher import EventPublisher, PublishError
 from .topology import ConsumerSpec, declare_consumer, declare_delay_queue
 
@@ -207,6 +209,7 @@ class ConsumerRunner:
                 log.warning(
                     "shutdown grace over; unacknowledged messages go back to the broker", inflight=len(self._inflight)
                 )
+        self._publisher.frames.flush()  # the last acks, before their channels close
         await self._close_channels()
 
     async def _close_channels(self) -> None:
@@ -238,7 +241,7 @@ class ConsumerRunner:
         attempt = attempt_of(message)
         context = {"queue": queue, "message_id": message.message_id, "attempt": attempt}
         try:
-            event = _decode(reg.spec, message.body)
+            event = _decode(reg.spec, message.body, message.type)
         except EventDecodeError as exc:
             with structlog.contextvars.bound_contextvars(**context):
                 log.error("dead-lettering an invalid event", reason=str(exc))
@@ -257,14 +260,17 @@ class ConsumerRunner:
             with structlog.contextvars.bound_contextvars(**context):
                 await self._unsettled(queue, message, exc)
             return
-        # One binding for the whole handling: entering and leaving a context costs per message.
-        with structlog.contextvars.bound_contextvars(**context, event_id=event.id, event_type=event.type):
-            try:
-                await self._handle(reg, message, event, attempt)
-            except BaseException as exc:
-                if is_cancellation(exc):
-                    raise
-                await self._unsettled(queue, message, exc)
+        # One binding for the whole handling, undone with its tokens (bound_contextvars would copy
+        # the whole context on entry to find what to restore).
+        tokens = structlog.contextvars.bind_contextvars(**context, event_id=event.id, event_type=event.type)
+        try:
+            await self._handle(reg, message, event, attempt)
+        except BaseException as exc:
+            if is_cancellation(exc):
+                raise
+            await self._unsettled(queue, message, exc)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     async def _unsettled(self, queue: str, message: AbstractIncomingMessage, exc: BaseException) -> None:
         """Settling failed (the channel closed under it, a retry could not be parked…): hand the
@@ -289,7 +295,7 @@ class ConsumerRunner:
                 return
             if claim is Claim.DONE:
                 log.info("skipping an event already handled")
-                await message.ack()
+                await self._ack(message)
                 self._settled(queue, "duplicate")
                 return
             if claim is Claim.BUSY:
@@ -328,8 +334,19 @@ class ConsumerRunner:
             except Exception:
                 # The work is done; a lost mark only means a later duplicate may be handled again.
                 log.warning("could not record the event as handled", exc_info=True)
-        await message.ack()
+        await self._ack(message)
         self._settled(queue, "handled")
+
+    async def _ack(self, message: AbstractIncomingMessage) -> None:
+        """Acknowledge ``message``: its ``basic.ack`` joins the frames written at the end of this loop
+        turn (see :mod:`.frames`). The handler's work is done by now, so the ack still follows it;
+        one lost with the process or the channel means a redelivery, as an unwritten ack always did."""
+        channel = message.channel  # raises ChannelInvalidStateError once the channel is closed
+        tag = message.delivery_tag
+        if isinstance(channel, aiormq.Channel) and tag is not None:
+            self._publisher.frames.add(channel, ack_frame(channel.number, tag))
+        else:
+            await message.ack()
 
     async def _release(self, guard: IdempotencyGuard | None, queue: str, event_id: str) -> None:
         if guard is None:
@@ -394,9 +411,19 @@ class ConsumerRunner:
             self._on_settled(queue, outcome)
 
 
-def _decode(spec: ConsumerSpec, body: bytes) -> CloudEvent[Any]:
-    """An event, or one of the commands the spec says its queue carries."""
+def _decode(spec: ConsumerSpec, body: bytes, type_hint: str | None = None) -> CloudEvent[Any]:
+    """An event, or one of the commands the spec says its queue carries. ``type_hint``: the message's
+    AMQP ``type``; see :func:`~keyway_shared.events.decode_event`."""
     if spec.message_types:
+        hinted = dict(spec.message_types).get(type_hint) if isinstance(type_hint, str) else None
+        if hinted is not None:  # straight from the bytes when the body agrees; else the general path
+            try:
+                command = CloudEvent[hinted].model_validate_json(body)  # type: ignore[valid-type]
+            except ValidationError:
+                pass
+            else:
+                if command.type == type_hint:
+                    return command
         try:
             raw = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -408,7 +435,7 @@ def _decode(spec: ConsumerSpec, body: bytes) -> CloudEvent[Any]:
                 return CloudEvent[model].model_validate(raw)  # type: ignore[valid-type]
             except ValidationError as exc:
                 raise EventDecodeError(f"invalid {kind} message: {exc.error_count()} error(s)") from exc
-    return decode_event(body)
+    return decode_event(body, type_hint=type_hint)
 
 
 def attempt_of(message: AbstractIncomingMessage) -> int:

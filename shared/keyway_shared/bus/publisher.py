@@ -11,6 +11,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from ..events import CloudEvent, encode_event
+from .frames import FrameBatch, publish_frames
 from .topology import EVENTS_EXCHANGE, declare_events_exchange
 
 __all__ = ["EventPublisher", "PublishError", "build_message", "event_properties"]
@@ -56,7 +57,8 @@ class EventPublisher:
     (e.g. "this webhook was delivered", whose record is in the database anyway): the message is
     still persistent, but goes out on a channel without confirms, saving the confirm's round trip
     and about a third of the publish's CPU, and the call returns once the frame is queued for the
-    socket rather than written.
+    socket rather than written. Such a notice is encoded here and joins the frames (acks, other
+    notices) written at the end of the loop turn (``frames``, a :class:`~.frames.FrameBatch`).
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class EventPublisher:
         self._lock = asyncio.Lock()
         self._unconfirmed: AbstractChannel | None = None
         self._unconfirmed_exchange: AbstractExchange | None = None
+        self.frames = FrameBatch()  # this connection's acks and unconfirmed publishes, per loop turn
 
     async def _ensure(self) -> AbstractExchange:
         if self._exchange is not None and self._channel is not None and not self._channel.is_closed:
@@ -105,12 +108,28 @@ class EventPublisher:
             if not isinstance(channel, aiormq.Channel):  # not aiormq's own: publish the ordinary way
                 await exchange.publish(build_message(event), routing_key=event.type, mandatory=False)
                 return
+            body = encode_event(event)
+            if len(body) < channel.max_content_size:  # one body frame: encoded here, written with the turn's
+                frames = publish_frames(
+                    channel.number,
+                    exchange=exchange.name,
+                    routing_key=event.type,
+                    body=body,
+                    content_type=_CONTENT_TYPE,
+                    headers=event.header_fields(),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
+                    message_id=event.id,
+                    timestamp=event.time,
+                    message_type=event.type,
+                )
+                self.frames.add(channel, frames)
+                return
             # wait=False: queued for the socket, not waited for. Waiting (what aio-pika's publish
             # does) holds the channel's lock until the connection's writer task has written the
             # frame, so concurrent notices queue behind each other for several loop turns apiece.
             # The frame queue is bounded, so a broker that cannot keep up still slows us down.
             await channel.basic_publish(
-                encode_event(event),
+                body,
                 exchange=exchange.name,
                 routing_key=event.type,
                 properties=event_properties(event),
@@ -143,6 +162,7 @@ class EventPublisher:
             raise PublishError(f"publish to {queue} was not confirmed: {exc.__class__.__name__}") from exc
 
     async def close(self) -> None:
+        self.frames.flush()
         for channel in (self._channel, self._unconfirmed):
             if channel is not None and not channel.is_closed:
                 await channel.close()

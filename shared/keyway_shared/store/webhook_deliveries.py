@@ -22,6 +22,7 @@ batch gathers, so a quiet dispatcher pays one round trip per write and a busy on
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +42,7 @@ __all__ = [
     "attempt_key",
     "delivery_id",
     "public_attempt",
+    "uuid5_text",
     "webhook_id",
 ]
 
@@ -50,10 +52,20 @@ MAX_REPLAY_DELIVERIES = 10_000
 SLOTS = ("primary", "secondary", "override")  # override: a connection's own webhook URL
 
 
+def uuid5_text(namespace: uuid.UUID, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))`` without the ``UUID`` object in between (a fifth of the cost:
+    the dispatcher derives two per webhook)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode(), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def delivery_id(event_id: str, slot: str) -> str:
     """The same for one event and endpoint (primary or secondary) whoever computes it, whenever:
     retries and replays share it, even after the endpoint's URL was corrected."""
-    return str(uuid.uuid5(_DELIVERY_NAMESPACE, f"{event_id}|{slot}"))
+    return uuid5_text(_DELIVERY_NAMESPACE, f"{event_id}|{slot}")
 
 
 def webhook_id(delivery: str) -> str:
