@@ -79,7 +79,12 @@ class Options:
     connections: int = 1000
     concurrency: int = 64
     duration: float = 10.0
-    warmup: float = 2.0
+    # Past the creation of the connections: for CHECK_OVERLAP plus one check interval after a write
+    # (auth_gateway/connection_cache.py, 10 + 2.5 s), every replica's change checks read it again;
+    # after 1,000 writes in a row that costs the database most of a core and drops the cache (at
+    # 2 s of warm-up, the embedded MongoDB took 0.69 core and 480 reads missed). The figure is the
+    # steady state a running deployment serves.
+    warmup: float = 15.0
     loadgen: str = "auto"  # auto: wrk when it is (or can be) installed, else the Python load generator
     wrk_threads: int = 1
     url: str | None = None  # a running stack's gateway; None: start one through deploy/local/up.py
