@@ -8,54 +8,40 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
 
 from keyway_shared.cipher import CredentialCipher, generate_key
 from keyway_shared.store import Integration, IntegrationStore
 
-
-class FindCounter(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.finds: list[dict[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find" and event.command.get("find") == "integrations":
-            self.finds.append(dict(event.command.get("filter", {})))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+from ..support.commands import CommandLog, logged_database
 
 
 @pytest.fixture
-async def counted(mongo_url: str, db: Any) -> AsyncIterator[tuple[IntegrationStore, FindCounter]]:
-    counter = FindCounter()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[counter])
-    try:
-        store = IntegrationStore(client[db.name], CredentialCipher(current_key=generate_key()))
+async def counted(mongo_url: str, db: Any) -> AsyncIterator[tuple[IntegrationStore, CommandLog]]:
+    async with logged_database(mongo_url, db.name) as (database, log):
+        store = IntegrationStore(database, CredentialCipher(current_key=generate_key()))
         for environment, key, secret in (("dev", "gh", "s-gh"), ("dev", "slack", "s-sl"), ("prod", "gh", "s-prod")):
             await store.create(
                 Integration(environment=environment, unique_key=key, provider=key, oauth_client_secret=secret)
             )
-        counter.finds.clear()
-        yield store, counter
-    finally:
-        await client.close()
+        log.started_commands.clear()
+        yield store, log
 
 
-async def test_many_reads_of_one_integration_share_a_command(counted: tuple[IntegrationStore, FindCounter]) -> None:
-    store, counter = counted
+def finds(log: CommandLog) -> list[dict[str, Any]]:
+    return log.of("find", "integrations")
+
+
+async def test_many_reads_of_one_integration_share_a_command(counted: tuple[IntegrationStore, CommandLog]) -> None:
+    store, log = counted
     found = await asyncio.gather(*(store.get("dev", "gh") for _ in range(100)))
     assert all(i is not None and i.oauth_client_secret == "s-gh" for i in found)
     assert len({id(i) for i in found}) == 100  # each caller has its own object to edit
     # The first read goes alone; the 99 that arrived meanwhile share the next (at most 256 a batch).
-    assert 1 <= len(counter.finds) <= 2
+    assert 1 <= len(finds(log)) <= 2
 
 
-async def test_a_batch_of_keys_answers_each_its_own(counted: tuple[IntegrationStore, FindCounter]) -> None:
-    store, counter = counted
+async def test_a_batch_of_keys_answers_each_its_own(counted: tuple[IntegrationStore, CommandLog]) -> None:
+    store, log = counted
     asks = [("dev", "gh"), ("dev", "slack"), ("prod", "gh"), ("prod", "slack"), ("dev", "nope")] * 5
     found = await asyncio.gather(*(store.get(env, key) for env, key in asks))
     answers = [(i.environment, i.unique_key, i.oauth_client_secret) if i else None for i in found]
@@ -67,11 +53,11 @@ async def test_a_batch_of_keys_answers_each_its_own(counted: tuple[IntegrationSt
         ("dev", "nope"): None,
     }
     assert answers == [expected[ask] for ask in asks]
-    assert len(counter.finds) <= 4  # one batch: one query per environment (the first read may go alone)
+    assert len(finds(log)) <= 4  # one batch: one query per environment (the first read may go alone)
 
 
 async def test_a_read_made_after_a_write_sees_it_though_reads_are_in_flight(
-    counted: tuple[IntegrationStore, FindCounter],
+    counted: tuple[IntegrationStore, CommandLog],
 ) -> None:
     store, _ = counted
     for round_ in range(5):
@@ -87,7 +73,7 @@ async def test_a_read_made_after_a_write_sees_it_though_reads_are_in_flight(
 
 
 async def test_a_deleted_integration_is_gone_for_reads_made_after(
-    counted: tuple[IntegrationStore, FindCounter],
+    counted: tuple[IntegrationStore, CommandLog],
 ) -> None:
     store, _ = counted
     pending = [asyncio.ensure_future(store.get("dev", "slack")) for _ in range(10)]

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any, cast
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
 
 from keyway_shared.bus import MessageContext
 from keyway_shared.credentials.shapes import CREDENTIAL_SHAPES
@@ -16,6 +15,7 @@ from keyway_shared.events import ConnectionCreated, utcnow
 from keyway_shared.refresh.policy import NEVER_REFRESHED
 from token_refresher.schedule import RefreshScheduler
 
+from ..support.commands import CommandLog, logged_database
 from ..support.inproc import event
 
 pytestmark = [pytest.mark.mongo]
@@ -23,29 +23,10 @@ pytestmark = [pytest.mark.mongo]
 MARGIN = timedelta(minutes=15)
 
 
-class ConnectionFinds(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.ids: list[Any] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find" and event.command.get("find") == "connections":
-            self.ids.append(event.command["filter"].get("connection_id"))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.fixture
-async def world(mongo_url: str, db: Any) -> AsyncIterator[tuple[RefreshScheduler, ConnectionFinds, Any]]:
-    finds = ConnectionFinds()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[finds])
-    try:
-        yield RefreshScheduler(client[db.name], margin_for=lambda _provider: MARGIN), finds, client[db.name]
-    finally:
-        await client.close()
+async def world(mongo_url: str, db: Any) -> AsyncIterator[tuple[RefreshScheduler, CommandLog, Any]]:
+    async with logged_database(mongo_url, db.name) as (database, log):
+        yield RefreshScheduler(database, margin_for=lambda _provider: MARGIN), log, database
 
 
 async def plant(db: Any, connection_id: str, auth_mode: str, *, expires_in: timedelta | None) -> None:
@@ -78,9 +59,9 @@ def test_the_modes_left_alone_hold_only_credentials_that_are_never_refreshed() -
 
 
 async def test_api_key_and_basic_connections_are_not_read(
-    world: tuple[RefreshScheduler, ConnectionFinds, Any],
+    world: tuple[RefreshScheduler, CommandLog, Any],
 ) -> None:
-    scheduler, finds, db = world
+    scheduler, log, db = world
     await plant(db, "key-1", "API_KEY", expires_in=None)
     await plant(db, "basic-1", "BASIC", expires_in=None)
     await plant(db, "oauth-1", "OAUTH2", expires_in=timedelta(hours=2))
@@ -92,7 +73,7 @@ async def test_api_key_and_basic_connections_are_not_read(
         ("custom-1", "CUSTOM"),
     ):
         await handle(scheduler, connection_id, mode)
-    assert finds.ids == ["oauth-1", "custom-1"]
+    assert [find["filter"]["connection_id"] for find in log.of("find", "connections")] == ["oauth-1", "custom-1"]
     # The refreshed modes are scheduled as before.
     for connection_id in ("oauth-1", "custom-1"):
         doc = await db["connections"].find_one({"connection_id": connection_id})

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from keyway_shared.bus import MessageContext, Retry
@@ -31,6 +31,7 @@ from webhook_dispatcher.dispatcher import Sender
 from webhook_dispatcher.messages import DELIVERY_TYPE, SOURCE, WebhookDelivery, delivery_id, webhook_id
 from webhook_dispatcher.sender import WebhookSender
 
+from ..support.commands import CommandLog, logged_database
 from ..support.procs import free_port
 from ..support.receiver import webhook_receiver
 from ..support.webhooks import configure, dispatcher_settings
@@ -40,30 +41,16 @@ pytestmark = [pytest.mark.mongo]
 LEASE = timedelta(seconds=45)
 
 
-class InsertCommands(monitoring.CommandListener):
-    """Counts the ``insert`` commands a client sends (pymongo's own command monitoring)."""
-
-    def __init__(self) -> None:
-        self.batches: list[int] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "insert":
-            self.batches.append(len(event.command.get("documents", [])))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.fixture
-async def watched(mongo_url: str, db: Any) -> AsyncIterator[tuple[Any, InsertCommands]]:
-    """The test's database through a client whose insert commands are counted."""
-    listener = InsertCommands()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True, event_listeners=[listener])
-    yield client[db.name], listener
-    await client.close()
+async def watched(mongo_url: str, db: Any) -> AsyncIterator[tuple[Any, CommandLog]]:
+    """The test's database through a client whose commands are logged."""
+    async with logged_database(mongo_url, db.name) as watched:
+        yield watched
+
+
+def insert_batches(log: CommandLog) -> list[int]:
+    """The number of documents of each ``insert`` command sent."""
+    return [len(command.get("documents", [])) for command in log.of("insert")]
 
 
 @pytest.fixture
@@ -76,24 +63,24 @@ async def unreachable() -> AsyncIterator[Any]:
     await client.close()
 
 
-async def test_claims_made_at_once_share_one_insert_and_each_is_fresh(watched: tuple[Any, InsertCommands]) -> None:
-    db, inserts = watched
+async def test_claims_made_at_once_share_one_insert_and_each_is_fresh(watched: tuple[Any, CommandLog]) -> None:
+    db, commands = watched
     log = DeliveryLog(db)
     claims = await asyncio.gather(*(log.claim(attempt_key(f"d{i}", "0", 1), lease=LEASE) for i in range(20)))
     await log.close()
     assert [c.fresh for c in claims] == [True] * 20
-    assert inserts.batches == [20]
+    assert insert_batches(commands) == [20]
     assert await db["webhook_attempt_claims"].count_documents({}) == 20
 
 
-async def test_the_same_attempt_claimed_twice_in_one_batch_is_made_once(watched: tuple[Any, InsertCommands]) -> None:
-    db, inserts = watched
+async def test_the_same_attempt_claimed_twice_in_one_batch_is_made_once(watched: tuple[Any, CommandLog]) -> None:
+    db, commands = watched
     log = DeliveryLog(db)
     key = attempt_key("dup", "0", 1)
     first, second, other = await asyncio.gather(
         log.claim(key, lease=LEASE), log.claim(key, lease=LEASE), log.claim(attempt_key("dup", "0", 2), lease=LEASE)
     )
-    assert inserts.batches == [3]  # one command; the duplicate key is an answer, not a failure
+    assert insert_batches(commands) == [3]  # one command; the duplicate key is an answer, not a failure
     assert sorted([first.fresh, second.fresh]) == [False, True]
     taken = second if first.fresh else first
     assert taken.record is None

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from auth_gateway.api.connection_answer import _PLACEHOLDER, stamped_answer
-from auth_gateway.api.connection_shape import full_connection_body, full_connection_json, offset_iso
-from auth_gateway.http.serialize import connection_body, connection_json, js_iso
+from auth_gateway.api import connection_answer
+from auth_gateway.api.connection_answer import _PLACEHOLDER
+from auth_gateway.api.connection_shape import full_connection_json
+from auth_gateway.http.serialize import connection_json, js_iso
 from keyway_shared.credentials.shapes import OAuth2Credentials
 from keyway_shared.store import Connection
 
@@ -52,25 +53,11 @@ def body_of(response: web.Response) -> Any:
 
 
 def answer_2024(connection: Connection, fetched: datetime, *, refresh: bool) -> web.Response:
-    name = "2024+refresh_token" if refresh else "2024"
-    return stamped_answer(
-        connection,
-        name,
-        js_iso(fetched),
-        lambda stamp: connection_body(connection, include_refresh_token=refresh, last_fetched_at=stamp),
-    )
+    return connection_answer.answer_2024(connection, fetched, include_refresh_token=refresh)
 
 
 def answer_current(connection: Connection, fetched: datetime, *, refresh: bool) -> web.Response:
-    name = "current+refresh_token" if refresh else "current"
-    return stamped_answer(
-        connection,
-        name,
-        offset_iso(fetched),
-        lambda stamp: full_connection_body(
-            connection, include_refresh_token=refresh, written=False, last_fetched_at=stamp
-        ),
-    )
+    return connection_answer.answer_current(connection, fetched, include_refresh_token=refresh)
 
 
 @pytest.mark.parametrize("refresh", [False, True])

@@ -12,7 +12,7 @@ from keyway_shared.store import Environment
 
 from ..connection_cache import CONNECTION_CACHE
 from ..http.errors import ApiError
-from ..http.serialize import connection_body, js_iso
+from ..http.serialize import js_iso
 from ..operations.callers import secret_key
 from ..operations.connection_removal import remove_connection, revoke_asked
 from ..operations.connections import unknown_connection
@@ -23,7 +23,7 @@ from ..operations.deep_documents import (
 from ..operations.fetch_recorder import FETCH_RECORDER
 from ..operations.refresh_on_read import fresh_connection
 from ..resources import STORES
-from .connection_answer import stamped_answer
+from .connection_answer import answer_2024
 
 __all__ = [
     "delete_connection",
@@ -54,16 +54,8 @@ async def get_connection(request: web.Request, env: Environment) -> web.Response
     connection = await fresh_connection(
         request.app, env, connection, force=request.query.get("force_refresh") == "true"
     )
-    fetched_at = js_iso(request.app[FETCH_RECORDER].note(env.name, provider_config_key, connection_id))
-    include_refresh = request.query.get("refresh_token") == "true"
-    return stamped_answer(
-        connection,
-        "2024+refresh_token" if include_refresh else "2024",
-        fetched_at,
-        lambda last_fetched_at: connection_body(
-            connection, include_refresh_token=include_refresh, last_fetched_at=last_fetched_at
-        ),
-    )
+    fetched_at = request.app[FETCH_RECORDER].note(env.name, provider_config_key, connection_id)
+    return answer_2024(connection, fetched_at, include_refresh_token=request.query.get("refresh_token") == "true")
 
 
 @secret_key

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from keyway_shared.store import Connection
 
+from ..http.serialize import connection_body, js_iso
 from ..operations.deep_documents import json_text_without_deep_fields
+from .connection_shape import full_connection_body, offset_iso
 
-__all__ = ["DEEP_FIELDS", "stamped_answer"]
+__all__ = ["DEEP_FIELDS", "answer_2024", "answer_current", "stamped_answer"]
 
 DEEP_FIELDS = ("metadata", "connection_config")  # the app's own documents, maybe nested too deep (deep_documents)
 _PLACEHOLDER = "\x00keyway-last-fetched-at\x00"
@@ -48,6 +51,28 @@ def stamped_answer(connection: Connection, name: str, last_fetched_at: str | Non
     # Dates are ASCII with nothing to escape: the JSON string is the text in quotes.
     stamp = b"null" if last_fetched_at is None else b'"' + last_fetched_at.encode() + b'"'
     return web.Response(body=head + stamp + tail, content_type="application/json", charset="utf-8")
+
+
+def answer_2024(connection: Connection, fetched_at: datetime, *, include_refresh_token: bool) -> web.Response:
+    """``GET /connection/{id}``'s answer (``http/serialize``: JavaScript's dates)."""
+    return stamped_answer(
+        connection,
+        "2024+refresh_token" if include_refresh_token else "2024",
+        js_iso(fetched_at),
+        lambda stamp: connection_body(connection, include_refresh_token=include_refresh_token, last_fetched_at=stamp),
+    )
+
+
+def answer_current(connection: Connection, fetched_at: datetime, *, include_refresh_token: bool) -> web.Response:
+    """``GET /connections/{id}``'s answer (``connection_shape``: ``+00:00`` dates)."""
+    return stamped_answer(
+        connection,
+        "current+refresh_token" if include_refresh_token else "current",
+        offset_iso(fetched_at),
+        lambda stamp: full_connection_body(
+            connection, include_refresh_token=include_refresh_token, written=False, last_fetched_at=stamp
+        ),
+    )
 
 
 def _halves(template: dict[str, Any]) -> Halves:

@@ -39,10 +39,10 @@ from ..operations.fetch_recorder import FETCH_RECORDER
 from ..operations.outbox_relay import RELAY
 from ..operations.refresh_on_read import fresh_connection
 from ..resources import STORES
-from .connection_answer import stamped_answer
+from .connection_answer import answer_current
 from .connection_bodies import ConnectionPatch, MetadataBody
 from .connection_queries import GET_FLAGS, connection_id_of, key_and_flags, list_query
-from .connection_shape import full_connection_body, listed_connection_json, offset_iso
+from .connection_shape import listed_connection_json
 
 __all__ = [
     "delete_connection",
@@ -98,16 +98,8 @@ async def get_connection(request: web.Request, env: Environment) -> web.Response
         if failed.code != "refresh_token_external_error":
             raise
         raise ApiError("invalid_credentials", failed.message, status=400, payload=failed.payload) from None
-    fetched_at = offset_iso(request.app[FETCH_RECORDER].note(env.name, key, connection_id))
-    include_refresh = flags["refresh_token"]
-    return stamped_answer(
-        connection,
-        "current+refresh_token" if include_refresh else "current",
-        fetched_at,
-        lambda last_fetched_at: full_connection_body(
-            connection, include_refresh_token=include_refresh, written=False, last_fetched_at=last_fetched_at
-        ),
-    )
+    fetched_at = request.app[FETCH_RECORDER].note(env.name, key, connection_id)
+    return answer_current(connection, fetched_at, include_refresh_token=flags["refresh_token"])
 
 
 @secret_key
