@@ -67,6 +67,37 @@ def test_publish_frames_match_pamqp() -> None:
         assert build_message(event).properties == event_properties(event)
 
 
+def test_an_empty_body_has_no_body_frame_as_pamqp_sends_it() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    properties = spec.Basic.Properties(
+        content_type="application/octet-stream",
+        headers={"marker": "7"},
+        delivery_mode=1,
+        priority=0,
+        message_id="7",
+        timestamp=when,
+        message_type="marker",
+    )
+    expected = _pamqp(
+        2,
+        spec.Basic.Publish(exchange="", routing_key="q", mandatory=False, immediate=False),
+        ContentHeader(properties=properties, body_size=0),
+    )
+    got = publish_frames(
+        2,
+        exchange="",
+        routing_key="q",
+        body=b"",
+        content_type="application/octet-stream",
+        headers={"marker": "7"},
+        delivery_mode=1,
+        message_id="7",
+        timestamp=when,
+        message_type="marker",
+    )
+    assert got == expected
+
+
 def test_timestamp_is_whole_seconds_as_pamqp_writes_it() -> None:
     event = _notice().model_copy(update={"time": datetime(2026, 1, 2, 3, 4, 5, 999_999, tzinfo=UTC)})
     body = event.to_json_bytes()

@@ -94,19 +94,17 @@ def publish_frames(
         )
     )
     header = _BODY_SIZE.pack(60, 0, len(body), _FLAGS) + properties
-    return b"".join(
-        (
-            _HEADER.pack(1, channel, len(method)),
-            method,
-            _FRAME_END,
-            _HEADER.pack(2, channel, len(header)),
-            header,
-            _FRAME_END,
-            _HEADER.pack(3, channel, len(body)),
-            body,
-            _FRAME_END,
-        )
-    )
+    frames = [
+        _HEADER.pack(1, channel, len(method)),
+        method,
+        _FRAME_END,
+        _HEADER.pack(2, channel, len(header)),
+        header,
+        _FRAME_END,
+    ]
+    if body:  # an empty body has no body frame: the broker closes the connection on one (UNEXPECTED_FRAME)
+        frames += (_HEADER.pack(3, channel, len(body)), body, _FRAME_END)
+    return b"".join(frames)
 
 
 class FrameBatch:
