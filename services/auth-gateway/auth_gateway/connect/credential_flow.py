@@ -26,6 +26,7 @@ from .frontend_request import FrontendRequest
 __all__ = [
     "CredentialAttempt",
     "announce_failures",
+    "check_connection_config",
     "connected",
     "integration_in_mode",
     "token_api_error",
@@ -65,15 +66,28 @@ def token_url(template: ProviderTemplate, mode: str, connection_config: dict[str
     url = template.token_url_for(mode)
     if not url:
         raise ApiError("invalid_provider_template", "The provider template has no token URL.")
+    check_connection_config(template, connection_config)
     try:
-        template.check_connection_config(connection_config)
         return template.render_url(url, connection_config)
     except MissingParamError as exc:
         names = ", ".join(f"params[{n}]" for n in exc.names)
         raise ApiError("url_param_err", f"The token URL needs {names}, which the request did not give.") from None
     except UnsafeParamError as exc:
-        message = f"The provider's URLs and headers cannot use params[{exc.name}]: it {exc.reason}."
-        raise ApiError("invalid_connection_config", message) from None
+        raise _unsafe_param(exc) from None
+
+
+def check_connection_config(template: ProviderTemplate, connection_config: dict[str, Any]) -> None:
+    """``invalid_connection_config`` for a browser's value that some URL or header of the template
+    could not take (``ProviderTemplate.check_connection_config``), before anything is sent."""
+    try:
+        template.check_connection_config(connection_config)
+    except UnsafeParamError as exc:
+        raise _unsafe_param(exc) from None
+
+
+def _unsafe_param(exc: UnsafeParamError) -> ApiError:
+    message = f"The provider's URLs and headers cannot use params[{exc.name}]: it {exc.reason}."
+    return ApiError("invalid_connection_config", message)
 
 
 def token_api_error(exc: TokenRequestError) -> ApiError:

@@ -20,7 +20,6 @@ from aiohttp import web
 
 from keyway_shared.credentials.shapes import TbaCredentials
 from keyway_shared.providers import ProviderTemplate
-from keyway_shared.providers.interpolation import UnsafeParamError
 from keyway_shared.store import Environment
 
 from ...http.body_issues import MISSING, check_string, min_length, unknown_fields
@@ -28,7 +27,13 @@ from ...http.errors import ApiError
 from ...http.query_issues import invalid_params
 from ...http.requests import json_object
 from ...openapi_spec import Route
-from ..credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
+from ..credential_flow import (
+    CredentialAttempt,
+    announce_failures,
+    check_connection_config,
+    connected,
+    integration_in_mode,
+)
 from ..frontend_request import FrontendRequest, check_hmac, public_key
 from .spec import CONNECT_PARAMS, CONNECTED, AuthModeSpec, FormFlow
 
@@ -68,11 +73,7 @@ def _check_account(template: ProviderTemplate, connection_config: dict[str, Any]
     # does, a value no URL or header of the template could take (the browser chose it).
     if not connection_config.get("accountId"):
         raise ApiError("missing_account_id", "TBA connections need params[accountId], the NetSuite account id.")
-    try:
-        template.check_connection_config(connection_config)
-    except UnsafeParamError as exc:
-        message = f"The provider's URLs and headers cannot use params[{exc.name}]: it {exc.reason}."
-        raise ApiError("invalid_connection_config", message) from None
+    check_connection_config(template, connection_config)
 
 
 @public_key

@@ -23,14 +23,19 @@ from aiohttp import web
 from keyway_shared.credentials.two_step import mint_two_step_token, preconfigured_fields
 from keyway_shared.events import utcnow
 from keyway_shared.providers import ProviderTemplate
-from keyway_shared.providers.interpolation import UnsafeParamError
 from keyway_shared.store import Environment
 
 from ...http.errors import ApiError
 from ...http.requests import json_object
 from ...openapi_spec import Route
 from ...resources import HTTP, SETTINGS
-from ..credential_flow import CredentialAttempt, announce_failures, connected, integration_in_mode
+from ..credential_flow import (
+    CredentialAttempt,
+    announce_failures,
+    check_connection_config,
+    connected,
+    integration_in_mode,
+)
 from ..frontend_request import FrontendRequest, check_hmac, public_key
 from .spec import CONNECT_PARAMS, CONNECTED, AuthModeSpec, FormFlow
 
@@ -91,14 +96,6 @@ def _fields(template: ProviderTemplate, body: dict[str, Any]) -> dict[str, str]:
     return fields
 
 
-def _check_config(template: ProviderTemplate, connection_config: dict[str, Any]) -> None:
-    try:
-        template.check_connection_config(connection_config)
-    except UnsafeParamError as exc:
-        message = f"The provider's URLs and headers cannot use params[{exc.name}]: it {exc.reason}."
-        raise ApiError("invalid_connection_config", message) from None
-
-
 @public_key
 async def two_step_auth(request: web.Request, env: Environment, front: FrontendRequest) -> web.Response:
     attempt = CredentialAttempt(env=env, front=front, mode="TWO_STEP")
@@ -111,7 +108,7 @@ async def two_step_auth(request: web.Request, env: Environment, front: FrontendR
         integration, template = await integration_in_mode(request, attempt)
         fields = _fields(template, body)
         options = _assertion_option(body)
-        _check_config(template, front.connection_config)
+        check_connection_config(template, front.connection_config)
         minted = await mint_two_step_token(
             request.app[HTTP],
             template=template,
