@@ -8,16 +8,18 @@ mints a token: OAuth 1 request and access tokens, GitHub installation tokens, Ap
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDictProxy
 
 from .bounded_body import MAX_TOKEN_RESPONSE_BYTES, ResponseTooLargeError, read_bounded
 from .errors import PermanentTokenError, TransientTokenError
 from .oauth2_client import too_large, unreachable
 from .tokens import parse_token_body
 
-__all__ = ["call_token_endpoint"]
+__all__ = ["TokenAnswer", "call_token_endpoint", "send_token_request"]
 
 
 def _describe(parsed: dict[str, Any], status: int) -> tuple[str, str]:
@@ -44,6 +46,47 @@ def _describe(parsed: dict[str, Any], status: int) -> tuple[str, str]:
     return code, str(description)
 
 
+@dataclass(frozen=True)
+class TokenAnswer:
+    """A token endpoint's answer that was neither a failure to reach it nor a transient refusal."""
+
+    status: int
+    body: bytes
+    headers: CIMultiDictProxy[str]
+
+
+async def send_token_request(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    data: str | bytes | None = None,
+    timeout_seconds: float = 15.0,
+) -> TokenAnswer:
+    """Send the request (no redirects, the answer bounded); TransientTokenError when the endpoint
+    could not be reached, timed out, or answered 5xx or 429 (with its ``Retry-After`` in seconds)."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            async with session.request(method, url, data=data, headers=headers, allow_redirects=False) as response:
+                body = await read_bounded(response, MAX_TOKEN_RESPONSE_BYTES)
+                status, answer_headers = response.status, response.headers
+    except ResponseTooLargeError:
+        raise too_large(url) from None
+    except TimeoutError:
+        message = f"The token endpoint did not answer within {timeout_seconds:g}s."
+        raise TransientTokenError("token_timeout", message) from None
+    except aiohttp.ClientError as exc:
+        raise unreachable(url, exc) from None
+    if status >= 500 or status == 429:
+        retry_after = answer_headers.get("Retry-After")
+        seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+        raise TransientTokenError(
+            "token_provider_unavailable", f"The token endpoint answered {status}.", status=status, retry_after=seconds
+        )
+    return TokenAnswer(status, body, answer_headers)
+
+
 async def call_token_endpoint(
     session: aiohttp.ClientSession,
     method: str,
@@ -54,25 +97,8 @@ async def call_token_endpoint(
     timeout_seconds: float = 15.0,
 ) -> dict[str, Any]:
     """Send the request; the parsed body (JSON or form-encoded) on a 2xx answer, else an error."""
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            async with session.request(method, url, data=data, headers=headers, allow_redirects=False) as response:
-                body = await read_bounded(response, MAX_TOKEN_RESPONSE_BYTES)
-                status = response.status
-                content_type = response.headers.get("Content-Type", "")
-                retry_after = response.headers.get("Retry-After")
-    except ResponseTooLargeError:
-        raise too_large(url) from None
-    except TimeoutError:
-        message = f"The token endpoint did not answer within {timeout_seconds:g}s."
-        raise TransientTokenError("token_timeout", message) from None
-    except aiohttp.ClientError as exc:
-        raise unreachable(url, exc) from None
-    if status >= 500 or status == 429:
-        seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
-        raise TransientTokenError(
-            "token_provider_unavailable", f"The token endpoint answered {status}.", status=status, retry_after=seconds
-        )
+    answer = await send_token_request(session, method, url, headers=headers, data=data, timeout_seconds=timeout_seconds)
+    status, body, content_type = answer.status, answer.body, answer.headers.get("Content-Type", "")
     try:
         parsed = parse_token_body(body, content_type)
     except PermanentTokenError:

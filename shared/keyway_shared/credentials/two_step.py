@@ -35,7 +35,6 @@ No error message quotes a value: only the names of fields and the status the pro
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,10 +48,10 @@ from multidict import CIMultiDictProxy
 from ..providers import ProviderTemplate
 from ..providers.expressions import Scope, expand
 from ..providers.interpolation import MissingParamError, UnsafeParamError
-from .bounded_body import MAX_TOKEN_RESPONSE_BYTES, ResponseTooLargeError, read_bounded
-from .errors import PermanentTokenError, TransientTokenError
-from .oauth2_client import query_url, too_large, unreachable
+from .errors import PermanentTokenError
+from .oauth2_client import query_url
 from .shapes import TwoStepCredentials
+from .token_http import send_token_request
 from .tokens import js_iso, value_at_path
 from .two_step_answer import expiry, token_text
 from .two_step_jwt import signed_values
@@ -198,26 +197,16 @@ class _Answer:
 
 
 async def _send(context: _Context, method: str, url: str, headers: dict[str, str], data: str | None) -> _Answer:
-    session, timeout_seconds = context.session, context.timeout_seconds
-    try:
-        async with asyncio.timeout(timeout_seconds):
-            async with session.request(method, url, data=data, headers=headers, allow_redirects=False) as response:
-                body = await read_bounded(response, MAX_TOKEN_RESPONSE_BYTES)
-                status, answer_headers = response.status, response.headers
-    except ResponseTooLargeError:
-        raise too_large(url) from None
-    except TimeoutError:
-        message = f"The token endpoint did not answer within {timeout_seconds:g}s."
-        raise TransientTokenError("token_timeout", message) from None
-    except aiohttp.ClientError as exc:
-        raise unreachable(url, exc) from None
-    if status >= 500 or status == 429:
-        raise TransientTokenError("token_provider_unavailable", f"The token endpoint answered {status}.", status=status)
-    if status not in _SUCCESS:
+    answer = await send_token_request(
+        context.session, method, url, headers=headers, data=data, timeout_seconds=context.timeout_seconds
+    )
+    if answer.status not in _SUCCESS:
         raise PermanentTokenError(
-            "invalid_two_step_credentials", f"The token endpoint refused the credentials ({status}).", status=status
+            "invalid_two_step_credentials",
+            f"The token endpoint refused the credentials ({answer.status}).",
+            status=answer.status,
         )
-    return _Answer(parsed(body, answer_headers.get("Content-Type", "")), answer_headers)
+    return _Answer(parsed(answer.body, answer.headers.get("Content-Type", "")), answer.headers)
 
 
 def _body_format(template: ProviderTemplate) -> str:
