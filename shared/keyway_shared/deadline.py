@@ -40,12 +40,14 @@ from pymongo import _csot
 __all__ = [
     "beyond_deadline",
     "budget",
+    "deadline_at",
     "detached_context",
     "remaining",
     "request_deadline",
     "restart",
     "restart_after_third_parties",
     "spawn_detached",
+    "spawn_until",
 ]
 
 T = TypeVar("T")
@@ -122,6 +124,25 @@ def detached_context() -> contextvars.Context:
 def spawn_detached(work: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
     """A task outside the current request's deadline: for work that outlives the request."""
     return asyncio.get_running_loop().create_task(work, name=name, context=detached_context())
+
+
+def deadline_at() -> float:
+    """When the current request's deadline falls, by ``time.monotonic()`` (inf: none; now if passed)."""
+    return time.monotonic() + remaining(math.inf)
+
+
+def spawn_until(work: Coroutine[Any, Any, T], until: float, *, name: str | None = None) -> asyncio.Task[T]:
+    """A task outside the current request's deadline, under ``until`` (a :func:`deadline_at`) instead:
+    work shared by several requests (a group commit's batch) runs under the latest of theirs, not
+    under whichever request happened to start it."""
+    return spawn_detached(_until(work, until), name=name)
+
+
+async def _until(work: Coroutine[Any, Any, T], until: float) -> T:
+    if math.isinf(until):
+        return await work
+    with request_deadline(max(0.0, until - time.monotonic())):
+        return await work
 
 
 async def beyond_deadline(work: Coroutine[Any, Any, T]) -> T:

@@ -26,7 +26,7 @@ from pymongo.errors import DuplicateKeyError, ExecutionTimeout, PyMongoError
 from ..backoff import Backoff
 from ..cipher import CredentialCipher
 from ..credentials.shapes import Credentials, parse_credentials
-from ..deadline import remaining, request_deadline, spawn_detached
+from ..deadline import remaining, spawn_until
 from ..events import CloudEvent
 from ..group_commit import GroupCommit
 from ..refresh.policy import DEFAULT_MARGIN, refresh_due_at
@@ -355,13 +355,7 @@ class ConnectionStore:
         # Not under the deadline (and the driver's timeout) of whichever request started the batch:
         # under the latest of its writers', the same for every writer of it.
         until = max(write.until for write in writes)
-        return await spawn_detached(self._save_batch_within(writes, until), name="connection-writes")
-
-    async def _save_batch_within(self, writes: list[_Write], until: float) -> list[_Outcome]:
-        if math.isinf(until):
-            return await self._save_batch_now(writes)
-        with request_deadline(max(0.0, until - time.monotonic())):
-            return await self._save_batch_now(writes)
+        return await spawn_until(self._save_batch_now(writes), until, name="connection-writes")
 
     async def _save_batch_now(self, writes: list[_Write]) -> list[_Outcome]:
         batch: list[_Write] = []

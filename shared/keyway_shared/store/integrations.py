@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,7 +9,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from ..cipher import CredentialCipher
-from ..deadline import remaining, request_deadline, spawn_detached
+from ..deadline import deadline_at, spawn_until
 from ..events import utcnow
 from ..group_commit import GroupCommit
 from .client import Database, db_now
@@ -128,9 +126,7 @@ class IntegrationStore:
     async def get(self, environment: str, unique_key: str) -> Integration | None:
         """The integration as stored when this call was made or later: concurrent calls share reads
         (see :meth:`_read_batch`), but never one that began before they were made."""
-        left = remaining(math.inf)
-        until = math.inf if math.isinf(left) else time.monotonic() + left
-        doc = await self._reads.submit(((environment, unique_key), until))
+        doc = await self._reads.submit(((environment, unique_key), deadline_at()))
         # Each caller gets its own object (callers edit what they get before writing it back).
         return self._from_doc(doc) if doc else None
 
@@ -140,14 +136,8 @@ class IntegrationStore:
         another is out go together in the next (``GroupCommit``), one query per environment, each
         key read once; under the latest deadline of the batch's callers, as connection writes are."""
         until = max(deadline for _, deadline in reads)
-        found = await spawn_detached(self._find_within([key for key, _ in reads], until), name="integration-reads")
+        found = await spawn_until(self._find([key for key, _ in reads]), until, name="integration-reads")
         return [found.get(key) for key, _ in reads]
-
-    async def _find_within(self, keys: list[_Key], until: float) -> dict[_Key, dict[str, Any]]:
-        if math.isinf(until):
-            return await self._find(keys)
-        with request_deadline(max(0.0, until - time.monotonic())):
-            return await self._find(keys)
 
     async def _find(self, keys: list[_Key]) -> dict[_Key, dict[str, Any]]:
         by_environment: dict[str, set[str]] = {}
