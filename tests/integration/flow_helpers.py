@@ -123,3 +123,17 @@ async def get_connection(gw: Gateway, connection_id: str, key: str) -> dict[str,
     assert resp.status == 200, await resp.text()
     body: dict[str, Any] = await resp.json()
     return body
+
+
+@asynccontextmanager
+async def watched_events(amqp: Any, namespace: str, name: str) -> AsyncIterator[EventWatch]:
+    """An EventWatch on a queue of the test's own (``<namespace>.test.<name>``), bound to ANNOUNCED."""
+    channel = await amqp.channel()
+    try:
+        exchange = await channel.declare_exchange(f"{namespace}.events", "topic", durable=True)
+        queue = await channel.declare_queue(f"{namespace}.test.{name}", auto_delete=True)
+        for kind in ANNOUNCED:
+            await queue.bind(exchange, routing_key=kind)
+        yield EventWatch(queue)
+    finally:
+        await channel.close()

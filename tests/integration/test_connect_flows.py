@@ -20,7 +20,7 @@ import pytest
 from ..support.github_app_provider import AppStoreKey, GitHubApp, GitHubLikeProvider, ec_key_pem, rsa_key_pem
 from ..support.oauth1_provider import OAuth1Provider
 from ..support.oauth_provider import OAuthProvider
-from .flow_helpers import ANNOUNCED, EventWatch, get_connection, run_popup
+from .flow_helpers import EventWatch, get_connection, run_popup, watched_events
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
@@ -62,13 +62,8 @@ async def providers() -> AsyncIterator[Providers]:
 
 @pytest.fixture
 async def events(amqp: Any, namespace: str) -> AsyncIterator[EventWatch]:
-    channel = await amqp.channel()
-    exchange = await channel.declare_exchange(f"{namespace}.events", "topic", durable=True)
-    queue = await channel.declare_queue(f"{namespace}.test.connect-flows", auto_delete=True)
-    for kind in ANNOUNCED:
-        await queue.bind(exchange, routing_key=kind)
-    yield EventWatch(queue)
-    await channel.close()
+    async with watched_events(amqp, namespace, "connect-flows") as watch:
+        yield watch
 
 
 def _catalog(p: Providers) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ..support.inproc import running
 from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
 from ..support.provider_apis import ProviderApis, with_origins
-from .flow_helpers import ANNOUNCED, EventWatch, get_connection, run_popup
+from .flow_helpers import EventWatch, get_connection, run_popup, watched_events
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
@@ -38,13 +38,8 @@ async def apis(provider: OAuthProvider) -> AsyncIterator[ProviderApis]:
 
 @pytest.fixture
 async def events(amqp: Any, namespace: str) -> AsyncIterator[EventWatch]:
-    channel = await amqp.channel()
-    exchange = await channel.declare_exchange(f"{namespace}.events", "topic", durable=True)
-    queue = await channel.declare_queue(f"{namespace}.test.enrichment", auto_delete=True)
-    for kind in ANNOUNCED:
-        await queue.bind(exchange, routing_key=kind)
-    yield EventWatch(queue)
-    await channel.close()
+    async with watched_events(amqp, namespace, "enrichment") as watch:
+        yield watch
 
 
 def pointed_at(name: str, provider: OAuthProvider, apis: ProviderApis) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from ..support.github_app_provider import GitHubApp, GitHubLikeProvider, rsa_key_pem
-from .flow_helpers import ANNOUNCED, EventWatch, PopupResult, get_connection, open_socket, run_popup
+from .flow_helpers import EventWatch, PopupResult, get_connection, open_socket, run_popup, watched_events
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
@@ -67,13 +67,8 @@ async def world() -> AsyncIterator[World]:
 
 @pytest.fixture
 async def events(amqp: Any, namespace: str) -> AsyncIterator[EventWatch]:
-    channel = await amqp.channel()
-    exchange = await channel.declare_exchange(f"{namespace}.events", "topic", durable=True)
-    queue = await channel.declare_queue(f"{namespace}.test.github-installations", auto_delete=True)
-    for kind in ANNOUNCED:
-        await queue.bind(exchange, routing_key=kind)
-    yield EventWatch(queue)
-    await channel.close()
+    async with watched_events(amqp, namespace, "github-installations") as watch:
+        yield watch
 
 
 @pytest.fixture

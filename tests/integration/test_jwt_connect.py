@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ..support.signed_token_provider import SignedTokenProvider, decode_jwt
-from .flow_helpers import ANNOUNCED, EventWatch, get_connection
+from .flow_helpers import EventWatch, get_connection, watched_events
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 from .test_gateway_api import assert_envelope
 
@@ -36,13 +36,8 @@ async def provider() -> AsyncIterator[SignedTokenProvider]:
 
 @pytest.fixture
 async def events(amqp: Any, namespace: str) -> AsyncIterator[EventWatch]:
-    channel = await amqp.channel()
-    exchange = await channel.declare_exchange(f"{namespace}.events", "topic", durable=True)
-    queue = await channel.declare_queue(f"{namespace}.test.jwt-connect", auto_delete=True)
-    for kind in ANNOUNCED:
-        await queue.bind(exchange, routing_key=kind)
-    yield EventWatch(queue)
-    await channel.close()
+    async with watched_events(amqp, namespace, "jwt-connect") as watch:
+        yield watch
 
 
 @pytest.fixture

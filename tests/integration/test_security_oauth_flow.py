@@ -31,7 +31,7 @@ from ..support.inproc import running
 from ..support.oauth1_provider import OAuth1Provider
 from ..support.oauth_provider import OAuthProvider
 from ..support.polling import eventually
-from .flow_helpers import ANNOUNCED, EventWatch, browser, open_socket, run_popup
+from .flow_helpers import EventWatch, browser, open_socket, run_popup, watched_events
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 
 pytestmark = [pytest.mark.broker, pytest.mark.mongo]
@@ -61,13 +61,8 @@ class World:
 
 @pytest.fixture
 async def events(amqp: Any, namespace: str) -> AsyncIterator[EventWatch]:
-    channel = await amqp.channel()
-    exchange = await channel.declare_exchange(f"{namespace}.events", "topic", durable=True)
-    queue = await channel.declare_queue(f"{namespace}.test.security-oauth", auto_delete=True)
-    for kind in ANNOUNCED:
-        await queue.bind(exchange, routing_key=kind)
-    yield EventWatch(queue)
-    await channel.close()
+    async with watched_events(amqp, namespace, "security-oauth") as watch:
+        yield watch
 
 
 @pytest.fixture

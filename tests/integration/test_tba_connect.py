@@ -22,7 +22,7 @@ from webhook_dispatcher.settings import DispatcherSettings
 from ..support.inproc import running
 from ..support.polling import eventually
 from ..support.receiver import WebhookReceiver, webhook_receiver
-from .flow_helpers import ANNOUNCED, EventWatch, get_connection
+from .flow_helpers import EventWatch, get_connection, watched_events
 from .gateway_app import Gateway, StartGateway, create_integration
 from .test_gateway_api import assert_envelope
 
@@ -33,13 +33,8 @@ TOKEN = {"token_id": "tba-token-id", "token_secret": "tba-token-secret"}
 
 @pytest.fixture
 async def events(amqp: Any, namespace: str) -> AsyncIterator[EventWatch]:
-    channel = await amqp.channel()
-    exchange = await channel.declare_exchange(f"{namespace}.events", "topic", durable=True)
-    queue = await channel.declare_queue(f"{namespace}.test.tba-connect", auto_delete=True)
-    for kind in ANNOUNCED:
-        await queue.bind(exchange, routing_key=kind)
-    yield EventWatch(queue)
-    await channel.close()
+    async with watched_events(amqp, namespace, "tba-connect") as watch:
+        yield watch
 
 
 @pytest.fixture

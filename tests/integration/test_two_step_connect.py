@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from keyway_client import AsyncClient, TwoStepCredentials
 
 from ..support.two_step_provider import TwoStepProvider, two_step_provider
-from .flow_helpers import ANNOUNCED, EventWatch, get_connection
+from .flow_helpers import EventWatch, get_connection, watched_events
 from .gateway_app import Gateway, StartGateway, create_integration, providers_yaml
 from .test_gateway_api import assert_envelope
 
@@ -124,13 +124,8 @@ async def provider() -> AsyncIterator[TwoStepProvider]:
 
 @pytest.fixture
 async def events(amqp: Any, namespace: str) -> AsyncIterator[EventWatch]:
-    channel = await amqp.channel()
-    exchange = await channel.declare_exchange(f"{namespace}.events", "topic", durable=True)
-    queue = await channel.declare_queue(f"{namespace}.test.two-step", auto_delete=True)
-    for kind in ANNOUNCED:
-        await queue.bind(exchange, routing_key=kind)
-    yield EventWatch(queue)
-    await channel.close()
+    async with watched_events(amqp, namespace, "two-step") as watch:
+        yield watch
 
 
 @pytest.fixture
