@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import timedelta
 
 import aio_pika
@@ -42,7 +43,7 @@ def _message(row: OutboxRow) -> aio_pika.Message:
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=row.event_id,
         type=row.routing_key,
-        headers={"ce_id": row.event_id, "ce_type": row.routing_key},
+        headers=row.amqp_headers,
     )
 
 
@@ -68,6 +69,12 @@ class OutboxRelay:
         self._publishing = 0
         self._flusher: asyncio.Task[int] | None = None
         self._left_behind = 0  # rows a direct publish could not send (for ``drained``)
+        # Rows handed to ``publish_soon`` so far, and how many of them are settled (confirmed or
+        # given back). Batches settle in the order they were handed over, so a writer waits for the
+        # count it saw to be reached: its own rows and those before, never the batches after.
+        self._handed = 0
+        self._settled = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._batch_since: float | None = None  # loop time the batch being published was started
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -80,6 +87,7 @@ class OutboxRelay:
         """Queue the rows; one flusher publishes them in order and deletes each flush's rows in one
         round trip, so under load many refreshes share a delete instead of paying one each."""
         self._buffer.extend(rows)
+        self._handed += len(rows)
         if self._flusher is None or self._flusher.done():
             # Not under the deadline of the request that happens to start it: it serves later ones too.
             self._flusher = spawn_detached(self._flush(), name="outbox-flush")
@@ -87,7 +95,8 @@ class OutboxRelay:
             self._flusher.add_done_callback(self._tasks.discard)
 
     async def drained(self, *, patience: float = 5.0) -> bool:
-        """Wait until every row handed over so far is published (True), or given back to the sweep.
+        """Wait until every row handed over so far is confirmed by the broker (True), or given back
+        to the sweep; rows handed over after this call are not waited for.
 
         A writer that must not acknowledge before its event is in every subscriber's queue (the
         gateway's connection cache) waits here, up to the request's deadline (``keyway_shared.deadline``).
@@ -95,15 +104,25 @@ class OutboxRelay:
         gone) keeps no writer waiting any longer: its rows are left to the sweep, as always (False).
         """
         left_before = self._left_behind
-        if self._flusher is not None and not self._flusher.done():
+        target = self._handed
+        if self._settled < target:
             since = self._batch_since
             if since is not None:
                 patience = max(0.0, patience - (asyncio.get_running_loop().time() - since))
+            settled = asyncio.get_running_loop().create_future()
+            self._waiters.append((target, settled))
             try:
-                await asyncio.wait_for(asyncio.shield(self._flusher), timeout=remaining(patience))
+                await asyncio.wait_for(settled, timeout=remaining(patience))
             except TimeoutError:
                 return False
         return self._left_behind == left_before  # else some rows (maybe another writer's) wait for the sweep
+
+    def _settle(self, count: int) -> None:
+        self._settled += count
+        while self._waiters and self._waiters[0][0] <= self._settled:
+            _target, settled = self._waiters.pop(0)
+            if not settled.done():
+                settled.set_result(None)
 
     async def _flush(self) -> int:
         published = 0
@@ -111,36 +130,68 @@ class OutboxRelay:
             rows, self._buffer = self._buffer, []
             self._publishing = len(rows)
             self._batch_since = asyncio.get_running_loop().time()
+            settled = False
+
+            def confirmed(count: int = len(rows)) -> None:
+                nonlocal settled
+                if not settled:
+                    settled = True
+                    self._settle(count)
+
             try:
-                published += await self._publish(rows, path="direct")
+                published += await self._publish(rows, path="direct", confirmed=confirmed)
             finally:
+                confirmed()  # whatever happened, these rows are not waited for any longer
                 self._publishing = 0
                 self._batch_since = None
         return published
 
-    async def _publish(self, rows: list[OutboxRow], *, path: str) -> int:
+    async def _publish(self, rows: list[OutboxRow], *, path: str, confirmed: Callable[[], None] = lambda: None) -> int:
+        """Publish ``rows`` with every confirm in flight at once, then delete the confirmed ones in
+        one round trip and hand the others back to the sweep.
+
+        One at a time, each publish waited for its confirm, which RabbitMQ gives once every quorum
+        queue the event is routed to has it on disk: a flush of n rows took n of those waits, and
+        under load they were most of a write's answer time. In flight together on one channel, the
+        rows still reach every queue in their order; only when the broker refuses some of them
+        does one that follows a refused one arrive before it (the sweep sends the refused later).
+        ``confirmed`` is called once the broker has answered for every row, before the delete: the
+        writers waiting in ``drained`` need the confirms, not the delete.
+        """
         publisher = self._broker.publisher
         if publisher is None or not self._broker.is_connected:
             self._left_behind += len(rows)
             return 0
+        results = await asyncio.gather(
+            *(publisher.publish_message(_message(row), routing_key=row.routing_key) for row in rows),
+            return_exceptions=True,
+        )
         done: list[str] = []
-        for index, row in enumerate(rows):
-            try:
-                await publisher.publish_message(_message(row), routing_key=row.routing_key)
-            except Exception as exc:  # PublishError, or whatever else a broken link raised: the row waits
-                PUBLISH_FAILURES.inc()
-                log.warning(
-                    "event left in the outbox for the sweep",
-                    event_id=row.event_id,
-                    type=row.routing_key,
-                    error=exc.__class__.__name__,
-                )
-                self._left_behind += len(rows) - index
-                # Keep order (later rows wait too) and hand the rows back for the next sweep right away.
-                with contextlib.suppress(PyMongoError):
-                    await self._outbox.release([r.event_id for r in rows[index:]])
-                break
-            done.append(row.event_id)
+        failed: list[tuple[OutboxRow, BaseException]] = []
+        for row, result in zip(rows, results, strict=True):
+            if not isinstance(result, BaseException):
+                done.append(row.event_id)
+                continue
+            if is_cancellation(result):
+                raise result
+            failed.append((row, result))
+        if failed:
+            # PublishError, or whatever else a broken link raised: these rows wait for the sweep.
+            PUBLISH_FAILURES.inc(len(failed))
+            first, error = failed[0]
+            log.warning(
+                "events left in the outbox for the sweep",
+                count=len(failed),
+                event_id=first.event_id,
+                type=first.routing_key,
+                error=error.__class__.__name__,
+            )
+            self._left_behind += len(failed)
+        confirmed()
+        if failed:
+            # Handed back for the next sweep right away, rather than at the end of a lease.
+            with contextlib.suppress(PyMongoError):
+                await self._outbox.release([row.event_id for row, _error in failed])
         if done:
             try:
                 await self._outbox.delete(done)
