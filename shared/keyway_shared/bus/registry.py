@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from aio_pika.abc import AbstractChannel
 
-from .topology import ConsumerSpec, RetrySchedule, declare_consumer
+from ..auth_modes import modes_where
+from ..events import AUTH_MODE_HEADER
+from .topology import ConsumerSpec, HeaderFilter, RetrySchedule, declare_consumer
 
 __all__ = [
     "ACTIVITY_LOG",
@@ -31,6 +33,10 @@ TOKEN_REFRESHER = "token-refresher"  # noqa: S105 - a service name, not a token
 
 # Svix's schedule: 8 attempts over about 27 h 35 min; the dispatcher's settings may scale or replace it.
 WEBHOOK_SEND_SCHEDULE = RetrySchedule(delays=(5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0), jitter=0.2)
+
+
+# The modes whose connections the refresher schedules (``ModeFacts.never_refreshed`` says the others).
+REFRESHED_MODES: tuple[str, ...] = tuple(sorted(modes_where(lambda facts: not facts.never_refreshed)))
 
 
 def environment_changes_exchange(namespace: str = "keyway") -> str:
@@ -80,6 +86,10 @@ def service_consumers(namespace: str = "keyway") -> dict[str, ConsumerSpec]:
             bindings=("connection.*",),
             namespace=namespace,
             prefetch=64,
+            # The refresher has nothing to do for a connection whose credentials never expire (API
+            # key, Basic…): those events stay out of its queue, which saves the broker a stored copy
+            # and the refresher a delivery per such write. Every connection event names its mode.
+            header_filter=HeaderFilter(header=AUTH_MODE_HEADER, values=REFRESHED_MODES),
         ),
     }
 

@@ -13,6 +13,13 @@ Retries ride on the broker: a message to retry is published to the delay queue o
 which holds it for exactly that long (every message in it has the same TTL, so FIFO order is
 expiry order) and then dead-letters it to the default exchange with the work queue's name.
 
+A consumer that wants only some of its bindings' events says which by a header (``header_filter``):
+its queue is then bound, per accepted value, to a headers exchange of its own, which is bound to the
+events exchange with the routing keys. An event the consumer would only skip then never costs the
+broker a copy in its queue, nor the consumer a delivery::
+
+    keyway.<service>.<handler>.filter           headers exchange between the events and the queue
+
 A queue may also carry commands sent straight to it (``message_types``: e.g. one webhook delivery),
 which never pass through the events exchange. With ``at_least_once`` a quorum queue dead-letters
 with the ``at-least-once`` strategy, so a retry waiting in a delay queue survives a broker failure
@@ -33,6 +40,7 @@ __all__ = [
     "DEAD_LETTER_EXCHANGE",
     "EVENTS_EXCHANGE",
     "ConsumerSpec",
+    "HeaderFilter",
     "RetrySchedule",
     "declare_consumer",
     "declare_delay_queue",
@@ -64,6 +72,15 @@ class RetrySchedule:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HeaderFilter:
+    """Only the events whose AMQP header ``header`` holds one of ``values`` reach the queue. A
+    message without the header matches none: only bind on a header every publisher sets."""
+
+    header: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class ConsumerSpec:
     """What one consumer listens to and how it retries. The queue name follows from it."""
 
@@ -77,6 +94,7 @@ class ConsumerSpec:
     message_types: tuple[tuple[str, type[EventData]], ...] = ()
     at_least_once: bool = False  # quorum queues only: dead-letter (retries, give-ups) at least once
     dead_letter_ttl: float | None = None  # seconds a given-up message is kept for a person; None: forever
+    header_filter: HeaderFilter | None = None  # of the bindings' events, only these reach the queue
 
     @property
     def exchange(self) -> str:
@@ -89,6 +107,10 @@ class ConsumerSpec:
     @property
     def queue(self) -> str:
         return f"{self.namespace}.{self.service}.{self.handler}"
+
+    @property
+    def filter_exchange(self) -> str:
+        return f"{self.queue}.filter"
 
     @property
     def dead_letter_queue(self) -> str:
@@ -134,11 +156,27 @@ async def declare_consumer(channel: AbstractChannel, spec: ConsumerSpec, *, queu
         | _dead_letter_arguments(spec, queue_type)
     )
     queue = await channel.declare_queue(spec.queue, durable=True, arguments=work_args)
-    for key in spec.bindings:
-        await queue.bind(events, routing_key=key)
+    if spec.header_filter is None:
+        for key in spec.bindings:
+            await queue.bind(events, routing_key=key)
+    else:
+        await _bind_filtered(channel, queue, events, spec, spec.header_filter)
     for delay in sorted(set(spec.retry.delays)):
         await declare_delay_queue(channel, spec, delay, queue_type=queue_type)
     return queue
+
+
+async def _bind_filtered(
+    channel: AbstractChannel, queue: AbstractQueue, events: AbstractExchange, spec: ConsumerSpec, only: HeaderFilter
+) -> None:
+    filtered = await channel.declare_exchange(spec.filter_exchange, aio_pika.ExchangeType.HEADERS, durable=True)
+    for key in spec.bindings:
+        await filtered.bind(events, routing_key=key)
+        # A queue declared before it had a filter was bound to the events directly: each event
+        # would then arrive twice. Unbinding what is not there is no error.
+        await queue.unbind(events, routing_key=key)
+    for value in only.values:
+        await queue.bind(filtered, routing_key="", arguments={"x-match": "all", only.header: value})
 
 
 async def declare_delay_queue(
@@ -163,3 +201,5 @@ async def delete_consumer_queues(channel: AbstractChannel, spec: ConsumerSpec) -
     names = [spec.queue, spec.dead_letter_queue, *(spec.retry_queue(d) for d in set(spec.retry.delays))]
     for name in names:
         await channel.queue_delete(name)
+    if spec.header_filter is not None:
+        await channel.exchange_delete(spec.filter_exchange)

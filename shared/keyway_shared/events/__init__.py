@@ -1,7 +1,7 @@
 """Keyway events: the CloudEvents envelope, one model per type, and the codec between them and bytes."""
 
 from .codec import EventDecodeError, decode_event, encode_event, make_event
-from .envelope import CloudEvent, EventData, new_event_id, utcnow
+from .envelope import AUTH_MODE_HEADER, CloudEvent, EventData, new_event_id, utcnow
 from .models import (
     EVENT_MODELS,
     ActivityMessage,
@@ -22,6 +22,7 @@ from .models import (
 )
 
 __all__ = [
+    "AUTH_MODE_HEADER",
     "EVENT_MODELS",
     "ActivityMessage",
     "AuthFailed",

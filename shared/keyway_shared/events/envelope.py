@@ -14,7 +14,10 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CloudEvent", "EventData", "new_event_id", "utcnow"]
+__all__ = ["AUTH_MODE_HEADER", "CloudEvent", "EventData", "new_event_id", "utcnow"]
+
+# The AMQP header naming the auth mode of the connection an event is about (when it says).
+AUTH_MODE_HEADER = "auth_mode"
 
 
 def utcnow() -> datetime:
@@ -52,5 +55,11 @@ class CloudEvent(BaseModel, Generic[DataT]):
         return self.model_dump_json(exclude_none=True, serialize_as_any=True).encode()
 
     def header_fields(self) -> dict[str, Any]:
-        """The attributes, without data, for logs and AMQP headers."""
-        return {"ce_id": self.id, "ce_type": self.type, "ce_source": self.source, "environment": self.environment}
+        """The attributes, without data, for logs and AMQP headers; plus, for an event about a
+        connection's credentials, their ``auth_mode``, which a consumer's queue may be bound on
+        (``keyway_shared.bus.topology.HeaderFilter``)."""
+        fields = {"ce_id": self.id, "ce_type": self.type, "ce_source": self.source, "environment": self.environment}
+        auth_mode = getattr(self.data, "auth_mode", None)
+        if isinstance(auth_mode, str):
+            fields[AUTH_MODE_HEADER] = auth_mode
+        return fields

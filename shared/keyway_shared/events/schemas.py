@@ -59,6 +59,11 @@ _HEADERS_SCHEMA: dict[str, Any] = {
         "ce_type": {"type": "string", "description": "the event type"},
         "ce_source": {"type": "string", "description": "the producing service"},
         "environment": {"type": "string", "description": "the environment name"},
+        "auth_mode": {
+            "type": "string",
+            "description": "the auth mode of the connection the event is about, when the event says "
+            "(connection.* and token.* events): a queue may be bound on it through a headers exchange",
+        },
         "x-keyway-attempt": {"type": "integer", "description": "set on Keyway's own retries; absent means 1"},
     },
 }

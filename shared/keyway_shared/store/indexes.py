@@ -7,10 +7,11 @@ query is a scan in Python, and on a real MongoDB it is a scan anyway.
 from __future__ import annotations
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import OperationFailure
 
 from .client import Database
 
-__all__ = ["COLLECTION_INDEXES", "ensure_indexes"]
+__all__ = ["COLLECTION_INDEXES", "RETIRED_INDEXES", "ensure_indexes"]
 
 COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
     "environments": [
@@ -58,9 +59,11 @@ COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("credentials_key_id", ASCENDING), ("_id", ASCENDING)], name="credentials_key_id"),
     ],
     "counters": [],
+    # The sweep reads ``created_at <= T`` (and a lease filter) over ``created``: rows live for
+    # milliseconds, so the range holds few. Each further index costs every event two entries, on
+    # insert and delete.
     "outbox": [
         IndexModel([("created_at", ASCENDING)], name="created"),
-        IndexModel([("lease_until", ASCENDING)], name="lease"),
     ],
     "processed_events": [
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl"),
@@ -99,8 +102,23 @@ COLLECTION_INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
+# Indexes earlier releases created and no query needs any more: dropped at start-up, since every
+# index costs each write its entries.
+RETIRED_INDEXES: dict[str, tuple[str, ...]] = {
+    "outbox": ("lease",),
+}
+_NOT_THERE = (26, 27)  # NamespaceNotFound (no collection yet), IndexNotFound
+
+
 async def ensure_indexes(db: Database, collections: list[str] | None = None) -> None:
     for name in collections or list(COLLECTION_INDEXES):
         models = COLLECTION_INDEXES[name]
         if models:
             await db[name].create_indexes(models)
+        for retired in RETIRED_INDEXES.get(name, ()):
+            try:
+                await db[name].drop_index(retired)
+            except OperationFailure as exc:
+                # Not there: a new database, or another replica dropped it first.
+                if exc.code not in _NOT_THERE:
+                    raise

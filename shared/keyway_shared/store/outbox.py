@@ -9,7 +9,7 @@ consumers skip the duplicate by event id) and publishes them once the broker is 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,10 +27,24 @@ class OutboxRow:
     routing_key: str
     body: bytes
     created_at: datetime
+    # The message's AMQP headers (``CloudEvent.header_fields``): queues may be bound on them, so a
+    # row published by the sweep must carry the same ones as one published at once. A row written
+    # before rows kept them has only its id and type.
+    headers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def amqp_headers(self) -> dict[str, Any]:
+        return self.headers or {"ce_id": self.event_id, "ce_type": self.routing_key}
 
 
 def _row(event: CloudEvent[Any], now: datetime) -> OutboxRow:
-    return OutboxRow(event_id=event.id, routing_key=event.type, body=encode_event(event), created_at=now)
+    return OutboxRow(
+        event_id=event.id,
+        routing_key=event.type,
+        body=encode_event(event),
+        created_at=now,
+        headers=event.header_fields(),
+    )
 
 
 def _document(row: OutboxRow) -> dict[str, Any]:
@@ -39,6 +53,7 @@ def _document(row: OutboxRow) -> dict[str, Any]:
         "_id": row.event_id,
         "routing_key": row.routing_key,
         "body": row.body,
+        "headers": row.headers,
         "created_at": row.created_at,
         "lease_until": row.created_at,
     }
@@ -96,6 +111,7 @@ class OutboxStore:
                 routing_key=doc["routing_key"],
                 body=bytes(doc["body"]),
                 created_at=doc["created_at"],
+                headers=dict(doc.get("headers") or {}),
             )
             async for doc in docs
         ]
