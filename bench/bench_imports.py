@@ -63,13 +63,15 @@ SERVICES = {
 LUA = BENCH / "post_connection.lua"
 
 
-def _read_counts(directory: Path, pids: dict[int, str]) -> dict[str, Counter[str]]:
+def _read_counts(directory: Path, pids: dict[int, str], field: str = "count") -> dict[str, Counter[str]]:
+    """Per process, the commands it sent by name and collection (``field="micros"``: the
+    microseconds they took, send to answer)."""
     counts: dict[str, Counter[str]] = {}
     for pid, name in pids.items():
         path = directory / f"{pid}.json"
         try:
-            counts[name] = Counter(json.loads(path.read_text()))
-        except (OSError, ValueError):
+            counts[name] = Counter(json.loads(path.read_text())[field])
+        except (OSError, ValueError, KeyError):
             counts[name] = Counter()
     return counts
 
@@ -213,12 +215,14 @@ async def main() -> None:
             if rabbit is not None:
                 cpu_pids[rabbit] = "rabbitmq"
             before = _read_counts(counter_dir, pids)
+            micros_before = _read_counts(counter_dir, pids, "micros")
             metrics_before = await _metrics(base)
             cpu_before = {pid: cpu_seconds(pid) for pid in cpu_pids}
             print(f"  measuring for {args.seconds:.0f} s", flush=True)
             result = _wrk(wrk, base, args, secret, public, args.seconds)
             await _quiet(counter_dir, pids)
             after = _read_counts(counter_dir, pids)
+            micros_after = _read_counts(counter_dir, pids, "micros")
             metrics_after = await _metrics(base)
             cpu = {cpu_pids[pid]: cpu_seconds(pid) - cpu_before[pid] for pid in cpu_pids}
         finally:
@@ -242,9 +246,11 @@ async def main() -> None:
         return
     rows = []
     by_command: Counter[str] = Counter()
+    micros: Counter[str] = Counter()
     for name in SERVICES:
         delta = after[name] - before[name]
         by_command.update({f"{name}: {cmd}": n for cmd, n in delta.items()})
+        micros.update({f"{name}: {cmd}": n for cmd, n in (micros_after[name] - micros_before[name]).items()})
         rows.append([name, sum(delta.values()) / writes, cpu.get(name, 0.0) * 1000 / writes])
     rows.append(["mongodb (server)", "", cpu.get("mongodb", 0.0) * 1000 / writes])
     if "rabbitmq" in cpu:
@@ -253,10 +259,10 @@ async def main() -> None:
     rows.append(["all", total_commands / writes, sum(cpu.values()) * 1000 / writes])
     print()
     print_table(["process", "commands/write", "CPU ms/write"], rows)
-    print("\n  commands per write, by process and command:")
+    print("\n  commands per write, by process and command, and how long one took (send to answer, mean):")
     for key, n in sorted(by_command.items(), key=lambda kv: -kv[1]):
         if n / writes >= 0.01:
-            print(f"    {n / writes:6.2f}  {key}")
+            print(f"    {n / writes:6.2f}  {micros[key] / n / 1000:7.1f} ms  {key}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Python imports ``sitecustomize`` at start-up from ``sys.path``: the benchmark puts this directory
 first on a service's ``PYTHONPATH``, and the listener registered here (PyMongo's global command
-monitoring) sees every client the service opens. Counts by command name and collection are written
-to ``$KEYWAY_BENCH_COMMAND_DIR/<pid>.json`` twice a second; the benchmark reads deltas.
+monitoring) sees every client the service opens. Counts by command name and collection, and the
+microseconds those commands took from the client's send to its answer, are written to
+``$KEYWAY_BENCH_COMMAND_DIR/<pid>.json`` twice a second; the benchmark reads deltas.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ _SKIP = {"hello", "ismaster", "isMaster", "endSessions", "ping"}  # the driver's
 class _Counting(monitoring.CommandListener):
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.micros: Counter[str] = Counter()
+        self.keys: dict[int, str] = {}  # request id -> its key, until its answer
         self.lock = threading.Lock()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
@@ -34,14 +37,22 @@ class _Counting(monitoring.CommandListener):
         where = target if isinstance(target, str) else ""
         if name in ("commitTransaction", "abortTransaction"):
             where = ""
+        key = f"{name} {where}".strip()
         with self.lock:
-            self.counts[f"{name} {where}".strip()] += 1
+            self.counts[key] += 1
+            self.keys[event.request_id] = key
+
+    def _answered(self, event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent) -> None:
+        with self.lock:
+            key = self.keys.pop(event.request_id, None)
+            if key is not None:
+                self.micros[key] += event.duration_micros
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        self._answered(event)
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+        self._answered(event)
 
 
 if _OUT:
@@ -53,7 +64,7 @@ if _OUT:
         while True:
             time.sleep(0.5)
             with _listener.lock:
-                snapshot = dict(_listener.counts)
+                snapshot = {"count": dict(_listener.counts), "micros": dict(_listener.micros)}
             tmp = _path.with_suffix(".tmp")
             tmp.write_text(json.dumps(snapshot))
             tmp.replace(_path)
