@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
+import aiormq
 import pytest
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -462,3 +463,41 @@ async def test_stop_after_the_grace_period_leaves_the_message_to_the_broker(bus:
     # The unacknowledged message went back to the queue for another consumer.
     await eventually(lambda: _depth_is(bus, spec.queue, 1), timeout=5, what="the message back in the queue")
     assert "handled" not in bus.outcomes()
+
+
+def _consumer_callback(channel: Any, tag: str) -> str:
+    return str(getattr(channel.consumers.get(tag), "__qualname__", ""))
+
+
+async def test_a_consumer_restored_after_its_channel_failed_is_taken_from_aiormq_again(
+    bus: Bus, namespace: str
+) -> None:
+    seen = Seen()
+
+    async def handle(event: CloudEvent[Any], ctx: MessageContext) -> None:
+        seen.add(event, ctx)
+
+    runner = bus.runner()
+    runner.add(_spec(namespace), handle)
+    await runner.start()
+    channel, _queue, tag = runner._consuming[0]  # the one consumer's channel, as aio-pika restores it
+    first = await channel.get_underlay_channel()
+    # aiormq calls the runner straight away, not aio-pika's wrapper (an IncomingMessage and a second task)
+    assert _consumer_callback(first, tag).endswith(".direct")
+    await bus.publisher.publish(_event("before"))
+    await eventually(_settled(bus, 1), timeout=10, what="the first event handled")
+
+    # A channel error: the broker closes the channel, and aio-pika reopens it and consumes again.
+    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+        await first.exchange_declare(f"{namespace}.no-such-exchange", passive=True)
+
+    async def restored() -> Any:
+        underlay: Any = await channel.get_underlay_channel()
+        return underlay if underlay is not first and not underlay.is_closed and tag in underlay.consumers else None
+
+    second = await eventually(restored, timeout=10, what="the consumer restored on a new channel")
+    await bus.publisher.publish(_event("after"))
+    await eventually(_settled(bus, 2), timeout=10, what="the second event handled")
+    assert bus.outcomes() == ["handled", "handled"]
+    assert [e.data.connection_id for e in seen.events] == ["before", "after"]
+    assert _consumer_callback(second, tag).endswith(".direct")  # taken over again by its first message

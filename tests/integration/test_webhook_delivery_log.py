@@ -131,7 +131,7 @@ async def test_a_claim_that_cannot_be_written_brings_the_same_attempt_back_unsen
             environments=SnapshotCache(environments, WebhookKeyStore(db, cipher), ttl=0),
             endpoints=EndpointCache(EndpointStore(db), ttl=0),
             log=DeliveryLog(unreachable),  # settings and endpoints read fine; the claim cannot be written
-            sender=WebhookSender(session, timeout=2.0),
+            sender=WebhookSender(session, timeout=2.0, allowlist=settings.egress_allowlist),
             breaker=CircuitBreaker(),
             policy=retry_policy(settings),
             announcer=Announcer(publish),

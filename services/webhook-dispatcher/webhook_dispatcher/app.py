@@ -28,7 +28,6 @@ from keyway_shared.bus import (
     service_consumers,
 )
 from keyway_shared.bus.environment_changes import EnvironmentChanges
-from keyway_shared.egress import guarded_session
 from keyway_shared.events import CloudEvent
 from keyway_shared.service import (
     BROKER,
@@ -55,7 +54,7 @@ from .messages import DELIVERY_TYPE, WebhookDelivery
 from .policy import RetryPolicy
 from .queue import DeliveryQueue
 from .replay import Replayer
-from .sender import WebhookSender
+from .sender import WebhookSender, webhook_session
 from .settings import DispatcherSettings
 
 __all__ = ["CONSUMERS", "DISPATCHER", "HTTP_SESSION", "SERVICE", "Parts", "create_app", "deliver_spec", "specs"]
@@ -122,13 +121,12 @@ def deliver_spec(settings: DispatcherSettings) -> ConsumerSpec:
 
 def http_session_context(settings: DispatcherSettings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        session = guarded_session(
+        session = webhook_session(
             settings.egress_allowlist,
             timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds),
             limit=max(100, settings.concurrency * 4),
             # No cookie jar: one receiver's cookies must never ride along to another.
             cookie_jar=aiohttp.DummyCookieJar(),
-            headers={"User-Agent": "Keyway-Webhooks"},
         )
         app[HTTP_SESSION] = session
         yield
@@ -168,7 +166,9 @@ def parts_context(settings: DispatcherSettings) -> Callable[[web.Application], A
             environments=environments,
             endpoints=endpoints,
             log=log,
-            sender=WebhookSender(app[HTTP_SESSION], timeout=settings.webhook_timeout_seconds),
+            sender=WebhookSender(
+                app[HTTP_SESSION], timeout=settings.webhook_timeout_seconds, allowlist=settings.egress_allowlist
+            ),
             breaker=breaker,
             policy=policy,
             announcer=Announcer(publish),
