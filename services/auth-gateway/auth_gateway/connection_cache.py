@@ -159,6 +159,7 @@ class ConnectionCache:
         self._exchange: AbstractExchange | None = None
         self._queue_name = ""
         self._consumer_tag = ""
+        self._consumers = itertools.count(1)
         self._going_live = asyncio.Lock()
         self._markers = itertools.count(1)
         self._waiting: dict[str, tuple[Reads, asyncio.TimerHandle]] = {}  # markers out: their reads
@@ -277,7 +278,7 @@ class ConnectionCache:
             for routing_key in ROUTING_KEYS:
                 await queue.bind(exchange, routing_key=routing_key)
             self._channel, self._queue, self._exchange = channel, queue, exchange
-            self._queue_name, self._consumer_tag = queue_name, f"{queue_name}.consumer"
+            self._queue_name = queue_name
             await self._consume()
         except BaseException:
             self._channel = self._queue = self._exchange = None
@@ -306,6 +307,8 @@ class ConnectionCache:
         for routing_key in ROUTING_KEYS:
             await queue.bind(exchange, routing_key=routing_key)
         underlay.on_consumer_cancel_callbacks.add(self._on_cancel)
+        # A tag of its own each time: a broker may hold a cancelled consumer's tag for a while.
+        self._consumer_tag = f"{queue.name}.{next(self._consumers)}"
         await underlay.basic_consume(queue.name, self._on_delivery, no_ack=True, consumer_tag=self._consumer_tag)
         return underlay
 
