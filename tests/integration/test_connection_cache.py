@@ -10,6 +10,8 @@ replicas' background checks for stamped changes are paused, and the tests run th
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from auth_gateway.connection_cache import CONNECTION_CACHE, UNTRACED_LIFE, ConnectionCache
+from keyway_shared.service import BROKER
 from keyway_shared.store.client import db_now
 
 from ..support.clock import SteppedClock
@@ -254,3 +257,80 @@ async def test_without_its_event_stream_the_cache_steps_aside(pair: Pair, db: An
     await db["connections"].update_one({"connection_id": "c-5"}, {"$set": {"metadata": {"seen": True}}})
     _status, body = await read(pair.two, "c-5")
     assert body["metadata"] == {"seen": True}
+
+
+async def hits_again(pair: Pair, gw: Gateway, connection_id: str) -> None:
+    """``gw``'s cache is live and serves ``connection_id`` from memory: its barrier makes the round trip."""
+
+    async def live() -> bool:
+        return pair.cache(gw).live
+
+    await eventually(live, timeout=30, what="the cache to listen to its queue again")
+    await token(gw, connection_id)  # a miss: filled
+    waits_before = barrier_waits()
+    await token(gw, connection_id)
+    assert barrier_waits() - waits_before == 1  # a hit, whose marker came back through the new consumer
+
+
+async def test_after_a_reconnection_the_cache_is_live_again_and_coherent(pair: Pair) -> None:
+    await put(pair.one, "c-9", "at-9")
+    assert await token(pair.two, "c-9") == "at-9"
+    cache = pair.cache(pair.two)
+    await pair.link.cut()  # replica two's broker connection drops; its queue goes with it
+
+    async def off() -> bool:
+        return not cache.live
+
+    await eventually(off, timeout=10, what="the cache to step aside while the broker is away")
+    assert len(cache) == 0
+    await put(pair.one, "c-9", "at-9b")  # an event replica two cannot hear of
+    await pair.link.start()
+    await hits_again(pair, pair.two, "c-9")
+    assert await token(pair.two, "c-9") == "at-9b"
+    # Its events reach it again: a write acknowledged on the other replica is seen at once.
+    pair.link.delay = 0.3
+    await put(pair.one, "c-9", "at-9c")
+    assert await token(pair.two, "c-9") == "at-9c"
+
+
+async def test_a_queue_deleted_under_the_cache_is_declared_again(pair: Pair) -> None:
+    await put(pair.one, "c-10", "at-10")
+    assert await token(pair.two, "c-10") == "at-10"
+    cache = pair.cache(pair.two)
+    app = pair.two.client.app
+    assert app is not None
+    connection = app[BROKER].connection
+    assert connection is not None
+    # As an operator deleting it in the console would: the broker cancels the cache's consumer, and
+    # events routed meanwhile are lost. (Exclusive: only its own connection may delete it.)
+    channel = await connection.channel()
+    await channel.queue_delete(cache._queue_name)
+    await channel.close()
+
+    async def off() -> bool:
+        return not cache.live or len(cache) == 0
+
+    await eventually(off, timeout=10, what="the cache to step aside once its consumer is cancelled")
+    await hits_again(pair, pair.two, "c-10")
+    pair.link.delay = 0.3
+    await put(pair.one, "c-10", "at-10b")  # its event reaches the queue declared again, and is handled
+    assert await token(pair.two, "c-10") == "at-10b"
+
+
+async def test_a_read_does_not_wait_for_an_earlier_marker_to_come_back(pair: Pair) -> None:
+    await put(pair.one, "c-11", "at-11")
+    assert await token(pair.two, "c-11") == "at-11"
+    pair.link.delay = 0.5  # every marker takes half a second to come back to replica two
+
+    async def timed_read() -> float:
+        began = time.monotonic()
+        assert await token(pair.two, "c-11") == "at-11"
+        return time.monotonic() - began
+
+    first = asyncio.create_task(timed_read())
+    await asyncio.sleep(0.3)  # the first read's marker is out
+    second = await timed_read()
+    assert await first >= 0.5
+    # Its own marker, sent at once: one round trip. Waiting for the first's to come back before
+    # sending its own would take 0.2 + 0.5 s.
+    assert second < 0.62

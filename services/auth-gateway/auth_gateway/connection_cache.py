@@ -12,8 +12,8 @@ How it stays coherent across replicas:
   acknowledged its event sits in every replica's queue.
 - A read that finds an entry first waits for a **barrier**: a marker this replica sends to its own
   queue. Queues are first in, first out, so when the marker comes back every event enqueued
-  before the read began has been handled. Reads arriving together share one marker, so the cost is
-  one broker round trip per batch, not per read.
+  before the read began has been handled. Reads arriving in one turn of the event loop share one
+  marker, written at the turn's end, so the cost is one broker round trip per batch, not per read.
 - A read that misses goes to the database, which is current, and keeps the answer only if no
   event about that connection was handled meanwhile (``keyway_shared.ttl_cache``'s generation
   check), so a slow read cannot store what an event just dropped. Misses are never shared: each
@@ -32,11 +32,17 @@ How it stays coherent across replicas:
   ``UNTRACED_LIFE * max_age`` (a minute by default): costs a minute of staleness at most, never an
   indefinitely stale token. An entry read in the last quarter of that life is reloaded in the
   background while it goes on answering (refresh ahead): a connection in steady use never misses.
-- At most one barrier marker is in flight: reads that arrive while one is out share the next,
-  sent the moment it returns. A read waits two broker round trips at worst, and the broker sees
-  one marker per round trip however busy the replica is. It never waits past its request's
-  deadline either (``KEYWAY_REQUEST_DEADLINE_SECONDS``): a barrier that has not come back by then
-  has failed, and the read goes to the database.
+- Markers are pipelined: a turn with new reads sends its own marker even while earlier ones are
+  out, so a read waits one broker round trip, not the rest of the one in flight and then its own.
+  A read never waits past its request's deadline (``KEYWAY_REQUEST_DEADLINE_SECONDS``) nor past
+  its marker's timeout: a barrier that has not come back by then has failed, and the read goes to
+  the database.
+- The queue is consumed through aiormq, not aio-pika: a delivery is handled in the task aiormq
+  makes for it, with no second one of aio-pika's in between, and a marker wakes each of its reads
+  directly. aio-pika's robust channel declares and binds the queue again after a reconnection, but
+  knows nothing of such a consumer: every time the channel opens again the cache consumes anew
+  (declaring and binding once more, in case the queue went while the channel stayed), and goes
+  live only once a marker has made the round trip on that consumer.
 - A hit takes none of the replica's database slots (``http/load_shedding``); a miss takes one for its read.
 - A write whose event the broker did not confirm before its request's deadline is answered all the
   same (``operations.connections.written_and_announced``): then this promise is bounded instead of kept; see there.
@@ -58,8 +64,9 @@ from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractExchange, AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
 from aiohttp import web
+from aiormq.abc import DeliveredMessage
 from prometheus_client import Counter, Histogram
 
 from keyway_shared.bus import declare_events_exchange
@@ -80,13 +87,15 @@ __all__ = ["CONNECTION_CACHE", "ConnectionCache", "connection_cache_context"]
 
 log = get_logger(__name__)
 LOOKUPS = Counter("keyway_connection_cache_lookups_total", "Connection reads by cache outcome", ["outcome"])
-# What a hit pays for coherence: one or two broker round trips (see _barrier). The buckets reach
+# What a hit pays for coherence: one broker round trip (see _barrier). The buckets reach
 # down to what an idle broker on the same host answers in, where a database read would start.
 BARRIER_WAIT = Histogram(
     "keyway_connection_cache_barrier_seconds",
     "How long a cached read waited for its barrier marker",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
 )
+# Reads per marker (the barrier histogram's count over this) is what pipelining the markers costs.
+BARRIER_MARKERS = Counter("keyway_connection_cache_barrier_markers_total", "Barrier markers sent by cached reads")
 BARRIER_MARKER = "keyway-cache-barrier"
 ROUTING_KEYS = ("connection.*", "token.*")
 # Share of an entry's life after which a read reloads it in the background. Later means fewer
@@ -109,6 +118,7 @@ CHANGES_PER_CHECK = 1000
 
 Slot = tuple[str, str, str]
 ChangedSince = Callable[[datetime, int], Awaitable[list[ConnectionStamp]]]
+Reads = list[asyncio.Future[None]]  # reads waiting for one marker, each on a future of its own
 
 
 class ConnectionCache:
@@ -143,13 +153,18 @@ class ConnectionCache:
         self._check_from: datetime | None = None  # wall clock: where the next check's range starts
         self._era = 0  # bumped when the clock is replaced: a check begun before counts by no clock
         self._live = False
-        self._channel: AbstractChannel | None = None
+        self._lost = 0  # bumped whenever the queue may have stopped being consumed
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._exchange: AbstractExchange | None = None
         self._queue_name = ""
+        self._consumer_tag = ""
+        self._consumers = itertools.count(1)
+        self._going_live = asyncio.Lock()
         self._markers = itertools.count(1)
-        self._waiting: dict[str, asyncio.Future[None]] = {}
-        self._gathering: asyncio.Future[None] | None = None
-        self._marker_out = False
-        self._underlay: aiormq.Channel | None = None  # the channel's connection, while live
+        self._waiting: dict[str, tuple[Reads, asyncio.TimerHandle]] = {}  # markers out: their reads
+        self._batch: Reads | None = None  # reads of this turn, for the marker sent at its end
+        self._underlay: aiormq.Channel | None = None  # the channel consumed on, while live
         self._frames = FrameBatch()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -256,24 +271,54 @@ class ConnectionCache:
         try:
             queue_name = f"{prefix}.auth-gateway.connection-cache.{uuid.uuid4().hex[:12]}"
             exchange = await declare_events_exchange(channel, events_exchange)
+            # Declared through aio-pika's robust channel: it declares and binds it again on reopening.
             queue: AbstractQueue = await channel.declare_queue(
                 queue_name, exclusive=True, auto_delete=True, arguments={"x-queue-type": "classic"}
             )
             for routing_key in ROUTING_KEYS:
                 await queue.bind(exchange, routing_key=routing_key)
-            await queue.consume(self._on_message, no_ack=True)
+            self._channel, self._queue, self._exchange = channel, queue, exchange
+            self._queue_name = queue_name
+            await self._consume()
         except BaseException:
+            self._channel = self._queue = self._exchange = None
             with contextlib.suppress(Exception):
                 await channel.close()
             raise
-        self._channel = channel
-        self._queue_name = queue_name
         channel.close_callbacks.add(self._on_lost)
+        channel.reopen_callbacks.add(self._on_reconnect)  # a channel closed alone reopens without reconnecting
         connection.close_callbacks.add(self._on_lost)
         connection.reconnect_callbacks.add(self._on_reconnect)
         self._go_live_soon()
 
+    async def _consume(self) -> aiormq.Channel:
+        """The channel's current aiormq channel, consuming this replica's queue (at once if it is)."""
+        channel, queue, exchange = self._channel, self._queue, self._exchange
+        if channel is None or queue is None or exchange is None:
+            raise RuntimeError("not attached")
+        underlay = await channel.get_underlay_channel()
+        if not isinstance(underlay, aiormq.Channel):
+            raise RuntimeError("no aiormq channel")
+        if self._consumer_tag in underlay.consumers:
+            return underlay
+        # aio-pika's reopening declared it again; the broker may also have deleted it (and cancelled
+        # the consumer) while the channel stayed open. Both are no-ops when it is there.
+        await queue.declare()
+        for routing_key in ROUTING_KEYS:
+            await queue.bind(exchange, routing_key=routing_key)
+        underlay.on_consumer_cancel_callbacks.add(self._on_cancel)
+        # A tag of its own each time: a broker may hold a cancelled consumer's tag for a while.
+        self._consumer_tag = f"{queue.name}.{next(self._consumers)}"
+        await underlay.basic_consume(queue.name, self._on_delivery, no_ack=True, consumer_tag=self._consumer_tag)
+        return underlay
+
+    def _on_cancel(self, frame: aiormq.spec.Basic.Cancel) -> None:
+        if frame.consumer_tag == self._consumer_tag:  # the queue went: events are lost until it is back
+            self._on_lost()
+            self._go_live_soon()
+
     def _on_lost(self, *_args: Any) -> None:
+        self._lost += 1
         self._underlay = None
         if self._live:
             log.warning("connection cache off until the broker is back")
@@ -281,42 +326,52 @@ class ConnectionCache:
         self.clear()
 
     def _on_reconnect(self, *_args: Any) -> None:
-        self._underlay = None  # a new one comes with the round trip that makes the cache live again
-        self.clear()  # events may have been missed while disconnected
+        # The loss itself was seen (_on_lost, by the close callbacks): the cache is empty and off.
         self._go_live_soon()
 
     def _go_live_soon(self) -> None:
         self._spawn(self._go_live())
 
     async def _go_live(self) -> None:
-        # Live only once a marker made the round trip: the queue is bound and consumed.
-        for _ in range(30):
-            if await self._round_trip():
-                self._underlay = await self._underlay_of(self._channel)
-                self.clear()
-                # Nothing held was checked: the checks' range starts now (less the overlap).
-                self._check_from = SYSTEM_CLOCK.now() - CHECK_OVERLAP
-                self._checked_at = -math.inf
-                self._live = True
-                return
-            await asyncio.sleep(1)
-        log.warning("connection cache stays off: its queue does not answer")
+        # A reopened channel and a reconnection both call for it: one at a time, and the second
+        # finds the first's work done.
+        async with self._going_live:
+            for _ in range(30):
+                if self._consuming():
+                    return
+                if self._live:  # live on a channel that no longer consumes: off until it does again
+                    self._on_lost()
+                lost = self._lost
+                try:
+                    underlay = await self._consume()
+                except Exception as exc:  # the channel closed or reopens meanwhile: try again
+                    log.debug("connection cache could not consume its queue", error=exc.__class__.__name__)
+                else:
+                    # Live only once a marker made the round trip through this consumer, and only if
+                    # nothing was lost since it began (else that loss's own call goes on from here).
+                    if await self._round_trip() and lost == self._lost and not underlay.is_closed:
+                        self._underlay = underlay
+                        self.clear()
+                        # Nothing held was checked: the checks' range starts now (less the overlap).
+                        self._check_from = SYSTEM_CLOCK.now() - CHECK_OVERLAP
+                        self._checked_at = -math.inf
+                        self._live = True
+                        return
+                await asyncio.sleep(1)
+            log.warning("connection cache stays off: its queue does not answer")
 
-    @staticmethod
-    async def _underlay_of(channel: AbstractChannel | None) -> aiormq.Channel | None:
-        try:
-            underlay = await channel.get_underlay_channel() if channel is not None else None
-        except aiormq.exceptions.AMQPError:
-            return None  # closed meanwhile: markers go through aio-pika until the next round trip
-        return underlay if isinstance(underlay, aiormq.Channel) else None
+    def _consuming(self) -> bool:
+        underlay = self._underlay
+        return (
+            self._live and underlay is not None and not underlay.is_closed and self._consumer_tag in underlay.consumers
+        )
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        # Nothing awaited on purpose: each message is handled whole, strictly in queue order.
-        marker = (message.headers or {}).get(BARRIER_MARKER)
+    async def _on_delivery(self, message: DeliveredMessage) -> None:
+        # Nothing awaited on purpose: each message is handled whole, strictly in queue order (aiormq
+        # starts one task per delivery, in order of arrival).
+        marker = (message.header.properties.headers or {}).get(BARRIER_MARKER)
         if marker is not None:
-            waiter = self._waiting.pop(str(marker), None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self._marker_back(str(marker))
             return
         try:
             event = json.loads(message.body)
@@ -327,62 +382,78 @@ class ConnectionCache:
 
     async def _barrier(self) -> bool:
         """Every event enqueued before this call has been handled (True), or the cache is unusable."""
-        if self._gathering is None:
-            self._gathering = asyncio.get_running_loop().create_future()
-            if not self._marker_out:
-                # Reads arriving in this same turn of the loop share the marker sent at its end.
-                asyncio.get_running_loop().call_soon(self._send_marker)
-        gathering = self._gathering
-        # The markers' own deadlines (see _publish_marker) bound this wait to two of them; shield
-        # keeps one cancelled read from cancelling the future the others share.
-        worst = 2 * self._barrier_timeout
-        patience = remaining(worst)
-        began = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        # A future per read: one cancelled read cancels nobody else's wait, and the marker's return
+        # wakes each read itself (no shield, no shared future's callbacks in between).
+        mine: asyncio.Future[None] = loop.create_future()
+        if self._batch is None:
+            self._batch = []
+            # Reads arriving in this same turn of the loop share the marker sent at its end.
+            loop.call_soon(self._send_marker)
+        self._batch.append(mine)
+        # The marker's own timeout (see _await_marker) bounds this wait.
+        patience = remaining(self._barrier_timeout)
+        began = loop.time()
         try:
-            if patience < worst:  # the request's deadline comes first (no timer on the usual path)
-                await asyncio.wait_for(asyncio.shield(gathering), timeout=patience)
+            if patience < self._barrier_timeout:  # the request's deadline comes first (no timer on the usual path)
+                await asyncio.wait_for(mine, timeout=patience)
             else:
-                await asyncio.shield(gathering)
-            BARRIER_WAIT.observe(asyncio.get_running_loop().time() - began)
+                await mine
+            BARRIER_WAIT.observe(loop.time() - began)
             return True
         except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError):
             LOOKUPS.labels(outcome="barrier_failed").inc()
             return False
 
     def _send_marker(self) -> None:
-        gathering, self._gathering = self._gathering, None
-        if gathering is None:
+        reads, self._batch = self._batch, None
+        if not reads:
             return
-        self._marker_out = True
-        gathering.add_done_callback(self._marker_back)
-        marker = self._await_marker(gathering)
-        if not self._write_marker(marker):
-            self._spawn(self._publish_marker(marker, gathering))
+        # Sent even while earlier markers are out: waiting for them to come back first would make
+        # these reads wait for the rest of that round trip and then their own.
+        marker = self._await_marker(reads)
+        BARRIER_MARKERS.inc()
+        if self._write_marker(marker):
+            self._frames.flush()  # now: waiting for the next turn would add one to the round trip
+        else:
+            self._spawn(self._publish_marker(marker))
 
-    def _marker_back(self, _done: asyncio.Future[None]) -> None:
-        self._marker_out = False
-        if self._gathering is not None:  # reads waited for this one to come back: their turn
-            self._send_marker()
+    def _marker_back(self, marker: str) -> None:
+        out = self._waiting.pop(marker, None)
+        if out is None:
+            return
+        reads, deadline = out
+        deadline.cancel()
+        for read in reads:
+            if not read.done():
+                read.set_result(None)
 
-    def _await_marker(self, done: asyncio.Future[None]) -> str:
-        """A new marker whose return completes ``done``, or whose loss fails it after the timeout."""
+    def _await_marker(self, reads: Reads) -> str:
+        """A new marker whose return wakes ``reads``, or whose loss fails them after the timeout."""
         marker = str(next(self._markers))
-        self._waiting[marker] = done
 
         def expire() -> None:  # a marker lost with its channel must not hold its readers forever
-            self._waiting.pop(marker, None)
-            if not done.done():
-                done.set_exception(TimeoutError("barrier marker did not come back"))
+            self._fail(marker, TimeoutError("barrier marker did not come back"))
 
         deadline = asyncio.get_running_loop().call_later(self._barrier_timeout, expire)
-        done.add_done_callback(lambda _f: deadline.cancel())
+        self._waiting[marker] = (reads, deadline)
         return marker
 
+    def _fail(self, marker: str, exc: BaseException) -> None:
+        out = self._waiting.pop(marker, None)
+        if out is None:
+            return
+        reads, deadline = out
+        deadline.cancel()
+        for read in reads:
+            if not read.done():
+                read.set_exception(exc)
+
     def _write_marker(self, marker: str) -> bool:
-        """The marker as AMQP frames, written with this loop turn's (``keyway_shared.bus.frames``):
-        no task, no channel lock and no encoder between the reads and the broker, which take about
-        a third of a barrier's loop turns. False when the channel's connection is not at hand (not
-        live yet, or reconnecting): then aio-pika publishes it."""
+        """The marker as AMQP frames (``keyway_shared.bus.frames``): no task, no channel lock and no
+        encoder between the reads and the broker, which take about a third of a barrier's loop turns.
+        False when the channel's connection is not at hand (not live yet, or reconnecting): then
+        aio-pika publishes it."""
         underlay = self._underlay
         if underlay is None or underlay.is_closed:
             return False
@@ -404,20 +475,18 @@ class ConnectionCache:
             return False
         return True
 
-    async def _publish_marker(self, marker: str, done: asyncio.Future[None]) -> None:
+    async def _publish_marker(self, marker: str) -> None:
         try:
             if self._channel is None:
                 raise RuntimeError("no channel")
             message = aio_pika.Message(b"", headers={BARRIER_MARKER: marker})
             await self._channel.default_exchange.publish(message, routing_key=self._queue_name)
         except Exception as exc:
-            self._waiting.pop(marker, None)
-            if not done.done():
-                done.set_exception(RuntimeError(f"barrier not sent: {exc.__class__.__name__}"))
+            self._fail(marker, RuntimeError(f"barrier not sent: {exc.__class__.__name__}"))
 
     async def _round_trip(self) -> bool:
-        done = asyncio.get_running_loop().create_future()
-        await self._publish_marker(self._await_marker(done), done)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._publish_marker(self._await_marker([done]))
         try:
             await asyncio.wait_for(done, timeout=self._barrier_timeout)
             return True
