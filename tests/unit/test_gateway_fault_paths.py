@@ -2,7 +2,7 @@
 
 - a write's wait for the broker's confirmation (``OutboxRelay.drained``) ends at the request's
   deadline, and a batch the broker has sat on for longer keeps no later writer waiting;
-- the ``last_fetched_at`` flush loop survives any exception and backs off;
+- the ``last_fetched_at`` flush loop survives any exception and backs off, and writes on a budget;
 - an on-connect callback that fails (the broker link runs it again) closes the channel it opened.
 """
 
@@ -127,6 +127,25 @@ async def test_the_flush_loop_survives_any_exception() -> None:
         await eventually(recorded, timeout=5, what="a flush after the failures")
     finally:
         await recorder.stop()
+
+
+async def test_reads_are_recorded_on_a_budget_the_first_noted_first() -> None:
+    store = FlakyConnections(failures=0)
+    fake: Any = store
+    recorder = FetchRecorder(fake, per_flush=20)
+    for i in range(50):
+        recorder.note("dev", "ph", f"c{i}")
+    recorder.note("dev", "ph", "c0")  # read again: keeps its place in the line
+    assert await recorder.flush() is True
+    assert store.written == [("dev", "ph", f"c{i}") for i in range(20)]
+    assert store.calls == 1
+    await recorder.flush()
+    assert len(store.written) == 40
+    recorder.note("dev", "ph", "c1")  # recorded less than the granularity ago: not noted again
+    recorder.note("dev", "ph", "late")
+    await recorder.stop()  # what is left goes out on shutdown, budget aside, still in chunks
+    assert store.written[40:] == [("dev", "ph", f"c{i}") for i in range(40, 50)] + [("dev", "ph", "late")]
+    assert store.calls == 3
 
 
 # --- on-connect callbacks that fail --------------------------------------------------------------

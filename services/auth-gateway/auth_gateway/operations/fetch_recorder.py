@@ -5,6 +5,13 @@ ones), so it is stored at minute granularity: a connection read a thousand times
 write a minute, not a thousand. Losing the last minute of it in a crash costs nothing; paying a
 write on the hottest path for it would (on the embedded server an update costs more than a read).
 
+It is also written on a budget: at most ``per_flush`` connections a flush, the ones noted first
+first. A replica that starts serving a thousand connections notes them all within a second; written
+at once, they were a thousand updates (seconds of the embedded server's CPU, and more when two
+replicas wrote the same documents at once) in the middle of the traffic that noted them. Paced, they
+trickle in over the next minute, and a replica serving more connections than its budget covers
+stores each of them less often rather than loading the database more.
+
 A write the database refuses (not one it could not be reached for) is tried again a few times and
 then dropped with a log line: the embedded server refuses every update of a document nested
 hundreds of levels deep, and one such connection must neither be retried forever nor keep the
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
@@ -47,9 +55,11 @@ class FetchRecorder:
         every: float = 1.0,
         granularity: timedelta = timedelta(minutes=1),
         max_refusals: int = 5,
+        per_flush: int = 20,
     ) -> None:
         self._connections = connections
         self._every = every
+        self._per_flush = per_flush
         self._granularity = granularity
         self._max_refusals = max_refusals
         self._pending: dict[Key, datetime] = {}
@@ -66,11 +76,12 @@ class FetchRecorder:
         return now
 
     async def flush(self) -> bool:
-        """Write what was noted; False when the database could not be reached (it is kept for later)."""
+        """Write the ``per_flush`` connections noted first; False when the database could not be
+        reached (they are kept for later)."""
         if not self._pending:
             return True
-        pending, self._pending = self._pending, {}
-        keys = list(pending)
+        keys = list(itertools.islice(self._pending, self._per_flush))
+        pending = {key: self._pending.pop(key) for key in keys}
         try:
             await self._connections.touch_fetched(keys, max(pending.values()))
         except BulkWriteError as exc:  # the others were written: only these were refused
@@ -161,7 +172,9 @@ class FetchRecorder:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+        # What is left, budget aside (a chunk at a time), unless the database is away.
+        while self._pending and await self.flush():
+            pass
 
 
 def _refusal(exc: PyMongoError) -> bool:
