@@ -419,14 +419,7 @@ class ConnectionCache:
             self._spawn(self._publish_marker(marker))
 
     def _marker_back(self, marker: str) -> None:
-        out = self._waiting.pop(marker, None)
-        if out is None:
-            return
-        reads, deadline = out
-        deadline.cancel()
-        for read in reads:
-            if not read.done():
-                read.set_result(None)
+        self._settle_marker(marker, None)
 
     def _await_marker(self, reads: Reads) -> str:
         """A new marker whose return wakes ``reads``, or whose loss fails them after the timeout."""
@@ -440,14 +433,22 @@ class ConnectionCache:
         return marker
 
     def _fail(self, marker: str, exc: BaseException) -> None:
+        self._settle_marker(marker, exc)
+
+    def _settle_marker(self, marker: str, failure: BaseException | None) -> None:
+        """Wake the reads of ``marker`` (once): every event before it was handled, or ``failure``."""
         out = self._waiting.pop(marker, None)
         if out is None:
             return
         reads, deadline = out
         deadline.cancel()
         for read in reads:
-            if not read.done():
-                read.set_exception(exc)
+            if read.done():
+                continue
+            if failure is None:
+                read.set_result(None)
+            else:
+                read.set_exception(failure)
 
     def _write_marker(self, marker: str) -> bool:
         """The marker as AMQP frames (``keyway_shared.bus.frames``): no task, no channel lock and no
