@@ -15,6 +15,7 @@ flushes the journal for the commits before it too), plain single-document writes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import signal
 from pathlib import Path
@@ -32,7 +33,11 @@ from ..support.procs import start_mongo
 
 pytestmark = pytest.mark.mongo
 
-WRITING_FOR = 2.0  # seconds of writes before the kill: thousands of commits, any of them the last
+# Writes acknowledged before the kill (each a commit that may be the last), and for at least how
+# long: counted rather than timed alone, since a slower disk makes fewer commits in a given time.
+WRITES_BEFORE_KILL = 150
+WRITING_FOR = 2.0  # seconds at least
+WRITING_AT_MOST = 60.0
 
 
 def _connection(connection_id: str) -> Connection:
@@ -81,6 +86,11 @@ async def test_every_acknowledged_write_is_there_after_the_database_is_killed(
     created: list[str] = []  # acknowledged creations, in order
     deleted: list[str] = []  # acknowledged deletions
     plain: list[int] = []  # acknowledged plain inserts
+    enough = asyncio.Event()  # set once WRITES_BEFORE_KILL writes were acknowledged
+
+    def acknowledged() -> None:
+        if len(created) + len(plain) >= WRITES_BEFORE_KILL:
+            enough.set()
 
     async def connections() -> None:
         n = 0
@@ -89,6 +99,7 @@ async def test_every_acknowledged_write_is_there_after_the_database_is_killed(
             connection_id = f"c-{n}"
             await store.save_with_event(_connection(connection_id), functools.partial(_created, connection_id))
             created.append(connection_id)
+            acknowledged()
             if n % 2 == 0:  # every second one deleted at once: a lost deletion brings it back
                 removed = await store.delete_with_event("dev", "durable", connection_id, _deleted)
                 assert removed is not None
@@ -100,10 +111,13 @@ async def test_every_acknowledged_write_is_there_after_the_database_is_killed(
             n += 1
             await db["plain"].insert_one({"_id": n})
             plain.append(n)
+            acknowledged()
 
     writers = [asyncio.create_task(connections() if writes == "transactions" else plain_writes())]
     try:
         await asyncio.sleep(WRITING_FOR)
+        with contextlib.suppress(TimeoutError):  # the count below then says what happened
+            await asyncio.wait_for(enough.wait(), timeout=WRITING_AT_MOST)
         proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(proc.wait)
         for writer in writers:
