@@ -178,7 +178,9 @@ async def test_every_fault_heals_without_a_restart_and_no_write_is_lost_or_doubl
         )
 
         violations = await run.violations(created, deleted)
-        assert violations == {}, "\n".join(f"{name}:\n  " + "\n  ".join(v) for name, v in violations.items())
+        assert violations == {}, "\n".join(
+            [*(f"{name}:\n  " + "\n  ".join(v) for name, v in violations.items()), *unhandled_errors(tmp_path)]
+        )
     except BaseException:
         print(stack.logs())
         if run is not None:
@@ -203,3 +205,18 @@ async def test_every_fault_heals_without_a_restart_and_no_write_is_lost_or_doubl
         await database.stop()
         await broker_link.cut()
         await db_link.cut()
+
+
+def unhandled_errors(log_dir: Path) -> list[str]:
+    """The tracebacks the services logged for their 500s: a 500 in a CI run is then explained in
+    the failure's own message, not only in a log that goes with the machine."""
+    found: list[str] = []
+    for log in sorted(log_dir.glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if '"unhandled error"' not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                trace = str(entry.get("exception", "")).splitlines()[-12:]
+                found.append(f"{log.name} {entry.get('method')} {entry.get('path')}:\n    " + "\n    ".join(trace))
+    return found

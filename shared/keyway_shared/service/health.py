@@ -49,14 +49,17 @@ def mongo_check(db: Database, *, timeout: float = 2.0) -> ReadinessCheck:
     """A ping answered within ``timeout`` seconds, whatever the link: cut (refused at once), blackholed
     (the driver's own deadline, CSOT, ends the wait and closes the connection it waited on) or back
     (the ping's server selection asks the driver's monitor to check the server again at once, so
-    readiness returns within a second of the database)."""
+    readiness returns within a second of the database).
+
+    Only the driver's deadline ends the wait, never a cancellation: on Python 3.11 cancelling an
+    operation while it waits in server selection can leave the client's topology lock in the wrong
+    hands, and the client then never selects a server again."""
 
     async def check() -> bool:
         try:
             with pymongo.timeout(timeout):
-                # The driver's deadline ends the wait; this one only guards against a driver that does not.
-                await asyncio.wait_for(db.command("ping"), timeout=timeout + 1.0)
-        except (PyMongoError, TimeoutError, OSError):
+                await db.command("ping")
+        except (PyMongoError, OSError):
             return False
         return True
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pymongo
 from aiohttp import web
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import PyMongoError
@@ -116,9 +117,9 @@ class Outcomes:
     ) -> asyncio.Task[None]:
         async def run() -> None:
             try:
-                async with asyncio.timeout(seconds):
+                with pymongo.timeout(seconds):  # the driver's deadline: see _release_until_lease_ends
                     await work()
-            except (PyMongoError, TimeoutError) as exc:  # the lease frees the key in the end
+            except PyMongoError as exc:  # the lease frees the key in the end
                 log.warning(failure, environment=environment, error=type(exc).__name__)
 
         task = asyncio.create_task(run(), context=contextvars.Context())
@@ -158,15 +159,20 @@ async def _release_until_lease_ends(claim: ActiveClaim) -> None:
     a few no-op updates. The tries are short and close together: a retry the client sends after
     its 503 waits for this release (``middleware.IN_FLIGHT_WAIT_SECONDS``), so it should land
     within a second of the database answering again.
+
+    Each try ends at the driver's own deadline (CSOT), never by cancelling it: on Python 3.11 a
+    cancellation that lands while the driver waits in server selection can leave its topology lock
+    released by the wrong task, and every later operation of the client then fails or hangs (a 500,
+    a replica that stays unready after the database came back).
     """
     backoff = Backoff(first=0.2, cap=0.5)
     give_up_at = time.monotonic() + DEFAULT_LEASE.total_seconds()
     while True:
         try:
-            async with asyncio.timeout(_RELEASE_TRY_SECONDS):
+            with pymongo.timeout(_RELEASE_TRY_SECONDS):
                 if await claim.store.release(claim.environment, claim.key, claim.holder):
                     return
-        except (PyMongoError, TimeoutError):
+        except PyMongoError:
             if time.monotonic() + backoff.cap >= give_up_at:
                 raise
         if time.monotonic() + backoff.cap >= give_up_at:
