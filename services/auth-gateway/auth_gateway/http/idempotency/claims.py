@@ -32,7 +32,10 @@ log = get_logger(__name__)
 
 _RELEASE_WAIT_SECONDS = 1.0  # a retry sent as soon as a 5xx arrives finds the key free (a healthy write: ms)
 _BOOKKEEPING_SECONDS = 10.0  # a release or a late store gives up after this; the lease is the last resort
-_RELEASE_TRY_SECONDS = 3.0  # one release try: a healthy update takes milliseconds, a dead socket is left behind
+# One release try: a healthy update takes milliseconds, so a try still waiting after a second is on a
+# dead socket; leaving it then lets the next try reach a database that is back, before the client's
+# retry has waited out its patience for the key (``middleware.IN_FLIGHT_WAIT_SECONDS``).
+_RELEASE_TRY_SECONDS = 1.0
 
 
 @dataclass(kw_only=True)
