@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import aio_pika
 import aiohttp
 import uvloop
 from common import (
@@ -49,10 +48,10 @@ from common import (
     check_rabbitmq,
     children_cpu_seconds,
     cpu_seconds,
+    delete_namespace,
     ensure_wrk,
     find_pid,
     free_port,
-    list_queues_and_exchanges,
     listening_pids,
     print_table,
     ratio,
@@ -60,7 +59,6 @@ from common import (
     wait_for_port,
 )
 
-from keyway_shared.bus import delete_consumer_queues, service_consumers
 from keyway_shared.logging import configure_logging
 
 PROVIDER = "posthog"  # API_KEY; no verification call nor enrichment on import
@@ -187,7 +185,7 @@ def make_up_stack(amqp: str, opts: Options) -> Iterator[Stack]:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
             try:
-                uvloop.run(asyncio.wait_for(_delete_namespace(amqp, namespace), timeout=120))
+                uvloop.run(asyncio.wait_for(delete_namespace(amqp, namespace), timeout=120))
             except (Exception, asyncio.CancelledError) as exc:  # a stuck broker: say what is left, keep the figures
                 print(
                     f"  WARNING: could not delete the {namespace}.* queues and exchanges ({exc.__class__.__name__});"
@@ -442,25 +440,6 @@ def _find_one(mongo_url: str, stack: Stack, opts: Options, mongo_pid: int | None
         flush=True,
     )
     return result
-
-
-async def _delete_namespace(amqp: str, namespace: str) -> None:
-    """Delete the bench's queues and exchanges (quorum queues outlive their consumers)."""
-    leftovers = list_queues_and_exchanges(namespace)
-    connection = await aio_pika.connect(amqp)
-    try:
-        channel = await connection.channel()
-        specs = list(service_consumers(namespace).values())
-        for spec in specs:
-            with suppress(aio_pika.exceptions.AMQPError):
-                await delete_consumer_queues(channel, spec)
-        queues, exchanges = leftovers
-        for queue in queues:
-            await channel.queue_delete(queue)
-        for exchange in {specs[0].exchange, specs[0].dead_letter_exchange, *exchanges}:
-            await channel.exchange_delete(exchange)
-    finally:
-        await connection.close()
 
 
 def _measure(stack: Stack, opts: Options) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from common import (
     amqp_url,
     check_rabbitmq,
     cpu_seconds,
+    delete_namespace,
     ensure_wrk,
     find_pid,
     free_port,
@@ -229,6 +230,7 @@ async def main() -> None:
             for proc in reversed(procs):
                 proc.stop()
             logs = "".join(proc.logs() for proc in procs)
+            await delete_namespace(amqp_url(), env["KEYWAY_BUS_NAMESPACE"])
     writes = int(result["requests"] - result["non_2xx"] - result["errors"])
     rate = writes / result["duration_s"]
     print(

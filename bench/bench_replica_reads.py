@@ -41,12 +41,11 @@ from bench_get_connection import (
     UP,
     Options,
     Target,
-    _delete_namespace,
     _load,
     _seed,
     running_stack,
 )
-from common import BENCH, amqp_url, check_rabbitmq, ensure_wrk, free_port, print_table, ratio, unique
+from common import BENCH, amqp_url, check_rabbitmq, delete_namespace, ensure_wrk, free_port, print_table, ratio, unique
 
 COUNTED = "find connections"  # the gateways' reads of connections (misses, reloads, change checks)
 
@@ -129,7 +128,7 @@ def stack_of(amqp: str, replicas: int) -> Iterator[tuple[str, str, Path]]:
                     proc.wait()
             # make up's queues are quorum queues, which outlive their consumers; a broker away is not waited for.
             with suppress(Exception):
-                uvloop.run(asyncio.wait_for(_delete_namespace(amqp, namespace), timeout=30))
+                uvloop.run(asyncio.wait_for(delete_namespace(amqp, namespace), timeout=30))
 
 
 def main() -> None:

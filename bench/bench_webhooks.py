@@ -48,10 +48,10 @@ from common import (
     amqp_url,
     check_rabbitmq,
     cpu_seconds,
+    delete_namespace,
     find_pid,
     free_port,
     latency_ms,
-    list_queues_and_exchanges,
     mongo_server,
     print_table,
     ratio,
@@ -368,20 +368,7 @@ async def through_dispatcher(
         await connection.close()
         for proc in procs:
             proc.stop()
-        await _delete_namespace(amqp, namespace)
-
-
-async def _delete_namespace(amqp: str, namespace: str) -> None:
-    queues, exchanges = list_queues_and_exchanges(namespace)
-    connection = await aio_pika.connect(amqp)
-    try:
-        channel = await connection.channel()
-        for name in queues:
-            await channel.queue_delete(name)
-        for name in exchanges:
-            await channel.exchange_delete(name)
-    finally:
-        await connection.close()
+        await delete_namespace(amqp, namespace)
 
 
 async def run_async(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict[str, Any]:

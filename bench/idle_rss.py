@@ -28,6 +28,8 @@ import time
 import uuid
 from pathlib import Path
 
+from common import delete_namespace
+
 ROOT = Path(__file__).resolve().parents[1]
 PORT_VARS = {
     "auth_gateway": "KEYWAY_GATEWAY_PORT",
@@ -73,24 +75,6 @@ def children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(child) for child in (task / "children").read_text().split()]
     return found
-
-
-async def delete_namespace(amqp_url: str, namespace: str) -> None:
-    import aio_pika
-
-    sys.path.insert(0, str(ROOT))
-    from tests.support.rabbit import list_queues_and_exchanges
-
-    queues, exchanges = list_queues_and_exchanges(namespace)
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        for name in queues:
-            await channel.queue_delete(name)
-        for name in exchanges:
-            await channel.exchange_delete(name)
-    finally:
-        await connection.close()
 
 
 def main() -> int:
