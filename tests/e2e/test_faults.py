@@ -30,6 +30,8 @@ Each broker or database outage lasts until every ``/readyz`` has said 503, and a
 - one creation webhook (one ``webhook-id``) per created connection, delivered; every event
   published is in the activity log; no dead letter; the outbox empty.
 
+With ``-m slow`` a second variant runs the three database faults six rounds back to back.
+
 The bounds, the steps and the checks are in ``fault_run.py``. The recovery times are printed
 (``-s``) and written to ``test-output/faults.txt``; reproduce them with
 ``uv run --frozen pytest -q -s tests/e2e/test_faults.py``. docs/operations.md quotes them.
@@ -63,9 +65,17 @@ from .fault_run import INTEGRATION, PROVIDER, REPLICAS, SERVICE_ENV, FaultRun, h
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.timeout(480)]
 
 
+# The database faults once each, or six rounds of them back to back (``-m slow``): the rounds found a
+# gateway whose driver a cancellation had broken (docs/development.md, Conventions), which one
+# round hit only now and then.
+@pytest.mark.parametrize(
+    "database_rounds", [pytest.param(1, id="once"), pytest.param(6, marks=pytest.mark.slow, id="database-x6")]
+)
 async def test_every_fault_heals_without_a_restart_and_no_write_is_lost_or_doubled(
-    amqp_url: str, tmp_path: Path, output_dir: Path
+    amqp_url: str, tmp_path: Path, output_dir: Path, database_rounds: int, request: pytest.FixtureRequest
 ) -> None:
+    if database_rounds > 1 and "slow" not in (request.config.option.markexpr or ""):
+        pytest.skip("slow: run with -m slow")
     (tmp_path / "db" / "data").mkdir(parents=True)
     database = RestartableDatabase(tmp_path / "db" / "data")
     await database.start()
@@ -157,9 +167,10 @@ async def test_every_fault_heals_without_a_restart_and_no_write_is_lost_or_doubl
 
         await run.outage("broker reset", broker_link.cut, broker_link.heal)
         await run.outage("broker blackhole", blackhole_broker, broker_link.heal)
-        await run.outage("database reset", db_link.cut, db_link.heal)
-        await run.outage("database blackhole", blackhole_database, db_link.heal)
-        await run.outage("database killed and started again", database.kill, database.start)
+        for _ in range(database_rounds):
+            await run.outage("database reset", db_link.cut, db_link.heal)
+            await run.outage("database blackhole", blackhole_database, db_link.heal)
+            await run.outage("database killed and started again", database.kill, database.start)
         await run.receiver_down()
         await run.kill_one_of_each()
         await run.workload.stop()
