@@ -72,10 +72,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mar
     "database_rounds", [pytest.param(1, id="once"), pytest.param(6, marks=pytest.mark.slow, id="database-x6")]
 )
 async def test_every_fault_heals_without_a_restart_and_no_write_is_lost_or_doubled(
-    amqp_url: str, tmp_path: Path, output_dir: Path, database_rounds: int, request: pytest.FixtureRequest
+    amqp_url: str, tmp_path: Path, output_dir: Path, database_rounds: int
 ) -> None:
-    if database_rounds > 1 and "slow" not in (request.config.option.markexpr or ""):
-        pytest.skip("slow: run with -m slow")
     (tmp_path / "db" / "data").mkdir(parents=True)
     database = RestartableDatabase(tmp_path / "db" / "data")
     await database.start()

@@ -48,12 +48,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def only_when_asked(request: pytest.FixtureRequest) -> None:
-    if "slow" not in (request.config.option.markexpr or ""):
-        pytest.skip("slow: run with -m slow")
-
-
 def operations(count: int, seed: int = 11) -> list[dict[str, Any]]:
     """Production-shaped operation documents over the last 14 days (the writer builds them)."""
     rnd = random.Random(seed)
