@@ -53,6 +53,8 @@ from common import (
     find_pid,
     free_port,
     listening_pids,
+    machine_busy,
+    machine_jiffies,
     print_table,
     ratio,
     unique,
@@ -332,6 +334,7 @@ _COUNTED = re.compile(
 )
 
 _BARRIER = re.compile(r"^keyway_connection_cache_barrier_seconds_(sum|count) ([0-9.e+]+)$")
+_MARKERS = re.compile(r"^keyway_connection_cache_barrier_markers_total ([0-9.e+]+)$")
 
 
 def _counters(url: str) -> dict[str, float]:
@@ -349,6 +352,10 @@ def _counters(url: str) -> dict[str, float]:
         barrier = _BARRIER.match(line)
         if barrier:  # the histogram's sum and count: the mean wait over a run is their deltas' ratio
             found[f"barrier wait {barrier.group(1)}"] = float(barrier.group(2))
+            continue
+        markers = _MARKERS.match(line)
+        if markers:
+            found["barrier markers"] = float(markers.group(1))
             continue
         match = _COUNTED.match(line)
         if match:
@@ -375,6 +382,7 @@ def _load(tool: str, wrk: str | None, target: Target, stack: Stack, opts: Option
     counters_before = _counters(target.url)
     before = {name: cpu_seconds(pid) for name, pid in target.pids.items()}
     loadgen_before = children_cpu_seconds()
+    machine = machine_jiffies()
     wall = time.perf_counter()
     result = once(opts.duration)
     wall = time.perf_counter() - wall
@@ -382,9 +390,12 @@ def _load(tool: str, wrk: str | None, target: Target, stack: Stack, opts: Option
     if counters:  # what the gateway says it answered, and how its connection cache served the reads
         deltas = {name: value - counters_before.get(name, 0.0) for name, value in sorted(counters.items())}
         waited, waits = deltas.pop("barrier wait sum", 0.0), deltas.pop("barrier wait count", 0.0)
+        markers = deltas.pop("barrier markers", 0.0)
         result["gateway_counts"] = {name: round(value) for name, value in deltas.items()}
         if waits:  # what a cached read paid for coherence (broker round trips), on average
             result["barrier_wait_ms_mean"] = round(1000 * waited / waits, 2)
+        if markers:  # how many cached reads shared one marker's round trip through the broker
+            result["reads_per_barrier_marker"] = round(waits / markers, 1)
     used = {name: cpu_seconds(pid) - before[name] for name, pid in target.pids.items() if pid}
     used["loadgen"] = children_cpu_seconds() - loadgen_before
     ok = result["requests"] - result["non_2xx"] - result["errors"]
@@ -394,6 +405,8 @@ def _load(tool: str, wrk: str | None, target: Target, stack: Stack, opts: Option
             f"  WARNING: {target.name}: {result['requests'] - ok} of {result['requests']} requests failed", flush=True
         )
     result["cpu_cores"] = {name: round(value / wall, 2) for name, value in used.items()}
+    # Every process on the machine, ours or not: near os.cpu_count(), the rate is the machine's limit.
+    result["machine_busy_cores"] = machine_busy(machine)
     # CPU per successful read, in microseconds: what each process spends on one answer.
     result["cpu_us_per_read"] = {name: round(value / ok * 1e6) if ok else None for name, value in used.items()}
     print(
@@ -404,8 +417,16 @@ def _load(tool: str, wrk: str | None, target: Target, stack: Stack, opts: Option
     if "gateway_counts" in result:
         print(f"           gateway counted {result['gateway_counts']}", flush=True)
     if "barrier_wait_ms_mean" in result:
-        print(f"           a cached read waited {result['barrier_wait_ms_mean']} ms for its barrier (mean)", flush=True)
-    print(f"           CPU cores {result['cpu_cores']}", flush=True)
+        shared = result.get("reads_per_barrier_marker")
+        print(
+            f"           a cached read waited {result['barrier_wait_ms_mean']} ms for its barrier (mean)"
+            + (f", {shared} reads per marker" if shared else ""),
+            flush=True,
+        )
+    print(
+        f"           CPU cores {result['cpu_cores']}, machine busy {result['machine_busy_cores']} of {os.cpu_count()}",
+        flush=True,
+    )
     print(f"           CPU µs per read {result['cpu_us_per_read']}", flush=True)
     return result
 

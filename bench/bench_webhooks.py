@@ -52,6 +52,8 @@ from common import (
     find_pid,
     free_port,
     latency_ms,
+    machine_busy,
+    machine_jiffies,
     mongo_server,
     print_table,
     ratio,
@@ -187,22 +189,6 @@ async def _wait_for(receiver: Receiver, http: aiohttp.ClientSession, count: int,
         await asyncio.sleep(0.5)
 
 
-def machine_jiffies() -> tuple[int, int]:
-    """(busy, total) CPU time of the whole machine so far, from ``/proc/stat``, in clock ticks."""
-    with open("/proc/stat") as stat:
-        ticks = [int(v) for v in stat.readline().split()[1:9]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return sum(ticks) - idle, sum(ticks)
-
-
-def _machine_busy(before: tuple[int, int]) -> float:
-    """Cores the whole machine kept busy since ``before`` (every process, not only ours)."""
-    busy, total = machine_jiffies()
-    if total == before[1]:
-        return float("nan")
-    return round((busy - before[0]) / (total - before[1]) * (os.cpu_count() or 1), 2)
-
-
 def _figures(
     stats: dict[str, Any], started: float, events: int, cpu: dict[str, float], wall: float, machine: float
 ) -> dict[str, Any]:
@@ -264,7 +250,7 @@ async def raw_posts(
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     stats = await receiver.stats(http, full=True)
     wall = time.monotonic() - started
-    return _figures(stats, started, events, _cpu(watch, before, wall), wall, _machine_busy(machine))
+    return _figures(stats, started, events, _cpu(watch, before, wall), wall, machine_busy(machine))
 
 
 async def _publish_all(publisher: Any, events: int, *, rate: float | None, first_seq: int) -> None:
@@ -360,7 +346,7 @@ async def through_dispatcher(
         published = time.monotonic() - started
         stats = await _wait_for(receiver, http, events, opts.patience)
         wall = time.monotonic() - started
-        result = _figures(stats, started, events, _cpu(proc_watch, before, wall), wall, _machine_busy(machine))
+        result = _figures(stats, started, events, _cpu(proc_watch, before, wall), wall, machine_busy(machine))
         result["publish_rate"] = round(events / published, 1)
         return result
     finally:

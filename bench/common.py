@@ -200,6 +200,22 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, from ``/proc/stat``, in clock ticks."""
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:9]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def machine_busy(before: tuple[int, int]) -> float:
+    """Cores the whole machine kept busy since ``before`` (every process, not only ours)."""
+    busy, total = machine_jiffies()
+    if total == before[1]:
+        return float("nan")
+    return round((busy - before[0]) / (total - before[1]) * (os.cpu_count() or 1), 2)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100) with linear interpolation; ``values`` need not be sorted."""
     if not values:
