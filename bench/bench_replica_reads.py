@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,17 @@ from bench_get_connection import (
     _seed,
     running_stack,
 )
-from common import BENCH, amqp_url, check_rabbitmq, delete_namespace, ensure_wrk, free_port, print_table, ratio, unique
+from common import (
+    BENCH,
+    amqp_url,
+    check_rabbitmq,
+    delete_namespace,
+    ensure_wrk,
+    free_port_run,
+    print_table,
+    ratio,
+    unique,
+)
 
 COUNTED = "find connections"  # the gateways' reads of connections (misses, reloads, change checks)
 
@@ -63,25 +72,12 @@ def finds(counter_dir: Path, pids: list[int]) -> int:
     return total
 
 
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports that were free just now."""
-    while True:
-        first = int(free_port())
-        try:
-            for port in range(first + 1, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-
-
 @contextmanager
 def stack_of(amqp: str, replicas: int) -> Iterator[tuple[str, str, Path]]:
     """``deploy/local/up.py --replicas N`` on free ports: the gateway's URL, the secret key and where
     the services' MongoDB command counts are written."""
     # A consumer's replica i listens on its first port + i: each needs `replicas` free ports in a row.
-    ports = {name: free_ports(replicas) for name in ("gateway", "activity", "dispatcher", "refresher", "mongo")}
+    ports = {name: free_port_run(replicas) for name in ("gateway", "activity", "dispatcher", "refresher", "mongo")}
     secret_key = str(uuid.uuid4())
     namespace = unique("kwbench")
     with tempfile.TemporaryDirectory(prefix="kwbench-replicas-") as tmp:
@@ -163,7 +159,17 @@ def main() -> None:
         rounds.append(figures)
     print()
     print_table(
-        ["round", "gateways", "req/s", "p50 ms", "p99 ms", "machine busy", "connection finds/s", "upkeep finds/s"],
+        [
+            "round",
+            "gateways",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "machine busy",
+            "reads per gateway core-s",
+            "connection finds/s",
+            "upkeep finds/s",
+        ],
         [
             [
                 i,
@@ -172,6 +178,7 @@ def main() -> None:
                 f["p50_ms"],
                 f["p99_ms"],
                 f["machine_busy_cores"],
+                round(per_gateway_core(f)),
                 f["finds_per_s"],
                 f["upkeep_finds_per_s"],
             ]
@@ -185,10 +192,23 @@ def main() -> None:
         # 2-core machine: the median of alternated pairs is the figure to quote.
         scalings = [ratio(two["rps"], one["rps"]) for one, two in pairs]
         p99s = [one["p99_ms"] for one, _ in pairs]
+        # What a replica serves per core of its own, two against one: 1.0 means a second replica adds
+        # a whole replica's worth wherever it has a core to itself; the ratio above is also bounded by
+        # the machine's cores, which the load generator and the broker share.
+        efficiency = [ratio(per_gateway_core(two), per_gateway_core(one)) for one, two in pairs]
         print(
             f"  2 gateways / 1 gateway: {statistics.median(scalings)} (median of {scalings}; aim: >= 1.5);"
             f" p99 with 1: {statistics.median(p99s)} ms (median of {p99s}; aim: <= 25 ms)"
         )
+        print(
+            f"  reads per gateway core-second, 2 gateways / 1: {statistics.median(efficiency)} (median of {efficiency})"
+        )
+
+
+def per_gateway_core(figures: dict[str, Any]) -> float:
+    """Reads per second of gateway CPU: the rate over the cores the gateway processes used."""
+    cores = sum(used for name, used in figures["cpu_cores"].items() if name.startswith("gateway"))
+    return figures["rps"] / cores if cores else float("nan")
 
 
 def _measure(replicas: int, amqp: str, tool: str, wrk: str | None, args: argparse.Namespace) -> dict[str, Any]:

@@ -25,7 +25,7 @@ BENCH = ROOT / "bench"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.procs import ServiceProcess, free_port, start_mongo, wait_for_port  # noqa: E402 - needs ROOT above
+from tests.support.procs import ServiceProcess, free_port, free_port_run, start_mongo, wait_for_port  # noqa: E402 - needs ROOT above
 from tests.support.rabbit import list_queues_and_exchanges  # noqa: E402 - needs ROOT above
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "ensure_wrk",
     "find_pid",
     "free_port",
+    "free_port_run",
     "latency_ms",
     "list_queues_and_exchanges",
     "listening_pids",

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
-from common import delete_namespace
+from common import delete_namespace, free_port_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT_VARS = {
@@ -38,29 +37,6 @@ PORT_VARS = {
     "token_refresher": "KEYWAY_TOKEN_REFRESHER_PORT",
 }
 READY_LINE = re.compile(r"^\s+(\w+)\s+http://127\.0\.0\.1:(\d+)\s.*pid (\d+)$", re.MULTILINE)
-
-
-def free_port_run(count: int) -> int:
-    """A first port p with p .. p+count-1 all free."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = int(probe.getsockname()[1])
-        if first + count > 65535:
-            continue
-        holders: list[socket.socket] = []
-        try:
-            for port in range(first, first + count):
-                holder = socket.socket()
-                holders.append(holder)
-                holder.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for holder in holders:
-                holder.close()
-        return first
-    raise RuntimeError("no run of free ports")
 
 
 def status_kb(pid: int, field: str) -> int:

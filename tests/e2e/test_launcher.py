@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from ..support.procs import ROOT, free_port
+from ..support.procs import ROOT, free_port, free_port_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.timeout(300)]
 
@@ -33,27 +33,6 @@ PORT_VARS = {
     "token_refresher": "KEYWAY_TOKEN_REFRESHER_PORT",
 }
 READY_LINE = re.compile(r"^\s+(\w+)\s+http://127\.0\.0\.1:(\d+)\s.*pid (\d+)$", re.MULTILINE)
-
-
-def free_ports(count: int) -> int:
-    """A first port p with p .. p+count-1 all free."""
-    for _ in range(100):
-        first = free_port()
-        if first + count > 65535:
-            continue
-        holders: list[socket.socket] = []
-        try:
-            for port in range(first, first + count):
-                holder = socket.socket()
-                holders.append(holder)
-                holder.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for holder in holders:
-                holder.close()
-        return first
-    raise RuntimeError("no run of free ports")
 
 
 def descendants(pid: int) -> set[int]:
@@ -95,7 +74,7 @@ def test_replicas_share_the_gateway_port_and_die_with_a_killed_launcher(
     amqp_url: str, namespace: str, amqp: Any, tmp_path: Path
 ) -> None:
     replicas = 2
-    first_ports = {package: free_ports(replicas) for package in PORT_VARS}
+    first_ports = {package: free_port_run(replicas) for package in PORT_VARS}
     mongo_port = free_port()
     env = {
         **os.environ,

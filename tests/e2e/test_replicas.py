@@ -30,7 +30,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,7 +48,7 @@ from aiohttp import web
 from ..support.catalog import providers_file as with_test_providers
 from ..support.oauth_provider import Grant, OAuthProvider
 from ..support.polling import eventually
-from ..support.procs import ROOT
+from ..support.procs import ROOT, free_port_run
 from ..support.receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.timeout(600)]
@@ -61,29 +60,6 @@ PORT_VARS = {
     "token_refresher": "KEYWAY_TOKEN_REFRESHER_PORT",
 }
 READY_LINE = re.compile(r"^\s+(\w+)\s+http://127\.0\.0\.1:(\d+)\s.*pid (\d+)$", re.MULTILINE)
-
-
-def consecutive_free_ports(count: int = 2) -> int:
-    """A first port p with p .. p+count-1 all free (each service's replicas take consecutive ports)."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = int(probe.getsockname()[1])
-        if first + count > 65535:
-            continue
-        try:
-            holders = []
-            for port in range(first, first + count):
-                holder = socket.socket()
-                holders.append(holder)
-                holder.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for holder in holders:
-                holder.close()
-        return first
-    raise RuntimeError("no consecutive free ports")
 
 
 @dataclass
@@ -214,7 +190,7 @@ async def test_two_replicas_of_everything_lose_nothing_when_one_of_each_is_kille
         )
     )
     secret_key, public_key = str(uuid.uuid4()), str(uuid.uuid4())
-    first_ports = {package: consecutive_free_ports() for package in PORT_VARS}
+    first_ports = {package: free_port_run(2) for package in PORT_VARS}
     env = {
         **os.environ,
         "MONGODB_URL": mongo_url,

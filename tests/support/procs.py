@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,10 +15,57 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Ports handed to processes come from below the kernel's ephemeral range. A port from inside it
+# (what binding port 0 gives), free when probed, may be taken a moment later as the source port of
+# any outgoing connection (a starting service opens dozens: database pools, the broker link) before
+# the process it was meant for binds it: seen as a gateway's "address already in use" while its
+# stack started. Below the range only a listener can take it, and every listener of this suite
+# gets its port from here, where handed-out ports are not handed out again for a while.
+_LOWEST_PORT = 20000
+_handed_out: dict[int, float] = {}  # port -> when it was handed out (monotonic)
+_HANDED_OUT_FOR = 600.0  # seconds a handed-out port stays reserved for the process it went to
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    """Nobody listens on ``port`` on any address: services bind 0.0.0.0 or 127.0.0.1."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_run(count: int = 1) -> int:
+    """A first port p with p .. p+count-1 all free, outside the ephemeral range, and none of them
+    handed out by this process in the last ten minutes (a service's replicas take consecutive ports)."""
+    low, high = _ephemeral_ports()
+    # Below the range when it leaves room (Linux's default does), else above it.
+    start, stop = (_LOWEST_PORT, low) if low - _LOWEST_PORT > 1000 else (high + 1, 65536)
+    now = time.monotonic()
+    for port, when in list(_handed_out.items()):
+        if now - when > _HANDED_OUT_FOR:
+            del _handed_out[port]
+    for _ in range(500):
+        first = random.randrange(start, stop - count + 1)
+        run = range(first, first + count)
+        if any(port in _handed_out for port in run) or not all(_bindable(port) for port in run):
+            continue
+        _handed_out.update(dict.fromkeys(run, now))
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports between {start} and {stop}")
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port_run(1)
 
 
 def wait_for_port(port: int, *, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
