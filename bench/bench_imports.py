@@ -37,6 +37,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from common import (
@@ -162,6 +163,12 @@ async def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the stack on the way out
+    await measure(route=args.route, seconds=args.seconds, clients=args.clients)
+
+
+async def measure(*, route: str = "import", seconds: float = 15.0, clients: int = 64) -> dict[str, Any]:
+    """One run, printed as it goes; its figures (``writes_per_s`` 0 when no write succeeded)."""
+    args = argparse.Namespace(route=route, seconds=seconds, clients=clients)
     wrk = ensure_wrk()
     if wrk is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
@@ -243,9 +250,18 @@ async def main() -> None:
         f"  events confirmed by the broker (relay, direct + sweep): {confirmed[_PUBLISHED]:.0f}; "
         f"writes answered before their confirm (broker away): {confirmed[_UNCONFIRMED]:.0f}; service logs in {log_dir}"
     )
+    figures: dict[str, Any] = {
+        "route": args.route,
+        "clients": args.clients,
+        "writes_per_s": round(rate, 1),
+        "p50_ms": result["p50_ms"],
+        "p99_ms": result["p99_ms"],
+        "non_2xx": int(result["non_2xx"]),
+        "cpu_ms_per_write": {name: round(used * 1000 / writes, 2) for name, used in cpu.items()} if writes else {},
+    }
     if not writes:
         print(logs[-4000:])
-        return
+        return figures
     rows = []
     by_command: Counter[str] = Counter()
     micros: Counter[str] = Counter()
@@ -265,6 +281,7 @@ async def main() -> None:
     for key, n in sorted(by_command.items(), key=lambda kv: -kv[1]):
         if n / writes >= 0.01:
             print(f"    {n / writes:6.2f}  {micros[key] / n / 1000:7.1f} ms  {key}")
+    return figures
 
 
 if __name__ == "__main__":

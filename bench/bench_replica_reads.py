@@ -142,7 +142,11 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="times to run the gateway counts, alternated; the median pair is quoted"
     )
-    args = parser.parse_args()
+    run(parser.parse_args())
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The rounds of ``args`` (as :func:`main` parses them), printed; the medians of the 1-and-2 pairs."""
     amqp = amqp_url()
     uvloop.run(check_rabbitmq(amqp))
     wrk = ensure_wrk() if args.loadgen in {"auto", "wrk"} else None
@@ -187,6 +191,7 @@ def main() -> None:
         ],
     )
     pairs = [(figures[1], figures[2]) for figures in rounds if 1 in figures and 2 in figures]
+    summary: dict[str, Any] = {"rounds": [{str(n): f for n, f in figures.items()} for figures in rounds]}
     if pairs:
         # One pair is one sample of a ratio that moves by a tenth or more from run to run on a shared
         # 2-core machine: the median of alternated pairs is the figure to quote.
@@ -203,6 +208,13 @@ def main() -> None:
         print(
             f"  reads per gateway core-second, 2 gateways / 1: {statistics.median(efficiency)} (median of {efficiency})"
         )
+        summary |= {
+            "ratio_two_over_one": statistics.median(scalings),
+            "ratios": scalings,
+            "p99_ms_one": statistics.median(p99s),
+            "per_core_two_over_one": statistics.median(efficiency),
+        }
+    return summary
 
 
 def per_gateway_core(figures: dict[str, Any]) -> float:

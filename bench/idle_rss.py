@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from common import delete_namespace, free_port_run
 
@@ -59,7 +60,17 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=10.0, help="seconds of idling before the reading")
     parser.add_argument("--limit-mb", type=float, default=80.0)
     args = parser.parse_args()
+    figures = measure(replicas=args.replicas, settle=args.settle, limit_mb=args.limit_mb)
+    if not figures["started"]:
+        return 2
+    return 1 if figures["over"] else 0
 
+
+def measure(*, replicas: int = 1, settle: float = 10.0, limit_mb: float = 80.0) -> dict[str, Any]:
+    """One reading, printed; ``rss_mb`` by process (a service's replicas: the largest), ``over`` when a
+    Keyway service exceeds ``limit_mb``, ``started`` False when the stack did not come up."""
+    args = argparse.Namespace(replicas=replicas, settle=settle, limit_mb=limit_mb)
+    rss_by_process: dict[str, float] = {}
     amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     namespace = f"kwbench{uuid.uuid4().hex[:10]}"
     data_dir = Path(tempfile.mkdtemp(prefix="keyway-idle-rss-"))
@@ -89,7 +100,7 @@ def main() -> int:
         while "Ctrl-C stops everything" not in log_path.read_text(errors="replace"):
             if launcher.poll() is not None or time.monotonic() > deadline:
                 print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
-                return 2
+                return {"started": False, "over": False, "rss_mb": {}, "limit_mb": limit_mb}
             time.sleep(0.2)
         text = log_path.read_text(errors="replace").split("all services ready", 1)[1]
         services = [(package, int(pid)) for package, _port, pid in READY_LINE.findall(text)]
@@ -100,6 +111,7 @@ def main() -> int:
         print(f"  {'process':<20} {'pid':>8} {'VmRSS MB':>9} {'VmHWM MB':>9}")
         for package, pid in services + database:
             rss, hwm = status_kb(pid, "VmRSS") / 1024, status_kb(pid, "VmHWM") / 1024
+            rss_by_process[package] = round(max(rss, rss_by_process.get(package, 0.0)), 1)
             mark = ""
             if package != "secantusdb" and rss > args.limit_mb:
                 over, mark = True, f"  over {args.limit_mb:g} MB"
@@ -114,7 +126,7 @@ def main() -> int:
                 launcher.wait()
         asyncio.run(delete_namespace(amqp_url, namespace))
         shutil.rmtree(data_dir, ignore_errors=True)
-    return 1 if over else 0
+    return {"started": True, "over": over, "rss_mb": rss_by_process, "limit_mb": limit_mb}
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """``make bench``: run every benchmark once, print a summary table, write ``bench/results/latest.json``.
 
-    uv run --frozen python bench/run.py [--only connection|events|refresh|webhooks|activity] [--duration 10]
-        [--loadgen auto|wrk|python]
+    uv run --frozen python bench/run.py [--only connection|events|refresh|webhooks|activity|imports|replicas|rss]
+        [--duration 10] [--loadgen auto|wrk|python] [--rounds 3] [--import-seconds 15]
 
 Needs RabbitMQ at ``AMQP_URL`` (default guest@127.0.0.1:5672). Starts the embedded MongoDB-wire
 server on a temporary directory unless ``MONGODB_URL`` is set, and stops it at the end. Every
 figure comes with a baseline measured in this same run, on this same machine: compare ratios
-between runs, not raw rates (other work on the machine moves both sides).
+between runs, not raw rates (other work on the machine moves both sides). The run ends with issue
+19's goals, each figure beside its aim: imports and API-key connects (``bench_imports.py``), one and
+two gateways (``bench_replica_reads.py``), the dispatcher's own CPU (``bench_webhooks.py``) and idle
+memory (``idle_rss.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -23,8 +27,11 @@ from typing import Any
 import bench_activity
 import bench_event_roundtrip
 import bench_get_connection
+import bench_imports
 import bench_refresh
+import bench_replica_reads
 import bench_webhooks
+import idle_rss
 import uvloop
 from common import BENCH, amqp_url, check_rabbitmq, machine_info, mongo_server, print_table
 
@@ -94,17 +101,66 @@ def _summary(results: dict[str, Any]) -> None:
         rows.append(["(c) GET /logs/operations, first page", "query", "", first["p50_ms"], first["p99_ms"], "", ""])
     print("Summary")
     print_table(["benchmark", "unit", "rate", "p50 ms", "p99 ms", "ratio", "of"], rows)
+    goals = _goals(results)
+    if goals:
+        print("\nIssue 19's goals (bench/README.md says what bounds each on a 2-core machine)")
+        print_table(["goal", "aim", "measured", "met"], goals)
+
+
+def _goals(results: dict[str, Any]) -> list[list[Any]]:
+    """Each goal this run measured: its aim, the figure, and whether the figure meets it."""
+    rows: list[list[Any]] = []
+
+    def goal(name: str, aim: str, measured: str, met: bool) -> None:
+        rows.append([name, aim, measured, "yes" if met else "no"])
+
+    for route, figures in results.get("imports", {}).items():
+        rate, p99 = figures["writes_per_s"], figures["p99_ms"]
+        goal(
+            f"{route} writes, 64 clients",
+            ">= 160/s, p99 < 1 s",
+            f"{rate}/s, p99 {p99:.0f} ms",
+            rate >= 160 and p99 < 1000,
+        )
+    conn = results.get("get_connection", {}).get("gateway")
+    if conn:
+        goal("GET /connection, 1 gateway (a)", "p99 <= 25 ms", f"p99 {conn['p99_ms']:.1f} ms", conn["p99_ms"] <= 25)
+    replicas = results.get("replicas", {})
+    if "ratio_two_over_one" in replicas:
+        p99, scaling = replicas["p99_ms_one"], replicas["ratio_two_over_one"]
+        goal("GET /connection, 1 gateway (median)", "p99 <= 25 ms", f"p99 {p99:.1f} ms", p99 <= 25)
+        goal(
+            "2 gateways / 1 gateway (median)",
+            ">= 1.5",
+            f"{scaling} (per gateway core: {replicas['per_core_two_over_one']})",
+            scaling >= 1.5,
+        )
+    dispatcher = results.get("webhooks", {}).get("dispatcher_1", {})
+    if "sender_cpu_ms_per_delivery" in dispatcher:
+        own = dispatcher["sender_cpu_ms_per_delivery"]
+        goal("dispatcher's own CPU per webhook", "<= 0.25 ms", f"{own} ms", own <= 0.25)
+    rss = results.get("idle_rss", {})
+    if rss.get("rss_mb"):
+        services = {name: mb for name, mb in rss["rss_mb"].items() if name != "secantusdb"}
+        goal("idle RSS per service", "<= 80 MB", f"largest {max(services.values())} MB", not rss["over"])
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--only", choices=["connection", "events", "refresh", "webhooks", "activity"], default=None)
+    parser.add_argument(
+        "--only",
+        choices=["connection", "events", "refresh", "webhooks", "activity", "imports", "replicas", "rss"],
+        default=None,
+    )
     parser.add_argument("--duration", type=float, default=bench_get_connection.Options.duration)
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default=bench_get_connection.Options.loadgen)
     parser.add_argument("--events", type=int, default=bench_event_roundtrip.Budget.events)
     parser.add_argument("--seconds", type=float, default=bench_event_roundtrip.Budget.seconds)
     parser.add_argument("--queue-types", default="classic,quorum")
     parser.add_argument("--activity-entries", type=int, default=bench_activity.Options.entries)
+    parser.add_argument("--rounds", type=int, default=3, help="alternated 1- and 2-gateway pairs (replicas)")
+    parser.add_argument("--import-seconds", type=float, default=15.0, help="measured seconds of each write run")
     args = parser.parse_args()
     configure_logging(level="WARNING", json=False, service="bench")
 
@@ -136,6 +192,25 @@ def main() -> None:
             activity_opts = bench_activity.Options(entries=args.activity_entries)
             with mongo_server(ttl_sweep_seconds=bench_activity.TTL_SWEEP_SECONDS) as am:
                 results["activity"] = bench_activity.run(amqp, am.url, am.pid, activity_opts)
+    # These start their own stacks (and databases), as make up does.
+    if args.only in {None, "imports"}:
+        results["imports"] = {
+            route: asyncio.run(bench_imports.measure(route=route, seconds=args.import_seconds))
+            for route in ("import", "api-key")
+        }
+    if args.only in {None, "replicas"}:
+        replica_args = argparse.Namespace(
+            duration=args.duration,
+            warmup=bench_get_connection.Options.warmup,
+            connections=bench_get_connection.Options.connections,
+            clients=bench_get_connection.Options.concurrency,
+            loadgen=args.loadgen,
+            replicas=[1, 2],
+            rounds=args.rounds,
+        )
+        results["replicas"] = bench_replica_reads.run(replica_args)
+    if args.only in {None, "rss"}:
+        results["idle_rss"] = idle_rss.measure()
     results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["versions"] = _versions()
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
