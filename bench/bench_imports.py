@@ -100,11 +100,13 @@ async def _quiet(directory: Path, pids: dict[int, str], *, still: float = 2.0, p
     print(f"  (the processes did not go quiet; in the last {still:.0f} s: {busy})", flush=True)
 
 
-def _wrk(wrk: str, base: str, args: argparse.Namespace, secret: str, public: str, seconds: float) -> dict[str, float]:
+def _wrk(
+    wrk: str, base: str, *, route: str, clients: int, secret: str, public: str, seconds: float
+) -> dict[str, float]:
     command = [
         wrk,
         "-t1",
-        f"-c{args.clients}",
+        f"-c{clients}",
         f"-d{max(1, round(seconds))}s",
         "--timeout",
         "10s",
@@ -112,7 +114,7 @@ def _wrk(wrk: str, base: str, args: argparse.Namespace, secret: str, public: str
         str(LUA),
         base,
         "--",
-        args.route,
+        route,
         secret,
         public,
         CONFIG_KEY,
@@ -168,7 +170,6 @@ async def main() -> None:
 
 async def measure(*, route: str = "import", seconds: float = 15.0, clients: int = 64) -> dict[str, Any]:
     """One run, printed as it goes; its figures (``writes_per_s`` 0 when no write succeeded)."""
-    args = argparse.Namespace(route=route, seconds=seconds, clients=clients)
     wrk = ensure_wrk()
     if wrk is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
@@ -215,8 +216,8 @@ async def measure(*, route: str = "import", seconds: float = 15.0, clients: int 
             pids = {proc.proc.pid: proc.package for proc in procs if proc.proc is not None}
             base = f"http://127.0.0.1:{ports['auth_gateway']}"
             await _setup(base, secret)
-            print(f"  stack up; warming up ({args.route}, {args.clients} clients)", flush=True)
-            _wrk(wrk, base, args, secret, public, 3)
+            print(f"  stack up; warming up ({route}, {clients} clients)", flush=True)
+            _wrk(wrk, base, route=route, clients=clients, secret=secret, public=public, seconds=3)
             await _quiet(counter_dir, pids)
             cpu_pids = {**{pid: name for pid, name in pids.items()}, **({mongo.pid: "mongodb"} if mongo.pid else {})}
             rabbit = find_pid("beam.smp")
@@ -226,8 +227,8 @@ async def measure(*, route: str = "import", seconds: float = 15.0, clients: int 
             micros_before = _read_counts(counter_dir, pids, "micros")
             metrics_before = await _metrics(base)
             cpu_before = {pid: cpu_seconds(pid) for pid in cpu_pids}
-            print(f"  measuring for {args.seconds:.0f} s", flush=True)
-            result = _wrk(wrk, base, args, secret, public, args.seconds)
+            print(f"  measuring for {seconds:.0f} s", flush=True)
+            result = _wrk(wrk, base, route=route, clients=clients, secret=secret, public=public, seconds=seconds)
             await _quiet(counter_dir, pids)
             after = _read_counts(counter_dir, pids)
             micros_after = _read_counts(counter_dir, pids, "micros")
@@ -241,7 +242,7 @@ async def measure(*, route: str = "import", seconds: float = 15.0, clients: int 
     writes = int(result["requests"] - result["non_2xx"] - result["errors"])
     rate = writes / result["duration_s"]
     print(
-        f"\n{args.route}: {rate:.1f} writes/s at {args.clients} clients ({writes} in {result['duration_s']:.1f} s), "
+        f"\n{route}: {rate:.1f} writes/s at {clients} clients ({writes} in {result['duration_s']:.1f} s), "
         f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, max {result['max_ms']:.0f} ms, "
         f"non-2xx {int(result['non_2xx'])}, socket errors {int(result['errors'])}"
     )
@@ -251,8 +252,8 @@ async def measure(*, route: str = "import", seconds: float = 15.0, clients: int 
         f"writes answered before their confirm (broker away): {confirmed[_UNCONFIRMED]:.0f}; service logs in {log_dir}"
     )
     figures: dict[str, Any] = {
-        "route": args.route,
-        "clients": args.clients,
+        "route": route,
+        "clients": clients,
         "writes_per_s": round(rate, 1),
         "p50_ms": result["p50_ms"],
         "p99_ms": result["p99_ms"],

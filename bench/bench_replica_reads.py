@@ -132,6 +132,11 @@ def stack_of(amqp: str, replicas: int) -> Iterator[tuple[str, str, Path]]:
 
 
 def main() -> None:
+    run(arguments().parse_args())
+
+
+def arguments() -> argparse.ArgumentParser:
+    """The command line, whose defaults ``bench/run.py`` takes too."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=Options.duration)
     parser.add_argument("--warmup", type=float, default=Options.warmup)
@@ -142,7 +147,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="times to run the gateway counts, alternated; the median pair is quoted"
     )
-    run(parser.parse_args())
+    return parser
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -69,7 +69,6 @@ def main() -> int:
 def measure(*, replicas: int = 1, settle: float = 10.0, limit_mb: float = 80.0) -> dict[str, Any]:
     """One reading, printed; ``rss_mb`` by process (a service's replicas: the largest), ``over`` when a
     Keyway service exceeds ``limit_mb``, ``started`` False when the stack did not come up."""
-    args = argparse.Namespace(replicas=replicas, settle=settle, limit_mb=limit_mb)
     rss_by_process: dict[str, float] = {}
     amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     namespace = f"kwbench{uuid.uuid4().hex[:10]}"
@@ -81,14 +80,14 @@ def measure(*, replicas: int = 1, settle: float = 10.0, limit_mb: float = 80.0) 
         "KEYWAY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
         "KEYWAY_BUS_NAMESPACE": namespace,
         "AMQP_URL": amqp_url,
-        **{var: str(free_port_run(args.replicas)) for var in PORT_VARS.values()},
+        **{var: str(free_port_run(replicas)) for var in PORT_VARS.values()},
     }
     for name in ("MONGODB_URL", "KEYWAY_PUBLIC_URL", "REPLICAS"):
         env.pop(name, None)
     log_path = data_dir / "up.log"
     with log_path.open("wb") as log:
         launcher = subprocess.Popen(
-            [sys.executable, str(ROOT / "deploy" / "local" / "up.py"), "--replicas", str(args.replicas)],
+            [sys.executable, str(ROOT / "deploy" / "local" / "up.py"), "--replicas", str(replicas)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -106,15 +105,15 @@ def measure(*, replicas: int = 1, settle: float = 10.0, limit_mb: float = 80.0) 
         services = [(package, int(pid)) for package, _port, pid in READY_LINE.findall(text)]
         known = {pid for _package, pid in services}
         database = [("secantusdb", pid) for pid in children(launcher.pid) if pid not in known]
-        time.sleep(args.settle)
-        print(f"idle RSS after {args.settle:g} s, {args.replicas} replica(s) of each service")
+        time.sleep(settle)
+        print(f"idle RSS after {settle:g} s, {replicas} replica(s) of each service")
         print(f"  {'process':<20} {'pid':>8} {'VmRSS MB':>9} {'VmHWM MB':>9}")
         for package, pid in services + database:
             rss, hwm = status_kb(pid, "VmRSS") / 1024, status_kb(pid, "VmHWM") / 1024
             rss_by_process[package] = round(max(rss, rss_by_process.get(package, 0.0)), 1)
             mark = ""
-            if package != "secantusdb" and rss > args.limit_mb:
-                over, mark = True, f"  over {args.limit_mb:g} MB"
+            if package != "secantusdb" and rss > limit_mb:
+                over, mark = True, f"  over {limit_mb:g} MB"
             print(f"  {package:<20} {pid:>8} {rss:>9.1f} {hwm:>9.1f}{mark}")
     finally:
         if launcher.poll() is None:

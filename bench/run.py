@@ -199,14 +199,8 @@ def main() -> None:
             for route in ("import", "api-key")
         }
     if args.only in {None, "replicas"}:
-        replica_args = argparse.Namespace(
-            duration=args.duration,
-            warmup=bench_get_connection.Options.warmup,
-            connections=bench_get_connection.Options.connections,
-            clients=bench_get_connection.Options.concurrency,
-            loadgen=args.loadgen,
-            replicas=[1, 2],
-            rounds=args.rounds,
+        replica_args = bench_replica_reads.arguments().parse_args(
+            ["--duration", str(args.duration), "--loadgen", args.loadgen, "--rounds", str(args.rounds)]
         )
         results["replicas"] = bench_replica_reads.run(replica_args)
     if args.only in {None, "rss"}:
