@@ -25,6 +25,7 @@ BENCH = ROOT / "bench"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.support.cpu_limit import cpu_limit_unavailable, cpu_limited  # noqa: E402 - needs ROOT above
 from tests.support.procs import ServiceProcess, free_port, free_port_run, start_mongo, wait_for_port  # noqa: E402 - needs ROOT above
 from tests.support.rabbit import list_queues_and_exchanges  # noqa: E402 - needs ROOT above
 
@@ -36,6 +37,8 @@ __all__ = [
     "amqp_url",
     "check_rabbitmq",
     "children_cpu_seconds",
+    "cpu_limit_unavailable",
+    "cpu_limited",
     "cpu_seconds",
     "delete_namespace",
     "ensure_wrk",

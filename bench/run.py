@@ -8,8 +8,8 @@ server on a temporary directory unless ``MONGODB_URL`` is set, and stops it at t
 figure comes with a baseline measured in this same run, on this same machine: compare ratios
 between runs, not raw rates (other work on the machine moves both sides). The run ends with issue
 19's goals, each figure beside its aim: imports and API-key connects (``bench_imports.py``), one and
-two gateways (``bench_replica_reads.py``), the dispatcher's own CPU (``bench_webhooks.py``) and idle
-memory (``idle_rss.py``).
+two gateways, as started and capped as pods (``bench_replica_reads.py``), the dispatcher's own CPU
+(``bench_webhooks.py``) and idle memory (``idle_rss.py``).
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def _goals(results: dict[str, Any]) -> list[list[Any]]:
     """Each goal this run measured: its aim, the figure, and whether the figure meets it."""
     rows: list[list[Any]] = []
 
-    def goal(name: str, aim: str, measured: str, met: bool) -> None:
-        rows.append([name, aim, measured, "yes" if met else "no"])
+    def goal(name: str, aim: str, measured: str, met: bool | None) -> None:
+        rows.append([name, aim, measured, "n/a" if met is None else "yes" if met else "no"])
 
     for route, figures in results.get("imports", {}).items():
         rate, p99 = figures["writes_per_s"], figures["p99_ms"]
@@ -129,11 +129,21 @@ def _goals(results: dict[str, Any]) -> list[list[Any]]:
     if "ratio_two_over_one" in replicas:
         p99, scaling = replicas["p99_ms_one"], replicas["ratio_two_over_one"]
         goal("GET /connection, 1 gateway (median)", "p99 <= 25 ms", f"p99 {p99:.1f} ms", p99 <= 25)
+        capped = replicas.get("capped_ratio_two_over_one")
+        if capped is not None:
+            # The machine's 2 cores bound the uncapped ratio (bench_replica_reads.py's docstring): the
+            # capped one, each gateway a "500m" pod, is the test of whether replicas add reads.
+            goal(
+                f"2 gateways / 1, each capped at {replicas['cpu_limit']:g} cores (median)",
+                ">= 1.5",
+                f"{capped} (per gateway core: {replicas['capped_per_core_two_over_one']})",
+                capped >= 1.5,
+            )
         goal(
-            "2 gateways / 1 gateway (median)",
-            ">= 1.5",
+            "2 gateways / 1 as make up runs them (median)",
+            ">= 1.5" if capped is None else "(machine-bound)",
             f"{scaling} (per gateway core: {replicas['per_core_two_over_one']})",
-            scaling >= 1.5,
+            scaling >= 1.5 if capped is None else None,
         )
     dispatcher = results.get("webhooks", {}).get("dispatcher_1", {})
     if "sender_cpu_ms_per_delivery" in dispatcher:
