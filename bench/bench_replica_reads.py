@@ -251,22 +251,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f" broker and database share); p99 with 1: {statistics.median(p99s)} ms"
                 f" (median of {p99s}; aim: <= 25 ms)"
             )
-            summary |= {
-                "ratio_two_over_one": statistics.median(scalings),
-                "ratios": scalings,
-                "p99_ms_one": statistics.median(p99s),
-                "per_core_two_over_one": statistics.median(efficiency),
-            }
+            summary["p99_ms_one"] = statistics.median(p99s)  # the p99 aim is for a gateway as started
         else:
             print(
                 f"  each gateway capped at {limit:g} cores, 2 gateways / 1 gateway: {statistics.median(scalings)}"
                 f" (median of {scalings}; aim: >= 1.5)"
             )
-            summary |= {
-                "capped_ratio_two_over_one": statistics.median(scalings),
-                "capped_ratios": scalings,
-                "capped_per_core_two_over_one": statistics.median(efficiency),
-            }
+        prefix = "" if limit is None else "capped_"
+        summary |= {
+            f"{prefix}ratio_two_over_one": statistics.median(scalings),
+            f"{prefix}ratios": scalings,
+            f"{prefix}per_core_two_over_one": statistics.median(efficiency),
+        }
         print(
             f"  reads per gateway core-second, 2 gateways / 1 ({_limit_label(limit)}):"
             f" {statistics.median(efficiency)} (median of {efficiency})"

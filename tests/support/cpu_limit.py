@@ -19,29 +19,33 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["PERIOD_US", "cpu_limit_unavailable", "cpu_limited"]
+__all__ = ["GROUP_PREFIX", "PERIOD_US", "cpu_hierarchy", "cpu_limit_unavailable", "cpu_limited"]
 
 PERIOD_US = 100_000
+GROUP_PREFIX = "kwbench-"  # the name of every cgroup made here starts with it
 _V1 = Path("/sys/fs/cgroup/cpu")
 _V2 = Path("/sys/fs/cgroup")
 
 
-def _v2_has_cpu() -> bool:
-    controllers = _V2 / "cgroup.subtree_control"
+def cpu_hierarchy() -> Path | None:
+    """Where cgroups with a CPU quota are made: v1's ``cpu`` hierarchy, or v2's root when ``cpu`` is
+    enabled there; None when neither is."""
+    if (_V1 / "cpu.cfs_quota_us").exists():
+        return _V1
     with contextlib.suppress(OSError):
-        return "cpu" in controllers.read_text().split()
-    return False
+        if "cpu" in (_V2 / "cgroup.subtree_control").read_text().split():
+            return _V2
+    return None
 
 
 def cpu_limit_unavailable() -> str | None:
     """None when :func:`cpu_limited` can run here, else the reason it cannot."""
     if os.geteuid() != 0:
         return "capping a process's CPU needs root (a cgroup of its own)"
-    if (_V1 / "cpu.cfs_quota_us").exists():
-        return None if os.access(_V1, os.W_OK) else f"{_V1} is not writable"
-    if _v2_has_cpu():
-        return None if os.access(_V2, os.W_OK) else f"{_V2} is not writable"
-    return "no cgroup cpu controller (v1 at /sys/fs/cgroup/cpu, or v2 with cpu enabled)"
+    root = cpu_hierarchy()
+    if root is None:
+        return "no cgroup cpu controller (v1 at /sys/fs/cgroup/cpu, or v2 with cpu enabled)"
+    return None if os.access(root, os.W_OK) else f"{root} is not writable"
 
 
 @contextlib.contextmanager
@@ -52,13 +56,14 @@ def cpu_limited(pids: list[int], cores: float) -> Iterator[None]:
         raise RuntimeError(reason)
     if cores <= 0:
         raise ValueError("a CPU limit must be more than 0 cores")
-    v1 = (_V1 / "cpu.cfs_quota_us").exists()
-    root = _V1 if v1 else _V2
+    root = cpu_hierarchy()
+    assert root is not None  # checked by cpu_limit_unavailable
+    v1 = root == _V1
     quota = max(1000, round(cores * PERIOD_US))  # the kernel's floor is 1 ms
     made: list[Path] = []
     try:
         for pid in pids:
-            group = root / f"kwbench-{uuid.uuid4().hex[:12]}"
+            group = root / f"{GROUP_PREFIX}{uuid.uuid4().hex[:12]}"
             group.mkdir()
             made.append(group)
             if v1:

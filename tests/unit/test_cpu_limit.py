@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ..support import cpu_limit
-from ..support.cpu_limit import cpu_limit_unavailable, cpu_limited
+from ..support.cpu_limit import cpu_hierarchy, cpu_limit_unavailable, cpu_limited
 
 pytestmark = pytest.mark.skipif(cpu_limit_unavailable() is not None, reason=str(cpu_limit_unavailable()))
 
@@ -27,11 +27,10 @@ def busy_child() -> Iterator[subprocess.Popen[bytes]]:
 
 
 def _group_of(pid: int) -> Path | None:
-    """The kwbench cgroup ``pid`` is in, if any (v1 ``cpu`` hierarchy or v2)."""
-    root = (
-        Path("/sys/fs/cgroup/cpu") if Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists() else Path("/sys/fs/cgroup")
-    )
-    for group in root.glob("kwbench-*"):
+    """The cgroup made by cpu_limited that ``pid`` is in, if any."""
+    root = cpu_hierarchy()
+    assert root is not None
+    for group in root.glob(f"{cpu_limit.GROUP_PREFIX}*"):
         if str(pid) in (group / "cgroup.procs").read_text().split():
             return group
     return None
