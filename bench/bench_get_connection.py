@@ -44,6 +44,7 @@ import uvloop
 from common import (
     BENCH,
     ROOT,
+    UP_READY_LINE,
     amqp_url,
     check_rabbitmq,
     children_cpu_seconds,
@@ -69,9 +70,7 @@ UP = ROOT / "deploy" / "local" / "up.py"
 RESULTS = BENCH / "results"  # git-ignored; the stack's output stays there after the run
 # What the bench changes in the environment ``make up`` runs with (besides ports and names).
 MAKE_UP_CHANGES = {"KEYWAY_RATE_LIMIT_PER_MINUTE": "0"}
-# Each line of up.py's "all services ready" list: package, URL, pid.
 _PROBLEM = re.compile(r"\[(warning|error|critical)\s*\]|Traceback")
-_SERVICE_LINE = re.compile(r"^\s+(\w+)\s+http://127\.0\.0\.1:(\d+)\s.*\bpid (\d+)\s*$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,10 +209,8 @@ def _wait_up(proc: subprocess.Popen[bytes], log_path: Path, timeout: float = 180
         text = log_path.read_text(errors="replace")
         if "Ctrl-C stops everything" in text:
             pids: dict[str, int | None] = {}
-            for line in text.splitlines():
-                found = _SERVICE_LINE.match(line)
-                if found:
-                    pids[found.group(1).replace("auth_gateway", "gateway")] = int(found.group(3))
+            for package, _port, pid in UP_READY_LINE.findall(text):
+                pids[package.replace("auth_gateway", "gateway")] = int(pid)
             return pids
         if proc.poll() is not None:
             raise RuntimeError(f"deploy/local/up.py exited with {proc.returncode}")

@@ -26,12 +26,22 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support.cpu_limit import cpu_limit_unavailable, cpu_limited  # noqa: E402 - needs ROOT above
-from tests.support.procs import ServiceProcess, free_port, free_port_run, start_mongo, wait_for_port  # noqa: E402 - needs ROOT above
+from tests.support.procs import (  # noqa: E402 - needs ROOT above
+    UP_PORT_VARS,
+    UP_READY_LINE,
+    ServiceProcess,
+    free_port,
+    free_port_run,
+    start_mongo,
+    wait_for_port,
+)
 from tests.support.rabbit import list_queues_and_exchanges  # noqa: E402 - needs ROOT above
 
 __all__ = [
     "BENCH",
     "ROOT",
+    "UP_PORT_VARS",
+    "UP_READY_LINE",
     "MongoServer",
     "ServiceProcess",
     "amqp_url",

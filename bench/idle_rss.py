@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import base64
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -28,16 +27,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from common import delete_namespace, free_port_run
+from common import UP_PORT_VARS, UP_READY_LINE, delete_namespace, free_port_run
 
 ROOT = Path(__file__).resolve().parents[1]
-PORT_VARS = {
-    "auth_gateway": "KEYWAY_GATEWAY_PORT",
-    "activity_log": "KEYWAY_ACTIVITY_LOG_PORT",
-    "webhook_dispatcher": "KEYWAY_WEBHOOK_DISPATCHER_PORT",
-    "token_refresher": "KEYWAY_TOKEN_REFRESHER_PORT",
-}
-READY_LINE = re.compile(r"^\s+(\w+)\s+http://127\.0\.0\.1:(\d+)\s.*pid (\d+)$", re.MULTILINE)
 
 
 def status_kb(pid: int, field: str) -> int:
@@ -80,7 +72,7 @@ def measure(*, replicas: int = 1, settle: float = 10.0, limit_mb: float = 80.0) 
         "KEYWAY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
         "KEYWAY_BUS_NAMESPACE": namespace,
         "AMQP_URL": amqp_url,
-        **{var: str(free_port_run(replicas)) for var in PORT_VARS.values()},
+        **{var: str(free_port_run(replicas)) for var in UP_PORT_VARS.values()},
     }
     for name in ("MONGODB_URL", "KEYWAY_PUBLIC_URL", "REPLICAS"):
         env.pop(name, None)
@@ -102,7 +94,7 @@ def measure(*, replicas: int = 1, settle: float = 10.0, limit_mb: float = 80.0) 
                 return {"started": False, "over": False, "rss_mb": {}, "limit_mb": limit_mb}
             time.sleep(0.2)
         text = log_path.read_text(errors="replace").split("all services ready", 1)[1]
-        services = [(package, int(pid)) for package, _port, pid in READY_LINE.findall(text)]
+        services = [(package, int(pid)) for package, _port, pid in UP_READY_LINE.findall(text)]
         known = {pid for _package, pid in services}
         database = [("secantusdb", pid) for pid in children(launcher.pid) if pid not in known]
         time.sleep(settle)

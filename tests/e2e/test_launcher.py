@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -22,17 +21,9 @@ from typing import Any
 
 import pytest
 
-from ..support.procs import ROOT, free_port, free_port_run
+from ..support.procs import ROOT, UP_PORT_VARS, UP_READY_LINE, free_port, free_port_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.timeout(300)]
-
-PORT_VARS = {
-    "auth_gateway": "KEYWAY_GATEWAY_PORT",
-    "activity_log": "KEYWAY_ACTIVITY_LOG_PORT",
-    "webhook_dispatcher": "KEYWAY_WEBHOOK_DISPATCHER_PORT",
-    "token_refresher": "KEYWAY_TOKEN_REFRESHER_PORT",
-}
-READY_LINE = re.compile(r"^\s+(\w+)\s+http://127\.0\.0\.1:(\d+)\s.*pid (\d+)$", re.MULTILINE)
 
 
 def descendants(pid: int) -> set[int]:
@@ -74,7 +65,7 @@ def test_replicas_share_the_gateway_port_and_die_with_a_killed_launcher(
     amqp_url: str, namespace: str, amqp: Any, tmp_path: Path
 ) -> None:
     replicas = 2
-    first_ports = {package: free_port_run(replicas) for package in PORT_VARS}
+    first_ports = {package: free_port_run(replicas) for package in UP_PORT_VARS}
     mongo_port = free_port()
     env = {
         **os.environ,
@@ -83,7 +74,7 @@ def test_replicas_share_the_gateway_port_and_die_with_a_killed_launcher(
         "KEYWAY_DEV_DATA_DIR": str(tmp_path / "data"),
         "KEYWAY_DEV_MONGO_PORT": str(mongo_port),
         "KEYWAY_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
-        **{PORT_VARS[package]: str(port) for package, port in first_ports.items()},
+        **{UP_PORT_VARS[package]: str(port) for package, port in first_ports.items()},
     }
     for name in ("MONGODB_URL", "KEYWAY_PUBLIC_URL", "REPLICAS"):
         env.pop(name, None)
@@ -105,7 +96,7 @@ def test_replicas_share_the_gateway_port_and_die_with_a_killed_launcher(
             time.sleep(0.2)
         text = log_path.read_text(errors="replace").split("all services ready", 1)[1]
         started: dict[str, list[tuple[int, int]]] = {}
-        for package, port, pid in READY_LINE.findall(text):
+        for package, port, pid in UP_READY_LINE.findall(text):
             started.setdefault(package, []).append((int(port), int(pid)))
 
         # Both gateway replicas on the one gateway port, each consumer replica on a port of its own.
@@ -122,7 +113,7 @@ def test_replicas_share_the_gateway_port_and_die_with_a_killed_launcher(
         assert service_pids < children  # and the embedded database
         assert len(children) == len(service_pids) + 1, (children, service_pids)
         ports = [mongo_port, gateway_port] + [
-            first_ports[package] + i for package in PORT_VARS if package != "auth_gateway" for i in range(replicas)
+            first_ports[package] + i for package in UP_PORT_VARS if package != "auth_gateway" for i in range(replicas)
         ]
         assert not any(port_free(port) for port in ports)
 

@@ -27,7 +27,6 @@ import base64
 import contextlib
 import json
 import os
-import re
 import secrets
 import signal
 import subprocess
@@ -48,18 +47,10 @@ from aiohttp import web
 from ..support.catalog import providers_file as with_test_providers
 from ..support.oauth_provider import Grant, OAuthProvider
 from ..support.polling import eventually
-from ..support.procs import ROOT, free_port_run
+from ..support.procs import ROOT, UP_PORT_VARS, UP_READY_LINE, free_port_run
 from ..support.receiver import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.timeout(600)]
-
-PORT_VARS = {
-    "auth_gateway": "KEYWAY_GATEWAY_PORT",
-    "activity_log": "KEYWAY_ACTIVITY_LOG_PORT",
-    "webhook_dispatcher": "KEYWAY_WEBHOOK_DISPATCHER_PORT",
-    "token_refresher": "KEYWAY_TOKEN_REFRESHER_PORT",
-}
-READY_LINE = re.compile(r"^\s+(\w+)\s+http://127\.0\.0\.1:(\d+)\s.*pid (\d+)$", re.MULTILINE)
 
 
 @dataclass
@@ -94,9 +85,9 @@ class UpStack:
 
         await eventually(ready, timeout=timeout, interval=0.2, what="up.py: all services ready")
         text = self.logs().split("all services ready", 1)[1]
-        for package, port, pid in READY_LINE.findall(text):
+        for package, port, pid in UP_READY_LINE.findall(text):
             self.replicas.setdefault(package, []).append((int(port), int(pid)))
-        assert {p: len(r) for p, r in self.replicas.items()} == dict.fromkeys(PORT_VARS, 2), self.replicas
+        assert {p: len(r) for p, r in self.replicas.items()} == dict.fromkeys(UP_PORT_VARS, 2), self.replicas
 
     def kill(self, package: str, replica: int) -> None:
         os.kill(self.replicas[package][replica][1], signal.SIGKILL)
@@ -190,7 +181,7 @@ async def test_two_replicas_of_everything_lose_nothing_when_one_of_each_is_kille
         )
     )
     secret_key, public_key = str(uuid.uuid4()), str(uuid.uuid4())
-    first_ports = {package: free_port_run(2) for package in PORT_VARS}
+    first_ports = {package: free_port_run(2) for package in UP_PORT_VARS}
     env = {
         **os.environ,
         "MONGODB_URL": mongo_url,
@@ -208,7 +199,7 @@ async def test_two_replicas_of_everything_lose_nothing_when_one_of_each_is_kille
         "KEYWAY_OUTBOX_STALE_SECONDS": "1",
         "KEYWAY_WEBHOOK_RETRY_SCALE": "0.2",  # the first retry after about a second instead of 5 s
         "KEYWAY_PROVIDER_TIMEOUT_SECONDS": "5",
-        **{PORT_VARS[package]: str(port) for package, port in first_ports.items()},
+        **{UP_PORT_VARS[package]: str(port) for package, port in first_ports.items()},
     }
     env.pop("KEYWAY_PUBLIC_URL", None)  # up.py derives it from the first gateway's port
     env.pop("REPLICAS", None)

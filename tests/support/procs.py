@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +15,23 @@ from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _launcher_services() -> list[tuple[str, str, int]]:
+    """deploy/local/up.py's SERVICES: (package, the variable setting its first port, default port)."""
+    spec = importlib.util.spec_from_file_location("keyway_local_up", ROOT / "deploy" / "local" / "up.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # definitions only: it starts the stack under __main__ alone
+    return list(module.SERVICES)
+
+
+# deploy/local/up.py's contract with whatever starts it: the variable setting each service's first
+# port, and the line it prints for each ready process (package, port, pid) before "Ctrl-C stops
+# everything".
+UP_PORT_VARS = {package: port_var for package, port_var, _default in _launcher_services()}
+UP_READY_LINE = re.compile(r"^\s+(\w+)\s+http://127\.0\.0\.1:(\d+)\s.*\bpid (\d+)[ \t]*$", re.MULTILINE)
 
 
 # Ports handed to processes come from below the kernel's ephemeral range. A port from inside it
