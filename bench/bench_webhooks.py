@@ -13,10 +13,15 @@ every process on Linux), so the receiver measures event -> receipt latency.
     keyway     the real dispatcher (``python -m webhook_dispatcher``, 1 then 2 processes): events
                published with confirms (100 in flight) to the events exchange, consumed, signed,
                POSTed, every attempt recorded in MongoDB and announced as ``webhook.delivered``
+    raw, paced after each dispatcher run, the raw sender again for 10 s, each POST started when
+               due at the rate that run delivered
 
 Each row also gives the sender's own CPU per delivered webhook: the CPU time the dispatcher
-processes used during the run divided by the webhooks delivered, and for the raw row this process's
-(signing and POSTing); the ratio of the two is what the dispatcher costs over a bare POST.
+processes used during the run divided by the webhooks delivered, and for the raw rows this
+process's (signing and POSTing). Their ratio is what the dispatcher costs over a bare POST, and
+only the paced raw row makes it a like-for-like one: a POST's CPU depends on the rate. Flat out,
+one loop wakeup and one ``recv`` serve many answers; at the dispatcher's few hundred a second each
+POST pays for its own, and a bare aiohttp POST costs two to three times what it does flat out.
 
 Publishing runs flat out alongside, so the dispatcher's queue fills and the latencies are at
 saturation (they include the wait in the queue). A second, paced run at half the measured rate
@@ -218,8 +223,17 @@ def _cpu(watch: dict[str, int | None], before: dict[str, float], wall: float) ->
 
 
 async def raw_posts(
-    receiver: Receiver, http: aiohttp.ClientSession, secret_key: str, signing_key: str, events: int, watch: Any
+    receiver: Receiver,
+    http: aiohttp.ClientSession,
+    secret_key: str,
+    signing_key: str,
+    events: int,
+    watch: Any,
+    *,
+    rate: float | None = None,
 ) -> dict[str, Any]:
+    """``events`` signed POSTs, 64 in flight: flat out, or (``rate``) each started when due, as
+    :func:`_publish_all` paces events."""
     key = base64.b64decode(signing_key.removeprefix("whsec_"))
     await receiver.reset(http)
     counter = iter(range(events))
@@ -230,6 +244,8 @@ async def raw_posts(
 
         async def worker() -> None:
             for seq in counter:
+                if rate is not None and (wait := started + seq / rate - time.monotonic()) > 0:
+                    await asyncio.sleep(wait)
                 body = _body(seq, time.monotonic())
                 msg_id = f"msg_{uuid.uuid4().hex}"
                 stamp = str(int(time.time()))
@@ -387,9 +403,20 @@ async def run_async(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Opti
     try:
         async with aiohttp.ClientSession() as http:
             results["raw"] = raw = await raw_posts(receiver, http, env.secret_key, signing_key, opts.events, watch)
-            # The raw sender's own CPU per webhook: this process signing and POSTing, nothing else.
-            raw["sender_cpu_ms_per_delivery"] = raw["cpu_ms_per_delivery_by_process"].get("bench", float("nan"))
+            _raw_own_cpu(raw)
             _line("raw aiohttp POSTs (1 process)", raw)
+
+            async def raw_at(rate: float, key: str) -> dict[str, Any]:
+                # A bare POST's CPU depends on the rate (at a low one each POST pays its own syscalls
+                # and loop wakeups), so the dispatcher is also compared with POSTs at its own rate.
+                events = min(opts.events, int(rate * 10))
+                row = await raw_posts(receiver, http, env.secret_key, signing_key, events, watch, rate=rate)
+                row["offered_rate"] = round(rate, 1)
+                _raw_own_cpu(row)
+                results[key] = row
+                _line(f"raw aiohttp POSTs, paced at {rate:,.0f}/s", row)
+                return row
+
             for n in opts.processes:
                 common: dict[str, Any] = {
                     "amqp": amqp,
@@ -403,7 +430,8 @@ async def run_async(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Opti
                 }
                 figures = await through_dispatcher(processes=n, **common)
                 figures["ratio_over_raw"] = ratio(figures["rate"], raw["rate"])
-                _own_cpu(figures, raw)
+                same_rate = await raw_at(figures["rate"], f"raw_at_dispatcher_{n}_rate") if figures["rate"] else None
+                _own_cpu(figures, raw, same_rate)
                 results[f"dispatcher_{n}"] = figures
                 _line(f"dispatcher, {n} process{'es' if n > 1 else ''}", figures)
                 if n == 1 and figures["rate"]:
@@ -412,7 +440,7 @@ async def run_async(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Opti
                         processes=1, rate=paced_rate, events=min(opts.events, int(paced_rate * 10)), **common
                     )
                     paced["offered_rate"] = round(paced_rate, 1)
-                    _own_cpu(paced, raw)
+                    _own_cpu(paced, raw, await raw_at(paced_rate, "raw_at_paced_rate"))
                     results["dispatcher_1_paced"] = paced
                     _line(f"dispatcher, 1 process, paced at {paced_rate:,.0f}/s", paced)
     finally:
@@ -422,12 +450,21 @@ async def run_async(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Opti
     return results
 
 
-def _own_cpu(row: dict[str, Any], raw: dict[str, Any]) -> None:
+def _raw_own_cpu(raw: dict[str, Any]) -> None:
+    """The raw sender's own CPU per webhook: this process signing and POSTing, nothing else."""
+    raw["sender_cpu_ms_per_delivery"] = raw["cpu_ms_per_delivery_by_process"].get("bench", float("nan"))
+
+
+def _own_cpu(row: dict[str, Any], raw: dict[str, Any], same_rate: dict[str, Any] | None) -> None:
     """The dispatcher processes' own CPU per delivered webhook (process CPU time / deliveries),
-    and its ratio to what the raw sender spent per POST in the same run."""
+    and its ratio to what the raw sender spent per POST in the same run: flat out, and at the rate
+    the dispatcher delivered (``same_rate``, the like-for-like comparison)."""
     spent = _process_ms(row, "dispatcher")
-    row["sender_cpu_ms_per_delivery"] = spent if isinstance(spent, float) else float("nan")
-    row["sender_cpu_over_raw"] = ratio(row["sender_cpu_ms_per_delivery"], raw["sender_cpu_ms_per_delivery"])
+    own = row["sender_cpu_ms_per_delivery"] = spent if isinstance(spent, float) else float("nan")
+    row["sender_cpu_over_raw"] = ratio(own, raw["sender_cpu_ms_per_delivery"])
+    if same_rate is not None:
+        row["raw_same_rate_cpu_ms_per_delivery"] = same_rate["sender_cpu_ms_per_delivery"]
+        row["sender_cpu_over_raw_same_rate"] = ratio(own, same_rate["sender_cpu_ms_per_delivery"])
 
 
 def _line(name: str, row: dict[str, Any]) -> None:
@@ -440,7 +477,9 @@ def _line(name: str, row: dict[str, Any]) -> None:
     )
     own = row.get("sender_cpu_ms_per_delivery")
     if own is not None:
-        versus = f" = {row['sender_cpu_over_raw']} x the raw sender's" if "sender_cpu_over_raw" in row else ""
+        versus = f" = {row['sender_cpu_over_raw']} x the raw sender's flat out" if "sender_cpu_over_raw" in row else ""
+        if "sender_cpu_over_raw_same_rate" in row:
+            versus += f", {row['sender_cpu_over_raw_same_rate']} x its at the same rate"
         print(f"  {'':<42} sender's own CPU: {own} ms per webhook{versus}", flush=True)
 
 
@@ -452,10 +491,13 @@ def run(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict
     )
     results = uvloop.run(run_async(amqp, mongo_url, mongo_pid, opts))
     print()
-    labels = {
-        "raw": "raw aiohttp POSTs, 1 process",
-        **{f"dispatcher_{n}": f"dispatcher, {n} process{'es' if n > 1 else ''}" for n in opts.processes},
+    labels = {"raw": "raw aiohttp POSTs, 1 process"}
+    for n in opts.processes:
+        labels[f"dispatcher_{n}"] = f"dispatcher, {n} process{'es' if n > 1 else ''}"
+        labels[f"raw_at_dispatcher_{n}_rate"] = "raw POSTs at that rate"
+    labels |= {
         "dispatcher_1_paced": "dispatcher, 1 process, paced at half rate",
+        "raw_at_paced_rate": "raw POSTs at that rate",
     }
     rows = [
         [
@@ -488,14 +530,28 @@ def run(amqp: str, mongo_url: str, mongo_pid: int | None, opts: Options) -> dict
     own = [
         [
             label,
-            results[key].get("sender_cpu_ms_per_delivery", ""),
+            results[key]["rate"],
+            results[key]["sender_cpu_ms_per_delivery"],
             results["raw"]["sender_cpu_ms_per_delivery"],
             results[key].get("sender_cpu_over_raw", ""),
+            results[key].get("raw_same_rate_cpu_ms_per_delivery", ""),
+            results[key].get("sender_cpu_over_raw_same_rate", ""),
         ]
         for key, label in labels.items()
         if key in results
     ]
-    print_table(["(c) sender's own CPU", "ms/webhook", "raw sender ms/webhook", "this / raw"], own)
+    print_table(
+        [
+            "(c) sender's own CPU",
+            "deliveries/s",
+            "ms/webhook",
+            "raw flat out",
+            "this / raw",
+            "raw at this rate",
+            "this / raw at this rate",
+        ],
+        own,
+    )
     print()
     return results
 

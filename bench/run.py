@@ -111,8 +111,9 @@ def _goals(results: dict[str, Any]) -> list[list[Any]]:
     """Each goal this run measured: its aim, the figure, and whether the figure meets it."""
     rows: list[list[Any]] = []
 
-    def goal(name: str, aim: str, measured: str, met: bool | None) -> None:
-        rows.append([name, aim, measured, "n/a" if met is None else "yes" if met else "no"])
+    def goal(name: str, aim: str, measured: str, met: bool | str | None) -> None:
+        verdict = met if isinstance(met, str) else "n/a" if met is None else "yes" if met else "no"
+        rows.append([name, aim, measured, verdict])
 
     for route, figures in results.get("imports", {}).items():
         rate, p99 = figures["writes_per_s"], figures["p99_ms"]
@@ -145,10 +146,33 @@ def _goals(results: dict[str, Any]) -> list[list[Any]]:
             f"{scaling} (per gateway core: {replicas['per_core_two_over_one']})",
             scaling >= 1.5 if capped is None else None,
         )
-    dispatcher = results.get("webhooks", {}).get("dispatcher_1", {})
-    if "sender_cpu_ms_per_delivery" in dispatcher:
-        own = dispatcher["sender_cpu_ms_per_delivery"]
-        goal("dispatcher's own CPU per webhook", "<= 0.25 ms", f"{own} ms", own <= 0.25)
+    webhooks = results.get("webhooks", {})
+    flat_out, paced = webhooks.get("dispatcher_1", {}), webhooks.get("dispatcher_1_paced", {})
+    if "raw_same_rate_cpu_ms_per_delivery" in flat_out:
+        own, bare = flat_out["sender_cpu_ms_per_delivery"], flat_out["raw_same_rate_cpu_ms_per_delivery"]
+        rate = f"{flat_out['rate']:,.0f}/s"
+        # The issue's 0.25 ms came from a bare POST's cost at 5-8k/s. At the rate the dispatcher
+        # delivers, a bare aiohttp POST alone costs more than that (bench/README.md), so the
+        # dispatcher is judged on the like-for-like ratio, with the issue's own margin (0.25 ms
+        # over the 0.12 ms it measured for a bare POST: about 2).
+        goal(
+            "dispatcher's own CPU per webhook",
+            "<= 0.25 ms",
+            f"{own} ms at {rate}; a bare aiohttp POST at {rate}: {bare} ms",
+            "no: a bare POST costs more" if bare > 0.25 else own <= 0.25,
+        )
+        same = flat_out["sender_cpu_over_raw_same_rate"]
+        goal("dispatcher / bare POST at the same rate", "<= 2", f"{same} (flat out, {rate})", same <= 2)
+    if "sender_cpu_over_raw_same_rate" in paced:
+        rate = f"{paced['rate']:,.0f}/s"
+        # Shown, not judged: at a low rate every round trip (consume, claim, POST, record) pays its
+        # own wakeup, and the bare POST makes one where the dispatcher's guarantees need four.
+        goal(
+            "dispatcher / bare POST, at half that rate",
+            "(shown)",
+            f"{paced['sender_cpu_over_raw_same_rate']} ({rate})",
+            None,
+        )
     rss = results.get("idle_rss", {})
     if rss.get("rss_mb"):
         services = {name: mb for name, mb in rss["rss_mb"].items() if name != "secantusdb"}
