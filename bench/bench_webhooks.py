@@ -222,6 +222,13 @@ def _cpu(watch: dict[str, int | None], before: dict[str, float], wall: float) ->
     return {label: round((cpu_seconds(pid) - before[label]) / wall, 2) for label, pid in watch.items()}
 
 
+async def _when_due(started: float, n: int, rate: float | None) -> None:
+    """Paced (``rate`` per second), the ``n``-th item of a run that began at ``started`` is due at
+    ``started + n / rate``: wait until then. Unpaced (``None``): go at once."""
+    if rate is not None and (wait := started + n / rate - time.monotonic()) > 0:
+        await asyncio.sleep(wait)
+
+
 async def raw_posts(
     receiver: Receiver,
     http: aiohttp.ClientSession,
@@ -232,8 +239,8 @@ async def raw_posts(
     *,
     rate: float | None = None,
 ) -> dict[str, Any]:
-    """``events`` signed POSTs, 64 in flight: flat out, or (``rate``) each started when due, as
-    :func:`_publish_all` paces events."""
+    """``events`` signed POSTs, 64 in flight: flat out, or (``rate``) each started when due
+    (:func:`_when_due`, as :func:`_publish_all` paces events)."""
     key = base64.b64decode(signing_key.removeprefix("whsec_"))
     await receiver.reset(http)
     counter = iter(range(events))
@@ -244,8 +251,7 @@ async def raw_posts(
 
         async def worker() -> None:
             for seq in counter:
-                if rate is not None and (wait := started + seq / rate - time.monotonic()) > 0:
-                    await asyncio.sleep(wait)
+                await _when_due(started, seq, rate)
                 body = _body(seq, time.monotonic())
                 msg_id = f"msg_{uuid.uuid4().hex}"
                 stamp = str(int(time.time()))
@@ -277,10 +283,7 @@ async def _publish_all(publisher: Any, events: int, *, rate: float | None, first
 
     async def worker() -> None:
         for seq in counter:
-            if rate is not None:  # paced: event seq is due at started + n / rate
-                due = started + (seq - first_seq) / rate
-                if (wait := due - time.monotonic()) > 0:
-                    await asyncio.sleep(wait)
+            await _when_due(started, seq - first_seq, rate)
             data = ConnectionCreated(
                 connection_id=f"b{seq}-{time.monotonic()!r}",
                 provider_config_key="bench",
