@@ -1,6 +1,6 @@
 """Do ``GET /connection`` reads scale with gateway replicas? One gateway, then two, as ``make up`` runs them.
 
-    uv run --frozen python bench/bench_replica_reads.py [--rounds 3] [--duration 10] [--clients 64]
+    uv run --frozen python bench/bench_replica_reads.py [--rounds 5] [--duration 10] [--clients 64]
         [--loadgen auto|wrk|python] [--cpu-limit 0.5 | --no-cpu-limit]
 
 For 1 and then 2 replicas it starts the whole stack through ``deploy/local/up.py --replicas N`` (the
@@ -158,7 +158,7 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default=Options.loadgen)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="gateway counts to run (1 2)")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="times to run the gateway counts, alternated; the median pair is quoted"
+        "--rounds", type=int, default=5, help="times to run the gateway counts, alternated; the median pair is quoted"
     )
     limit = parser.add_mutually_exclusive_group()
     limit.add_argument(

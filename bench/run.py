@@ -1,7 +1,7 @@
 """``make bench``: run every benchmark once, print a summary table, write ``bench/results/latest.json``.
 
     uv run --frozen python bench/run.py [--only connection|events|refresh|webhooks|activity|imports|replicas|rss]
-        [--duration 10] [--loadgen auto|wrk|python] [--rounds 3] [--import-seconds 15]
+        [--duration 10] [--loadgen auto|wrk|python] [--rounds 5] [--import-seconds 15]
 
 Needs RabbitMQ at ``AMQP_URL`` (default guest@127.0.0.1:5672). Starts the embedded MongoDB-wire
 server on a temporary directory unless ``MONGODB_URL`` is set, and stops it at the end. Every
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=bench_event_roundtrip.Budget.seconds)
     parser.add_argument("--queue-types", default="classic,quorum")
     parser.add_argument("--activity-entries", type=int, default=bench_activity.Options.entries)
-    parser.add_argument("--rounds", type=int, default=3, help="alternated 1- and 2-gateway pairs (replicas)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternated 1- and 2-gateway pairs (replicas)")
     parser.add_argument("--import-seconds", type=float, default=15.0, help="measured seconds of each write run")
     args = parser.parse_args()
     configure_logging(level="WARNING", json=False, service="bench")
