@@ -2,17 +2,28 @@
 
 Nothing here runs at import time: a service's ``__main__`` builds its settings object and passes it
 down, and tests construct settings directly with keyword arguments.
+
+A field's environment variables are the names in its ``validation_alias`` (an ``AliasChoices``)
+other than the field's own, matched without regard to case, the first one set winning; a keyword
+argument for the field, by name or by any of those aliases, wins over all of them. Values arrive as
+the strings the environment holds: a list field splits its own text in a ``mode="before"``
+validator.
+
+This is the part of pydantic-settings Keyway used, written out: the package, with the argparse,
+dotenv and CLI machinery it imports, cost every service process about 1 MB of idle memory (issue
+19). It also read each field's own name from the environment (``PORT``, ``HOST``, ``PUBLIC_URL``):
+variables a platform may set for its own reasons, never documented here, and no longer read.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Any
+import os
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-__all__ = ["BaseServiceSettings", "health_port", "parse_cidrs"]
+__all__ = ["BaseServiceSettings", "EnvironmentSettings", "environment_names", "health_port", "parse_cidrs"]
 
 
 def parse_cidrs(value: object) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -39,10 +50,41 @@ def health_port(default: int, variable: str) -> Any:
     )
 
 
-class BaseServiceSettings(BaseSettings):
-    """The knobs every service reads. Services subclass it and add their own."""
+def environment_names(name: str, alias: object) -> list[str]:
+    """The environment variables a field reads, in the order they are tried: its alias choices other
+    than the field's own name (that one is for keyword arguments), or the name in capitals."""
+    choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+    names = [choice for choice in choices if isinstance(choice, str) and choice != name]
+    return names or [name.upper()]
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+class EnvironmentSettings(BaseModel):
+    """A model whose fields not given as keyword arguments come from the environment."""
+
+    # Defaults are validated too, as pydantic-settings did: a default passes the same checks as a value.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_environment(cls, given: Any) -> Any:
+        if not isinstance(given, dict):
+            return given
+        environment = {key.lower(): value for key, value in os.environ.items()}
+        merged = dict(given)
+        for name, info in cls.model_fields.items():
+            names = environment_names(name, info.validation_alias)
+            if name in given or any(choice in given for choice in names):
+                continue
+            for choice in names:
+                value = environment.get(choice.lower())
+                if value is not None:
+                    merged[name] = value  # by name: every field takes its own (populate_by_name)
+                    break
+        return merged
+
+
+class BaseServiceSettings(EnvironmentSettings):
+    """The knobs every service reads. Services subclass it and add their own."""
 
     host: str = Field(
         default="0.0.0.0",  # noqa: S104 - a container serves on every interface
@@ -79,12 +121,12 @@ class BaseServiceSettings(BaseSettings):
         description="base64 of 32 random bytes; the key new ciphertexts are written with",
         validation_alias=AliasChoices("KEYWAY_ENCRYPTION_KEY", "encryption_key"),
     )
-    encryption_keys_old: Annotated[list[SecretStr], NoDecode] = Field(
+    encryption_keys_old: list[SecretStr] = Field(
         default_factory=list,
         description="comma-separated base64 keys still accepted for reading, during a rotation",
         validation_alias=AliasChoices("KEYWAY_ENCRYPTION_KEYS_OLD", "encryption_keys_old"),
     )
-    egress_allowlist: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
+    egress_allowlist: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
         default_factory=list,
         description="CIDRs outbound calls may reach although they are private or loopback",
         validation_alias=AliasChoices("KEYWAY_EGRESS_ALLOWLIST", "egress_allowlist"),

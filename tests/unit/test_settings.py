@@ -149,3 +149,40 @@ def test_a_service_subclass_adds_its_own_knobs(monkeypatch: pytest.MonkeyPatch) 
     settings = _GatewayLikeSettings()
     assert settings.port == 4004
     assert settings.amqp_url == "amqp://sub/"
+
+
+def test_the_first_alias_set_wins_and_case_does_not_matter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("keyway_amqp_url", "amqp://second-choice/")
+    assert BaseServiceSettings().amqp_url == "amqp://second-choice/"
+    monkeypatch.setenv("AMQP_URL", "amqp://first-choice/")
+    assert BaseServiceSettings().amqp_url == "amqp://first-choice/"
+
+
+def test_an_argument_by_alias_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMQP_URL", "amqp://from-env/")
+    settings = BaseServiceSettings.model_validate({"KEYWAY_AMQP_URL": "amqp://given/"})
+    assert settings.amqp_url == "amqp://given/"
+
+
+@pytest.mark.parametrize("name", ["HOST", "host", "LOG_LEVEL", "QUEUE_TYPE"])
+def test_a_field_name_alone_is_not_an_environment_variable(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    # Platforms set HOST and PORT for their own reasons; only the documented names are read.
+    monkeypatch.setenv(name, "stream")
+    settings = BaseServiceSettings()
+    assert (settings.host, settings.log_level, settings.queue_type) == ("0.0.0.0", "INFO", "quorum")
+
+
+def test_a_bad_default_is_rejected_like_a_bad_value() -> None:
+    class Misconfigured(BaseServiceSettings):
+        queue_type: str = Field(default="stream", validation_alias="KEYWAY_QUEUE_TYPE")
+
+    with pytest.raises(ValidationError):
+        Misconfigured()
+
+
+def test_a_subclass_field_without_alias_reads_its_name_in_capitals(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Plain(BaseServiceSettings):
+        keyway_widget_count: int = Field(default=1, description="widgets")
+
+    monkeypatch.setenv("KEYWAY_WIDGET_COUNT", "7")
+    assert Plain().keyway_widget_count == 7

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import NoDecode
 
 from keyway_shared.settings import BaseServiceSettings, parse_cidrs
 from keyway_shared.store.environments import PublicKeyConnect
@@ -97,7 +95,7 @@ class GatewaySettings(BaseServiceSettings):
         "routes (connect flows, callbacks, connect sessions and links, the WebSocket); 0 disables",
         validation_alias=AliasChoices("KEYWAY_CLIENT_RATE_LIMIT_PER_MINUTE", "client_rate_limit_per_minute"),
     )
-    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
         default_factory=list,
         description="comma-separated CIDRs of the proxies in front of the gateway (the Ingress controller, a "
         "load balancer) whose X-Forwarded-For names the client; empty: the header is ignored and the "
@@ -201,7 +199,7 @@ class GatewaySettings(BaseServiceSettings):
         "(429 past it; behind a proxy set KEYWAY_TRUSTED_PROXIES, or every client counts as the proxy); 0: no cap",
         validation_alias=AliasChoices("KEYWAY_WEBSOCKETS_PER_CLIENT", "websockets_per_client"),
     )
-    websocket_allowed_origins: Annotated[list[str], NoDecode] = Field(
+    websocket_allowed_origins: list[str] = Field(
         default_factory=list,
         description="comma-separated origins (https://app.example.com) whose pages may open the frontend SDK's "
         "WebSocket (403 for a browser on another page) and frame the Connect UI (/connect-ui/); empty: any "

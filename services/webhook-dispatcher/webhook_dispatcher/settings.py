@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import NoDecode
 
 from keyway_shared.bus import WEBHOOK_SEND_SCHEDULE
 from keyway_shared.settings import BaseServiceSettings, health_port
@@ -31,7 +28,7 @@ class DispatcherSettings(BaseServiceSettings):
         description="how long delivery attempts are kept (a TTL index removes them afterwards)",
         validation_alias=_alias("KEYWAY_WEBHOOK_DELIVERY_RETENTION_DAYS", "delivery_retention_days"),
     )
-    retry_schedule: Annotated[tuple[float, ...], NoDecode] = Field(
+    retry_schedule: tuple[float, ...] = Field(
         default=WEBHOOK_SEND_SCHEDULE.delays,
         description="seconds to wait after each failed attempt (comma-separated); one more attempt than delays",
         validation_alias=_alias("KEYWAY_WEBHOOK_RETRY_SCHEDULE", "retry_schedule"),

@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, SecretStr
+from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
-from pydantic_settings import BaseSettings
 
-from keyway_shared.settings import BaseServiceSettings
+from keyway_shared.settings import BaseServiceSettings, EnvironmentSettings, environment_names
 
 __all__ = ["SERVICES", "render", "undocumented"]
 
@@ -46,21 +45,17 @@ parentheses are accepted too.
 """
 
 
-def _settings_class(path: str) -> type[BaseSettings]:
+def _settings_class(path: str) -> type[EnvironmentSettings]:
     module, name = path.split(":")
     cls = getattr(importlib.import_module(module), name)
-    if not (isinstance(cls, type) and issubclass(cls, BaseSettings)):
+    if not (isinstance(cls, type) and issubclass(cls, EnvironmentSettings)):
         raise TypeError(f"{path} is not a settings class")
     return cls
 
 
 def _names(name: str, info: FieldInfo) -> tuple[str, list[str]]:
-    """The variable's name and its other accepted names (the field's own name is not one)."""
-    alias = info.validation_alias
-    choices = [c for c in alias.choices if isinstance(c, str)] if isinstance(alias, AliasChoices) else []
-    if isinstance(alias, str):
-        choices = [alias]
-    env = [c for c in choices if c.isupper()] or [name.upper()]
+    """The variable's name and its other accepted names, as the settings class reads them."""
+    env = environment_names(name, info.validation_alias)
     return env[0], env[1:]
 
 
@@ -84,7 +79,7 @@ def _default(info: FieldInfo) -> str:
     return f"`{value}`"
 
 
-def _rows(cls: type[BaseSettings], fields: list[str]) -> list[str]:
+def _rows(cls: type[EnvironmentSettings], fields: list[str]) -> list[str]:
     rows = []
     for name in fields:
         info = cls.model_fields[name]
@@ -99,7 +94,7 @@ def _table(rows: list[str]) -> list[str]:
     return ["| variable | default | meaning |", "| --- | --- | --- |", *rows, ""]
 
 
-def _classes() -> dict[str, type[BaseSettings]]:
+def _classes() -> dict[str, type[EnvironmentSettings]]:
     return {service: _settings_class(path) for service, path in SERVICES.items()}
 
 
@@ -118,7 +113,7 @@ def render() -> str:
 def undocumented() -> list[str]:
     """Variables without a description, as ``service: NAME``."""
     missing = []
-    classes: dict[str, type[BaseSettings]] = {"shared": BaseServiceSettings, **_classes()}
+    classes: dict[str, type[EnvironmentSettings]] = {"shared": BaseServiceSettings, **_classes()}
     for service, cls in classes.items():
         for name, info in cls.model_fields.items():
             if not info.description and (service == "shared" or name not in BaseServiceSettings.model_fields):
