@@ -255,3 +255,29 @@ async def test_the_refresher_renews_a_private_key_jwt_connection(endpoint: tuple
     assert claims["aud"] == url
     assert renewed.dump()["token"] == "t1"
     assert renewed.dump()["client_private_key"] == jwk
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"type": "API_KEY", "apiKey": "k"},
+        {"type": "BASIC", "username": "u", "password": "p"},
+    ],
+)
+async def test_credentials_with_nothing_to_renew_are_refused_without_a_request(stored: dict[str, Any]) -> None:
+    credentials = parse_credentials(stored)
+    connection = Connection(
+        environment="dev",
+        provider_config_key="p",
+        connection_id="c",
+        provider="posthog",
+        auth_mode=stored["type"],
+        credentials=credentials,
+    )
+    template = ProviderTemplate.model_validate({"auth_mode": stored["type"]})
+    integration = Integration(environment="dev", unique_key="p", provider="posthog")
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(PermanentTokenError) as refused:
+            await renew(http, connection=connection, template=template, integration=integration, now=datetime.now(UTC))
+    assert refused.value.type == "not_refreshable"
+    assert stored["type"] in refused.value.description
