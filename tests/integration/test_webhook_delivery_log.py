@@ -17,7 +17,6 @@ from pymongo.errors import PyMongoError
 
 from keyway_shared.bus import MessageContext, Retry
 from keyway_shared.cipher import CredentialCipher
-from keyway_shared.egress import guarded_session
 from keyway_shared.events import CloudEvent
 from keyway_shared.store import EnvironmentStore, WebhookKeyStore
 from keyway_shared.store.webhook_deliveries import DeliveryLog, attempt_key
@@ -29,7 +28,7 @@ from webhook_dispatcher.breaker import CircuitBreaker
 from webhook_dispatcher.caches import EndpointCache, SnapshotCache
 from webhook_dispatcher.dispatcher import Sender
 from webhook_dispatcher.messages import DELIVERY_TYPE, SOURCE, WebhookDelivery, delivery_id, webhook_id
-from webhook_dispatcher.sender import WebhookSender
+from webhook_dispatcher.sender import WebhookSender, webhook_client
 
 from ..support.commands import CommandLog, logged_database
 from ..support.procs import free_port
@@ -121,7 +120,7 @@ async def test_a_claim_that_cannot_be_written_brings_the_same_attempt_back_unsen
     environments = EnvironmentStore(db, cipher)
     async with webhook_receiver() as rec:
         await configure(environments, primary_url=rec.url)
-        session = guarded_session(settings.egress_allowlist)
+        client = webhook_client(settings.egress_allowlist, timeout=2.0, limit=10)
         announced: list[CloudEvent[Any]] = []
 
         async def publish(event: CloudEvent[Any], *, confirm: bool = True) -> None:
@@ -131,7 +130,7 @@ async def test_a_claim_that_cannot_be_written_brings_the_same_attempt_back_unsen
             environments=SnapshotCache(environments, WebhookKeyStore(db, cipher), ttl=0),
             endpoints=EndpointCache(EndpointStore(db), ttl=0),
             log=DeliveryLog(unreachable),  # settings and endpoints read fine; the claim cannot be written
-            sender=WebhookSender(session, timeout=2.0, allowlist=settings.egress_allowlist),
+            sender=WebhookSender(client),
             breaker=CircuitBreaker(),
             policy=retry_policy(settings),
             announcer=Announcer(publish),
@@ -153,7 +152,7 @@ async def test_a_claim_that_cannot_be_written_brings_the_same_attempt_back_unsen
             with pytest.raises(Retry) as retry:
                 await Sender(attempter=attempter, hiccup_delay=0.2).handle(message, ctx)
         finally:
-            await session.close()
+            await client.close()
         assert retry.value.same_attempt  # attempt 2 comes back as attempt 2, through the broker
         assert rec.received == []
         assert announced == []

@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from pymongo.errors import PyMongoError
 
@@ -50,18 +49,19 @@ from .attempts import Attempter, Limits
 from .breaker import CircuitBreaker
 from .caches import EndpointCache, SnapshotCache
 from .dispatcher import Dispatcher, Sender
+from .http1 import WebhookHttpClient
 from .messages import DELIVERY_TYPE, WebhookDelivery
 from .policy import RetryPolicy
 from .queue import DeliveryQueue
 from .replay import Replayer
-from .sender import WebhookSender, webhook_session
+from .sender import WebhookSender, webhook_client
 from .settings import DispatcherSettings
 
-__all__ = ["CONSUMERS", "DISPATCHER", "HTTP_SESSION", "SERVICE", "Parts", "create_app", "deliver_spec", "specs"]
+__all__ = ["CONSUMERS", "DISPATCHER", "HTTP_CLIENT", "SERVICE", "Parts", "create_app", "deliver_spec", "specs"]
 
 SERVICE = WEBHOOK_DISPATCHER
 
-HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+HTTP_CLIENT = web.AppKey("http_client", WebhookHttpClient)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,18 +119,17 @@ def deliver_spec(settings: DispatcherSettings) -> ConsumerSpec:
     return specs(settings).deliver
 
 
-def http_session_context(settings: DispatcherSettings) -> Callable[[web.Application], AsyncIterator[None]]:
+def http_client_context(settings: DispatcherSettings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        session = webhook_session(
+        # No cookies are kept at all: one receiver's must never ride along to another.
+        client = webhook_client(
             settings.egress_allowlist,
-            timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds),
+            timeout=settings.webhook_timeout_seconds,
             limit=max(100, settings.concurrency * 4),
-            # No cookie jar: one receiver's cookies must never ride along to another.
-            cookie_jar=aiohttp.DummyCookieJar(),
         )
-        app[HTTP_SESSION] = session
+        app[HTTP_CLIENT] = client
         yield
-        await session.close()
+        await client.close()
 
     return ctx
 
@@ -166,9 +165,7 @@ def parts_context(settings: DispatcherSettings) -> Callable[[web.Application], A
             environments=environments,
             endpoints=endpoints,
             log=log,
-            sender=WebhookSender(
-                app[HTTP_SESSION], timeout=settings.webhook_timeout_seconds, allowlist=settings.egress_allowlist
-            ),
+            sender=WebhookSender(app[HTTP_CLIENT]),
             breaker=breaker,
             policy=policy,
             announcer=Announcer(publish),
@@ -229,7 +226,7 @@ def create_app(settings: DispatcherSettings) -> web.Application:
                 ],
             ),
             broker_context(settings, name=SERVICE),
-            http_session_context(settings),
+            http_client_context(settings),
             parts_context(settings),
             consumers_context(settings, subscriptions),
         ]

@@ -9,11 +9,8 @@ can deduplicate; ``webhook-timestamp`` is fresh per attempt; ``webhook-signature
 per live signing key (two during a rotation).
 Redirects are not followed (a 3xx is a failure), and at most 4 KB of the answer is read.
 
-The session (:func:`webhook_session`) is ``keyway_shared.egress.guarded_session`` without its
-per-request trace: names are vetted in its resolver as there, and literal IP hosts, which aiohttp
-never resolves, here, once per URL. The guard's trace costs a fifth of a POST's CPU (it builds
-trace contexts and parameter objects for every request), and its other half, judging redirect
-targets, has nothing to judge when redirects are not followed.
+The POST goes through :class:`~.http1.WebhookHttpClient`, which connects only to public (or
+allowlisted) addresses; see there why it is not aiohttp's client.
 """
 
 from __future__ import annotations
@@ -21,27 +18,25 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
 from yarl import URL
 
-from keyway_shared.egress import EgressRefusedError, GuardedResolver, Network, refusal_for_host
+from keyway_shared.egress import EgressRefusedError, Network
 from keyway_shared.events import ErrorInfo
 from keyway_shared.webhook_signing import nango_hmac_signature, nango_signature, standard_signature
 
-__all__ = ["MAX_RESPONSE_BYTES", "Attempt", "WebhookSender", "signed_headers", "webhook_session"]
+from .http1 import HttpClientError, InvalidUrlClientError, WebhookHttpClient
+
+__all__ = ["MAX_RESPONSE_BYTES", "Attempt", "WebhookSender", "signed_headers", "webhook_client"]
 
 MAX_RESPONSE_BYTES = 4096
 USER_AGENT = "Keyway-Webhooks"
-_MAX_TARGETS = 4096  # URLs whose parse and verdict are kept
+_MAX_TARGETS = 4096  # URLs whose parse is kept
 
 
-def webhook_session(allowlist: Sequence[Network], *, limit: int, **kwargs: Any) -> aiohttp.ClientSession:
-    """A session whose connections reach only public addresses or the allowlist: every name is
-    resolved through the guard. Literal IP hosts are for :class:`WebhookSender` to vet."""
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(allowlist), limit=limit, ttl_dns_cache=60)
-    return aiohttp.ClientSession(connector=connector, **kwargs)
+def webhook_client(allowlist: Sequence[Network], *, timeout: float, limit: int) -> WebhookHttpClient:
+    """The client webhooks go through: public addresses or the allowlist only, 4 KB of each answer."""
+    return WebhookHttpClient(list(allowlist), timeout=timeout, limit=limit, max_body=MAX_RESPONSE_BYTES)
 
 
 def signed_headers(
@@ -90,33 +85,23 @@ class Attempt:
 
 
 class WebhookSender:
-    """POSTs through a session from :func:`webhook_session` (or ``guarded_session``), which refuses
-    names that resolve to private, loopback and other non-public addresses (outside ``allowlist``);
-    a URL whose host is such an address written out is refused here, before any connection."""
+    """POSTs a signed body and tells what came of it, as an :class:`Attempt` (never an exception)."""
 
-    def __init__(self, session: aiohttp.ClientSession, *, timeout: float, allowlist: Sequence[Network]) -> None:
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._allowlist = list(allowlist)
-        self._targets: dict[str, tuple[URL, str | None]] = {}
+    def __init__(self, client: WebhookHttpClient) -> None:
+        self._client = client
+        self._targets: dict[str, URL] = {}
 
     def _target(self, url: str) -> URL:
-        """``url`` parsed (as aiohttp would parse it), once it passed the guard for literal hosts."""
-        known = self._targets.get(url)
-        if known is None:
+        """``url`` parsed, once per URL."""
+        parsed = self._targets.get(url)
+        if parsed is None:
             try:
                 parsed = URL(url)
             except ValueError as exc:
-                raise aiohttp.InvalidUrlClientError(url) from exc  # what aiohttp raises for it
-            # A URL aiohttp will refuse anyway (another scheme, no host) is left to it, for its error.
-            vetted = parsed.scheme in ("http", "https") and bool(parsed.raw_host)
-            known = (parsed, refusal_for_host(parsed.host or "", self._allowlist) if vetted else None)
+                raise InvalidUrlClientError(f"not a URL: {exc}") from exc
             if len(self._targets) >= _MAX_TARGETS:
                 self._targets.clear()
-            self._targets[url] = known
-        parsed, refusal = known
-        if refusal is not None:
-            raise EgressRefusedError(refusal)
+            self._targets[url] = parsed
         return parsed
 
     async def post(self, url: str, *, body: bytes, headers: dict[str, str]) -> Attempt:
@@ -144,21 +129,19 @@ class WebhookSender:
             )
 
         try:
-            async with self._session.post(
-                self._target(url), data=body, headers=headers, allow_redirects=False, timeout=self._timeout
-            ) as response:
-                text = (await response.content.read(MAX_RESPONSE_BYTES)).decode("utf-8", "replace")
-                if 200 <= response.status < 300:
-                    return done(response.status, None, None, text)
-                error = ErrorInfo(type="http_error", description=f"the receiver answered HTTP {response.status}")
-                return done(response.status, error, "HTTPStatus", text, retry_after=response.headers.get("Retry-After"))
+            response = await self._client.post(self._target(url), body=body, headers=headers)
         except EgressRefusedError as exc:
             return done(None, ErrorInfo(type="egress_refused", description=str(exc)), "EgressRefused")
         except TimeoutError as exc:
-            description = f"no answer within {self._timeout.total:g} s"
+            description = f"no answer within {self._client.timeout:g} s"
             return done(
                 None, ErrorInfo(type="timeout", description=description), exc.__class__.__name__, timed_out=True
             )
-        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL aiohttp cannot parse
+        except HttpClientError as exc:
             error = ErrorInfo(type="network_error", description=f"{exc.__class__.__name__}: {exc}")
             return done(None, error, exc.__class__.__name__)
+        text = response.body.decode("utf-8", "replace")
+        if 200 <= response.status < 300:
+            return done(response.status, None, None, text)
+        error = ErrorInfo(type="http_error", description=f"the receiver answered HTTP {response.status}")
+        return done(response.status, error, "HTTPStatus", text, retry_after=response.retry_after)
