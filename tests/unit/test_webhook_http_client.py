@@ -266,6 +266,14 @@ async def test_a_connection_the_receiver_closed_while_idle_is_not_used() -> None
     assert server.connections == 2
 
 
+async def test_a_connection_idle_past_idle_seconds_is_closed_not_reused() -> None:
+    async with scripted(lambda _: OK) as server, client(idle_seconds=0.05) as c:
+        await post(c, server.url)
+        await asyncio.sleep(0.1)
+        await post(c, server.url)
+    assert server.connections == 2
+
+
 async def test_limit_caps_the_requests_in_flight() -> None:
     async with scripted(lambda _: OK) as server, client(limit=2) as c:
         server.hold.clear()

@@ -301,14 +301,16 @@ class WebhookHttpClient:
     def _sweep(self, now: float) -> None:
         """Close the connections idle too long (a receiver never called again keeps none open)."""
         self._swept = now
-        for key in list(self._idle):
-            kept = deque(c for c in self._idle[key] if not c.closed and now - c.idle_since < self._idle_seconds)
-            for connection in self._idle[key]:
-                if connection not in kept:
+        for key, connections in list(self._idle.items()):
+            alive: deque[_Connection] = deque()
+            for connection in connections:
+                if connection.closed or now - connection.idle_since >= self._idle_seconds:
                     connection.close()
-            self._idle_count -= len(self._idle[key]) - len(kept)
-            if kept:
-                self._idle[key] = kept
+                    self._idle_count -= 1
+                else:
+                    alive.append(connection)
+            if alive:
+                self._idle[key] = alive
             else:
                 del self._idle[key]
 
