@@ -67,16 +67,16 @@ def expires_in(credentials: Mapping[str, Any]) -> float:
 
 
 @pytest.fixture
-async def salesforce(tmp_path: Path) -> AsyncIterator[FakeSalesforce]:
+async def salesforce() -> AsyncIterator[FakeSalesforce]:
     fake = FakeSalesforce()
     await fake.start()
     try:
         # A stored instance_url is only ever an https origin on 443: the fake instance is one.
-        await fake.start_instance(tmp_path)
+        await fake.start_instance()
     except PermissionError:
         await fake.stop()
         pytest.skip("binding port 443 for the fake Salesforce instance needs root")
-    # Trusted as a real instance's certificate is; the key is gone with the test.
+    # Trusted as a real instance's certificate is.
     aiohttp.connector._SSL_CONTEXT_VERIFIED.load_verify_locations(cadata=fake.certificate_pem.decode())
     yield fake
     await fake.stop()

@@ -10,55 +10,18 @@ request with a token, so a flow steered here goes on as far as it can.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import json
 import ssl
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from .certificates import self_signed
 
 __all__ = ["ATTACKER_ADDRESS", "AttackerHost", "attacker_host"]
 
 ATTACKER_ADDRESS = "127.0.0.2"
 _TOKEN = json.dumps({"access_token": "at-issued-by-the-attacker", "token_type": "bearer", "expires_in": 3600})
-
-
-def _self_signed_context(directory: Path) -> ssl.SSLContext:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "attacker.example")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("attacker.example"), x509.IPAddress(ipaddress.ip_address(ATTACKER_ADDRESS))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "attacker.crt", directory / "attacker.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    return context
 
 
 @dataclass
@@ -107,8 +70,7 @@ class AttackerHost:
 
     async def start(self) -> AttackerHost:
         if self.tls:
-            with tempfile.TemporaryDirectory() as directory:
-                self._context = _self_signed_context(Path(directory))
+            self._context, _ = self_signed(names=["attacker.example"], addresses=[ATTACKER_ADDRESS])
         self._server = await asyncio.start_server(self._serve, ATTACKER_ADDRESS, 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self

@@ -15,26 +15,20 @@ answering as its provider documents, and the real catalog entry pointed at them.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import re
 import secrets
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from keyway_shared.providers import load_catalog
 
+from .certificates import self_signed
 from .procs import free_port
 
 __all__ = [
@@ -143,35 +137,6 @@ class FakeProvider:
         return [r for r in self.requests if r["path"] == path]
 
 
-def _certificate(directory: Path, address: str) -> tuple[ssl.SSLContext, bytes]:
-    """A server context for ``address`` and the PEM of its self-signed certificate (the one to trust)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    # A name of its own: a trust store finds an issuer by name, and earlier tests' certificates stay trusted.
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"instance-{secrets.token_hex(6)}.salesforce.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = certificate.public_bytes(serialization.Encoding.PEM)
-    cert_file, key_file = directory / "instance.crt", directory / "instance.key"
-    cert_file.write_bytes(pem)
-    key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    return context, pem
-
-
 @dataclass
 class FakeSalesforce(FakeProvider):
     """The login host (token endpoint) on this port; the org's instance, where introspection is,
@@ -192,8 +157,8 @@ class FakeSalesforce(FakeProvider):
         app.router.add_get("/services/oauth2/authorize", self.authorize)
         app.router.add_post("/services/oauth2/token", self._token)
 
-    async def start_instance(self, directory: Path) -> None:
-        context, self.certificate_pem = _certificate(directory, self.instance_address)
+    async def start_instance(self) -> None:
+        context, self.certificate_pem = self_signed(addresses=[self.instance_address])
         app = web.Application()
         app.router.add_post("/services/oauth2/introspect", self._introspect)
         await self._serve(app, self.instance_address, 443, context)

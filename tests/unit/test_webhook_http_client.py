@@ -7,24 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import ipaddress
 import socket
 import ssl
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import uvloop
 from aiohttp.abc import AbstractResolver, ResolveResult
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from keyway_shared.egress import EgressRefusedError, Network
@@ -39,6 +32,8 @@ from webhook_dispatcher.http1 import (
     ServerDisconnectedError,
     WebhookHttpClient,
 )
+
+from ..support.certificates import self_signed
 
 LOOPBACK: list[Network] = [ipaddress.ip_network("127.0.0.1/32")]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -153,22 +148,53 @@ async def test_a_line_break_in_a_header_is_refused_before_anything_is_sent(value
 # -- reading the answer ----------------------------------------------------------------------------
 
 
-async def test_a_chunked_answer_is_read_and_the_connection_kept() -> None:
-    chunked = b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
-    async with scripted(lambda _: chunked) as server, client() as c:
+@pytest.mark.parametrize(
+    ("answer", "body", "connections"),
+    [
+        pytest.param(
+            b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+            b"abcde",
+            1,
+            id="chunked: read whole, kept",
+        ),
+        pytest.param(
+            b"HTTP/1.1 202 Accepted\r\nConnection: close\r\n\r\nall of it",
+            b"all of it",
+            2,
+            id="no length: read until the receiver closes, not reused",
+        ),
+        pytest.param(
+            b"HTTP/1.1 202 Accepted\r\nContent-Length: 64\r\n\r\n" + b"y" * 64,
+            b"y" * 64,
+            1,
+            id="exactly max_body: kept",
+        ),
+        pytest.param(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+            b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok",
+            b"ok",
+            1,
+            id="interim answers skipped",
+        ),
+        pytest.param(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n", b"", 1, id="empty body: kept"),
+        pytest.param(b"HTTP/1.0 202 Accepted\r\nContent-Length: 2\r\n\r\nok", b"ok", 2, id="HTTP/1.0: not kept"),
+    ],
+)
+async def test_how_an_answer_is_framed_decides_what_is_read_and_whether_its_connection_is_kept(
+    answer: bytes, body: bytes, connections: int
+) -> None:
+    async with scripted(lambda _: answer) as server, client(max_body=64) as c:
         first = await post(c, server.url)
         second = await post(c, server.url)
-    assert (first.status, first.body) == (202, b"abcde")
-    assert second.body == b"abcde"
+    assert [(r.status, r.body) for r in (first, second)] == [(202, body)] * 2
+    assert server.connections == connections
+
+
+async def test_a_204_has_no_body_and_keeps_its_connection() -> None:
+    async with scripted(lambda _: b"HTTP/1.1 204 No Content\r\n\r\n") as server, client() as c:
+        statuses = [(await post(c, server.url)).status for _ in range(2)]
+    assert statuses == [204, 204]
     assert server.connections == 1
-
-
-async def test_an_answer_without_a_length_runs_until_the_connection_closes() -> None:
-    async with scripted(lambda _: b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it") as server, client() as c:
-        response = await post(c, server.url)
-        again = await post(c, server.url)
-    assert (response.body, again.status) == (b"all of it", 200)
-    assert server.connections == 2  # a connection the receiver closes is not reused
 
 
 async def test_only_max_body_bytes_are_read_and_that_connection_is_dropped() -> None:
@@ -178,39 +204,6 @@ async def test_only_max_body_bytes_are_read_and_that_connection_is_dropped() -> 
         response = await post(c, server.url)
         await post(c, server.url)
     assert (response.status, response.body, response.retry_after) == (500, big[:64], "120")
-    assert server.connections == 2
-
-
-async def test_an_answer_of_exactly_max_body_bytes_keeps_its_connection() -> None:
-    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + b"y" * 64
-    async with scripted(lambda _: answer) as server, client(max_body=64) as c:
-        await post(c, server.url)
-        response = await post(c, server.url)
-    assert response.body == b"y" * 64
-    assert server.connections == 1
-
-
-async def test_interim_answers_are_skipped() -> None:
-    answer = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK
-    async with scripted(lambda _: answer) as server, client() as c:
-        response = await post(c, server.url)
-        await post(c, server.url)
-    assert (response.status, response.body) == (200, b"ok")
-    assert server.connections == 1
-
-
-async def test_a_204_without_a_body_keeps_the_connection() -> None:
-    async with scripted(lambda _: b"HTTP/1.1 204 No Content\r\n\r\n") as server, client() as c:
-        response = await post(c, server.url)
-        await post(c, server.url)
-    assert (response.status, response.body) == (204, b"")
-    assert server.connections == 1
-
-
-async def test_an_http_1_0_answer_is_not_kept_alive() -> None:
-    async with scripted(lambda _: b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok") as server, client() as c:
-        await post(c, server.url)
-        await post(c, server.url)
     assert server.connections == 2
 
 
@@ -350,38 +343,8 @@ async def test_urls_that_are_not_http_targets_are_refused(url: str, error: type[
 # -- TLS -------------------------------------------------------------------------------------------
 
 
-def _certificate(name: str) -> tuple[ssl.SSLContext, bytes]:
-    """A server context with a self-signed certificate for ``name``, and that certificate as PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    with tempfile.TemporaryDirectory() as directory:
-        cert_file, key_file = Path(directory) / "c.pem", Path(directory) / "k.pem"
-        cert_file.write_bytes(pem)
-        key_file.write_bytes(key_pem)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert_file, key_file)
-    return context, pem
-
-
 async def test_https_checks_the_certificate_against_the_name() -> None:
-    server_tls, pem = _certificate("hooks.example")
+    server_tls, pem = self_signed(names=["hooks.example"])
     trusting = ssl.create_default_context(cadata=pem.decode())
     resolver = FakeResolver({"hooks.example": "127.0.0.1", "other.example": "127.0.0.1"})
     async with scripted(lambda _: OK, tls=server_tls) as server:
