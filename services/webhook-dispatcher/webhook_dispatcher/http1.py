@@ -279,10 +279,14 @@ class WebhookHttpClient:
         while connections:
             connection = connections.pop()  # the most recently used: the likeliest to be alive
             self._idle_count -= 1
-            if not connection.closed and now - connection.idle_since < self._idle_seconds:
+            if not self._spent(connection, now):
                 return connection
             connection.close()
         return None
+
+    def _spent(self, connection: _Connection, now: float) -> bool:
+        """Closed by the receiver, or idle long enough that it may be about to be."""
+        return connection.closed or now - connection.idle_since >= self._idle_seconds
 
     def _put_idle(self, key: _Key, connection: _Connection) -> None:
         if not connection.reusable or connection.closed or self._closed:
@@ -304,7 +308,7 @@ class WebhookHttpClient:
         for key, connections in list(self._idle.items()):
             alive: deque[_Connection] = deque()
             for connection in connections:
-                if connection.closed or now - connection.idle_since >= self._idle_seconds:
+                if self._spent(connection, now):
                     connection.close()
                     self._idle_count -= 1
                 else:
