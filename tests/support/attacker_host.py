@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 from .certificates import self_signed
+from .raw_http import read_request
 
 __all__ = ["ATTACKER_ADDRESS", "AttackerHost", "attacker_host"]
 
@@ -47,17 +48,7 @@ class AttackerHost:
             if self._context is not None:
                 await writer.start_tls(self._context)
             async with asyncio.timeout(5):
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    (
-                        int(line.split(b":", 1)[1])
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length:")
-                    ),
-                    0,
-                )
-                body = await reader.readexactly(length) if length else b""
-            self.received.append(head + body)
+                self.received.append(await read_request(reader))
             answer = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(_TOKEN)}\r\n"
             writer.write((answer + "Connection: close\r\n\r\n" + _TOKEN).encode())
             await writer.drain()

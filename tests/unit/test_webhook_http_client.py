@@ -34,6 +34,7 @@ from webhook_dispatcher.http1 import (
 )
 
 from ..support.certificates import self_signed
+from ..support.raw_http import read_request
 
 LOOPBACK: list[Network] = [ipaddress.ip_network("127.0.0.1/32")]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -54,18 +55,9 @@ class ScriptedServer:
         self.connections += 1
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    (
-                        int(line.split(b":")[1])
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length")
-                    ),
-                    0,
-                )
-                body = await reader.readexactly(length)
+                request = await read_request(reader)
                 number = len(self.requests)
-                self.requests.append(head + body)
+                self.requests.append(request)
                 await self.hold.wait()
                 answer = self.script(number)
                 if answer is None:
