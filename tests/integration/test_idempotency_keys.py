@@ -197,6 +197,54 @@ async def test_a_server_failure_is_not_kept_and_the_retry_runs(gw: Gateway, db: 
     assert (replay.status, replay.headers.get(REPLAYED)) == (201, "true")  # the success is kept
 
 
+async def test_a_retry_frees_the_key_its_ended_attempt_is_slow_to_give_back(
+    gw: Gateway, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fault run's case: the first attempt answered 503, and the background release of its
+    # claim is stuck on a dead link while the retry's own link works. The retry releases that
+    # claim itself (it is this replica's, and over) instead of waiting out its patience and a 409.
+    key = str(uuid.uuid4())
+    store = gw.client.app[STORES].connections
+    original_save = store.save_with_event
+    failing = True
+
+    async def database_away(*args: Any, **kwargs: Any) -> Any:
+        if failing:
+            raise AutoReconnect("connection reset by the test")
+        return await original_save(*args, **kwargs)
+
+    original_release = RequestOutcomeStore.release
+    stuck_task: asyncio.Task[Any] | None = None
+    link_back = asyncio.Event()
+
+    async def stuck_in_background(self: RequestOutcomeStore, environment: str, key: str, holder: str) -> bool:
+        nonlocal stuck_task
+        if stuck_task is None:
+            stuck_task = asyncio.current_task()
+        if asyncio.current_task() is stuck_task:  # the first release's own task: a dead socket
+            await link_back.wait()
+        return await original_release(self, environment, key, holder)
+
+    store.save_with_event = database_away  # type: ignore[method-assign]
+    monkeypatch.setattr(RequestOutcomeStore, "release", stuck_in_background)
+    failed = await gw.client.post("/connection", json=imported("idem-stuck"), headers=keyed(gw, key))
+    assert failed.status == 503, await failed.text()
+    failing = False
+    try:
+        retried = await gw.client.post("/connection", json=imported("idem-stuck"), headers=keyed(gw, key))
+        assert retried.status == 201, await retried.text()
+        assert REPLAYED not in retried.headers
+    finally:
+        link_back.set()
+    assert stuck_task is not None
+    await asyncio.wait_for(stuck_task, 5)  # the stuck release then finds nothing of its own to free, and ends
+    doc = await db["request_outcomes"].find_one({"environment": "dev", "key": key})
+    assert doc is not None
+    assert doc["state"] == "done"  # the retry's answer is the one kept
+    replay = await gw.client.post("/connection", json=imported("idem-stuck"), headers=keyed(gw, key))
+    assert (replay.status, replay.headers.get(REPLAYED)) == (201, "true")
+
+
 def hang_after_delete_commits(gw: Gateway) -> tuple[asyncio.Event, asyncio.Event]:
     """The replica stops right after a deletion committed (before it answers): its answer is lost."""
     relay = gw.client.app[RELAY]

@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pymongo
@@ -93,6 +93,14 @@ def removal_claim(environment: str, connection_id: str) -> ActiveClaim | None:
     return claim if claim.connection_id == connection_id else None
 
 
+@dataclass(eq=False)
+class _PendingRelease:
+    """A claim whose attempt has ended, being given back in the background."""
+
+    claim: ActiveClaim
+    landed: bool = field(default=False)  # released, by its own task or by a retry of this replica
+
+
 class Outcomes:
     """The middleware's store (opened on the first keyed request), and its bookkeeping off the request.
 
@@ -104,6 +112,7 @@ class Outcomes:
     def __init__(self) -> None:
         self._store: RequestOutcomeStore | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._releasing: dict[tuple[str, str], list[_PendingRelease]] = {}
 
     def store(self, app: web.Application) -> RequestOutcomeStore:
         if self._store is None:
@@ -135,12 +144,45 @@ class Outcomes:
         await asyncio.wait({self.release_soon(claim)}, timeout=_RELEASE_WAIT_SECONDS)
 
     def release_soon(self, claim: ActiveClaim) -> asyncio.Task[None]:
-        return self._detached(
-            lambda: _release_until_lease_ends(claim),
+        pending = _PendingRelease(claim)
+        held = self._releasing.setdefault((claim.environment, claim.key), [])
+        held.append(pending)
+        task = self._detached(
+            lambda: _release_until_lease_ends(pending),
             "could not release an idempotency claim",
             claim.environment,
             seconds=DEFAULT_LEASE.total_seconds(),
         )
+        task.add_done_callback(lambda _: self._forget(pending))
+        return task
+
+    def _forget(self, pending: _PendingRelease) -> None:
+        at = (pending.claim.environment, pending.claim.key)
+        held = self._releasing.get(at, [])
+        if pending in held:
+            held.remove(pending)
+        if not held:
+            self._releasing.pop(at, None)
+
+    async def free_ended_attempts(self, environment: str, key: str) -> bool:
+        """Release now, on the caller's database link, what this replica's ended attempts still hold.
+
+        A retry that finds its key in flight calls this. When the holder is an attempt of this
+        replica that has already answered (a 503 during a database outage), its release may be
+        stuck on a dead socket or sleeping between tries, while the retry's own link has just been
+        answered: the retry need not wait for that release, nor be told 409 about an attempt that is
+        over. A release matches only its own holder, so it never frees a live attempt's claim.
+        """
+        freed = False
+        for pending in list(self._releasing.get((environment, key), ())):
+            if pending.landed:
+                continue
+            try:
+                pending.landed = await pending.claim.store.release(environment, key, pending.claim.holder)
+            except PyMongoError:  # the retry waits for the background release, as before
+                continue
+            freed = freed or pending.landed
+        return freed
 
     async def complete(self, claim: ActiveClaim, answer: StoredAnswer) -> None:
         try:
@@ -153,7 +195,7 @@ class Outcomes:
             )
 
 
-async def _release_until_lease_ends(claim: ActiveClaim) -> None:
+async def _release_until_lease_ends(pending: _PendingRelease) -> None:
     """Release the claim, trying again until it is released or its lease would free the key anyway.
 
     A claim sent while the database link was blackholed may land only once the link heals, after a
@@ -167,13 +209,18 @@ async def _release_until_lease_ends(claim: ActiveClaim) -> None:
     cancellation that lands while the driver waits in server selection can leave its topology lock
     released by the wrong task, and every later operation of the client then fails or hangs (a 500,
     a replica that stays unready after the database came back).
+
+    A retry of this replica may release the claim first (``Outcomes.free_ended_attempts``): the
+    tries stop then.
     """
+    claim = pending.claim
     backoff = Backoff(first=0.2, cap=0.5)
     give_up_at = time.monotonic() + DEFAULT_LEASE.total_seconds()
-    while True:
+    while not pending.landed:
         try:
             with pymongo.timeout(_RELEASE_TRY_SECONDS):
                 if await claim.store.release(claim.environment, claim.key, claim.holder):
+                    pending.landed = True
                     return
         except PyMongoError:
             if time.monotonic() + backoff.cap >= give_up_at:

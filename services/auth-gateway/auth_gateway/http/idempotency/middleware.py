@@ -33,13 +33,18 @@ KeyOwner = Callable[[web.Request], Awaitable[str | None]]
 IN_FLIGHT_WAIT_SECONDS = 3.0
 
 
-async def _claim_waiting_for_holder(claim_once: Callable[[], Awaitable[KeyClaim]]) -> KeyClaim:
+async def _claim_waiting_for_holder(
+    claim_once: Callable[[], Awaitable[KeyClaim]], free_ended_attempts: Callable[[], Awaitable[bool]]
+) -> KeyClaim:
     taken = await claim_once()
     budget = remaining(IN_FLIGHT_WAIT_SECONDS) / 2
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + budget
     backoff = Backoff(first=0.05, cap=0.25)
     while taken.result is ClaimResult.IN_FLIGHT:
+        if await free_ended_attempts():  # the holder was this replica's, and has answered already
+            taken = await claim_once()
+            continue
         pause = backoff.next()
         if loop.time() + pause >= give_up_at:
             break
@@ -104,7 +109,8 @@ def idempotency_middleware(routes: Iterable[IdempotentRouteLine], *, key_owner: 
         )
         try:
             taken = await _claim_waiting_for_holder(
-                lambda: store.claim(environment, key, request_fingerprint, holder=claim.holder)
+                lambda: store.claim(environment, key, request_fingerprint, holder=claim.holder),
+                lambda: outcomes.free_ended_attempts(environment, key),
             )
         except BaseException:
             # No answer to the claim (a deadline, a blackholed link): its insert may still land, even
