@@ -28,8 +28,10 @@ $(PROVIDERS_DIR)/builtin.json: $(PROVIDERS_DIR)/providers.yaml $(wildcard $(PROV
 	@touch $@
 
 .PHONY: up
+# The environment's python itself, not `uv run`: killed hard, make takes the launcher with it (a
+# parent-death signal), where a uv process in between would outlive make and keep the stack up.
 up: install $(PROVIDERS_DIR)/builtin.json ## start the whole stack (embedded MongoDB unless MONGODB_URL is set); Ctrl-C stops it
-	@$(UV) run --frozen python deploy/local/up.py --replicas $(REPLICAS)
+	@.venv/bin/python deploy/local/up.py --replicas $(REPLICAS)
 
 tests/sdk/node_modules/.package-lock.json: tests/sdk/package-lock.json
 	@cd tests/sdk && npm ci --no-audit --no-fund --silent

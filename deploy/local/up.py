@@ -62,19 +62,31 @@ def port_open(host: str, port: int) -> bool:
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _die_with_launcher(launcher_pid: int) -> None:
-    """Ask the kernel to SIGTERM the calling child when the launcher dies (Linux; elsewhere a no-op).
+def _signal_when_parent_dies(parent_pid: int) -> bool:
+    """Ask the kernel to SIGTERM the calling process when its parent dies (Linux; elsewhere a no-op).
 
-    Runs in the child between fork and exec. The signal follows the *thread* that forked the child:
-    every Popen of this script runs on its main thread, which lives as long as the launcher. A
-    launcher that died before the request took effect leaves the child reparented: it exits.
+    The signal follows the parent's *thread* that forked the caller. False when the parent
+    ``parent_pid`` is gone already: the request came too late to ever fire.
     """
     if not sys.platform.startswith("linux"):
-        return
+        return True
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    return os.getppid() == parent_pid
+
+
+def _die_with_launcher(launcher_pid: int) -> None:
+    """Runs in each child between fork and exec: SIGTERM it when the launcher dies.
+
+    Every Popen of this script runs on its main thread, which lives as long as the launcher. A
+    launcher that died before the request took effect leaves the child reparented: it exits.
+    """
+    try:
+        bound = _signal_when_parent_dies(launcher_pid)
+    except OSError:
         os._exit(127)
-    if os.getppid() != launcher_pid:
+    if not bound:
         os._exit(0)
 
 
@@ -252,6 +264,7 @@ def watch_replicas(procs: list[tuple[str, int, subprocess.Popen[bytes]]]) -> Non
 
 
 def main() -> None:
+    started_by = os.getppid()  # make, for `make up`
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")))
     args = parser.parse_args()
@@ -304,6 +317,10 @@ def main() -> None:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    # `make up` killed hard (kill -9 of make: no Ctrl-C reaches anyone) must not leave the stack up,
+    # holding its ports: the kernel then SIGTERMs this launcher, which stops everything in order.
+    if not _signal_when_parent_dies(started_by):
+        on_sigterm()
     # Ctrl-C stops the stack even when this script was started with SIGINT ignored (a background job).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:

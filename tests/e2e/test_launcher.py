@@ -1,5 +1,6 @@
 """``make up``'s launcher (``deploy/local/up.py``): its gateway replicas share one port, and nothing it
-started outlives it, even when it is killed with SIGKILL and has no chance to stop anything itself.
+started outlives it, even when it is killed with SIGKILL and has no chance to stop anything itself,
+or when the process that started it (``make``) is.
 
 The launcher runs as ``make up`` runs it, on a small configuration: the real broker on 127.0.0.1,
 the embedded database on a temporary directory, free ports, a bus namespace of its own.
@@ -26,16 +27,21 @@ from ..support.procs import ROOT, UP_PORT_VARS, UP_READY_LINE, free_port, free_p
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.mongo, pytest.mark.timeout(300)]
 
 
+def children_of(pid: int) -> set[int]:
+    found: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
 def descendants(pid: int) -> set[int]:
     found: set[int] = set()
     todo = [pid]
     while todo:
-        parent = todo.pop()
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{parent}/task").iterdir():
-                children = {int(child) for child in (task / "children").read_text().split()}
-                todo += list(children - found)
-                found |= children
+        children = children_of(todo.pop()) - found
+        todo += list(children)
+        found |= children
     return found
 
 
@@ -60,9 +66,14 @@ def port_free(port: int) -> bool:
         return True
 
 
+# What `make up` is to the launcher: a parent that only waits for it.
+MAKE_LIKE = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+@pytest.mark.parametrize("killed", ["the launcher", "its parent"])
 def test_replicas_share_the_gateway_port_and_die_with_a_killed_launcher(
-    amqp_url: str, namespace: str, amqp: Any, tmp_path: Path
+    amqp_url: str, namespace: str, amqp: Any, tmp_path: Path, killed: str
 ) -> None:
     replicas = 2
     first_ports = {package: free_port_run(replicas) for package in UP_PORT_VARS}
@@ -79,9 +90,10 @@ def test_replicas_share_the_gateway_port_and_die_with_a_killed_launcher(
     for name in ("MONGODB_URL", "KEYWAY_PUBLIC_URL", "REPLICAS"):
         env.pop(name, None)
     log_path = tmp_path / "up.log"
+    up = [sys.executable, str(ROOT / "deploy" / "local" / "up.py"), "--replicas", str(replicas)]
     with log_path.open("wb") as log:
-        launcher = subprocess.Popen(
-            [sys.executable, str(ROOT / "deploy" / "local" / "up.py"), "--replicas", str(replicas)],
+        launcher = subprocess.Popen(  # the process killed below: the launcher, or its parent
+            up if killed == "the launcher" else [sys.executable, "-c", MAKE_LIKE, *up],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -109,9 +121,12 @@ def test_replicas_share_the_gateway_port_and_die_with_a_killed_launcher(
             assert resp.status == 200
 
         children = descendants(launcher.pid)
+        if killed == "its parent":  # the launcher is the one child of the make-like parent
+            [up_pid] = children_of(launcher.pid)
+            children = descendants(up_pid) | {up_pid}
         service_pids = {pid for replicas_of in started.values() for _port, pid in replicas_of}
-        assert service_pids < children  # and the embedded database
-        assert len(children) == len(service_pids) + 1, (children, service_pids)
+        assert service_pids < children  # and the embedded database (and the launcher, killing its parent)
+        assert len(children) == len(service_pids) + (1 if killed == "the launcher" else 2), (children, service_pids)
         ports = [mongo_port, gateway_port] + [
             first_ports[package] + i for package in UP_PORT_VARS if package != "auth_gateway" for i in range(replicas)
         ]
@@ -123,7 +138,7 @@ def test_replicas_share_the_gateway_port_and_die_with_a_killed_launcher(
         while any(alive(pid) for pid in children) and time.monotonic() < killed_at + 20:
             time.sleep(0.1)
         took = time.monotonic() - killed_at
-        assert not [pid for pid in children if alive(pid)], f"still running {took:.1f} s after the launcher died"
+        assert not [pid for pid in children if alive(pid)], f"still running {took:.1f} s after {killed} died"
         assert took < 15, f"the children took {took:.1f} s to stop"
         assert all(port_free(port) for port in ports), [port for port in ports if not port_free(port)]
     finally:
