@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import io
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -174,8 +174,8 @@ async def test_two_replicas_racing_on_one_key_run_it_once(gw: Gateway, start_gat
     assert doc["updated_at"] == doc["created_at"]  # written once
 
 
-async def test_a_server_failure_is_not_kept_and_the_retry_runs(gw: Gateway, db: Any) -> None:
-    key = str(uuid.uuid4())
+def database_away_for_saves(gw: Gateway) -> Callable[[], None]:
+    """Connection writes fail as on a reset database link, until the returned call heals them."""
     store = gw.client.app[STORES].connections
     original = store.save_with_event
     failing = True
@@ -185,10 +185,20 @@ async def test_a_server_failure_is_not_kept_and_the_retry_runs(gw: Gateway, db: 
             raise AutoReconnect("connection reset by the test")
         return await original(*args, **kwargs)
 
+    def heal() -> None:
+        nonlocal failing
+        failing = False
+
     store.save_with_event = database_away  # type: ignore[method-assign]
+    return heal
+
+
+async def test_a_server_failure_is_not_kept_and_the_retry_runs(gw: Gateway, db: Any) -> None:
+    key = str(uuid.uuid4())
+    heal = database_away_for_saves(gw)
     failed = await gw.client.post("/connection", json=imported("idem-5"), headers=keyed(gw, key))
     assert failed.status >= 500, await failed.text()
-    failing = False
+    heal()
     retried = await gw.client.post("/connection", json=imported("idem-5"), headers=keyed(gw, key))
     assert retried.status == 201, await retried.text()
     assert REPLAYED not in retried.headers  # it ran: the failure was not its answer
@@ -204,15 +214,6 @@ async def test_a_retry_frees_the_key_its_ended_attempt_is_slow_to_give_back(
     # claim is stuck on a dead link while the retry's own link works. The retry releases that
     # claim itself (it is this replica's, and over) instead of waiting out its patience and a 409.
     key = str(uuid.uuid4())
-    store = gw.client.app[STORES].connections
-    original_save = store.save_with_event
-    failing = True
-
-    async def database_away(*args: Any, **kwargs: Any) -> Any:
-        if failing:
-            raise AutoReconnect("connection reset by the test")
-        return await original_save(*args, **kwargs)
-
     original_release = RequestOutcomeStore.release
     stuck_task: asyncio.Task[Any] | None = None
     link_back = asyncio.Event()
@@ -225,11 +226,11 @@ async def test_a_retry_frees_the_key_its_ended_attempt_is_slow_to_give_back(
             await link_back.wait()
         return await original_release(self, environment, key, holder)
 
-    store.save_with_event = database_away  # type: ignore[method-assign]
+    heal = database_away_for_saves(gw)
     monkeypatch.setattr(RequestOutcomeStore, "release", stuck_in_background)
     failed = await gw.client.post("/connection", json=imported("idem-stuck"), headers=keyed(gw, key))
     assert failed.status == 503, await failed.text()
-    failing = False
+    heal()
     try:
         retried = await gw.client.post("/connection", json=imported("idem-stuck"), headers=keyed(gw, key))
         assert retried.status == 201, await retried.text()
