@@ -332,6 +332,7 @@ _COUNTED = re.compile(
 
 _BARRIER = re.compile(r"^keyway_connection_cache_barrier_seconds_(sum|count) ([0-9.e+]+)$")
 _MARKERS = re.compile(r"^keyway_connection_cache_barrier_markers_total ([0-9.e+]+)$")
+_STARTED = re.compile(r"^process_start_time_seconds ([0-9.e+]+)$")  # which replica answered
 
 
 def _counters(url: str) -> dict[str, float]:
@@ -346,6 +347,10 @@ def _counters(url: str) -> dict[str, float]:
         return {}
     found: dict[str, float] = {}
     for line in text.splitlines():
+        started = _STARTED.match(line)
+        if started:
+            found["process start"] = float(started.group(1))
+            continue
         barrier = _BARRIER.match(line)
         if barrier:  # the histogram's sum and count: the mean wait over a run is their deltas' ratio
             found[f"barrier wait {barrier.group(1)}"] = float(barrier.group(2))
@@ -366,6 +371,17 @@ def _counters(url: str) -> dict[str, float]:
     return found
 
 
+def _same_replica_counters(url: str, before: dict[str, float], *, tries: int = 40) -> dict[str, float]:
+    """The counters of the replica that answered ``before``. Replicas sharing a port (SO_REUSEPORT)
+    answer /metrics in turn, and one replica's counters less another's mean nothing: ask again until
+    the same process answers (told by its start time), else count nothing."""
+    for _ in range(tries):
+        counters = _counters(url)
+        if counters.get("process start") == before.get("process start"):
+            return counters
+    return {}
+
+
 def _load(tool: str, wrk: str | None, target: Target, stack: Stack, opts: Options) -> dict[str, Any]:
     """A warm-up run (discarded), then the measured run; CPU time of each process over the latter."""
 
@@ -383,8 +399,9 @@ def _load(tool: str, wrk: str | None, target: Target, stack: Stack, opts: Option
     wall = time.perf_counter()
     result = once(opts.duration)
     wall = time.perf_counter() - wall
-    counters = _counters(target.url)
+    counters = _same_replica_counters(target.url, counters_before)
     if counters:  # what the gateway says it answered, and how its connection cache served the reads
+        counters.pop("process start", None)
         deltas = {name: value - counters_before.get(name, 0.0) for name, value in sorted(counters.items())}
         waited, waits = deltas.pop("barrier wait sum", 0.0), deltas.pop("barrier wait count", 0.0)
         markers = deltas.pop("barrier markers", 0.0)
@@ -412,7 +429,9 @@ def _load(tool: str, wrk: str | None, target: Target, stack: Stack, opts: Option
         flush=True,
     )
     if "gateway_counts" in result:
-        print(f"           gateway counted {result['gateway_counts']}", flush=True)
+        replicas = sum(1 for name in target.pids if name.startswith("gateway"))
+        whose = "gateway counted" if replicas < 2 else f"one of {replicas} gateways counted"
+        print(f"           {whose} {result['gateway_counts']}", flush=True)
     if "barrier_wait_ms_mean" in result:
         shared = result.get("reads_per_barrier_marker")
         print(
