@@ -12,7 +12,7 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pymongo
@@ -98,7 +98,7 @@ class _PendingRelease:
     """A claim whose attempt has ended, being given back in the background."""
 
     claim: ActiveClaim
-    landed: bool = field(default=False)  # released, by its own task or by a retry of this replica
+    landed: bool = False  # released, by its own task or by a retry of this replica
 
 
 class Outcomes:
